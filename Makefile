@@ -1,0 +1,106 @@
+# seekd build.  GNU Make.
+#
+#   make            build ./seekd (release, -O2, warnings are errors)
+#   make test       install what is missing, build, run every test (plain and ASan/UBSan)
+#   make run        build and serve the default model on 127.0.0.1:8000
+#   make CUDA=1     also build the CUDA backend (needs the CUDA toolkit)
+#   make bench      benchmarks (see docs/PERFORMANCE.md)
+#
+# Sources are found by wildcard: a new engine/foo.c or tests/engine/test_foo.c needs no edit here.
+# Every tests/<dir>/test_<name>.c is its own Check program linked against the engine objects.
+
+CC      ?= cc
+PKGS    := jansson libpcre2-8
+APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check \
+            libpcre2-dev python3 python3-venv
+PYTHON  ?= python3
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -I. $(WARN) -MMD -MP
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+LIBS     = $(PKG_LIBS) -lm -pthread
+
+OPT_release := -O2 -g -march=x86-64-v2
+OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=all
+LDOPT_asan  := -fsanitize=address,undefined
+
+ENGINE_SRC := $(sort $(wildcard engine/*.c))
+SERVER_SRC := $(sort $(wildcard server/*.c))
+TEST_SRC   := $(sort $(wildcard tests/*/test_*.c))
+TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
+
+# objects per variant: build/<variant>/<path>.o
+objs = $(patsubst %.c,build/$(1)/%.o,$(2))
+
+.PHONY: all test unit unit-asan integration deps venv run bench clean format
+.DEFAULT_GOAL := all
+
+all: seekd
+
+seekd: build/release/seekd
+	cp $< $@
+
+define variant
+build/$(1)/%.o: %.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
+
+build/$(1)/libengine.a: $(call objs,$(1),$(ENGINE_SRC))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+build/$(1)/seekd: $(call objs,$(1),$(SERVER_SRC)) build/$(1)/libengine.a
+	$$(CC) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(LIBS)
+
+build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/libengine.a
+	$$(CC) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
+endef
+$(eval $(call variant,release))
+$(eval $(call variant,asan))
+
+# ---- set-up: system packages and the test venv -------------------------------------------------
+deps:
+	@if ! dpkg -s $(APT_PKGS) >/dev/null 2>&1; then \
+	  echo "installing build dependencies with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	fi
+
+.venv/ok: tests/requirements.txt
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+venv: deps .venv/ok
+
+# ---- tests -------------------------------------------------------------------------------------
+UNIT_release := $(addprefix build/release/tests/,$(TEST_NAMES))
+UNIT_asan    := $(addprefix build/asan/tests/,$(TEST_NAMES))
+
+unit: $(UNIT_release)
+	@tests/run_units build/release $(TEST_NAMES)
+
+unit-asan: $(UNIT_asan)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  tests/run_units build/asan $(TEST_NAMES)
+
+integration: seekd build/asan/seekd venv
+	@.venv/bin/python tests/run_integration.py
+
+# Ordered: dependencies first, then the plain build and its tests, then the sanitizer build.
+test: deps
+	@$(MAKE) --no-print-directory venv
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory integration
+
+clean:
+	rm -rf build seekd
+
+format:
+	clang-format -i $(ENGINE_SRC) $(SERVER_SRC) $(TEST_SRC) $(wildcard engine/*.h server/*.h)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
