@@ -53,3 +53,10 @@ void *xmalloc(size_t size)
     if (!p) ERR_FATAL("out of memory (%zu bytes)", size);
     return p;
 }
+
+void *xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    if (!q) ERR_FATAL("out of memory (%zu bytes)", size);
+    return q;
+}

@@ -27,5 +27,6 @@ void err_fatal_at(const char *file, int line, const char *fmt, ...)
 /* malloc/calloc that abort on exhaustion (used only for small bookkeeping). */
 void *xcalloc(size_t n, size_t size);
 void *xmalloc(size_t size);
+void *xrealloc(void *p, size_t size);
 
 #endif

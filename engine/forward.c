@@ -1,0 +1,361 @@
+/* forward: the spine of the model — embedding, decoder layers (MLA + dense MLP or MoE),
+ * final norm and lm_head — over one batch. Shapes use D hidden, H heads, dn/dr/dv head dims,
+ * dc the latent rank, T the tokens in the batch. */
+#include "engine/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cpu_ops.h"
+#include "engine/moe.h"
+
+struct fwd {
+    const struct model *m;
+    const struct model_config *c;
+    int max_tokens;
+    float softmax_scale; /* qk_head_dim^-0.5, times mscale² under YaRN */
+    float rope_mag;      /* YaRN attention factor on cos/sin (1 for DeepSeek configs) */
+    float *inv_freq;     /* [dr/2] */
+    int *pos;            /* [T] position of each token */
+    float *h;            /* [T, D] residual stream */
+    float *xn;           /* [T, D] normed input of a block */
+    float *out;          /* [T, D] block output */
+    float *cq;           /* [T, q_lora] */
+    float *q;            /* [T, H*(dn+dr)] */
+    float *kva;          /* [T, dc+dr] */
+    float *qlat;         /* [T, H, dc] query folded through W_UK */
+    float *ctx;          /* [T, H, dc] attention-weighted latents */
+    float *attn;         /* [T, H*dv] */
+    float *ff_a, *ff_b;  /* [T, widest MLP] */
+    float *xg, *yg;      /* [T, D] tokens gathered for one expert, and their output */
+    float *router;       /* [T, E] */
+    int *sel;            /* [T, k] chosen experts */
+    float *selw;         /* [T, k] their weights */
+    float *row;          /* [max(dc, D)] one widened weight row */
+};
+
+static double yarn_mscale(double scale, double m)
+{
+    return scale <= 1.0 ? 1.0 : 0.1 * m * log(scale) + 1.0;
+}
+
+/* Rotary frequencies and scales, following transformers' YaRN computation. */
+static void rope_setup(struct fwd *f)
+{
+    const struct model_config *c = f->c;
+    int dim = c->qk_rope_head_dim, half = dim / 2;
+    float base = (float)c->rope_theta;
+    f->softmax_scale = 1.0f / sqrtf((float)config_qk_head_dim(c));
+    f->rope_mag = 1.0f;
+    for (int i = 0; i < half; i++) f->inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+    if (!c->rope_yarn) return;
+    double factor = c->rope_factor, L0 = c->rope_orig_max_pos;
+    double lo = floor(dim * log(L0 / (c->rope_beta_fast * 2 * M_PI)) / (2 * log(c->rope_theta)));
+    double hi = ceil(dim * log(L0 / (c->rope_beta_slow * 2 * M_PI)) / (2 * log(c->rope_theta)));
+    lo = fmax(lo, 0.0), hi = fmin(hi, dim - 1);
+    if (lo == hi) hi += 0.001;
+    for (int i = 0; i < half; i++) {
+        float ramp = fminf(fmaxf((float)((i - lo) / (hi - lo)), 0.0f), 1.0f);
+        float extra = 1.0f - ramp;
+        float interp = f->inv_freq[i] / (float)factor;
+        f->inv_freq[i] = interp * (1.0f - extra) + f->inv_freq[i] * extra;
+    }
+    if (c->rope_mscale && c->rope_mscale_all_dim)
+        f->rope_mag = (float)(yarn_mscale(factor, c->rope_mscale) /
+                              yarn_mscale(factor, c->rope_mscale_all_dim));
+    else
+        f->rope_mag = (float)yarn_mscale(factor, 1.0);
+    if (c->rope_mscale_all_dim) {
+        float m = (float)yarn_mscale(factor, c->rope_mscale_all_dim);
+        f->softmax_scale *= m * m;
+    }
+}
+
+static float *alloc_f(size_t n)
+{
+    return xcalloc(n, sizeof(float));
+}
+
+struct fwd *fwd_create(const struct model *m, int max_tokens)
+{
+    const struct model_config *c = &m->cfg;
+    struct fwd *f = xcalloc(1, sizeof *f);
+    size_t T = (size_t)max_tokens, D = (size_t)c->hidden_size, H = (size_t)c->n_heads;
+    size_t dc = (size_t)c->kv_lora_rank, qk = (size_t)config_qk_head_dim(c);
+    size_t wide = (size_t)c->intermediate_size;
+    size_t moe_w = (size_t)c->moe_intermediate_size * (size_t)(c->n_shared_experts ? c->n_shared_experts : 1);
+    if (moe_w > wide) wide = moe_w;
+    *f = (struct fwd){.m = m, .c = c, .max_tokens = max_tokens};
+    f->inv_freq = alloc_f((size_t)c->qk_rope_head_dim / 2);
+    f->pos = xcalloc(T, sizeof *f->pos);
+    f->h = alloc_f(T * D), f->xn = alloc_f(T * D), f->out = alloc_f(T * D);
+    f->cq = alloc_f(T * (size_t)(c->q_lora_rank ? c->q_lora_rank : 1));
+    f->q = alloc_f(T * H * qk);
+    f->kva = alloc_f(T * (size_t)config_kv_width(c));
+    f->qlat = alloc_f(T * H * dc), f->ctx = alloc_f(T * H * dc);
+    f->attn = alloc_f(T * H * (size_t)c->v_head_dim);
+    f->ff_a = alloc_f(T * wide), f->ff_b = alloc_f(T * wide);
+    f->xg = alloc_f(T * D), f->yg = alloc_f(T * D);
+    f->router = alloc_f(T * (size_t)(c->n_routed_experts + 1) * 3);
+    f->sel = xcalloc(T * (size_t)(c->n_experts_per_tok + 1), sizeof *f->sel);
+    f->selw = alloc_f(T * (size_t)(c->n_experts_per_tok + 1));
+    f->row = alloc_f(dc > D ? dc : D);
+    rope_setup(f);
+    return f;
+}
+
+void fwd_destroy(struct fwd *f)
+{
+    if (!f) return;
+    float *bufs[] = {f->inv_freq, f->h, f->xn, f->out, f->cq, f->q, f->kva, f->qlat, f->ctx,
+                     f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw, f->row};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(f->pos);
+    free(f->sel);
+    free(f);
+}
+
+int fwd_n_logits(const struct batch *b)
+{
+    int n = 0;
+    for (int s = 0; s < b->n_seqs; s++)
+        n += b->seqs[s].logits == BATCH_LOGITS_ALL ? b->seqs[s].n_tokens
+             : b->seqs[s].logits == BATCH_LOGITS_LAST ? 1 : 0;
+    return n;
+}
+
+/* Checks everything the batch could get wrong before any memory is touched. */
+static int check_batch(const struct fwd *f, const struct kv_cache *kv, const struct batch *b,
+                       struct err *e)
+{
+    if (kv->n_layers != f->c->n_layers || kv->width != config_kv_width(f->c))
+        return err_set(e, "KV cache of %d layers x %d values does not fit the model", kv->n_layers,
+                       kv->width);
+    if (b->n_tokens < 1 || b->n_tokens > f->max_tokens)
+        return err_set(e, "batch of %d tokens (limit %d)", b->n_tokens, f->max_tokens);
+    for (int t = 0; t < b->n_tokens; t++)
+        if (b->tokens[t] < 0 || b->tokens[t] >= f->c->vocab_size)
+            return err_set(e, "token id %d is outside the vocabulary (0..%d)", b->tokens[t],
+                           f->c->vocab_size - 1);
+    int next = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        const struct batch_seq *q = &b->seqs[s];
+        if (q->start != next || q->n_tokens < 1 || q->pos0 < 0 || q->start + q->n_tokens > b->n_tokens)
+            return err_set(e, "sequence %d does not tile the batch", s);
+        next += q->n_tokens;
+        int n_blocks = (q->pos0 + q->n_tokens + kv->block_size - 1) / kv->block_size;
+        for (int i = 0; i < n_blocks; i++)
+            if (q->block_table[i] < 0 || q->block_table[i] >= kv->n_blocks)
+                return err_set(e, "sequence %d: block id %d out of range", s, q->block_table[i]);
+    }
+    if (next != b->n_tokens) return err_set(e, "sequences cover %d of %d tokens", next, b->n_tokens);
+    return 0;
+}
+
+static void embed(struct fwd *f, const struct batch *b)
+{
+    int D = f->c->hidden_size;
+    for (int t = 0; t < b->n_tokens; t++) cpu_weight_row(&f->m->embed, b->tokens[t], f->h + (size_t)t * D);
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int i = 0; i < b->seqs[s].n_tokens; i++)
+            f->pos[b->seqs[s].start + i] = b->seqs[s].pos0 + i;
+}
+
+/* Query projection, then RoPE on each head's last dr channels. */
+static void attn_query(struct fwd *f, const struct layer *L, int T)
+{
+    const struct model_config *c = f->c;
+    int H = c->n_heads, qk = config_qk_head_dim(c), dn = c->qk_nope_head_dim;
+    if (c->q_lora_rank) {
+        cpu_matmul(&L->q_a, f->xn, T, f->cq);
+        cpu_rmsnorm(f->cq, &L->q_a_norm, T, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps,
+                    f->cq, c->q_lora_rank);
+        cpu_matmul(&L->q_b, f->cq, T, f->q);
+    } else {
+        cpu_matmul(&L->q, f->xn, T, f->q);
+    }
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++)
+            cpu_rope(f->q + ((size_t)t * H + h) * qk + dn, c->qk_rope_head_dim / 2, f->inv_freq,
+                     f->pos[t], f->rope_mag);
+}
+
+/* Latent and rope key of each new token, normed and rotated, stored in the cache. */
+static void attn_write_kv(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
+                          const struct batch *b)
+{
+    const struct model_config *c = f->c;
+    int dc = c->kv_lora_rank, w = config_kv_width(c), T = b->n_tokens;
+    cpu_matmul(&L->kv_a, f->xn, T, f->kva);
+    cpu_rmsnorm(f->kva, &L->kv_a_norm, T, dc, w, c->rms_norm_eps, f->kva, w);
+    for (int s = 0; s < b->n_seqs; s++) {
+        const struct batch_seq *q = &b->seqs[s];
+        for (int i = 0; i < q->n_tokens; i++) {
+            float *row = f->kva + (size_t)(q->start + i) * w;
+            int p = q->pos0 + i;
+            cpu_rope(row + dc, c->qk_rope_head_dim / 2, f->inv_freq, p, f->rope_mag);
+            kv_cache_put(kv, il, q->block_table[p / kv->block_size], p % kv->block_size, row);
+        }
+    }
+}
+
+/* qlat[t][h] = W_UK_hᵀ q_nope[t][h]: the query seen through the key up-projection. */
+static void attn_absorb_query(struct fwd *f, const struct layer *L, int T)
+{
+    const struct model_config *c = f->c;
+    int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
+    int stride = dn + c->v_head_dim;
+    memset(f->qlat, 0, (size_t)T * H * dc * sizeof(float));
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < dn; d++) {
+            cpu_weight_row(&L->kv_b, (int64_t)h * stride + d, f->row);
+            for (int t = 0; t < T; t++)
+                cpu_axpy(f->qlat + ((size_t)t * H + h) * dc, f->q[((size_t)t * H + h) * qk + d],
+                         f->row, dc);
+        }
+}
+
+/* Softmax attention of one token over positions 0..p of its sequence, all heads at once. */
+static void attn_token(struct fwd *f, const struct kv_cache *kv, int il, const int32_t *table,
+                       int t, int p, float *scores, float *crow)
+{
+    const struct model_config *c = f->c;
+    int H = c->n_heads, dc = c->kv_lora_rank, dn = c->qk_nope_head_dim, qk = config_qk_head_dim(c);
+    int n = p + 1, bs = kv->block_size;
+    for (int j = 0; j < n; j++) {
+        kv_cache_get(kv, il, table[j / bs], j % bs, crow);
+        for (int h = 0; h < H; h++) {
+            const float *ql = f->qlat + ((size_t)t * H + h) * dc;
+            const float *qr = f->q + ((size_t)t * H + h) * qk + dn;
+            scores[(size_t)h * n + j] = f->softmax_scale * (cpu_dot(ql, crow, dc) + cpu_dot(qr, crow + dc, c->qk_rope_head_dim));
+        }
+    }
+    for (int h = 0; h < H; h++) {
+        float *sc = scores + (size_t)h * n, mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < n; j++) mx = fmaxf(mx, sc[j]);
+        for (int j = 0; j < n; j++) sum += sc[j] = expf(sc[j] - mx);
+        for (int j = 0; j < n; j++) sc[j] /= sum;
+    }
+    float *ctx = f->ctx + (size_t)t * H * dc;
+    memset(ctx, 0, (size_t)H * dc * sizeof(float));
+    for (int j = 0; j < n; j++) {
+        kv_cache_get(kv, il, table[j / bs], j % bs, crow);
+        for (int h = 0; h < H; h++) cpu_axpy(ctx + (size_t)h * dc, scores[(size_t)h * n + j], crow, dc);
+    }
+}
+
+/* Multi-head latent attention of the whole batch; result in f->out. */
+static void attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
+                      const struct batch *b)
+{
+    const struct model_config *c = f->c;
+    int T = b->n_tokens, H = c->n_heads, dc = c->kv_lora_rank, dv = c->v_head_dim;
+    int stride = c->qk_nope_head_dim + dv, max_n = 0;
+    attn_query(f, L, T);
+    attn_write_kv(f, L, il, kv, b);
+    attn_absorb_query(f, L, T);
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->seqs[s].pos0 + b->seqs[s].n_tokens > max_n) max_n = b->seqs[s].pos0 + b->seqs[s].n_tokens;
+    float *scores = alloc_f((size_t)H * max_n), *crow = alloc_f((size_t)kv->width);
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int i = 0; i < b->seqs[s].n_tokens; i++)
+            attn_token(f, kv, il, b->seqs[s].block_table, b->seqs[s].start + i, b->seqs[s].pos0 + i, scores, crow);
+    free(scores);
+    free(crow);
+    for (int h = 0; h < H; h++)
+        cpu_matmul_rows(&L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim, (int64_t)(h + 1) * stride,
+                        f->ctx + (size_t)h * dc, (int64_t)H * dc, T, f->attn + (size_t)h * dv, (int64_t)H * dv);
+    cpu_matmul(&L->o, f->attn, T, f->out);
+}
+
+/* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x). */
+static void mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
+                const struct weight *down, const float *x, int n, float *y)
+{
+    cpu_matmul(gate, x, n, f->ff_a);
+    cpu_matmul(up, x, n, f->ff_b);
+    cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * gate->rows);
+    cpu_matmul(down, f->ff_a, n, y);
+}
+
+/* Routed experts visited in ascending id, each over the tokens routed to it; then shared. */
+static void moe(struct fwd *f, const struct layer *L, int T)
+{
+    const struct model_config *c = f->c;
+    int D = c->hidden_size, E = c->n_routed_experts, k = c->n_experts_per_tok;
+    float *bias = NULL;
+    if (L->router_bias.data) {
+        bias = f->router + (size_t)T * E;
+        cpu_weight_row(&L->router_bias, 0, bias);
+    }
+    cpu_matmul(&L->router, f->xn, T, f->router);
+    float *scratch = alloc_f((size_t)E * 3 + (size_t)c->n_group);
+    for (int t = 0; t < T; t++)
+        moe_route(c, f->router + (size_t)t * E, bias, scratch, f->sel + t * k, f->selw + t * k);
+    free(scratch);
+    memset(f->out, 0, (size_t)T * D * sizeof(float));
+    int *who = xcalloc((size_t)T, sizeof *who);
+    float *wgt = alloc_f((size_t)T);
+    for (int x = 0; x < E; x++) {
+        int n = 0;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < k; j++)
+                if (f->sel[t * k + j] == x) {
+                    memcpy(f->xg + (size_t)n * D, f->xn + (size_t)t * D, (size_t)D * sizeof(float));
+                    who[n] = t, wgt[n++] = f->selw[t * k + j];
+                }
+        if (!n) continue;
+        mlp(f, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], f->xg, n, f->yg);
+        for (int i = 0; i < n; i++) cpu_axpy(f->out + (size_t)who[i] * D, wgt[i], f->yg + (size_t)i * D, D);
+    }
+    free(who);
+    free(wgt);
+    if (!c->n_shared_experts) return;
+    mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
+    for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, D);
+}
+
+static void add_residual(struct fwd *f, int T)
+{
+    size_t n = (size_t)T * f->c->hidden_size;
+    for (size_t i = 0; i < n; i++) f->h[i] += f->out[i];
+}
+
+/* Final norm and lm_head for the rows the batch asks logits of. */
+static void head(struct fwd *f, const struct batch *b, float *logits)
+{
+    const struct model_config *c = f->c;
+    int D = c->hidden_size, n = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        const struct batch_seq *q = &b->seqs[s];
+        int first = q->logits == BATCH_LOGITS_ALL ? q->start : q->start + q->n_tokens - 1;
+        if (q->logits == BATCH_LOGITS_NONE) continue;
+        for (int t = first; t < q->start + q->n_tokens; t++)
+            memcpy(f->xg + (size_t)n++ * D, f->h + (size_t)t * D, (size_t)D * sizeof(float));
+    }
+    if (!n) return;
+    cpu_rmsnorm(f->xg, &f->m->norm, n, D, D, c->rms_norm_eps, f->xg, D);
+    cpu_matmul(&f->m->lm_head, f->xg, n, logits);
+}
+
+int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *logits,
+            struct err *e)
+{
+    const struct model_config *c = f->c;
+    if (check_batch(f, kv, b, e) != 0) return -1;
+    int T = b->n_tokens, D = c->hidden_size;
+    embed(f, b);
+    for (int il = 0; il < c->n_layers; il++) {
+        const struct layer *L = &f->m->layers[il];
+        cpu_rmsnorm(f->h, &L->attn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
+        attention(f, L, il, kv, b);
+        add_residual(f, T);
+        cpu_rmsnorm(f->h, &L->ffn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
+        if (L->is_moe) moe(f, L, T);
+        else mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
+        add_residual(f, T);
+    }
+    head(f, b, logits);
+    return 0;
+}

@@ -1,0 +1,154 @@
+/* cmd_logits: `seekd logits` — runs token ids through the model and writes float32 logits
+ * [n_tokens, vocab] as a .npy file. One prefill by default; --chunk N prefills N tokens per
+ * step; --decode feeds one token per step through the KV cache. Tests and benchmarks use it to
+ * compare seekd with the reference implementation. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/forward.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "server/commands.h"
+
+struct logits_opts {
+    const char *model, *out, *tokens;
+    int chunk;       /* tokens per step; 0 = all at once */
+    int block_size;
+    enum dtype kv_dtype;
+};
+
+static void logits_usage(FILE *f)
+{
+    fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
+               "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
+               "\n"
+               "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
+               "  --decode        one token per step through the KV cache\n"
+               "  --chunk N       prefill N tokens per step\n"
+               "  --block-size N  KV cache block size in tokens (default 64)\n"
+               "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n");
+}
+
+/* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
+static int parse_tokens(const char *s, int32_t **out, int *n)
+{
+    int cap = 16;
+    *n = 0;
+    *out = malloc((size_t)cap * sizeof **out);
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) return -1;
+        if (*n == cap) *out = realloc(*out, (size_t)(cap *= 2) * sizeof **out);
+        (*out)[(*n)++] = (int32_t)v;
+        s = *end ? end + 1 : end;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+static int parse_opts(int argc, char **argv, struct logits_opts *o)
+{
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'}, {"tokens", required_argument, 0, 't'},
+        {"out", required_argument, 0, 'o'},   {"chunk", required_argument, 0, 'c'},
+        {"decode", no_argument, 0, 'd'},      {"block-size", required_argument, 0, 'b'},
+        {"kv-dtype", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o->model = optarg; break;
+        case 't': o->tokens = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'c': o->chunk = atoi(optarg); if (o->chunk < 1) return -1; break;
+        case 'd': o->chunk = 1; break;
+        case 'b': o->block_size = atoi(optarg); if (o->block_size < 1) return -1; break;
+        case 'k':
+            if (strcmp(optarg, "f32") == 0) o->kv_dtype = DT_F32;
+            else if (strcmp(optarg, "bf16") == 0) o->kv_dtype = DT_BF16;
+            else return -1;
+            break;
+        case 'h': logits_usage(stdout); exit(0);
+        default: return -1;
+        }
+    }
+    return o->model && o->out && o->tokens && optind == argc ? 0 : -1;
+}
+
+/* Writes a C-order float32 2-D array in .npy format version 1.0. */
+static int write_npy(const char *path, const float *data, int rows, int cols)
+{
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }",
+                     rows, cols);
+    int total = (10 + n + 1 + 63) / 64 * 64; /* magic+version+len, dict, newline; 64-aligned */
+    int hlen = total - 10;
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    unsigned char len[2] = {(unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+    fwrite(len, 1, 2, f);
+    fprintf(f, "%s%*s\n", hdr, hlen - n - 1, "");
+    size_t count = (size_t)rows * (size_t)cols;
+    int ok = fwrite(data, sizeof *data, count, f) == count;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* Runs the tokens through the model in steps of `chunk` tokens; logits of every position. */
+static int run_steps(const struct model *m, const struct logits_opts *o, const int32_t *tokens,
+                     int n, float *logits, struct err *e)
+{
+    int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
+    struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg),
+                                          o->block_size, n_blocks, o->kv_dtype);
+    if (!kv) return err_set(e, "cannot allocate the KV cache");
+    /* Blocks in reverse order, so that logical and physical positions differ. */
+    int32_t *table = malloc((size_t)n_blocks * sizeof *table);
+    for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i;
+    struct fwd *f = fwd_create(m, chunk);
+    int rc = 0;
+    for (int p = 0; p < n && rc == 0; p += chunk) {
+        int len = n - p < chunk ? n - p : chunk;
+        struct batch_seq seq = {.start = 0, .n_tokens = len, .pos0 = p, .block_table = table,
+                                .logits = BATCH_LOGITS_ALL};
+        struct batch b = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
+        rc = fwd_run(f, kv, &b, logits + (size_t)p * m->cfg.vocab_size, e);
+    }
+    fwd_destroy(f);
+    free(table);
+    kv_cache_destroy(kv);
+    return rc;
+}
+
+int cmd_logits(int argc, char **argv)
+{
+    struct logits_opts o;
+    int32_t *tokens = NULL;
+    int n = 0, rc = 1;
+    struct err e = {{0}};
+    if (parse_opts(argc, argv, &o) != 0 || parse_tokens(o.tokens, &tokens, &n) != 0) {
+        logits_usage(stderr);
+        free(tokens);
+        return 2;
+    }
+    struct model *m = model_load(o.model, &e);
+    if (!m) {
+        fprintf(stderr, "seekd: %s\n", e.msg);
+        free(tokens);
+        return 1;
+    }
+    float *logits = malloc((size_t)n * (size_t)m->cfg.vocab_size * sizeof *logits);
+    if (!logits) fprintf(stderr, "seekd: cannot allocate logits for %d tokens\n", n);
+    else if (run_steps(m, &o, tokens, n, logits, &e) != 0) fprintf(stderr, "seekd: %s\n", e.msg);
+    else if (write_npy(o.out, logits, n, m->cfg.vocab_size) != 0)
+        fprintf(stderr, "seekd: cannot write %s: %s\n", o.out, strerror(errno));
+    else rc = 0;
+    free(logits);
+    free(tokens);
+    model_destroy(m);
+    return rc;
+}

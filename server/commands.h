@@ -1,0 +1,9 @@
+/* commands: the subcommands of the seekd binary, each taking its own argv (argv[0] = name). */
+#ifndef SEEKD_COMMANDS_H
+#define SEEKD_COMMANDS_H
+
+#define SEEKD_VERSION "0.1.0"
+
+int cmd_logits(int argc, char **argv);
+
+#endif

@@ -1,0 +1,38 @@
+/* main: the seekd command line — dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "server/commands.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: seekd COMMAND [OPTIONS]\n"
+            "\n"
+            "commands:\n"
+            "  logits    run a prompt through a model and write its logits as .npy\n"
+            "  version   print the version\n"
+            "\n"
+            "Run 'seekd COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("seekd %s\n", SEEKD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "seekd: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
