@@ -88,7 +88,7 @@ unit-asan: $(UNIT_asan)
 	  tests/run_units build/asan $(TEST_NAMES)
 
 integration: seekd build/asan/seekd venv
-	@.venv/bin/python tests/run_integration.py
+	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
 # Ordered: dependencies first, then the plain build and its tests, then the sanitizer build.
 test: deps

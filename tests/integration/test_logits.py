@@ -1,0 +1,60 @@
+"""`seekd logits` against the Hugging Face reference logits of the golden fixtures.
+
+Each fixture is a tiny random checkpoint in the real hub layout, with reference logits computed
+by transformers in float32 (tests/golden/make_golden.py). Every prompt runs as one prefill, in
+chunks, and one token at a time; every position must match within 1e-3 of the largest reference
+logit, and the argmax must agree everywhere."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+
+MODELS = sorted(p.parent for p in (FIXTURES / "models").glob("*/golden.json"))
+MODES = {"prefill": [], "chunk16": ["--chunk", "16"], "decode": ["--decode"]}
+
+
+def cases():
+    for model in MODELS:
+        golden = json.loads((model / "golden.json").read_text())
+        for prompt in golden["prompts"]:
+            yield pytest.param(model, prompt, id=f"{model.name}-{prompt['name']}")
+
+
+def run_logits(seekd_bin, env, model, tokens, extra, out):
+    cmd = [seekd_bin, "logits", "--model", str(model), "--tokens",
+           ",".join(map(str, tokens)), "--out", str(out), *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return np.load(out)
+
+
+def test_fixtures_present():
+    assert len(MODELS) >= 3, "golden fixtures missing: run tests/golden/make_golden.py"
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("model,prompt", list(cases()))
+def test_matches_reference(seekd_bin, seekd_env, tmp_path, model, prompt, mode):
+    ref = np.load(model / prompt["logits"])
+    got = run_logits(seekd_bin, seekd_env, model, prompt["tokens"], MODES[mode],
+                     tmp_path / "out.npy")
+    assert got.shape == ref.shape and got.dtype == np.float32
+    scale = np.abs(ref).max()
+    err = np.abs(got - ref).max()
+    assert err <= 1e-3 * scale, f"max |diff| {err:g} vs max |ref| {scale:g}"
+    bad = np.nonzero(got.argmax(-1) != ref.argmax(-1))[0]
+    assert bad.size == 0, f"argmax differs at positions {bad.tolist()}"
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+def test_bf16_cache_close(seekd_bin, seekd_env, tmp_path, model):
+    """The serving default stores latents in BF16: close to the reference, not equal."""
+    golden = json.loads((model / "golden.json").read_text())
+    prompt = max(golden["prompts"], key=lambda p: len(p["tokens"]))
+    ref = np.load(model / prompt["logits"])
+    got = run_logits(seekd_bin, seekd_env, model, prompt["tokens"], ["--kv-dtype", "bf16"],
+                     tmp_path / "out.npy")
+    assert np.abs(got - ref).max() <= 2e-2 * np.abs(ref).max()
