@@ -37,7 +37,8 @@ static float group_score(const float *v, int size, int sum_top2)
     return sum_top2 && size > 1 ? a + b : a;
 }
 
-/* Zeroes the choice scores of experts outside the topk_group best groups. */
+/* Masks the choice scores of experts outside the topk_group best groups: -inf for V3 (as
+ * DeepSeek's and current transformers' code do), 0 for V2's group-limited greedy. */
 static void mask_groups(const struct model_config *c, float *choice, float *gscore,
                         unsigned char *taken)
 {
@@ -50,7 +51,8 @@ static void mask_groups(const struct model_config *c, float *choice, float *gsco
     for (int j = 0; j < c->topk_group; j++) taken[keep[j]] = 1;
     for (int g = 0; g < c->n_group; g++)
         if (!taken[g])
-            for (int i = 0; i < size; i++) choice[g * size + i] = 0.0f;
+            for (int i = 0; i < size; i++)
+                choice[g * size + i] = c->topk_method == TOPK_NOAUX_TC ? -INFINITY : 0.0f;
 }
 
 static void affinities(const struct model_config *c, const float *logits, float *s)

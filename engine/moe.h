@@ -2,7 +2,7 @@
  *
  * V3 (noaux_tc): sigmoid affinities; e_score_correction_bias added for selection only;
  * group score = sum of the two best biased scores; experts outside the topk_group best groups
- * are masked to 0 (as Hugging Face does); the weights are the unbiased affinities, normalised
+ * are excluded; the weights are the unbiased affinities, normalised
  * when norm_topk_prob, times routed_scaling_factor.
  * V2 (greedy / group_limited_greedy): softmax affinities, top-k (within the best groups by
  * max score), times routed_scaling_factor, no normalisation. All math in F32. */

@@ -51,10 +51,15 @@ def test_matches_reference(seekd_bin, seekd_env, tmp_path, model, prompt, mode):
 
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_bf16_cache_close(seekd_bin, seekd_env, tmp_path, model):
-    """The serving default stores latents in BF16: close to the reference, not equal."""
+    """The serving default stores latents in BF16: close to the reference, not equal.
+
+    Rounding a latent can flip a near-tie expert choice at a few positions, which moves those
+    logits a lot; so the bound is on the typical position and on argmax agreement."""
     golden = json.loads((model / "golden.json").read_text())
     prompt = max(golden["prompts"], key=lambda p: len(p["tokens"]))
     ref = np.load(model / prompt["logits"])
     got = run_logits(seekd_bin, seekd_env, model, prompt["tokens"], ["--kv-dtype", "bf16"],
                      tmp_path / "out.npy")
-    assert np.abs(got - ref).max() <= 2e-2 * np.abs(ref).max()
+    per_pos = np.abs(got - ref).max(-1)
+    assert np.median(per_pos) <= 2e-3 * np.abs(ref).max()
+    assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.95

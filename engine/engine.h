@@ -1,0 +1,114 @@
+/* engine: the serving engine — a thread that owns the model, the KV cache and the scheduler,
+ * and turns submitted generation requests into streams of events.
+ *
+ * Threading: engine_submit, gen_poll, gen_cancel and gen_release may be called from any thread
+ * (the HTTP thread). Everything else in the engine runs on its own thread, which loops:
+ * drain submissions and cancellations → schedule a step → run the model → sample → emit events.
+ * After queueing events for a request the engine calls the request's notify callback (from the
+ * engine thread), which the server uses to resume the suspended connection. */
+#ifndef SEEKD_ENGINE_H
+#define SEEKD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/err.h"
+
+struct engine;
+struct gen;
+
+struct engine_opts {
+    const char *model_dir;
+    int max_num_seqs;           /* sequences per step */
+    int max_num_batched_tokens; /* tokens per step (prefill chunks + decode tokens) */
+    int max_model_len;          /* 0: max_position_embeddings of the model */
+    int block_size;             /* KV cache tokens per block */
+    double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */
+    int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
+    int enable_prefix_caching;
+    int max_queued_requests;    /* admission bound: submissions beyond it are refused */
+    int threads;                /* 0: all cores */
+    const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */
+};
+
+enum gen_finish { GEN_FINISH_NONE, GEN_FINISH_STOP, GEN_FINISH_LENGTH, GEN_FINISH_ABORT,
+                  GEN_FINISH_ERROR };
+
+/* One top alternative of a sampled position. */
+struct gen_top {
+    int32_t token;
+    float logprob;
+};
+
+/* What the engine reports for a request; one event may carry several tokens' text. */
+enum gen_event_kind {
+    GEN_EV_TOKENS,  /* new text (content and/or reasoning) for one choice */
+    GEN_EV_FINISH,  /* one choice ended: finish reason set */
+    GEN_EV_DONE,    /* all choices ended: usage set; the last event of a request */
+};
+
+struct gen_event {
+    enum gen_event_kind kind;
+    int choice;                 /* 0..n-1 */
+    char *content;              /* new answer text (UTF-8, complete characters), may be NULL */
+    size_t content_len;
+    char *reasoning;            /* new reasoning text (R1 <think> part), may be NULL */
+    size_t reasoning_len;
+    int n_tokens;               /* tokens whose text is in this event */
+    int32_t *tokens;            /* [n_tokens] */
+    float *logprobs;            /* [n_tokens] when logprobs were asked for, else NULL */
+    struct gen_top *top;        /* [n_tokens * n_top] */
+    int n_top;
+    enum gen_finish finish;     /* GEN_EV_FINISH */
+    const char *error;          /* GEN_FINISH_ERROR: message */
+    int prompt_tokens, completion_tokens, cached_tokens; /* GEN_EV_DONE */
+};
+
+/* Sampling and stopping, already validated by the caller (server/). */
+struct gen_params {
+    const int32_t *prompt;      /* token ids, copied by engine_submit */
+    int n_prompt;
+    int n;                      /* choices */
+    int max_tokens;             /* -1: up to the context limit */
+    int ignore_eos;
+    float temperature, top_p, min_p;
+    int top_k;                  /* <= 0: off */
+    uint64_t seed;
+    int has_seed;
+    float presence_penalty, frequency_penalty, repetition_penalty;
+    const int32_t *bias_tokens; /* logit_bias */
+    const float *bias_values;
+    int n_bias;
+    int logprobs;               /* report the chosen token's logprob */
+    int top_logprobs;           /* 0..20 alternatives */
+    const char *const *stop;    /* stop strings, matched across token boundaries, not emitted */
+    int n_stop;
+    const int32_t *stop_token_ids;
+    int n_stop_token_ids;
+    int skip_special_tokens;
+    int reasoning;              /* split text at </think> into reasoning and content */
+};
+
+/* Loads the model and starts the engine thread. */
+struct engine *engine_create(const struct engine_opts *o, struct err *e);
+
+/* Stops the thread (in-flight requests end with GEN_FINISH_ABORT) and frees everything. */
+void engine_destroy(struct engine *eng);
+
+/* Queues a request. Fails with a message when it can never fit (prompt + max_tokens over the
+ * context: e->msg says the numbers) or the admission queue is full (*busy set to 1).
+ * notify(arg) is called on the engine thread whenever events are ready. */
+struct gen *engine_submit(struct engine *eng, const struct gen_params *p,
+                          void (*notify)(void *arg), void *arg, int *busy, struct err *e);
+
+/* Pops the next event into ev (the caller frees it with gen_event_clear). 1: got one, 0: none. */
+int gen_poll(struct gen *g, struct gen_event *ev);
+void gen_event_clear(struct gen_event *ev);
+
+/* Asks the engine to stop the request (client gone); its blocks are freed at the next step. */
+void gen_cancel(struct gen *g);
+
+/* The caller is done with the handle (after GEN_EV_DONE or after gen_cancel). */
+void gen_release(struct gen *g);
+
+#endif
