@@ -10,7 +10,7 @@
 # Every tests/<dir>/test_<name>.c is its own Check program linked against the engine objects.
 
 CC      ?= cc
-PKGS    := jansson libpcre2-8
+PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check \
             libpcre2-dev python3 python3-venv
 PYTHON  ?= python3
@@ -104,3 +104,11 @@ format:
 	clang-format -i $(ENGINE_SRC) $(SERVER_SRC) $(TEST_SRC) $(wildcard engine/*.h server/*.h)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- benchmarks --------------------------------------------------------------------------------
+# Tokenizer encode throughput, seekd and HF tokenizers (single thread) on the same corpus.
+# BENCH_PYTHON needs `tokenizers` installed; without it only the seekd figure is printed.
+BENCH_PYTHON ?= $(PYTHON)
+bench: build/release/tests/bench/bench_tokenizer
+	build/release/tests/bench/bench_tokenizer tests/fixtures/tokenizer 3
+	$(BENCH_PYTHON) tests/bench/bench_tokenizer_hf.py tests/fixtures/tokenizer 3
