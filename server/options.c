@@ -1,0 +1,949 @@
+/* options: the option table of `seekd serve` and everything generated from it — defaults, value
+ * parsing (sizes, durations, enums, lists), the YAML loader (the only includer of yaml.h), the
+ * SEEKD_API_KEY variable, the flag parser, cross-option checks and the --help text. */
+#include "server/options.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+enum opt_type { T_STRING, T_INT, T_BOOL, T_SIZE, T_MEMORY, T_DURATION, T_ENUM, T_LIST };
+
+struct opt_def {
+    const char *key; /* YAML key = field name of struct seekd_options */
+    enum opt_type type;
+    size_t offset;              /* of the field in struct seekd_options */
+    const char *flag;           /* "--kebab-case" */
+    char short_flag;            /* 0 = none */
+    const char *def;            /* default, written as the file and the flags write it */
+    double min, max;            /* numeric types; bytes for sizes, seconds for durations */
+    const char *const *choices; /* T_ENUM: allowed values, NULL-terminated */
+    int (*check)(const void *field, struct err *e); /* extra validation, or NULL */
+    const char *group;
+    const char *metavar;
+    const char *help;
+};
+
+static const char *const kv_dtypes[] = {"bf16", "f32", NULL};
+static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+/* Enum fields are written through an int. */
+_Static_assert(sizeof(enum opt_kv_dtype) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum opt_log_level) == sizeof(int), "enum size");
+
+/* Offset of field f, and a compile error unless its C type is ctype. */
+#define FIELD(f, ctype)                                                                            \
+    .key = #f, .offset = offsetof(struct seekd_options, f) +                                       \
+                         0 * sizeof(_Generic(((struct seekd_options *)0)->f, ctype : 1))
+#define STR(f)            FIELD(f, char *), .type = T_STRING
+#define INT(f)            FIELD(f, int), .type = T_INT
+#define BOOL(f)           FIELD(f, bool), .type = T_BOOL
+#define SIZE(f)           FIELD(f, uint64_t), .type = T_SIZE
+#define MEMORY(f)         FIELD(f, struct opt_memory), .type = T_MEMORY
+#define DURATION(f)       FIELD(f, double), .type = T_DURATION
+#define LIST(f)           FIELD(f, struct opt_list), .type = T_LIST
+#define ENUM(f, ctype, c) FIELD(f, ctype), .type = T_ENUM, .choices = c
+#define KiB               1024.0
+#define MiB               (1024.0 * KiB)
+#define GiB               (1024.0 * MiB)
+#define TiB               (1024.0 * GiB)
+
+static int check_host(const void *field, struct err *e);
+static int check_power_of_two(const void *field, struct err *e);
+
+static const struct opt_def opt_table[] = {
+    /* server */
+    {STR(host), .flag = "--host", .def = "127.0.0.1", .check = check_host, .group = "Server",
+     .metavar = "ADDR", .help = "address to listen on: IPv4 or IPv6 literal, or host name"},
+    {INT(port), .flag = "--port", .def = "8000", .min = 1, .max = 65535, .group = "Server",
+     .metavar = "N", .help = "TCP port to listen on"},
+    {LIST(api_keys), .flag = "--api-key", .def = "", .group = "Server", .metavar = "KEY",
+     .help = "accepted bearer tokens (also SEEKD_API_KEY); none = no authentication"},
+    {LIST(cors_allowed_origins), .flag = "--cors-allowed-origins", .def = "", .group = "Server",
+     .metavar = "ORIGIN", .help = "origins browsers may call from (\"*\" = any); none = CORS off"},
+    /* model */
+    {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
+     .metavar = "DIR", .help = "checkpoint directory (config.json, *.safetensors); required"},
+    {STR(tokenizer), .flag = "--tokenizer", .def = "", .group = "Model", .metavar = "DIR",
+     .help = "directory of tokenizer.json and tokenizer_config.json; empty = the model's"},
+    {LIST(served_model_name), .flag = "--served-model-name", .def = "", .group = "Model",
+     .metavar = "NAME", .help = "model id in the API, then aliases; none = the directory's name"},
+    {ENUM(chat_template, enum opt_chat_template, templates), .flag = "--chat-template",
+     .def = "auto", .group = "Model", .help = "prompt format; auto = from tokenizer_config.json"},
+    {INT(max_model_len), .flag = "--max-model-len", .def = "0", .min = 0, .max = 1 << 20,
+     .group = "Model", .metavar = "TOKENS",
+     .help = "context length, prompt + output; 0 = from config.json"},
+    {INT(default_max_tokens), .flag = "--default-max-tokens", .def = "0", .min = 0, .max = 1 << 20,
+     .group = "Model", .metavar = "TOKENS",
+     .help = "output limit when a request sets none; 0 = rest of the context"},
+    /* HTTP and admission */
+    {INT(max_connections), .flag = "--max-connections", .def = "1024", .min = 1, .max = 1000000,
+     .group = "HTTP", .metavar = "N", .help = "open connections at most; more are refused"},
+    {SIZE(max_body_size), .flag = "--max-body-size", .def = "4MiB", .min = KiB, .max = GiB,
+     .group = "HTTP", .help = "largest request body; larger gets 413"},
+    {SIZE(max_header_size), .flag = "--max-header-size", .def = "16KiB", .min = KiB, .max = MiB,
+     .group = "HTTP", .help = "largest request line + headers; larger gets 431"},
+    {SIZE(connection_memory_limit), .flag = "--connection-memory-limit", .def = "64KiB",
+     .min = 4 * KiB, .max = 16 * MiB, .group = "HTTP",
+     .help = "buffer memory per connection (holds the headers)"},
+    {DURATION(idle_timeout), .flag = "--idle-timeout", .def = "1m", .min = 0, .max = 86400,
+     .group = "HTTP", .help = "close a connection idle this long; 0 = never"},
+    {DURATION(request_timeout), .flag = "--request-timeout", .def = "0s", .min = 0,
+     .max = 7 * 86400, .group = "HTTP", .help = "cancel a request running this long; 0 = never"},
+    {INT(max_queued_requests), .flag = "--max-queued-requests", .def = "256", .min = 0,
+     .max = 1000000, .group = "HTTP", .metavar = "N",
+     .help = "requests waiting for a free sequence slot; more are refused"},
+    {DURATION(shutdown_timeout), .flag = "--shutdown-timeout", .def = "30s", .min = 0, .max = 3600,
+     .group = "HTTP", .help = "on SIGTERM, wait this long for running requests"},
+    /* engine */
+    {INT(max_num_seqs), .flag = "--max-num-seqs", .def = "256", .min = 1, .max = 65536,
+     .group = "Engine", .metavar = "N", .help = "sequences in one batch at most"},
+    {INT(max_num_batched_tokens), .flag = "--max-num-batched-tokens", .def = "2048", .min = 1,
+     .max = 1 << 20, .group = "Engine", .metavar = "TOKENS",
+     .help = "tokens in one forward step (prefill chunks + decodes)"},
+    {INT(block_size), .flag = "--block-size", .def = "64", .min = 16, .max = 1024,
+     .check = check_power_of_two, .group = "Engine", .metavar = "TOKENS",
+     .help = "tokens per KV cache block, a power of two"},
+    {MEMORY(kv_cache_memory), .flag = "--kv-cache-memory", .def = "0.9", .min = MiB,
+     .max = 64 * TiB, .group = "Engine", .metavar = "SIZE|FRACTION",
+     .help = "KV cache size, or share of the memory free after loading the weights"},
+    {ENUM(kv_cache_dtype, enum opt_kv_dtype, kv_dtypes), .flag = "--kv-cache-dtype", .def = "bf16",
+     .group = "Engine", .help = "KV cache element type"},
+    {BOOL(enable_prefix_caching), .flag = "--enable-prefix-caching", .def = "true",
+     .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
+    {INT(threads), .flag = "--threads", .def = "0", .min = 0, .max = 4096, .group = "Engine",
+     .metavar = "N", .help = "CPU worker threads; 0 = one per core"},
+    /* logging */
+    {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
+     .group = "Logging", .help = "least severe message written"},
+    {ENUM(log_format, enum opt_log_format, log_formats), .flag = "--log-format", .def = "text",
+     .group = "Logging", .help = "text lines, or one JSON object per line"},
+    {STR(log_file), .flag = "--log-file", .def = "", .group = "Logging", .metavar = "FILE",
+     .help = "append the log to FILE; empty = stderr"},
+};
+#define N_OPTS ((int)(sizeof opt_table / sizeof opt_table[0]))
+
+static void *field_of(struct seekd_options *o, const struct opt_def *d)
+{
+    return (char *)o + d->offset;
+}
+
+static const void *cfield_of(const struct seekd_options *o, const struct opt_def *d)
+{
+    return (const char *)o + d->offset;
+}
+
+static const struct opt_def *find_key(const char *key)
+{
+    for (int i = 0; i < N_OPTS; i++)
+        if (strcmp(opt_table[i].key, key) == 0) return &opt_table[i];
+    return NULL;
+}
+
+/* The option whose long flag is "--name", or whose short flag is name[0] when short. */
+static const struct opt_def *find_flag(const char *name, bool short_form)
+{
+    for (int i = 0; i < N_OPTS; i++) {
+        const struct opt_def *d = &opt_table[i];
+        if (short_form ? d->short_flag == name[0] && !name[1] : strcmp(d->flag + 2, name) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* ---- checks --------------------------------------------------------------------------------- */
+
+static int check_host(const void *field, struct err *e)
+{
+    const char *h = *(char *const *)field;
+    unsigned char addr[16];
+    if (!*h) return err_set(e, "must not be empty (0.0.0.0 or :: listens on all addresses)");
+    if (h[0] == '[') return err_set(e, "'%s': write IPv6 addresses without brackets, e.g. ::1", h);
+    if (strchr(h, ':'))
+        return inet_pton(AF_INET6, h, addr) == 1 ? 0 : err_set(e, "'%s' is not an IPv6 address", h);
+    if (strspn(h, "0123456789.") == strlen(h))
+        return inet_pton(AF_INET, h, addr) == 1 ? 0 : err_set(e, "'%s' is not an IPv4 address", h);
+    for (const char *p = h; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            return err_set(e, "'%s' is not a host name", h);
+    return 0;
+}
+
+static int check_power_of_two(const void *field, struct err *e)
+{
+    int v = *(const int *)field;
+    return v > 0 && (v & (v - 1)) == 0 ? 0 : err_set(e, "%d is not a power of two", v);
+}
+
+/* ---- formatting ----------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    double bytes;
+} size_units[] = {{"TiB", TiB}, {"TB", 1e12}, {"GiB", GiB}, {"GB", 1e9}, {"MiB", MiB},
+                  {"MB", 1e6},  {"KiB", KiB}, {"KB", 1e3},  {"B", 1}};
+#define N_SIZE_UNITS ((int)(sizeof size_units / sizeof size_units[0]))
+
+const char *opt_format_size(uint64_t bytes, char *buf, size_t n)
+{
+    for (int i = 0; i < N_SIZE_UNITS; i++) {
+        uint64_t unit = (uint64_t)size_units[i].bytes;
+        if (bytes % unit == 0 && (bytes > 0 || unit == 1)) {
+            snprintf(buf, n, "%llu%s", (unsigned long long)(bytes / unit), size_units[i].name);
+            return buf;
+        }
+    }
+    return buf; /* not reached: every count is a multiple of 1B */
+}
+
+/* Writes seconds in the largest of h, m, s, ms that keeps it a whole number where possible. */
+static const char *format_duration(double s, char *buf, size_t n)
+{
+    if (s == 0)
+        snprintf(buf, n, "0s");
+    else if (fmod(s, 3600) == 0)
+        snprintf(buf, n, "%.0fh", s / 3600);
+    else if (fmod(s, 60) == 0)
+        snprintf(buf, n, "%.0fm", s / 60);
+    else if (fmod(s, 1) == 0)
+        snprintf(buf, n, "%.0fs", s);
+    else
+        snprintf(buf, n, "%.15gms", s * 1000);
+    return buf;
+}
+
+/* Writes a bound of d's range in d's units. */
+static const char *format_bound(const struct opt_def *d, double v, char *buf, size_t n)
+{
+    if (d->type == T_SIZE || d->type == T_MEMORY) return opt_format_size((uint64_t)v, buf, n);
+    if (d->type == T_DURATION) return format_duration(v, buf, n);
+    snprintf(buf, n, "%.0f", v);
+    return buf;
+}
+
+static void format_list(const struct opt_list *l, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < l->n_items && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? "," : "", l->items[i]);
+}
+
+const char *opt_format_value(const struct seekd_options *o, const char *key, char *buf, size_t n)
+{
+    const struct opt_def *d = find_key(key);
+    if (!d) return NULL;
+    const void *p = cfield_of(o, d);
+    const struct opt_memory *m = p;
+    switch (d->type) {
+    case T_STRING:
+        snprintf(buf, n, "%s", *(char *const *)p);
+        break;
+    case T_INT:
+        snprintf(buf, n, "%d", *(const int *)p);
+        break;
+    case T_BOOL:
+        snprintf(buf, n, "%s", *(const bool *)p ? "true" : "false");
+        break;
+    case T_SIZE:
+        opt_format_size(*(const uint64_t *)p, buf, n);
+        break;
+    case T_MEMORY:
+        if (m->bytes)
+            opt_format_size(m->bytes, buf, n);
+        else
+            snprintf(buf, n, "%.15g", m->fraction);
+        break;
+    case T_DURATION:
+        format_duration(*(const double *)p, buf, n);
+        break;
+    case T_ENUM:
+        snprintf(buf, n, "%s", d->choices[*(const int *)p]);
+        break;
+    case T_LIST:
+        format_list(p, buf, n);
+        break;
+    }
+    return buf;
+}
+
+/* ---- parsing values ------------------------------------------------------------------------- */
+
+static int check_range(const struct opt_def *d, double v, const char *text, struct err *e)
+{
+    char lo[32], hi[32];
+    if (v >= d->min && v <= d->max) return 0;
+    return err_set(e, "%s is out of range [%s, %s]", text, format_bound(d, d->min, lo, sizeof lo),
+                   format_bound(d, d->max, hi, sizeof hi));
+}
+
+/* Reads an unsigned decimal number (digits, optionally '.' and more digits) at the start of s
+ * into *v; returns the rest of s, or NULL when s does not start with such a number. */
+static const char *scan_number(const char *s, double *v)
+{
+    const char *p = s;
+    while (isdigit((unsigned char)*p)) p++;
+    if (p == s) return NULL;
+    if (*p == '.') {
+        if (!isdigit((unsigned char)p[1])) return NULL;
+        p++;
+        while (isdigit((unsigned char)*p)) p++;
+    }
+    char num[64];
+    if ((size_t)(p - s) >= sizeof num) return NULL;
+    memcpy(num, s, (size_t)(p - s));
+    num[p - s] = '\0';
+    *v = strtod(num, NULL);
+    return p;
+}
+
+static int parse_int(const struct opt_def *d, const char *s, int *out, struct err *e)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || isspace((unsigned char)*s))
+        return err_set(e, "'%s' is not an integer", s);
+    /* On overflow strtoll saturates, which the range check then reports. */
+    if (check_range(d, (double)v, s, e)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Parses "64KB", "4 MiB", "1.5GiB", "1000" (bytes) into *bytes. */
+static int parse_size(const char *s, double *bytes, struct err *e)
+{
+    double v;
+    if (*s == '-') return err_set(e, "'%s': a size cannot be negative", s);
+    const char *unit = scan_number(s, &v);
+    if (!unit) return err_set(e, "'%s' is not a size (e.g. 512KiB, 4MB, 2GiB)", s);
+    if (*unit == ' ') unit++;
+    for (int i = 0; i < N_SIZE_UNITS; i++) {
+        /* A bare number is bytes; fractions of a byte are rounded away. */
+        if (!*unit || strcasecmp(unit, size_units[i].name) == 0) {
+            *bytes = round(v * (*unit ? size_units[i].bytes : 1));
+            return 0;
+        }
+    }
+    return err_set(e, "'%s': unknown size unit '%s' (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)", s,
+                   unit);
+}
+
+static int set_size(const struct opt_def *d, const char *s, uint64_t *out, struct err *e)
+{
+    double bytes = 0;
+    if (parse_size(s, &bytes, e) || check_range(d, bytes, s, e)) return -1;
+    *out = (uint64_t)bytes;
+    return 0;
+}
+
+/* A bare number up to 1 is a fraction; anything else is a size. */
+static int set_memory(const struct opt_def *d, const char *s, struct opt_memory *out, struct err *e)
+{
+    double v;
+    const char *rest = scan_number(s, &v);
+    if (rest && !*rest && v <= 1) {
+        if (v <= 0) return err_set(e, "'%s': a fraction must be in (0, 1]", s);
+        *out = (struct opt_memory){.fraction = v};
+        return 0;
+    }
+    if (rest && !*rest && v != floor(v))
+        return err_set(e, "'%s': a fraction must be in (0, 1]; a size needs a unit", s);
+    *out = (struct opt_memory){0};
+    return set_size(d, s, &out->bytes, e);
+}
+
+/* Parses "250ms", "30s", "5m", "1h" or a bare number of seconds. */
+static int set_duration(const struct opt_def *d, const char *s, double *out, struct err *e)
+{
+    static const struct {
+        const char *name;
+        double seconds;
+    } units[] = {{"", 1}, {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}};
+    double v;
+    if (*s == '-') return err_set(e, "'%s': a duration cannot be negative", s);
+    const char *unit = scan_number(s, &v);
+    if (!unit) return err_set(e, "'%s' is not a duration (e.g. 250ms, 30s, 5m, 1h)", s);
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].name) == 0) {
+            if (check_range(d, v * units[i].seconds, s, e)) return -1;
+            *out = v * units[i].seconds;
+            return 0;
+        }
+    }
+    return err_set(e, "'%s': unknown duration unit '%s' (use ms, s, m, h)", s, unit);
+}
+
+static int set_bool(const char *s, bool *out, struct err *e)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
+            *out = strcasecmp(s, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return err_set(e, "'%s' is not a boolean (true or false)", s);
+}
+
+static int set_enum(const struct opt_def *d, const char *s, int *out, struct err *e)
+{
+    char allowed[256] = "";
+    for (int i = 0; d->choices[i]; i++) {
+        if (strcasecmp(s, d->choices[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+        strncat(allowed, i ? ", " : "", sizeof allowed - strlen(allowed) - 1);
+        strncat(allowed, d->choices[i], sizeof allowed - strlen(allowed) - 1);
+    }
+    return err_set(e, "'%s' is not one of: %s", s, allowed);
+}
+
+static void list_clear(struct opt_list *l)
+{
+    for (int i = 0; i < l->n_items; i++) free(l->items[i]);
+    free(l->items);
+    *l = (struct opt_list){0};
+}
+
+/* A malloc'd copy of the first len bytes of s. */
+static char *dup_text(const char *s, size_t len)
+{
+    char *c = xmalloc(len + 1);
+    memcpy(c, s, len);
+    c[len] = '\0';
+    return c;
+}
+
+static void list_append(struct opt_list *l, const char *s, size_t len)
+{
+    l->items = xrealloc(l->items, (size_t)(l->n_items + 1) * sizeof *l->items);
+    l->items[l->n_items++] = dup_text(s, len);
+}
+
+/* Appends the items of a comma-separated list; spaces around items are dropped. Items are
+ * not quoted in messages: they may be API keys. */
+static int list_append_csv(struct opt_list *l, const char *s, struct err *e)
+{
+    if (!*s) return 0;
+    for (;;) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        for (; len && isspace((unsigned char)*s); len--) s++;
+        while (len && isspace((unsigned char)s[len - 1])) len--;
+        if (!len) return err_set(e, "empty item in a comma-separated list");
+        list_append(l, s, len);
+        if (!end) return 0;
+        s = end + 1;
+    }
+}
+
+/* Sets option d of o from text as a flag, the environment or a YAML scalar writes it; list
+ * options get the comma-separated items appended. */
+static int set_value(struct seekd_options *o, const struct opt_def *d, const char *s, struct err *e)
+{
+    void *p = field_of(o, d);
+    int rc = 0;
+    switch (d->type) {
+    case T_STRING:
+        free(*(char **)p);
+        *(char **)p = dup_text(s, strlen(s));
+        break;
+    case T_INT:
+        rc = parse_int(d, s, p, e);
+        break;
+    case T_BOOL:
+        rc = set_bool(s, p, e);
+        break;
+    case T_SIZE:
+        rc = set_size(d, s, p, e);
+        break;
+    case T_MEMORY:
+        rc = set_memory(d, s, p, e);
+        break;
+    case T_DURATION:
+        rc = set_duration(d, s, p, e);
+        break;
+    case T_ENUM:
+        rc = set_enum(d, s, p, e);
+        break;
+    case T_LIST:
+        rc = list_append_csv(p, s, e);
+        break;
+    }
+    return rc == 0 && d->check ? d->check(p, e) : rc;
+}
+
+/* ---- defaults, freeing, cross-option rules -------------------------------------------------- */
+
+void opt_defaults(struct seekd_options *o)
+{
+    struct err e;
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < N_OPTS; i++)
+        if (set_value(o, &opt_table[i], opt_table[i].def, &e) != 0)
+            ERR_FATAL("default of option %s: %s", opt_table[i].key, e.msg);
+}
+
+void opt_free(struct seekd_options *o)
+{
+    for (int i = 0; i < N_OPTS; i++) {
+        void *p = field_of(o, &opt_table[i]);
+        if (opt_table[i].type == T_STRING) free(*(char **)p);
+        if (opt_table[i].type == T_LIST) list_clear(p);
+    }
+    memset(o, 0, sizeof *o);
+}
+
+int opt_validate(const struct seekd_options *o, struct err *e)
+{
+    char a[32], b[32];
+    if (o->max_header_size >= o->connection_memory_limit)
+        return err_set(e,
+                       "max_header_size (%s) must be less than connection_memory_limit (%s), "
+                       "which holds the headers",
+                       opt_format_size(o->max_header_size, a, sizeof a),
+                       opt_format_size(o->connection_memory_limit, b, sizeof b));
+    if (o->max_num_batched_tokens < o->max_num_seqs)
+        return err_set(e,
+                       "max_num_batched_tokens (%d) must be at least max_num_seqs (%d): each "
+                       "running sequence needs a token in every step",
+                       o->max_num_batched_tokens, o->max_num_seqs);
+    if (o->max_model_len && o->default_max_tokens >= o->max_model_len)
+        return err_set(e, "default_max_tokens (%d) must be less than max_model_len (%d)",
+                       o->default_max_tokens, o->max_model_len);
+    return 0;
+}
+
+/* ---- suggestions for misspelt names --------------------------------------------------------- */
+
+/* Edit distance counting an adjacent swap as one edit; '-' and '_' are the same letter. */
+static int edit_distance(const char *a, const char *b)
+{
+    enum { M = 64 };
+    int la = (int)strlen(a), lb = (int)strlen(b), d[M + 1][M + 1];
+    if (la > M || lb > M) return INT_MAX;
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++) {
+        for (int j = 1; j <= lb; j++) {
+            char x = a[i - 1] == '-' ? '_' : a[i - 1], y = b[j - 1] == '-' ? '_' : b[j - 1];
+            int best = d[i - 1][j - 1] + (x != y);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The closest YAML key (or long flag without "--") to name, or NULL when none is close. */
+static const char *suggest(const char *name, bool flags)
+{
+    const char *best = NULL;
+    int best_d = strlen(name) <= 4 ? 1 : 2;
+    for (int i = 0; i < N_OPTS; i++) {
+        const char *cand = flags ? opt_table[i].flag + 2 : opt_table[i].key;
+        int dist = edit_distance(name, cand);
+        if (dist <= best_d) {
+            best = cand;
+            best_d = dist - 1; /* a later candidate must be closer */
+        }
+    }
+    return best;
+}
+
+/* ---- the YAML file -------------------------------------------------------------------------- */
+
+static bool is_null_scalar(const yaml_node_t *v)
+{
+    const char *s = (const char *)v->data.scalar.value;
+    return v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (!*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0);
+}
+
+/* Sets a list option from a YAML value: a sequence of scalars, or null for an empty list. */
+static int set_list_node(struct seekd_options *o, const struct opt_def *d, yaml_document_t *doc,
+                         const yaml_node_t *v, unsigned long *line, struct err *e)
+{
+    struct opt_list *l = field_of(o, d);
+    list_clear(l);
+    if (v->type == YAML_SCALAR_NODE && is_null_scalar(v)) return 0;
+    if (v->type != YAML_SEQUENCE_NODE)
+        return err_set(e, "expected a list such as [a, b], got %s",
+                       v->type == YAML_SCALAR_NODE ? "a single value" : "a mapping");
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        const yaml_node_t *item = yaml_document_get_node(doc, *it);
+        *line = item->start_mark.line + 1;
+        if (item->type != YAML_SCALAR_NODE) return err_set(e, "list items must be single values");
+        if (!item->data.scalar.length) return err_set(e, "empty list item");
+        list_append(l, (const char *)item->data.scalar.value, item->data.scalar.length);
+    }
+    return d->check ? d->check(l, e) : 0;
+}
+
+/* Sets option d from the YAML value v; *line is moved to the offending item on error. */
+static int set_node(struct seekd_options *o, const struct opt_def *d, yaml_document_t *doc,
+                    const yaml_node_t *v, unsigned long *line, struct err *e)
+{
+    if (d->type == T_LIST) return set_list_node(o, d, doc, v, line, e);
+    if (v->type != YAML_SCALAR_NODE)
+        return err_set(e, "expected a single value, got %s",
+                       v->type == YAML_SEQUENCE_NODE ? "a list" : "a mapping");
+    if (is_null_scalar(v)) {
+        if (d->type != T_STRING) return err_set(e, "has no value");
+        return set_value(o, d, "", e);
+    }
+    if (strlen((const char *)v->data.scalar.value) != v->data.scalar.length)
+        return err_set(e, "value contains a NUL character");
+    return set_value(o, d, (const char *)v->data.scalar.value, e);
+}
+
+/* Applies one "key: value" pair; seen_line[i] is where option i was set before (0 = not yet). */
+static int apply_pair(struct seekd_options *o, const char *name, yaml_document_t *doc,
+                      const yaml_node_pair_t *pair, unsigned long *seen_line, struct err *e)
+{
+    const yaml_node_t *k = yaml_document_get_node(doc, pair->key);
+    const yaml_node_t *v = yaml_document_get_node(doc, pair->value);
+    unsigned long line = k->start_mark.line + 1;
+    if (k->type != YAML_SCALAR_NODE)
+        return err_set(e, "%s:%lu: keys must be option names", name, line);
+    const char *key = (const char *)k->data.scalar.value;
+    const struct opt_def *d = find_key(key);
+    if (!d) {
+        const char *hint = suggest(key, false);
+        return err_set(e, "%s:%lu: unknown key '%s'%s%s%s", name, line, key,
+                       hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+    }
+    unsigned long *seen = &seen_line[d - opt_table];
+    if (*seen)
+        return err_set(e, "%s:%lu: key '%s' is set twice (first on line %lu)", name, line, key,
+                       *seen);
+    *seen = line;
+    if (v->type != YAML_SCALAR_NODE) line = v->start_mark.line + 1; /* a list starts below */
+    if (set_node(o, d, doc, v, &line, e) != 0)
+        return err_prefix(e, "%s:%lu: key '%s'", name, line, key);
+    return 0;
+}
+
+static int apply_document(struct seekd_options *o, const char *name, yaml_document_t *doc,
+                          struct err *e)
+{
+    const yaml_node_t *root = yaml_document_get_root_node(doc);
+    unsigned long seen_line[N_OPTS] = {0};
+    if (!root) return 0; /* an empty file sets nothing */
+    if (root->type != YAML_MAPPING_NODE)
+        return err_set(e, "%s:%lu: expected a mapping of 'key: value' lines, got %s", name,
+                       (unsigned long)root->start_mark.line + 1,
+                       root->type == YAML_SCALAR_NODE ? "a single value" : "a list");
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++)
+        if (apply_pair(o, name, doc, p, seen_line, e) != 0) return -1;
+    return 0;
+}
+
+static int syntax_error(const yaml_parser_t *parser, const char *name, struct err *e)
+{
+    return err_set(e, "%s:%lu: YAML syntax error: %s%s%s", name,
+                   (unsigned long)parser->problem_mark.line + 1,
+                   parser->problem ? parser->problem : "unreadable input",
+                   parser->context ? ", " : "", parser->context ? parser->context : "");
+}
+
+/* Loads the first document of the stream and applies it. */
+static int load_document(yaml_parser_t *parser, struct seekd_options *o, const char *name,
+                         struct err *e)
+{
+    yaml_document_t doc;
+    if (!yaml_parser_load(parser, &doc)) return syntax_error(parser, name, e);
+    int rc = apply_document(o, name, &doc, e);
+    yaml_document_delete(&doc);
+    return rc;
+}
+
+/* Fails when the stream holds a second document (or a syntax error after the first). */
+static int expect_end(yaml_parser_t *parser, const char *name, struct err *e)
+{
+    yaml_document_t doc;
+    if (!yaml_parser_load(parser, &doc)) return syntax_error(parser, name, e);
+    bool more = yaml_document_get_root_node(&doc) != NULL;
+    unsigned long line = (unsigned long)doc.start_mark.line + 1;
+    yaml_document_delete(&doc);
+    return more ? err_set(e, "%s:%lu: only one YAML document is allowed", name, line) : 0;
+}
+
+/* Applies the YAML stream in f (called name in messages) on top of o. */
+static int load_stream(struct seekd_options *o, const char *name, FILE *f, struct err *e)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) ERR_FATAL("out of memory");
+    yaml_parser_set_input_file(&parser, f);
+    int rc = load_document(&parser, o, name, e);
+    if (rc == 0) rc = expect_end(&parser, name, e);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int opt_load_file(struct seekd_options *o, const char *path, struct err *e)
+{
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, "cannot read config file '%s': %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return err_set(e, "cannot read config file '%s': it is a directory", path);
+    }
+    int rc = load_stream(o, path, f, e);
+    fclose(f);
+    return rc;
+}
+
+/* ---- environment and flags ------------------------------------------------------------------ */
+
+int opt_load_env(struct seekd_options *o, struct err *e)
+{
+    const char *v = getenv("SEEKD_API_KEY");
+    if (!v || !*v) return 0;
+    list_clear(&o->api_keys);
+    return list_append_csv(&o->api_keys, v, e) ? err_prefix(e, "SEEKD_API_KEY") : 0;
+}
+
+enum flag_kind { FLAG_OPTION, FLAG_HELP, FLAG_CONFIG };
+
+/* One flag of the command line with its value. */
+struct flag {
+    enum flag_kind kind;
+    const struct opt_def *def; /* FLAG_OPTION */
+    const char *value;
+};
+
+/* Finds the option of long flag a ("--name", "--name=value", "--no-name" for a boolean), with
+ * underscores counting as dashes; sets fl->kind and fl->def, and *negated for "--no-". */
+static int find_long_flag(const char *a, size_t len, struct flag *fl, bool *negated, struct err *e)
+{
+    char name[64];
+    if (len >= sizeof name) return err_set(e, "unknown option '%s'", a);
+    for (size_t j = 0; j < len; j++) name[j] = a[2 + j] == '_' ? '-' : a[2 + j];
+    name[len] = '\0';
+    fl->kind = strcmp(name, "help") == 0     ? FLAG_HELP
+               : strcmp(name, "config") == 0 ? FLAG_CONFIG
+                                             : FLAG_OPTION;
+    fl->def = find_flag(name, false);
+    *negated = false;
+    if (!fl->def && strncmp(name, "no-", 3) == 0) {
+        fl->def = find_flag(name + 3, false);
+        *negated = fl->def && fl->def->type == T_BOOL;
+        if (!*negated) fl->def = NULL;
+    }
+    if (fl->kind != FLAG_OPTION || fl->def) return 0;
+    const char *hint = suggest(name, true);
+    return err_set(e, "unknown option '%.*s'%s%s%s", (int)(len + 2), a,
+                   hint ? " (did you mean --" : "", hint ? hint : "", hint ? "?)" : "");
+}
+
+/* Reads the long flag a into fl, taking its value from argv[*i] when it needs one and has no
+ * "=value". A value starting with "--" is taken for a forgotten value. */
+static int read_long_flag(const char *a, int argc, char **argv, int *i, struct flag *fl,
+                          struct err *e)
+{
+    const char *eq = strchr(a, '=');
+    size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    bool negated;
+    if (find_long_flag(a, len, fl, &negated, e) != 0) return -1;
+    if (fl->kind == FLAG_HELP) return 0;
+    if (eq && negated) return err_set(e, "option '%.*s' takes no value", (int)(len + 2), a);
+    if (eq)
+        fl->value = eq + 1;
+    else if (fl->kind == FLAG_OPTION && fl->def->type == T_BOOL)
+        fl->value = negated ? "false" : "true";
+    else if (*i < argc && strncmp(argv[*i], "--", 2) != 0)
+        fl->value = argv[(*i)++];
+    else
+        return err_set(e, "option '%s' needs a value", a);
+    return 0;
+}
+
+/* Reads the flag at argv[*i] (and its value), advancing *i. */
+static int read_flag(int argc, char **argv, int *i, struct flag *fl, struct err *e)
+{
+    const char *a = argv[(*i)++];
+    *fl = (struct flag){FLAG_OPTION, NULL, NULL};
+    if (strcmp(a, "-h") == 0) {
+        fl->kind = FLAG_HELP;
+        return 0;
+    }
+    if (a[0] == '-' && a[1] == '-' && a[2]) return read_long_flag(a, argc, argv, i, fl, e);
+    if (a[0] != '-' || !a[1]) return err_set(e, "unexpected argument '%s'", a);
+    fl->def = find_flag(a + 1, true);
+    if (!fl->def) return err_set(e, "unknown option '%s'", a);
+    if (*i >= argc) return err_set(e, "option '%s' needs a value", a);
+    fl->value = argv[(*i)++];
+    return 0;
+}
+
+/* Reads all flags of argv[1..] into fls. 1 when --help is among them (which wins over any
+ * error), -1 on the first error, else 0 with *config set when --config was given. */
+static int read_flags(int argc, char **argv, struct flag *fls, int *n_fls, const char **config,
+                      struct err *e)
+{
+    int rc = 0;
+    *n_fls = 0;
+    for (int i = 1; i < argc;) {
+        struct flag *fl = &fls[*n_fls];
+        struct err fe;
+        if (read_flag(argc, argv, &i, fl, &fe) != 0) {
+            if (rc == 0) *e = fe;
+            rc = -1;
+            continue;
+        }
+        if (fl->kind == FLAG_HELP) return 1;
+        if (fl->kind == FLAG_CONFIG && *config && rc == 0)
+            rc = err_set(e, "--config is given more than once");
+        if (fl->kind == FLAG_CONFIG)
+            *config = fl->value;
+        else
+            (*n_fls)++;
+    }
+    return rc;
+}
+
+/* Applies the option flags in order; the first flag of a list option replaces the list. */
+static int apply_flags(struct seekd_options *o, const struct flag *fls, int n_fls, struct err *e)
+{
+    bool touched[N_OPTS] = {false};
+    for (int i = 0; i < n_fls; i++) {
+        const struct opt_def *d = fls[i].def;
+        if (d->type == T_LIST && !touched[d - opt_table]) list_clear(field_of(o, d));
+        touched[d - opt_table] = true;
+        if (set_value(o, d, fls[i].value, e) != 0) return err_prefix(e, "%s", d->flag);
+    }
+    return 0;
+}
+
+int opt_parse(struct seekd_options *o, int argc, char **argv, struct err *e)
+{
+    const char *config = NULL;
+    int n_fls;
+    struct flag *fls = xcalloc((size_t)(argc > 0 ? argc : 1), sizeof *fls);
+    memset(o, 0, sizeof *o);
+    int rc = read_flags(argc, argv, fls, &n_fls, &config, e);
+    if (rc > 0) opt_print_help(stdout);
+    if (rc == 0) {
+        opt_defaults(o);
+        if ((config && opt_load_file(o, config, e) != 0) || opt_load_env(o, e) != 0 ||
+            apply_flags(o, fls, n_fls, e) != 0 || opt_validate(o, e) != 0) {
+            opt_free(o);
+            rc = -1;
+        }
+    }
+    free(fls);
+    return rc;
+}
+
+/* ---- help ----------------------------------------------------------------------------------- */
+
+/* Writes what follows d's flag in the help: "N", "SIZE", "text|json", "KEY,...". */
+static const char *metavar_of(const struct opt_def *d, char *buf, size_t n)
+{
+    static const char *const by_type[] = {
+        [T_STRING] = "STR", [T_INT] = "N",       [T_BOOL] = "",
+        [T_SIZE] = "SIZE",  [T_MEMORY] = "SIZE", [T_DURATION] = "DURATION",
+        [T_LIST] = "ITEM"};
+    size_t used = 0;
+    buf[0] = '\0';
+    if (d->metavar || d->type != T_ENUM)
+        used = (size_t)snprintf(buf, n, "%s", d->metavar ? d->metavar : by_type[d->type]);
+    for (int i = 0; d->type == T_ENUM && d->choices[i] && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? "|" : "", d->choices[i]);
+    if (d->type == T_LIST && used < n) snprintf(buf + used, n - used, ",...");
+    return buf;
+}
+
+/* Writes "[key: default; range]" for d. */
+static const char *facts_of(const struct opt_def *d, char *buf, size_t n)
+{
+    char lo[32], hi[32];
+    int used = snprintf(buf, n, "[%s: %s", d->key, *d->def ? d->def : "none");
+    if (d->type == T_INT || d->type == T_SIZE || d->type == T_DURATION)
+        used += snprintf(buf + used, n - (size_t)used, "; %s..%s",
+                         format_bound(d, d->min, lo, sizeof lo),
+                         format_bound(d, d->max, hi, sizeof hi));
+    if (d->type == T_MEMORY)
+        used += snprintf(buf + used, n - (size_t)used, "; a fraction in (0, 1] or %s..%s",
+                         format_bound(d, d->min, lo, sizeof lo),
+                         format_bound(d, d->max, hi, sizeof hi));
+    snprintf(buf + used, n - (size_t)used, "%s]", d->type == T_LIST ? "; repeatable" : "");
+    return buf;
+}
+
+/* Prints the flag on one line, then the help and the facts, indented, on one or two. */
+static void print_option_help(FILE *f, const struct opt_def *d)
+{
+    char mv[64], facts[128], shrt[8] = "    ";
+    if (d->short_flag) snprintf(shrt, sizeof shrt, "-%c, ", d->short_flag);
+    if (d->type == T_BOOL)
+        fprintf(f, "  %s--[no-]%s\n", shrt, d->flag + 2);
+    else
+        fprintf(f, "  %s%s %s\n", shrt, d->flag, metavar_of(d, mv, sizeof mv));
+    facts_of(d, facts, sizeof facts);
+    if (8 + strlen(d->help) + 2 + strlen(facts) <= 100)
+        fprintf(f, "%8s%s  %s\n", "", d->help, facts);
+    else
+        fprintf(f, "%8s%s\n%8s%s\n", "", d->help, "", facts);
+}
+
+void opt_print_help(FILE *f)
+{
+    fprintf(f,
+            "usage: seekd serve [--config FILE] [OPTIONS]\n\n"
+            "Serves the model over an OpenAI-compatible HTTP API. Every option is also a key of\n"
+            "the YAML file given by --config (shown in brackets with its default and range;\n"
+            "config/seekd.yaml documents them all). Later sources win: defaults, the file,\n"
+            "SEEKD_API_KEY, flags. Sizes take B, KB, KiB, MB, MiB, GB, GiB, TB, TiB; durations\n"
+            "take ms, s, m, h (a bare number is seconds).\n\n"
+            "      --config FILE\n        read options from a YAML file\n"
+            "  -h, --help\n        print this help and exit\n");
+    const char *group = NULL;
+    for (int i = 0; i < N_OPTS; i++) {
+        if (!group || strcmp(group, opt_table[i].group) != 0)
+            fprintf(f, "\n%s:\n", group = opt_table[i].group);
+        print_option_help(f, &opt_table[i]);
+    }
+}
+
+/* ---- the serve command ---------------------------------------------------------------------- */
+
+int cmd_serve_options(int argc, char **argv, struct seekd_options *o)
+{
+    struct err e = {{0}};
+    int rc = opt_parse(o, argc, argv, &e);
+    if (rc < 0) {
+        fprintf(stderr, "seekd serve: %s\nRun 'seekd serve --help' for the options.\n", e.msg);
+        return -1;
+    }
+    if (rc == 0 && !*o->model) {
+        fprintf(stderr, "seekd serve: no model: pass --model DIR or set 'model' in the config "
+                        "file\n");
+        opt_free(o);
+        return -1;
+    }
+    return rc;
+}

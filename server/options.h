@@ -1,0 +1,108 @@
+/* options: the options of `seekd serve` — one table (in options.c) gives every option's YAML
+ * key, command-line flag, type, default, range and help; from it come the defaults, the YAML
+ * loader, the flag parser, validation and `seekd serve --help`. config/seekd.yaml documents
+ * each option and must list exactly the table's keys with their defaults (a unit test checks).
+ *
+ * Sources, later ones winning: table defaults -> the YAML file named by --config ->
+ * SEEKD_API_KEY -> command-line flags. A list option set by a later source replaces the list;
+ * a list flag given several times (or with comma-separated values) accumulates. */
+#ifndef SEEKD_OPTIONS_H
+#define SEEKD_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "engine/err.h"
+
+/* A list of strings (YAML sequence; on the command line a repeated or comma-separated flag). */
+struct opt_list {
+    char **items; /* [n_items], each malloc'd */
+    int n_items;
+};
+
+/* A memory budget: either an absolute size or a share of the memory that is free once the
+ * weights are loaded. Exactly one of the two is non-zero. */
+struct opt_memory {
+    uint64_t bytes;
+    double fraction; /* (0, 1] */
+};
+
+enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
+enum opt_chat_template { OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1 };
+enum opt_log_level { OPT_LOG_DEBUG, OPT_LOG_INFO, OPT_LOG_WARN, OPT_LOG_ERROR };
+enum opt_log_format { OPT_LOG_TEXT, OPT_LOG_JSON };
+
+/* Every option of `seekd serve`; field names are the YAML keys. Sizes are bytes, durations are
+ * seconds (0 = no limit where the help says so). Strings and lists are owned: opt_free. */
+struct seekd_options {
+    /* server */
+    char *host;                           /* IPv4/IPv6 literal or host name */
+    int port;                             /* TCP port */
+    struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
+    struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
+    /* model */
+    char *model;                       /* checkpoint directory; "" until set */
+    char *tokenizer;                   /* tokenizer directory; "" = the model's */
+    struct opt_list served_model_name; /* [0] is the id in responses, the rest aliases */
+    enum opt_chat_template chat_template;
+    int max_model_len;      /* tokens; 0 = from the model's config.json */
+    int default_max_tokens; /* tokens; 0 = the rest of the context */
+    /* HTTP limits */
+    int max_connections;
+    uint64_t max_body_size;           /* bytes */
+    uint64_t max_header_size;         /* bytes */
+    uint64_t connection_memory_limit; /* bytes */
+    double idle_timeout;              /* seconds; 0 = never */
+    double request_timeout;           /* seconds; 0 = never */
+    int max_queued_requests;
+    double shutdown_timeout; /* seconds */
+    /* engine */
+    int max_num_seqs;
+    int max_num_batched_tokens;
+    int block_size; /* tokens per KV block, power of two */
+    struct opt_memory kv_cache_memory;
+    enum opt_kv_dtype kv_cache_dtype;
+    bool enable_prefix_caching;
+    int threads; /* 0 = one per core */
+    /* logging */
+    enum opt_log_level log_level;
+    enum opt_log_format log_format;
+    char *log_file; /* "" = stderr */
+};
+
+/* Fills o with the table's defaults (o needs no prior state; release with opt_free). */
+void opt_defaults(struct seekd_options *o);
+
+/* Builds o from defaults, the --config file, SEEKD_API_KEY and the flags in argv[1..argc-1]
+ * (argv[0] is the command name). Returns 0 when o is ready, 1 when --help was printed to
+ * stdout, -1 with a message in e (o is then freed). */
+int opt_parse(struct seekd_options *o, int argc, char **argv, struct err *e);
+
+/* Applies the YAML file at path on top of o. -1 with "path:line: key 'k': ..." in e. */
+int opt_load_file(struct seekd_options *o, const char *path, struct err *e);
+
+/* Applies SEEKD_API_KEY (a comma-separated list of keys) when it is set and not empty. */
+int opt_load_env(struct seekd_options *o, struct err *e);
+
+/* Checks rules that involve more than one option; -1 with a message in e. */
+int opt_validate(const struct seekd_options *o, struct err *e);
+
+/* Prints the `seekd serve --help` text, generated from the table. */
+void opt_print_help(FILE *f);
+
+/* Releases the strings and lists of o. */
+void opt_free(struct seekd_options *o);
+
+/* Writes bytes in the largest binary unit that divides it exactly ("4MiB", "1000B"). */
+const char *opt_format_size(uint64_t bytes, char *buf, size_t n);
+
+/* Writes the current value of the option with the YAML key `key` in the syntax the file and
+ * flags accept (lists comma-separated). NULL when there is no such key. */
+const char *opt_format_value(const struct seekd_options *o, const char *key, char *buf, size_t n);
+
+/* `seekd serve` argument handling: opt_parse, then the checks serving needs (a model).
+ * Prints errors to stderr. Returns 0 when o is ready to serve, 1 after --help, -1 on error. */
+int cmd_serve_options(int argc, char **argv, struct seekd_options *o);
+
+#endif
