@@ -97,6 +97,13 @@ test: deps
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 
+# The default model: the tiny BF16 test checkpoint (random weights: its text is noise).
+RUN_MODEL ?= tests/fixtures/models/v3-bf16-sharded
+RUN_TOKENIZER ?= tests/fixtures/tokenizer/v3
+run: deps
+	@$(MAKE) --no-print-directory seekd
+	./seekd serve --model $(RUN_MODEL) --tokenizer $(RUN_TOKENIZER) --host 127.0.0.1 --port 8000
+
 clean:
 	rm -rf build seekd
 

@@ -13,12 +13,15 @@
 #include <stdint.h>
 
 #include "engine/err.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
 
 struct engine;
 struct gen;
 
 struct engine_opts {
     const char *model_dir;
+    const char *tokenizer_dir;  /* NULL or "": model_dir */
     int max_num_seqs;           /* sequences per step */
     int max_num_batched_tokens; /* tokens per step (prefill chunks + decode tokens) */
     int max_model_len;          /* 0: max_position_embeddings of the model */
@@ -34,53 +37,36 @@ struct engine_opts {
 enum gen_finish { GEN_FINISH_NONE, GEN_FINISH_STOP, GEN_FINISH_LENGTH, GEN_FINISH_ABORT,
                   GEN_FINISH_ERROR };
 
-/* One top alternative of a sampled position. */
-struct gen_top {
-    int32_t token;
-    float logprob;
-};
-
-/* What the engine reports for a request; one event may carry several tokens' text. */
+/* What the engine reports for a request. */
 enum gen_event_kind {
-    GEN_EV_TOKENS,  /* new text (content and/or reasoning) for one choice */
-    GEN_EV_FINISH,  /* one choice ended: finish reason set */
-    GEN_EV_DONE,    /* all choices ended: usage set; the last event of a request */
+    GEN_EV_TOKEN,   /* one sampled token of one choice, and whatever text became final */
+    GEN_EV_FINISH,  /* one choice ended: finish set (text held back for stop strings flushed) */
+    GEN_EV_DONE,    /* every choice ended: usage set; the last event of a request */
 };
 
 struct gen_event {
     enum gen_event_kind kind;
     int choice;                 /* 0..n-1 */
-    char *content;              /* new answer text (UTF-8, complete characters), may be NULL */
+    char *content;              /* new answer text (complete UTF-8), NULL when none */
     size_t content_len;
-    char *reasoning;            /* new reasoning text (R1 <think> part), may be NULL */
+    char *reasoning;            /* new reasoning text (before </think>), NULL when none */
     size_t reasoning_len;
-    int n_tokens;               /* tokens whose text is in this event */
-    int32_t *tokens;            /* [n_tokens] */
-    float *logprobs;            /* [n_tokens] when logprobs were asked for, else NULL */
-    struct gen_top *top;        /* [n_tokens * n_top] */
-    int n_top;
+    int32_t token;              /* GEN_EV_TOKEN */
+    struct smp_result lp;       /* GEN_EV_TOKEN with logprobs: the token's and the top ones */
     enum gen_finish finish;     /* GEN_EV_FINISH */
-    const char *error;          /* GEN_FINISH_ERROR: message */
+    char *error;                /* GEN_FINISH_ERROR: message */
     int prompt_tokens, completion_tokens, cached_tokens; /* GEN_EV_DONE */
 };
 
-/* Sampling and stopping, already validated by the caller (server/). */
+/* A request: prompt, sampling and stopping. The server fills it from the JSON; checked by
+ * engine_submit, which refuses what cannot run. */
 struct gen_params {
     const int32_t *prompt;      /* token ids, copied by engine_submit */
     int n_prompt;
-    int n;                      /* choices */
+    int n;                      /* choices, 1..GEN_MAX_CHOICES */
     int max_tokens;             /* -1: up to the context limit */
     int ignore_eos;
-    float temperature, top_p, min_p;
-    int top_k;                  /* <= 0: off */
-    uint64_t seed;
-    int has_seed;
-    float presence_penalty, frequency_penalty, repetition_penalty;
-    const int32_t *bias_tokens; /* logit_bias */
-    const float *bias_values;
-    int n_bias;
-    int logprobs;               /* report the chosen token's logprob */
-    int top_logprobs;           /* 0..20 alternatives */
+    struct smp_params sampling; /* seed: choice i uses seed + i */
     const char *const *stop;    /* stop strings, matched across token boundaries, not emitted */
     int n_stop;
     const int32_t *stop_token_ids;
@@ -89,11 +75,24 @@ struct gen_params {
     int reasoning;              /* split text at </think> into reasoning and content */
 };
 
+#define GEN_MAX_CHOICES 128
+#define GEN_MAX_STOP 16
+
 /* Loads the model and starts the engine thread. */
 struct engine *engine_create(const struct engine_opts *o, struct err *e);
 
 /* Stops the thread (in-flight requests end with GEN_FINISH_ABORT) and frees everything. */
 void engine_destroy(struct engine *eng);
+
+/* The tokenizer of the served model (read-only; any thread may use it). */
+const struct tok *engine_tokenizer(const struct engine *eng);
+/* The longest context (prompt + completion) a request may use. */
+int engine_max_model_len(const struct engine *eng);
+struct metrics;
+/* A consistent copy of the engine's counters and histograms (engine/metrics.h). */
+void engine_metrics(struct engine *eng, struct metrics *out);
+/* 1 when the engine loop made progress (stepped or idled) within max_stall_s seconds. */
+int engine_alive(const struct engine *eng, double max_stall_s);
 
 /* Queues a request. Fails with a message when it can never fit (prompt + max_tokens over the
  * context: e->msg says the numbers) or the admission queue is full (*busy set to 1).

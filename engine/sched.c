@@ -106,6 +106,20 @@ static bool id_in_use(const struct sched *s, int64_t id)
     return seq_list_find(&s->waiting, id) >= 0 || seq_list_find(&s->running, id) >= 0;
 }
 
+int sched_check_fit(const struct sched_config *cfg, int32_t n_prompt, int32_t max_tokens,
+                    struct err *e)
+{
+    /* the last sampled token is never computed, so the cache holds at most n - 1 positions */
+    int64_t n_positions = (int64_t)n_prompt + max_tokens - 1;
+    int64_t n_need = (n_positions + cfg->block_size - 1) / cfg->block_size;
+    if (n_need > cfg->n_blocks)
+        return err_set(e,
+                       "request needs %" PRId64 " KV cache blocks (%d prompt + %d max_tokens "
+                       "tokens, %d per block) but the whole cache has %d blocks",
+                       n_need, n_prompt, max_tokens, cfg->block_size, cfg->n_blocks);
+    return 0;
+}
+
 int sched_add(struct sched *s, const struct sched_req *r, struct err *e)
 {
     if (r->n_prompt < 1 || !r->prompt) return err_set(e, "the prompt is empty");
@@ -114,14 +128,7 @@ int sched_add(struct sched *s, const struct sched_req *r, struct err *e)
     if (r->n_stop_ids < 0 || (r->n_stop_ids > 0 && !r->stop_ids))
         return err_set(e, "bad stop token list (%d ids)", r->n_stop_ids);
     if (id_in_use(s, r->id)) return err_set(e, "request id %" PRId64 " is already in use", r->id);
-    /* the last sampled token is never computed, so the cache holds at most n - 1 positions */
-    int64_t n_positions = (int64_t)r->n_prompt + r->max_tokens - 1;
-    int64_t n_need = (n_positions + s->cfg.block_size - 1) / s->cfg.block_size;
-    if (n_need > s->cfg.n_blocks)
-        return err_set(e,
-                       "request needs %" PRId64 " KV cache blocks (%d prompt + %d max_tokens "
-                       "tokens, %d per block) but the whole cache has %d blocks",
-                       n_need, r->n_prompt, r->max_tokens, s->cfg.block_size, s->cfg.n_blocks);
+    if (sched_check_fit(&s->cfg, r->n_prompt, r->max_tokens, e) != 0) return -1;
     struct seq *q = seq_create(r->id, s->n_arrivals++, r->prompt, r->n_prompt, r->max_tokens,
                                r->stop_ids, r->n_stop_ids);
     seq_list_push_back(&s->waiting, q);

@@ -73,6 +73,10 @@ struct sched_stats {
 struct sched *sched_create(const struct sched_config *cfg, struct err *e);
 void sched_destroy(struct sched *s);
 
+/* Whether a request of this size could ever run with the whole cache to itself; -1 with a
+ * message giving the numbers. Pure: safe from any thread (sched_add checks it too). */
+int sched_check_fit(const struct sched_config *cfg, int32_t n_prompt, int32_t max_tokens,
+                    struct err *e);
 /* Queues a request; -1 with a message if it is malformed or could never fit the KV cache. */
 int sched_add(struct sched *s, const struct sched_req *req, struct err *e);
 /* Marks a request cancelled; the next sched_step frees it. False if the id is unknown. */

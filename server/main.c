@@ -10,6 +10,7 @@ static void usage(FILE *out)
             "usage: seekd COMMAND [OPTIONS]\n"
             "\n"
             "commands:\n"
+            "  serve     serve a model over an OpenAI-compatible HTTP API\n"
             "  logits    run a prompt through a model and write its logits as .npy\n"
             "  version   print the version\n"
             "\n"
@@ -23,6 +24,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("seekd %s\n", SEEKD_VERSION);

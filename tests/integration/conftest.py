@@ -26,3 +26,76 @@ def seekd_env():
     env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     return env
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real `seekd serve` on 127.0.0.1, serving a fixture model."""
+
+    def __init__(self, binary, env, model, tokenizer=None, args=()):
+        import subprocess
+        import tempfile
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile(mode="w+")
+        cmd = [binary, "serve", "--model", str(model), "--port", str(self.port),
+               "--kv-cache-memory", "64MiB", "--kv-cache-dtype", "f32", *args]
+        if tokenizer:
+            cmd += ["--tokenizer", str(tokenizer)]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout=60):
+        import time
+        import urllib.request
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"seekd exited {self.proc.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("seekd did not become ready: " + self.output())
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except Exception:
+                self.proc.kill()
+                raise
+        out = self.output()
+        assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+        assert self.proc.returncode == 0, out
+        return out
+
+
+TOKENIZER = FIXTURES / "tokenizer" / "v3"
+SERVE_MODEL = FIXTURES / "models" / "v3-bf16-sharded"
+
+
+@pytest.fixture(scope="module", params=[n for n in BINARIES if BINARIES[n].exists()])
+def server(request):
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    s = Server(str(BINARIES[request.param]), env, SERVE_MODEL, TOKENIZER,
+               getattr(request.module, "SERVER_ARGS", ()))
+    yield s
+    s.stop()

@@ -1,0 +1,547 @@
+/* engine: the engine thread — submissions in, one scheduled forward step at a time, events out.
+ *
+ * Sequence ids are gen serial * GEN_MAX_CHOICES + choice, so a scheduler id names its request
+ * and choice. Every step: take submissions and cancellations → sched_step → block copies →
+ * forward → sample each sequence that asked (and fork the siblings of n > 1 after the first
+ * token) → sched_update → end what finished → wake the server. */
+#include "engine/engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/forward.h"
+#include "engine/gen.h"
+#include "engine/kv_cache.h"
+#include "engine/metrics.h"
+#include "engine/model.h"
+#include "engine/sched.h"
+
+struct engine {
+    struct model *m;
+    struct tok *tok;
+    struct kv_cache *kv;
+    struct fwd *fwd;
+    struct sched *sched;
+    struct sched_config scfg;
+    int max_model_len;
+    int max_queued;
+    int32_t eos;
+    float *logits;              /* [max_num_seqs, vocab] */
+    int32_t *sampled;           /* [max_num_seqs] */
+    bool *stopped;              /* [max_num_seqs] */
+    pthread_t thread;
+    pthread_mutex_t mu;         /* guards incoming, n_incoming, stop */
+    pthread_cond_t cv;
+    struct gen *incoming;       /* submitted, not yet handed to the scheduler */
+    int n_incoming;
+    int n_waiting;              /* scheduler's waiting count, for admission control */
+    int stop;
+    struct gen *live;           /* handed to the scheduler, not yet done */
+    uint64_t next_serial;
+    int64_t heartbeat_ns;       /* monotonic time of the last loop iteration */
+    struct metrics metrics;
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double now_s(void)
+{
+    return (double)now_ns() * 1e-9;
+}
+
+static struct gen *find_gen(struct engine *eng, int64_t seq_id, int *choice)
+{
+    uint64_t serial = (uint64_t)seq_id / GEN_MAX_CHOICES;
+    *choice = (int)(seq_id % GEN_MAX_CHOICES);
+    for (struct gen *g = eng->live; g; g = g->next)
+        if (g->serial == serial) return g;
+    return NULL;
+}
+
+static int64_t seq_id_of(const struct gen *g, int c)
+{
+    return (int64_t)(g->serial * GEN_MAX_CHOICES + (uint64_t)c);
+}
+
+/* ---- submissions and cancellations (engine thread) ----------------------------------------- */
+
+static void admit(struct engine *eng, struct gen *g)
+{
+    struct err e = {{0}};
+    struct sched_req rq = {.id = seq_id_of(g, 0), .prompt = g->prompt, .n_prompt = g->p.n_prompt,
+                           .max_tokens = g->p.max_tokens, .stop_ids = g->stop_ids,
+                           .n_stop_ids = g->n_stop_ids};
+    g->next = eng->live;
+    eng->live = g;
+    if (sched_add(eng->sched, &rq, &e) != 0)
+        for (int c = 0; c < g->p.n; c++) gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
+}
+
+/* Hands new requests to the scheduler and aborts the cancelled ones. */
+static void take_requests(struct engine *eng)
+{
+    pthread_mutex_lock(&eng->mu);
+    struct gen *in = eng->incoming;
+    eng->incoming = NULL;
+    eng->n_incoming = 0;
+    pthread_mutex_unlock(&eng->mu);
+    /* the list is newest first: admit in arrival order */
+    struct gen *rev = NULL;
+    while (in) {
+        struct gen *next = in->next;
+        in->next = rev;
+        rev = in;
+        in = next;
+    }
+    for (struct gen *next; rev; rev = next) {
+        next = rev->next;
+        admit(eng, rev);
+    }
+    for (struct gen *g = eng->live; g; g = g->next) {
+        if (!__atomic_load_n(&g->cancel, __ATOMIC_ACQUIRE) || g->cancel_sent) continue;
+        g->cancel_sent = 1;
+        for (int c = 0; c < g->p.n; c++)
+            if (!g->ch[c].ended && !sched_abort(eng->sched, seq_id_of(g, c)) && c > 0)
+                gen_end_choice(g, c, GEN_FINISH_ABORT, NULL); /* a sibling never forked */
+    }
+}
+
+static enum metrics_reason reason_of(enum gen_finish f)
+{
+    switch (f) {
+    case GEN_FINISH_STOP: return MR_STOP;
+    case GEN_FINISH_LENGTH: return MR_LENGTH;
+    case GEN_FINISH_ABORT: return MR_ABORT;
+    default: return MR_ERROR;
+    }
+}
+
+/* Counters and the end-to-end latency of a request that has ended. */
+static void record_done(struct engine *eng, const struct gen *g)
+{
+    metrics_observe(&eng->metrics, MH_E2E, now_s() - g->t_arrival);
+    pthread_mutex_lock(&eng->metrics.mu);
+    eng->metrics.prompt_tokens += g->p.n_prompt;
+    for (int c = 0; c < g->p.n; c++) eng->metrics.request_success[reason_of(g->ch[c].finish)]++;
+    pthread_mutex_unlock(&eng->metrics.mu);
+}
+
+/* Drops requests that have ended from the live list (the engine's reference). */
+static void reap(struct engine *eng)
+{
+    for (struct gen **pp = &eng->live; *pp;) {
+        struct gen *g = *pp;
+        if (!gen_done(g)) {
+            pp = &g->next;
+            continue;
+        }
+        *pp = g->next;
+        record_done(eng, g);
+        gen_notify(g);
+        gen_unref(g);
+    }
+}
+
+/* ---- one step -------------------------------------------------------------------------------- */
+
+static enum gen_finish finish_of(enum seq_finish f)
+{
+    switch (f) {
+    case SEQ_FINISH_STOP: return GEN_FINISH_STOP;
+    case SEQ_FINISH_LENGTH: return GEN_FINISH_LENGTH;
+    case SEQ_FINISH_ABORT: return GEN_FINISH_ABORT;
+    default: return GEN_FINISH_ERROR;
+    }
+}
+
+static bool is_stop_id(const struct gen *g, int32_t t)
+{
+    for (int i = 0; i < g->n_stop_ids; i++)
+        if (g->stop_ids[i] == t) return true;
+    return false;
+}
+
+/* Starts sibling c with its first token: a fork sharing the parent's blocks, or — when the
+ * parent already ended at its first token — a sequence of its own over prompt + token (its
+ * full prompt blocks come from the prefix cache). */
+static int start_sibling(struct engine *eng, struct gen *g, int c, int32_t token, struct err *e)
+{
+    if (sched_fork(eng->sched, seq_id_of(g, 0), seq_id_of(g, c), token, e) == 0) return 0;
+    if (is_stop_id(g, token)) return gen_end_choice(g, c, GEN_FINISH_STOP, NULL), 0;
+    if (g->p.max_tokens <= 1) return gen_end_choice(g, c, GEN_FINISH_LENGTH, NULL), 0;
+    int32_t *toks = xmalloc(((size_t)g->p.n_prompt + 1) * sizeof *toks);
+    memcpy(toks, g->prompt, (size_t)g->p.n_prompt * sizeof *toks);
+    toks[g->p.n_prompt] = token;
+    struct sched_req rq = {.id = seq_id_of(g, c), .prompt = toks, .n_prompt = g->p.n_prompt + 1,
+                           .max_tokens = g->p.max_tokens - 1, .stop_ids = g->stop_ids,
+                           .n_stop_ids = g->n_stop_ids};
+    int rc = sched_add(eng->sched, &rq, e);
+    free(toks);
+    return rc;
+}
+
+/* n > 1: the siblings take their first token from the parent's first logits. */
+static void fork_siblings(struct engine *eng, struct gen *g, const float *logits)
+{
+    struct err e = {{0}};
+    for (int c = 1; c < g->p.n; c++) {
+        struct smp_result r;
+        if (smp_sample(g->ch[c].smp, &g->p.sampling, logits, eng->m->cfg.vocab_size, &r, &e) != 0) {
+            gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
+            continue;
+        }
+        smp_accept(g->ch[c].smp, r.token);
+        bool stop = gen_take_token(g, c, &r);
+        if (!g->ch[c].ended && start_sibling(eng, g, c, r.token, &e) != 0)
+            gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
+        if (stop && !g->ch[c].ended) {
+            gen_end_choice(g, c, GEN_FINISH_STOP, NULL);
+            sched_abort(eng->sched, seq_id_of(g, c));
+        }
+    }
+}
+
+/* Time to first token, and the gap since the previous token of choice 0. */
+static void record_token(struct engine *eng, struct gen *g, int c)
+{
+    double t = now_s();
+    if (!g->t_first_token) {
+        g->t_first_token = t;
+        metrics_observe(&eng->metrics, MH_TTFT, t - g->t_arrival);
+    } else if (c == 0) {
+        metrics_observe(&eng->metrics, MH_ITL, t - g->t_last_token);
+    }
+    if (c == 0) g->t_last_token = t;
+    pthread_mutex_lock(&eng->metrics.mu);
+    eng->metrics.generation_tokens++;
+    pthread_mutex_unlock(&eng->metrics.mu);
+}
+
+/* Queue time: from arrival to the first step that runs any of the request. */
+static void record_scheduled(struct engine *eng, const struct sched_out *out)
+{
+    for (int i = 0; i < out->batch.n_seqs; i++) {
+        int c;
+        struct gen *g = find_gen(eng, out->seq_ids[i], &c);
+        if (!g || g->t_scheduled) continue;
+        g->t_scheduled = now_s();
+        metrics_observe(&eng->metrics, MH_QUEUE, g->t_scheduled - g->t_arrival);
+    }
+}
+
+/* Samples the sequences that asked; returns how many forks are pending into forks[]. */
+static int sample_all(struct engine *eng, const struct sched_out *out, struct gen **forks,
+                      const float **fork_logits)
+{
+    int row = 0, n_forks = 0, V = eng->m->cfg.vocab_size;
+    struct err e = {{0}};
+    for (int i = 0; i < out->batch.n_seqs; i++) {
+        const float *lg = eng->logits + (size_t)row * V;
+        if (out->batch.seqs[i].logits != BATCH_LOGITS_NONE) row++;
+        eng->sampled[i] = 0;
+        eng->stopped[i] = false;
+        if (!out->sample[i]) continue;
+        int c;
+        struct gen *g = find_gen(eng, out->seq_ids[i], &c);
+        struct smp_result r;
+        if (!g || smp_sample(g->ch[c].smp, &g->p.sampling, lg, V, &r, &e) != 0) {
+            eng->stopped[i] = true; /* a broken row: end the sequence, say why */
+            if (g) gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
+            continue;
+        }
+        eng->sampled[i] = r.token;
+        smp_accept(g->ch[c].smp, r.token);
+        record_token(eng, g, c);
+        if (c == 0 && g->ch[0].n_generated == 0 && g->p.n > 1) {
+            forks[n_forks] = g;
+            fork_logits[n_forks++] = lg;
+        }
+        eng->stopped[i] = gen_take_token(g, c, &r);
+    }
+    return n_forks;
+}
+
+static void finish_all(struct engine *eng)
+{
+    struct sched_finished f[64];
+    int32_t n;
+    while ((n = sched_take_finished(eng->sched, f, 64)) > 0)
+        for (int i = 0; i < n; i++) {
+            int c;
+            struct gen *g = find_gen(eng, f[i].id, &c);
+            if (!g) continue;
+            if (c == 0) g->cached_tokens = f[i].n_cached;
+            gen_end_choice(g, c, finish_of(f[i].reason), NULL);
+        }
+}
+
+/* One scheduled step; returns false when there was nothing to run. */
+static bool step(struct engine *eng)
+{
+    struct sched_out out;
+    struct err e = {{0}};
+    sched_step(eng->sched, &out);
+    for (int i = 0; i < out.n_copies; i++) kv_cache_copy_block(eng->kv, out.copies[i].src, out.copies[i].dst);
+    if (out.batch.n_seqs == 0) {
+        finish_all(eng);
+        return false;
+    }
+    record_scheduled(eng, &out);
+    if (fwd_run(eng->fwd, eng->kv, &out.batch, eng->logits, &e) != 0)
+        ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
+    struct gen *forks[256];
+    const float *fork_logits[256];
+    int n_forks = sample_all(eng, &out, forks, fork_logits);
+    sched_update(eng->sched, eng->sampled, eng->stopped);
+    for (int i = 0; i < n_forks; i++) fork_siblings(eng, forks[i], fork_logits[i]);
+    finish_all(eng);
+    return true;
+}
+
+static void notify_all(struct engine *eng)
+{
+    for (struct gen *g = eng->live; g; g = g->next) gen_notify(g);
+}
+
+static void record_gauges(struct engine *eng, const struct sched_stats *st)
+{
+    struct metrics *m = &eng->metrics;
+    pthread_mutex_lock(&eng->mu);
+    int incoming = eng->n_incoming;
+    pthread_mutex_unlock(&eng->mu);
+    pthread_mutex_lock(&m->mu);
+    m->n_running = st->n_requests_running;
+    m->n_waiting = st->n_requests_waiting + incoming;
+    m->kv_cache_usage = st->kv_cache_usage;
+    m->prefix_cache_queries = st->prefix_cache_queries;
+    m->prefix_cache_hits = st->prefix_cache_hits;
+    m->n_preemptions = st->n_preemptions;
+    struct kvb_stats ks;
+    kvb_stats(sched_kv(eng->sched), &ks);
+    m->kv_blocks_used = ks.n_used;
+    m->kv_blocks_total = ks.n_blocks;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void *engine_main(void *arg)
+{
+    struct engine *eng = arg;
+    for (;;) {
+        __atomic_store_n(&eng->heartbeat_ns, now_ns(), __ATOMIC_RELEASE);
+        pthread_mutex_lock(&eng->mu);
+        int stop = eng->stop;
+        pthread_mutex_unlock(&eng->mu);
+        if (stop) break;
+        take_requests(eng);
+        bool ran = sched_has_work(eng->sched) && step(eng);
+        struct sched_stats st;
+        sched_stats(eng->sched, &st);
+        __atomic_store_n(&eng->n_waiting, st.n_requests_waiting, __ATOMIC_RELEASE);
+        record_gauges(eng, &st);
+        notify_all(eng);
+        reap(eng);
+        if (ran) continue;
+        pthread_mutex_lock(&eng->mu);
+        if (!eng->incoming && !eng->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&eng->cv, &eng->mu, &ts);
+        }
+        pthread_mutex_unlock(&eng->mu);
+    }
+    return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+/* Bytes for the KV cache: an absolute budget, or a fraction of the memory available now. */
+static size_t kv_budget(double want)
+{
+    if (want > 1.0) return (size_t)want;
+    double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    return (size_t)(avail * want);
+}
+
+static struct tok *load_tokenizer(const char *dir, struct err *e)
+{
+    char tj[4096], tc[4096];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", dir);
+    return tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, e);
+}
+
+/* Sizes and allocates the KV cache and the scheduler. */
+static int setup_cache(struct engine *eng, const struct engine_opts *o, struct err *e)
+{
+    const struct model_config *c = &eng->m->cfg;
+    enum dtype dt = o->kv_cache_bf16 ? DT_BF16 : DT_F32;
+    size_t per_block = kv_cache_block_bytes(c->n_layers, config_kv_width(c), o->block_size, dt);
+    size_t budget = kv_budget(o->kv_cache_memory);
+    int64_t n_blocks = (int64_t)(budget / per_block);
+    if (n_blocks < 1)
+        return err_set(e, "kv_cache_memory of %zu bytes holds no block (%zu bytes each)", budget, per_block);
+    if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
+    eng->kv = kv_cache_create(c->n_layers, config_kv_width(c), o->block_size, (int)n_blocks, dt);
+    if (!eng->kv) return err_set(e, "cannot allocate %lld KV cache blocks (%zu bytes)", (long long)n_blocks, budget);
+    eng->scfg = (struct sched_config){.n_blocks = (int32_t)n_blocks, .block_size = o->block_size,
+                                      .max_num_batched_tokens = o->max_num_batched_tokens,
+                                      .max_num_seqs = o->max_num_seqs};
+    eng->sched = sched_create(&eng->scfg, e);
+    return eng->sched ? 0 : -1;
+}
+
+struct engine *engine_create(const struct engine_opts *o, struct err *e)
+{
+    struct engine *eng = xcalloc(1, sizeof *eng);
+    pthread_mutex_init(&eng->mu, NULL);
+    metrics_init(&eng->metrics);
+    pthread_cond_init(&eng->cv, NULL);
+    eng->m = model_load(o->model_dir, e);
+    if (!eng->m) goto fail;
+    eng->tok = load_tokenizer(o->tokenizer_dir && o->tokenizer_dir[0] ? o->tokenizer_dir : o->model_dir, e);
+    if (!eng->tok) goto fail;
+    if (tok_n_vocab(eng->tok) > eng->m->cfg.vocab_size) {
+        err_set(e, "%s: the tokenizer has %d ids but the model only %d", o->model_dir,
+                tok_n_vocab(eng->tok), eng->m->cfg.vocab_size);
+        goto fail;
+    }
+    if (setup_cache(eng, o, e) != 0) goto fail;
+    eng->max_model_len = o->max_model_len > 0 ? o->max_model_len : eng->m->cfg.max_position_embeddings;
+    eng->max_queued = o->max_queued_requests;
+    eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
+    int max_rows = o->max_num_batched_tokens;
+    eng->fwd = fwd_create(eng->m, max_rows);
+    eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
+    eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
+    eng->stopped = xcalloc((size_t)o->max_num_seqs, sizeof *eng->stopped);
+    eng->heartbeat_ns = now_ns();
+    if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
+        err_set(e, "cannot start the engine thread");
+        goto fail;
+    }
+    return eng;
+fail:
+    engine_destroy(eng);
+    return NULL;
+}
+
+/* Ends every request still known to the engine with GEN_FINISH_ABORT. */
+static void abort_everything(struct engine *eng)
+{
+    take_requests(eng);
+    for (struct gen *g = eng->live; g; g = g->next)
+        for (int c = 0; c < g->p.n; c++) gen_end_choice(g, c, GEN_FINISH_ABORT, NULL);
+    reap(eng);
+}
+
+void engine_destroy(struct engine *eng)
+{
+    if (!eng) return;
+    if (eng->fwd) {
+        pthread_mutex_lock(&eng->mu);
+        eng->stop = 1;
+        pthread_cond_signal(&eng->cv);
+        pthread_mutex_unlock(&eng->mu);
+        pthread_join(eng->thread, NULL);
+        abort_everything(eng);
+    }
+    fwd_destroy(eng->fwd);
+    free(eng->logits);
+    free(eng->sampled);
+    free(eng->stopped);
+    sched_destroy(eng->sched);
+    kv_cache_destroy(eng->kv);
+    tok_destroy(eng->tok);
+    model_destroy(eng->m);
+    pthread_cond_destroy(&eng->cv);
+    pthread_mutex_destroy(&eng->mu);
+    metrics_destroy(&eng->metrics);
+    free(eng);
+}
+
+const struct tok *engine_tokenizer(const struct engine *eng)
+{
+    return eng->tok;
+}
+
+void engine_metrics(struct engine *eng, struct metrics *out)
+{
+    metrics_snapshot(&eng->metrics, out);
+}
+
+int engine_max_model_len(const struct engine *eng)
+{
+    return eng->max_model_len;
+}
+
+int engine_alive(const struct engine *eng, double max_stall_s)
+{
+    int64_t last = __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE);
+    return (double)(now_ns() - last) * 1e-9 <= max_stall_s;
+}
+
+/* The checks that give a request its 400 before anything is queued. */
+static int check_request(const struct engine *eng, struct gen_params *p, struct err *e)
+{
+    int limit = eng->max_model_len;
+    if (p->n_prompt < 1) return err_set(e, "the prompt is empty");
+    if (p->n < 1 || p->n > GEN_MAX_CHOICES) return err_set(e, "n must be between 1 and %d", GEN_MAX_CHOICES);
+    if (p->n_stop > GEN_MAX_STOP) return err_set(e, "at most %d stop strings", GEN_MAX_STOP);
+    for (int i = 0; i < p->n_stop; i++)
+        if (!p->stop[i][0]) return err_set(e, "stop strings must not be empty");
+    if (p->n_prompt >= limit)
+        return err_set(e, "This model's maximum context length is %d tokens. However, your prompt "
+                          "has %d tokens, leaving no room for a completion.", limit, p->n_prompt);
+    if (p->max_tokens < 0) p->max_tokens = limit - p->n_prompt;
+    if (p->max_tokens < 1) return err_set(e, "max_tokens must be at least 1");
+    if ((int64_t)p->n_prompt + p->max_tokens > limit)
+        return err_set(e, "This model's maximum context length is %d tokens. However, you requested "
+                          "%lld tokens (%d in the prompt, %d for the completion). Please reduce the "
+                          "prompt or max_tokens.", limit, (long long)p->n_prompt + p->max_tokens,
+                       p->n_prompt, p->max_tokens);
+    for (int i = 0; i < p->n_prompt; i++)
+        if (p->prompt[i] < 0 || p->prompt[i] >= eng->m->cfg.vocab_size)
+            return err_set(e, "token id %d is outside the vocabulary (0..%d)", p->prompt[i], eng->m->cfg.vocab_size - 1);
+    if (sched_check_fit(&eng->scfg, p->n_prompt, p->max_tokens, e) != 0) return -1;
+    return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
+}
+
+struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
+                          void (*notify)(void *arg), void *arg, int *busy, struct err *e)
+{
+    struct gen_params p = *params;
+    *busy = 0;
+    if (check_request(eng, &p, e) != 0) return NULL;
+    pthread_mutex_lock(&eng->mu);
+    int queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&eng->mu);
+    if (queued >= eng->max_queued) {
+        *busy = 1;
+        err_set(e, "the server is at capacity (%d requests waiting); retry shortly", queued);
+        return NULL;
+    }
+    struct gen *g = gen_create(&p, eng->tok, eng->m->cfg.vocab_size, eng->eos, e);
+    if (!g) return NULL;
+    g->notify = notify;
+    g->arg = arg;
+    g->t_arrival = now_s();
+    pthread_mutex_lock(&eng->mu);
+    g->serial = ++eng->next_serial;
+    g->next = eng->incoming;
+    eng->incoming = g;
+    eng->n_incoming++;
+    pthread_cond_signal(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+    return g;
+}

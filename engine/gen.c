@@ -1,0 +1,268 @@
+/* gen: request state, text output (stop strings, reasoning split) and the event queue. */
+#include "engine/gen.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+struct gen_node {
+    struct gen_event ev;
+    struct gen_node *next;
+};
+
+static uint64_t entropy(void)
+{
+    uint64_t x = 0;
+    if (getrandom(&x, sizeof x, 0) != sizeof x) x = (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15ull;
+    return x;
+}
+
+/* Copies the caller's arrays so the request outlives the HTTP handler's buffers. */
+static void copy_params(struct gen *g, const struct gen_params *p, int32_t eos)
+{
+    g->p = *p;
+    g->prompt = xmalloc((size_t)p->n_prompt * sizeof *g->prompt);
+    memcpy(g->prompt, p->prompt, (size_t)p->n_prompt * sizeof *g->prompt);
+    g->p.prompt = g->prompt;
+    g->stop = xcalloc((size_t)p->n_stop + 1, sizeof *g->stop);
+    for (int i = 0; i < p->n_stop; i++) g->stop[i] = strdup(p->stop[i]);
+    g->p.stop = (const char *const *)g->stop;
+    g->stop_ids = xmalloc(((size_t)p->n_stop_token_ids + 1) * sizeof *g->stop_ids);
+    if (!p->ignore_eos && eos >= 0) g->stop_ids[g->n_stop_ids++] = eos;
+    for (int i = 0; i < p->n_stop_token_ids; i++) g->stop_ids[g->n_stop_ids++] = p->stop_token_ids[i];
+    g->p.stop_token_ids = g->stop_ids;
+    g->p.n_stop_token_ids = g->n_stop_ids;
+    int nb = p->sampling.n_logit_bias;
+    g->bias = xmalloc(((size_t)nb + 1) * sizeof *g->bias);
+    if (nb) memcpy(g->bias, p->sampling.logit_bias, (size_t)nb * sizeof *g->bias);
+    g->p.sampling.logit_bias = g->bias;
+}
+
+/* R1's template leaves the prompt inside "<think>\n": then the output starts as reasoning. */
+static int starts_in_reasoning(const struct gen *g)
+{
+    if (!g->p.reasoning || g->think_start < 0) return 0;
+    for (int i = g->p.n_prompt - 1; i >= 0 && i >= g->p.n_prompt - 2; i--)
+        if (g->prompt[i] == g->think_start) return 1;
+    return 0;
+}
+
+struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_t n_vocab,
+                       int32_t eos, struct err *e)
+{
+    struct gen *g = xcalloc(1, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    g->refs = 2;
+    copy_params(g, p, eos);
+    g->think_start = tok_added_id(tok, "<think>");
+    g->think_end = tok_added_id(tok, "</think>");
+    g->ch = xcalloc((size_t)p->n, sizeof *g->ch);
+    uint64_t ent = entropy();
+    for (int c = 0; c < p->n; c++) {
+        struct smp_params sp = g->p.sampling;
+        sp.seed += (uint64_t)c;
+        g->ch[c].smp = smp_state_create(&sp, n_vocab, g->prompt, p->n_prompt, ent + (uint64_t)c, e);
+        if (!g->ch[c].smp) {
+            g->refs = 1;
+            gen_unref(g);
+            return NULL;
+        }
+        tok_stream_init(&g->ch[c].ts, tok, p->skip_special_tokens);
+        g->ch[c].in_reasoning = starts_in_reasoning(g);
+    }
+    return g;
+}
+
+static void free_event(struct gen_event *ev)
+{
+    free(ev->content);
+    free(ev->reasoning);
+    free(ev->error);
+}
+
+void gen_event_clear(struct gen_event *ev)
+{
+    free_event(ev);
+    memset(ev, 0, sizeof *ev);
+}
+
+void gen_unref(struct gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    int left = --g->refs;
+    pthread_mutex_unlock(&g->mu);
+    if (left) return;
+    for (struct gen_node *n = g->head, *next; n; n = next) {
+        next = n->next;
+        free_event(&n->ev);
+        free(n);
+    }
+    for (int c = 0; g->ch && c < g->p.n; c++) {
+        smp_state_destroy(g->ch[c].smp);
+        tok_text_free(&g->ch[c].hold);
+    }
+    for (int i = 0; i < g->p.n_stop; i++) free(g->stop[i]);
+    free(g->stop);
+    free(g->ch);
+    free(g->prompt);
+    free(g->stop_ids);
+    free(g->bias);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+static void push(struct gen *g, const struct gen_event *ev)
+{
+    struct gen_node *n = xcalloc(1, sizeof *n);
+    n->ev = *ev;
+    pthread_mutex_lock(&g->mu);
+    if (g->tail) g->tail->next = n;
+    else g->head = n;
+    g->tail = n;
+    pthread_mutex_unlock(&g->mu);
+}
+
+int gen_poll(struct gen *g, struct gen_event *ev)
+{
+    pthread_mutex_lock(&g->mu);
+    struct gen_node *n = g->head;
+    if (n) {
+        g->head = n->next;
+        if (!g->head) g->tail = NULL;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (!n) return 0;
+    *ev = n->ev;
+    free(n);
+    return 1;
+}
+
+void gen_notify(struct gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    if (g->head && g->notify) g->notify(g->arg);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gen_cancel(struct gen *g)
+{
+    __atomic_store_n(&g->cancel, 1, __ATOMIC_RELEASE);
+}
+
+void gen_release(struct gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->notify = NULL;
+    pthread_mutex_unlock(&g->mu);
+    gen_unref(g);
+}
+
+/* ---- text output --------------------------------------------------------------------------- */
+
+/* Length of the longest tail of s[0..n) that is the beginning of some stop string. */
+static size_t stop_prefix_tail(const struct gen *g, const char *s, size_t n)
+{
+    size_t best = 0;
+    for (int i = 0; i < g->p.n_stop; i++) {
+        size_t ls = strlen(g->stop[i]);
+        for (size_t k = ls - 1 < n ? ls - 1 : n; k > best; k--)
+            if (memcmp(s + n - k, g->stop[i], k) == 0) {
+                best = k;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Earliest position of any stop string in s[0..n), or -1. */
+static long find_stop(const struct gen *g, const char *s, size_t n)
+{
+    long best = -1;
+    for (int i = 0; i < g->p.n_stop; i++) {
+        const char *hit = memmem(s, n, g->stop[i], strlen(g->stop[i]));
+        if (hit && (best < 0 || hit - s < best)) best = hit - s;
+    }
+    return best;
+}
+
+/* Appends text to the event's channel (content or reasoning). */
+static void ev_add_text(struct gen_event *ev, int reasoning, const char *s, size_t n)
+{
+    char **dst = reasoning ? &ev->reasoning : &ev->content;
+    size_t *len = reasoning ? &ev->reasoning_len : &ev->content_len;
+    if (!n) return;
+    *dst = xrealloc(*dst, *len + n + 1);
+    memcpy(*dst + *len, s, n);
+    *len += n;
+    (*dst)[*len] = 0;
+}
+
+/* Moves the final part of the held text into the event; true when a stop string matched. */
+static bool release_text(struct gen *g, struct gen_choice *ch, struct gen_event *ev)
+{
+    struct tok_text *h = &ch->hold;
+    long at = h->n ? find_stop(g, h->s, h->n) : -1;
+    if (at >= 0) {
+        ev_add_text(ev, ch->in_reasoning, h->s, (size_t)at);
+        h->n = 0;
+        ch->stopped_by_string = 1;
+        return true;
+    }
+    if (!h->n) return false;
+    size_t keep = stop_prefix_tail(g, h->s, h->n);
+    ev_add_text(ev, ch->in_reasoning, h->s, h->n - keep);
+    memmove(h->s, h->s + h->n - keep, keep);
+    h->n = keep;
+    h->s[keep] = 0;
+    return false;
+}
+
+static bool is_stop_id(const struct gen *g, int32_t t)
+{
+    for (int i = 0; i < g->n_stop_ids; i++)
+        if (g->stop_ids[i] == t) return true;
+    return false;
+}
+
+bool gen_take_token(struct gen *g, int c, const struct smp_result *r)
+{
+    struct gen_choice *ch = &g->ch[c];
+    struct gen_event ev = {.kind = GEN_EV_TOKEN, .choice = c, .token = r->token};
+    bool stop = false;
+    if (g->p.sampling.logprobs) ev.lp = *r;
+    ch->n_generated++;
+    if (g->p.reasoning && r->token == g->think_end && ch->in_reasoning) {
+        ev_add_text(&ev, 1, ch->hold.s, ch->hold.n); /* stop strings apply per channel */
+        ch->hold.n = 0;
+        ch->in_reasoning = 0;
+    } else if (g->p.reasoning && r->token == g->think_start && ch->n_generated == 1) {
+        ch->in_reasoning = 1;
+    } else if (!is_stop_id(g, r->token)) {
+        tok_stream_push(&ch->ts, r->token, &ch->hold, NULL);
+        stop = release_text(g, ch, &ev);
+    }
+    push(g, &ev);
+    return stop;
+}
+
+void gen_end_choice(struct gen *g, int c, enum gen_finish why, const char *error)
+{
+    struct gen_choice *ch = &g->ch[c];
+    struct gen_event ev = {.kind = GEN_EV_FINISH, .choice = c, .finish = why};
+    if (ch->ended) return;
+    if (!ch->stopped_by_string) {
+        tok_stream_flush(&ch->ts, &ch->hold);
+        ev_add_text(&ev, ch->in_reasoning, ch->hold.s, ch->hold.n);
+    }
+    ch->hold.n = 0;
+    if (error) ev.error = strdup(error);
+    ch->ended = 1;
+    ch->finish = why;
+    g->n_ended++;
+    push(g, &ev);
+    if (!gen_done(g)) return;
+    struct gen_event done = {.kind = GEN_EV_DONE, .prompt_tokens = g->p.n_prompt,
+                             .cached_tokens = g->cached_tokens};
+    for (int i = 0; i < g->p.n; i++) done.completion_tokens += g->ch[i].n_generated;
+    push(g, &done);
+}

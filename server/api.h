@@ -1,0 +1,92 @@
+/* api: the OpenAI-compatible endpoints — request JSON in, engine requests, JSON or SSE out.
+ *
+ * Everything that reads request JSON lives in server/api_*.c: api_json (typed field access that
+ * answers 400 with the offending param), api_params (sampling fields → struct gen_params),
+ * api_gen (a generation job: submit, drain events, stream or reply), api_routes (the handlers
+ * and the route table). */
+#ifndef SEEKD_API_H
+#define SEEKD_API_H
+
+#include <jansson.h>
+#include <time.h>
+
+#include "engine/chat.h"
+#include "engine/engine.h"
+#include "server/http.h"
+
+/* Shared by every handler; read-only after start-up except eng, ready and draining. */
+struct api {
+    struct engine *eng;         /* NULL until the model is loaded */
+    const struct tok *tok;
+    int ready;                  /* 1 once loaded and warmed up */
+    int draining;               /* 1 after SIGTERM: refuse new work */
+    const char *const *names;   /* served model names; names[0] is the reported id */
+    const struct chat *chat;    /* the chat template */
+    time_t created;
+    int max_model_len;
+    double request_timeout_s;   /* 0: none */
+    double stall_s;             /* /health turns 503 when the engine loop stalls this long */
+};
+
+extern const struct http_route api_routes[];
+extern const int api_n_routes;
+
+/* ---- api_json: typed access to request fields; on a bad value they reply 400 and return -1 -- */
+
+json_t *api_parse_body(struct http_req *r);   /* NULL after replying 400 */
+int api_bad(struct http_req *r, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int api_get_bool(struct http_req *r, json_t *o, const char *key, int dflt, int *out);
+int api_get_int(struct http_req *r, json_t *o, const char *key, long lo, long hi, long dflt,
+                long *out);
+int api_get_num(struct http_req *r, json_t *o, const char *key, double lo, double hi,
+                double dflt, double *out);
+/* A string or null (dflt); the pointer stays valid while o lives. */
+int api_get_str(struct http_req *r, json_t *o, const char *key, const char *dflt,
+                const char **out);
+/* Replies with a JSON document and frees it. */
+int api_reply_json(struct http_req *r, int status, json_t *doc);
+/* The model field: one of the served names, else 404 model_not_found. */
+int api_check_model(struct http_req *r, json_t *body);
+/* 503 while loading or draining. */
+int api_check_ready(struct http_req *r);
+
+/* ---- api_params: the sampling fields shared by chat and completions ----------------------- */
+
+struct api_params {
+    struct gen_params gp;
+    struct smp_bias bias[300];
+    const char *stop[GEN_MAX_STOP];
+    int32_t stop_ids[64];
+    int stream, include_usage, echo;
+    int tokens_as_ids;          /* logprobs name tokens "token_id:N" (vLLM's flag) */
+    json_t *body;               /* the request (for the model name) */
+};
+
+/* Fills p from the body (chat: max_completion_tokens too). -1 after replying 400.
+ * p keeps pointers into body: body must outlive p. */
+int api_read_params(struct http_req *r, json_t *body, int chat, struct api_params *p);
+
+/* ---- api_chat: messages → prompt ids through the chat template ------------------------------ */
+
+/* Reads messages (+ add_generation_prompt) and renders the template into ids. *reasoning (may be
+ * NULL) is set when the template opened a reasoning block. -1 after replying 400. */
+int api_chat_prompt(struct http_req *r, json_t *body, struct tok_ids *ids, int *reasoning);
+
+/* GET /metrics (api_metrics.c). */
+int api_metrics(struct http_req *r);
+
+/* ---- api_gen: one generation job over one or more prompts -------------------------------- */
+
+struct api_prompt {
+    int32_t *ids;
+    int n_ids;
+    char *echo;                 /* completions echo: the prompt text */
+};
+
+/* Submits every prompt and answers: an SSE stream or, when all is done, one JSON body.
+ * Takes ownership of prompts. */
+int api_generate(struct http_req *r, struct api_params *p, struct api_prompt *prompts,
+                 int n_prompts, int chat);
+
+#endif

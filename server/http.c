@@ -1,0 +1,438 @@
+/* http: libmicrohttpd daemon, dispatch, limits, auth, CORS and the suspend/resume plumbing. */
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+struct http_server {
+    struct MHD_Daemon *d;
+    struct http_config cfg;
+    const struct http_route *routes;
+    int n_routes;
+    void *app;
+    pthread_mutex_t mu;        /* guards the list of live requests */
+    struct http_req *live;
+    pthread_t sweeper;
+    int stopping;
+};
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+static void add_common_headers(struct http_req *r, struct MHD_Response *resp)
+{
+    if (r->origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->origin);
+        if (strcmp(r->origin, "*") != 0) MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    for (int i = 0; i < r->n_hdrs; i++) MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+}
+
+void http_set_header(struct http_req *r, const char *name, const char *value)
+{
+    if (r->n_hdrs == 4) return;
+    r->hdr_name[r->n_hdrs] = strdup(name);
+    r->hdr_value[r->n_hdrs++] = strdup(value);
+}
+
+static int queue(struct http_req *r, int status, struct MHD_Response *resp)
+{
+    add_common_headers(r, resp);
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    r->replied = 1;
+    return ok == MHD_YES ? 0 : -1;
+}
+
+int http_reply(struct http_req *r, int status, const char *content_type, const char *body,
+               size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
+    return queue(r, status, resp);
+}
+
+int http_reply_error(struct http_req *r, int status, const char *type, const char *param,
+                     const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *err = json_pack("{s:s, s:s, s:o, s:o}", "message", msg, "type", type, "param",
+                            param ? json_string(param) : json_null(), "code",
+                            code ? json_string(code) : json_null());
+    json_t *root = json_pack("{s:o}", "error", err);
+    char *text = json_dumps(root, JSON_COMPACT);
+    int rc = http_reply(r, status, "application/json", text, strlen(text));
+    free(text);
+    json_decref(root);
+    return rc;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct http_req *r = cls;
+    (void)pos;
+    if (r->peer_gone) return MHD_CONTENT_READER_END_WITH_ERROR;
+    return r->on_read(r, buf, max);
+}
+
+int http_stream(struct http_req *r, int status, const char *content_type)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, NULL);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    return queue(r, status, resp);
+}
+
+/* ---- suspend / wake ----------------------------------------------------------------------- */
+
+int http_suspend(struct http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int news = r->wake_pending || r->peer_gone;
+    r->wake_pending = 0;
+    if (!news) {
+        r->suspended = 1;
+        MHD_suspend_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return !news;
+}
+
+void http_wake(struct http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->suspended) {
+        r->suspended = 0;
+        MHD_resume_connection(r->conn);
+    } else {
+        r->wake_pending = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- request context ---------------------------------------------------------------------- */
+
+double http_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+const char *http_header(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static struct http_req *req_create(struct http_server *s, struct MHD_Connection *c,
+                                   const char *url, const char *method)
+{
+    struct http_req *r = xcalloc(1, sizeof *r);
+    r->srv = s;
+    r->app = s->app;
+    r->conn = c;
+    r->method = method;
+    r->path = strdup(url);
+    r->cap_body = 1024;
+    r->body = xmalloc(r->cap_body);
+    r->body[0] = 0;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_lock(&s->mu);
+    r->next = s->live;
+    if (s->live) s->live->prev = r;
+    s->live = r;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+static void req_destroy(struct http_req *r)
+{
+    struct http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    if (r->prev) r->prev->next = r->next;
+    else s->live = r->next;
+    if (r->next) r->next->prev = r->prev;
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < r->n_hdrs; i++) free(r->hdr_name[i]), free(r->hdr_value[i]);
+    pthread_mutex_destroy(&r->mu);
+    free(r->origin);
+    free(r->path);
+    free(r->body);
+    free(r);
+}
+
+/* Appends upload data, up to the body limit (past it the rest is read and dropped). */
+static void take_body(struct http_req *r, const char *data, size_t n)
+{
+    if (r->too_large || r->n_body + n > r->srv->cfg.max_body) {
+        r->too_large = 1;
+        return;
+    }
+    if (r->n_body + n + 1 > r->cap_body) {
+        while (r->n_body + n + 1 > r->cap_body) r->cap_body *= 2;
+        r->body = xrealloc(r->body, r->cap_body);
+    }
+    memcpy(r->body + r->n_body, data, n);
+    r->n_body += n;
+    r->body[r->n_body] = 0;
+}
+
+/* ---- policy: CORS, API keys, routing --------------------------------------------------------- */
+
+/* The origin to echo back when the request's Origin is allowed, else NULL. */
+static char *cors_origin(const struct http_config *cfg, const char *origin)
+{
+    if (!origin || !cfg->cors_origins) return NULL;
+    for (const char *const *o = cfg->cors_origins; *o; o++) {
+        if (strcmp(*o, "*") == 0) return strdup("*");
+        if (strcmp(*o, origin) == 0) return strdup(origin);
+    }
+    return NULL;
+}
+
+/* Compares in time that depends only on the lengths, never on where the bytes differ. */
+static int same_secret(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    unsigned char diff = (unsigned char)(na != nb);
+    for (size_t i = 0; i < na; i++) diff |= (unsigned char)(a[i] ^ b[i % (nb ? nb : 1)]);
+    return diff == 0;
+}
+
+static int authorized(struct http_req *r)
+{
+    const char *const *keys = r->srv->cfg.api_keys;
+    if (!keys || !keys[0]) return 1;
+    const char *h = http_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+    const char *tok = h + 7;
+    int ok = 0;
+    for (; *keys; keys++) ok |= same_secret(tok, *keys);
+    return ok;
+}
+
+static int path_matches(const char *pattern, const char *path)
+{
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*') return strncmp(pattern, path, n - 1) == 0 && path[n - 1];
+    return strcmp(pattern, path) == 0;
+}
+
+/* Answers a CORS preflight: which methods the path takes, and the headers clients send. */
+static int preflight(struct http_req *r, const char *allow)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    return queue(r, 204, resp);
+}
+
+/* Picks the route; replies 404/405/401/preflight itself. */
+static int dispatch(struct http_req *r)
+{
+    struct http_server *s = r->srv;
+    const struct http_route *hit = NULL;
+    char allow[128] = "";
+    for (int i = 0; i < s->n_routes; i++) {
+        if (!path_matches(s->routes[i].path, r->path)) continue;
+        if (!strstr(allow, s->routes[i].method))
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", s->routes[i].method);
+        if (strcmp(s->routes[i].method, r->method) == 0) hit = &s->routes[i];
+    }
+    if (!allow[0]) return http_reply_error(r, 404, "invalid_request_error", NULL, "not_found", "no route for %s %s", r->method, r->path);
+    if (strcmp(r->method, "OPTIONS") == 0) return preflight(r, allow);
+    if (!hit) {
+        http_set_header(r, "Allow", allow);
+        return http_reply_error(r, 405, "invalid_request_error", NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r->method, r->path, allow);
+    }
+    if (!hit->public && !authorized(r))
+        return http_reply_error(r, 401, "invalid_request_error", NULL, "invalid_api_key", "missing or invalid API key (send Authorization: Bearer KEY)");
+    if (r->too_large)
+        return http_reply_error(r, 413, "invalid_request_error", NULL, "request_too_large", "request body exceeds the limit of %zu bytes", s->cfg.max_body);
+    return hit->fn(r);
+}
+
+/* libmicrohttpd's access handler: first call creates the context, middle calls carry the body,
+ * the last call dispatches; after a resume it hands over to r->on_resume. */
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *data,
+                                 size_t *data_size, void **ctx)
+{
+    struct http_server *s = cls;
+    struct http_req *r = *ctx;
+    (void)version;
+    if (!r) {
+        *ctx = r = req_create(s, c, url, method);
+        char *q = strchr(r->path, '?');
+        if (q) *q = 0;
+        r->origin = cors_origin(&s->cfg, http_header(r, "Origin"));
+        const char *cl = http_header(r, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) r->too_large = 1;
+        return MHD_YES;
+    }
+    if (*data_size) {
+        take_body(r, data, *data_size);
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (r->peer_gone) return MHD_NO;
+    if (r->replied) return MHD_YES;
+    if (r->started) {
+        if (r->on_resume && r->on_resume(r) != 0) return MHD_NO;
+        return MHD_YES;
+    }
+    r->started = 1;
+    return dispatch(r) == 0 ? MHD_YES : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
+                         enum MHD_RequestTerminationCode why)
+{
+    struct http_req *r = *ctx;
+    (void)cls, (void)c;
+    if (!r) return;
+    if (r->on_close) r->on_close(r, why != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    req_destroy(r);
+    *ctx = NULL;
+}
+
+/* ---- the sweeper: notices clients that hung up while their connection is parked ------------ */
+
+static int peer_closed(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 0;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void *sweeper(void *arg)
+{
+    struct http_server *s = arg;
+    while (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
+        usleep(50 * 1000);
+        pthread_mutex_lock(&s->mu);
+        for (struct http_req *r = s->live; r; r = r->next) {
+            pthread_mutex_lock(&r->mu);
+            if (r->deadline > 0 && !r->timed_out && http_now() > r->deadline) {
+                r->timed_out = 1;
+                r->wake_pending = 1;
+            }
+            if (r->suspended && !r->peer_gone && peer_closed(r->conn)) r->peer_gone = 1;
+            if (r->suspended && (r->peer_gone || r->wake_pending)) {
+                r->suspended = 0;
+                r->wake_pending = 0;
+                MHD_resume_connection(r->conn);
+            }
+            pthread_mutex_unlock(&r->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* ---- start / stop --------------------------------------------------------------------------- */
+
+static int make_addr(const char *host, int port, struct sockaddr_storage *ss, int *v6, struct err *e)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *v6 = 0;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *v6 = 1;
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0) return make_addr("127.0.0.1", port, ss, v6, e);
+    return err_set(e, "host \"%s\" is not an IPv4 or IPv6 address", host);
+}
+
+struct http_server *http_start(const struct http_config *cfg, const struct http_route *routes,
+                               int n_routes, void *app, struct err *e)
+{
+    struct sockaddr_storage ss;
+    int v6 = 0;
+    if (make_addr(cfg->host, cfg->port, &ss, &v6, e) != 0) return NULL;
+    struct http_server *s = xcalloc(1, sizeof *s);
+    *s = (struct http_server){.cfg = *cfg, .routes = routes, .n_routes = n_routes, .app = app};
+    pthread_mutex_init(&s->mu, NULL);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
+    s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory,
+                            MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        err_set(e, "cannot listen on %s port %d: %s", cfg->host, cfg->port, strerror(errno));
+        return NULL;
+    }
+    pthread_create(&s->sweeper, NULL, sweeper, s);
+    return s;
+}
+
+int http_n_live(struct http_server *s)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (struct http_req *r = s->live; r; r = r->next) n++;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int http_port(const struct http_server *s)
+{
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : -1;
+}
+
+void http_quiesce(struct http_server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_stop(struct http_server *s)
+{
+    if (!s) return;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+    pthread_join(s->sweeper, NULL);
+    MHD_stop_daemon(s->d);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

@@ -1,0 +1,126 @@
+"""The HTTP API of a real `seekd serve` on 127.0.0.1: endpoints, the OpenAI response shapes,
+and the catalogue of bad requests — each answered with an OpenAI error object and the right
+status, the server serving normally afterwards."""
+import json
+import socket
+
+import pytest
+import requests
+
+from conftest import SERVE_MODEL
+
+
+def post(server, path, body, **kw):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(server.base + path, data=data,
+                         headers={"Content-Type": "application/json"}, timeout=120, **kw)
+
+
+def assert_error(resp, status, param=None, fragment=None):
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["message"]
+    if param is not None:
+        assert err["param"] == param, err
+    if fragment is not None:
+        assert fragment in err["message"], err["message"]
+    return err
+
+
+def test_health_version_models(server):
+    assert requests.get(server.base + "/health").status_code == 200
+    assert requests.get(server.base + "/version").json()["version"]
+    models = requests.get(server.base + "/v1/models").json()
+    assert models["object"] == "list"
+    ids = [m["id"] for m in models["data"]]
+    assert ids == [SERVE_MODEL.name]
+    one = requests.get(server.base + f"/v1/models/{SERVE_MODEL.name}").json()
+    assert one["id"] == SERVE_MODEL.name and one["object"] == "model"
+    assert_error(requests.get(server.base + "/v1/models/nope"), 404)
+
+
+def test_routing_errors(server):
+    assert_error(requests.get(server.base + "/v1/nothing"), 404)
+    r = requests.get(server.base + "/v1/completions")
+    assert_error(r, 405)
+    assert "POST" in r.headers["Allow"]
+    assert_error(requests.delete(server.base + "/health"), 405)
+
+
+def test_completion_shape(server):
+    r = post(server, "/v1/completions", {"prompt": [5, 6, 7], "max_tokens": 5, "temperature": 0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
+    assert body["model"] == SERVE_MODEL.name and body["system_fingerprint"]
+    (choice,) = body["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] in ("length", "stop")
+    u = body["usage"]
+    assert u["prompt_tokens"] == 3 and 1 <= u["completion_tokens"] <= 5
+    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+    assert u["prompt_tokens_details"]["cached_tokens"] >= 0
+
+
+def test_tokenize_roundtrip(server):
+    r = post(server, "/tokenize", {"prompt": "Hello world, 123!"})
+    assert r.status_code == 200, r.text
+    toks = r.json()["tokens"]
+    assert r.json()["count"] == len(toks) > 1
+    text = post(server, "/detokenize", {"tokens": toks}).json()["prompt"]
+    assert text.endswith("Hello world, 123!")
+
+
+BAD = [
+    ("malformed json", b'{"prompt": [1, 2', 400, None, "invalid JSON"),
+    ("not an object", b'[1, 2, 3]', 400, None, "JSON object"),
+    ("empty body", b'', 400, None, "empty"),
+    ("duplicate keys", b'{"prompt": [1], "prompt": [2]}', 400, None, "duplicate"),
+    ("invalid utf-8", b'{"prompt": "\xff\xfe"}', 400, None, None),
+    ("prompt wrong type", {"prompt": 5}, 400, "prompt", None),
+    ("prompt missing", {"max_tokens": 3}, 400, "prompt", "required"),
+    ("prompt empty ids", {"prompt": []}, 400, "prompt", None),
+    ("token id out of vocab", {"prompt": [1, 999999]}, 400, "prompt", None),
+    ("n zero", {"prompt": [1], "n": 0}, 400, "n", None),
+    ("n huge", {"prompt": [1], "n": 100000}, 400, "n", None),
+    ("n string", {"prompt": [1], "n": "2"}, 400, "n", "integer"),
+    ("max_tokens zero", {"prompt": [1], "max_tokens": 0}, 400, "max_tokens", None),
+    ("max_tokens negative", {"prompt": [1], "max_tokens": -5}, 400, "max_tokens", None),
+    ("max_tokens float", {"prompt": [1], "max_tokens": 2.5}, 400, "max_tokens", None),
+    ("temperature high", {"prompt": [1], "temperature": 3}, 400, "temperature", None),
+    ("temperature string", {"prompt": [1], "temperature": "hot"}, 400, "temperature", None),
+    ("top_p zero", {"prompt": [1], "top_p": 0}, 400, "top_p", None),
+    ("logprobs too many", {"prompt": [1], "logprobs": 21}, 400, "logprobs", None),
+    ("stop wrong type", {"prompt": [1], "stop": 7}, 400, "stop", None),
+    ("stop too many", {"prompt": [1], "stop": ["a"] * 17}, 400, "stop", None),
+    ("logit_bias bad key", {"prompt": [1], "logit_bias": {"x": 1}}, 400, "logit_bias", None),
+    ("logit_bias out of range", {"prompt": [1], "logit_bias": {"3": 500}}, 400, "logit_bias", None),
+    ("stream_options without stream", {"prompt": [1], "stream_options": {"include_usage": True}},
+     400, "stream_options", None),
+    ("stream not bool", {"prompt": [1], "stream": "yes"}, 400, "stream", None),
+    ("too long for context", {"prompt": [1] * 10, "max_tokens": 100000}, 400, None,
+     "maximum context length"),
+]
+
+
+@pytest.mark.parametrize("name,body,status,param,fragment", BAD, ids=[b[0] for b in BAD])
+def test_bad_completion_requests(server, name, body, status, param, fragment):
+    assert_error(post(server, "/v1/completions", body), status, param, fragment)
+
+
+def test_unknown_model(server):
+    err = assert_error(post(server, "/v1/completions", {"model": "gpt-9", "prompt": [1]}), 404)
+    assert err["code"] == "model_not_found"
+
+
+def test_body_over_limit(server):
+    big = json.dumps({"prompt": "x" * (5 << 20)})
+    assert_error(post(server, "/v1/completions", big), 413)
+
+
+def test_still_serving_after_errors(server):
+    for _, body, *_ in BAD:
+        post(server, "/v1/completions", body)
+    r = post(server, "/v1/completions", {"prompt": [3, 4], "max_tokens": 2})
+    assert r.status_code == 200, r.text
+    assert requests.get(server.base + "/health").status_code == 200
