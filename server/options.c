@@ -431,8 +431,9 @@ static char *dup_text(const char *s, size_t len)
 
 static void list_append(struct opt_list *l, const char *s, size_t len)
 {
-    l->items = xrealloc(l->items, (size_t)(l->n_items + 1) * sizeof *l->items);
+    l->items = xrealloc(l->items, (size_t)(l->n_items + 2) * sizeof *l->items);
     l->items[l->n_items++] = dup_text(s, len);
+    l->items[l->n_items] = NULL;
 }
 
 /* Appends the items of a comma-separated list; spaces around items are dropped. Items are

@@ -17,7 +17,7 @@
 
 /* A list of strings (YAML sequence; on the command line a repeated or comma-separated flag). */
 struct opt_list {
-    char **items; /* [n_items], each malloc'd */
+    char **items; /* [n_items], each malloc'd, then NULL; NULL when empty */
     int n_items;
 };
 

@@ -1,0 +1,206 @@
+/* Tests of engine/gen: the text a request emits — stop strings matched across token boundaries
+ * and never emitted, text held back only while it could still begin a stop string, R1's
+ * reasoning split at </think>, the final flush, and the usage of the DONE event. */
+#include <check.h>
+#include <string.h>
+
+#include "engine/gen.h"
+
+#define FIX "tests/fixtures/tokenizer/"
+
+static struct tok *tok;
+
+static void setup(void)
+{
+    struct err e = {{0}};
+    tok = tok_load(FIX "r1/tokenizer.json", FIX "r1/tokenizer_config.json", &e);
+    ck_assert_msg(tok != NULL, "%s", e.msg);
+}
+
+static void teardown(void)
+{
+    tok_destroy(tok);
+}
+
+/* A request over prompt ids with the given stop strings; reasoning as asked. */
+static struct gen *make(const char *const *stop, int n_stop, int reasoning, const int32_t *prompt,
+                        int n_prompt)
+{
+    struct err e = {{0}};
+    struct gen_params p = {.prompt = prompt, .n_prompt = n_prompt, .n = 1, .max_tokens = 64,
+                           .sampling = smp_params_default(), .stop = stop, .n_stop = n_stop,
+                           .skip_special_tokens = 1, .reasoning = reasoning};
+    struct gen *g = gen_create(&p, tok, tok_n_vocab(tok), tok_eos_id(tok), &e);
+    ck_assert_msg(g != NULL, "%s", e.msg);
+    return g;
+}
+
+/* Feeds the ids of text, one token at a time; returns how many were taken before a stop. */
+static int feed_text(struct gen *g, const char *text)
+{
+    struct tok_ids ids = {0};
+    ck_assert_int_eq(tok_encode(tok, text, strlen(text), 0, &ids, NULL), 0);
+    int n = 0;
+    for (size_t i = 0; i < ids.n; i++) {
+        struct smp_result r = {.token = ids.v[i]};
+        n++;
+        if (gen_take_token(g, 0, &r)) break;
+    }
+    tok_ids_free(&ids);
+    return n;
+}
+
+static void feed_id(struct gen *g, int32_t id)
+{
+    struct smp_result r = {.token = id};
+    gen_take_token(g, 0, &r);
+}
+
+/* Collects all events: content and reasoning text, the finish reason, DONE's usage. */
+struct seen {
+    char content[4096], reasoning[4096];
+    enum gen_finish finish;
+    int done, completion_tokens, n_text_events_before_finish;
+};
+
+static void drain(struct gen *g, struct seen *s)
+{
+    struct gen_event ev;
+    while (gen_poll(g, &ev)) {
+        if (ev.content) strncat(s->content, ev.content, sizeof s->content - strlen(s->content) - 1);
+        if (ev.reasoning) strncat(s->reasoning, ev.reasoning, sizeof s->reasoning - strlen(s->reasoning) - 1);
+        if (ev.kind == GEN_EV_FINISH) s->finish = ev.finish;
+        if (ev.kind == GEN_EV_DONE) s->done = 1, s->completion_tokens = ev.completion_tokens;
+        gen_event_clear(&ev);
+    }
+}
+
+static void finish(struct gen *g, enum gen_finish why, struct seen *s)
+{
+    gen_end_choice(g, 0, why, NULL);
+    drain(g, s);
+    gen_unref(g); /* the engine's reference */
+    gen_release(g); /* the server's */
+}
+
+static const int32_t prompt[] = {1, 2, 3};
+
+START_TEST(stop_string_across_tokens_not_emitted)
+{
+    const char *stop[] = {"lazy dog"};
+    struct gen *g = make(stop, 1, 0, prompt, 3);
+    const char *text = "The quick brown fox jumps over the lazy dog and runs away";
+    struct tok_ids all = {0};
+    tok_encode(tok, text, strlen(text), 0, &all, NULL);
+    int n = feed_text(g, text);
+    struct seen s = {0};
+    drain(g, &s);
+    ck_assert_str_eq(s.content, "The quick brown fox jumps over the ");
+    ck_assert_int_lt(n, (int)all.n - 3); /* stopped before "and runs away" */
+    tok_ids_free(&all);
+    finish(g, GEN_FINISH_STOP, &s);
+    ck_assert_str_eq(s.content, "The quick brown fox jumps over the ");
+    ck_assert(s.done);
+    ck_assert_int_eq(s.completion_tokens, n);
+}
+END_TEST
+
+/* A tail that may begin a stop string waits; once it cannot, it is released. */
+START_TEST(holdback_released_when_no_match)
+{
+    const char *stop[] = {"STOP!"};
+    struct gen *g = make(stop, 1, 0, prompt, 3);
+    struct seen s = {0};
+    feed_text(g, "go ST");
+    drain(g, &s);
+    ck_assert_str_eq(s.content, "go ");
+    feed_text(g, "ay here");
+    drain(g, &s);
+    ck_assert_str_eq(s.content, "go STay here");
+    finish(g, GEN_FINISH_LENGTH, &s);
+    ck_assert_str_eq(s.content, "go STay here");
+}
+END_TEST
+
+/* Held text is flushed when the choice ends for another reason. */
+START_TEST(flush_on_length)
+{
+    const char *stop[] = {"ABCDEF"};
+    struct gen *g = make(stop, 1, 0, prompt, 3);
+    struct seen s = {0};
+    feed_text(g, "xyz ABC");
+    finish(g, GEN_FINISH_LENGTH, &s);
+    ck_assert_str_eq(s.content, "xyz ABC");
+    ck_assert_int_eq(s.finish, GEN_FINISH_LENGTH);
+}
+END_TEST
+
+/* The earliest of several stop strings wins. */
+START_TEST(earliest_stop_wins)
+{
+    const char *stop[] = {"world", "lo w"};
+    struct gen *g = make(stop, 2, 0, prompt, 3);
+    struct seen s = {0};
+    feed_text(g, "hello world");
+    finish(g, GEN_FINISH_STOP, &s);
+    ck_assert_str_eq(s.content, "hel");
+}
+END_TEST
+
+/* R1: the prompt ends inside <think>\n; text up to </think> is reasoning, the rest content. */
+START_TEST(reasoning_split)
+{
+    int32_t think = tok_added_id(tok, "<think>"), end = tok_added_id(tok, "</think>");
+    ck_assert_int_ge(think, 0);
+    int32_t p[] = {5, 6, think, 201};
+    struct gen *g = make(NULL, 0, 1, p, 4);
+    struct seen s = {0};
+    feed_text(g, "Let me think.");
+    feed_id(g, end);
+    feed_text(g, "\n\nThe answer is 4.");
+    finish(g, GEN_FINISH_STOP, &s);
+    ck_assert_str_eq(s.reasoning, "Let me think.");
+    ck_assert_str_eq(s.content, "\n\nThe answer is 4.");
+}
+END_TEST
+
+/* Without an opened <think>, everything is content (and </think> is plain text then). */
+START_TEST(no_reasoning_without_think)
+{
+    struct gen *g = make(NULL, 0, 1, prompt, 3);
+    struct seen s = {0};
+    feed_text(g, "plain answer");
+    finish(g, GEN_FINISH_STOP, &s);
+    ck_assert_str_eq(s.reasoning, "");
+    ck_assert_str_eq(s.content, "plain answer");
+}
+END_TEST
+
+/* The eos token ends the text without adding any. */
+START_TEST(eos_adds_no_text)
+{
+    struct gen *g = make(NULL, 0, 0, prompt, 3);
+    struct seen s = {0};
+    feed_text(g, "ok");
+    feed_id(g, tok_eos_id(tok));
+    finish(g, GEN_FINISH_STOP, &s);
+    ck_assert_str_eq(s.content, "ok");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("gen");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    const TTest *tests[] = {stop_string_across_tokens_not_emitted, holdback_released_when_no_match,
+                            flush_on_length, earliest_stop_wins, reasoning_split,
+                            no_reasoning_without_think, eos_adds_no_text};
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
