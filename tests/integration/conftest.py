@@ -38,11 +38,11 @@ def free_port():
 class Server:
     """A real `seekd serve` on 127.0.0.1, serving a fixture model."""
 
-    def __init__(self, binary, env, model, tokenizer=None, args=()):
+    def __init__(self, binary, env, model, tokenizer=None, args=(), host="127.0.0.1"):
         import subprocess
         import tempfile
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")
         cmd = [binary, "serve", "--model", str(model), "--port", str(self.port),
                "--kv-cache-memory", "64MiB", "--kv-cache-dtype", "f32", *args]
@@ -71,9 +71,30 @@ class Server:
         self.log.seek(0)
         return self.log.read()
 
+    def blocks_in_use(self):
+        """KV blocks still held by sequences, waiting up to 10 s for running requests to end."""
+        import time
+        import urllib.request
+        used = None
+        for _ in range(200):
+            with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
+                text = r.read().decode()
+            used = running = None
+            for line in text.splitlines():
+                if line.startswith("seekd:kv_cache_blocks_used "):
+                    used = float(line.split()[1])
+                if line.startswith("seekd:num_requests_running "):
+                    running = float(line.split()[1])
+            if used == 0 and running == 0:
+                return 0
+            time.sleep(0.05)
+        return used
+
     def stop(self):
         import signal
         if self.proc.poll() is None:
+            # every test leaves the KV cache empty
+            assert self.blocks_in_use() == 0, "KV blocks still in use after the tests"
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)

@@ -62,6 +62,17 @@ def test_concurrent_equals_alone(server):
     wait_idle(server.base)
 
 
+def test_seeded_sampling_is_batch_invariant(server):
+    """Sampling with a seed gives the same tokens alone and among 16 concurrent requests."""
+    ps = prompts(16, seed=11)
+    kw = dict(temperature=0.9, top_p=0.95, top_k=50, seed=1234)
+    alone = [token_ids(complete(server.base, p, **kw)) for p in ps]
+    with ThreadPoolExecutor(16) as ex:
+        together = list(ex.map(lambda p: token_ids(complete(server.base, p, **kw)), ps))
+    assert together == alone
+    assert len({tuple(t) for t in alone}) > 1
+
+
 def test_prefix_cache_reports_cached_tokens(server):
     rng = random.Random(7)
     shared = [rng.randrange(0, 3000) for _ in range(200)]

@@ -81,3 +81,20 @@ def test_errors_are_sdk_exceptions(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=SERVE_MODEL.name,
                                        messages=[{"role": "wizard", "content": "x"}])
+
+
+def test_history_with_tools_and_parts(client):
+    """Content parts, assistant tool calls and tool results go through the template."""
+    r = client.chat.completions.create(model=SERVE_MODEL.name, max_tokens=3, messages=[
+        {"role": "system", "content": [{"type": "text", "text": "You can call tools."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Weather in "},
+                                     {"type": "text", "text": "Paris?"}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp_c\": 21}"},
+    ])
+    assert r.choices[0].message.content is not None
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=SERVE_MODEL.name, messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
