@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import BINARIES, SERVE_MODEL, TOKENIZER, Server
+from conftest import SERVE_MODEL, TOKENIZER, Server
 
 SERVER_ARGS = ("--max-model-len", "8192", "--max-num-batched-tokens", "256")
 
@@ -113,7 +113,7 @@ def test_long_prefill_does_not_stall_streams(server):
     wait_idle(server.base)
 
 
-def test_preemption_loses_nothing(seekd_env):
+def test_preemption_loses_nothing(seekd_env, binary):
     """64 requests against a KV pool a quarter of what they need all finish, equal to the
     unpreempted runs, and the server counts preemptions."""
     ps = prompts(64, seed=5, lo=60, hi=120)
@@ -121,10 +121,10 @@ def test_preemption_loses_nothing(seekd_env):
     need_blocks = sum(-(-(len(p) + max_tokens) // 16) for p in ps)
     # one block: 16 tokens x 3 layers x (96 + 16) values x 4 bytes
     block_bytes = 16 * 3 * (96 + 16) * 4
-    small = Server(str(BINARIES["release"]), seekd_env, SERVE_MODEL, TOKENIZER,
+    small = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER,
                    ("--block-size", "16", "--kv-cache-memory", str(need_blocks // 4 * block_bytes),
                     "--max-num-seqs", "64", "--max-model-len", "512"))
-    roomy = Server(str(BINARIES["release"]), seekd_env, SERVE_MODEL, TOKENIZER,
+    roomy = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER,
                    ("--block-size", "16", "--max-model-len", "512"))
     try:
         alone = [token_ids(complete(roomy.base, p, max_tokens)) for p in ps]

@@ -172,13 +172,13 @@ def test_stop_strings_over_http(server):
     assert "".join(pieces) == r["text"]
 
 
-def test_queue_full_is_503():
+def test_queue_full_is_503(binary):
     """With room for one queued request, a burst gets 503 + Retry-After for the rest."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     from conftest import TOKENIZER, Server
-    s = Server(str(BINARIES_RELEASE()), dict(os.environ), SERVE_MODEL, TOKENIZER,
+    s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
                ("--max-queued-requests", "1", "--max-num-seqs", "1"))
     try:
         body = {"prompt": [1, 2], "max_tokens": 200, "ignore_eos": True}
@@ -193,16 +193,11 @@ def test_queue_full_is_503():
         s.stop()
 
 
-def BINARIES_RELEASE():
-    from conftest import BINARIES
-    return BINARIES["release"]
-
-
-def test_request_timeout():
+def test_request_timeout(binary):
     import os
 
     from conftest import TOKENIZER, Server
-    s = Server(str(BINARIES_RELEASE()), dict(os.environ), SERVE_MODEL, TOKENIZER,
+    s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
                ("--request-timeout", "300ms"))
     try:
         r = requests.post(s.base + "/v1/completions", timeout=60,

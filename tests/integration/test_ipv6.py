@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from conftest import BINARIES, SERVE_MODEL, TOKENIZER, Server
+from conftest import SERVE_MODEL, TOKENIZER, Server
 
 
 def has_ipv6():
@@ -17,8 +17,8 @@ def has_ipv6():
 
 
 @pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
-def test_ipv6_loopback():
-    s = Server(str(BINARIES["release"]), dict(os.environ), SERVE_MODEL, TOKENIZER,
+def test_ipv6_loopback(binary):
+    s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
                ("--host", "::1"), host="::1")
     try:
         with socket.create_connection(("::1", s.port), timeout=10) as c:

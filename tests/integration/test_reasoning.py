@@ -6,14 +6,14 @@ import json
 import pytest
 import requests
 
-from conftest import BINARIES, FIXTURES, SERVE_MODEL, Server
+from conftest import FIXTURES, SERVE_MODEL, Server
 
 R1_TOKENIZER = FIXTURES / "tokenizer" / "r1"
 
 
 @pytest.fixture(scope="module")
-def r1(seekd_env_module):
-    s = Server(str(BINARIES["release"]), seekd_env_module, SERVE_MODEL, R1_TOKENIZER)
+def r1(seekd_env_module, binary):
+    s = Server(binary, seekd_env_module, SERVE_MODEL, R1_TOKENIZER)
     yield s
     s.stop()
 

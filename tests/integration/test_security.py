@@ -5,15 +5,15 @@ import openai
 import pytest
 import requests
 
-from conftest import BINARIES, SERVE_MODEL, TOKENIZER, Server
+from conftest import SERVE_MODEL, TOKENIZER, Server
 
 
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory):
+def keyed(tmp_path_factory, binary):
     cfg = tmp_path_factory.mktemp("cfg") / "seekd.yaml"
     cfg.write_text("api_keys:\n  - file-key\ncors_allowed_origins: [\"https://app.example\"]\n")
     env = dict(os.environ, SEEKD_API_KEY="env-key,env-key-2")
-    s = Server(str(BINARIES["release"]), env, SERVE_MODEL, TOKENIZER, ("--config", str(cfg)))
+    s = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--config", str(cfg)))
     yield s
     s.stop()
 
