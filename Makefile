@@ -27,6 +27,8 @@ OPT_release := -O2 -g -march=x86-64-v2
 OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=all
 LDOPT_asan  := -fsanitize=address,undefined
+OPT_tsan    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDOPT_tsan  := -fsanitize=thread
 
 ENGINE_SRC := $(sort $(wildcard engine/*.c))
 SERVER_SRC := $(sort $(wildcard server/*.c))
@@ -36,7 +38,7 @@ TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
 # objects per variant: build/<variant>/<path>.o
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-.PHONY: all test unit unit-asan integration deps venv run bench clean format
+.PHONY: all test unit unit-asan integration integration-tsan deps venv run bench clean format
 .DEFAULT_GOAL := all
 
 all: seekd
@@ -61,6 +63,7 @@ build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/libengine.a
 endef
 $(eval $(call variant,release))
 $(eval $(call variant,asan))
+$(eval $(call variant,tsan))
 
 # ---- set-up: system packages and the test venv -------------------------------------------------
 deps:
@@ -90,12 +93,19 @@ unit-asan: $(UNIT_asan)
 integration: seekd build/asan/seekd venv
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
+# The tests that exercise the threads (engine, HTTP loop, sweeper) under ThreadSanitizer.
+integration-tsan: build/tsan/seekd venv
+	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
+	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
+	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+
 # Ordered: dependencies first, then the plain build and its tests, then the sanitizer build.
 test: deps
 	@$(MAKE) --no-print-directory venv
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory integration-tsan
 
 # The default model: the tiny BF16 test checkpoint (random weights: its text is noise).
 RUN_MODEL ?= tests/fixtures/models/v3-bf16-sharded

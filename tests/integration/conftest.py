@@ -8,10 +8,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 
 # The plain build and the AddressSanitizer/UBSan build; each test runs against both.
-BINARIES = {
+# SEEKD_BUILDS picks others (make test runs the concurrency tests again under ThreadSanitizer).
+ALL_BINARIES = {
     "release": ROOT / "seekd",
     "asan": ROOT / "build" / "asan" / "seekd",
+    "tsan": ROOT / "build" / "tsan" / "seekd",
 }
+BINARIES = {n: ALL_BINARIES[n] for n in os.environ.get("SEEKD_BUILDS", "release,asan").split(",")}
 
 
 def pytest_generate_tests(metafunc):
