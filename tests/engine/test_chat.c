@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tests/check_run.h"
 
 #define FIX "tests/fixtures/tokenizer/"
 
@@ -200,9 +201,5 @@ int main(void)
     tcase_add_test(tc, generation_prompt_r1_opens_think);
     tcase_add_test(tc, template_selection);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "engine/dtype.h"
+#include "tests/check_run.h"
 
 START_TEST(fp8_known_values)
 {
@@ -77,9 +78,5 @@ int main(void)
     tcase_add_test(tc, f16_values);
     tcase_add_test(tc, names_parse);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

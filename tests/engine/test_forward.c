@@ -6,6 +6,7 @@
 
 #include "engine/forward.h"
 #include "tests/engine/tiny_model.h"
+#include "tests/check_run.h"
 
 enum { BS = 4, N_TOK = 23 };
 
@@ -209,9 +210,5 @@ int main(void)
                             bf16_cache_close, batch_invariance, bad_batches};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/gen.h"
+#include "tests/check_run.h"
 
 #define FIX "tests/fixtures/tokenizer/"
 
@@ -198,9 +199,5 @@ int main(void)
                             no_reasoning_without_think, eos_adds_no_text};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "engine/kv_blocks.h"
+#include "tests/check_run.h"
 
 /* Asserts the invariants with these tables as the only block holders. */
 static void assert_ok(const struct kvb *kv, const struct kvb_table *const *tables, int32_t n)
@@ -283,10 +284,5 @@ int main(void)
     tcase_add_test(tc, test_fork_copy_on_write);
     tcase_add_test(tc, test_blocks_in_budget);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_set_fork_status(sr, CK_NOFORK); /* one process, so leak detection sees every test */
-    srunner_run_all(sr, CK_NORMAL);
-    int n_failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return n_failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(su, 0);
 }

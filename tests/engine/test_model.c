@@ -5,6 +5,7 @@
 
 #include "engine/model.h"
 #include "tests/engine/tiny_model.h"
+#include "tests/check_run.h"
 
 static char *dir;
 static struct ck_list l;
@@ -249,9 +250,5 @@ int main(void)
                             config_missing};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "engine/moe.h"
+#include "tests/check_run.h"
 
 static struct model_config v3(void)
 {
@@ -85,9 +86,5 @@ int main(void)
     tcase_add_test(tc, v2_greedy_softmax);
     tcase_add_test(tc, v2_group_limited);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

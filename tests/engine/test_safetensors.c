@@ -5,6 +5,7 @@
 
 #include "engine/safetensors.h"
 #include "tests/engine/ckpt_writer.h"
+#include "tests/check_run.h"
 
 static char *dir;
 
@@ -299,9 +300,5 @@ int main(void)
                       sharded_duplicate_tensor, sharded_path_escape, sharded_bad_index};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/sampler.h"
+#include "tests/check_run.h"
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -660,9 +661,5 @@ int main(void)
     tcase_add_test(tc, params_check_accepts_bounds);
     tcase_add_test(tc, state_rejects_bad_prompt);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(su, 1);
 }

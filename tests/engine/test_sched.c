@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine/sched.h"
+#include "tests/check_run.h"
 
 #define VOCAB      1000
 #define STOP_TOKEN 7
@@ -574,10 +575,5 @@ int main(void)
     tcase_add_test(tc, test_fork_shares_prompt);
     tcase_add_test(tc, test_soak);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_set_fork_status(sr, CK_NOFORK); /* one process, so leak detection sees every test */
-    srunner_run_all(sr, CK_NORMAL);
-    int n_failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return n_failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(su, 0);
 }

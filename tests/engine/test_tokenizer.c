@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tests/check_run.h"
 
 #define FIX "tests/fixtures/tokenizer/"
 
@@ -315,9 +316,5 @@ int main(void)
     tcase_add_test(tc, malformed_tokenizer_json_is_refused);
     tcase_add_test(tc, pair_form_merges_load);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "server/options.c"
+#include "tests/check_run.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -656,9 +657,5 @@ int main(void)
     tcase_add_test(tc, reference_file);
     tcase_add_test(tc, serve_needs_a_model);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }
