@@ -11,7 +11,7 @@
 
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
-APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check \
+APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
             libpcre2-dev python3 python3-venv
 PYTHON  ?= python3
 
