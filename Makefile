@@ -44,7 +44,7 @@ objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 all: seekd
 
 seekd: build/release/seekd
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 define variant
 build/$(1)/%.o: %.c

@@ -396,7 +396,8 @@ static int setup_cache(struct engine *eng, const struct engine_opts *o, struct e
     if (!eng->kv) return err_set(e, "cannot allocate %lld KV cache blocks (%zu bytes)", (long long)n_blocks, budget);
     eng->scfg = (struct sched_config){.n_blocks = (int32_t)n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
-                                      .max_num_seqs = o->max_num_seqs};
+                                      .max_num_seqs = o->max_num_seqs,
+                                      .no_prefix_caching = !o->enable_prefix_caching};
     eng->sched = sched_create(&eng->scfg, e);
     return eng->sched ? 0 : -1;
 }

@@ -34,6 +34,7 @@ struct kvb {
     int32_t *buckets; /* [bucket_mask+1] first block of each hash chain */
     uint32_t bucket_mask;
     kvb_hash_fn hash;
+    bool caching;     /* prefix caching on: full blocks are registered and looked up */
 };
 
 /* Where a walk along a chain of cached blocks stands: the last block's hash and identity. */
@@ -68,6 +69,7 @@ struct kvb *kvb_create(int32_t n_blocks, int32_t block_size)
     kv->n_free = n_blocks;
     kv->lru_head = kv->lru_tail = NONE;
     kv->hash = kvb_hash_fnv;
+    kv->caching = true;
     return kv;
 }
 
@@ -282,7 +284,7 @@ static struct kvb_hit walk(const struct kvb *kv, const int32_t *tokens, int32_t 
 {
     struct kvb_hit hit = {0, 0};
     struct chain c = chain_root;
-    int32_t bs = kv->block_size, max = n_tokens > 0 ? (n_tokens - 1) / bs : 0;
+    int32_t bs = kv->block_size, max = n_tokens > 0 && kv->caching ? (n_tokens - 1) / bs : 0;
     for (; hit.n_blocks < max; hit.n_blocks++) {
         const int32_t *blk = tokens + (size_t)hit.n_blocks * (size_t)bs;
         uint64_t h = kv->hash(c.hash, blk, bs);
@@ -294,6 +296,11 @@ static struct kvb_hit walk(const struct kvb *kv, const int32_t *tokens, int32_t 
     }
     if (end) *end = c;
     return hit;
+}
+
+void kvb_set_caching(struct kvb *kv, bool on)
+{
+    kv->caching = on;
 }
 
 struct kvb_hit kvb_lookup(const struct kvb *kv, const int32_t *tokens, int32_t n_tokens)
@@ -362,7 +369,7 @@ void kvb_commit(struct kvb *kv, struct kvb_table *t, const int32_t *tokens, int3
 {
     int32_t n_full = n_computed / kv->block_size;
     if (n_full > t->n_ids) ERR_FATAL("kvb_commit: %d tokens but %d blocks", n_computed, t->n_ids);
-    while (t->n_hashed < n_full)
+    while (kv->caching && t->n_hashed < n_full)
         commit_one(kv, t, tokens + (size_t)t->n_hashed * (size_t)kv->block_size);
 }
 

@@ -54,6 +54,10 @@ struct kvb_stats {
     int32_t n_used;
 };
 
+/* Turns automatic prefix caching on (the default) or off. Off: nothing is registered or found,
+ * and freed blocks return straight to the free list. Set it before the first allocation. */
+void kvb_set_caching(struct kvb *kv, bool on);
+
 /* Hash of one full block given its parent's hash (0 for the first block). */
 typedef uint64_t (*kvb_hash_fn)(uint64_t parent, const int32_t *tokens, int32_t n_tokens);
 

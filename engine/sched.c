@@ -64,6 +64,7 @@ struct sched *sched_create(const struct sched_config *cfg, struct err *e)
     s->cfg = *cfg;
     if (!s->cfg.block_size) s->cfg.block_size = KVB_DEFAULT_BLOCK_SIZE;
     s->kv = kvb_create(s->cfg.n_blocks, s->cfg.block_size);
+    kvb_set_caching(s->kv, !s->cfg.no_prefix_caching);
     size_t n_seqs = (size_t)cfg->max_num_seqs;
     s->tokens = xcalloc((size_t)cfg->max_num_batched_tokens, sizeof *s->tokens);
     s->bseqs = xcalloc(n_seqs, sizeof *s->bseqs);

@@ -30,6 +30,7 @@ struct sched_config {
     int32_t block_size;             /* tokens per block; 0 means KVB_DEFAULT_BLOCK_SIZE */
     int32_t max_num_batched_tokens; /* token budget of one step */
     int32_t max_num_seqs;           /* sequences running at once */
+    bool no_prefix_caching;         /* turn automatic prefix caching off */
 };
 
 struct sched_req {

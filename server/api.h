@@ -25,6 +25,7 @@ struct api {
     time_t created;
     int max_model_len;
     double request_timeout_s;   /* 0: none */
+    int default_max_tokens;     /* when a request sets none; 0: chat the rest, completions 16 */
     double stall_s;             /* /health turns 503 when the engine loop stalls this long */
 };
 

@@ -93,8 +93,9 @@ static int read_logprobs(struct http_req *r, json_t *body, int chat, struct smp_
 
 static int read_max_tokens(struct http_req *r, json_t *body, int chat, struct gen_params *g)
 {
-    long mt, mct;
-    if (api_get_int(r, body, "max_tokens", 1, 1L << 30, chat ? -1 : 16, &mt) ||
+    long mt, mct, dflt = ((struct api *)r->app)->default_max_tokens;
+    if (!dflt) dflt = chat ? -1 : 16;
+    if (api_get_int(r, body, "max_tokens", 1, 1L << 30, dflt, &mt) ||
         api_get_int(r, body, "max_completion_tokens", 1, 1L << 30, -1, &mct))
         return -1;
     g->max_tokens = (int)(mct > 0 ? mct : mt);

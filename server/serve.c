@@ -107,7 +107,8 @@ static int serve(struct seekd_options *o, const sigset_t *set)
     char **names = model_names(o);
     struct chat *chat = NULL;
     struct api a = {.names = (const char *const *)names, .created = time(NULL), .stall_s = 60,
-                    .request_timeout_s = o->request_timeout};
+                    .request_timeout_s = o->request_timeout,
+                    .default_max_tokens = o->default_max_tokens};
     fill_http_config(o, &hc);
     fill_engine_opts(o, &eo);
     struct http_server *h = http_start(&hc, api_routes, api_n_routes, &a, &e);

@@ -78,6 +78,28 @@ START_TEST(test_allocate_refused_when_short)
 }
 END_TEST
 
+/* With caching off nothing is found or kept: freed blocks go straight back to the free list. */
+START_TEST(test_caching_off)
+{
+    struct kvb *kv = kvb_create(8, 4);
+    kvb_set_caching(kv, false);
+    struct kvb_table a = {0}, b = {0};
+    const int32_t p[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    ck_assert_int_eq(alloc_commit(kv, &a, p, 9), 0);
+    ck_assert_int_eq(a.n_hashed, 0);
+    ck_assert_int_eq(kvb_lookup(kv, p, 9).n_blocks, 0);
+    ck_assert_int_eq(kvb_allocate(kv, &b, p, 9, 9), 0);
+    ck_assert_int_ne(b.ids[0], a.ids[0]);
+    kvb_free(kv, &a);
+    kvb_free(kv, &b);
+    struct kvb_stats st;
+    kvb_stats(kv, &st);
+    ck_assert_int_eq(st.n_free, 8);
+    ck_assert_int_eq(st.n_cached, 0);
+    kvb_destroy(kv);
+}
+END_TEST
+
 START_TEST(test_prefix_reuse)
 {
     struct kvb *kv = kvb_create(16, 4);
@@ -277,6 +299,7 @@ int main(void)
     tcase_add_test(tc, test_accounting);
     tcase_add_test(tc, test_allocate_refused_when_short);
     tcase_add_test(tc, test_prefix_reuse);
+    tcase_add_test(tc, test_caching_off);
     tcase_add_test(tc, test_commit_dedups_twins);
     tcase_add_test(tc, test_collisions_checked);
     tcase_add_test(tc, test_reused_parent_does_not_match_children);

@@ -94,16 +94,19 @@ class Server:
         return used
 
     def stop(self):
+        """SIGTERM; checks the KV cache was left empty, a clean exit and no sanitizer report.
+        The process never outlives this call."""
         import signal
-        if self.proc.poll() is None:
-            # every test leaves the KV cache empty
-            assert self.blocks_in_use() == 0, "KV blocks still in use after the tests"
-            self.proc.send_signal(signal.SIGTERM)
-            try:
+        try:
+            if self.proc.poll() is None:
+                # every test leaves the KV cache empty
+                assert self.blocks_in_use() == 0, "KV blocks still in use after the tests"
+                self.proc.send_signal(signal.SIGTERM)
                 self.proc.wait(timeout=60)
-            except Exception:
+        finally:
+            if self.proc.poll() is None:
                 self.proc.kill()
-                raise
+                self.proc.wait()
         out = self.output()
         assert "Sanitizer" not in out and "runtime error:" not in out, out
         assert self.proc.returncode == 0, out

@@ -207,3 +207,23 @@ def test_request_timeout(binary):
         assert requests.get(s.base + "/health").status_code == 200
     finally:
         s.stop()
+
+
+def test_default_max_tokens(binary):
+    import os
+
+    from conftest import TOKENIZER, Server
+    s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
+               ("--default-max-tokens", "3", "--no-enable-prefix-caching"))
+    try:
+        for path, body in (("/v1/completions", {"prompt": [1, 2]}),
+                           ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})):
+            r = requests.post(s.base + path, json=dict(body, ignore_eos=True), timeout=60).json()
+            assert r["usage"]["completion_tokens"] == 3
+        # prefix caching is off: a repeated long prompt finds nothing cached
+        long = {"prompt": list(range(10, 150)), "max_tokens": 1}
+        requests.post(s.base + "/v1/completions", json=long, timeout=60)
+        again = requests.post(s.base + "/v1/completions", json=long, timeout=60).json()
+        assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    finally:
+        s.stop()
