@@ -50,7 +50,7 @@ static struct harness *harness_create(int32_t n_blocks, int32_t block_size, int3
                                       int32_t max_seqs)
 {
     struct harness *h = calloc(1, sizeof *h);
-    h->cfg = (struct sched_config){n_blocks, block_size, budget, max_seqs};
+    h->cfg = (struct sched_config){n_blocks, block_size, budget, max_seqs, false};
     struct err e = {{0}};
     h->s = sched_create(&h->cfg, &e);
     ck_assert_msg(h->s != NULL, "%s", e.msg);
@@ -403,7 +403,7 @@ START_TEST(test_admission_refused)
     ck_assert_int_eq(sched_add(h->s, &(struct sched_req){3, p, 4, 5, NULL, 2}, &e), -1);
     run_until_idle(h, 100);
     check_transcript(&h->reqs[0]);
-    struct sched_config bad = {0, 16, 64, 4};
+    struct sched_config bad = {0, 16, 64, 4, false};
     ck_assert_ptr_null(sched_create(&bad, &e));
     ck_assert_ptr_nonnull(strstr(e.msg, "n_blocks"));
     harness_destroy(h);
