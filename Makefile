@@ -24,7 +24,7 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 LIBS     = $(PKG_LIBS) -lm -pthread
 
 OPT_release := -O2 -g -march=x86-64-v2
-OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DSEEKD_FAULT_HOOKS \
                -fno-sanitize-recover=all
 LDOPT_asan  := -fsanitize=address,undefined
 

@@ -125,6 +125,9 @@ static const struct opt_def opt_table[] = {
      .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
     {INT(threads), .flag = "--threads", .def = "0", .min = 0, .max = 4096, .group = "Engine",
      .metavar = "N", .help = "CPU worker threads; 0 = one per core"},
+    {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "60s", .min = 0.1,
+     .max = 86400, .group = "Engine",
+     .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},
@@ -431,8 +434,9 @@ static char *dup_text(const char *s, size_t len)
 
 static void list_append(struct opt_list *l, const char *s, size_t len)
 {
-    l->items = xrealloc(l->items, (size_t)(l->n_items + 1) * sizeof *l->items);
+    l->items = xrealloc(l->items, (size_t)(l->n_items + 2) * sizeof *l->items);
     l->items[l->n_items++] = dup_text(s, len);
+    l->items[l->n_items] = NULL; /* callers pass items on as a NULL-terminated array */
 }
 
 /* Appends the items of a comma-separated list; spaces around items are dropped. Items are
