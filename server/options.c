@@ -125,7 +125,7 @@ static const struct opt_def opt_table[] = {
      .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
     {INT(threads), .flag = "--threads", .def = "0", .min = 0, .max = 4096, .group = "Engine",
      .metavar = "N", .help = "CPU worker threads; 0 = one per core"},
-    {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "60s", .min = 0.1,
+    {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},
     /* logging */
