@@ -55,9 +55,12 @@ static void report(void *arg, const struct load_status *s)
     if (!done && now - p->last_line < LINE_EVERY_S) return;
     p->last_line = now;
     notify_send(p->nt, "STATUS=Loading model: %s", text);
-    if (done)
-        log_msg(p->log, LOGL_INFO, "model mapped: %lld tensors, %.1f GiB in %.2fs (no copy)",
-                (long long)s->n_tensors, (double)s->n_bytes_total / (1 << 30), elapsed);
+    if (done) {
+        char size[24];
+        human_bytes((double)s->n_bytes_total, size, sizeof size);
+        log_msg(p->log, LOGL_INFO, "model mapped: %lld tensors, %s in %.2fs (no copy)",
+                (long long)s->n_tensors, size, elapsed);
+    }
     else if (!p->tty)
         log_msg(p->log, LOGL_INFO, "loading: %s", text);
 }
