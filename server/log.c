@@ -16,9 +16,9 @@
 #define LINE_MAX_BYTES 4096
 
 struct log {
-    pthread_mutex_t mu;         /* guards fd across reopen and keeps lines whole */
-    int fd;                     /* 2 (stderr) or the opened file */
-    char *path;                 /* NULL: stderr */
+    pthread_mutex_t mu; /* guards fd across reopen and keeps lines whole */
+    int fd;             /* 2 (stderr) or the opened file */
+    char *path;         /* NULL: stderr */
     enum log_format fmt;
     enum log_level min;
 };
@@ -37,7 +37,8 @@ struct log *log_create(const char *path, enum log_format fmt, enum log_level min
     int fd = 2;
     if (path && *path && (fd = open_file(path, e)) < 0) return NULL;
     struct log *l = xcalloc(1, sizeof *l);
-    *l = (struct log){.fd = fd, .path = path && *path ? strdup(path) : NULL, .fmt = fmt, .min = min};
+    *l =
+        (struct log){.fd = fd, .path = path && *path ? strdup(path) : NULL, .fmt = fmt, .min = min};
     pthread_mutex_init(&l->mu, NULL);
     return l;
 }
@@ -104,8 +105,8 @@ size_t log_format_msg(enum log_format fmt, enum log_level lv, double now, const 
     char ts[40];
     timestamp(now, ts, sizeof ts);
     if (fmt == LOG_JSON)
-        return json_line(json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[lv], "msg", msg),
-                         buf, cap);
+        return json_line(
+            json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[lv], "msg", msg), buf, cap);
     return end_line(snprintf(buf, cap, "%s %-5s %s", ts, level_names[lv], msg), buf, cap);
 }
 
@@ -130,8 +131,8 @@ size_t log_format_access(enum log_format fmt, double now, const struct log_acces
     int n = snprintf(buf, cap,
                      "%s info  access id=%s path=%s status=%d prompt_tokens=%d "
                      "completion_tokens=%d ttft_ms=%s duration_ms=%.1f finish_reason=%s",
-                     ts, a->id ? a->id : "-", a->path ? a->path : "-", a->status,
-                     a->prompt_tokens, a->completion_tokens, ttft, dur_ms, finish);
+                     ts, a->id ? a->id : "-", a->path ? a->path : "-", a->status, a->prompt_tokens,
+                     a->completion_tokens, ttft, dur_ms, finish);
     return end_line(n, buf, cap);
 }
 

@@ -17,13 +17,13 @@ struct log;
 
 /* What one finished request reports. */
 struct log_access {
-    const char *id;             /* the response id ("chatcmpl-…") */
-    const char *path;           /* the endpoint */
-    int status;                 /* HTTP status */
+    const char *id;   /* the response id ("chatcmpl-…") */
+    const char *path; /* the endpoint */
+    int status;       /* HTTP status */
     int prompt_tokens, completion_tokens;
-    double ttft_s;              /* time to the first token; < 0: none came */
+    double ttft_s; /* time to the first token; < 0: none came */
     double duration_s;
-    const char *finish;         /* finish reason of the first choice */
+    const char *finish; /* finish reason of the first choice */
 };
 
 /* Opens the log: path NULL or "" writes to stderr, else appends to path. NULL with a message. */

@@ -45,7 +45,8 @@ int notify_open(struct notify *n, struct err *e)
         return err_set(e, "NOTIFY_SOCKET \"%s\" is not a socket path or @name", sock);
     n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (n->fd < 0) return err_set(e, "NOTIFY_SOCKET: socket: %s", strerror(errno));
-    n->watchdog_usec = notify_parse_watchdog(getenv("WATCHDOG_USEC"), getenv("WATCHDOG_PID"), getpid());
+    n->watchdog_usec =
+        notify_parse_watchdog(getenv("WATCHDOG_USEC"), getenv("WATCHDOG_PID"), getpid());
     return 0;
 }
 
@@ -64,7 +65,7 @@ int notify_send(struct notify *n, const char *fmt, ...)
     int len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (len < 0 || (size_t)len >= sizeof msg) return -1;
-    ssize_t sent = sendto(n->fd, msg, (size_t)len, MSG_NOSIGNAL, (struct sockaddr *)&n->addr,
-                          n->addr_len);
+    ssize_t sent =
+        sendto(n->fd, msg, (size_t)len, MSG_NOSIGNAL, (struct sockaddr *)&n->addr, n->addr_len);
     return sent == len ? 0 : -1;
 }

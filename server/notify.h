@@ -15,10 +15,10 @@
 #include "engine/err.h"
 
 struct notify {
-    int fd;                     /* -1: not under a service manager */
+    int fd; /* -1: not under a service manager */
     struct sockaddr_un addr;
     socklen_t addr_len;
-    uint64_t watchdog_usec;     /* 0: no watchdog asked for */
+    uint64_t watchdog_usec; /* 0: no watchdog asked for */
 };
 
 /* Reads the environment. -1 with a message when NOTIFY_SOCKET is set but unusable. */

@@ -7,8 +7,8 @@
 
 #include "server/http.h"
 
-#define LINE_EVERY_S 1.0       /* plain lines and STATUS=: at most this often */
-#define BAR_WIDTH 24
+#define LINE_EVERY_S 1.0 /* plain lines and STATUS=: at most this often */
+#define BAR_WIDTH    24
 
 /* "512 B", "1.5 KiB", … */
 static void human_bytes(double b, char *buf, size_t cap)
@@ -60,8 +60,7 @@ static void report(void *arg, const struct load_status *s)
         human_bytes((double)s->n_bytes_total, size, sizeof size);
         log_msg(p->log, LOGL_INFO, "model mapped: %lld tensors, %s in %.2fs (no copy)",
                 (long long)s->n_tensors, size, elapsed);
-    }
-    else if (!p->tty)
+    } else if (!p->tty)
         log_msg(p->log, LOGL_INFO, "loading: %s", text);
 }
 

@@ -12,11 +12,11 @@
 
 struct progress {
     struct log *log;
-    struct notify *nt;          /* may be inactive (fd -1) */
-    int tty;                    /* 1: draw a bar on stderr */
-    double t0;                  /* monotonic seconds at start */
-    double last_line;           /* when the last line / STATUS went out */
-    struct load_progress cb;    /* pass &cb to the engine */
+    struct notify *nt;       /* may be inactive (fd -1) */
+    int tty;                 /* 1: draw a bar on stderr */
+    double t0;               /* monotonic seconds at start */
+    double last_line;        /* when the last line / STATUS went out */
+    struct load_progress cb; /* pass &cb to the engine */
 };
 
 void progress_init(struct progress *p, struct log *log, struct notify *nt, int tty);

@@ -47,9 +47,14 @@ END_TEST
 
 START_TEST(access_lines)
 {
-    struct log_access a = {.id = "chatcmpl-1", .path = "/v1/chat/completions", .status = 200,
-                           .prompt_tokens = 7, .completion_tokens = 3, .ttft_s = 0.0125,
-                           .duration_s = 0.5, .finish = "length"};
+    struct log_access a = {.id = "chatcmpl-1",
+                           .path = "/v1/chat/completions",
+                           .status = 200,
+                           .prompt_tokens = 7,
+                           .completion_tokens = 3,
+                           .ttft_s = 0.0125,
+                           .duration_s = 0.5,
+                           .finish = "length"};
     char buf[512];
     log_format_access(LOG_TEXT, T, &a, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "access id=chatcmpl-1 path=/v1/chat/completions status=200 "

@@ -12,7 +12,8 @@ START_TEST(addresses)
     socklen_t len;
     ck_assert_int_eq(notify_parse_addr("/run/systemd/notify", &a, &len), 0);
     ck_assert_str_eq(a.sun_path, "/run/systemd/notify");
-    ck_assert_uint_eq(len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/systemd/notify") + 1);
+    ck_assert_uint_eq(len,
+                      offsetof(struct sockaddr_un, sun_path) + strlen("/run/systemd/notify") + 1);
     ck_assert_int_eq(notify_parse_addr("@sd-notify", &a, &len), 0);
     ck_assert_int_eq(a.sun_path[0], 0);
     ck_assert_int_eq(memcmp(a.sun_path + 1, "sd-notify", 9), 0);
