@@ -34,13 +34,14 @@ size_t progress_format(const struct load_status *s, double elapsed, char *buf, s
 
 static void draw_bar(const struct load_status *s, const char *text)
 {
-    double f = s->n_bytes_total ? (double)s->n_bytes / (double)s->n_bytes_total : 1;
+    int done = strcmp(s->stage, "done") == 0; /* unused (MTP) tensors are never bound */
+    double f = done || !s->n_bytes_total ? 1 : (double)s->n_bytes / (double)s->n_bytes_total;
     char bar[BAR_WIDTH + 1];
     int fill = (int)(f * BAR_WIDTH + 0.5);
     for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < fill ? '#' : '.';
     bar[BAR_WIDTH] = 0;
     fprintf(stderr, "\rloading [%s] %3.0f%% %s\033[K%s", bar, f * 100, text,
-            strcmp(s->stage, "done") == 0 ? "\n" : "");
+            done ? "\n" : "");
 }
 
 static void report(void *arg, const struct load_status *s)
