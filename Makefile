@@ -5,6 +5,8 @@
 #   make run        build and serve the default model on 127.0.0.1:8000
 #   make CUDA=1     also build the CUDA backend (needs the CUDA toolkit)
 #   make bench      benchmarks (see docs/PERFORMANCE.md)
+#   make install    the binary, the systemd unit and sysusers entry, /etc/seekd/seekd.yaml
+#                   (PREFIX=/usr/local, DESTDIR= for staging; see README "Running as a service")
 #
 # Sources are found by wildcard: a new engine/foo.c or tests/engine/test_foo.c needs no edit here.
 # Every tests/<dir>/test_<name>.c is its own Check program linked against the engine objects.
@@ -12,7 +14,7 @@
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev python3 python3-venv
+            libpcre2-dev python3 python3-venv systemd
 PYTHON  ?= python3
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation
@@ -24,7 +26,7 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 LIBS     = $(PKG_LIBS) -lm -pthread
 
 OPT_release := -O2 -g -march=x86-64-v2
-OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DSEEKD_FAULT_HOOKS \
                -fno-sanitize-recover=all
 LDOPT_asan  := -fsanitize=address,undefined
 OPT_tsan    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
@@ -38,7 +40,8 @@ TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
 # objects per variant: build/<variant>/<path>.o
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-.PHONY: all test unit unit-asan integration integration-tsan deps venv run bench clean format
+.PHONY: all test unit unit-asan integration integration-tsan deps venv run bench clean format \
+        install
 .DEFAULT_GOAL := all
 
 all: seekd
@@ -116,6 +119,25 @@ run: deps
 
 clean:
 	rm -rf build seekd
+
+# ---- install -----------------------------------------------------------------------------------
+# The unit's ExecStart names $(BINDIR)/seekd. The configuration and the environment file are
+# installed only when absent, so an administrator's edits survive a reinstall.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR  ?= /etc
+
+install: seekd
+	install -Dm755 seekd $(DESTDIR)$(BINDIR)/seekd
+	@mkdir -p $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/seekd|$(BINDIR)/seekd|' systemd/seekd.service > $(DESTDIR)$(UNITDIR)/seekd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/seekd.service
+	install -Dm644 systemd/seekd.sysusers $(DESTDIR)$(SYSUSERSDIR)/seekd.conf
+	@mkdir -p $(DESTDIR)$(SYSCONFDIR)/seekd
+	[ -e $(DESTDIR)$(SYSCONFDIR)/seekd/seekd.yaml ] || install -m644 config/seekd.yaml $(DESTDIR)$(SYSCONFDIR)/seekd/seekd.yaml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/seekd/seekd.env ] || install -m600 systemd/seekd.env $(DESTDIR)$(SYSCONFDIR)/seekd/seekd.env
 
 format:
 	clang-format -i $(ENGINE_SRC) $(SERVER_SRC) $(TEST_SRC) $(wildcard engine/*.h server/*.h)

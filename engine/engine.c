@@ -332,10 +332,23 @@ static void record_gauges(struct engine *eng, const struct sched_stats *st)
     pthread_mutex_unlock(&m->mu);
 }
 
+#ifdef SEEKD_FAULT_HOOKS
+/* Test builds only: while the file named by SEEKD_FAULT_STALL exists, the loop hangs without a
+ * heartbeat, as a wedged step would (tests/integration/test_daemon.py). */
+static void fault_stall(void)
+{
+    const char *path = getenv("SEEKD_FAULT_STALL");
+    while (path && access(path, F_OK) == 0) usleep(10 * 1000);
+}
+#else
+static void fault_stall(void) {}
+#endif
+
 static void *engine_main(void *arg)
 {
     struct engine *eng = arg;
     for (;;) {
+        fault_stall();
         __atomic_store_n(&eng->heartbeat_ns, now_ns(), __ATOMIC_RELEASE);
         pthread_mutex_lock(&eng->mu);
         int stop = eng->stop;
@@ -408,7 +421,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     pthread_mutex_init(&eng->mu, NULL);
     metrics_init(&eng->metrics);
     pthread_cond_init(&eng->cv, NULL);
-    eng->m = model_load(o->model_dir, e);
+    eng->m = model_load_progress(o->model_dir, o->progress, e);
     if (!eng->m) goto fail;
     eng->tok = load_tokenizer(o->tokenizer_dir && o->tokenizer_dir[0] ? o->tokenizer_dir : o->model_dir, e);
     if (!eng->tok) goto fail;

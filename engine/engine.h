@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "engine/err.h"
+#include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 
@@ -32,6 +33,7 @@ struct engine_opts {
     int max_queued_requests;    /* admission bound: submissions beyond it are refused */
     int threads;                /* 0: all cores */
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */
+    const struct load_progress *progress; /* model load reports; NULL: none */
 };
 
 enum gen_finish { GEN_FINISH_NONE, GEN_FINISH_STOP, GEN_FINISH_LENGTH, GEN_FINISH_ABORT,

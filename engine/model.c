@@ -10,7 +10,23 @@ struct binder {
     struct model *m;
     struct err *e;
     int failed;
+    const struct load_progress *progress; /* may be NULL */
+    struct load_status status;
 };
+
+static void report(struct binder *b, const char *stage)
+{
+    if (!b->progress || !b->progress->fn) return;
+    b->status.stage = stage;
+    b->progress->fn(b->progress->arg, &b->status);
+}
+
+/* Counts a newly bound tensor for the progress reports. */
+static void count(struct binder *b, const struct st_tensor *t)
+{
+    b->status.n_tensors++;
+    b->status.n_bytes += t->nbytes;
+}
 
 static int64_t ceil_div(int64_t a, int64_t b)
 {
@@ -34,6 +50,7 @@ static int bind_scale(struct binder *b, struct weight *w, const char *name)
         return err_set(b->e, "tensor \"%s\": shape [%lld, %lld], expected [%lld, %lld]", sname,
                        (long long)sr, (long long)sc, (long long)r, (long long)k);
     s->used = 1;
+    count(b, s);
     w->scale = s->data;
     return 0;
 }
@@ -73,6 +90,7 @@ static void bind(struct binder *b, struct weight *w, int64_t rows, int64_t cols,
         return;
     }
     t->used = 1;
+    count(b, t);
     *w = (struct weight){.name = t->name, .dtype = t->dtype, .rows = is_vec ? 1 : rows,
                          .cols = cols, .data = t->data};
     if (t->dtype == DT_F8E4M3 && bind_scale(b, w, name) != 0) b->failed = -1;
@@ -167,23 +185,35 @@ static int bind_all(struct binder *b)
     bind(b, &b->m->norm, 0, D, 0, "model.norm.weight");
     bind(b, &b->m->lm_head, V, D, 0, "lm_head.weight");
     b->m->layers = xcalloc((size_t)c->n_layers, sizeof *b->m->layers);
-    for (int il = 0; il < c->n_layers && !b->failed; il++) bind_layer(b, &b->m->layers[il], il);
+    for (int il = 0; il < c->n_layers && !b->failed; il++) {
+        bind_layer(b, &b->m->layers[il], il);
+        report(b, "binding");
+    }
     if (b->failed) return -1;
     return check_leftovers(b);
 }
 
 struct model *model_load(const char *dir, struct err *e)
 {
+    return model_load_progress(dir, NULL, e);
+}
+
+struct model *model_load_progress(const char *dir, const struct load_progress *p, struct err *e)
+{
     struct model *m = xcalloc(1, sizeof *m);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (config_load(&m->cfg, path, e) != 0) goto fail;
     if (st_open_dir(&m->st, dir, e) != 0) goto fail;
-    struct binder b = {.m = m, .e = e};
+    struct binder b = {.m = m, .e = e, .progress = p};
+    b.status.n_tensors_total = m->st.n_tensors;
+    b.status.n_bytes_total = m->st.n_bytes;
+    report(&b, "mapping");
     if (bind_all(&b) != 0) {
         err_prefix(e, "%s", dir);
         goto fail;
     }
+    report(&b, "done");
     return m;
 fail:
     model_destroy(m);

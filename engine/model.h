@@ -52,8 +52,24 @@ struct model {
     struct layer *layers;  /* [n_layers] */
 };
 
+/* Where a load stands, for progress reports. Tensors are mapped, never copied, so "bytes" are
+ * the bytes of the tensors bound so far: a 671B checkpoint binds in seconds. */
+struct load_status {
+    const char *stage;          /* "mapping" (shards opened), "binding", "done" */
+    int64_t n_tensors, n_tensors_total;
+    uint64_t n_bytes, n_bytes_total;
+};
+
+/* A progress callback, called on the loading thread; fn NULL: no reports. */
+struct load_progress {
+    void (*fn)(void *arg, const struct load_status *s);
+    void *arg;
+};
+
 /* Loads dir (config.json + safetensors). Returns NULL with a message naming file and tensor. */
 struct model *model_load(const char *dir, struct err *e);
+/* The same, reporting progress to p (may be NULL) after the mapping and after each layer. */
+struct model *model_load_progress(const char *dir, const struct load_progress *p, struct err *e);
 
 void model_destroy(struct model *m);
 

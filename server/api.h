@@ -13,13 +13,17 @@
 #include "engine/chat.h"
 #include "engine/engine.h"
 #include "server/http.h"
+#include "server/log.h"
 
-/* Shared by every handler; read-only after start-up except eng, ready and draining. */
+/* Shared by every handler; read-only after start-up except eng, ready, draining and aborting
+ * (atomics, set by serve.c). */
 struct api {
     struct engine *eng;         /* NULL until the model is loaded */
     const struct tok *tok;
+    struct log *log;            /* access lines and errors */
     int ready;                  /* 1 once loaded and warmed up */
     int draining;               /* 1 after SIGTERM: refuse new work */
+    int aborting;               /* 1 after a second signal: end every stream with an error now */
     const char *const *names;   /* served model names; names[0] is the reported id */
     const struct chat *chat;    /* the chat template */
     time_t created;

@@ -33,7 +33,9 @@ struct job {
     time_t created;
     char *out;                  /* stream bytes not yet handed to the connection */
     size_t n_out, out_pos, cap_out;
-    int ended;                  /* [DONE] is in out */
+    int ended;                  /* [DONE] (or the final error) is in out */
+    int status;                 /* HTTP status, for the access line */
+    double t_start, t_first;    /* monotonic seconds: submitted, first token (0: none yet) */
 };
 
 static void job_notify(void *arg)
@@ -217,6 +219,7 @@ static void stream_event(struct job *j, int index, const struct gen_event *ev)
         if (has_text || lp) sse(j, chunk(j, piece(j, index, ev, lp, NULL)));
         return;
     }
+    ch->finish = ev->finish;
     if (has_text) sse(j, chunk(j, piece(j, index, ev, NULL, NULL)));
     if (ev->finish == GEN_FINISH_ERROR) {
         json_t *err = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message",
@@ -279,6 +282,7 @@ static bool drain(struct job *j)
     for (int k = 0; k < j->n_prompts; k++) {
         while (j->gens[k] && gen_poll(j->gens[k], &ev)) {
             int index = k * j->n + ev.choice;
+            if (ev.kind == GEN_EV_TOKEN && !j->t_first) j->t_first = http_now();
             if (ev.kind == GEN_EV_DONE) {
                 j->prompt_tokens += ev.prompt_tokens;
                 j->completion_tokens += ev.completion_tokens;
@@ -326,9 +330,10 @@ static json_t *choice_json(struct job *j, int index)
 
 static int reply_complete(struct job *j)
 {
+    j->status = 200;
     for (int i = 0; i < j->n_prompts * j->n; i++)
         if (j->ch[i].finish == GEN_FINISH_ERROR)
-            return http_reply_error(j->r, 500, "server_error", NULL, NULL, "%s",
+            return j->status = 500, http_reply_error(j->r, 500, "server_error", NULL, NULL, "%s",
                                     j->ch[i].error ? j->ch[i].error : "generation failed");
     json_t *doc = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:o}", "id", j->id, "object",
                             j->chat ? "chat.completion" : "text_completion", "created",
@@ -347,9 +352,20 @@ static void cancel_all(struct job *j)
         if (j->gens[k]) gen_cancel(j->gens[k]);
 }
 
+static int aborting(const struct job *j)
+{
+    return __atomic_load_n(&j->api->aborting, __ATOMIC_ACQUIRE);
+}
+
 static int timeout_reply(struct job *j)
 {
     cancel_all(j);
+    if (aborting(j)) {
+        j->status = 503;
+        return http_reply_error(j->r, 503, "server_error", NULL, "shutting_down",
+                                "the server is shutting down");
+    }
+    j->status = 408;
     return http_reply_error(j->r, 408, "timeout_error", NULL, "request_timeout",
                             "the request did not finish within %g seconds", j->api->request_timeout_s);
 }
@@ -359,10 +375,20 @@ static int job_resume(struct http_req *r)
 {
     struct job *j = r->user;
     for (;;) {
-        if (r->timed_out) return timeout_reply(j);
+        if (r->timed_out || aborting(j)) return timeout_reply(j);
         if (drain(j)) return reply_complete(j);
         if (http_suspend(r)) return 0;
     }
+}
+
+/* Cancels the engine work and queues an error event. */
+static void stream_error(struct job *j, const char *msg, const char *type, const char *code)
+{
+    cancel_all(j);
+    for (int i = 0; i < j->n_prompts * j->n; i++)
+        if (!j->ch[i].finish) j->ch[i].finish = GEN_FINISH_ABORT;
+    sse(j, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type", type, "param",
+                     "code", code));
 }
 
 /* Streamed: hands out buffered SSE bytes; parks when none are ready. */
@@ -378,10 +404,13 @@ static ssize_t job_read(struct http_req *r, char *buf, size_t max)
             return (ssize_t)n;
         }
         if (j->ended) return -1; /* MHD_CONTENT_READER_END_OF_STREAM */
-        if (r->timed_out && !j->ended) {
-            cancel_all(j);
-            sse(j, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", "request timed out",
-                             "type", "timeout_error", "param", "code", "request_timeout"));
+        if (aborting(j)) { /* shutdown: the error is the last event, no [DONE] */
+            stream_error(j, "the server is shutting down", "server_error", "shutting_down");
+            j->ended = 1;
+            continue;
+        }
+        if (r->timed_out) {
+            stream_error(j, "request timed out", "timeout_error", "request_timeout");
             stream_end(j);
             continue;
         }
@@ -393,9 +422,23 @@ static ssize_t job_read(struct http_req *r, char *buf, size_t max)
     }
 }
 
+/* The access line: ids, counts and times only, never request text. */
+static void log_job(const struct job *j, int client_gone)
+{
+    enum gen_finish f = j->ch[0].finish;
+    double now = http_now();
+    struct log_access a = {
+        .id = j->id, .path = j->r->path, .status = j->status,
+        .prompt_tokens = j->prompt_tokens, .completion_tokens = j->completion_tokens,
+        .ttft_s = j->t_first ? j->t_first - j->t_start : -1, .duration_s = now - j->t_start,
+        .finish = f ? finish_name(f) : client_gone ? "abort" : NULL,
+    };
+    log_access(j->api->log, &a);
+}
+
 static void job_close(struct http_req *r, int client_gone)
 {
-    (void)client_gone;
+    log_job(r->user, client_gone);
     job_free(r->user);
     r->user = NULL;
 }
@@ -413,7 +456,7 @@ static struct job *job_create(struct http_req *r, const struct api_params *p,
                       .include_usage = p->include_usage, .reasoning = p->gp.reasoning,
                       .tokens_as_ids = p->tokens_as_ids,
                       .sampling = p->gp.sampling, .n = p->gp.n, .n_prompts = n_prompts,
-                      .prompts = prompts, .created = time(NULL)};
+                      .prompts = prompts, .created = time(NULL), .t_start = http_now()};
     snprintf(j->id, sizeof j->id, "%s-%016llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)rnd);
     const char *model = json_string_value(json_object_get(p->body, "model"));
     j->model = strdup(model ? model : a->names[0]);
@@ -435,6 +478,7 @@ static int submit_all(struct job *j, struct api_params *p)
             j->n_live++;
             continue;
         }
+        j->status = busy ? 503 : 400;
         if (busy) {
             http_set_header(j->r, "Retry-After", "1");
             return http_reply_error(j->r, 503, "server_error", NULL, "server_busy", "%s", e.msg);
@@ -454,6 +498,7 @@ int api_generate(struct http_req *r, struct api_params *p, struct api_prompt *pr
     if (rc <= 0) return rc;
     if (j->api->request_timeout_s > 0) r->deadline = http_now() + j->api->request_timeout_s;
     if (j->stream) {
+        j->status = 200;
         r->on_read = job_read;
         stream_begin(j);
         if (p->echo && prompts[0].echo)

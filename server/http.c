@@ -23,6 +23,8 @@ struct http_server {
     void *app;
     pthread_mutex_t mu;        /* guards the list of live requests */
     struct http_req *live;
+    pthread_mutex_t keys_mu;   /* guards keys (replaced on SIGHUP) */
+    char **keys;               /* owned copy of the API keys, NULL-terminated */
     pthread_t sweeper;
     int stopping;
 };
@@ -222,14 +224,39 @@ static int same_secret(const char *a, const char *b)
 
 static int authorized(struct http_req *r)
 {
-    const char *const *keys = r->srv->cfg.api_keys;
-    if (!keys || !keys[0]) return 1;
+    struct http_server *s = r->srv;
     const char *h = http_header(r, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
-    const char *tok = h + 7;
-    int ok = 0;
-    for (; *keys; keys++) ok |= same_secret(tok, *keys);
+    pthread_mutex_lock(&s->keys_mu);
+    int ok = !s->keys[0];
+    if (!ok && h && strncasecmp(h, "Bearer ", 7) == 0)
+        for (char **k = s->keys; *k; k++) ok |= same_secret(h + 7, *k);
+    pthread_mutex_unlock(&s->keys_mu);
     return ok;
+}
+
+static char **copy_keys(const char *const *keys)
+{
+    int n = 0;
+    while (keys && keys[n]) n++;
+    char **out = xcalloc((size_t)n + 1, sizeof *out);
+    for (int i = 0; i < n; i++) out[i] = strdup(keys[i]);
+    return out;
+}
+
+static void free_keys(char **keys)
+{
+    for (char **k = keys; k && *k; k++) free(*k);
+    free(keys);
+}
+
+void http_set_api_keys(struct http_server *s, const char *const *keys)
+{
+    char **fresh = copy_keys(keys);
+    pthread_mutex_lock(&s->keys_mu);
+    char **old = s->keys;
+    s->keys = fresh;
+    pthread_mutex_unlock(&s->keys_mu);
+    free_keys(old);
 }
 
 static int path_matches(const char *pattern, const char *path)
@@ -386,6 +413,9 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
     struct http_server *s = xcalloc(1, sizeof *s);
     *s = (struct http_server){.cfg = *cfg, .routes = routes, .n_routes = n_routes, .app = app};
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->keys_mu, NULL);
+    s->keys = copy_keys(cfg->api_keys);
+    s->cfg.api_keys = NULL; /* the caller's array may go; s->keys is the copy */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
@@ -398,6 +428,8 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
                             MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->keys_mu);
+        free_keys(s->keys);
         free(s);
         err_set(e, "cannot listen on %s port %d: %s", cfg->host, cfg->port, strerror(errno));
         return NULL;
@@ -413,6 +445,13 @@ int http_n_live(struct http_server *s)
     for (struct http_req *r = s->live; r; r = r->next) n++;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void http_wake_all(struct http_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    for (struct http_req *r = s->live; r; r = r->next) http_wake(r);
+    pthread_mutex_unlock(&s->mu);
 }
 
 int http_port(const struct http_server *s)
@@ -434,5 +473,7 @@ void http_stop(struct http_server *s)
     pthread_join(s->sweeper, NULL);
     MHD_stop_daemon(s->d);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->keys_mu);
+    free_keys(s->keys);
     free(s);
 }

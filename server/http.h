@@ -27,7 +27,7 @@ struct http_config {
     size_t connection_memory;  /* per-connection buffer (headers must fit): larger get 431 */
     unsigned max_connections;
     unsigned idle_timeout_s;   /* an idle connection is closed after this */
-    const char *const *api_keys; /* NULL-terminated; empty: no authentication */
+    const char *const *api_keys; /* NULL-terminated, copied; empty: no authentication */
     const char *const *cors_origins; /* NULL-terminated; "*" allows any; empty: CORS off */
 };
 
@@ -74,6 +74,10 @@ void http_stop(struct http_server *s);
 int http_port(const struct http_server *s);
 /* Requests in flight (a kept-alive idle connection is not one). */
 int http_n_live(struct http_server *s);
+/* Wakes every parked connection (a shutdown that must end streams now). */
+void http_wake_all(struct http_server *s);
+/* Replaces the accepted API keys (copied; NULL-terminated; empty: no authentication). */
+void http_set_api_keys(struct http_server *s, const char *const *keys);
 
 /* Replies with a complete body (copied). Returns 0 for the handler to return. */
 int http_reply(struct http_req *r, int status, const char *content_type, const char *body,

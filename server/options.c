@@ -125,6 +125,9 @@ static const struct opt_def opt_table[] = {
      .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
     {INT(threads), .flag = "--threads", .def = "0", .min = 0, .max = 4096, .group = "Engine",
      .metavar = "N", .help = "CPU worker threads; 0 = one per core"},
+    {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
+     .max = 86400, .group = "Engine",
+     .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},
@@ -433,7 +436,7 @@ static void list_append(struct opt_list *l, const char *s, size_t len)
 {
     l->items = xrealloc(l->items, (size_t)(l->n_items + 2) * sizeof *l->items);
     l->items[l->n_items++] = dup_text(s, len);
-    l->items[l->n_items] = NULL;
+    l->items[l->n_items] = NULL; /* callers pass items on as a NULL-terminated array */
 }
 
 /* Appends the items of a comma-separated list; spaces around items are dropped. Items are
@@ -767,7 +770,7 @@ static int read_long_flag(const char *a, int argc, char **argv, int *i, struct f
 {
     const char *eq = strchr(a, '=');
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-    bool negated = false;
+    bool negated;
     if (find_long_flag(a, len, fl, &negated, e) != 0) return -1;
     if (fl->kind == FLAG_HELP) return 0;
     if (eq && negated) return err_set(e, "option '%.*s' takes no value", (int)(len + 2), a);

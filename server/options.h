@@ -17,7 +17,7 @@
 
 /* A list of strings (YAML sequence; on the command line a repeated or comma-separated flag). */
 struct opt_list {
-    char **items; /* [n_items], each malloc'd, then NULL; NULL when empty */
+    char **items; /* [n_items] + a NULL, each malloc'd; NULL when empty */
     int n_items;
 };
 
@@ -65,6 +65,7 @@ struct seekd_options {
     enum opt_kv_dtype kv_cache_dtype;
     bool enable_prefix_caching;
     int threads; /* 0 = one per core */
+    double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
     /* logging */
     enum opt_log_level log_level;
     enum opt_log_format log_format;

@@ -1,8 +1,12 @@
-/* serve: `seekd serve` — options, the HTTP server, the engine, and the signal-driven life cycle.
+/* serve: `seekd serve` — options, the log, the HTTP server, the engine, and the daemon's life
+ * (docs/ARCHITECTURE.md, "Daemon life").
  *
- * Order: listen first (so /health answers 503 while the model loads), load the model, then
- * serve until SIGTERM/SIGINT. The first signal drains: no new connections, /health 503, in-flight
- * requests finish within shutdown_timeout. A second signal ends at once. */
+ * Order: listen first (so /health answers 503 while the model loads), load the model, run one
+ * warm-up step, then READY=1 and serve. The main thread only waits for signals: SIGHUP reopens
+ * the log and reloads the API keys; between signals it sends the systemd watchdog ping while the
+ * engine loop is alive. SIGTERM/SIGINT drain: no new connections, /health 503, in-flight requests
+ * finish within shutdown_timeout. A second signal (or the timeout) ends every stream with an
+ * error event and exits at once. */
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
@@ -11,9 +15,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "server/api.h"
 #include "server/commands.h"
+#include "server/log.h"
+#include "server/notify.h"
 #include "server/options.h"
+#include "server/progress.h"
 
 static void fill_http_config(const struct seekd_options *o, struct http_config *h)
 {
@@ -30,9 +39,11 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
     };
 }
 
-static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *eo)
+static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *eo,
+                             const struct load_progress *progress)
 {
     *eo = (struct engine_opts){
+        .progress = progress,
         .model_dir = o->model,
         .tokenizer_dir = o->tokenizer,
         .max_num_seqs = o->max_num_seqs,
@@ -69,85 +80,217 @@ static const char *template_option(enum opt_chat_template t)
     return t == OPT_TEMPLATE_DEEPSEEK_V3 ? "deepseek-v3" : t == OPT_TEMPLATE_DEEPSEEK_R1 ? "deepseek-r1" : "auto";
 }
 
-/* Waits for SIGINT/SIGTERM; returns the signal, or 0 after timeout_s (< 0: forever). */
-static int wait_signal(const sigset_t *set, double timeout_s)
+/* Everything `seekd serve` holds while it runs. */
+struct daemon {
+    struct seekd_options o;
+    int argc;                   /* the arguments, to re-read the config file on SIGHUP */
+    char **argv;
+    sigset_t signals;           /* SIGINT, SIGTERM, SIGHUP: blocked, taken by sigtimedwait */
+    struct log *log;
+    struct notify nt;
+    struct api a;
+    struct http_server *h;
+};
+
+/* Waits up to timeout_s for one of d->signals; returns it, or 0 on timeout. */
+static int wait_signal(struct daemon *d, double timeout_s)
 {
+    struct timespec ts = {(time_t)timeout_s, (long)((timeout_s - (time_t)timeout_s) * 1e9)};
     for (;;) {
-        int sig;
-        if (timeout_s < 0) {
-            if (sigwait(set, &sig) == 0) return sig;
-            continue;
-        }
-        struct timespec ts = {(time_t)timeout_s, (long)((timeout_s - (time_t)timeout_s) * 1e9)};
-        sig = sigtimedwait(set, NULL, &ts);
+        int sig = sigtimedwait(&d->signals, NULL, &ts);
         if (sig > 0) return sig;
         if (errno == EAGAIN) return 0;
     }
 }
 
-/* Drain: refuse new work, let running requests finish, within the shutdown timeout. */
-static void drain(struct api *a, struct http_server *h, const sigset_t *set, double timeout_s)
+/* How often the main thread wakes: half the watchdog interval, at most a second. */
+static double tick_s(const struct daemon *d)
 {
-    __atomic_store_n(&a->draining, 1, __ATOMIC_RELEASE);
-    http_quiesce(h);
-    fprintf(stderr, "seekd: draining (up to %gs; a second signal stops at once)\n", timeout_s);
-    double end = http_now() + timeout_s;
-    while (http_now() < end && http_n_live(h) > 0)
-        if (wait_signal(set, 0.05) > 0) {
-            fprintf(stderr, "seekd: second signal: stopping now\n");
-            return;
-        }
+    double wd = (double)d->nt.watchdog_usec * 1e-6 / 2;
+    return wd > 0 && wd < 1 ? wd : 1;
 }
 
-static int serve(struct seekd_options *o, const sigset_t *set)
+/* WATCHDOG=1 only while the engine loop makes progress: a hung engine gets restarted. */
+static void watchdog(struct daemon *d)
+{
+    if (d->nt.watchdog_usec && d->a.eng && engine_alive(d->a.eng, d->a.stall_s))
+        notify_send(&d->nt, "WATCHDOG=1");
+}
+
+/* SIGHUP: reopen the log file (logrotate) and reload the API keys from the config file. */
+static void reload(struct daemon *d)
+{
+    struct err e = {{0}};
+    notify_send(&d->nt, "RELOADING=1");
+    if (log_reopen(d->log, &e) != 0) log_msg(d->log, LOGL_ERROR, "SIGHUP: %s", e.msg);
+    struct seekd_options fresh;
+    if (opt_parse(&fresh, d->argc, d->argv, &e) != 0) {
+        log_msg(d->log, LOGL_ERROR, "SIGHUP: keeping the old API keys: %s", e.msg);
+    } else {
+        http_set_api_keys(d->h, (const char *const *)fresh.api_keys.items);
+        log_msg(d->log, LOGL_INFO, "SIGHUP: log reopened, %d API key(s) loaded",
+                fresh.api_keys.n_items);
+        opt_free(&fresh);
+    }
+    notify_send(&d->nt, "READY=1");
+}
+
+/* Runs one tiny generation (one prompt token, one new token) so that the first request does not
+ * pay for first-touch page faults and lazy set-up. */
+static int warm_up(struct daemon *d, struct err *e)
+{
+    int32_t prompt[1] = {tok_bos_id(d->a.tok) >= 0 ? tok_bos_id(d->a.tok) : 0};
+    struct gen_params p = {.prompt = prompt, .n_prompt = 1, .n = 1, .max_tokens = 1,
+                           .ignore_eos = 1, .sampling = smp_params_default()};
+    p.sampling.temperature = 0;
+    int busy = 0;
+    struct gen *g = engine_submit(d->a.eng, &p, NULL, NULL, &busy, e);
+    if (!g) return err_prefix(e, "warm-up");
+    struct gen_event ev;
+    int done = 0;
+    while (!done) {
+        while (!done && gen_poll(g, &ev)) {
+            done = ev.kind == GEN_EV_DONE;
+            gen_event_clear(&ev);
+        }
+        if (!done) usleep(1000);
+    }
+    gen_release(g);
+    return 0;
+}
+
+/* Serves until SIGTERM/SIGINT; handles SIGHUP and the watchdog meanwhile. */
+static int run(struct daemon *d)
+{
+    for (;;) {
+        int sig = wait_signal(d, tick_s(d));
+        if (sig == SIGHUP) reload(d);
+        else if (sig) return sig;
+        watchdog(d);
+    }
+}
+
+/* Ends every stream with an error event now, and gives the bytes a moment to leave. */
+static void abort_streams(struct daemon *d)
+{
+    __atomic_store_n(&d->a.aborting, 1, __ATOMIC_RELEASE);
+    http_wake_all(d->h);
+    double end = http_now() + 0.5;
+    while (http_now() < end && http_n_live(d->h) > 0) usleep(10 * 1000);
+}
+
+/* Drain: refuse new work, let running requests finish, within the shutdown timeout. */
+static void drain(struct daemon *d, int sig)
+{
+    double timeout_s = d->o.shutdown_timeout;
+    __atomic_store_n(&d->a.draining, 1, __ATOMIC_RELEASE);
+    http_quiesce(d->h);
+    notify_send(&d->nt, "STOPPING=1\nSTATUS=Draining %d request(s)", http_n_live(d->h));
+    log_msg(d->log, LOGL_INFO, "%s: draining %d request(s), up to %gs (a second signal stops now)",
+            strsignal(sig), http_n_live(d->h), timeout_s);
+    double end = http_now() + timeout_s;
+    while (http_n_live(d->h) > 0) {
+        if (http_now() >= end) {
+            log_msg(d->log, LOGL_WARN, "shutdown_timeout: ending %d request(s)", http_n_live(d->h));
+            return abort_streams(d);
+        }
+        int again = wait_signal(d, 0.05);
+        if (again == SIGHUP) reload(d);
+        else if (again) {
+            log_msg(d->log, LOGL_WARN, "second signal: ending %d request(s) now", http_n_live(d->h));
+            return abort_streams(d);
+        }
+        watchdog(d);
+    }
+    log_msg(d->log, LOGL_INFO, "drained");
+}
+
+/* Loads the engine and the chat template, warms up; -1 with a message. */
+static int load(struct daemon *d, struct chat **chat, struct err *e)
+{
+    struct engine_opts eo;
+    struct progress pr;
+    progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file);
+    fill_engine_opts(&d->o, &eo, &pr.cb);
+    notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
+    d->a.eng = engine_create(&eo, e);
+    if (!d->a.eng) return -1;
+    d->a.tok = engine_tokenizer(d->a.eng);
+    d->a.chat = *chat = chat_create(d->a.tok, template_option(d->o.chat_template), e);
+    if (!*chat) return -1;
+    d->a.max_model_len = engine_max_model_len(d->a.eng);
+    notify_send(&d->nt, "STATUS=Warming up");
+    double t0 = http_now();
+    if (warm_up(d, e) != 0) return -1;
+    log_msg(d->log, LOGL_INFO, "warm-up step: %.3fs", http_now() - t0);
+    return 0;
+}
+
+static int serve(struct daemon *d)
 {
     struct err e = {{0}};
     struct http_config hc;
-    struct engine_opts eo;
-    char **names = model_names(o);
+    char **names = model_names(&d->o);
     struct chat *chat = NULL;
-    struct api a = {.names = (const char *const *)names, .created = time(NULL), .stall_s = 60,
-                    .request_timeout_s = o->request_timeout,
-                    .default_max_tokens = o->default_max_tokens};
-    fill_http_config(o, &hc);
-    fill_engine_opts(o, &eo);
-    struct http_server *h = http_start(&hc, api_routes, api_n_routes, &a, &e);
+    d->a = (struct api){.names = (const char *const *)names, .created = time(NULL),
+                        .stall_s = d->o.engine_stall_timeout, .log = d->log,
+                        .request_timeout_s = d->o.request_timeout,
+                        .default_max_tokens = d->o.default_max_tokens};
+    fill_http_config(&d->o, &hc);
+    d->h = http_start(&hc, api_routes, api_n_routes, &d->a, &e);
     int rc = 1;
-    if (!h) goto out;
-    fprintf(stderr, "seekd: listening on %s port %d; loading %s\n", o->host, http_port(h), o->model);
-    a.eng = engine_create(&eo, &e);
-    if (!a.eng) goto out;
-    a.tok = engine_tokenizer(a.eng);
-    a.chat = chat = chat_create(a.tok, template_option(o->chat_template), &e);
-    if (!chat) goto out;
-    a.max_model_len = engine_max_model_len(a.eng);
-    __atomic_store_n(&a.ready, 1, __ATOMIC_RELEASE);
-    fprintf(stderr, "seekd: ready: serving '%s' on %s port %d\n", names[0], o->host, http_port(h));
-    wait_signal(set, -1);
-    drain(&a, h, set, o->shutdown_timeout);
+    if (!d->h) goto out;
+    log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
+            d->o.host, http_port(d->h), d->o.model);
+    if (load(d, &chat, &e) != 0) goto out;
+    __atomic_store_n(&d->a.ready, 1, __ATOMIC_RELEASE);
+    notify_send(&d->nt, "READY=1\nSTATUS=Serving '%s' on %s port %d", names[0], d->o.host,
+                http_port(d->h));
+    log_msg(d->log, LOGL_INFO, "ready: serving '%s' on %s port %d", names[0], d->o.host,
+            http_port(d->h));
+    drain(d, run(d));
     rc = 0;
 out:
-    if (rc) fprintf(stderr, "seekd: %s\n", e.msg);
-    http_stop(h);
+    if (rc) {
+        log_msg(d->log, LOGL_ERROR, "%s", e.msg);
+        notify_send(&d->nt, "STATUS=Failed: %s", e.msg);
+    }
+    http_stop(d->h);
     chat_destroy(chat);
-    engine_destroy(a.eng);
-    if (!o->served_model_name.n_items) free(names[0]);
+    engine_destroy(d->a.eng);
+    log_msg(d->log, LOGL_INFO, "exit %d", rc);
+    if (!d->o.served_model_name.n_items) free(names[0]);
     free(names);
     return rc;
 }
 
+/* The log and the systemd notification socket; -1 with a message on stderr. */
+static int open_outputs(struct daemon *d)
+{
+    struct err e = {{0}};
+    d->log = log_create(d->o.log_file, d->o.log_format == OPT_LOG_JSON ? LOG_JSON : LOG_TEXT,
+                        (enum log_level)d->o.log_level, &e);
+    if (!d->log || notify_open(&d->nt, &e) != 0) {
+        fprintf(stderr, "seekd serve: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
-    struct seekd_options o;
-    int rc = cmd_serve_options(argc, argv, &o);
+    struct daemon d = {.argc = argc, .argv = argv, .nt = {.fd = -1}};
+    int rc = cmd_serve_options(argc, argv, &d.o);
     if (rc != 0) return rc > 0 ? 0 : 2;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread started after this inherits it */
+    sigemptyset(&d.signals);
+    sigaddset(&d.signals, SIGINT);
+    sigaddset(&d.signals, SIGTERM);
+    sigaddset(&d.signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &d.signals, NULL); /* every thread started after this inherits it */
     signal(SIGPIPE, SIG_IGN);
-    rc = serve(&o, &set);
-    opt_free(&o);
+    rc = open_outputs(&d) == 0 ? serve(&d) : 1;
+    notify_close(&d.nt);
+    log_destroy(d.log);
+    opt_free(&d.o);
     return rc;
 }

@@ -232,6 +232,46 @@ START_TEST(config_errors)
 }
 END_TEST
 
+struct seen {
+    int n_calls, n_binding, monotonic;
+    struct load_status first, last;
+};
+
+static void record(void *arg, const struct load_status *st)
+{
+    struct seen *s = arg;
+    if (s->n_calls++ == 0) s->first = *st;
+    else if (st->n_tensors < s->last.n_tensors || st->n_bytes < s->last.n_bytes) s->monotonic = 0;
+    s->n_binding += strcmp(st->stage, "binding") == 0;
+    s->last = *st;
+}
+
+/* Progress: "mapping" with the totals, one "binding" per layer, then "done". */
+START_TEST(progress_reports)
+{
+    struct tiny_opts o = {.q_lora = 1, .fp8 = 1, .mtp = 1};
+    tiny_model_write(dir, &o, 2);
+    struct seen s = {.monotonic = 1};
+    struct load_progress p = {.fn = record, .arg = &s};
+    struct err e = {{0}};
+    struct model *m = model_load_progress(dir, &p, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    ck_assert_str_eq(s.first.stage, "mapping");
+    ck_assert_int_eq(s.first.n_tensors, 0);
+    ck_assert_int_eq(s.first.n_tensors_total, m->st.n_tensors);
+    ck_assert_uint_eq(s.first.n_bytes_total, m->st.n_bytes);
+    ck_assert_int_eq(s.n_binding, m->cfg.n_layers);
+    ck_assert_str_eq(s.last.stage, "done");
+    ck_assert(s.monotonic);
+    int used = 0;
+    for (int i = 0; i < m->st.n_tensors; i++) used += m->st.tensors[i].used;
+    ck_assert_int_eq(s.last.n_tensors, used); /* MTP tensors are counted in the total only */
+    ck_assert_int_lt(s.last.n_tensors, s.last.n_tensors_total);
+    ck_assert_uint_le(s.last.n_bytes, s.last.n_bytes_total);
+    model_destroy(m);
+}
+END_TEST
+
 START_TEST(config_missing)
 {
     expect_load_fail("config.json", "No such file");
@@ -247,7 +287,7 @@ int main(void)
     const TTest *tests[] = {loads_bf16, loads_fp8_with_mtp, loads_without_q_lora, missing_tensor,
                             extra_tensor, extra_layer_without_mtp, wrong_shape, fp8_without_scale,
                             fp8_scale_wrong_shape, fp8_where_not_allowed, config_errors,
-                            config_missing};
+                            config_missing, progress_reports};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return check_run(s, 1);
