@@ -770,7 +770,7 @@ static int read_long_flag(const char *a, int argc, char **argv, int *i, struct f
 {
     const char *eq = strchr(a, '=');
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-    bool negated;
+    bool negated = false;
     if (find_long_flag(a, len, fl, &negated, e) != 0) return -1;
     if (fl->kind == FLAG_HELP) return 0;
     if (eq && negated) return err_set(e, "option '%.*s' takes no value", (int)(len + 2), a);
