@@ -1,7 +1,8 @@
 /* options: the option table of `seekd serve` and everything generated from it — defaults, value
- * parsing (sizes, durations, enums, lists), the YAML loader (the only includer of yaml.h), the
- * SEEKD_API_KEY variable, the flag parser, cross-option checks and the --help text. */
+ * parsing (sizes, durations, enums, lists), the SEEKD_API_KEY variable, the flag parser,
+ * cross-option checks and the --help text. The YAML file is read by options_yaml.c. */
 #include "server/options.h"
+#include "server/options_internal.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -13,26 +14,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
 /* ---- the table ------------------------------------------------------------------------------ */
-
-enum opt_type { T_STRING, T_INT, T_BOOL, T_SIZE, T_MEMORY, T_DURATION, T_ENUM, T_LIST };
-
-struct opt_def {
-    const char *key; /* YAML key = field name of struct seekd_options */
-    enum opt_type type;
-    size_t offset;              /* of the field in struct seekd_options */
-    const char *flag;           /* "--kebab-case" */
-    char short_flag;            /* 0 = none */
-    const char *def;            /* default, written as the file and the flags write it */
-    double min, max;            /* numeric types; bytes for sizes, seconds for durations */
-    const char *const *choices; /* T_ENUM: allowed values, NULL-terminated */
-    int (*check)(const void *field, struct err *e); /* extra validation, or NULL */
-    const char *group;
-    const char *metavar;
-    const char *help;
-};
 
 static const char *const kv_dtypes[] = {"bf16", "f32", NULL};
 static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", NULL};
@@ -138,7 +121,17 @@ static const struct opt_def opt_table[] = {
 };
 #define N_OPTS ((int)(sizeof opt_table / sizeof opt_table[0]))
 
-static void *field_of(struct seekd_options *o, const struct opt_def *d)
+size_t opt_n_defs(void)
+{
+    return (size_t)N_OPTS;
+}
+
+size_t opt_index(const struct opt_def *d)
+{
+    return (size_t)(d - opt_table);
+}
+
+void *opt_field_of(struct seekd_options *o, const struct opt_def *d)
 {
     return (char *)o + d->offset;
 }
@@ -148,7 +141,7 @@ static const void *cfield_of(const struct seekd_options *o, const struct opt_def
     return (const char *)o + d->offset;
 }
 
-static const struct opt_def *find_key(const char *key)
+const struct opt_def *opt_find_key(const char *key)
 {
     for (int i = 0; i < N_OPTS; i++)
         if (strcmp(opt_table[i].key, key) == 0) return &opt_table[i];
@@ -246,7 +239,7 @@ static void format_list(const struct opt_list *l, char *buf, size_t n)
 
 const char *opt_format_value(const struct seekd_options *o, const char *key, char *buf, size_t n)
 {
-    const struct opt_def *d = find_key(key);
+    const struct opt_def *d = opt_find_key(key);
     if (!d) return NULL;
     const void *p = cfield_of(o, d);
     const struct opt_memory *m = p;
@@ -416,7 +409,7 @@ static int set_enum(const struct opt_def *d, const char *s, int *out, struct err
     return err_set(e, "'%s' is not one of: %s", s, allowed);
 }
 
-static void list_clear(struct opt_list *l)
+void opt_list_clear(struct opt_list *l)
 {
     for (int i = 0; i < l->n_items; i++) free(l->items[i]);
     free(l->items);
@@ -432,7 +425,7 @@ static char *dup_text(const char *s, size_t len)
     return c;
 }
 
-static void list_append(struct opt_list *l, const char *s, size_t len)
+void opt_list_append(struct opt_list *l, const char *s, size_t len)
 {
     l->items = xrealloc(l->items, (size_t)(l->n_items + 2) * sizeof *l->items);
     l->items[l->n_items++] = dup_text(s, len);
@@ -450,7 +443,7 @@ static int list_append_csv(struct opt_list *l, const char *s, struct err *e)
         for (; len && isspace((unsigned char)*s); len--) s++;
         while (len && isspace((unsigned char)s[len - 1])) len--;
         if (!len) return err_set(e, "empty item in a comma-separated list");
-        list_append(l, s, len);
+        opt_list_append(l, s, len);
         if (!end) return 0;
         s = end + 1;
     }
@@ -458,9 +451,9 @@ static int list_append_csv(struct opt_list *l, const char *s, struct err *e)
 
 /* Sets option d of o from text as a flag, the environment or a YAML scalar writes it; list
  * options get the comma-separated items appended. */
-static int set_value(struct seekd_options *o, const struct opt_def *d, const char *s, struct err *e)
+int opt_set_value(struct seekd_options *o, const struct opt_def *d, const char *s, struct err *e)
 {
-    void *p = field_of(o, d);
+    void *p = opt_field_of(o, d);
     int rc = 0;
     switch (d->type) {
     case T_STRING:
@@ -499,16 +492,16 @@ void opt_defaults(struct seekd_options *o)
     struct err e;
     memset(o, 0, sizeof *o);
     for (int i = 0; i < N_OPTS; i++)
-        if (set_value(o, &opt_table[i], opt_table[i].def, &e) != 0)
+        if (opt_set_value(o, &opt_table[i], opt_table[i].def, &e) != 0)
             ERR_FATAL("default of option %s: %s", opt_table[i].key, e.msg);
 }
 
 void opt_free(struct seekd_options *o)
 {
     for (int i = 0; i < N_OPTS; i++) {
-        void *p = field_of(o, &opt_table[i]);
+        void *p = opt_field_of(o, &opt_table[i]);
         if (opt_table[i].type == T_STRING) free(*(char **)p);
-        if (opt_table[i].type == T_LIST) list_clear(p);
+        if (opt_table[i].type == T_LIST) opt_list_clear(p);
     }
     memset(o, 0, sizeof *o);
 }
@@ -559,7 +552,7 @@ static int edit_distance(const char *a, const char *b)
 }
 
 /* The closest YAML key (or long flag without "--") to name, or NULL when none is close. */
-static const char *suggest(const char *name, bool flags)
+const char *opt_suggest(const char *name, bool flags)
 {
     const char *best = NULL;
     int best_d = strlen(name) <= 4 ? 1 : 2;
@@ -574,159 +567,13 @@ static const char *suggest(const char *name, bool flags)
     return best;
 }
 
-/* ---- the YAML file -------------------------------------------------------------------------- */
-
-static bool is_null_scalar(const yaml_node_t *v)
-{
-    const char *s = (const char *)v->data.scalar.value;
-    return v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-           (!*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0);
-}
-
-/* Sets a list option from a YAML value: a sequence of scalars, or null for an empty list. */
-static int set_list_node(struct seekd_options *o, const struct opt_def *d, yaml_document_t *doc,
-                         const yaml_node_t *v, unsigned long *line, struct err *e)
-{
-    struct opt_list *l = field_of(o, d);
-    list_clear(l);
-    if (v->type == YAML_SCALAR_NODE && is_null_scalar(v)) return 0;
-    if (v->type != YAML_SEQUENCE_NODE)
-        return err_set(e, "expected a list such as [a, b], got %s",
-                       v->type == YAML_SCALAR_NODE ? "a single value" : "a mapping");
-    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-         it++) {
-        const yaml_node_t *item = yaml_document_get_node(doc, *it);
-        *line = item->start_mark.line + 1;
-        if (item->type != YAML_SCALAR_NODE) return err_set(e, "list items must be single values");
-        if (!item->data.scalar.length) return err_set(e, "empty list item");
-        list_append(l, (const char *)item->data.scalar.value, item->data.scalar.length);
-    }
-    return d->check ? d->check(l, e) : 0;
-}
-
-/* Sets option d from the YAML value v; *line is moved to the offending item on error. */
-static int set_node(struct seekd_options *o, const struct opt_def *d, yaml_document_t *doc,
-                    const yaml_node_t *v, unsigned long *line, struct err *e)
-{
-    if (d->type == T_LIST) return set_list_node(o, d, doc, v, line, e);
-    if (v->type != YAML_SCALAR_NODE)
-        return err_set(e, "expected a single value, got %s",
-                       v->type == YAML_SEQUENCE_NODE ? "a list" : "a mapping");
-    if (is_null_scalar(v)) {
-        if (d->type != T_STRING) return err_set(e, "has no value");
-        return set_value(o, d, "", e);
-    }
-    if (strlen((const char *)v->data.scalar.value) != v->data.scalar.length)
-        return err_set(e, "value contains a NUL character");
-    return set_value(o, d, (const char *)v->data.scalar.value, e);
-}
-
-/* Applies one "key: value" pair; seen_line[i] is where option i was set before (0 = not yet). */
-static int apply_pair(struct seekd_options *o, const char *name, yaml_document_t *doc,
-                      const yaml_node_pair_t *pair, unsigned long *seen_line, struct err *e)
-{
-    const yaml_node_t *k = yaml_document_get_node(doc, pair->key);
-    const yaml_node_t *v = yaml_document_get_node(doc, pair->value);
-    unsigned long line = k->start_mark.line + 1;
-    if (k->type != YAML_SCALAR_NODE)
-        return err_set(e, "%s:%lu: keys must be option names", name, line);
-    const char *key = (const char *)k->data.scalar.value;
-    const struct opt_def *d = find_key(key);
-    if (!d) {
-        const char *hint = suggest(key, false);
-        return err_set(e, "%s:%lu: unknown key '%s'%s%s%s", name, line, key,
-                       hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
-    }
-    unsigned long *seen = &seen_line[d - opt_table];
-    if (*seen)
-        return err_set(e, "%s:%lu: key '%s' is set twice (first on line %lu)", name, line, key,
-                       *seen);
-    *seen = line;
-    if (v->type != YAML_SCALAR_NODE) line = v->start_mark.line + 1; /* a list starts below */
-    if (set_node(o, d, doc, v, &line, e) != 0)
-        return err_prefix(e, "%s:%lu: key '%s'", name, line, key);
-    return 0;
-}
-
-static int apply_document(struct seekd_options *o, const char *name, yaml_document_t *doc,
-                          struct err *e)
-{
-    const yaml_node_t *root = yaml_document_get_root_node(doc);
-    unsigned long seen_line[N_OPTS] = {0};
-    if (!root) return 0; /* an empty file sets nothing */
-    if (root->type != YAML_MAPPING_NODE)
-        return err_set(e, "%s:%lu: expected a mapping of 'key: value' lines, got %s", name,
-                       (unsigned long)root->start_mark.line + 1,
-                       root->type == YAML_SCALAR_NODE ? "a single value" : "a list");
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
-         p++)
-        if (apply_pair(o, name, doc, p, seen_line, e) != 0) return -1;
-    return 0;
-}
-
-static int syntax_error(const yaml_parser_t *parser, const char *name, struct err *e)
-{
-    return err_set(e, "%s:%lu: YAML syntax error: %s%s%s", name,
-                   (unsigned long)parser->problem_mark.line + 1,
-                   parser->problem ? parser->problem : "unreadable input",
-                   parser->context ? ", " : "", parser->context ? parser->context : "");
-}
-
-/* Loads the first document of the stream and applies it. */
-static int load_document(yaml_parser_t *parser, struct seekd_options *o, const char *name,
-                         struct err *e)
-{
-    yaml_document_t doc;
-    if (!yaml_parser_load(parser, &doc)) return syntax_error(parser, name, e);
-    int rc = apply_document(o, name, &doc, e);
-    yaml_document_delete(&doc);
-    return rc;
-}
-
-/* Fails when the stream holds a second document (or a syntax error after the first). */
-static int expect_end(yaml_parser_t *parser, const char *name, struct err *e)
-{
-    yaml_document_t doc;
-    if (!yaml_parser_load(parser, &doc)) return syntax_error(parser, name, e);
-    bool more = yaml_document_get_root_node(&doc) != NULL;
-    unsigned long line = (unsigned long)doc.start_mark.line + 1;
-    yaml_document_delete(&doc);
-    return more ? err_set(e, "%s:%lu: only one YAML document is allowed", name, line) : 0;
-}
-
-/* Applies the YAML stream in f (called name in messages) on top of o. */
-static int load_stream(struct seekd_options *o, const char *name, FILE *f, struct err *e)
-{
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) ERR_FATAL("out of memory");
-    yaml_parser_set_input_file(&parser, f);
-    int rc = load_document(&parser, o, name, e);
-    if (rc == 0) rc = expect_end(&parser, name, e);
-    yaml_parser_delete(&parser);
-    return rc;
-}
-
-int opt_load_file(struct seekd_options *o, const char *path, struct err *e)
-{
-    struct stat st;
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "cannot read config file '%s': %s", path, strerror(errno));
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return err_set(e, "cannot read config file '%s': it is a directory", path);
-    }
-    int rc = load_stream(o, path, f, e);
-    fclose(f);
-    return rc;
-}
-
 /* ---- environment and flags ------------------------------------------------------------------ */
 
 int opt_load_env(struct seekd_options *o, struct err *e)
 {
     const char *v = getenv("SEEKD_API_KEY");
     if (!v || !*v) return 0;
-    list_clear(&o->api_keys);
+    opt_list_clear(&o->api_keys);
     return list_append_csv(&o->api_keys, v, e) ? err_prefix(e, "SEEKD_API_KEY") : 0;
 }
 
@@ -758,7 +605,7 @@ static int find_long_flag(const char *a, size_t len, struct flag *fl, bool *nega
         if (!*negated) fl->def = NULL;
     }
     if (fl->kind != FLAG_OPTION || fl->def) return 0;
-    const char *hint = suggest(name, true);
+    const char *hint = opt_suggest(name, true);
     return err_set(e, "unknown option '%.*s'%s%s%s", (int)(len + 2), a,
                    hint ? " (did you mean --" : "", hint ? hint : "", hint ? "?)" : "");
 }
@@ -835,9 +682,9 @@ static int apply_flags(struct seekd_options *o, const struct flag *fls, int n_fl
     bool touched[N_OPTS] = {false};
     for (int i = 0; i < n_fls; i++) {
         const struct opt_def *d = fls[i].def;
-        if (d->type == T_LIST && !touched[d - opt_table]) list_clear(field_of(o, d));
+        if (d->type == T_LIST && !touched[d - opt_table]) opt_list_clear(opt_field_of(o, d));
         touched[d - opt_table] = true;
-        if (set_value(o, d, fls[i].value, e) != 0) return err_prefix(e, "%s", d->flag);
+        if (opt_set_value(o, d, fls[i].value, e) != 0) return err_prefix(e, "%s", d->flag);
     }
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "server/options.c"
+#include "server/options_yaml.c"
 #include "tests/check_run.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -48,9 +49,9 @@ static void expect_yaml_error(const char *text, const char *where, const char *w
 /* Sets option key of o from text; returns set_value's result. */
 static int set_one(struct seekd_options *o, const char *key, const char *text, struct err *e)
 {
-    const struct opt_def *d = find_key(key);
+    const struct opt_def *d = opt_find_key(key);
     ck_assert_ptr_nonnull(d);
-    return set_value(o, d, text, e);
+    return opt_set_value(o, d, text, e);
 }
 
 /* Writes text to a fresh temporary file; path receives its name. */
@@ -129,7 +130,7 @@ START_TEST(table_is_consistent)
         for (char *p = kebab; *p; p++) *p = *p == '_' ? '-' : *p;
         if (strcmp(d->key, "api_keys") != 0) ck_assert_str_eq(d->flag, kebab);
     }
-    ck_assert_str_eq(find_key("api_keys")->flag, "--api-key");
+    ck_assert_str_eq(opt_find_key("api_keys")->flag, "--api-key");
 }
 END_TEST
 
@@ -600,7 +601,7 @@ START_TEST(reference_file)
         size_t len = strspn(line, "abcdefghijklmnopqrstuvwxyz0123456789_");
         if (len && line[len] == ':') {
             line[len] = '\0';
-            ck_assert_msg(find_key(line), "config/seekd.yaml names unknown key %s", line);
+            ck_assert_msg(opt_find_key(line), "config/seekd.yaml names unknown key %s", line);
             ck_assert_msg(prev[0] == '#', "key %s has no comment above it", line);
             n_keys++;
         }
