@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "server/log.c"
+#include "tests/check_run.h"
 
 static const double T = 1767323045.6785; /* 2026-01-02T03:04:05.678Z (ms are truncated) */
 
@@ -119,9 +120,5 @@ int main(void)
     tcase_add_test(tc, levels_and_reopen);
     tcase_add_test(tc, unwritable_file);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }

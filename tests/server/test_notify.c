@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "server/notify.c"
+#include "tests/check_run.h"
 
 START_TEST(addresses)
 {
@@ -89,9 +90,5 @@ int main(void)
     tcase_add_test(tc, watchdog_values);
     tcase_add_test(tc, datagrams);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s, 1);
 }
