@@ -9,15 +9,19 @@
 
 #include "engine/cpu_ops.h"
 #include "engine/moe.h"
+#include "engine/ops.h"
 
 struct fwd {
     const struct model *m;
     const struct model_config *c;
+    struct ops ops;      /* thread pool and SIMD kernels */
+    struct tp *own_tp;   /* the pool, when fwd_create made it */
     int max_tokens;
     float softmax_scale; /* qk_head_dim^-0.5, times mscale² under YaRN */
     float rope_mag;      /* YaRN attention factor on cos/sin (1 for DeepSeek configs) */
     float *inv_freq;     /* [dr/2] */
     int *pos;            /* [T] position of each token */
+    int *seq_of;         /* [T] index of each token's sequence in the batch */
     float *h;            /* [T, D] residual stream */
     float *xn;           /* [T, D] normed input of a block */
     float *out;          /* [T, D] block output */
@@ -32,7 +36,6 @@ struct fwd {
     float *router;       /* [T, E] */
     int *sel;            /* [T, k] chosen experts */
     float *selw;         /* [T, k] their weights */
-    float *row;          /* [max(dc, D)] one widened weight row */
 };
 
 static double yarn_mscale(double scale, double m)
@@ -77,7 +80,7 @@ static float *alloc_f(size_t n)
     return xcalloc(n, sizeof(float));
 }
 
-struct fwd *fwd_create(const struct model *m, int max_tokens)
+struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
 {
     const struct model_config *c = &m->cfg;
     struct fwd *f = xcalloc(1, sizeof *f);
@@ -87,8 +90,11 @@ struct fwd *fwd_create(const struct model *m, int max_tokens)
     size_t moe_w = (size_t)c->moe_intermediate_size * (size_t)(c->n_shared_experts ? c->n_shared_experts : 1);
     if (moe_w > wide) wide = moe_w;
     *f = (struct fwd){.m = m, .c = c, .max_tokens = max_tokens};
+    f->own_tp = tp ? NULL : tp_create(1);
+    f->ops = (struct ops){.tp = tp ? tp : f->own_tp, .k = simd_best()};
     f->inv_freq = alloc_f((size_t)c->qk_rope_head_dim / 2);
     f->pos = xcalloc(T, sizeof *f->pos);
+    f->seq_of = xcalloc(T, sizeof *f->seq_of);
     f->h = alloc_f(T * D), f->xn = alloc_f(T * D), f->out = alloc_f(T * D);
     f->cq = alloc_f(T * (size_t)(c->q_lora_rank ? c->q_lora_rank : 1));
     f->q = alloc_f(T * H * qk);
@@ -100,7 +106,6 @@ struct fwd *fwd_create(const struct model *m, int max_tokens)
     f->router = alloc_f(T * (size_t)(c->n_routed_experts + 1) * 3);
     f->sel = xcalloc(T * (size_t)(c->n_experts_per_tok + 1), sizeof *f->sel);
     f->selw = alloc_f(T * (size_t)(c->n_experts_per_tok + 1));
-    f->row = alloc_f(dc > D ? dc : D);
     rope_setup(f);
     return f;
 }
@@ -109,10 +114,12 @@ void fwd_destroy(struct fwd *f)
 {
     if (!f) return;
     float *bufs[] = {f->inv_freq, f->h, f->xn, f->out, f->cq, f->q, f->kva, f->qlat, f->ctx,
-                     f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw, f->row};
+                     f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(f->pos);
+    free(f->seq_of);
     free(f->sel);
+    tp_destroy(f->own_tp);
     free(f);
 }
 
@@ -159,7 +166,7 @@ static void embed(struct fwd *f, const struct batch *b)
     for (int t = 0; t < b->n_tokens; t++) cpu_weight_row(&f->m->embed, b->tokens[t], f->h + (size_t)t * D);
     for (int s = 0; s < b->n_seqs; s++)
         for (int i = 0; i < b->seqs[s].n_tokens; i++)
-            f->pos[b->seqs[s].start + i] = b->seqs[s].pos0 + i;
+            f->pos[b->seqs[s].start + i] = b->seqs[s].pos0 + i, f->seq_of[b->seqs[s].start + i] = s;
 }
 
 /* Query projection, then RoPE on each head's last dr channels. */
@@ -168,12 +175,12 @@ static void attn_query(struct fwd *f, const struct layer *L, int T)
     const struct model_config *c = f->c;
     int H = c->n_heads, qk = config_qk_head_dim(c), dn = c->qk_nope_head_dim;
     if (c->q_lora_rank) {
-        cpu_matmul(&L->q_a, f->xn, T, f->cq);
+        ops_matmul(&f->ops, &L->q_a, f->xn, T, f->cq);
         cpu_rmsnorm(f->cq, &L->q_a_norm, T, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps,
                     f->cq, c->q_lora_rank);
-        cpu_matmul(&L->q_b, f->cq, T, f->q);
+        ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
     } else {
-        cpu_matmul(&L->q, f->xn, T, f->q);
+        ops_matmul(&f->ops, &L->q, f->xn, T, f->q);
     }
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++)
@@ -187,7 +194,7 @@ static void attn_write_kv(struct fwd *f, const struct layer *L, int il, struct k
 {
     const struct model_config *c = f->c;
     int dc = c->kv_lora_rank, w = config_kv_width(c), T = b->n_tokens;
-    cpu_matmul(&L->kv_a, f->xn, T, f->kva);
+    ops_matmul(&f->ops, &L->kv_a, f->xn, T, f->kva);
     cpu_rmsnorm(f->kva, &L->kv_a_norm, T, dc, w, c->rms_norm_eps, f->kva, w);
     for (int s = 0; s < b->n_seqs; s++) {
         const struct batch_seq *q = &b->seqs[s];
@@ -200,83 +207,113 @@ static void attn_write_kv(struct fwd *f, const struct layer *L, int il, struct k
     }
 }
 
-/* qlat[t][h] = W_UK_hᵀ q_nope[t][h]: the query seen through the key up-projection. */
-static void attn_absorb_query(struct fwd *f, const struct layer *L, int T)
+struct attn_job {
+    struct fwd *f;
+    const struct layer *L;
+    const struct kv_cache *kv;
+    int il, T, group; /* heads per task in the attention loop */
+    const struct batch *b;
+};
+
+/* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for one head h (a task): the query seen through the key
+ * up-projection, accumulated over d in order for every token. */
+static void absorb_task(void *arg, int h, int thread)
 {
+    const struct attn_job *j = arg;
+    struct fwd *f = j->f;
     const struct model_config *c = f->c;
     int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
     int stride = dn + c->v_head_dim;
-    memset(f->qlat, 0, (size_t)T * H * dc * sizeof(float));
-    for (int h = 0; h < H; h++)
-        for (int d = 0; d < dn; d++) {
-            cpu_weight_row(&L->kv_b, (int64_t)h * stride + d, f->row);
-            for (int t = 0; t < T; t++)
-                cpu_axpy(f->qlat + ((size_t)t * H + h) * dc, f->q[((size_t)t * H + h) * qk + d],
-                         f->row, dc);
-        }
+    float *row = tp_scratch(f->ops.tp, thread, (size_t)dc * sizeof(float));
+    for (int t = 0; t < j->T; t++) memset(f->qlat + ((size_t)t * H + h) * dc, 0, (size_t)dc * sizeof(float));
+    for (int d = 0; d < dn; d++) {
+        f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * stride + d, 1, row, dc);
+        for (int t = 0; t < j->T; t++)
+            f->ops.k->axpy(f->qlat + ((size_t)t * H + h) * dc, f->q[((size_t)t * H + h) * qk + d], row, dc);
+    }
 }
 
-/* Softmax attention of one token over positions 0..p of its sequence, all heads at once. */
-static void attn_token(struct fwd *f, const struct kv_cache *kv, int il, const int32_t *table,
-                       int t, int p, float *scores, float *crow)
+/* Row j of a sequence's cached latents as floats: in place for an F32 cache, else widened. */
+static const float *cache_row(const struct kv_cache *kv, int il, const int32_t *table, int j,
+                              float *buf)
 {
+    if (kv->dtype == DT_F32) return (const float *)kv_cache_row(kv, il, table[j / kv->block_size], j % kv->block_size);
+    kv_cache_get(kv, il, table[j / kv->block_size], j % kv->block_size, buf);
+    return buf;
+}
+
+/* Softmax attention of token t over positions 0..pos[t] of its sequence, for heads
+ * [h0, h1) — a task of the attention loop. Each head's arithmetic does not depend on h0, h1. */
+static void attn_task(void *arg, int task, int thread)
+{
+    const struct attn_job *j = arg;
+    struct fwd *f = j->f;
     const struct model_config *c = f->c;
+    const struct simd_kernels *k = f->ops.k;
     int H = c->n_heads, dc = c->kv_lora_rank, dn = c->qk_nope_head_dim, qk = config_qk_head_dim(c);
-    int n = p + 1, bs = kv->block_size;
-    for (int j = 0; j < n; j++) {
-        kv_cache_get(kv, il, table[j / bs], j % bs, crow);
-        for (int h = 0; h < H; h++) {
+    int n_groups = (H + j->group - 1) / j->group, t = task / n_groups, h0 = task % n_groups * j->group;
+    int h1 = h0 + j->group < H ? h0 + j->group : H, n = f->pos[t] + 1;
+    const int32_t *table = j->b->seqs[f->seq_of[t]].block_table;
+    float *scores = tp_scratch(f->ops.tp, thread, ((size_t)(h1 - h0) * n + (size_t)j->kv->width) * sizeof(float));
+    float *crow = scores + (size_t)(h1 - h0) * n;
+    for (int p = 0; p < n; p++) {
+        const float *row = cache_row(j->kv, j->il, table, p, crow);
+        for (int h = h0; h < h1; h++) {
             const float *ql = f->qlat + ((size_t)t * H + h) * dc;
             const float *qr = f->q + ((size_t)t * H + h) * qk + dn;
-            scores[(size_t)h * n + j] = f->softmax_scale * (cpu_dot(ql, crow, dc) + cpu_dot(qr, crow + dc, c->qk_rope_head_dim));
+            scores[(size_t)(h - h0) * n + p] = f->softmax_scale * (k->dot(ql, row, dc) + k->dot(qr, row + dc, c->qk_rope_head_dim));
         }
     }
-    for (int h = 0; h < H; h++) {
-        float *sc = scores + (size_t)h * n, mx = -INFINITY, sum = 0.0f;
-        for (int j = 0; j < n; j++) mx = fmaxf(mx, sc[j]);
-        for (int j = 0; j < n; j++) sum += sc[j] = expf(sc[j] - mx);
-        for (int j = 0; j < n; j++) sc[j] /= sum;
+    for (int h = h0; h < h1; h++) {
+        float *sc = scores + (size_t)(h - h0) * n, mx = -INFINITY, sum = 0.0f;
+        for (int p = 0; p < n; p++) mx = fmaxf(mx, sc[p]);
+        for (int p = 0; p < n; p++) sum += sc[p] = expf(sc[p] - mx);
+        for (int p = 0; p < n; p++) sc[p] /= sum;
     }
     float *ctx = f->ctx + (size_t)t * H * dc;
-    memset(ctx, 0, (size_t)H * dc * sizeof(float));
-    for (int j = 0; j < n; j++) {
-        kv_cache_get(kv, il, table[j / bs], j % bs, crow);
-        for (int h = 0; h < H; h++) cpu_axpy(ctx + (size_t)h * dc, scores[(size_t)h * n + j], crow, dc);
+    memset(ctx + (size_t)h0 * dc, 0, (size_t)(h1 - h0) * dc * sizeof(float));
+    for (int p = 0; p < n; p++) {
+        const float *row = cache_row(j->kv, j->il, table, p, crow);
+        for (int h = h0; h < h1; h++) k->axpy(ctx + (size_t)h * dc, scores[(size_t)(h - h0) * n + p], row, dc);
     }
 }
 
-/* Multi-head latent attention of the whole batch; result in f->out. */
+/* attn[t][h] = W_UV_h ctx[t][h] for one head h (a task). */
+static void value_task(void *arg, int h, int thread)
+{
+    const struct attn_job *j = arg;
+    const struct model_config *c = j->f->c;
+    int H = c->n_heads, dc = c->kv_lora_rank, dv = c->v_head_dim, stride = c->qk_nope_head_dim + dv;
+    ops_matmul_serial(&j->f->ops, thread, &j->L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim,
+                      (int64_t)(h + 1) * stride, j->f->ctx + (size_t)h * dc, (int64_t)H * dc, j->T,
+                      j->f->attn + (size_t)h * dv, (int64_t)H * dv);
+}
+
+/* Multi-head latent attention of the whole batch; result in f->out. Parallel over heads, and
+ * over (token, group of heads) for the softmax part. */
 static void attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
                       const struct batch *b)
 {
-    const struct model_config *c = f->c;
-    int T = b->n_tokens, H = c->n_heads, dc = c->kv_lora_rank, dv = c->v_head_dim;
-    int stride = c->qk_nope_head_dim + dv, max_n = 0;
+    int T = b->n_tokens, H = f->c->n_heads, threads = tp_size(f->ops.tp);
     attn_query(f, L, T);
     attn_write_kv(f, L, il, kv, b);
-    attn_absorb_query(f, L, T);
-    for (int s = 0; s < b->n_seqs; s++)
-        if (b->seqs[s].pos0 + b->seqs[s].n_tokens > max_n) max_n = b->seqs[s].pos0 + b->seqs[s].n_tokens;
-    float *scores = alloc_f((size_t)H * max_n), *crow = alloc_f((size_t)kv->width);
-    for (int s = 0; s < b->n_seqs; s++)
-        for (int i = 0; i < b->seqs[s].n_tokens; i++)
-            attn_token(f, kv, il, b->seqs[s].block_table, b->seqs[s].start + i, b->seqs[s].pos0 + i, scores, crow);
-    free(scores);
-    free(crow);
-    for (int h = 0; h < H; h++)
-        cpu_matmul_rows(&L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim, (int64_t)(h + 1) * stride,
-                        f->ctx + (size_t)h * dc, (int64_t)H * dc, T, f->attn + (size_t)h * dv, (int64_t)H * dv);
-    cpu_matmul(&L->o, f->attn, T, f->out);
+    int split = T >= 4 * threads ? 1 : (4 * threads + T - 1) / T; /* tasks per token */
+    int group = (H + split - 1) / split;
+    struct attn_job j = {f, L, kv, il, T, group, b};
+    tp_run(f->ops.tp, H, absorb_task, &j);
+    tp_run(f->ops.tp, T * ((H + group - 1) / group), attn_task, &j);
+    tp_run(f->ops.tp, H, value_task, &j);
+    ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
 }
 
 /* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x). */
 static void mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
                 const struct weight *down, const float *x, int n, float *y)
 {
-    cpu_matmul(gate, x, n, f->ff_a);
-    cpu_matmul(up, x, n, f->ff_b);
+    ops_matmul(&f->ops, gate, x, n, f->ff_a);
+    ops_matmul(&f->ops, up, x, n, f->ff_b);
     cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * gate->rows);
-    cpu_matmul(down, f->ff_a, n, y);
+    ops_matmul(&f->ops, down, f->ff_a, n, y);
 }
 
 /* Routed experts visited in ascending id, each over the tokens routed to it; then shared. */
@@ -289,7 +326,7 @@ static void moe(struct fwd *f, const struct layer *L, int T)
         bias = f->router + (size_t)T * E;
         cpu_weight_row(&L->router_bias, 0, bias);
     }
-    cpu_matmul(&L->router, f->xn, T, f->router);
+    ops_matmul(&f->ops, &L->router, f->xn, T, f->router);
     float *scratch = alloc_f((size_t)E * 3 + (size_t)c->n_group);
     for (int t = 0; t < T; t++)
         moe_route(c, f->router + (size_t)t * E, bias, scratch, f->sel + t * k, f->selw + t * k);
@@ -336,7 +373,7 @@ static void head(struct fwd *f, const struct batch *b, float *logits)
     }
     if (!n) return;
     cpu_rmsnorm(f->xg, &f->m->norm, n, D, D, c->rms_norm_eps, f->xg, D);
-    cpu_matmul(&f->m->lm_head, f->xg, n, logits);
+    ops_matmul(&f->ops, &f->m->lm_head, f->xg, n, logits);
 }
 
 int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *logits,
