@@ -1,16 +1,20 @@
-/* threadpool: persistent workers, a generation counter to start a loop, an atomic task counter,
- * and a check-in count so that no worker can still be inside a loop when the next one starts. */
+/* threadpool: persistent workers that take tasks of the current loop from one 64-bit atomic,
+ * (generation << 32 | next task). A claim is a compare-and-swap that names the generation, so a
+ * worker late from an earlier loop can never take a task of a newer one; the caller waits only
+ * for the tasks to be done, never for a worker to wake up — an oversubscribed machine (two cores
+ * shared with the HTTP thread and a load generator) costs nothing but the tasks themselves. */
 #include "engine/threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "engine/err.h"
 
-enum { SPIN_ROUNDS = 1 << 16 };
+enum { SPIN_ROUNDS = 1 << 14 };
 
 struct tp_slot {
     void *buf; /* the thread's scratch */
@@ -18,20 +22,23 @@ struct tp_slot {
     char pad[64 - sizeof(void *) - sizeof(size_t)];
 };
 
-struct tp {
-    int n_threads;
-    pthread_t *workers;       /* [n_threads - 1] */
-    struct tp_slot *slots;    /* [n_threads] */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    _Atomic unsigned gen;     /* bumped to start a loop (odd/even does not matter) */
-    _Atomic int stop;
-    /* the current loop, written before gen is bumped */
+/* One loop's description; two alternate so that a late reader of the last one is harmless. */
+struct tp_job {
     tp_fn fn;
     void *arg;
     int n_tasks;
-    _Atomic int next;         /* next task to hand out */
-    _Atomic int n_checked_in; /* workers that finished the current loop */
+};
+
+struct tp {
+    int n_threads;
+    pthread_t *workers;     /* [n_threads - 1] */
+    struct tp_slot *slots;  /* [n_threads] */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct tp_job jobs[2];  /* jobs[gen % 2] is loop gen */
+    _Atomic uint64_t claim; /* gen << 32 | next task */
+    _Atomic int n_done;     /* tasks of the current loop finished */
+    _Atomic int stop;
 };
 
 struct tp_worker_arg {
@@ -46,28 +53,42 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Takes tasks until none is left. */
-static void drain(struct tp *tp, int thread)
+/* Runs tasks of loop gen until it has none left or a newer loop started. */
+static void drain(struct tp *tp, uint32_t gen, int thread)
 {
+    const struct tp_job *j = &tp->jobs[gen % 2];
+    uint64_t c = atomic_load_explicit(&tp->claim, memory_order_acquire);
     for (;;) {
-        int i = atomic_fetch_add_explicit(&tp->next, 1, memory_order_relaxed);
-        if (i >= tp->n_tasks) return;
-        tp->fn(tp->arg, i, thread);
+        if ((uint32_t)(c >> 32) != gen) return;
+        int i = (int)(uint32_t)c;
+        tp_fn fn = j->fn;
+        void *arg = j->arg;
+        if (i >= j->n_tasks) return;
+        if (!atomic_compare_exchange_weak_explicit(&tp->claim, &c, c + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(arg, i, thread);
+        atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_release);
+        c = atomic_load_explicit(&tp->claim, memory_order_acquire);
     }
 }
 
-/* Waits for gen to move past seen: spins first, then sleeps on the condition variable. */
-static unsigned wait_gen(struct tp *tp, unsigned seen)
+static uint32_t current_gen(struct tp *tp)
+{
+    return (uint32_t)(atomic_load_explicit(&tp->claim, memory_order_acquire) >> 32);
+}
+
+/* Waits for a loop newer than seen: spins first, then sleeps on the condition variable. */
+static uint32_t wait_gen(struct tp *tp, uint32_t seen)
 {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        unsigned g = atomic_load_explicit(&tp->gen, memory_order_acquire);
-        if (g != seen) return g;
+        uint32_t g = current_gen(tp);
+        if (g != seen || atomic_load_explicit(&tp->stop, memory_order_relaxed)) return g;
         cpu_relax();
     }
     pthread_mutex_lock(&tp->mu);
-    unsigned g;
-    while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen)
-        pthread_cond_wait(&tp->cv, &tp->mu);
+    uint32_t g;
+    while ((g = current_gen(tp)) == seen && !atomic_load(&tp->stop)) pthread_cond_wait(&tp->cv, &tp->mu);
     pthread_mutex_unlock(&tp->mu);
     return g;
 }
@@ -76,12 +97,11 @@ static void *worker_main(void *p)
 {
     struct tp_worker_arg a = *(struct tp_worker_arg *)p;
     free(p);
-    unsigned seen = 0;
+    uint32_t seen = 0;
     for (;;) {
         seen = wait_gen(a.tp, seen);
         if (atomic_load(&a.tp->stop)) return NULL;
-        drain(a.tp, a.thread);
-        atomic_fetch_add_explicit(&a.tp->n_checked_in, 1, memory_order_release);
+        drain(a.tp, seen, a.thread);
     }
 }
 
@@ -104,20 +124,13 @@ struct tp *tp_create(int n_threads)
     return tp;
 }
 
-/* Publishes a new generation and wakes sleeping workers. */
-static void bump(struct tp *tp)
-{
-    pthread_mutex_lock(&tp->mu);
-    atomic_fetch_add_explicit(&tp->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&tp->cv);
-    pthread_mutex_unlock(&tp->mu);
-}
-
 void tp_destroy(struct tp *tp)
 {
     if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
     atomic_store(&tp->stop, 1);
-    bump(tp);
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
     for (int i = 1; i < tp->n_threads; i++) pthread_join(tp->workers[i - 1], NULL);
     for (int i = 0; i < tp->n_threads; i++) free(tp->slots[i].buf);
     pthread_cond_destroy(&tp->cv);
@@ -139,15 +152,17 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
         for (int i = 0; i < n_tasks; i++) fn(arg, i, 0);
         return;
     }
-    tp->fn = fn, tp->arg = arg, tp->n_tasks = n_tasks;
-    atomic_store_explicit(&tp->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&tp->n_checked_in, 0, memory_order_relaxed);
-    bump(tp);
-    drain(tp, 0);
-    int want = tp->n_threads - 1;
-    for (unsigned spins = 0; atomic_load_explicit(&tp->n_checked_in, memory_order_acquire) < want; spins++) {
-        cpu_relax();
-        if (spins > SPIN_ROUNDS) sched_yield();
+    uint32_t gen = current_gen(tp) + 1;
+    tp->jobs[gen % 2] = (struct tp_job){fn, arg, n_tasks};
+    atomic_store_explicit(&tp->n_done, 0, memory_order_relaxed);
+    pthread_mutex_lock(&tp->mu);
+    atomic_store_explicit(&tp->claim, (uint64_t)gen << 32, memory_order_release);
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    drain(tp, gen, 0);
+    for (unsigned spins = 0; atomic_load_explicit(&tp->n_done, memory_order_acquire) < n_tasks; spins++) {
+        if (spins < 256) cpu_relax();
+        else sched_yield(); /* a worker holding a task may be waiting for this core */
     }
 }
 
