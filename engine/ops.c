@@ -19,6 +19,10 @@ static int rows_per_block(int64_t cols)
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                        int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
+    if (o->k->direct && n <= SIMD_DIRECT_MAX && w->dtype != DT_F16) {
+        o->k->direct(w, r0, (int)(r1 - r0), x, ldx, n, y, ldy);
+        return;
+    }
     int rb = rows_per_block(w->cols);
     float *buf = tp_scratch(o->tp, thread, (size_t)rb * (size_t)w->cols * sizeof(float));
     for (int64_t r = r0; r < r1; r += rb) {

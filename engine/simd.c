@@ -23,7 +23,7 @@ static void scalar_dot_tile(const float *w, int64_t ldw, int nr, const float *x,
 }
 
 static const struct simd_kernels scalar_set = {"scalar", scalar_widen_rows, scalar_dot_tile,
-                                               cpu_dot, cpu_axpy};
+                                               cpu_dot, cpu_axpy, NULL};
 
 /* FP8 block scale of row r, column block b. */
 static float fp8_scale(const struct weight *w, int64_t r, int64_t b)
@@ -177,7 +177,7 @@ static void avx2_axpy(float *y, float s, const float *x, int n)
 #pragma GCC pop_options
 
 static const struct simd_kernels avx2_set = {"avx2", avx2_widen_rows, avx2_dot_tile, avx2_dot,
-                                             avx2_axpy};
+                                             avx2_axpy, NULL};
 
 /* ---- AVX-512 (F, BW, VL) --------------------------------------------------------------------- */
 #pragma GCC push_options
@@ -222,6 +222,18 @@ static void avx512_widen_rows(const struct weight *w, int64_t r, int n, float *o
     for (int i = 0; i < n; i++) avx512_widen_row(w, r + i, out + i * ld);
 }
 
+/* Columns [c0, c1) of row r widened (scale applied) into out[0 .. c1 - c0), as the row widener
+ * makes them. */
+static void avx512_widen_part(const struct weight *w, int64_t r, int64_t c0, int64_t c1, float *out)
+{
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)(r * w->cols) * dtype_size(w->dtype);
+    if (w->dtype == DT_F8E4M3) {
+        for (int64_t c = c0; c < c1; c++) out[c - c0] = fp8_scalar(p[c], fp8_scale(w, r, c / w->block_cols));
+        return;
+    }
+    dtype_to_f32(w->dtype, p + (size_t)c0 * dtype_size(w->dtype), out, (size_t)(c1 - c0));
+}
+
 static float avx512_dot(const float *a, const float *b, int k)
 {
     __m512 acc = _mm512_setzero_ps();
@@ -239,20 +251,27 @@ static void avx512_tile_4x4(const float *w, int64_t ldw, const float *x, int64_t
                             float *y, int64_t ldy)
 {
     __m512 acc[4][4];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
     int c = 0;
     __mmask16 m = 0xffff;
     for (; c < k; c += 16) {
         if (k - c < 16) m = (__mmask16)((1u << (k - c)) - 1);
         __m512 v[4];
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) v[t] = _mm512_maskz_loadu_ps(m, x + t * ldx + c);
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             __m512 r = _mm512_maskz_loadu_ps(m, w + i * ldw + c);
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) acc[i][t] = _mm512_fmadd_ps(r, v[t], acc[i][t]);
         }
     }
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) y[t * ldy + i] = _mm512_reduce_add_ps(acc[i][t]);
 }
 
@@ -270,6 +289,95 @@ static void avx512_dot_tile(const float *w, int64_t ldw, int nr, const float *x,
         for (int i = 0; i < nr; i++) y[t * ldy + i] = avx512_dot(w + i * ldw, x + t * ldx, k);
 }
 
+/* 16 widened values at p (BF16, FP8 times sc, or F32). */
+static inline __attribute__((always_inline)) __m512 avx512_load_w(enum dtype dt, const uint8_t *p, __m512 sc)
+{
+    if (dt == DT_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+    if (dt == DT_F8E4M3) return avx512_fp8x16(p, sc);
+    return _mm512_loadu_ps((const float *)p);
+}
+
+/* ROWS rows from r against NT tokens, widening in registers: the same values and the same FMA
+ * order as widen_rows + dot_tile, so the results are bit-identical to them. NT and ROWS are
+ * compile-time constants at every call, so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void avx512_direct_block(const struct weight *w,
+    enum dtype dt, int64_t r, const float *x, int64_t ldx, const int NT, const int ROWS, float *y,
+    int64_t ldy)
+{
+    int64_t k = w->cols, full = dt == DT_F8E4M3 && w->block_cols % 16 ? 0 : k / 16 * 16;
+    const int es = dt == DT_BF16 ? 2 : dt == DT_F8E4M3 ? 1 : 4;
+    int64_t step = dt == DT_F8E4M3 ? w->block_cols : (full > 0 ? full : 1); /* one scale each */
+    const uint8_t *rp[4];
+    __m512 acc[4][4], sc[4];
+#pragma GCC unroll 4
+    for (int a = 0; a < ROWS; a++) {
+        rp[a] = (const uint8_t *)w->data + (size_t)((r + a) * k) * es;
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[a][t] = _mm512_setzero_ps();
+    }
+    for (int64_t c0 = 0; c0 < full; c0 += step) {
+        int64_t c1 = c0 + step < full ? c0 + step : full;
+#pragma GCC unroll 4
+        for (int a = 0; a < ROWS; a++)
+            sc[a] = dt == DT_F8E4M3 ? _mm512_set1_ps(fp8_scale(w, r + a, c0 / w->block_cols)) : _mm512_setzero_ps();
+        for (int64_t c = c0; c < c1; c += 16) {
+            __m512 v[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) v[t] = _mm512_loadu_ps(x + t * ldx + c);
+#pragma GCC unroll 4
+            for (int a = 0; a < ROWS; a++) {
+                __m512 wv = avx512_load_w(dt, rp[a] + c * es, sc[a]);
+#pragma GCC unroll 4
+                for (int t = 0; t < NT; t++) acc[a][t] = _mm512_fmadd_ps(wv, v[t], acc[a][t]);
+            }
+        }
+    }
+    for (int64_t c = full; c < k; c += 16) { /* the tail, widened the scalar way */
+        __mmask16 m = k - c >= 16 ? 0xffff : (__mmask16)((1u << (k - c)) - 1);
+        float tmp[16];
+#pragma GCC unroll 4
+        for (int a = 0; a < ROWS; a++) {
+            avx512_widen_part(w, r + a, c, c + 16 < k ? c + 16 : k, tmp);
+            __m512 wv = _mm512_maskz_loadu_ps(m, tmp);
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++)
+                acc[a][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + t * ldx + c), acc[a][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < ROWS; a++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) y[t * ldy + a] = _mm512_reduce_add_ps(acc[a][t]);
+}
+
+static inline __attribute__((always_inline)) void avx512_direct_nt(const struct weight *w,
+    enum dtype dt, int64_t r0, int nr, const float *x, int64_t ldx, const int NT, float *y, int64_t ldy)
+{
+    int i = 0;
+    for (; i + 4 <= nr; i += 4) avx512_direct_block(w, dt, r0 + i, x, ldx, NT, 4, y + i, ldy);
+    for (; i < nr; i++) avx512_direct_block(w, dt, r0 + i, x, ldx, NT, 1, y + i, ldy);
+}
+
+static inline __attribute__((always_inline)) void avx512_direct_dt(const struct weight *w,
+    enum dtype dt, int64_t r0, int nr, const float *x, int64_t ldx, int nt, float *y, int64_t ldy)
+{
+    switch (nt) {
+    case 1: avx512_direct_nt(w, dt, r0, nr, x, ldx, 1, y, ldy); break;
+    case 2: avx512_direct_nt(w, dt, r0, nr, x, ldx, 2, y, ldy); break;
+    case 3: avx512_direct_nt(w, dt, r0, nr, x, ldx, 3, y, ldy); break;
+    default: avx512_direct_nt(w, dt, r0, nr, x, ldx, 4, y, ldy); break;
+    }
+}
+
+static void avx512_direct(const struct weight *w, int64_t r0, int nr, const float *x, int64_t ldx,
+                          int nt, float *y, int64_t ldy)
+{
+    if (w->dtype == DT_BF16) avx512_direct_dt(w, DT_BF16, r0, nr, x, ldx, nt, y, ldy);
+    else if (w->dtype == DT_F8E4M3) avx512_direct_dt(w, DT_F8E4M3, r0, nr, x, ldx, nt, y, ldy);
+    else if (w->dtype == DT_F32) avx512_direct_dt(w, DT_F32, r0, nr, x, ldx, nt, y, ldy);
+}
+
 static void avx512_axpy(float *y, float s, const float *x, int n)
 {
     __m512 vs = _mm512_set1_ps(s);
@@ -282,7 +390,7 @@ static void avx512_axpy(float *y, float s, const float *x, int n)
 #pragma GCC pop_options
 
 static const struct simd_kernels avx512_set = {"avx512", avx512_widen_rows, avx512_dot_tile,
-                                               avx512_dot, avx512_axpy};
+                                               avx512_dot, avx512_axpy, avx512_direct};
 #endif /* __x86_64__ */
 
 const struct simd_kernels *simd_by_name(const char *name)

@@ -25,7 +25,13 @@ struct simd_kernels {
     float (*dot)(const float *a, const float *b, int k);
     /* y[i] += s · x[i] (fused multiply-add where the set has it). */
     void (*axpy)(float *y, float s, const float *x, int n);
+    /* Optional (NULL): y[t * ldy + i] for rows [r0, r0 + nr) of w and nt <= SIMD_DIRECT_MAX
+     * tokens, widening in registers — bit-identical to widen_rows followed by dot_tile. */
+    void (*direct)(const struct weight *w, int64_t r0, int nr, const float *x, int64_t ldx,
+                   int nt, float *y, int64_t ldy);
 };
+
+enum { SIMD_DIRECT_MAX = 4 };
 
 /* The fastest set this CPU runs (or the one SEEKD_SIMD names, if the CPU runs it). */
 const struct simd_kernels *simd_best(void);

@@ -177,6 +177,31 @@ START_TEST(matmul_threads)
 }
 END_TEST
 
+/* The in-register path gives the same bits as widen_rows + dot_tile, every dtype it takes. */
+START_TEST(direct_bit_identical)
+{
+    const struct simd_kernels *k = simd_by_name(set_names[_i]);
+    if (!k || !k->direct) return;
+    enum dtype types[] = {DT_F32, DT_BF16, DT_F8E4M3};
+    int64_t shapes[][2] = {{9, 7}, {13, 300}, {6, 128}, {5, 129}, {11, 1040}};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t si = 0; si < 5; si++)
+            for (int nt = 1; nt <= SIMD_DIRECT_MAX; nt++) {
+                struct weight w = make_weight(types[ti], shapes[si][0], shapes[si][1]);
+                int64_t K = w.cols, R = w.rows;
+                float *x = rand_vec((size_t)(nt * K)), *buf = malloc((size_t)(R * K) * sizeof *buf);
+                float *a = calloc((size_t)(nt * R), sizeof *a), *b = calloc((size_t)(nt * R), sizeof *b);
+                k->widen_rows(&w, 1, (int)R - 1, buf, K);
+                k->dot_tile(buf, K, (int)R - 1, x, K, nt, (int)K, a, R);
+                k->direct(&w, 1, (int)R - 1, x, K, nt, b, R);
+                ck_assert_msg(memcmp(a, b, (size_t)(nt * R) * sizeof *a) == 0, "%s %s [%lld,%lld] nt=%d",
+                              k->name, dtype_name(types[ti]), (long long)R, (long long)K, nt);
+                free(x), free(buf), free(a), free(b);
+                free_weight(&w);
+            }
+}
+END_TEST
+
 /* The pool runs every task exactly once, many times in a row. */
 static void count_task(void *arg, int task, int thread)
 {
@@ -208,6 +233,7 @@ int main(void)
     tcase_add_loop_test(tc, dot_tile_close, 0, n_sets);
     tcase_add_loop_test(tc, axpy_close, 0, n_sets);
     tcase_add_loop_test(tc, matmul_threads, 0, n_sets);
+    tcase_add_loop_test(tc, direct_bit_identical, 0, n_sets);
     tcase_add_test(tc, pool_runs_each_task_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
