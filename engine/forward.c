@@ -233,48 +233,56 @@ static void absorb_task(void *arg, int h, int thread)
     }
 }
 
-/* Row j of a sequence's cached latents as floats: in place for an F32 cache, else widened. */
-static const float *cache_row(const struct kv_cache *kv, int il, const int32_t *table, int j,
-                              float *buf)
+/* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
+ * widened into buf. */
+static const float *cache_block(const struct kv_cache *kv, int il, int block, int n, float *buf)
 {
-    if (kv->dtype == DT_F32) return (const float *)kv_cache_row(kv, il, table[j / kv->block_size], j % kv->block_size);
-    kv_cache_get(kv, il, table[j / kv->block_size], j % kv->block_size, buf);
+    if (kv->dtype == DT_F32) return (const float *)kv_cache_row(kv, il, block, 0);
+    dtype_to_f32(kv->dtype, kv_cache_row(kv, il, block, 0), buf, (size_t)n * kv->width);
     return buf;
 }
 
-/* Softmax attention of token t over positions 0..pos[t] of its sequence, for heads
- * [h0, h1) — a task of the attention loop. Each head's arithmetic does not depend on h0, h1. */
+/* Softmax attention of token t over positions 0..pos[t] of its sequence, for heads [h0, h1) — a
+ * task of the attention loop — a cache block at a time. Each score is the set's dot of the
+ * latent part plus its dot of the rope part (dot_tile elements equal dot bit for bit), and the
+ * context sums run over positions in order, so no head's result depends on h0, h1 or the batch. */
 static void attn_task(void *arg, int task, int thread)
 {
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
     const struct simd_kernels *k = f->ops.k;
-    int H = c->n_heads, dc = c->kv_lora_rank, dn = c->qk_nope_head_dim, qk = config_qk_head_dim(c);
+    const struct kv_cache *kv = j->kv;
+    int H = c->n_heads, dc = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int qk = config_qk_head_dim(c), bs = kv->block_size, W = kv->width;
     int n_groups = (H + j->group - 1) / j->group, t = task / n_groups, h0 = task % n_groups * j->group;
-    int h1 = h0 + j->group < H ? h0 + j->group : H, n = f->pos[t] + 1;
+    int h1 = h0 + j->group < H ? h0 + j->group : H, G = h1 - h0, n = f->pos[t] + 1;
     const int32_t *table = j->b->seqs[f->seq_of[t]].block_table;
-    float *scores = tp_scratch(f->ops.tp, thread, ((size_t)(h1 - h0) * n + (size_t)j->kv->width) * sizeof(float));
-    float *crow = scores + (size_t)(h1 - h0) * n;
-    for (int p = 0; p < n; p++) {
-        const float *row = cache_row(j->kv, j->il, table, p, crow);
-        for (int h = h0; h < h1; h++) {
-            const float *ql = f->qlat + ((size_t)t * H + h) * dc;
-            const float *qr = f->q + ((size_t)t * H + h) * qk + dn;
-            scores[(size_t)(h - h0) * n + p] = f->softmax_scale * (k->dot(ql, row, dc) + k->dot(qr, row + dc, c->qk_rope_head_dim));
-        }
+    size_t need = (size_t)G * n + (size_t)G * bs + (size_t)bs * W;
+    float *scores = tp_scratch(f->ops.tp, thread, need * sizeof(float));
+    float *rope = scores + (size_t)G * n, *buf = rope + (size_t)G * bs;
+    const float *ql = f->qlat + ((size_t)t * H + h0) * dc, *qr = f->q + ((size_t)t * H + h0) * qk + dn;
+    for (int p0 = 0; p0 < n; p0 += bs) {
+        int m = n - p0 < bs ? n - p0 : bs;
+        const float *rows = cache_block(kv, j->il, table[p0 / bs], m, buf);
+        k->dot_tile(rows, W, m, ql, dc, G, dc, scores + p0, n);
+        k->dot_tile(rows + dc, W, m, qr, qk, G, dr, rope, bs);
+        for (int h = 0; h < G; h++)
+            for (int i = 0; i < m; i++)
+                scores[(size_t)h * n + p0 + i] = f->softmax_scale * (scores[(size_t)h * n + p0 + i] + rope[(size_t)h * bs + i]);
     }
-    for (int h = h0; h < h1; h++) {
-        float *sc = scores + (size_t)(h - h0) * n, mx = -INFINITY, sum = 0.0f;
+    for (int h = 0; h < G; h++) {
+        float *sc = scores + (size_t)h * n, mx = -INFINITY, sum = 0.0f;
         for (int p = 0; p < n; p++) mx = fmaxf(mx, sc[p]);
         for (int p = 0; p < n; p++) sum += sc[p] = expf(sc[p] - mx);
         for (int p = 0; p < n; p++) sc[p] /= sum;
     }
-    float *ctx = f->ctx + (size_t)t * H * dc;
-    memset(ctx + (size_t)h0 * dc, 0, (size_t)(h1 - h0) * dc * sizeof(float));
-    for (int p = 0; p < n; p++) {
-        const float *row = cache_row(j->kv, j->il, table, p, crow);
-        for (int h = h0; h < h1; h++) k->axpy(ctx + (size_t)h * dc, scores[(size_t)(h - h0) * n + p], row, dc);
+    float *ctx = f->ctx + ((size_t)t * H + h0) * dc;
+    memset(ctx, 0, (size_t)G * dc * sizeof(float));
+    for (int p0 = 0; p0 < n; p0 += bs) {
+        int m = n - p0 < bs ? n - p0 : bs;
+        const float *rows = cache_block(kv, j->il, table[p0 / bs], m, buf);
+        for (int h = 0; h < G; h++) k->axpy_rows(ctx + (size_t)h * dc, scores + (size_t)h * n + p0, rows, W, m, dc);
     }
 }
 

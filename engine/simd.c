@@ -22,8 +22,13 @@ static void scalar_dot_tile(const float *w, int64_t ldw, int nr, const float *x,
         for (int i = 0; i < nr; i++) y[t * ldy + i] = cpu_dot(w + i * ldw, x + t * ldx, k);
 }
 
+static void scalar_axpy_rows(float *y, const float *p, const float *rows, int64_t ld, int n, int k)
+{
+    for (int j = 0; j < n; j++) cpu_axpy(y, p[j], rows + j * ld, k);
+}
+
 static const struct simd_kernels scalar_set = {"scalar", scalar_widen_rows, scalar_dot_tile,
-                                               cpu_dot, cpu_axpy, NULL};
+                                               cpu_dot, cpu_axpy, scalar_axpy_rows, NULL};
 
 /* FP8 block scale of row r, column block b. */
 static float fp8_scale(const struct weight *w, int64_t r, int64_t b)
@@ -174,10 +179,24 @@ static void avx2_axpy(float *y, float s, const float *x, int n)
     for (; i < n; i++) y[i] = fmaf(s, x[i], y[i]);
 }
 
+/* The running sums stay in registers across rows, one 8-wide column chunk at a time. */
+static void avx2_axpy_rows(float *y, const float *p, const float *rows, int64_t ld, int n, int k)
+{
+    int c = 0;
+    for (; c + 8 <= k; c += 8) {
+        __m256 acc = _mm256_loadu_ps(y + c);
+        for (int j = 0; j < n; j++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(rows + j * ld + c), acc);
+        _mm256_storeu_ps(y + c, acc);
+    }
+    for (; c < k; c++)
+        for (int j = 0; j < n; j++) y[c] = fmaf(p[j], rows[j * ld + c], y[c]);
+}
+
 #pragma GCC pop_options
 
 static const struct simd_kernels avx2_set = {"avx2", avx2_widen_rows, avx2_dot_tile, avx2_dot,
-                                             avx2_axpy, NULL};
+                                             avx2_axpy, avx2_axpy_rows, NULL};
 
 /* ---- AVX-512 (F, BW, VL) --------------------------------------------------------------------- */
 #pragma GCC push_options
@@ -387,10 +406,37 @@ static void avx512_axpy(float *y, float s, const float *x, int n)
     for (; i < n; i++) y[i] = fmaf(s, x[i], y[i]);
 }
 
+/* Four 16-wide column chunks of running sums in registers across all rows. */
+static void avx512_axpy_rows(float *y, const float *p, const float *rows, int64_t ld, int n, int k)
+{
+    int c = 0;
+    for (; c + 64 <= k; c += 64) {
+        __m512 a0 = _mm512_loadu_ps(y + c), a1 = _mm512_loadu_ps(y + c + 16);
+        __m512 a2 = _mm512_loadu_ps(y + c + 32), a3 = _mm512_loadu_ps(y + c + 48);
+        for (int j = 0; j < n; j++) {
+            const float *r = rows + j * ld + c;
+            __m512 s = _mm512_set1_ps(p[j]);
+            a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r), a0), a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 16), a1);
+            a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 32), a2), a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 48), a3);
+        }
+        _mm512_storeu_ps(y + c, a0), _mm512_storeu_ps(y + c + 16, a1);
+        _mm512_storeu_ps(y + c + 32, a2), _mm512_storeu_ps(y + c + 48, a3);
+    }
+    for (; c + 16 <= k; c += 16) {
+        __m512 acc = _mm512_loadu_ps(y + c);
+        for (int j = 0; j < n; j++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_loadu_ps(rows + j * ld + c), acc);
+        _mm512_storeu_ps(y + c, acc);
+    }
+    for (; c < k; c++)
+        for (int j = 0; j < n; j++) y[c] = fmaf(p[j], rows[j * ld + c], y[c]);
+}
+
 #pragma GCC pop_options
 
 static const struct simd_kernels avx512_set = {"avx512", avx512_widen_rows, avx512_dot_tile,
-                                               avx512_dot, avx512_axpy, avx512_direct};
+                                               avx512_dot, avx512_axpy, avx512_axpy_rows,
+                                               avx512_direct};
 #endif /* __x86_64__ */
 
 const struct simd_kernels *simd_by_name(const char *name)

@@ -25,6 +25,9 @@ struct simd_kernels {
     float (*dot)(const float *a, const float *b, int k);
     /* y[i] += s · x[i] (fused multiply-add where the set has it). */
     void (*axpy)(float *y, float s, const float *x, int n);
+    /* y[c] += Σ_j p[j] · rows[j * ld + c] for c < k, j < n in order: bit-identical to n calls
+     * of axpy (y, p[j], rows + j * ld, k). */
+    void (*axpy_rows)(float *y, const float *p, const float *rows, int64_t ld, int n, int k);
     /* Optional (NULL): y[t * ldy + i] for rows [r0, r0 + nr) of w and nt <= SIMD_DIRECT_MAX
      * tokens, widening in registers — bit-identical to widen_rows followed by dot_tile. */
     void (*direct)(const struct weight *w, int64_t r0, int nr, const float *x, int64_t ldx,

@@ -102,6 +102,7 @@ def add_tensors(w, st, c):
     H, dn, dv, E = c["num_attention_heads"], c["qk_nope_head_dim"], c["v_head_dim"], c["n_routed_experts"]
 
     def put(hf_name, arr):
+        hf_name = hf_name.replace("e_score_correction_bias", "e_score_correction.bias")
         name = nmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             sys.exit(f"to_gguf: no GGUF name for {hf_name}")

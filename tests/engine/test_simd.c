@@ -145,6 +145,26 @@ START_TEST(axpy_close)
 }
 END_TEST
 
+/* axpy_rows is n axpy calls, bit for bit. */
+START_TEST(axpy_rows_identical)
+{
+    const struct simd_kernels *k = simd_by_name(set_names[_i]);
+    if (!k) return;
+    int ks[] = {1, 9, 16, 33, 64, 100, 288};
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (int n = 1; n <= 13; n += 4) {
+            int K = ks[ki], ld = K + 7;
+            float *rows = rand_vec((size_t)n * ld), *p = rand_vec((size_t)n), *a = rand_vec((size_t)K);
+            float *b = malloc((size_t)K * sizeof *b);
+            memcpy(b, a, (size_t)K * sizeof *b);
+            for (int j = 0; j < n; j++) k->axpy(a, p[j], rows + j * ld, K);
+            k->axpy_rows(b, p, rows, ld, n, K);
+            ck_assert_msg(memcmp(a, b, (size_t)K * sizeof *a) == 0, "%s k=%d n=%d", k->name, K, n);
+            free(rows), free(p), free(a), free(b);
+        }
+}
+END_TEST
+
 /* ops_matmul_rows: close to cpu_matmul_rows, and the same bits with 1, 2 or 3 threads. */
 START_TEST(matmul_threads)
 {
@@ -234,6 +254,7 @@ int main(void)
     tcase_add_loop_test(tc, axpy_close, 0, n_sets);
     tcase_add_loop_test(tc, matmul_threads, 0, n_sets);
     tcase_add_loop_test(tc, direct_bit_identical, 0, n_sets);
+    tcase_add_loop_test(tc, axpy_rows_identical, 0, n_sets);
     tcase_add_test(tc, pool_runs_each_task_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
