@@ -370,23 +370,26 @@ static inline __attribute__((always_inline)) void avx512_direct_block(const stru
         for (int t = 0; t < NT; t++) y[t * ldy + a] = _mm512_reduce_add_ps(acc[a][t]);
 }
 
-static inline __attribute__((always_inline)) void avx512_direct_nt(const struct weight *w,
-    enum dtype dt, int64_t r0, int nr, const float *x, int64_t ldx, const int NT, float *y, int64_t ldy)
+/* One block of ROWS rows against every token, four tokens at a time (the rows stay in L1). */
+static inline __attribute__((always_inline)) void avx512_direct_rows(const struct weight *w,
+    enum dtype dt, int64_t r, const int ROWS, const float *x, int64_t ldx, int nt, float *y, int64_t ldy)
 {
-    int i = 0;
-    for (; i + 4 <= nr; i += 4) avx512_direct_block(w, dt, r0 + i, x, ldx, NT, 4, y + i, ldy);
-    for (; i < nr; i++) avx512_direct_block(w, dt, r0 + i, x, ldx, NT, 1, y + i, ldy);
+    int t = 0;
+    for (; t + 4 <= nt; t += 4) avx512_direct_block(w, dt, r, x + t * ldx, ldx, 4, ROWS, y + t * ldy, ldy);
+    switch (nt - t) {
+    case 1: avx512_direct_block(w, dt, r, x + t * ldx, ldx, 1, ROWS, y + t * ldy, ldy); break;
+    case 2: avx512_direct_block(w, dt, r, x + t * ldx, ldx, 2, ROWS, y + t * ldy, ldy); break;
+    case 3: avx512_direct_block(w, dt, r, x + t * ldx, ldx, 3, ROWS, y + t * ldy, ldy); break;
+    default: break;
+    }
 }
 
 static inline __attribute__((always_inline)) void avx512_direct_dt(const struct weight *w,
     enum dtype dt, int64_t r0, int nr, const float *x, int64_t ldx, int nt, float *y, int64_t ldy)
 {
-    switch (nt) {
-    case 1: avx512_direct_nt(w, dt, r0, nr, x, ldx, 1, y, ldy); break;
-    case 2: avx512_direct_nt(w, dt, r0, nr, x, ldx, 2, y, ldy); break;
-    case 3: avx512_direct_nt(w, dt, r0, nr, x, ldx, 3, y, ldy); break;
-    default: avx512_direct_nt(w, dt, r0, nr, x, ldx, 4, y, ldy); break;
-    }
+    int i = 0;
+    for (; i + 4 <= nr; i += 4) avx512_direct_rows(w, dt, r0 + i, 4, x, ldx, nt, y + i, ldy);
+    for (; i < nr; i++) avx512_direct_rows(w, dt, r0 + i, 1, x, ldx, nt, y + i, ldy);
 }
 
 static void avx512_direct(const struct weight *w, int64_t r0, int nr, const float *x, int64_t ldx,

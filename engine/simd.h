@@ -28,13 +28,14 @@ struct simd_kernels {
     /* y[c] += Σ_j p[j] · rows[j * ld + c] for c < k, j < n in order: bit-identical to n calls
      * of axpy (y, p[j], rows + j * ld, k). */
     void (*axpy_rows)(float *y, const float *p, const float *rows, int64_t ld, int n, int k);
-    /* Optional (NULL): y[t * ldy + i] for rows [r0, r0 + nr) of w and nt <= SIMD_DIRECT_MAX
-     * tokens, widening in registers — bit-identical to widen_rows followed by dot_tile. */
+    /* Optional (NULL): y[t * ldy + i] for rows [r0, r0 + nr) of w and nt tokens, widening in
+     * registers — bit-identical to widen_rows followed by dot_tile. Used up to SIMD_DIRECT_MAX
+     * tokens (decode batches); beyond, widening once per row block and tiling is cheaper. */
     void (*direct)(const struct weight *w, int64_t r0, int nr, const float *x, int64_t ldx,
                    int nt, float *y, int64_t ldy);
 };
 
-enum { SIMD_DIRECT_MAX = 4 };
+enum { SIMD_DIRECT_MAX = 32 };
 
 /* The fastest set this CPU runs (or the one SEEKD_SIMD names, if the CPU runs it). */
 const struct simd_kernels *simd_best(void);

@@ -34,6 +34,7 @@ struct bench_req {
     double last;        /* time of the latest chunk (absolute) */
     double *itl;        /* gaps between chunks */
     int n_itl, cap_itl, n_chunks, out_tokens, ok;
+    int got_first;      /* a choice arrived (its text may be empty: a partial character) */
     char error[256];
 };
 
@@ -167,15 +168,17 @@ static void on_event(void *ctx, const char *data, size_t len)
     json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
     json_t *text = json_object_get(ch, "text");
     if (!text) text = json_object_get(json_object_get(ch, "delta"), "content");
-    if (json_is_string(text) && json_string_length(text) > 0) {
-        if (r->n_chunks == 0) r->ttft = t - r->start;
-        else {
+    if (!json_is_string(text)) goto done;
+    if (!r->got_first) r->ttft = t - r->start, r->got_first = 1, r->last = t; /* even empty text */
+    if (json_string_length(text) > 0) {
+        if (r->n_chunks > 0) {
             if (r->n_itl == r->cap_itl) r->itl = realloc(r->itl, (size_t)(r->cap_itl = r->cap_itl ? 2 * r->cap_itl : 64) * sizeof *r->itl);
             r->itl[r->n_itl++] = t - r->last;
         }
         r->n_chunks++;
         r->last = t;
     }
+done:
     json_decref(j);
 }
 
@@ -201,7 +204,7 @@ static void run_one(struct bench *b, struct bench_req *r, int max_tokens)
     if (st < 0) snprintf(r->error, sizeof r->error, "%s", err);
     else if (st != 200 && !r->error[0]) snprintf(r->error, sizeof r->error, "HTTP %d", st);
     if (!r->out_tokens) r->out_tokens = r->n_chunks;
-    r->ok = !r->error[0] && r->n_chunks > 0;
+    r->ok = !r->error[0] && r->got_first;
     r->start -= b->t0;
 }
 
@@ -324,7 +327,7 @@ static json_t *summarise(struct bench *b, double duration)
     printf("==================================================\n");
     for (int i = 0; i < n; i++)
         if (!b->reqs[i].ok) {
-            printf("first failure: %s\n", b->reqs[i].error[0] ? b->reqs[i].error : "no tokens");
+            printf("first failure: %s\n", b->reqs[i].error[0] ? b->reqs[i].error : "no choices");
             break;
         }
     free(ttft), free(tpot), free(e2e), free(itl);
@@ -430,7 +433,7 @@ static int run_bench(struct bench *b)
     run_one(b, &probe, 4); /* fails fast when the server is not there, and warms it up */
     free(probe.itl);
     if (!probe.ok) {
-        fprintf(stderr, "seekd bench: test request failed: %s\n", probe.error[0] ? probe.error : "no tokens");
+        fprintf(stderr, "seekd bench: test request failed: %s\n", probe.error[0] ? probe.error : "no choices");
         return -1;
     }
     plan_arrivals(b);

@@ -68,44 +68,46 @@ wait_up() { # url pid
 
 # The scenarios, identical for every engine: name, prompts, concurrency, input, output.
 SCENARIOS="decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"
+REPEATS=${REPEATS:-2}
 
-run_scenarios() { # engine url
+one_run() { # engine url scenario-spec rep
     local name np mc il ol
-    for s in $SCENARIOS; do
-        IFS=: read -r name np mc il ol <<<"$s"
-        ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" \
-            --random-input-len "$il" --random-output-len "$ol" --tokenizer "$TOK" \
-            --label "$1 $name" --result-file "$RES/$1-$name.json" >"$RES/$1-$name.txt"
-    done
+    IFS=: read -r name np mc il ol <<<"$3"
+    ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" \
+        --random-input-len "$il" --random-output-len "$ol" --tokenizer "$TOK" \
+        --label "$1 $name #$4" --result-file "$RES/$1-$name-$4.json" >"$RES/$1-$name-$4.txt"
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-bench_seekd() {
-    log "seekd serve, $THREADS threads"
+# Both servers stay up and every scenario runs on one, then the other, REPEATS times: a
+# machine shared with other work then slows both alike; the report keeps each one's best run.
+bench_both() {
+    log "seekd serve and llama-server, $THREADS threads each"
     ./seekd serve --model "$OUT/model-bf16" --host 127.0.0.1 --port "$PORT_SEEKD" \
         --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 >"$RES/seekd.log" 2>&1 &
-    local pid=$!
-    wait_up "http://127.0.0.1:$PORT_SEEKD" "$pid"
-    run_scenarios seekd "http://127.0.0.1:$PORT_SEEKD"
-    stop "$pid"
-}
-
-bench_llama() {
-    log "llama.cpp llama-server, $THREADS threads, 64 slots"
+    local spid=$!
     "$OUT/llama-build/bin/llama-server" -m "$OUT/model-bf16.gguf" --host 127.0.0.1 \
         --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np 64 -c 81920 --no-webui \
         >"$RES/llama.log" 2>&1 &
-    local pid=$!
-    wait_up "http://127.0.0.1:$PORT_LLAMA" "$pid"
-    run_scenarios llama.cpp "http://127.0.0.1:$PORT_LLAMA"
-    stop "$pid"
+    local lpid=$!
+    trap 'stop $spid; stop $lpid' EXIT
+    wait_up "http://127.0.0.1:$PORT_SEEKD" "$spid"
+    wait_up "http://127.0.0.1:$PORT_LLAMA" "$lpid"
+    for rep in $(seq 1 "$REPEATS"); do
+        for s in $SCENARIOS; do
+            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep"
+            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep"
+        done
+    done
+    stop "$spid"
+    stop "$lpid"
+    trap - EXIT
 }
 
 setup_llama
 setup_model
 log "memory bandwidth, $THREADS threads"
 build/release/tests/bench/membw "$THREADS" | tee "$RES/membw.json"
-bench_seekd
-bench_llama
+bench_both
 .venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" | tee "$RES/report.md"

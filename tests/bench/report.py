@@ -16,12 +16,20 @@ import sys
 ENGINES = ["seekd", "llama.cpp"]
 
 
+KEY = {"decode": lambda r: -r["mean_tpot_ms"], "prompt": lambda r: -r["mean_ttft_ms"]}
+
+
 def load(res, engine, scenario):
-    try:
-        with open(os.path.join(res, f"{engine}-{scenario}.json")) as f:
-            return json.load(f)
-    except OSError:
-        return None
+    """The best of the repeated runs of a scenario (engines.sh runs each REPEATS times)."""
+    runs = []
+    for name in sorted(os.listdir(res)):
+        if name.startswith(f"{engine}-{scenario}-") and name.endswith(".json"):
+            with open(os.path.join(res, name)) as f:
+                r = json.load(f)
+            if r["completed"]:
+                runs.append(r)
+    key = KEY.get(scenario, lambda r: r["output_throughput"])
+    return max(runs, key=key) if runs else None
 
 
 def active_bytes(cfg):
