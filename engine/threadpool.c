@@ -6,7 +6,6 @@
 #include "engine/threadpool.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +13,7 @@
 
 #include "engine/err.h"
 
-enum { SPIN_ROUNDS = 1 << 14 };
+enum { SPIN_ROUNDS = 1 << 12 }; /* pauses before sleeping: tens of microseconds */
 
 struct tp_slot {
     void *buf; /* the thread's scratch */
@@ -34,7 +33,8 @@ struct tp {
     pthread_t *workers;     /* [n_threads - 1] */
     struct tp_slot *slots;  /* [n_threads] */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* workers wait here for a new loop */
+    pthread_cond_t done_cv; /* the caller waits here for the last task of a loop */
     struct tp_job jobs[2];  /* jobs[gen % 2] is loop gen */
     _Atomic uint64_t claim; /* gen << 32 | next task */
     _Atomic int n_done;     /* tasks of the current loop finished */
@@ -68,7 +68,11 @@ static void drain(struct tp *tp, uint32_t gen, int thread)
                                                    memory_order_acquire))
             continue;
         fn(arg, i, thread);
-        atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_release);
+        if (atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_acq_rel) + 1 == j->n_tasks) {
+            pthread_mutex_lock(&tp->mu); /* the caller may be asleep: a preempted task took long */
+            pthread_cond_broadcast(&tp->done_cv);
+            pthread_mutex_unlock(&tp->mu);
+        }
         c = atomic_load_explicit(&tp->claim, memory_order_acquire);
     }
 }
@@ -115,6 +119,7 @@ struct tp *tp_create(int n_threads)
     tp->workers = xcalloc((size_t)n_threads, sizeof *tp->workers);
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
+    pthread_cond_init(&tp->done_cv, NULL);
     for (int i = 1; i < n_threads; i++) {
         struct tp_worker_arg *a = xmalloc(sizeof *a);
         *a = (struct tp_worker_arg){tp, i};
@@ -134,6 +139,7 @@ void tp_destroy(struct tp *tp)
     for (int i = 1; i < tp->n_threads; i++) pthread_join(tp->workers[i - 1], NULL);
     for (int i = 0; i < tp->n_threads; i++) free(tp->slots[i].buf);
     pthread_cond_destroy(&tp->cv);
+    pthread_cond_destroy(&tp->done_cv);
     pthread_mutex_destroy(&tp->mu);
     free(tp->slots);
     free(tp->workers);
@@ -160,10 +166,14 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
     drain(tp, gen, 0);
-    for (unsigned spins = 0; atomic_load_explicit(&tp->n_done, memory_order_acquire) < n_tasks; spins++) {
-        if (spins < 256) cpu_relax();
-        else sched_yield(); /* a worker holding a task may be waiting for this core */
+    for (int spins = 0; spins < SPIN_ROUNDS; spins++) {
+        if (atomic_load_explicit(&tp->n_done, memory_order_acquire) >= n_tasks) return;
+        cpu_relax();
     }
+    /* A worker holding a task was preempted (the machine is shared): sleep, freeing the core. */
+    pthread_mutex_lock(&tp->mu);
+    while (atomic_load_explicit(&tp->n_done, memory_order_acquire) < n_tasks) pthread_cond_wait(&tp->done_cv, &tp->mu);
+    pthread_mutex_unlock(&tp->mu);
 }
 
 void *tp_scratch(struct tp *tp, int thread, size_t bytes)
