@@ -11,6 +11,11 @@
 #include "engine/moe.h"
 #include "engine/ops.h"
 
+enum {
+    FUSE_T = 32,   /* batches up to this many tokens run all experts in one loop */
+    FUSE_ROWS = 32 /* output rows per task in those loops */
+};
+
 struct fwd {
     const struct model *m;
     const struct model_config *c;
@@ -33,6 +38,11 @@ struct fwd {
     float *attn;         /* [T, H*dv] */
     float *ff_a, *ff_b;  /* [T, widest MLP] */
     float *xg, *yg;      /* [T, D] tokens gathered for one expert, and their output */
+    /* decode-sized batches run every expert of a layer in two parallel loops (moe_fused) */
+    float *fx, *fy;      /* [FUSE_T * k, D] tokens gathered per expert, outputs */
+    float *fa, *fb;      /* [FUSE_T * (k + 1), widest expert] gate and up activations */
+    int *fwho;           /* [FUSE_T * k] token of each gathered row */
+    float *fwgt;         /* [FUSE_T * k] its routing weight */
     float *router;       /* [T, E] */
     int *sel;            /* [T, k] chosen experts */
     float *selw;         /* [T, k] their weights */
@@ -103,6 +113,9 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     f->attn = alloc_f(T * H * (size_t)c->v_head_dim);
     f->ff_a = alloc_f(T * wide), f->ff_b = alloc_f(T * wide);
     f->xg = alloc_f(T * D), f->yg = alloc_f(T * D);
+    size_t fk = (size_t)FUSE_T * (size_t)(c->n_experts_per_tok + 1);
+    f->fx = alloc_f(fk * D), f->fy = alloc_f(fk * D), f->fa = alloc_f(fk * wide), f->fb = alloc_f(fk * wide);
+    f->fwho = xcalloc(fk, sizeof *f->fwho), f->fwgt = alloc_f(fk);
     f->router = alloc_f(T * (size_t)(c->n_routed_experts + 1) * 3);
     f->sel = xcalloc(T * (size_t)(c->n_experts_per_tok + 1), sizeof *f->sel);
     f->selw = alloc_f(T * (size_t)(c->n_experts_per_tok + 1));
@@ -114,10 +127,12 @@ void fwd_destroy(struct fwd *f)
 {
     if (!f) return;
     float *bufs[] = {f->inv_freq, f->h, f->xn, f->out, f->cq, f->q, f->kva, f->qlat, f->ctx,
-                     f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw};
+                     f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw,
+                     f->fx, f->fy, f->fa, f->fb, f->fwgt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(f->pos);
     free(f->seq_of);
+    free(f->fwho);
     free(f->sel);
     tp_destroy(f->own_tp);
     free(f);
@@ -324,6 +339,93 @@ static void mlp(struct fwd *f, const struct weight *gate, const struct weight *u
     ops_matmul(&f->ops, down, f->ff_a, n, y);
 }
 
+/* One expert's share of a fused MoE step: its weights, its rows of gathered input and output. */
+struct moe_slot {
+    const struct weight *gate, *up, *down;
+    const float *x; /* [n, D] */
+    int n, off;     /* tokens, first row in fa/fb/fy */
+    int task0[2];   /* first task of this slot in phase 1 (gate/up) and phase 2 (down) */
+};
+
+struct moe_job {
+    struct fwd *f;
+    struct moe_slot *slot;
+    int n_slots, phase;
+};
+
+/* A task: FUSE_ROWS output rows of one slot's gate or up (phase 1) or down (phase 2). */
+static void moe_task(void *arg, int task, int thread)
+{
+    const struct moe_job *j = arg;
+    struct fwd *f = j->f;
+    int s = 0, D = f->c->hidden_size;
+    while (s + 1 < j->n_slots && j->slot[s + 1].task0[j->phase] <= task) s++;
+    const struct moe_slot *q = &j->slot[s];
+    int64_t F = q->gate->rows, i = task - q->task0[j->phase];
+    if (j->phase == 0) {
+        int64_t chunks = (F + FUSE_ROWS - 1) / FUSE_ROWS, r0 = (i % chunks) * FUSE_ROWS;
+        int64_t r1 = r0 + FUSE_ROWS < F ? r0 + FUSE_ROWS : F;
+        float *y = (i < chunks ? f->fa : f->fb) + (size_t)q->off * F + r0;
+        ops_matmul_serial(&f->ops, thread, i < chunks ? q->gate : q->up, r0, r1, q->x, D, q->n, y, F);
+    } else {
+        int64_t r0 = i * FUSE_ROWS, r1 = r0 + FUSE_ROWS < D ? r0 + FUSE_ROWS : D;
+        ops_matmul_serial(&f->ops, thread, q->down, r0, r1, f->fa + (size_t)q->off * F, F, q->n,
+                          f->fy + (size_t)q->off * D + r0, D);
+    }
+}
+
+/* Numbers the tasks of both phases, slot after slot. */
+static int moe_plan(struct moe_slot *slot, int n_slots, int D, int *n_tasks2)
+{
+    int t1 = 0, t2 = 0;
+    for (int s = 0; s < n_slots; s++) {
+        slot[s].task0[0] = t1, slot[s].task0[1] = t2;
+        t1 += 2 * (int)((slot[s].gate->rows + FUSE_ROWS - 1) / FUSE_ROWS);
+        t2 += (D + FUSE_ROWS - 1) / FUSE_ROWS;
+    }
+    *n_tasks2 = t2;
+    return t1;
+}
+
+/* Every routed expert with tokens, then the shared experts, in two parallel loops (gate/up, then
+ * down) instead of three per expert — what a decode step needs. Each output row is the same
+ * matmul as in the per-expert path, and outputs are combined in the same order. */
+static void moe_fused(struct fwd *f, const struct layer *L, int T)
+{
+    const struct model_config *c = f->c;
+    int D = c->hidden_size, E = c->n_routed_experts, k = c->n_experts_per_tok, n = 0, n_slots = 0;
+    struct moe_slot *slot = xcalloc((size_t)E + 1, sizeof *slot);
+    for (int x = 0; x < E; x++) {
+        int first = n;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < k; j++)
+                if (f->sel[t * k + j] == x) {
+                    memcpy(f->fx + (size_t)n * D, f->xn + (size_t)t * D, (size_t)D * sizeof(float));
+                    f->fwho[n] = t, f->fwgt[n++] = f->selw[t * k + j];
+                }
+        if (n > first)
+            slot[n_slots++] = (struct moe_slot){&L->exp_gate[x], &L->exp_up[x], &L->exp_down[x],
+                                                f->fx + (size_t)first * D, n - first, first, {0, 0}};
+    }
+    int n_routed = n_slots;
+    if (c->n_shared_experts)
+        slot[n_slots++] = (struct moe_slot){&L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, n, {0, 0}};
+    int n2, n1 = moe_plan(slot, n_slots, D, &n2);
+    struct moe_job j = {f, slot, n_slots, 0};
+    tp_run(f->ops.tp, n1, moe_task, &j);
+    for (int s = 0; s < n_slots; s++) {
+        size_t F = (size_t)slot[s].gate->rows, o = (size_t)slot[s].off * F;
+        cpu_silu_mul(f->fa + o, f->fb + o, (int64_t)slot[s].n * (int64_t)F);
+    }
+    j.phase = 1;
+    tp_run(f->ops.tp, n2, moe_task, &j);
+    memset(f->out, 0, (size_t)T * D * sizeof(float));
+    for (int i = 0; i < n; i++) cpu_axpy(f->out + (size_t)f->fwho[i] * D, f->fwgt[i], f->fy + (size_t)i * D, D);
+    if (n_slots > n_routed)
+        for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->fy + (size_t)(n + t) * D, D);
+    free(slot);
+}
+
 /* Routed experts visited in ascending id, each over the tokens routed to it; then shared. */
 static void moe(struct fwd *f, const struct layer *L, int T)
 {
@@ -339,6 +441,10 @@ static void moe(struct fwd *f, const struct layer *L, int T)
     for (int t = 0; t < T; t++)
         moe_route(c, f->router + (size_t)t * E, bias, scratch, f->sel + t * k, f->selw + t * k);
     free(scratch);
+    if (T <= FUSE_T) {
+        moe_fused(f, L, T);
+        return;
+    }
     memset(f->out, 0, (size_t)T * D * sizeof(float));
     int *who = xcalloc((size_t)T, sizeof *who);
     float *wgt = alloc_f((size_t)T);
