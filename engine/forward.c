@@ -12,8 +12,8 @@
 #include "engine/ops.h"
 
 enum {
-    FUSE_T = 32,   /* batches up to this many tokens run all experts in one loop */
-    FUSE_ROWS = 32 /* output rows per task in those loops */
+    FUSE_T = 256,  /* batches up to this many tokens run all experts in one loop */
+    FUSE_ROWS = 128 /* output rows per task in those loops */
 };
 
 struct fwd {
@@ -231,7 +231,7 @@ struct attn_job {
 };
 
 /* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for one head h (a task): the query seen through the key
- * up-projection, accumulated over d in order for every token. */
+ * up-projection, accumulated over d in order (axpy_rows: n axpys, bit for bit) for every token. */
 static void absorb_task(void *arg, int h, int thread)
 {
     const struct attn_job *j = arg;
@@ -239,21 +239,24 @@ static void absorb_task(void *arg, int h, int thread)
     const struct model_config *c = f->c;
     int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
     int stride = dn + c->v_head_dim;
-    float *row = tp_scratch(f->ops.tp, thread, (size_t)dc * sizeof(float));
-    for (int t = 0; t < j->T; t++) memset(f->qlat + ((size_t)t * H + h) * dc, 0, (size_t)dc * sizeof(float));
-    for (int d = 0; d < dn; d++) {
-        f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * stride + d, 1, row, dc);
-        for (int t = 0; t < j->T; t++)
-            f->ops.k->axpy(f->qlat + ((size_t)t * H + h) * dc, f->q[((size_t)t * H + h) * qk + d], row, dc);
+    float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
+    f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * stride, dn, w_uk, dc);
+    for (int t = 0; t < j->T; t++) {
+        float *y = f->qlat + ((size_t)t * H + h) * dc;
+        memset(y, 0, (size_t)dc * sizeof(float));
+        f->ops.k->axpy_rows(y, f->q + ((size_t)t * H + h) * qk, w_uk, dc, dn, dc);
     }
 }
 
 /* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
- * widened into buf. */
-static const float *cache_block(const struct kv_cache *kv, int il, int block, int n, float *buf)
+ * widened (with the kernel set's exact widening) into buf. */
+static const float *cache_block(const struct simd_kernels *k, const struct kv_cache *kv, int il,
+                                int block, int n, float *buf)
 {
     if (kv->dtype == DT_F32) return (const float *)kv_cache_row(kv, il, block, 0);
-    dtype_to_f32(kv->dtype, kv_cache_row(kv, il, block, 0), buf, (size_t)n * kv->width);
+    struct weight rows = {.name = "kv", .dtype = kv->dtype, .rows = n, .cols = kv->width,
+                          .data = kv_cache_row(kv, il, block, 0)};
+    k->widen_rows(&rows, 0, n, buf, kv->width);
     return buf;
 }
 
@@ -279,7 +282,7 @@ static void attn_task(void *arg, int task, int thread)
     const float *ql = f->qlat + ((size_t)t * H + h0) * dc, *qr = f->q + ((size_t)t * H + h0) * qk + dn;
     for (int p0 = 0; p0 < n; p0 += bs) {
         int m = n - p0 < bs ? n - p0 : bs;
-        const float *rows = cache_block(kv, j->il, table[p0 / bs], m, buf);
+        const float *rows = cache_block(k, kv, j->il, table[p0 / bs], m, buf);
         k->dot_tile(rows, W, m, ql, dc, G, dc, scores + p0, n);
         k->dot_tile(rows + dc, W, m, qr, qk, G, dr, rope, bs);
         for (int h = 0; h < G; h++)
@@ -296,7 +299,7 @@ static void attn_task(void *arg, int task, int thread)
     memset(ctx, 0, (size_t)G * dc * sizeof(float));
     for (int p0 = 0; p0 < n; p0 += bs) {
         int m = n - p0 < bs ? n - p0 : bs;
-        const float *rows = cache_block(kv, j->il, table[p0 / bs], m, buf);
+        const float *rows = cache_block(k, kv, j->il, table[p0 / bs], m, buf);
         for (int h = 0; h < G; h++) k->axpy_rows(ctx + (size_t)h * dc, scores + (size_t)h * n + p0, rows, W, m, dc);
     }
 }
@@ -320,7 +323,8 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
     int T = b->n_tokens, H = f->c->n_heads, threads = tp_size(f->ops.tp);
     attn_query(f, L, T);
     attn_write_kv(f, L, il, kv, b);
-    int split = T >= 4 * threads ? 1 : (4 * threads + T - 1) / T; /* tasks per token */
+    /* tasks per token: few, since each task re-reads (and for a BF16 cache widens) the context */
+    int split = T >= 2 * threads ? 1 : (2 * threads + T - 1) / T;
     int group = (H + split - 1) / split;
     struct attn_job j = {f, L, kv, il, T, group, b};
     tp_run(f->ops.tp, H, absorb_task, &j);

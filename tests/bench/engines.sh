@@ -70,10 +70,12 @@ wait_up() { # url pid
 SCENARIOS="decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"
 REPEATS=${REPEATS:-2}
 
-one_run() { # engine url scenario-spec rep
+# Prompts differ between scenarios and repeats (--seed), never between engines: a prompt seen
+# before would be answered from the server's prefix cache.
+one_run() { # engine url scenario-spec rep seed
     local name np mc il ol
     IFS=: read -r name np mc il ol <<<"$3"
-    ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" \
+    ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" --seed "$5" \
         --random-input-len "$il" --random-output-len "$ol" --tokenizer "$TOK" \
         --label "$1 $name #$4" --result-file "$RES/$1-$name-$4.json" >"$RES/$1-$name-$4.txt"
 }
@@ -94,10 +96,12 @@ bench_both() {
     trap 'stop $spid; stop $lpid' EXIT
     wait_up "http://127.0.0.1:$PORT_SEEKD" "$spid"
     wait_up "http://127.0.0.1:$PORT_LLAMA" "$lpid"
+    local seed=0
     for rep in $(seq 1 "$REPEATS"); do
         for s in $SCENARIOS; do
-            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep"
-            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep"
+            seed=$((seed + 1))
+            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep" "$seed"
+            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed"
         done
     done
     stop "$spid"
