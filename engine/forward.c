@@ -228,7 +228,20 @@ struct attn_job {
     const struct kv_cache *kv;
     int il, T, group; /* heads per task in the attention loop */
     const struct batch *b;
+    int whole;        /* each task also absorbs its query and applies W_UV (small batches) */
 };
+
+enum { WHOLE_ATTN_T = 8 }; /* batches up to this size run attention as one loop */
+
+/* qlat[t][h] from head h's widened W_UK [dn, dc]. */
+static void absorb_one(struct fwd *f, const float *w_uk, int t, int h)
+{
+    const struct model_config *c = f->c;
+    int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
+    float *y = f->qlat + ((size_t)t * H + h) * dc;
+    memset(y, 0, (size_t)dc * sizeof(float));
+    f->ops.k->axpy_rows(y, f->q + ((size_t)t * H + h) * qk, w_uk, dc, dn, dc);
+}
 
 /* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for one head h (a task): the query seen through the key
  * up-projection, accumulated over d in order (axpy_rows: n axpys, bit for bit) for every token. */
@@ -237,15 +250,26 @@ static void absorb_task(void *arg, int h, int thread)
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
-    int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
+    int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank;
     int stride = dn + c->v_head_dim;
     float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
     f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * stride, dn, w_uk, dc);
-    for (int t = 0; t < j->T; t++) {
-        float *y = f->qlat + ((size_t)t * H + h) * dc;
-        memset(y, 0, (size_t)dc * sizeof(float));
-        f->ops.k->axpy_rows(y, f->q + ((size_t)t * H + h) * qk, w_uk, dc, dn, dc);
-    }
+    for (int t = 0; t < j->T; t++) absorb_one(f, w_uk, t, h);
+}
+
+/* attn[t][h] = W_UV_h ctx[t][h] for tokens [t, t + n). */
+static void value_rows(struct fwd *f, const struct layer *L, int thread, int t, int n, int h)
+{
+    const struct model_config *c = f->c;
+    int H = c->n_heads, dc = c->kv_lora_rank, dv = c->v_head_dim, stride = c->qk_nope_head_dim + dv;
+    ops_matmul_serial(&f->ops, thread, &L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim,
+                      (int64_t)(h + 1) * stride, f->ctx + ((size_t)t * H + h) * dc, (int64_t)H * dc, n,
+                      f->attn + ((size_t)t * H + h) * dv, (int64_t)H * dv);
+}
+
+static void value_one(struct fwd *f, const struct layer *L, int thread, int t, int h)
+{
+    value_rows(f, L, thread, t, 1, h);
 }
 
 /* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
@@ -276,9 +300,13 @@ static void attn_task(void *arg, int task, int thread)
     int n_groups = (H + j->group - 1) / j->group, t = task / n_groups, h0 = task % n_groups * j->group;
     int h1 = h0 + j->group < H ? h0 + j->group : H, G = h1 - h0, n = f->pos[t] + 1;
     const int32_t *table = j->b->seqs[f->seq_of[t]].block_table;
-    size_t need = (size_t)G * n + (size_t)G * bs + (size_t)bs * W;
+    size_t need = (size_t)G * n + (size_t)G * bs + (size_t)bs * W + (size_t)dn * dc;
     float *scores = tp_scratch(f->ops.tp, thread, need * sizeof(float));
-    float *rope = scores + (size_t)G * n, *buf = rope + (size_t)G * bs;
+    float *rope = scores + (size_t)G * n, *buf = rope + (size_t)G * bs, *w_uk = buf + (size_t)bs * W;
+    for (int h = h0; h < h1 && j->whole; h++) {
+        k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
+        absorb_one(f, w_uk, t, h);
+    }
     const float *ql = f->qlat + ((size_t)t * H + h0) * dc, *qr = f->q + ((size_t)t * H + h0) * qk + dn;
     for (int p0 = 0; p0 < n; p0 += bs) {
         int m = n - p0 < bs ? n - p0 : bs;
@@ -302,17 +330,15 @@ static void attn_task(void *arg, int task, int thread)
         const float *rows = cache_block(k, kv, j->il, table[p0 / bs], m, buf);
         for (int h = 0; h < G; h++) k->axpy_rows(ctx + (size_t)h * dc, scores + (size_t)h * n + p0, rows, W, m, dc);
     }
+    for (int h = h0; h < h1 && j->whole; h++) /* scratch is dead: value may reuse it */
+        value_one(f, j->L, thread, t, h);
 }
 
-/* attn[t][h] = W_UV_h ctx[t][h] for one head h (a task). */
+/* attn[t][h] = W_UV_h ctx[t][h] for one head h (a task), every token. */
 static void value_task(void *arg, int h, int thread)
 {
     const struct attn_job *j = arg;
-    const struct model_config *c = j->f->c;
-    int H = c->n_heads, dc = c->kv_lora_rank, dv = c->v_head_dim, stride = c->qk_nope_head_dim + dv;
-    ops_matmul_serial(&j->f->ops, thread, &j->L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim,
-                      (int64_t)(h + 1) * stride, j->f->ctx + (size_t)h * dc, (int64_t)H * dc, j->T,
-                      j->f->attn + (size_t)h * dv, (int64_t)H * dv);
+    value_rows(j->f, j->L, thread, 0, j->T, h);
 }
 
 /* Multi-head latent attention of the whole batch; result in f->out. Parallel over heads, and
@@ -326,10 +352,10 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
     /* tasks per token: few, since each task re-reads (and for a BF16 cache widens) the context */
     int split = T >= 2 * threads ? 1 : (2 * threads + T - 1) / T;
     int group = (H + split - 1) / split;
-    struct attn_job j = {f, L, kv, il, T, group, b};
-    tp_run(f->ops.tp, H, absorb_task, &j);
+    struct attn_job j = {f, L, kv, il, T, group, b, T <= WHOLE_ATTN_T};
+    if (!j.whole) tp_run(f->ops.tp, H, absorb_task, &j);
     tp_run(f->ops.tp, T * ((H + group - 1) / group), attn_task, &j);
-    tp_run(f->ops.tp, H, value_task, &j);
+    if (!j.whole) tp_run(f->ops.tp, H, value_task, &j);
     ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
 }
 
