@@ -184,18 +184,18 @@ static void embed(struct fwd *f, const struct batch *b)
             f->pos[b->seqs[s].start + i] = b->seqs[s].pos0 + i, f->seq_of[b->seqs[s].start + i] = s;
 }
 
-/* Query projection, then RoPE on each head's last dr channels. */
+/* Query projection (and kv_a, in the same loop), then RoPE on each head's last dr channels. */
 static void attn_query(struct fwd *f, const struct layer *L, int T)
 {
     const struct model_config *c = f->c;
     int H = c->n_heads, qk = config_qk_head_dim(c), dn = c->qk_nope_head_dim;
+    const struct weight *w[2] = {c->q_lora_rank ? &L->q_a : &L->q, &L->kv_a};
+    float *y[2] = {c->q_lora_rank ? f->cq : f->q, f->kva};
+    ops_matmul_many(&f->ops, w, y, 2, f->xn, T); /* the query's first matmul and kv_a at once */
     if (c->q_lora_rank) {
-        ops_matmul(&f->ops, &L->q_a, f->xn, T, f->cq);
         cpu_rmsnorm(f->cq, &L->q_a_norm, T, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps,
                     f->cq, c->q_lora_rank);
         ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
-    } else {
-        ops_matmul(&f->ops, &L->q, f->xn, T, f->q);
     }
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++)
@@ -203,13 +203,13 @@ static void attn_query(struct fwd *f, const struct layer *L, int T)
                      f->pos[t], f->rope_mag);
 }
 
-/* Latent and rope key of each new token, normed and rotated, stored in the cache. */
+/* Latent and rope key of each new token (f->kva, from attn_query), normed and rotated, stored in
+ * the cache. */
 static void attn_write_kv(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
                           const struct batch *b)
 {
     const struct model_config *c = f->c;
     int dc = c->kv_lora_rank, w = config_kv_width(c), T = b->n_tokens;
-    ops_matmul(&f->ops, &L->kv_a, f->xn, T, f->kva);
     cpu_rmsnorm(f->kva, &L->kv_a_norm, T, dc, w, c->rms_norm_eps, f->kva, w);
     for (int s = 0; s < b->n_seqs; s++) {
         const struct batch_seq *q = &b->seqs[s];
@@ -363,8 +363,9 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
 static void mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
                 const struct weight *down, const float *x, int n, float *y)
 {
-    ops_matmul(&f->ops, gate, x, n, f->ff_a);
-    ops_matmul(&f->ops, up, x, n, f->ff_b);
+    const struct weight *w[2] = {gate, up};
+    float *act[2] = {f->ff_a, f->ff_b};
+    ops_matmul_many(&f->ops, w, act, 2, x, n);
     cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * gate->rows);
     ops_matmul(&f->ops, down, f->ff_a, n, y);
 }

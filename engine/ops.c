@@ -3,6 +3,8 @@
  * kernel set's dot tiles over all tokens. */
 #include "engine/ops.h"
 
+#include "engine/err.h"
+
 enum {
     BLOCK_BYTES = 96 * 1024, /* widened rows per block: about half of L2 would do; stay small */
     TASKS_PER_THREAD = 4,    /* for balance when row ranges cost the same */
@@ -64,4 +66,38 @@ void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, in
 void ops_matmul(const struct ops *o, const struct weight *w, const float *x, int n, float *y)
 {
     ops_matmul_rows(o, w, 0, w->rows, x, w->cols, n, y, w->rows);
+}
+
+enum { MANY_MAX = 4 };
+
+struct many_job {
+    const struct ops *o;
+    const struct weight *const *w;
+    float *const *y;
+    int n_w, n;
+    const float *x;
+    int64_t chunk;
+    int first[MANY_MAX + 1]; /* first task of each weight */
+};
+
+static void many_task(void *arg, int task, int thread)
+{
+    const struct many_job *j = arg;
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const struct weight *w = j->w[i];
+    int64_t a = (int64_t)(task - j->first[i]) * j->chunk, b = a + j->chunk < w->rows ? a + j->chunk : w->rows;
+    ops_matmul_serial(j->o, thread, w, a, b, j->x, w->cols, j->n, j->y[i] + a, w->rows);
+}
+
+void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *const *y, int n_w,
+                     const float *x, int n)
+{
+    if (n_w > MANY_MAX) ERR_FATAL("ops_matmul_many: %d weights (at most %d)", n_w, MANY_MAX);
+    int64_t rows = 0, want = (int64_t)tp_size(o->tp) * TASKS_PER_THREAD;
+    for (int i = 0; i < n_w; i++) rows += w[i]->rows;
+    int64_t chunk = ((rows + want - 1) / want + 3) / 4 * 4;
+    struct many_job j = {o, w, y, n_w, n, x, chunk < 16 ? 16 : chunk, {0}};
+    for (int i = 0; i < n_w; i++) j.first[i + 1] = j.first[i] + (int)((w[i]->rows + j.chunk - 1) / j.chunk);
+    tp_run(o->tp, j.first[n_w], many_task, &j);
 }

@@ -25,6 +25,11 @@ void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, in
 /* y[n][rows] = x[n][cols] · Wᵀ, dense strides, threaded. */
 void ops_matmul(const struct ops *o, const struct weight *w, const float *x, int n, float *y);
 
+/* y[i] = x · W[i]ᵀ for n_w weights of the same input width, in one parallel loop (one
+ * synchronisation instead of n_w); each output exactly as ops_matmul computes it. */
+void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *const *y, int n_w,
+                     const float *x, int n);
+
 /* ops_matmul_rows run entirely by the calling thread (inside a task); thread names its scratch. */
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                        int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy);
