@@ -328,7 +328,10 @@ static void attn_task(void *arg, int task, int thread)
     for (int p0 = 0; p0 < n; p0 += bs) {
         int m = n - p0 < bs ? n - p0 : bs;
         const float *rows = cache_block(k, kv, j->il, table[p0 / bs], m, buf);
-        for (int h = 0; h < G; h++) k->axpy_rows(ctx + (size_t)h * dc, scores + (size_t)h * n + p0, rows, W, m, dc);
+        int h = 0;
+        for (; k->axpy_rows4 && h + 4 <= G; h += 4)
+            k->axpy_rows4(ctx + (size_t)h * dc, dc, scores + (size_t)h * n + p0, n, rows, W, m, dc);
+        for (; h < G; h++) k->axpy_rows(ctx + (size_t)h * dc, scores + (size_t)h * n + p0, rows, W, m, dc);
     }
     for (int h = h0; h < h1 && j->whole; h++) /* scratch is dead: value may reuse it */
         value_one(f, j->L, thread, t, h);

@@ -28,6 +28,10 @@ struct simd_kernels {
     /* y[c] += Σ_j p[j] · rows[j * ld + c] for c < k, j < n in order: bit-identical to n calls
      * of axpy (y, p[j], rows + j * ld, k). */
     void (*axpy_rows)(float *y, const float *p, const float *rows, int64_t ld, int n, int k);
+    /* Optional (NULL: four axpy_rows calls): axpy_rows for four outputs y + i * ldy with weights
+     * p + i * ldp over the same rows, each row loaded once — bit-identical to axpy_rows. */
+    void (*axpy_rows4)(float *y, int64_t ldy, const float *p, int64_t ldp, const float *rows,
+                       int64_t ld, int n, int k);
     /* Optional (NULL): y[t * ldy + i] for rows [r0, r0 + nr) of w and nt tokens, widening in
      * registers — bit-identical to widen_rows followed by dot_tile. Used up to SIMD_DIRECT_MAX
      * tokens (decode batches); beyond, widening once per row block and tiling is cheaper. */

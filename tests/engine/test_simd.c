@@ -160,6 +160,14 @@ START_TEST(axpy_rows_identical)
             for (int j = 0; j < n; j++) k->axpy(a, p[j], rows + j * ld, K);
             k->axpy_rows(b, p, rows, ld, n, K);
             ck_assert_msg(memcmp(a, b, (size_t)K * sizeof *a) == 0, "%s k=%d n=%d", k->name, K, n);
+            if (k->axpy_rows4) { /* four outputs at once: each as axpy_rows alone */
+                float *y4 = rand_vec((size_t)4 * K), *p4 = rand_vec((size_t)4 * n), *r4 = malloc((size_t)4 * K * sizeof *r4);
+                memcpy(r4, y4, (size_t)4 * K * sizeof *r4);
+                for (int i = 0; i < 4; i++) k->axpy_rows(r4 + i * K, p4 + i * n, rows, ld, n, K);
+                k->axpy_rows4(y4, K, p4, n, rows, ld, n, K);
+                ck_assert_msg(memcmp(y4, r4, (size_t)4 * K * sizeof *r4) == 0, "%s rows4 k=%d n=%d", k->name, K, n);
+                free(y4), free(p4), free(r4);
+            }
             free(rows), free(p), free(a), free(b);
         }
 }
