@@ -114,7 +114,7 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     f->ff_a = alloc_f(T * wide), f->ff_b = alloc_f(T * wide);
     f->xg = alloc_f(T * D), f->yg = alloc_f(T * D);
     size_t fk = (size_t)FUSE_T * (size_t)(c->n_experts_per_tok + 1);
-    f->fx = alloc_f(fk * D), f->fy = alloc_f(fk * D), f->fa = alloc_f(fk * wide), f->fb = alloc_f(fk * wide);
+    f->fx = alloc_f(fk * D), f->fy = alloc_f(fk * D), f->fa = alloc_f(fk * moe_w), f->fb = alloc_f(fk * moe_w);
     f->fwho = xcalloc(fk, sizeof *f->fwho), f->fwgt = alloc_f(fk);
     f->router = alloc_f(T * (size_t)(c->n_routed_experts + 1) * 3);
     f->sel = xcalloc(T * (size_t)(c->n_experts_per_tok + 1), sizeof *f->sel);

@@ -75,12 +75,16 @@ static char *random_prompt(const struct tok *t, int n, unsigned long long *seed,
     struct tok_text text = {0}, cut = {0};
     struct err e = {{0}};
     int V = tok_n_vocab(t);
-    while ((int)ids.n < n + 8) {
-        int32_t id = (int32_t)(rng_next(seed) % (unsigned long long)V);
-        if (!tok_is_special(t, id)) tok_ids_push(&ids, id);
-    }
-    tok_decode(t, ids.v, ids.n, true, &text, &e);
-    tok_encode(t, text.s, text.n, 0, &again, &e);
+    do { /* re-encoding merges some neighbours: add ids until the text has n tokens */
+        int target = (int)ids.n + n + 8 - (int)again.n;
+        while ((int)ids.n < target) {
+            int32_t id = (int32_t)(rng_next(seed) % (unsigned long long)V);
+            if (!tok_is_special(t, id)) tok_ids_push(&ids, id);
+        }
+        text.n = 0, again.n = 0;
+        tok_decode(t, ids.v, ids.n, true, &text, &e);
+        tok_encode(t, text.s, text.n, 0, &again, &e);
+    } while ((int)again.n < n);
     tok_decode(t, again.v, again.n < (size_t)n ? again.n : (size_t)n, true, &cut, &e);
     *n_tok = again.n < (size_t)n ? (int)again.n : n;
     char *s = strndup(cut.s ? cut.s : "", cut.n);
