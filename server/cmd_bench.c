@@ -68,6 +68,18 @@ static double rng_unit(unsigned long long *s)
 
 /* ---- prompts ----------------------------------------------------------------------------------- */
 
+/* Whether a token's text contains a NUL byte (a C string, and the JSON built from it, would end
+ * there). */
+static int has_nul(const struct tok *t, int32_t id)
+{
+    struct tok_text s = {0};
+    struct err e = {{0}};
+    tok_decode(t, &id, 1, true, &s, &e);
+    int nul = s.n > 0 && memchr(s.s, 0, s.n) != NULL;
+    tok_text_free(&s);
+    return nul;
+}
+
 /* Random text of about n tokens: random non-special ids, decoded, re-encoded, cut to n, decoded. */
 static char *random_prompt(const struct tok *t, int n, unsigned long long *seed, int *n_tok)
 {
@@ -79,7 +91,7 @@ static char *random_prompt(const struct tok *t, int n, unsigned long long *seed,
         int target = (int)ids.n + n + 8 - (int)again.n;
         while ((int)ids.n < target) {
             int32_t id = (int32_t)(rng_next(seed) % (unsigned long long)V);
-            if (!tok_is_special(t, id)) tok_ids_push(&ids, id);
+            if (!tok_is_special(t, id) && !has_nul(t, id)) tok_ids_push(&ids, id);
         }
         text.n = 0, again.n = 0;
         tok_decode(t, ids.v, ids.n, true, &text, &e);
