@@ -148,6 +148,12 @@ format:
 # Tokenizer encode throughput, seekd and HF tokenizers (single thread) on the same corpus.
 # BENCH_PYTHON needs `tokenizers` installed; without it only the seekd figure is printed.
 BENCH_PYTHON ?= $(PYTHON)
-bench: build/release/tests/bench/bench_tokenizer
+# Then seekd against llama.cpp's server on the same BF16 weights with BENCH_THREADS threads
+# (tests/bench/engines.sh; first run: installs llama-cpp-python into .venv-bench, builds
+# llama-server from its sources, writes a 2.3 GiB model to BENCH_DIR — allow 20 minutes).
+BENCH_THREADS ?= $(shell nproc)
+BENCH_DIR ?= bench-out
+bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw seekd
 	build/release/tests/bench/bench_tokenizer tests/fixtures/tokenizer 3
 	$(BENCH_PYTHON) tests/bench/bench_tokenizer_hf.py tests/fixtures/tokenizer 3
+	tests/bench/engines.sh $(BENCH_DIR) $(BENCH_THREADS)

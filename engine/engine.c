@@ -25,6 +25,7 @@ struct engine {
     struct tok *tok;
     struct kv_cache *kv;
     struct fwd *fwd;
+    struct tp *tp;              /* worker threads of the forward pass (engine_opts.threads) */
     struct sched *sched;
     struct sched_config scfg;
     int max_model_len;
@@ -435,7 +436,8 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     eng->max_queued = o->max_queued_requests;
     eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
     int max_rows = o->max_num_batched_tokens;
-    eng->fwd = fwd_create(eng->m, max_rows);
+    eng->tp = tp_create(o->threads);
+    eng->fwd = fwd_create(eng->m, max_rows, eng->tp);
     eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
     eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
     eng->stopped = xcalloc((size_t)o->max_num_seqs, sizeof *eng->stopped);
@@ -471,6 +473,7 @@ void engine_destroy(struct engine *eng)
         abort_everything(eng);
     }
     fwd_destroy(eng->fwd);
+    tp_destroy(eng->tp);
     free(eng->logits);
     free(eng->sampled);
     free(eng->stopped);

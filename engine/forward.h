@@ -12,11 +12,13 @@
 #include "engine/err.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "engine/threadpool.h"
 
 struct fwd;
 
-/* Scratch for batches of up to max_tokens tokens. */
-struct fwd *fwd_create(const struct model *m, int max_tokens);
+/* Scratch for batches of up to max_tokens tokens. Parallel loops run on tp (the caller's, kept
+ * until fwd_destroy); NULL makes a private single-thread pool. */
+struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp);
 void fwd_destroy(struct fwd *f);
 
 /* Rows of logits the batch asks for (sum over its sequences). */

@@ -55,6 +55,11 @@ void kv_cache_get(const struct kv_cache *kv, int layer, int block, int slot, flo
     else dtype_to_f32(DT_BF16, (const uint16_t *)kv->data + i, out, (size_t)kv->width);
 }
 
+const void *kv_cache_row(const struct kv_cache *kv, int layer, int block, int slot)
+{
+    return (const char *)kv->data + row_index(kv, layer, block, slot) * dtype_size(kv->dtype);
+}
+
 void kv_cache_copy_block(struct kv_cache *kv, int src, int dst)
 {
     size_t row = (size_t)kv->width * dtype_size(kv->dtype);

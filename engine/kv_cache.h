@@ -35,6 +35,9 @@ void kv_cache_put(struct kv_cache *kv, int layer, int block, int slot, const flo
 /* Reads one row into out (width floats). */
 void kv_cache_get(const struct kv_cache *kv, int layer, int block, int slot, float *out);
 
+/* The stored row for (layer, block, slot), in the cache dtype. */
+const void *kv_cache_row(const struct kv_cache *kv, int layer, int block, int slot);
+
 /* Copies a whole block (all layers) — copy-on-write when samples of one prompt diverge. */
 void kv_cache_copy_block(struct kv_cache *kv, int src, int dst);
 

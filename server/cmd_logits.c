@@ -17,6 +17,7 @@ struct logits_opts {
     const char *model, *out, *tokens;
     int chunk;       /* tokens per step; 0 = all at once */
     int block_size;
+    int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
 };
 
@@ -24,12 +25,14 @@ static void logits_usage(FILE *f)
 {
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
+               "                    [--threads N]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
                "  --decode        one token per step through the KV cache\n"
                "  --chunk N       prefill N tokens per step\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
-               "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n");
+               "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n"
+               "  --threads N     worker threads (default 0: one per core)\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -56,7 +59,8 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"model", required_argument, 0, 'm'}, {"tokens", required_argument, 0, 't'},
         {"out", required_argument, 0, 'o'},   {"chunk", required_argument, 0, 'c'},
         {"decode", no_argument, 0, 'd'},      {"block-size", required_argument, 0, 'b'},
-        {"kv-dtype", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -72,6 +76,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             else if (strcmp(optarg, "bf16") == 0) o->kv_dtype = DT_BF16;
             else return -1;
             break;
+        case 'j': o->threads = atoi(optarg); if (o->threads < 0) return -1; break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
@@ -109,7 +114,8 @@ static int run_steps(const struct model *m, const struct logits_opts *o, const i
     /* Blocks in reverse order, so that logical and physical positions differ. */
     int32_t *table = malloc((size_t)n_blocks * sizeof *table);
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i;
-    struct fwd *f = fwd_create(m, chunk);
+    struct tp *tp = tp_create(o->threads);
+    struct fwd *f = fwd_create(m, chunk, tp);
     int rc = 0;
     for (int p = 0; p < n && rc == 0; p += chunk) {
         int len = n - p < chunk ? n - p : chunk;
@@ -119,6 +125,7 @@ static int run_steps(const struct model *m, const struct logits_opts *o, const i
         rc = fwd_run(f, kv, &b, logits + (size_t)p * m->cfg.vocab_size, e);
     }
     fwd_destroy(f);
+    tp_destroy(tp);
     free(table);
     kv_cache_destroy(kv);
     return rc;

@@ -5,6 +5,7 @@
 #define SEEKD_VERSION "0.1.0"
 
 int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 #endif

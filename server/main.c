@@ -12,6 +12,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  serve     serve a model over an OpenAI-compatible HTTP API\n"
             "  logits    run a prompt through a model and write its logits as .npy\n"
+            "  bench     load-test an OpenAI-compatible server (TTFT, TPOT, throughput)\n"
             "  version   print the version\n"
             "\n"
             "Run 'seekd COMMAND --help' for a command's options.\n");
@@ -26,6 +27,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("seekd %s\n", SEEKD_VERSION);
         return 0;

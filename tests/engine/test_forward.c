@@ -32,14 +32,14 @@ static const int32_t prompt[N_TOK] = {0, 5, 17, 63, 2, 2, 9, 40, 33, 12, 7, 50, 
                                       3, 8, 61, 25, 44, 18, 6, 30, 11, 59};
 
 /* Runs tokens through a fresh cache in steps of `chunk`; logits of every position. */
-static void run_chunked(int chunk, enum dtype kv_dtype, float *logits)
+static void run_chunked_on(int chunk, enum dtype kv_dtype, struct tp *tp, float *logits)
 {
     int n_blocks = (N_TOK + BS - 1) / BS;
     struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS,
                                           n_blocks + 3, kv_dtype);
     int32_t table[16];
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks + 2 - i; /* scattered */
-    struct fwd *f = fwd_create(m, chunk);
+    struct fwd *f = fwd_create(m, chunk, tp);
     struct err e = {{0}};
     for (int p = 0; p < N_TOK; p += chunk) {
         int len = N_TOK - p < chunk ? N_TOK - p : chunk;
@@ -49,6 +49,11 @@ static void run_chunked(int chunk, enum dtype kv_dtype, float *logits)
     }
     fwd_destroy(f);
     kv_cache_destroy(kv);
+}
+
+static void run_chunked(int chunk, enum dtype kv_dtype, float *logits)
+{
+    run_chunked_on(chunk, kv_dtype, NULL, logits);
 }
 
 static float max_abs(const float *a, size_t n)
@@ -130,7 +135,8 @@ START_TEST(batch_invariance)
     load((struct tiny_opts){.q_lora = 1, .fp8 = 1});
     int V = m->cfg.vocab_size;
     struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, 32, DT_F32);
-    struct fwd *f = fwd_create(m, 32);
+    struct tp *tp = tp_create(3);
+    struct fwd *f = fwd_create(m, 32, tp);
     struct err e = {{0}};
     int32_t t0[] = {0, 1, 2, 3, 4, 5, 6, 7}, t1[] = {8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
     int32_t t2[] = {20, 21, 22};
@@ -164,7 +170,30 @@ START_TEST(batch_invariance)
     free(together);
     free(alone);
     fwd_destroy(f);
+    tp_destroy(tp);
     kv_cache_destroy(kv);
+    unload();
+}
+END_TEST
+
+/* Logits are the same bits with 1, 2 and 3 worker threads, in prefill and decode. */
+START_TEST(thread_invariance)
+{
+    load((struct tiny_opts){.q_lora = 1, .fp8 = 1});
+    size_t n = (size_t)N_TOK * m->cfg.vocab_size;
+    int chunks[] = {N_TOK, 1};
+    float *one = malloc(n * sizeof *one), *more = malloc(n * sizeof *more);
+    for (int c = 0; c < 2; c++) {
+        run_chunked_on(chunks[c], DT_BF16, NULL, one);
+        for (int th = 2; th <= 3; th++) {
+            struct tp *tp = tp_create(th);
+            run_chunked_on(chunks[c], DT_BF16, tp, more);
+            tp_destroy(tp);
+            ck_assert_msg(memcmp(one, more, n * sizeof *one) == 0, "%d threads, chunk %d", th, chunks[c]);
+        }
+    }
+    free(one);
+    free(more);
     unload();
 }
 END_TEST
@@ -181,7 +210,7 @@ START_TEST(bad_batches)
 {
     load((struct tiny_opts){.q_lora = 1});
     struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, 2, DT_F32);
-    struct fwd *f = fwd_create(m, 4);
+    struct fwd *f = fwd_create(m, 4, NULL);
     int32_t toks[5] = {1, 2, 3, 64, 5}, bt[2] = {0, 1}, bad_bt[2] = {0, 7};
     struct batch_seq s = {0, 4, 0, bt, BATCH_LOGITS_LAST};
     struct batch b = {4, toks, 1, &s};
@@ -207,7 +236,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     const TTest *tests[] = {modes_agree_bf16, modes_agree_fp8, modes_agree_no_q_lora,
-                            bf16_cache_close, batch_invariance, bad_batches};
+                            bf16_cache_close, batch_invariance, thread_invariance, bad_batches};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return check_run(s, 1);

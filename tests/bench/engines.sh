@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# engines.sh: seekd against llama.cpp's server, side by side, same machine, same BF16 weights,
+# same thread count. Run by `make bench`; see docs/PERFORMANCE.md.
+#
+#   tests/bench/engines.sh OUT_DIR THREADS
+#
+# Everything it makes goes under OUT_DIR (git-ignored): the bench checkpoint and its GGUF,
+# .venv-bench's llama.cpp sources, the llama-server build, results/*.json. Steps already done
+# are kept (delete OUT_DIR to start over).
+set -euo pipefail
+OUT=${1:-bench-out}
+THREADS=${2:-$(nproc)}
+LLAMA_CPP_PYTHON=0.3.36
+PORT_SEEKD=${PORT_SEEKD:-8391}
+PORT_LLAMA=${PORT_LLAMA:-8392}
+TOK=tests/fixtures/tokenizer/v3
+RES=$OUT/results
+mkdir -p "$OUT" "$RES"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# llama.cpp: llama-cpp-python from PyPI (its Python server, and the llama.cpp sources it
+# carries, from which llama.cpp's own C++ server is built), plus the gguf package.
+setup_llama() {
+    if [ ! -f .venv-bench/ok ]; then
+        log "installing llama-cpp-python $LLAMA_CPP_PYTHON into .venv-bench (compiles llama.cpp: minutes)"
+        python3 -m venv .venv-bench
+        .venv-bench/bin/pip install -q --disable-pip-version-check \
+            "llama-cpp-python[server]==$LLAMA_CPP_PYTHON" numpy==2.2.6 gguf==0.19.0
+        touch .venv-bench/ok
+    fi
+    local src
+    src=$(ls -d "$OUT"/llama-src/*/vendor/llama.cpp 2>/dev/null | head -1 || true)
+    if [ -z "$src" ]; then
+        .venv-bench/bin/pip download -q --no-deps --no-binary :all: \
+            "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$OUT/dl"
+        mkdir -p "$OUT/llama-src"
+        tar xzf "$OUT"/dl/llama_cpp_python-*.tar.gz -C "$OUT/llama-src"
+        src=$(ls -d "$OUT"/llama-src/*/vendor/llama.cpp | head -1)
+    fi
+    if [ ! -x "$OUT/llama-build/bin/llama-server" ]; then
+        log "building llama-server from llama-cpp-python's llama.cpp sources"
+        cmake -S "$src" -B "$OUT/llama-build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+            -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+        cmake --build "$OUT/llama-build" --target llama-server -j"$(nproc)" >/dev/null
+    fi
+}
+
+setup_model() {
+    if [ ! -f "$OUT/model-bf16/model.safetensors" ]; then
+        log "writing the bench checkpoint (random weights, BF16)"
+        .venv-bench/bin/python tests/bench/mkmodel.py --out "$OUT/model-bf16" --dtype bf16
+    fi
+    if [ ! -f "$OUT/model-bf16.gguf" ]; then
+        log "converting it to GGUF"
+        .venv-bench/bin/python tests/bench/to_gguf.py "$OUT/model-bf16" "$OUT/model-bf16.gguf"
+    fi
+}
+
+wait_up() { # url pid
+    for _ in $(seq 1 600); do
+        if curl -sf "$1/v1/models" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$2" 2>/dev/null || { echo "server exited" >&2; return 1; }
+        sleep 0.5
+    done
+    return 1
+}
+
+# The scenarios, identical for every engine: name, prompts, concurrency, input, output.
+SCENARIOS="decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"
+REPEATS=${REPEATS:-2}
+
+# Prompts differ between scenarios and repeats (--seed), never between engines: a prompt seen
+# before would be answered from the server's prefix cache.
+one_run() { # engine url scenario-spec rep seed
+    local name np mc il ol
+    IFS=: read -r name np mc il ol <<<"$3"
+    ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" --seed "$5" \
+        --random-input-len "$il" --random-output-len "$ol" --tokenizer "$TOK" \
+        --label "$1 $name #$4" --result-file "$RES/$1-$name-$4.json" >"$RES/$1-$name-$4.txt"
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# Both servers stay up and every scenario runs on one, then the other, REPEATS times: a
+# machine shared with other work then slows both alike; the report keeps each one's best run.
+bench_both() {
+    log "seekd serve and llama-server, $THREADS threads each"
+    ./seekd serve --model "$OUT/model-bf16" --host 127.0.0.1 --port "$PORT_SEEKD" \
+        --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 >"$RES/seekd.log" 2>&1 &
+    local spid=$!
+    "$OUT/llama-build/bin/llama-server" -m "$OUT/model-bf16.gguf" --host 127.0.0.1 \
+        --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np 64 -c 81920 --no-webui \
+        >"$RES/llama.log" 2>&1 &
+    local lpid=$!
+    trap 'stop $spid; stop $lpid' EXIT
+    wait_up "http://127.0.0.1:$PORT_SEEKD" "$spid"
+    wait_up "http://127.0.0.1:$PORT_LLAMA" "$lpid"
+    local seed=0
+    for rep in $(seq 1 "$REPEATS"); do
+        for s in $SCENARIOS; do
+            seed=$((seed + 1))
+            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep" "$seed"
+            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed"
+        done
+    done
+    stop "$spid"
+    stop "$lpid"
+    trap - EXIT
+}
+
+setup_llama
+setup_model
+log "memory bandwidth, $THREADS threads"
+build/release/tests/bench/membw "$THREADS" | tee "$RES/membw.json"
+bench_both
+.venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" | tee "$RES/report.md"
