@@ -21,11 +21,14 @@ struct tp_slot {
     char pad[64 - sizeof(void *) - sizeof(size_t)];
 };
 
-/* One loop's description; two alternate so that a late reader of the last one is harmless. */
+/* One loop's description; two alternate so that a late reader of the last one is harmless.
+ * The fields are atomics: a worker late from loop g may read slot g % 2 while loop g + 2 is
+ * writing it. What it reads then is never used — its claim names generation g and fails — but
+ * the read must not be a data race. */
 struct tp_job {
-    tp_fn fn;
-    void *arg;
-    int n_tasks;
+    _Atomic(tp_fn) fn;
+    _Atomic(void *) arg;
+    _Atomic int n_tasks;
 };
 
 struct tp {
@@ -56,19 +59,20 @@ static inline void cpu_relax(void)
 /* Runs tasks of loop gen until it has none left or a newer loop started. */
 static void drain(struct tp *tp, uint32_t gen, int thread)
 {
-    const struct tp_job *j = &tp->jobs[gen % 2];
+    struct tp_job *j = &tp->jobs[gen % 2];
     uint64_t c = atomic_load_explicit(&tp->claim, memory_order_acquire);
     for (;;) {
         if ((uint32_t)(c >> 32) != gen) return;
         int i = (int)(uint32_t)c;
-        tp_fn fn = j->fn;
-        void *arg = j->arg;
-        if (i >= j->n_tasks) return;
+        tp_fn fn = atomic_load_explicit(&j->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&j->arg, memory_order_relaxed);
+        int n_tasks = atomic_load_explicit(&j->n_tasks, memory_order_relaxed);
+        if (i >= n_tasks) return;
         if (!atomic_compare_exchange_weak_explicit(&tp->claim, &c, c + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
         fn(arg, i, thread);
-        if (atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_acq_rel) + 1 == j->n_tasks) {
+        if (atomic_fetch_add_explicit(&tp->n_done, 1, memory_order_acq_rel) + 1 == n_tasks) {
             pthread_mutex_lock(&tp->mu); /* the caller may be asleep: a preempted task took long */
             pthread_cond_broadcast(&tp->done_cv);
             pthread_mutex_unlock(&tp->mu);
@@ -159,7 +163,10 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
         return;
     }
     uint32_t gen = current_gen(tp) + 1;
-    tp->jobs[gen % 2] = (struct tp_job){fn, arg, n_tasks};
+    struct tp_job *j = &tp->jobs[gen % 2];
+    atomic_store_explicit(&j->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&j->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&j->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&tp->n_done, 0, memory_order_relaxed);
     pthread_mutex_lock(&tp->mu);
     atomic_store_explicit(&tp->claim, (uint64_t)gen << 32, memory_order_release);
