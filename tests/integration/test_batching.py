@@ -87,10 +87,10 @@ def test_prefix_cache_reports_cached_tokens(server):
 def test_long_prefill_does_not_stall_streams(server):
     """While a 4,000-token prompt prefills in 256-token chunks, a running stream keeps going."""
     stamps = []
-    started = threading.Event()
+    started, finished = threading.Event(), threading.Event()
 
     def stream():
-        body = {"prompt": [1, 2, 3], "max_tokens": 120, "temperature": 0, "ignore_eos": True,
+        body = {"prompt": [1, 2, 3], "max_tokens": 8000, "temperature": 0, "ignore_eos": True,
                 "stream": True}
         with requests.post(server.base + "/v1/completions", json=body, stream=True,
                            timeout=600) as r:
@@ -98,6 +98,8 @@ def test_long_prefill_does_not_stall_streams(server):
                 if line.startswith(b"data: ") and line != b"data: [DONE]":
                     stamps.append(time.monotonic())
                     started.set()
+                if finished.is_set():
+                    break  # hang up: the server cancels the rest
 
     t = threading.Thread(target=stream)
     t.start()
@@ -106,6 +108,7 @@ def test_long_prefill_does_not_stall_streams(server):
     t0 = time.monotonic()
     complete(server.base, long_prompt, max_tokens=1)
     t1 = time.monotonic()
+    finished.set()
     t.join()
     during = [s for s in stamps if t0 <= s <= t1]
     # 4,000 tokens in 256-token chunks is 16 steps; the stream gets a token in (nearly) each.

@@ -73,7 +73,7 @@ def test_drain_eight_streams(seekd_bin, seekd_env):
     try:
         keep = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
         assert health_on(keep)[0] == 200
-        out, threads = start_streams(s.base, 8, 300)
+        out, threads = start_streams(s.base, 8, 1500)  # still running at SIGTERM, however fast
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         assert refused(s.port), "a new connection was accepted while draining"

@@ -44,7 +44,7 @@ def wait_for(cond, timeout=30):
 
 def test_mid_stream(server):
     before = aborted(server)
-    s = open_request(server, {"prompt": [1, 2, 3], "max_tokens": 4000, "ignore_eos": True,
+    s = open_request(server, {"prompt": [1, 2, 3], "max_tokens": 8000, "ignore_eos": True,
                               "stream": True})
     read_until(s, b"data:")
     s.close()
@@ -54,7 +54,9 @@ def test_mid_stream(server):
 
 def test_mid_prefill(server):
     before = aborted(server)
-    s = open_request(server, {"prompt": prompts(1, seed=9, lo=4000, hi=4001)[0], "max_tokens": 5})
+    # a long answer too, so the request is still running however fast the prefill went
+    s = open_request(server, {"prompt": prompts(1, seed=9, lo=4000, hi=4001)[0],
+                              "max_tokens": 4000, "ignore_eos": True})
     assert wait_for(lambda: metrics(server.base)["num_requests_running"] == 1)
     s.close()
     assert wait_for(lambda: aborted(server) > before)
@@ -65,7 +67,7 @@ def test_mid_prefill(server):
 def test_while_queued(server):
     """max_num_seqs is 1: the second request waits behind a stream, then its client leaves."""
     before = aborted(server)
-    first = open_request(server, {"prompt": [4, 5], "max_tokens": 4000, "ignore_eos": True,
+    first = open_request(server, {"prompt": [4, 5], "max_tokens": 8000, "ignore_eos": True,
                                   "stream": True})
     read_until(first, b"data:")
     second = open_request(server, {"prompt": [6, 7], "max_tokens": 5})
@@ -79,9 +81,9 @@ def test_while_queued(server):
 
 def test_non_streaming(server):
     before = aborted(server)
-    s = open_request(server, {"prompt": [8, 9], "max_tokens": 4000, "ignore_eos": True})
+    s = open_request(server, {"prompt": [8, 9], "max_tokens": 8000, "ignore_eos": True})
     assert wait_for(lambda: metrics(server.base)["num_requests_running"] == 1)
-    time.sleep(0.2)
+    time.sleep(0.05)
     s.close()
     assert wait_for(lambda: aborted(server) > before)
     wait_idle(server.base)
