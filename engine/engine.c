@@ -164,20 +164,13 @@ static enum gen_finish finish_of(enum seq_finish f)
     }
 }
 
-static bool is_stop_id(const struct gen *g, int32_t t)
-{
-    for (int i = 0; i < g->n_stop_ids; i++)
-        if (g->stop_ids[i] == t) return true;
-    return false;
-}
-
 /* Starts sibling c with its first token: a fork sharing the parent's blocks, or — when the
  * parent already ended at its first token — a sequence of its own over prompt + token (its
  * full prompt blocks come from the prefix cache). */
 static int start_sibling(struct engine *eng, struct gen *g, int c, int32_t token, struct err *e)
 {
     if (sched_fork(eng->sched, seq_id_of(g, 0), seq_id_of(g, c), token, e) == 0) return 0;
-    if (is_stop_id(g, token)) return gen_end_choice(g, c, GEN_FINISH_STOP, NULL), 0;
+    if (gen_is_stop_id(g, token)) return gen_end_choice(g, c, GEN_FINISH_STOP, NULL), 0;
     if (g->p.max_tokens <= 1) return gen_end_choice(g, c, GEN_FINISH_LENGTH, NULL), 0;
     int32_t *toks = xmalloc(((size_t)g->p.n_prompt + 1) * sizeof *toks);
     memcpy(toks, g->prompt, (size_t)g->p.n_prompt * sizeof *toks);

@@ -217,7 +217,7 @@ static bool release_text(struct gen *g, struct gen_choice *ch, struct gen_event 
     return false;
 }
 
-static bool is_stop_id(const struct gen *g, int32_t t)
+bool gen_is_stop_id(const struct gen *g, int32_t t)
 {
     for (int i = 0; i < g->n_stop_ids; i++)
         if (g->stop_ids[i] == t) return true;
@@ -237,7 +237,7 @@ bool gen_take_token(struct gen *g, int c, const struct smp_result *r)
         ch->in_reasoning = 0;
     } else if (g->p.reasoning && r->token == g->think_start && ch->n_generated == 1) {
         ch->in_reasoning = 1;
-    } else if (!is_stop_id(g, r->token)) {
+    } else if (!gen_is_stop_id(g, r->token)) {
         tok_stream_push(&ch->ts, r->token, &ch->hold, NULL);
         stop = release_text(g, ch, &ev);
     }

@@ -61,6 +61,9 @@ bool gen_take_token(struct gen *g, int c, const struct smp_result *r);
  * queues GEN_EV_DONE with the usage. */
 void gen_end_choice(struct gen *g, int c, enum gen_finish why, const char *error);
 
+/* Whether t ends the request (eos unless ignore_eos, or one of stop_token_ids). */
+bool gen_is_stop_id(const struct gen *g, int32_t t);
+
 /* Calls the server's notify callback if events are waiting. */
 void gen_notify(struct gen *g);
 
