@@ -168,13 +168,17 @@ static void out_add(struct job *j, const char *s, size_t n)
     j->n_out += n;
 }
 
-/* Writes "data: <json>\n\n" and frees the document. */
+/* Writes "data: <json>\n\n" and frees the document; a document jansson could not build (NULL)
+ * becomes an error event rather than a crash. */
 static void sse(struct job *j, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
+    static const char broken[] = "{\"error\":{\"message\":\"internal error while building the "
+                                 "event\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     out_add(j, "data: ", 6);
-    out_add(j, text, strlen(text));
+    if (text) out_add(j, text, strlen(text));
+    else out_add(j, broken, sizeof broken - 1);
     out_add(j, "\n\n", 2);
     free(text);
 }

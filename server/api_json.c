@@ -9,12 +9,10 @@
 
 int api_bad(struct http_req *r, const char *param, const char *fmt, ...)
 {
-    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    http_reply_errorv(r, 400, "invalid_request_error", param, NULL, fmt, ap);
     va_end(ap);
-    http_reply_error(r, 400, "invalid_request_error", param, NULL, "%s", msg);
     return -1;
 }
 
@@ -77,11 +75,7 @@ int api_get_str(struct http_req *r, json_t *o, const char *key, const char *dflt
 
 int api_reply_json(struct http_req *r, int status, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    int rc = http_reply(r, status, "application/json", text, strlen(text));
-    free(text);
-    return rc;
+    return http_reply_json(r, status, doc);
 }
 
 int api_check_ready(struct http_req *r)

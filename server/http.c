@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "engine/utf8.h"
+
 struct http_server {
     struct MHD_Daemon *d;
     struct http_config cfg;
@@ -65,22 +67,58 @@ int http_reply(struct http_req *r, int status, const char *content_type, const c
     return queue(r, status, resp);
 }
 
+/* Valid UTF-8 for a JSON string from any bytes: invalid subparts become U+FFFD, and a text that
+ * vsnprintf cut short loses its last, incomplete character instead of gaining a U+FFFD. */
+char *http_safe_text(const char *s, size_t n, int cut)
+{
+    char *out = NULL;
+    size_t n_out = 0, cap = 0;
+    utf8_lossy_append(&out, &n_out, &cap, (const uint8_t *)s, n, !cut);
+    return out;
+}
+
+/* The body used when even an error document cannot be built (it never comes from a request). */
+static const char fallback_error[] =
+    "{\"error\":{\"message\":\"internal error while building the reply\",\"type\":\"server_error\","
+    "\"param\":null,\"code\":null}}";
+
+int http_reply_json(struct http_req *r, int status, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) return http_reply(r, 500, "application/json", fallback_error, sizeof fallback_error - 1);
+    int rc = http_reply(r, status, "application/json", text, strlen(text));
+    free(text);
+    return rc;
+}
+
+int http_reply_errorv(struct http_req *r, int status, const char *type, const char *param,
+                      const char *code, const char *fmt, va_list ap)
+{
+    char buf[1024];
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    int cut = n >= (int)sizeof buf;
+    char *msg = http_safe_text(buf, cut ? sizeof buf - 1 : (size_t)(n > 0 ? n : 0), cut);
+    char *par = param ? http_safe_text(param, strlen(param), 0) : NULL;
+    json_t *err = json_object();
+    json_object_set_new(err, "message", json_string(msg));
+    json_object_set_new(err, "type", json_string(type));
+    json_object_set_new(err, "param", par ? json_string(par) : json_null());
+    json_object_set_new(err, "code", code ? json_string(code) : json_null());
+    free(msg);
+    free(par);
+    json_t *root = json_object();
+    json_object_set_new(root, "error", err);
+    return http_reply_json(r, status, root);
+}
+
 int http_reply_error(struct http_req *r, int status, const char *type, const char *param,
                      const char *code, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = http_reply_errorv(r, status, type, param, code, fmt, ap);
     va_end(ap);
-    json_t *err = json_pack("{s:s, s:s, s:o, s:o}", "message", msg, "type", type, "param",
-                            param ? json_string(param) : json_null(), "code",
-                            code ? json_string(code) : json_null());
-    json_t *root = json_pack("{s:o}", "error", err);
-    char *text = json_dumps(root, JSON_COMPACT);
-    int rc = http_reply(r, status, "application/json", text, strlen(text));
-    free(text);
-    json_decref(root);
     return rc;
 }
 

@@ -12,8 +12,11 @@
 #define SEEKD_HTTP_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+#include <jansson.h>
 
 #include "engine/err.h"
 
@@ -82,9 +85,18 @@ void http_set_api_keys(struct http_server *s, const char *const *keys);
 /* Replies with a complete body (copied). Returns 0 for the handler to return. */
 int http_reply(struct http_req *r, int status, const char *content_type, const char *body,
                size_t len);
+/* Replies with a JSON document and frees it; a NULL document (a value jansson refused) becomes a
+ * 500 with a fixed body, never a crash. */
+int http_reply_json(struct http_req *r, int status, json_t *doc);
+/* Any bytes as valid UTF-8 (malloc'd): invalid subparts become U+FFFD; cut = 1 for a text
+ * truncated by its buffer, whose incomplete last character is dropped. */
+char *http_safe_text(const char *s, size_t n, int cut);
 /* Replies with an OpenAI error object {"error": {message, type, param, code}}. */
 int http_reply_error(struct http_req *r, int status, const char *type, const char *param,
                      const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+int http_reply_errorv(struct http_req *r, int status, const char *type, const char *param,
+                      const char *code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
 /* Adds a header to the next reply made by this request (e.g. Retry-After). */
 void http_set_header(struct http_req *r, const char *name, const char *value);
 /* Starts a chunked reply whose bytes come from r->on_read. */
