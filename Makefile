@@ -8,8 +8,9 @@
 #   make install    the binary, the systemd unit and sysusers entry, /etc/seekd/seekd.yaml
 #                   (PREFIX=/usr/local, DESTDIR= for staging; see README "Running as a service")
 #
-# Sources are found by wildcard: a new engine/foo.c or tests/engine/test_foo.c needs no edit here.
-# Every tests/<dir>/test_<name>.c is its own Check program linked against the engine objects.
+# Sources are found by wildcard: a new engine/foo.c, engine/<room>/foo.c or tests/.../test_foo.c
+# needs no edit here. Every tests/<dir>[/<room>]/test_<name>.c is its own Check program linked
+# against the engine objects.
 
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
@@ -32,9 +33,9 @@ LDOPT_asan  := -fsanitize=address,undefined
 OPT_tsan    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LDOPT_tsan  := -fsanitize=thread
 
-ENGINE_SRC := $(sort $(wildcard engine/*.c))
+ENGINE_SRC := $(sort $(wildcard engine/*.c engine/*/*.c))
 SERVER_SRC := $(sort $(wildcard server/*.c))
-TEST_SRC   := $(sort $(wildcard tests/*/test_*.c))
+TEST_SRC   := $(sort $(wildcard tests/*/test_*.c tests/*/*/test_*.c))
 TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
 
 # objects per variant: build/<variant>/<path>.o
@@ -140,7 +141,7 @@ install: seekd
 	[ -e $(DESTDIR)$(SYSCONFDIR)/seekd/seekd.env ] || install -m600 systemd/seekd.env $(DESTDIR)$(SYSCONFDIR)/seekd/seekd.env
 
 format:
-	clang-format -i $(ENGINE_SRC) $(SERVER_SRC) $(TEST_SRC) $(wildcard engine/*.h server/*.h)
+	clang-format -i $(ENGINE_SRC) $(SERVER_SRC) $(TEST_SRC) $(wildcard engine/*.h engine/*/*.h server/*.h)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 

@@ -13,11 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/forward.h"
+#include "engine/cpu/forward.h"
 #include "engine/gen.h"
-#include "engine/kv_cache.h"
+#include "engine/cpu/kv_cache.h"
 #include "engine/metrics.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/sched.h"
 
 struct engine {

@@ -13,9 +13,9 @@
 #include <stdint.h>
 
 #include "engine/err.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/sampler.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 struct engine;
 struct gen;

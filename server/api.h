@@ -10,7 +10,7 @@
 #include <jansson.h>
 #include <time.h>
 
-#include "engine/chat.h"
+#include "engine/text/chat.h"
 #include "engine/engine.h"
 #include "server/http.h"
 #include "server/log.h"

@@ -1,4 +1,4 @@
-/* api_chat: the "messages" of a chat request → struct chat_msg (engine/chat.h) → prompt ids.
+/* api_chat: the "messages" of a chat request → struct chat_msg (engine/text/chat.h) → prompt ids.
  *
  * Accepted: roles system, developer (as system), user, assistant, tool; content as a string or a
  * list of text parts; assistant tool_calls; reasoning_content in history (dropped by the R1
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/chat.h"
+#include "engine/text/chat.h"
 #include "server/api.h"
 
 struct msgs {

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 #include "server/bench_http.h"
 #include "server/commands.h"
 

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/forward.h"
-#include "engine/kv_cache.h"
-#include "engine/model.h"
+#include "engine/cpu/forward.h"
+#include "engine/cpu/kv_cache.h"
+#include "engine/model/model.h"
 #include "server/commands.h"
 
 struct logits_opts {

@@ -15,7 +15,7 @@
 
 #include <jansson.h>
 
-#include "engine/utf8.h"
+#include "engine/text/utf8.h"
 
 struct http_server {
     struct MHD_Daemon *d;

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "server/log.h"
 #include "server/notify.h"
 

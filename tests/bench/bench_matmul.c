@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 static double now_s(void)
 {

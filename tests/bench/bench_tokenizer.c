@@ -1,6 +1,6 @@
 /* bench_tokenizer: seekd encode throughput on the committed corpus, single thread.
  * usage: bench_tokenizer FIXTURE_DIR [SECONDS]   (prints MB/s; `make bench` runs it) */
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/dtype.h"
+#include "engine/model/dtype.h"
 
 /* A scratch directory under $TMPDIR (or /tmp), removed by ck_rmdir. */
 static inline char *ck_tmpdir(void)

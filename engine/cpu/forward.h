@@ -1,0 +1,32 @@
+/* forward: one step of the model over a batch of sequences, reading and writing the paged
+ * latent KV cache (engine/batch.h describes the batch). CPU implementation, F32 accumulation.
+ *
+ * Attention always runs in the absorbed MLA form: the cache holds only latents, and each
+ * token attends over them with W_UK folded into its query and W_UV applied after the
+ * weighted sum — the same arithmetic for prefill chunks and decode tokens, so prefilling in
+ * one go, in chunks, or token by token gives the same logits. */
+#ifndef SEEKD_FORWARD_H
+#define SEEKD_FORWARD_H
+
+#include "engine/batch.h"
+#include "engine/err.h"
+#include "engine/cpu/kv_cache.h"
+#include "engine/model/model.h"
+#include "engine/cpu/threadpool.h"
+
+struct fwd;
+
+/* Scratch for batches of up to max_tokens tokens. Parallel loops run on tp (the caller's, kept
+ * until fwd_destroy); NULL makes a private single-thread pool. */
+struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp);
+void fwd_destroy(struct fwd *f);
+
+/* Rows of logits the batch asks for (sum over its sequences). */
+int fwd_n_logits(const struct batch *b);
+
+/* Runs the batch; logits receives fwd_n_logits(b) rows of vocab_size floats, in batch order.
+ * Fails (message in e) on a malformed batch: bad token id, block id, or size. */
+int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *logits,
+            struct err *e);
+
+#endif

@@ -1,0 +1,275 @@
+/* chat: DeepSeek-V3 (original hub template) and DeepSeek-R1 (hub template of Feb 2025) rendered
+ * to token ids.
+ *
+ * Rendering keeps a pending text buffer: template literals and message content are appended to
+ * it, and each marker (an added token such as <｜User｜>) first flushes the buffer through the
+ * tokenizer as plain text, then appends its id.  HF tokenises the whole rendered string at once,
+ * but added tokens split it before pre-tokenisation, so the text between two markers is encoded
+ * on its own in both cases: the ids agree, except that content spelling a marker stays text. */
+#include "engine/text/chat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum marker {
+    M_BOS, M_EOS, M_USER, M_ASSISTANT, M_CALLS_BEGIN, M_CALLS_END, M_CALL_BEGIN, M_CALL_END,
+    M_SEP, M_OUTPUTS_BEGIN, M_OUTPUTS_END, M_OUTPUT_BEGIN, M_OUTPUT_END, M_THINK, N_MARKERS
+};
+
+static const char *const MARKER_TEXT[N_MARKERS] = {
+    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",
+    "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
+    "<｜tool▁sep｜>", "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>",
+    "<｜tool▁output▁end｜>", "<think>",
+};
+
+/* chat_template_hash of tests/fixtures/tokenizer/template_{v3,r1}.jinja (the official texts). */
+#define HASH_V3 0xf7dbff683e84df2aull
+#define HASH_R1 0x7800a64ae3c4b9b5ull
+
+struct chat {
+    const struct tok *tok;
+    enum chat_template kind;
+    int32_t marker[N_MARKERS]; /* ids; -1 when the tokenizer lacks it (then it is plain text) */
+};
+
+uint64_t chat_template_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') continue;
+        if (s[0] == '\\' && s[1] == 'n') {
+            s++;
+            continue;
+        }
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int pick(const struct tok *t, const char *option, enum chat_template *kind, struct err *e)
+{
+    if (option && strcmp(option, "auto")) {
+        if (!strcmp(option, "deepseek-v3")) *kind = CHAT_DEEPSEEK_V3;
+        else if (!strcmp(option, "deepseek-r1")) *kind = CHAT_DEEPSEEK_R1;
+        else return err_set(e, "chat_template \"%s\" is unknown: use deepseek-v3, deepseek-r1 or auto", option);
+        return 0;
+    }
+    const char *text = tok_chat_template(t);
+    if (!text)
+        return err_set(e, "tokenizer_config.json has no chat_template: set the option chat_template "
+                          "to deepseek-v3 or deepseek-r1");
+    uint64_t h = chat_template_hash(text);
+    if (h == HASH_V3) *kind = CHAT_DEEPSEEK_V3;
+    else if (h == HASH_R1) *kind = CHAT_DEEPSEEK_R1;
+    else
+        return err_set(e, "the chat_template in tokenizer_config.json is not one seekd knows (hash "
+                          "%016llx): set the option chat_template to deepseek-v3 or deepseek-r1",
+                       (unsigned long long)h);
+    return 0;
+}
+
+struct chat *chat_create(const struct tok *t, const char *option, struct err *e)
+{
+    enum chat_template kind = CHAT_DEEPSEEK_V3;
+    if (pick(t, option, &kind, e)) return NULL;
+    struct chat *c = xcalloc(1, sizeof *c);
+    c->tok = t, c->kind = kind;
+    for (int m = 0; m < N_MARKERS; m++) c->marker[m] = tok_added_id(t, MARKER_TEXT[m]);
+    return c;
+}
+
+void chat_destroy(struct chat *c) { free(c); }
+enum chat_template chat_kind(const struct chat *c) { return c->kind; }
+
+/* ---- rendering ------------------------------------------------------------------------------ */
+
+struct render {
+    const struct chat *c;
+    struct tok_ids *out;
+    char *buf; /* pending plain text */
+    size_t n, cap;
+    int rc;
+    struct err *e;
+    bool is_first, is_tool, is_output_first; /* the templates' namespace flags */
+};
+
+static void text(struct render *r, const char *s, size_t n)
+{
+    if (!n) return;
+    if (r->n + n > r->cap) {
+        r->cap = (r->n + n) * 2;
+        r->buf = realloc(r->buf, r->cap);
+        if (!r->buf) ERR_FATAL("out of memory");
+    }
+    memcpy(r->buf + r->n, s, n);
+    r->n += n;
+}
+
+static void cstr(struct render *r, const char *s) { text(r, s, strlen(s)); }
+
+static void flush(struct render *r)
+{
+    if (r->n && !r->rc) r->rc = tok_encode(r->c->tok, r->buf, r->n, 0, r->out, r->e);
+    r->n = 0;
+}
+
+static void marker(struct render *r, enum marker m)
+{
+    if (r->c->marker[m] < 0) {
+        cstr(r, MARKER_TEXT[m]);
+        return;
+    }
+    flush(r);
+    tok_ids_push(r->out, r->c->marker[m]);
+}
+
+/* TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>, after <｜tool▁call▁begin｜>. */
+static void call_body(struct render *r, const struct chat_tool_call *call)
+{
+    cstr(r, call->type);
+    marker(r, M_SEP);
+    cstr(r, call->name);
+    cstr(r, "\n```json\n");
+    cstr(r, call->arguments);
+    cstr(r, "\n```");
+    marker(r, M_CALL_END);
+}
+
+/* V3: an assistant message with null content is a tool-call turn.  The first call of the whole
+ * conversation opens the block; only later calls close it (the official template's quirk). */
+static void v3_calls(struct render *r, const struct chat_msg *m)
+{
+    r->is_tool = false;
+    for (int i = 0; i < m->n_calls; i++) {
+        if (!r->is_first) {
+            marker(r, M_ASSISTANT), marker(r, M_CALLS_BEGIN), marker(r, M_CALL_BEGIN);
+            call_body(r, &m->calls[i]);
+            r->is_first = true;
+        } else {
+            cstr(r, "\n"), marker(r, M_CALL_BEGIN);
+            call_body(r, &m->calls[i]);
+            marker(r, M_CALLS_END), marker(r, M_EOS);
+        }
+    }
+}
+
+/* R1: tool_calls present; content may precede the calls; the block is closed once. */
+static void r1_calls(struct render *r, const struct chat_msg *m)
+{
+    r->is_tool = false;
+    for (int i = 0; i < m->n_calls; i++) {
+        if (!r->is_first) {
+            marker(r, M_ASSISTANT);
+            if (m->content) text(r, m->content, m->content_len);
+            marker(r, M_CALLS_BEGIN), marker(r, M_CALL_BEGIN);
+            r->is_first = true;
+        } else {
+            cstr(r, "\n"), marker(r, M_CALL_BEGIN);
+        }
+        call_body(r, &m->calls[i]);
+    }
+    marker(r, M_CALLS_END), marker(r, M_EOS);
+}
+
+/* R1 drops everything up to the last </think> of a historical reply. */
+static void after_think(const struct chat_msg *m, const char **s, size_t *n)
+{
+    *s = m->content, *n = m->content_len;
+    static const char tag[] = "</think>";
+    for (size_t i = m->content_len; i >= sizeof tag - 1; i--)
+        if (!memcmp(m->content + i - (sizeof tag - 1), tag, sizeof tag - 1)) {
+            *s = m->content + i, *n = m->content_len - i;
+            return;
+        }
+}
+
+static void reply(struct render *r, const struct chat_msg *m)
+{
+    if (r->is_tool) {
+        marker(r, M_OUTPUTS_END);
+        text(r, m->content, m->content_len);
+        marker(r, M_EOS);
+        r->is_tool = false;
+        return;
+    }
+    const char *s = m->content;
+    size_t n = m->content_len;
+    if (r->c->kind == CHAT_DEEPSEEK_R1) after_think(m, &s, &n);
+    marker(r, M_ASSISTANT);
+    text(r, s, n);
+    marker(r, M_EOS);
+}
+
+static void tool_output(struct render *r, const struct chat_msg *m)
+{
+    r->is_tool = true;
+    if (r->is_output_first) {
+        marker(r, M_OUTPUTS_BEGIN);
+        r->is_output_first = false;
+    } else if (r->c->kind == CHAT_DEEPSEEK_V3) {
+        cstr(r, "\n");
+    }
+    marker(r, M_OUTPUT_BEGIN);
+    text(r, m->content, m->content_len);
+    marker(r, M_OUTPUT_END);
+}
+
+static void message(struct render *r, const struct chat_msg *m)
+{
+    bool v3 = r->c->kind == CHAT_DEEPSEEK_V3;
+    if (m->role == CHAT_USER) {
+        r->is_tool = false;
+        marker(r, M_USER);
+        text(r, m->content, m->content_len);
+    } else if (m->role == CHAT_ASSISTANT && v3 && !m->content) {
+        v3_calls(r, m);
+    } else if (m->role == CHAT_ASSISTANT && !v3 && m->n_calls) {
+        r1_calls(r, m);
+    } else if (m->role == CHAT_ASSISTANT) {
+        reply(r, m);
+    } else if (m->role == CHAT_TOOL) {
+        tool_output(r, m);
+    }
+}
+
+/* Content the templates would fail on (null where they concatenate it) is refused. */
+static int check(const struct chat *c, const struct chat_msg *msgs, int n_msgs, struct err *e)
+{
+    for (int i = 0; i < n_msgs; i++) {
+        const struct chat_msg *m = &msgs[i];
+        bool may_be_null = m->role == CHAT_ASSISTANT && (c->kind == CHAT_DEEPSEEK_V3 || m->n_calls);
+        if (!m->content && !may_be_null) return err_set(e, "messages[%d]: content is required", i);
+        if (m->role < CHAT_SYSTEM || m->role > CHAT_TOOL) return err_set(e, "messages[%d]: unknown role", i);
+        for (int k = 0; k < m->n_calls; k++)
+            if (!m->calls[k].type || !m->calls[k].name || !m->calls[k].arguments)
+                return err_set(e, "messages[%d].tool_calls[%d]: type, name and arguments are required", i, k);
+    }
+    return 0;
+}
+
+int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
+                bool add_generation_prompt, struct tok_ids *out, struct err *e)
+{
+    if (check(c, msgs, n_msgs, e)) return -1;
+    size_t n0 = out->n;
+    struct render r = {.c = c, .out = out, .e = e, .is_output_first = true};
+    marker(&r, M_BOS);
+    bool first_system = true;
+    for (int i = 0; i < n_msgs; i++) {
+        if (msgs[i].role != CHAT_SYSTEM) continue;
+        if (!first_system) cstr(&r, "\n\n");
+        text(&r, msgs[i].content, msgs[i].content_len);
+        first_system = false;
+    }
+    for (int i = 0; i < n_msgs; i++) message(&r, &msgs[i]);
+    if (r.is_tool) marker(&r, M_OUTPUTS_END);
+    if (add_generation_prompt && !r.is_tool) {
+        marker(&r, M_ASSISTANT);
+        if (c->kind == CHAT_DEEPSEEK_R1) marker(&r, M_THINK), cstr(&r, "\n");
+    }
+    flush(&r);
+    free(r.buf);
+    if (r.rc) out->n = n0;
+    return r.rc;
+}

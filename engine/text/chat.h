@@ -1,0 +1,45 @@
+/* chat: the DeepSeek-V3 and DeepSeek-R1 chat templates, written in C.
+ *
+ * Renders a conversation straight to token ids, identical to HF apply_chat_template(...,
+ * tokenize=True) with the official template texts, with one deliberate difference: message
+ * content is always encoded as plain text, so a user who types "<｜Assistant｜>" gets those
+ * characters, never the control token.  Template markers are inserted as ids. */
+#ifndef SEEKD_CHAT_H
+#define SEEKD_CHAT_H
+
+#include "engine/text/tokenizer.h"
+
+enum chat_role { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT, CHAT_TOOL };
+
+struct chat_tool_call {
+    const char *type, *name, *arguments; /* NUL-terminated; arguments is JSON text */
+};
+
+struct chat_msg {
+    enum chat_role role;
+    const char *content; /* NULL: JSON null (an assistant turn that only calls tools) */
+    size_t content_len;
+    const struct chat_tool_call *calls; /* assistant only */
+    int n_calls;
+};
+
+enum chat_template { CHAT_DEEPSEEK_V3, CHAT_DEEPSEEK_R1 };
+
+struct chat;
+
+/* Picks the template: option "deepseek-v3" / "deepseek-r1" (the config option chat_template), or
+ * NULL / "auto" to recognise tokenizer_config.json's chat_template.  NULL on error, with a message
+ * naming the option. */
+struct chat *chat_create(const struct tok *t, const char *option, struct err *e);
+void chat_destroy(struct chat *c);
+enum chat_template chat_kind(const struct chat *c);
+
+/* Appends the ids of the rendered conversation to out.  -1 on a message the template cannot
+ * render (missing content) or invalid UTF-8, with out unchanged. */
+int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
+                bool add_generation_prompt, struct tok_ids *out, struct err *e);
+
+/* The recognition hash of a template text (whitespace and "\n" escapes ignored). */
+uint64_t chat_template_hash(const char *text);
+
+#endif

@@ -1,0 +1,243 @@
+/* Tests of engine/forward on tiny random checkpoints: prefill, chunked prefill and decode agree;
+ * a sequence's logits do not depend on its batch-mates; malformed batches are refused. */
+#include <check.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/cpu/forward.h"
+#include "tests/engine/tiny_model.h"
+#include "tests/check_run.h"
+
+enum { BS = 4, N_TOK = 23 };
+
+static char *dir;
+static struct model *m;
+
+static void load(struct tiny_opts o)
+{
+    struct err e = {{0}};
+    dir = ck_tmpdir();
+    tiny_model_write(dir, &o, 11);
+    m = model_load(dir, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+}
+
+static void unload(void)
+{
+    model_destroy(m);
+    ck_rmdir(dir);
+}
+
+static const int32_t prompt[N_TOK] = {0, 5, 17, 63, 2, 2, 9, 40, 33, 12, 7, 50, 1,
+                                      3, 8, 61, 25, 44, 18, 6, 30, 11, 59};
+
+/* Runs tokens through a fresh cache in steps of `chunk`; logits of every position. */
+static void run_chunked_on(int chunk, enum dtype kv_dtype, struct tp *tp, float *logits)
+{
+    int n_blocks = (N_TOK + BS - 1) / BS;
+    struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS,
+                                          n_blocks + 3, kv_dtype);
+    int32_t table[16];
+    for (int i = 0; i < n_blocks; i++) table[i] = n_blocks + 2 - i; /* scattered */
+    struct fwd *f = fwd_create(m, chunk, tp);
+    struct err e = {{0}};
+    for (int p = 0; p < N_TOK; p += chunk) {
+        int len = N_TOK - p < chunk ? N_TOK - p : chunk;
+        struct batch_seq s = {0, len, p, table, BATCH_LOGITS_ALL};
+        struct batch b = {len, prompt + p, 1, &s};
+        ck_assert_msg(fwd_run(f, kv, &b, logits + (size_t)p * m->cfg.vocab_size, &e) == 0, "%s", e.msg);
+    }
+    fwd_destroy(f);
+    kv_cache_destroy(kv);
+}
+
+static void run_chunked(int chunk, enum dtype kv_dtype, float *logits)
+{
+    run_chunked_on(chunk, kv_dtype, NULL, logits);
+}
+
+static float max_abs(const float *a, size_t n)
+{
+    float mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(a[i]));
+    return mx;
+}
+
+static float max_diff(const float *a, const float *b, size_t n)
+{
+    float mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(a[i] - b[i]));
+    return mx;
+}
+
+/* Prefill, chunks of 5 and decode give the same logits to F32 rounding. */
+static void check_modes(void)
+{
+    size_t n = (size_t)N_TOK * m->cfg.vocab_size;
+    float *full = malloc(n * sizeof *full), *other = malloc(n * sizeof *other);
+    run_chunked(N_TOK, DT_F32, full);
+    float scale = max_abs(full, n);
+    ck_assert(scale > 0.1f && isfinite(scale));
+    int chunks[] = {5, 1};
+    for (int i = 0; i < 2; i++) {
+        run_chunked(chunks[i], DT_F32, other);
+        float d = max_diff(full, other, n);
+        ck_assert_msg(d <= 1e-5f * scale, "chunk %d: max diff %g of %g", chunks[i], d, scale);
+    }
+    free(full);
+    free(other);
+}
+
+START_TEST(modes_agree_bf16)
+{
+    load((struct tiny_opts){.q_lora = 1});
+    check_modes();
+    unload();
+}
+END_TEST
+
+START_TEST(modes_agree_fp8)
+{
+    load((struct tiny_opts){.q_lora = 1, .fp8 = 1, .mtp = 1});
+    check_modes();
+    unload();
+}
+END_TEST
+
+START_TEST(modes_agree_no_q_lora)
+{
+    load((struct tiny_opts){0});
+    check_modes();
+    unload();
+}
+END_TEST
+
+/* A BF16 cache stays close to the F32 one (it rounds each stored latent once). */
+START_TEST(bf16_cache_close)
+{
+    load((struct tiny_opts){.q_lora = 1});
+    size_t n = (size_t)N_TOK * m->cfg.vocab_size;
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    run_chunked(N_TOK, DT_F32, a);
+    run_chunked(N_TOK, DT_BF16, b);
+    float d = max_diff(a, b, n), scale = max_abs(a, n);
+    ck_assert_msg(d > 0 && d <= 2e-2f * scale, "bf16 cache diff %g of %g", d, scale);
+    free(a);
+    free(b);
+    unload();
+}
+END_TEST
+
+/* Three sequences in one batch — one decoding, one mid-prefill chunk, one fresh prompt — give
+ * bit-identical logits to each run alone with the same cache contents. */
+START_TEST(batch_invariance)
+{
+    load((struct tiny_opts){.q_lora = 1, .fp8 = 1});
+    int V = m->cfg.vocab_size;
+    struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, 32, DT_F32);
+    struct tp *tp = tp_create(3);
+    struct fwd *f = fwd_create(m, 32, tp);
+    struct err e = {{0}};
+    int32_t t0[] = {0, 1, 2, 3, 4, 5, 6, 7}, t1[] = {8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
+    int32_t t2[] = {20, 21, 22};
+    int32_t bt0[] = {0, 1, 2}, bt1[] = {10, 11, 12}, bt2[] = {20};
+    /* History: seq 0 has 7 tokens cached, seq 1 has 4. */
+    struct batch_seq h[2] = {{0, 7, 0, bt0, BATCH_LOGITS_NONE}, {7, 4, 0, bt1, BATCH_LOGITS_NONE}};
+    int32_t hist[11];
+    memcpy(hist, t0, 7 * sizeof *hist);
+    memcpy(hist + 7, t1, 4 * sizeof *hist);
+    struct batch hb = {11, hist, 2, h};
+    ck_assert_msg(fwd_run(f, kv, &hb, NULL, &e) == 0, "%s", e.msg);
+    /* Together: decode t0[7] at 7, chunk t1[4..9] at 4, prompt t2 at 0. */
+    int32_t toks[10] = {t0[7], t1[4], t1[5], t1[6], t1[7], t1[8], t1[9], t2[0], t2[1], t2[2]};
+    struct batch_seq s[3] = {{0, 1, 7, bt0, BATCH_LOGITS_LAST}, {1, 6, 4, bt1, BATCH_LOGITS_ALL},
+                             {7, 3, 0, bt2, BATCH_LOGITS_LAST}};
+    struct batch b = {10, toks, 3, s};
+    ck_assert_int_eq(fwd_n_logits(&b), 8);
+    float *together = malloc(8 * (size_t)V * sizeof(float)), *alone = malloc(8 * (size_t)V * sizeof(float));
+    ck_assert_msg(fwd_run(f, kv, &b, together, &e) == 0, "%s", e.msg);
+    int row = 0;
+    for (int i = 0; i < 3; i++) {
+        struct batch_seq one = s[i];
+        one.start = 0;
+        struct batch ob = {one.n_tokens, toks + s[i].start, 1, &one};
+        ck_assert_msg(fwd_run(f, kv, &ob, alone, &e) == 0, "%s", e.msg);
+        int rows = fwd_n_logits(&ob);
+        ck_assert_msg(memcmp(alone, together + (size_t)row * V, (size_t)rows * V * sizeof(float)) == 0,
+                      "sequence %d differs alone", i);
+        row += rows;
+    }
+    free(together);
+    free(alone);
+    fwd_destroy(f);
+    tp_destroy(tp);
+    kv_cache_destroy(kv);
+    unload();
+}
+END_TEST
+
+/* Logits are the same bits with 1, 2 and 3 worker threads, in prefill and decode. */
+START_TEST(thread_invariance)
+{
+    load((struct tiny_opts){.q_lora = 1, .fp8 = 1});
+    size_t n = (size_t)N_TOK * m->cfg.vocab_size;
+    int chunks[] = {N_TOK, 1};
+    float *one = malloc(n * sizeof *one), *more = malloc(n * sizeof *more);
+    for (int c = 0; c < 2; c++) {
+        run_chunked_on(chunks[c], DT_BF16, NULL, one);
+        for (int th = 2; th <= 3; th++) {
+            struct tp *tp = tp_create(th);
+            run_chunked_on(chunks[c], DT_BF16, tp, more);
+            tp_destroy(tp);
+            ck_assert_msg(memcmp(one, more, n * sizeof *one) == 0, "%d threads, chunk %d", th, chunks[c]);
+        }
+    }
+    free(one);
+    free(more);
+    unload();
+}
+END_TEST
+
+static void expect_batch_error(struct batch *b, struct kv_cache *kv, struct fwd *f, const char *frag)
+{
+    struct err e = {{0}};
+    float logits[64 * 8];
+    ck_assert_int_eq(fwd_run(f, kv, b, logits, &e), -1);
+    ck_assert_msg(strstr(e.msg, frag), "'%s' not in: %s", frag, e.msg);
+}
+
+START_TEST(bad_batches)
+{
+    load((struct tiny_opts){.q_lora = 1});
+    struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, 2, DT_F32);
+    struct fwd *f = fwd_create(m, 4, NULL);
+    int32_t toks[5] = {1, 2, 3, 64, 5}, bt[2] = {0, 1}, bad_bt[2] = {0, 7};
+    struct batch_seq s = {0, 4, 0, bt, BATCH_LOGITS_LAST};
+    struct batch b = {4, toks, 1, &s};
+    expect_batch_error(&b, kv, f, "token id 64");
+    toks[3] = 4;
+    s.block_table = bad_bt;
+    s.pos0 = 4;
+    expect_batch_error(&b, kv, f, "block id 7");
+    s.block_table = bt;
+    s.n_tokens = 3;
+    expect_batch_error(&b, kv, f, "cover 3 of 4");
+    b.n_tokens = 5, s.n_tokens = 5;
+    expect_batch_error(&b, kv, f, "batch of 5 tokens (limit 4)");
+    fwd_destroy(f);
+    kv_cache_destroy(kv);
+    unload();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("forward");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    const TTest *tests[] = {modes_agree_bf16, modes_agree_fp8, modes_agree_no_q_lora,
+                            bf16_cache_close, batch_invariance, thread_invariance, bad_batches};
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
+    suite_add_tcase(s, tc);
+    return check_run(s, 1);
+}
