@@ -27,13 +27,14 @@ struct fwd {
     float *cos, *sin;    /* [T, dr/2] rotation of each token's position */
     int *pos;            /* [T] position of each token */
     int *seq_of;         /* [T] index of each token's sequence in the batch */
+    int *unit;           /* [T] first token of each attention token group */
     float *h;            /* [T, D] residual stream */
     float *xn;           /* [T, D] normed input of a block */
     float *out;          /* [T, D] block output */
     float *cq;           /* [T, q_lora] */
     float *q;            /* [T, H*(dn+dr)] */
     float *kva;          /* [T, dc+dr] */
-    float *qlat;         /* [T, H, dc] query folded through W_UK */
+    float *qlat;         /* [T, H, dc + dr] query folded through W_UK, then its rope part */
     float *ctx;          /* [T, H, dc] attention-weighted latents */
     float *attn;         /* [T, H*dv] */
     float *ff_a, *ff_b;  /* [T, widest MLP] */
@@ -64,15 +65,16 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     if (moe_w > wide) wide = moe_w;
     *f = (struct fwd){.m = m, .c = c, .max_tokens = max_tokens};
     f->own_tp = tp ? NULL : tp_create(1);
-    f->ops = (struct ops){.tp = tp ? tp : f->own_tp, .k = simd_best()};
+    f->ops = (struct ops){.tp = tp ? tp : f->own_tp, .k = simd_best(), .block_bytes = ops_block_bytes()};
     f->cos = alloc_f(T * (size_t)c->qk_rope_head_dim / 2), f->sin = alloc_f(T * (size_t)c->qk_rope_head_dim / 2);
     f->pos = xcalloc(T, sizeof *f->pos);
     f->seq_of = xcalloc(T, sizeof *f->seq_of);
+    f->unit = xcalloc(T, sizeof *f->unit);
     f->h = alloc_f(T * D), f->xn = alloc_f(T * D), f->out = alloc_f(T * D);
     f->cq = alloc_f(T * (size_t)(c->q_lora_rank ? c->q_lora_rank : 1));
     f->q = alloc_f(T * H * qk);
     f->kva = alloc_f(T * (size_t)config_kv_width(c));
-    f->qlat = alloc_f(T * H * dc), f->ctx = alloc_f(T * H * dc);
+    f->qlat = alloc_f(T * H * (size_t)config_kv_width(c)), f->ctx = alloc_f(T * H * dc);
     f->attn = alloc_f(T * H * (size_t)c->v_head_dim);
     f->ff_a = alloc_f(T * wide), f->ff_b = alloc_f(T * wide);
     f->xg = alloc_f(T * D), f->yg = alloc_f(T * D);
@@ -95,6 +97,7 @@ void fwd_destroy(struct fwd *f)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(f->pos);
     free(f->seq_of);
+    free(f->unit);
     free(f->fwho);
     free(f->sel);
     tp_destroy(f->own_tp);
@@ -122,7 +125,8 @@ static void embed(struct fwd *f, const struct batch *b)
         rope_angles(&f->rope, f->pos[t], f->cos + (size_t)t * np, f->sin + (size_t)t * np);
 }
 
-/* Query projection (and kv_a, in the same loop), then RoPE on each head's last dr channels. */
+/* Query projection (and kv_a, in the same loop), then RoPE on each head's last dr channels, which
+ * are also copied behind the head's absorbed query (qlat). */
 static void attn_query(struct fwd *f, const struct layer *L, int T)
 {
     const struct model_config *c = f->c;
@@ -135,11 +139,13 @@ static void attn_query(struct fwd *f, const struct layer *L, int T)
                     f->cq, c->q_lora_rank);
         ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
     }
-    int np = f->rope.n_pairs;
+    int np = f->rope.n_pairs, dc = c->kv_lora_rank, W = config_kv_width(c);
     for (int t = 0; t < T; t++)
-        for (int h = 0; h < H; h++)
-            rope_apply(f->q + ((size_t)t * H + h) * qk + dn, np, f->cos + (size_t)t * np,
-                       f->sin + (size_t)t * np);
+        for (int h = 0; h < H; h++) {
+            float *qr = f->q + ((size_t)t * H + h) * qk + dn;
+            rope_apply(qr, np, f->cos + (size_t)t * np, f->sin + (size_t)t * np);
+            memcpy(f->qlat + ((size_t)t * H + h) * W + dc, qr, (size_t)(W - dc) * sizeof(float));
+        }
 }
 
 /* Latent and rope key of each new token (f->kva, from attn_query), normed and rotated, stored in
@@ -166,35 +172,46 @@ struct attn_job {
     struct fwd *f;
     const struct layer *L;
     const struct kv_cache *kv;
-    int il, T, group; /* heads per task in the attention loop */
     const struct batch *b;
-    int whole;        /* each task also absorbs its query and applies W_UV (small batches) */
+    int il, T;
+    int group;   /* heads per task */
+    int n_heads; /* head groups: tasks per token group */
+    int n_units; /* token groups: runs of up to TOKEN_GROUP tokens of one sequence (f->unit) */
+    int whole;   /* each task also absorbs its query and applies W_UV (small batches) */
 };
 
-enum { WHOLE_ATTN_T = 8 }; /* batches up to this size run attention as one loop */
+enum {
+    WHOLE_ATTN_T = 8,  /* batches up to this size run attention as one loop */
+    ATTN_ROWS = 256,   /* query rows (tokens x heads) per task: they share each widened block */
+    TOKEN_GROUP = 16,  /* tokens of one sequence per task at most */
+};
 
-/* qlat[t][h] from head h's widened W_UK [dn, dc]. */
-static void absorb_one(struct fwd *f, const float *w_uk, int t, int h)
+/* qlat[t][h][0..dc) from head h's widened W_UK [dn, dc], four tokens at a time where it can. */
+static void absorb(struct fwd *f, const float *w_uk, int t0, int t1, int h)
 {
     const struct model_config *c = f->c;
     int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
-    float *y = f->qlat + ((size_t)t * H + h) * dc;
-    memset(y, 0, (size_t)dc * sizeof(float));
-    f->ops.k->axpy_rows(y, f->q + ((size_t)t * H + h) * qk, w_uk, dc, dn, dc);
+    int W = config_kv_width(c), t = t0;
+    const struct simd_kernels *k = f->ops.k;
+    for (int u = t0; u < t1; u++) memset(f->qlat + ((size_t)u * H + h) * W, 0, (size_t)dc * sizeof(float));
+    for (; k->axpy_rows4 && t + 4 <= t1; t += 4)
+        k->axpy_rows4(f->qlat + ((size_t)t * H + h) * W, (int64_t)H * W, f->q + ((size_t)t * H + h) * qk,
+                      (int64_t)H * qk, w_uk, dc, dn, dc);
+    for (; t < t1; t++)
+        k->axpy_rows(f->qlat + ((size_t)t * H + h) * W, f->q + ((size_t)t * H + h) * qk, w_uk, dc, dn, dc);
 }
 
-/* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for one head h (a task): the query seen through the key
- * up-projection, accumulated over d in order (axpy_rows: n axpys, bit for bit) for every token. */
+/* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for one head h (a task), every token: the query seen through
+ * the key up-projection, accumulated over d in order (axpy_rows = n axpys, bit for bit). */
 static void absorb_task(void *arg, int h, int thread)
 {
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
     int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank;
-    int stride = dn + c->v_head_dim;
     float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
-    f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * stride, dn, w_uk, dc);
-    for (int t = 0; t < j->T; t++) absorb_one(f, w_uk, t, h);
+    f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
+    absorb(f, w_uk, 0, j->T, h);
 }
 
 /* attn[t][h] = W_UV_h ctx[t][h] for tokens [t, t + n). */
@@ -205,11 +222,6 @@ static void value_rows(struct fwd *f, const struct layer *L, int thread, int t, 
     ops_matmul_serial(&f->ops, thread, &L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim,
                       (int64_t)(h + 1) * stride, f->ctx + ((size_t)t * H + h) * dc, (int64_t)H * dc, n,
                       f->attn + ((size_t)t * H + h) * dv, (int64_t)H * dv);
-}
-
-static void value_one(struct fwd *f, const struct layer *L, int thread, int t, int h)
-{
-    value_rows(f, L, thread, t, 1, h);
 }
 
 /* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
@@ -224,57 +236,98 @@ static const float *cache_block(const struct simd_kernels *k, const struct kv_ca
     return buf;
 }
 
-/* Softmax attention of token t over positions 0..pos[t] of its sequence, for heads [h0, h1) — a
- * task of the attention loop — a cache block at a time. Each score is the set's dot of the
- * latent part plus its dot of the rope part (dot_tile elements equal dot bit for bit), and the
- * context sums run over positions in order, so no head's result depends on h0, h1 or the batch. */
+/* What one attention task covers: tokens [t0, t1) of one sequence, heads [h0, h0 + G), and the
+ * scratch of its scores. */
+struct attn_part {
+    int t0, t1, h0, G;
+    int n_max;          /* positions the last token sees */
+    const int32_t *table;
+    float *scores;      /* [t1 - t0][G][n_max] */
+    float *buf;         /* [block_size][kv width]: a widened cache block */
+};
+
+/* Scores of every (token, head) of the part against the cache, a block at a time: each block is
+ * widened once for all of them; a token meets only the positions it sees. Each score is the
+ * set's dot of the query [latent | rope] with the cached row [latent | rope key]. */
+static void attn_scores(struct fwd *f, const struct attn_job *j, const struct attn_part *a)
+{
+    const struct simd_kernels *k = f->ops.k;
+    int H = f->c->n_heads, W = j->kv->width, bs = j->kv->block_size;
+    for (int p0 = 0; p0 < a->n_max; p0 += bs) {
+        int m = a->n_max - p0 < bs ? a->n_max - p0 : bs;
+        const float *rows = cache_block(k, j->kv, j->il, a->table[p0 / bs], m, a->buf);
+        for (int t = a->t0; t < a->t1; t++) {
+            int mt = f->pos[t] + 1 - p0 < m ? f->pos[t] + 1 - p0 : m;
+            float *sc = a->scores + (size_t)(t - a->t0) * a->G * a->n_max + p0;
+            if (mt > 0)
+                k->dot_tile(rows, W, mt, f->qlat + ((size_t)t * H + a->h0) * W, W, a->G, W, sc, a->n_max);
+        }
+    }
+}
+
+/* ctx[t][h] = Σ_p prob[t][h][p] · latent[p] over the positions each token sees, in order. */
+static void attn_context(struct fwd *f, const struct attn_job *j, const struct attn_part *a)
+{
+    const struct simd_kernels *k = f->ops.k;
+    int H = f->c->n_heads, dc = f->c->kv_lora_rank, W = j->kv->width, bs = j->kv->block_size;
+    for (int t = a->t0; t < a->t1; t++)
+        memset(f->ctx + ((size_t)t * H + a->h0) * dc, 0, (size_t)a->G * dc * sizeof(float));
+    for (int p0 = 0; p0 < a->n_max; p0 += bs) {
+        int m = a->n_max - p0 < bs ? a->n_max - p0 : bs;
+        const float *rows = cache_block(k, j->kv, j->il, a->table[p0 / bs], m, a->buf);
+        for (int t = a->t0; t < a->t1; t++) {
+            int mt = f->pos[t] + 1 - p0 < m ? f->pos[t] + 1 - p0 : m, h = 0;
+            const float *pr = a->scores + (size_t)(t - a->t0) * a->G * a->n_max + p0;
+            float *ctx = f->ctx + ((size_t)t * H + a->h0) * dc;
+            if (mt <= 0) continue;
+            for (; k->axpy_rows4 && h + 4 <= a->G; h += 4)
+                k->axpy_rows4(ctx + (size_t)h * dc, dc, pr + (size_t)h * a->n_max, a->n_max, rows, W, mt, dc);
+            for (; h < a->G; h++) k->axpy_rows(ctx + (size_t)h * dc, pr + (size_t)h * a->n_max, rows, W, mt, dc);
+        }
+    }
+}
+
+/* The task's tokens and heads: token groups are taken longest first (the last of a long
+ * prompt see the most positions), so that the loop ends with short tasks. */
+static struct attn_part attn_plan(struct fwd *f, const struct attn_job *j, int task)
+{
+    int H = f->c->n_heads, unit = j->n_units - 1 - task / j->n_heads, t0 = f->unit[unit];
+    const struct batch_seq *s = &j->b->seqs[f->seq_of[t0]];
+    int end = s->start + s->n_tokens, t1 = t0 + TOKEN_GROUP < end ? t0 + TOKEN_GROUP : end;
+    struct attn_part a = {.t0 = t0, .h0 = task % j->n_heads * j->group, .table = s->block_table};
+    if (t1 - t0 > ATTN_ROWS / j->group) t1 = t0 + (ATTN_ROWS / j->group > 0 ? ATTN_ROWS / j->group : 1);
+    a.t1 = t1;
+    a.G = a.h0 + j->group < H ? j->group : H - a.h0;
+    a.n_max = f->pos[t1 - 1] + 1;
+    return a;
+}
+
+/* Softmax attention of a group of tokens over their sequence's cached positions, for a group of
+ * heads — a task of the attention loop. The order of every operation on one (token, head) is the
+ * same whatever else shares the task, so no result depends on the grouping or the batch. */
 static void attn_task(void *arg, int task, int thread)
 {
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
-    const struct simd_kernels *k = f->ops.k;
-    const struct kv_cache *kv = j->kv;
-    int H = c->n_heads, dc = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
-    int qk = config_qk_head_dim(c), bs = kv->block_size, W = kv->width;
-    int n_groups = (H + j->group - 1) / j->group, t = task / n_groups, h0 = task % n_groups * j->group;
-    int h1 = h0 + j->group < H ? h0 + j->group : H, G = h1 - h0, n = f->pos[t] + 1;
-    const int32_t *table = j->b->seqs[f->seq_of[t]].block_table;
-    size_t need = (size_t)G * n + (size_t)G * bs + (size_t)bs * W + (size_t)dn * dc;
-    float *scores = tp_scratch(f->ops.tp, thread, need * sizeof(float));
-    float *rope = scores + (size_t)G * n, *buf = rope + (size_t)G * bs, *w_uk = buf + (size_t)bs * W;
-    for (int h = h0; h < h1 && j->whole; h++) {
-        k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
-        absorb_one(f, w_uk, t, h);
+    int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, W = j->kv->width;
+    struct attn_part a = attn_plan(f, j, task);
+    size_t n_sc = (size_t)(a.t1 - a.t0) * a.G * a.n_max;
+    a.scores = tp_scratch(f->ops.tp, thread, (n_sc + (size_t)j->kv->block_size * W + (size_t)dn * dc) * sizeof(float));
+    a.buf = a.scores + n_sc;
+    for (int h = a.h0; h < a.h0 + a.G && j->whole; h++) {
+        float *w_uk = a.buf + (size_t)j->kv->block_size * W;
+        f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
+        absorb(f, w_uk, a.t0, a.t1, h);
     }
-    const float *ql = f->qlat + ((size_t)t * H + h0) * dc, *qr = f->q + ((size_t)t * H + h0) * qk + dn;
-    for (int p0 = 0; p0 < n; p0 += bs) {
-        int m = n - p0 < bs ? n - p0 : bs;
-        const float *rows = cache_block(k, kv, j->il, table[p0 / bs], m, buf);
-        k->dot_tile(rows, W, m, ql, dc, G, dc, scores + p0, n);
-        k->dot_tile(rows + dc, W, m, qr, qk, G, dr, rope, bs);
-        for (int h = 0; h < G; h++)
-            for (int i = 0; i < m; i++)
-                scores[(size_t)h * n + p0 + i] = f->rope.softmax_scale * (scores[(size_t)h * n + p0 + i] + rope[(size_t)h * bs + i]);
-    }
-    for (int h = 0; h < G; h++) {
-        float *sc = scores + (size_t)h * n, mx = -INFINITY, sum = 0.0f;
-        for (int p = 0; p < n; p++) mx = fmaxf(mx, sc[p]);
-        for (int p = 0; p < n; p++) sum += sc[p] = expf(sc[p] - mx);
-        for (int p = 0; p < n; p++) sc[p] /= sum;
-    }
-    float *ctx = f->ctx + ((size_t)t * H + h0) * dc;
-    memset(ctx, 0, (size_t)G * dc * sizeof(float));
-    for (int p0 = 0; p0 < n; p0 += bs) {
-        int m = n - p0 < bs ? n - p0 : bs;
-        const float *rows = cache_block(k, kv, j->il, table[p0 / bs], m, buf);
-        int h = 0;
-        for (; k->axpy_rows4 && h + 4 <= G; h += 4)
-            k->axpy_rows4(ctx + (size_t)h * dc, dc, scores + (size_t)h * n + p0, n, rows, W, m, dc);
-        for (; h < G; h++) k->axpy_rows(ctx + (size_t)h * dc, scores + (size_t)h * n + p0, rows, W, m, dc);
-    }
-    for (int h = h0; h < h1 && j->whole; h++) /* scratch is dead: value may reuse it */
-        value_one(f, j->L, thread, t, h);
+    attn_scores(f, j, &a);
+    for (int t = a.t0; t < a.t1; t++)
+        for (int h = 0; h < a.G; h++)
+            f->ops.k->softmax(a.scores + ((size_t)(t - a.t0) * a.G + h) * a.n_max, f->pos[t] + 1,
+                              f->rope.softmax_scale);
+    attn_context(f, j, &a);
+    for (int h = a.h0; h < a.h0 + a.G && j->whole; h++) /* scratch is dead: value may reuse it */
+        value_rows(f, j->L, thread, a.t0, a.t1 - a.t0, h);
 }
 
 /* attn[t][h] = W_UV_h ctx[t][h] for one head h (a task), every token. */
@@ -284,20 +337,36 @@ static void value_task(void *arg, int h, int thread)
     value_rows(j->f, j->L, thread, 0, j->T, h);
 }
 
-/* Multi-head latent attention of the whole batch; result in f->out. Parallel over heads, and
- * over (token, group of heads) for the softmax part. */
+/* Splits each sequence's tokens into groups (f->unit: first token of each); returns how many. */
+static int token_groups(struct fwd *f, const struct batch *b, int group)
+{
+    int n = 0, per = ATTN_ROWS / group < 1 ? 1 : ATTN_ROWS / group;
+    if (per > TOKEN_GROUP) per = TOKEN_GROUP;
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int i = 0; i < b->seqs[s].n_tokens; i += per) f->unit[n++] = b->seqs[s].start + i;
+    return n;
+}
+
+/* Multi-head latent attention of the whole batch; result in f->out. Parallel over heads (the
+ * absorbed query, W_UV) and over (group of tokens, group of heads) for the softmax part. */
 static void attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
                       const struct batch *b)
 {
     int T = b->n_tokens, H = f->c->n_heads, threads = tp_size(f->ops.tp);
     attn_query(f, L, T);
     attn_write_kv(f, L, il, kv, b);
-    /* tasks per token: few, since each task re-reads (and for a BF16 cache widens) the context */
-    int split = T >= 2 * threads ? 1 : (2 * threads + T - 1) / T;
-    int group = (H + split - 1) / split;
-    struct attn_job j = {f, L, kv, il, T, group, b, T <= WHOLE_ATTN_T};
+    struct attn_job j = {f, L, kv, b, il, T, H, 1, 0, T <= WHOLE_ATTN_T};
+    j.n_units = token_groups(f, b, H);
+    /* few token groups: split the heads too, so that every thread has work (each task re-reads,
+     * and for a BF16 cache widens, the context it attends) */
+    if (j.n_units < 2 * threads) {
+        int split = (2 * threads + j.n_units - 1) / j.n_units;
+        j.group = (H + split - 1) / split;
+        j.n_units = token_groups(f, b, j.group);
+    }
+    j.n_heads = (H + j.group - 1) / j.group;
     if (!j.whole) tp_run(f->ops.tp, H, absorb_task, &j);
-    tp_run(f->ops.tp, T * ((H + group - 1) / group), attn_task, &j);
+    tp_run(f->ops.tp, j.n_units * j.n_heads, attn_task, &j);
     if (!j.whole) tp_run(f->ops.tp, H, value_task, &j);
     ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
 }

@@ -1,21 +1,39 @@
 /* ops: threaded matmul over stored-dtype weights. A task owns a range of output rows; it widens
- * a few rows at a time into its scratch (once per row block, shared by every token) and runs the
- * kernel set's dot tiles over all tokens. */
+ * a block of rows at a time into its scratch (once per block, shared by every token) and runs
+ * the kernel set's dot tiles over the tokens a block of them at a time, so that both the widened
+ * rows and the tokens' activations stay in L2. */
 #include "engine/cpu/ops.h"
+
+#include <unistd.h>
 
 #include "engine/err.h"
 
 enum {
-    BLOCK_BYTES = 96 * 1024, /* widened rows per block: about half of L2 would do; stay small */
-    TASKS_PER_THREAD = 4,    /* for balance when row ranges cost the same */
+    DEFAULT_BLOCK = 192 * 1024, /* bytes per block when the cache size is unknown */
+    TASKS_PER_THREAD = 4,       /* for balance when row ranges cost the same */
 };
 
-/* Rows widened at once: a multiple of 4 whose floats fit BLOCK_BYTES (at least 4). */
-static int rows_per_block(int64_t cols)
+int64_t ops_block_bytes(void)
 {
-    int64_t rb = BLOCK_BYTES / (int64_t)(cols * sizeof(float));
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    int64_t b = l2 > 0 ? l2 / 10 : DEFAULT_BLOCK;
+    return b < 64 * 1024 ? 64 * 1024 : b > 256 * 1024 ? 256 * 1024 : b;
+}
+
+/* Rows widened at once: a multiple of 4 whose floats fill a block (4 to 64). */
+static int rows_per_block(const struct ops *o, int64_t cols)
+{
+    int64_t rb = (o->block_bytes ? o->block_bytes : DEFAULT_BLOCK) / (int64_t)(cols * sizeof(float));
     rb = rb / 4 * 4;
     return rb < 4 ? 4 : rb > 64 ? 64 : (int)rb;
+}
+
+/* Tokens per pass over a block of rows: their activations stay in L2 while each group of four
+ * rows, in L1, meets them all. */
+static int tokens_per_block(const struct ops *o, int64_t cols)
+{
+    int64_t tb = (o->block_bytes ? o->block_bytes : DEFAULT_BLOCK) / (int64_t)(cols * sizeof(float));
+    return tb < 4 ? 4 : (int)(tb / 4 * 4);
 }
 
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
@@ -25,12 +43,14 @@ void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, 
         o->k->direct(w, r0, (int)(r1 - r0), x, ldx, n, y, ldy);
         return;
     }
-    int rb = rows_per_block(w->cols);
+    int rb = rows_per_block(o, w->cols), tb = tokens_per_block(o, w->cols);
     float *buf = tp_scratch(o->tp, thread, (size_t)rb * (size_t)w->cols * sizeof(float));
     for (int64_t r = r0; r < r1; r += rb) {
         int nr = r1 - r < rb ? (int)(r1 - r) : rb;
         o->k->widen_rows(w, r, nr, buf, w->cols);
-        o->k->dot_tile(buf, w->cols, nr, x, ldx, n, (int)w->cols, y + (r - r0), ldy);
+        for (int t = 0; t < n; t += tb)
+            o->k->dot_tile(buf, w->cols, nr, x + t * ldx, ldx, n - t < tb ? n - t : tb,
+                           (int)w->cols, y + t * ldy + (r - r0), ldy);
     }
 }
 

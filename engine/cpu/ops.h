@@ -16,7 +16,11 @@
 struct ops {
     struct tp *tp;                /* never NULL */
     const struct simd_kernels *k; /* never NULL */
+    int64_t block_bytes;          /* widened rows, and activations, per cache block; 0: 192 KiB */
 };
+
+/* A block size for this machine's L2 (a tenth of it, 64 to 256 KiB): two blocks stay in L2. */
+int64_t ops_block_bytes(void);
 
 /* y[t][o - r0] = Σ_i W[o][i] · x[t][i] for o in [r0, r1), t < n; rows split across the pool. */
 void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, int64_t r1,

@@ -37,6 +37,8 @@ struct simd_kernels {
      * tokens (decode batches); beyond, widening once per row block and tiling is cheaper. */
     void (*direct)(const struct weight *w, int64_t r0, int nr, const float *x, int64_t ldx,
                    int nt, float *y, int64_t ldy);
+    /* x[0..n) ← softmax(scale · x) (engine/cpu/softmax.h). */
+    void (*softmax)(float *x, int n, float scale);
 };
 
 enum { SIMD_DIRECT_MAX = 32 };

@@ -12,6 +12,7 @@
 
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/ops.h"
+#include "engine/cpu/softmax.h"
 
 static const char *set_names[] = {"scalar", "avx2", "avx512"};
 
@@ -187,7 +188,7 @@ START_TEST(matmul_threads)
         cpu_matmul_rows(&w, 3, 203, x, 259, n, ref, 200);
         for (int th = 1; th <= 3; th++) {
             struct tp *tp = tp_create(th);
-            struct ops o = {tp, k};
+            struct ops o = {.tp = tp, .k = k};
             y[th - 1] = calloc((size_t)n * 200, sizeof(float));
             ops_matmul_rows(&o, &w, 3, 203, x, 259, n, y[th - 1], 200);
             tp_destroy(tp);
@@ -230,6 +231,32 @@ START_TEST(direct_bit_identical)
 }
 END_TEST
 
+/* softmax matches the scalar reference (expf, a sum in order) within 1e-5 of each probability
+ * (plus 1e-37 absolute: the vector exp may flush results below ~1e-38 to zero), over rows of
+ * every length up to 300 whose spread reaches past float's range, and sums to 1. */
+START_TEST(softmax_close)
+{
+    const struct simd_kernels *k = simd_by_name(set_names[_i]);
+    if (!k) return;
+    for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
+        float *x = rand_vec((size_t)n), *ref = malloc((size_t)n * sizeof *ref);
+        for (int i = 0; i < n; i++) x[i] *= (i % 5 == 0) ? 60.0f : 3.0f;
+        float scale = 0.125f + 1.5f * fabsf(rnd());
+        memcpy(ref, x, (size_t)n * sizeof *ref);
+        softmax_scalar(ref, n, scale);
+        k->softmax(x, n, scale);
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            ck_assert_msg(fabsf(x[i] - ref[i]) <= 1e-5f * ref[i] + 1e-37f, "%s n=%d [%d]: %g vs %g",
+                          k->name, n, i, x[i], ref[i]);
+            sum += x[i];
+        }
+        ck_assert_msg(fabs(sum - 1.0) < 1e-5, "%s n=%d: sum %g", k->name, n, sum);
+        free(x), free(ref);
+    }
+}
+END_TEST
+
 /* The pool runs every task exactly once, many times in a row. */
 static void count_task(void *arg, int task, int thread)
 {
@@ -263,6 +290,7 @@ int main(void)
     tcase_add_loop_test(tc, matmul_threads, 0, n_sets);
     tcase_add_loop_test(tc, direct_bit_identical, 0, n_sets);
     tcase_add_loop_test(tc, axpy_rows_identical, 0, n_sets);
+    tcase_add_loop_test(tc, softmax_close, 0, n_sets);
     tcase_add_test(tc, pool_runs_each_task_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
