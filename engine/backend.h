@@ -23,8 +23,11 @@ struct backend;
 enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 
 /* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
- * every kernel is checked against. FAST: DeepSeek's FP8 recipe (not available yet). */
-enum numerics { NUMERICS_REF, NUMERICS_FAST };
+ * every kernel is checked against. BF16: matmuls of BF16 weights take activations rounded to
+ * BF16 with F32 sums, where the backend has faster kernels for that (CPU: AMX, AVX-512-BF16 —
+ * engine/cpu/matrix.h); everything else as REF. FAST: DeepSeek's FP8 recipe (not available
+ * yet). */
+enum numerics { NUMERICS_REF, NUMERICS_BF16, NUMERICS_FAST };
 
 struct backend_opts {
     enum numerics numerics;

@@ -28,7 +28,7 @@ static void logits_usage(FILE *f)
 {
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
-               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|fast]\n"
+               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|bf16|fast]\n"
                "                    [--gpus LIST]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
@@ -38,7 +38,7 @@ static void logits_usage(FILE *f)
                "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
-               "  --numerics M    step arithmetic: ref (default) or fast\n"
+               "  --numerics M    step arithmetic: ref (default: exact F32), bf16 or fast\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n");
 }
 
@@ -94,6 +94,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             break;
         case 'N':
             if (strcmp(optarg, "ref") == 0) o->numerics = NUMERICS_REF;
+            else if (strcmp(optarg, "bf16") == 0) o->numerics = NUMERICS_BF16;
             else if (strcmp(optarg, "fast") == 0) o->numerics = NUMERICS_FAST;
             else return -1;
             break;

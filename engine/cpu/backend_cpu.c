@@ -8,6 +8,7 @@
 #include "engine/backend.h"
 #include "engine/cpu/forward.h"
 #include "engine/cpu/kv_cache.h"
+#include "engine/cpu/matrix.h"
 #include "engine/cpu/simd.h"
 #include "engine/cpu/threadpool.h"
 
@@ -57,6 +58,22 @@ static int make_kv(struct backend *b, const struct backend_opts *o, struct err *
     return 0;
 }
 
+/* Picks the matrix set under numerics bf16 and names the kernels in the stats: "CPU, 2 threads,
+ * avx512 kernels, amx for BF16 weights". */
+static void describe(struct backend *b, int bf16)
+{
+    double rate = 0;
+    const struct matrix_kernels *mx = bf16 ? matrix_best(&rate) : NULL;
+    int n = snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels",
+                     tp_size(b->tp), simd_best()->name);
+    fwd_use_matrix(b->fwd, mx);
+    if (mx)
+        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", %s for BF16 weights", mx->name);
+    else if (bf16 && rate > 0)
+        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n,
+                 " (AVX-512-BF16 dot products run %.2fx F32 FMA here: F32 kept)", rate);
+}
+
 static void cpu_destroy(struct backend *b)
 {
     if (!b) return;
@@ -68,8 +85,9 @@ static void cpu_destroy(struct backend *b)
 
 static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
 {
-    if (o->numerics != NUMERICS_REF)
-        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use 'ref'"), NULL;
+    if (o->numerics == NUMERICS_FAST)
+        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use "
+                          "'bf16' or 'ref'"), NULL;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
     if (make_kv(b, o, e) != 0) {
@@ -80,8 +98,7 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     b->tp = tp_create(o->threads);
     b->fwd = fwd_create(m, o->max_tokens, b->tp);
     b->st.weight_bytes = m->st.n_bytes; /* mapped in place, not copied */
-    snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels", tp_size(b->tp),
-             simd_best()->name);
+    describe(b, o->numerics == NUMERICS_BF16);
     return b;
 }
 

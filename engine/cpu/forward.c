@@ -104,6 +104,11 @@ void fwd_destroy(struct fwd *f)
     free(f);
 }
 
+void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx)
+{
+    f->ops.mx = mx;
+}
+
 /* The cache was made for this model. */
 static int check_cache(const struct fwd *f, const struct kv_cache *kv, struct err *e)
 {

@@ -11,6 +11,7 @@
 #include "engine/batch.h"
 #include "engine/err.h"
 #include "engine/cpu/kv_cache.h"
+#include "engine/cpu/matrix.h"
 #include "engine/model/model.h"
 #include "engine/cpu/threadpool.h"
 
@@ -20,6 +21,10 @@ struct fwd;
  * until fwd_destroy); NULL makes a private single-thread pool. */
 struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp);
 void fwd_destroy(struct fwd *f);
+
+/* Runs the matmuls of BF16 weights with the matrix set mx (numerics bf16: engine/cpu/matrix.h);
+ * NULL, as created: everything in F32. */
+void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx);
 
 /* Runs the batch; logits receives batch_n_logits(b) rows of vocab_size floats, in batch order.
  * The caller has checked the batch against this forward's max_tokens and the cache (batch_check);

@@ -36,9 +36,44 @@ static int tokens_per_block(const struct ops *o, int64_t cols)
     return tb < 4 ? 4 : (int)(tb / 4 * 4);
 }
 
+/* Rows a matrix-set gemm call takes: their BF16 stays in L2 while the tokens pass. */
+static int mx_rows_per_call(const struct ops *o, int64_t cols)
+{
+    int64_t rb = (o->block_bytes ? o->block_bytes : DEFAULT_BLOCK) / (int64_t)(cols * 2);
+    rb = rb / 32 * 32;
+    return rb < 32 ? 32 : rb > 256 ? 256 : (int)rb;
+}
+
+static int takes_mx(const struct ops *o, const struct weight *w)
+{
+    return o->mx && w->dtype == DT_BF16;
+}
+
+/* Rows [r0, r1) of a BF16 weight against activations packed by the matrix set. */
+static void mx_rows(const struct ops *o, const struct weight *w, int64_t r0, int64_t r1,
+                    const void *xp, int n, float *y, int64_t ldy, void *scratch)
+{
+    int rb = mx_rows_per_call(o, w->cols), k = (int)w->cols;
+    for (int64_t r = r0; r < r1; r += rb)
+        o->mx->gemm((const uint16_t *)w->data + r * w->cols, w->cols, r1 - r < rb ? (int)(r1 - r) : rb,
+                    xp, n, k, y + (r - r0), ldy, scratch);
+}
+
+static size_t align64(size_t n)
+{
+    return (n + 63) / 64 * 64;
+}
+
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                        int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
+    if (takes_mx(o, w)) { /* pack here: one task's own matmul */
+        size_t xb = align64(o->mx->packed_bytes(n, (int)w->cols));
+        char *buf = tp_scratch(o->tp, thread, xb + o->mx->scratch_bytes((int)w->cols));
+        o->mx->pack(x, ldx, n, (int)w->cols, buf);
+        mx_rows(o, w, r0, r1, buf, n, y, ldy, buf + xb);
+        return;
+    }
     if (o->k->direct && n <= SIMD_DIRECT_MAX && w->dtype != DT_F16) {
         o->k->direct(w, r0, (int)(r1 - r0), x, ldx, n, y, ldy);
         return;
@@ -54,6 +89,44 @@ void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, 
     }
 }
 
+/* ---- activations packed once for a whole loop ------------------------------------------------ */
+
+enum { PACK_TOKENS = 16, PACK_PARALLEL = 64 }; /* tokens per packing task; fewer: the caller */
+
+struct pack_job {
+    const struct matrix_kernels *mx;
+    const float *x;
+    int64_t ldx;
+    int n, k;
+    char *xp;
+};
+
+static void pack_task(void *arg, int task, int thread)
+{
+    const struct pack_job *j = arg;
+    int t = task * PACK_TOKENS, m = j->n - t < PACK_TOKENS ? j->n - t : PACK_TOKENS;
+    j->mx->pack(j->x + t * j->ldx, j->ldx, m, j->k, j->xp + j->mx->packed_bytes(t, j->k));
+}
+
+/* x rounded and laid out for o->mx in the pool's shared buffer (in parallel when long). */
+static const void *pack_shared(const struct ops *o, const float *x, int64_t ldx, int n, int k)
+{
+    struct pack_job j = {o->mx, x, ldx, n, k, tp_shared_scratch(o->tp, o->mx->packed_bytes(n, k))};
+    if (n < PACK_PARALLEL) o->mx->pack(x, ldx, n, k, j.xp);
+    else tp_run(o->tp, (n + PACK_TOKENS - 1) / PACK_TOKENS, pack_task, &j);
+    return j.xp;
+}
+
+/* A loop task's share of rows: the matrix set's gemm on the shared packed activations, or the
+ * F32 kernels. */
+static void rows_task(const struct ops *o, int thread, const struct weight *w, int64_t a,
+                      int64_t b, const float *x, int64_t ldx, const void *xp, int n, float *y,
+                      int64_t ldy)
+{
+    if (xp) mx_rows(o, w, a, b, xp, n, y, ldy, tp_scratch(o->tp, thread, o->mx->scratch_bytes((int)w->cols)));
+    else ops_matmul_serial(o, thread, w, a, b, x, ldx, n, y, ldy);
+}
+
 struct mm_job {
     const struct ops *o;
     const struct weight *w;
@@ -62,6 +135,7 @@ struct mm_job {
     int64_t ldx, ldy;
     int n;
     float *y;
+    const void *xp; /* packed activations, or NULL */
 };
 
 static void mm_task(void *arg, int task, int thread)
@@ -69,7 +143,7 @@ static void mm_task(void *arg, int task, int thread)
     const struct mm_job *j = arg;
     int64_t a = j->r0 + (int64_t)task * j->chunk;
     int64_t b = a + j->chunk < j->r1 ? a + j->chunk : j->r1;
-    ops_matmul_serial(j->o, thread, j->w, a, b, j->x, j->ldx, j->n, j->y + (a - j->r0), j->ldy);
+    rows_task(j->o, thread, j->w, a, b, j->x, j->ldx, j->xp, j->n, j->y + (a - j->r0), j->ldy);
 }
 
 void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, int64_t r1,
@@ -79,7 +153,8 @@ void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, in
     int64_t chunk = (rows + want - 1) / want;
     chunk = (chunk + 3) / 4 * 4;
     if (chunk < 16) chunk = 16;
-    struct mm_job j = {o, w, r0, r1, chunk, x, ldx, ldy, n, y};
+    struct mm_job j = {o, w, r0, r1, chunk, x, ldx, ldy, n, y, NULL};
+    if (takes_mx(o, w)) j.xp = pack_shared(o, x, ldx, n, (int)w->cols);
     tp_run(o->tp, (int)((rows + chunk - 1) / chunk), mm_task, &j);
 }
 
@@ -98,6 +173,7 @@ struct many_job {
     const float *x;
     int64_t chunk;
     int first[MANY_MAX + 1]; /* first task of each weight */
+    const void *xp;          /* packed activations, when every weight takes the matrix set */
 };
 
 static void many_task(void *arg, int task, int thread)
@@ -107,7 +183,7 @@ static void many_task(void *arg, int task, int thread)
     while (task >= j->first[i + 1]) i++;
     const struct weight *w = j->w[i];
     int64_t a = (int64_t)(task - j->first[i]) * j->chunk, b = a + j->chunk < w->rows ? a + j->chunk : w->rows;
-    ops_matmul_serial(j->o, thread, w, a, b, j->x, w->cols, j->n, j->y[i] + a, w->rows);
+    rows_task(j->o, thread, w, a, b, j->x, w->cols, j->xp, j->n, j->y[i] + a, w->rows);
 }
 
 void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *const *y, int n_w,
@@ -117,7 +193,10 @@ void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *
     int64_t rows = 0, want = (int64_t)tp_size(o->tp) * TASKS_PER_THREAD;
     for (int i = 0; i < n_w; i++) rows += w[i]->rows;
     int64_t chunk = ((rows + want - 1) / want + 3) / 4 * 4;
-    struct many_job j = {o, w, y, n_w, n, x, chunk < 16 ? 16 : chunk, {0}};
+    struct many_job j = {o, w, y, n_w, n, x, chunk < 16 ? 16 : chunk, {0}, NULL};
+    int all_mx = 1;
+    for (int i = 0; i < n_w; i++) all_mx &= takes_mx(o, w[i]);
+    if (all_mx) j.xp = pack_shared(o, x, w[0]->cols, n, (int)w[0]->cols);
     for (int i = 0; i < n_w; i++) j.first[i + 1] = j.first[i] + (int)((w[i]->rows + j.chunk - 1) / j.chunk);
     tp_run(o->tp, j.first[n_w], many_task, &j);
 }

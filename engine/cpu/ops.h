@@ -3,20 +3,24 @@
  *
  * Work is split by output rows only: every output element is one dot product computed whole by
  * one thread in the kernel set's fixed order, so results are the same for any thread count and
- * any batch (batch invariance, tested in tests/engine/test_forward.c). */
+ * any batch (batch invariance, tested in tests/engine/test_forward.c). With a matrix set (mx),
+ * matmuls of BF16 weights round the activations to BF16 once (engine/cpu/matrix.h) — for all
+ * tasks of a loop at once — and run the set's gemm; other dtypes keep the F32 kernels. */
 #ifndef SEEKD_OPS_H
 #define SEEKD_OPS_H
 
 #include <stdint.h>
 
 #include "engine/model/model.h"
+#include "engine/cpu/matrix.h"
 #include "engine/cpu/simd.h"
 #include "engine/cpu/threadpool.h"
 
 struct ops {
-    struct tp *tp;                /* never NULL */
-    const struct simd_kernels *k; /* never NULL */
-    int64_t block_bytes;          /* widened rows, and activations, per cache block; 0: 192 KiB */
+    struct tp *tp;                   /* never NULL */
+    const struct simd_kernels *k;    /* never NULL */
+    int64_t block_bytes;             /* widened rows, and activations, per cache block; 0: 192 KiB */
+    const struct matrix_kernels *mx; /* BF16 weights' matmuls (numerics bf16); NULL: all F32 */
 };
 
 /* A block size for this machine's L2 (a tenth of it, 64 to 256 KiB): two blocks stay in L2. */

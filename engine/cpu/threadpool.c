@@ -34,7 +34,7 @@ struct tp_job {
 struct tp {
     int n_threads;
     pthread_t *workers;     /* [n_threads - 1] */
-    struct tp_slot *slots;  /* [n_threads] */
+    struct tp_slot *slots;  /* [n_threads + 1]: one per thread, then the shared buffer */
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* workers wait here for a new loop */
     pthread_cond_t done_cv; /* the caller waits here for the last task of a loop */
@@ -119,7 +119,7 @@ struct tp *tp_create(int n_threads)
     if (n_threads <= 0) n_threads = 1;
     struct tp *tp = xcalloc(1, sizeof *tp);
     tp->n_threads = n_threads;
-    tp->slots = xcalloc((size_t)n_threads, sizeof *tp->slots);
+    tp->slots = xcalloc((size_t)n_threads + 1, sizeof *tp->slots);
     tp->workers = xcalloc((size_t)n_threads, sizeof *tp->workers);
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
@@ -141,7 +141,7 @@ void tp_destroy(struct tp *tp)
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
     for (int i = 1; i < tp->n_threads; i++) pthread_join(tp->workers[i - 1], NULL);
-    for (int i = 0; i < tp->n_threads; i++) free(tp->slots[i].buf);
+    for (int i = 0; i <= tp->n_threads; i++) free(tp->slots[i].buf);
     pthread_cond_destroy(&tp->cv);
     pthread_cond_destroy(&tp->done_cv);
     pthread_mutex_destroy(&tp->mu);
@@ -183,10 +183,9 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
     pthread_mutex_unlock(&tp->mu);
 }
 
-void *tp_scratch(struct tp *tp, int thread, size_t bytes)
+/* Slot i's buffer, grown to at least bytes. */
+static void *slot_buffer(struct tp_slot *s, size_t bytes)
 {
-    if (!tp) ERR_FATAL("tp_scratch needs a pool");
-    struct tp_slot *s = &tp->slots[thread];
     if (s->cap < bytes) {
         free(s->buf);
         size_t cap = (bytes + 63) / 64 * 64;
@@ -194,4 +193,16 @@ void *tp_scratch(struct tp *tp, int thread, size_t bytes)
         s->cap = cap;
     }
     return s->buf;
+}
+
+void *tp_scratch(struct tp *tp, int thread, size_t bytes)
+{
+    if (!tp) ERR_FATAL("tp_scratch needs a pool");
+    return slot_buffer(&tp->slots[thread], bytes);
+}
+
+void *tp_shared_scratch(struct tp *tp, size_t bytes)
+{
+    if (!tp) ERR_FATAL("tp_shared_scratch needs a pool");
+    return slot_buffer(&tp->slots[tp->n_threads], bytes);
 }

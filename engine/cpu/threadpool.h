@@ -29,4 +29,9 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg);
  * the thread `thread` may use its buffer, and only inside a task. */
 void *tp_scratch(struct tp *tp, int thread, size_t bytes);
 
+/* A buffer of at least `bytes`, 64-byte aligned, that the caller fills between loops and the
+ * tasks of the next loop read (activations prepared once for all of them). Kept between calls;
+ * only the caller may ask for it, never inside a task. */
+void *tp_shared_scratch(struct tp *tp, size_t bytes);
+
 #endif

@@ -45,6 +45,34 @@ def test_logits_bad_flags(binary, tmp_path):
         assert p.returncode == 2, args
 
 
+def test_logits_bf16_numerics(binary, tmp_path):
+    """`--numerics bf16` runs end to end through each BF16 matrix set — the AMX driver over the
+    emulated tile instructions on any CPU, AVX-512-BF16 where the CPU has it, whatever this CPU
+    picks itself — and stays close to the F32 reference (activations rounded to BF16 move the
+    logits by about 2^-9 each: 1e-2 of the largest logit)."""
+    import numpy as np
+    model = FIXTURES / "models" / "v3-bf16-sharded"
+
+    def run(name, *args, env=None):
+        p = subprocess.run([binary, "logits", "--model", str(model), "--tokens", "1,2,3,4,5,6,7,8",
+                            "--backend", "cpu", "--out", str(tmp_path / name), *args],
+                           capture_output=True, text=True, timeout=300, env=env)
+        assert p.returncode == 0, p.stderr
+        return np.load(tmp_path / name)
+
+    ref = run("ref.npy")
+    for matrix in ("amx-emulated", "avx512bf16", None):
+        env = dict(os.environ)
+        env.pop("SEEKD_MATRIX", None)
+        if matrix:
+            env["SEEKD_MATRIX"] = matrix
+        got = run(f"bf16-{matrix}.npy", "--numerics", "bf16", env=env)
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1e-2 * np.abs(ref).max(), matrix
+        if matrix == "amx-emulated":  # it ran: rounding shows
+            assert (got != ref).any()
+
+
 def test_logits_fast_refused(binary, tmp_path):
     p = logits(binary, "--backend", "cpu", "--numerics", "fast", out=tmp_path / "x.npy")
     assert p.returncode == 1 and "numerics 'fast'" in p.stderr

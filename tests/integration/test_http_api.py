@@ -127,7 +127,8 @@ def test_still_serving_after_errors(server):
 
 
 def test_greedy_chat_equals_logits_argmax(server, tmp_path):
-    """A greedy chat request yields exactly the tokens of argmax decoding with `seekd logits`."""
+    """A greedy chat request yields exactly the tokens of argmax decoding with `seekd logits`
+    in the server's arithmetic (numerics bf16, the serving default)."""
     import subprocess
 
     import numpy as np
@@ -146,7 +147,8 @@ def test_greedy_chat_equals_logits_argmax(server, tmp_path):
     for _ in range(len(got)):
         out = tmp_path / "l.npy"
         subprocess.run([str(BINARIES["release"]), "logits", "--model", str(SERVE_MODEL),
-                        "--tokens", ",".join(map(str, ids)), "--out", str(out)], check=True)
+                        "--tokens", ",".join(map(str, ids)), "--out", str(out),
+                        "--numerics", "bf16"], check=True)
         ids.append(int(np.load(out)[-1].argmax()))
     assert got == ids[len(prompt):]
     # the user's control-token spelling stayed text: the prompt holds one Assistant marker only
