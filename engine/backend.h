@@ -39,6 +39,7 @@ struct backend_opts {
                                * weights; ignored when kv_blocks > 0 */
     int64_t kv_blocks;        /* > 0: exactly this many blocks */
     int threads;              /* CPU worker threads; 0: one per core */
+    int huge_pages;           /* CPU: move the weights into anonymous huge pages at create */
     const int *devices;       /* CUDA device ordinals; n_devices 0: device 0 */
     int n_devices;
     const struct load_progress *progress; /* weight upload reports; NULL: none */

@@ -386,6 +386,7 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .max_logits = o->max_num_seqs, .block_size = o->block_size,
                               .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
                               .kv_memory = o->kv_cache_memory, .threads = o->threads,
+                              .huge_pages = o->huge_pages,
                               .devices = o->devices, .n_devices = o->n_devices,
                               .progress = o->progress};
     eng->bops = o->backend ? o->backend : backend_cpu();

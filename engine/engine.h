@@ -33,6 +33,7 @@ struct engine_opts {
     int enable_prefix_caching;
     int max_queued_requests;    /* admission bound: submissions beyond it are refused */
     int threads;                /* CPU worker threads; 0: all cores */
+    int huge_pages;             /* CPU: weights in anonymous huge pages (st_move_to_huge_pages) */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
     enum numerics numerics;     /* arithmetic of a step (engine/backend.h) */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */

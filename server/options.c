@@ -115,6 +115,8 @@ static const struct opt_def opt_table[] = {
      .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
     {INT(threads), .flag = "--threads", .def = "0", .min = 0, .max = 4096, .group = "Engine",
      .metavar = "N", .help = "CPU worker threads; 0 = one per core"},
+    {BOOL(huge_pages), .flag = "--huge-pages", .def = "true", .group = "Engine",
+     .help = "CPU: hold the weights in huge pages (a private copy; the page cache is let go)"},
     {ENUM(backend, enum opt_backend, backends), .flag = "--backend", .def = "auto",
      .group = "Engine", .help = "what runs the model; auto = CUDA when a usable GPU exists, else CPU"},
     {STR(gpus), .flag = "--gpus", .def = "", .check = check_gpus, .group = "Engine",

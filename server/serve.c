@@ -56,6 +56,7 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
         .threads = o->threads,
+        .huge_pages = o->huge_pages,
         .numerics = o->numerics == OPT_NUMERICS_FAST   ? NUMERICS_FAST
                     : o->numerics == OPT_NUMERICS_BF16 ? NUMERICS_BF16
                                                        : NUMERICS_REF,

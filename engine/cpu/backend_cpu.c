@@ -19,6 +19,8 @@ struct backend {
     struct kv_cache *kv;
     struct batch_limits lim;
     struct backend_stats st;
+    int huge;             /* the weights were moved into huge pages */
+    char huge_failed[64]; /* why not, when asked */
 };
 
 static int cpu_usable(char *why, size_t n_why)
@@ -68,10 +70,43 @@ static void describe(struct backend *b, int bf16)
                      tp_size(b->tp), simd_best()->name);
     fwd_use_matrix(b->fwd, mx);
     if (mx)
-        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", %s for BF16 weights", mx->name);
+        n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", %s for BF16 weights", mx->name);
     else if (bf16 && rate > 0)
-        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n,
-                 " (AVX-512-BF16 dot products run %.2fx F32 FMA here: F32 kept)", rate);
+        n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n,
+                      " (AVX-512-BF16 dots %.2fx F32 FMA here: F32 kept)", rate);
+    if (n < (int)sizeof b->st.device && (b->huge || b->huge_failed[0]))
+        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, b->huge ? ", weights in huge-page memory"
+                 : ", weights mapped (huge pages: %s)", b->huge_failed);
+}
+
+struct read_report {
+    const struct load_progress *p;
+    const struct model *m;
+    double last; /* seconds() of the last report */
+};
+
+static double seconds(void);
+
+/* Progress of the read, at most once a second (a small model reports nothing). */
+static void read_report(void *arg, uint64_t done, uint64_t total)
+{
+    struct read_report *r = arg;
+    struct load_status s = {"reading the weights into huge pages", r->m->st.n_tensors,
+                            r->m->st.n_tensors, done, total};
+    if (!r->p || !r->p->fn || seconds() - r->last < 1.0) return;
+    r->last = seconds();
+    r->p->fn(r->p->arg, &s);
+}
+
+/* The weights moved into anonymous huge pages, where the kernel gives them: the bytes stay at
+ * their addresses (the model's pointers hold), only the pages behind them change. */
+static int huge_pages(struct backend *b, const struct load_progress *p, struct err *e)
+{
+    struct read_report r = {p, b->m, seconds()};
+    struct st_read_report rep = {read_report, &r};
+    if (st_move_to_huge_pages((struct st_set *)&b->m->st, &rep, e) != 0) return -1;
+    b->huge = 1;
+    return 0;
 }
 
 static void cpu_destroy(struct backend *b)
@@ -90,6 +125,9 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
                           "'bf16' or 'ref'"), NULL;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
+    struct err he = {{0}};
+    if (o->huge_pages && huge_pages(b, o->progress, &he) != 0) /* the mapping still serves */
+        snprintf(b->huge_failed, sizeof b->huge_failed, "%s", he.msg);
     if (make_kv(b, o, e) != 0) {
         cpu_destroy(b);
         return NULL;
@@ -97,7 +135,7 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     backend_limits(m, o, b->st.n_blocks, &b->lim);
     b->tp = tp_create(o->threads);
     b->fwd = fwd_create(m, o->max_tokens, b->tp);
-    b->st.weight_bytes = m->st.n_bytes; /* mapped in place, not copied */
+    b->st.weight_bytes = m->st.n_bytes; /* mapped in place, or moved into huge pages: one copy */
     describe(b, o->numerics == NUMERICS_BF16);
     return b;
 }

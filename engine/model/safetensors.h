@@ -1,7 +1,8 @@
 /* safetensors: maps checkpoint files and validates their headers.
  *
  * A checkpoint is one model.safetensors or several shards listed by model.safetensors.index.json.
- * Files are mmapped read-only; tensors point into the mapping, in their stored dtype. Every header
+ * Files are mmapped read-only at 2 MiB-aligned addresses (huge pages advised); tensors point into
+ * the mapping, in their stored dtype. Every header
  * field is checked (length, JSON, dtype, shape, offsets, overlap) before any tensor is handed
  * out, so a broken file gives a message and never an out-of-bounds read. */
 #ifndef SEEKD_SAFETENSORS_H
@@ -52,6 +53,17 @@ int st_finish(struct st_set *s, struct err *e);
 
 /* The tensor of that name, or NULL. */
 struct st_tensor *st_find(const struct st_set *s, const char *name);
+
+/* Moves every file's bytes from the page cache into anonymous memory backed by huge pages where
+ * the kernel gives them (transparent huge pages: madvise or always), at the same addresses, and
+ * lets the page cache go: no more memory than the mapping, but read whole at once, private to
+ * this process, and read again from the file by the next one. Weights read that way stream
+ * faster: a 4 KiB page is a TLB miss, and the hardware prefetchers stop at its end. */
+struct st_read_report {
+    void (*fn)(void *arg, uint64_t done, uint64_t total); /* bytes read so far, of all files */
+    void *arg;
+};
+int st_move_to_huge_pages(struct st_set *s, const struct st_read_report *r, struct err *e);
 
 void st_close(struct st_set *s);
 

@@ -221,6 +221,36 @@ START_TEST(sharded_ok)
 }
 END_TEST
 
+static void count_read(void *arg, uint64_t done, uint64_t total)
+{
+    ((uint64_t *)arg)[0] = done, ((uint64_t *)arg)[1] = total;
+}
+
+/* Moving the files into huge-page memory keeps every tensor at its address with its bytes, the
+ * mappings 2 MiB-aligned, and reports the bytes read. */
+START_TEST(moved_to_huge_pages)
+{
+    struct err e = {{0}};
+    struct st_set s;
+    write_shard("model-00001-of-00002.safetensors", "x");
+    write_shard("model-00002-of-00002.safetensors", "y");
+    write_index("\"x\":\"model-00001-of-00002.safetensors\",\"y\":\"model-00002-of-00002.safetensors\"");
+    ck_assert_msg(st_open_dir(&s, dir, &e) == 0, "%s", e.msg);
+    const void *px = st_find(&s, "x")->data, *py = st_find(&s, "y")->data;
+    unsigned char bx[16], by[16];
+    memcpy(bx, px, 16), memcpy(by, py, 16);
+    uint64_t seen[2] = {0, 0}, total = s.files[0].size + s.files[1].size;
+    struct st_read_report r = {count_read, seen};
+    for (int i = 0; i < s.n_files; i++) ck_assert_int_eq((uintptr_t)s.files[i].map % (2u << 20), 0);
+    ck_assert_msg(st_move_to_huge_pages(&s, &r, &e) == 0, "%s", e.msg);
+    ck_assert_ptr_eq(st_find(&s, "x")->data, px);
+    ck_assert_ptr_eq(st_find(&s, "y")->data, py);
+    ck_assert(memcmp(px, bx, 16) == 0 && memcmp(py, by, 16) == 0);
+    ck_assert(seen[0] == total && seen[1] == total);
+    st_close(&s);
+}
+END_TEST
+
 static void expect_index_fail(const char *frag1, const char *frag2)
 {
     struct err e = {{0}};
@@ -297,7 +327,8 @@ int main(void)
                       unknown_dtype, size_mismatch, negative_shape, huge_shape, reversed_offsets,
                       bad_offsets_form, overlap, misaligned, missing_everything, sharded_ok,
                       sharded_missing_file, sharded_wrong_file, sharded_listed_but_absent, sharded_unlisted_tensor,
-                      sharded_duplicate_tensor, sharded_path_escape, sharded_bad_index};
+                      sharded_duplicate_tensor, sharded_path_escape, sharded_bad_index,
+                      moved_to_huge_pages};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return check_run(s, 1);
