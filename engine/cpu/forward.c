@@ -130,27 +130,43 @@ static void embed(struct fwd *f, const struct batch *b)
         rope_angles(&f->rope, f->pos[t], f->cos + (size_t)t * np, f->sin + (size_t)t * np);
 }
 
-/* Query projection (and kv_a, in the same loop), then RoPE on each head's last dr channels, which
- * are also copied behind the head's absorbed query (qlat). */
-static void attn_query(struct fwd *f, const struct layer *L, int T)
+/* The query's first matmul (all of q without q_lora) and kv_a, in one loop; cq normed. */
+static void attn_project(struct fwd *f, const struct layer *L, int T)
+{
+    const struct model_config *c = f->c;
+    const struct weight *w[2] = {c->q_lora_rank ? &L->q_a : &L->q, &L->kv_a};
+    float *y[2] = {c->q_lora_rank ? f->cq : f->q, f->kva};
+    ops_matmul_many(&f->ops, w, y, 2, f->xn, T);
+    if (c->q_lora_rank)
+        cpu_rmsnorm(f->cq, &L->q_a_norm, T, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps,
+                    f->cq, c->q_lora_rank);
+}
+
+/* RoPE on the last dr channels of heads [h0, h1) of every token, copied behind each head's
+ * absorbed query (qlat). */
+static void query_rope(struct fwd *f, int h0, int h1, int T)
 {
     const struct model_config *c = f->c;
     int H = c->n_heads, qk = config_qk_head_dim(c), dn = c->qk_nope_head_dim;
-    const struct weight *w[2] = {c->q_lora_rank ? &L->q_a : &L->q, &L->kv_a};
-    float *y[2] = {c->q_lora_rank ? f->cq : f->q, f->kva};
-    ops_matmul_many(&f->ops, w, y, 2, f->xn, T); /* the query's first matmul and kv_a at once */
-    if (c->q_lora_rank) {
-        cpu_rmsnorm(f->cq, &L->q_a_norm, T, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps,
-                    f->cq, c->q_lora_rank);
-        ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
-    }
     int np = f->rope.n_pairs, dc = c->kv_lora_rank, W = config_kv_width(c);
     for (int t = 0; t < T; t++)
-        for (int h = 0; h < H; h++) {
+        for (int h = h0; h < h1; h++) {
             float *qr = f->q + ((size_t)t * H + h) * qk + dn;
             rope_apply(qr, np, f->cos + (size_t)t * np, f->sin + (size_t)t * np);
             memcpy(f->qlat + ((size_t)t * H + h) * W + dc, qr, (size_t)(W - dc) * sizeof(float));
         }
+}
+
+/* q = W_qb cq for heads [h0, h1) of every token, by the calling task (the same sums as
+ * ops_matmul's), then RoPE. */
+static void query_heads(struct fwd *f, const struct layer *L, int thread, int h0, int h1, int T)
+{
+    const struct model_config *c = f->c;
+    int qk = config_qk_head_dim(c);
+    if (c->q_lora_rank)
+        ops_matmul_serial(&f->ops, thread, &L->q_b, (int64_t)h0 * qk, (int64_t)h1 * qk, f->cq,
+                          c->q_lora_rank, T, f->q + (size_t)h0 * qk, (int64_t)c->n_heads * qk);
+    query_rope(f, h0, h1, T);
 }
 
 /* Latent and rope key of each new token (f->kva, from attn_query), normed and rotated, stored in
@@ -182,11 +198,10 @@ struct attn_job {
     int group;   /* heads per task */
     int n_heads; /* head groups: tasks per token group */
     int n_units; /* token groups: runs of up to TOKEN_GROUP tokens of one sequence (f->unit) */
-    int whole;   /* each task also absorbs its query and applies W_UV (small batches) */
 };
 
 enum {
-    WHOLE_ATTN_T = 8,  /* batches up to this size run attention as one loop */
+    WHOLE_ATTN_T = 64, /* batches up to this size run attention as one loop over head groups */
     ATTN_ROWS = 256,   /* query rows (tokens x heads) per task: they share each widened block */
     TOKEN_GROUP = 16,  /* tokens of one sequence per task at most */
 };
@@ -307,32 +322,51 @@ static struct attn_part attn_plan(struct fwd *f, const struct attn_job *j, int t
     return a;
 }
 
-/* Softmax attention of a group of tokens over their sequence's cached positions, for a group of
- * heads — a task of the attention loop. The order of every operation on one (token, head) is the
- * same whatever else shares the task, so no result depends on the grouping or the batch. */
+/* Softmax attention of the part's tokens over their sequence's cached positions, for its heads.
+ * The order of every operation on one (token, head) is the same whatever else shares the part,
+ * so no result depends on the grouping or the batch. */
+static void attn_part_run(struct fwd *f, const struct attn_job *j, struct attn_part *a, int thread)
+{
+    int W = j->kv->width;
+    size_t n_sc = (size_t)(a->t1 - a->t0) * a->G * a->n_max;
+    a->scores = tp_scratch(f->ops.tp, thread, (n_sc + (size_t)j->kv->block_size * W) * sizeof(float));
+    a->buf = a->scores + n_sc;
+    attn_scores(f, j, a);
+    for (int t = a->t0; t < a->t1; t++)
+        for (int h = 0; h < a->G; h++)
+            f->ops.k->softmax(a->scores + ((size_t)(t - a->t0) * a->G + h) * a->n_max, f->pos[t] + 1,
+                              f->rope.softmax_scale);
+    attn_context(f, j, a);
+}
+
+/* A task of the attention loop: a group of tokens and a group of heads. */
 static void attn_task(void *arg, int task, int thread)
+{
+    const struct attn_job *j = arg;
+    struct attn_part a = attn_plan(j->f, j, task);
+    attn_part_run(j->f, j, &a, thread);
+}
+
+/* All of attention for a group of heads, every token — its query (W_qb and RoPE), the absorbed
+ * query, softmax attention a token group at a time, W_UV — the one loop of a small batch. */
+static void whole_task(void *arg, int task, int thread)
 {
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
-    int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, W = j->kv->width;
-    struct attn_part a = attn_plan(f, j, task);
-    size_t n_sc = (size_t)(a.t1 - a.t0) * a.G * a.n_max;
-    a.scores = tp_scratch(f->ops.tp, thread, (n_sc + (size_t)j->kv->block_size * W + (size_t)dn * dc) * sizeof(float));
-    a.buf = a.scores + n_sc;
-    for (int h = a.h0; h < a.h0 + a.G && j->whole; h++) {
-        float *w_uk = a.buf + (size_t)j->kv->block_size * W;
+    int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank;
+    int h0 = task * j->group, h1 = h0 + j->group < c->n_heads ? h0 + j->group : c->n_heads;
+    query_heads(f, j->L, thread, h0, h1, j->T);
+    for (int h = h0; h < h1; h++) {
+        float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
         f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
-        absorb(f, w_uk, a.t0, a.t1, h);
+        absorb(f, w_uk, 0, j->T, h);
     }
-    attn_scores(f, j, &a);
-    for (int t = a.t0; t < a.t1; t++)
-        for (int h = 0; h < a.G; h++)
-            f->ops.k->softmax(a.scores + ((size_t)(t - a.t0) * a.G + h) * a.n_max, f->pos[t] + 1,
-                              f->rope.softmax_scale);
-    attn_context(f, j, &a);
-    for (int h = a.h0; h < a.h0 + a.G && j->whole; h++) /* scratch is dead: value may reuse it */
-        value_rows(f, j->L, thread, a.t0, a.t1 - a.t0, h);
+    for (int u = 0; u < j->n_units; u++) {
+        struct attn_part a = attn_plan(f, j, u * j->n_heads + task);
+        attn_part_run(f, j, &a, thread);
+    }
+    for (int h = h0; h < h1; h++) value_rows(f, j->L, thread, 0, j->T, h);
 }
 
 /* attn[t][h] = W_UV_h ctx[t][h] for one head h (a task), every token. */
@@ -352,15 +386,27 @@ static int token_groups(struct fwd *f, const struct batch *b, int group)
     return n;
 }
 
-/* Multi-head latent attention of the whole batch; result in f->out. Parallel over heads (the
- * absorbed query, W_UV) and over (group of tokens, group of heads) for the softmax part. */
+/* Multi-head latent attention of the whole batch; result in f->out. A small batch runs it as one
+ * loop over groups of heads; a larger one as W_qb, then loops over heads (the absorbed query),
+ * over (group of tokens, group of heads) for the softmax part, and over heads (W_UV). */
 static void attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
                       const struct batch *b)
 {
     int T = b->n_tokens, H = f->c->n_heads, threads = tp_size(f->ops.tp);
-    attn_query(f, L, T);
+    attn_project(f, L, T);
     attn_write_kv(f, L, il, kv, b);
-    struct attn_job j = {f, L, kv, b, il, T, H, 1, 0, T <= WHOLE_ATTN_T};
+    struct attn_job j = {f, L, kv, b, il, T, H, 1, 0};
+    if (T <= WHOLE_ATTN_T) { /* four head groups per thread, for balance */
+        int n = 4 * threads < H ? 4 * threads : H;
+        j.group = (H + n - 1) / n;
+        j.n_units = token_groups(f, b, j.group);
+        j.n_heads = (H + j.group - 1) / j.group;
+        tp_run(f->ops.tp, j.n_heads, whole_task, &j);
+        ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
+        return;
+    }
+    if (f->c->q_lora_rank) ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
+    query_rope(f, 0, H, T);
     j.n_units = token_groups(f, b, H);
     /* few token groups: split the heads too, so that every thread has work (each task re-reads,
      * and for a BF16 cache widens, the context it attends) */
@@ -370,9 +416,9 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
         j.n_units = token_groups(f, b, j.group);
     }
     j.n_heads = (H + j.group - 1) / j.group;
-    if (!j.whole) tp_run(f->ops.tp, H, absorb_task, &j);
+    tp_run(f->ops.tp, H, absorb_task, &j);
     tp_run(f->ops.tp, j.n_units * j.n_heads, attn_task, &j);
-    if (!j.whole) tp_run(f->ops.tp, H, value_task, &j);
+    tp_run(f->ops.tp, H, value_task, &j);
     ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
 }
 

@@ -131,6 +131,59 @@ START_TEST(bf16_cache_close)
 }
 END_TEST
 
+/* Logits of every position of a long prompt (150 tokens, scattered blocks) run in chunks. */
+static float *run_long(int chunk, struct tp *tp)
+{
+    enum { N = 150 };
+    int n_blocks = (N + BS - 1) / BS, V = m->cfg.vocab_size;
+    struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, n_blocks, DT_BF16);
+    int32_t table[(N + BS - 1) / BS], tok[N];
+    for (int i = 0; i < n_blocks; i++) table[i] = (i * 7) % n_blocks; /* 7 is prime to 38 */
+    for (int i = 0; i < N; i++) tok[i] = (i * 29 + 3) % V;
+    float *logits = malloc((size_t)N * V * sizeof *logits);
+    struct fwd *f = fwd_create(m, chunk, tp);
+    struct err e = {{0}};
+    fwd_use_matrix(f, mx_cur);
+    for (int p = 0; p < N; p += chunk) {
+        int len = N - p < chunk ? N - p : chunk;
+        struct batch_seq s = {0, len, p, table, BATCH_LOGITS_ALL};
+        struct batch b = {len, tok + p, 1, &s};
+        ck_assert_msg(fwd_run(f, kv, &b, logits + (size_t)p * V, &e) == 0, "%s", e.msg);
+    }
+    fwd_destroy(f);
+    kv_cache_destroy(kv);
+    return logits;
+}
+
+/* A long prompt gives the same bits in one step (attention in several loops) as in chunks small
+ * enough for attention as one loop, or not, or token by token, with 1 or 3 threads: a token's
+ * arithmetic never depends on the step it is in. */
+static void check_long_chunks(void)
+{
+    size_t n = (size_t)150 * m->cfg.vocab_size;
+    struct tp *tp = tp_create(3);
+    float *one = run_long(150, NULL);
+    int chunks[] = {50, 64, 65, 1};
+    for (int i = 0; i < 4; i++) {
+        float *other = run_long(chunks[i], i % 2 ? tp : NULL);
+        ck_assert_msg(memcmp(one, other, n * sizeof *one) == 0, "chunks of %d differ", chunks[i]);
+        free(other);
+    }
+    free(one);
+    tp_destroy(tp);
+}
+
+START_TEST(long_prompt_chunks_bitwise)
+{
+    load((struct tiny_opts){.q_lora = 1, .fp8 = 1});
+    check_long_chunks();
+    unload();
+    load((struct tiny_opts){0});
+    check_long_chunks();
+    unload();
+}
+END_TEST
+
 /* Three sequences in one batch — one decoding, one mid-prefill chunk, one fresh prompt — give
  * bit-identical logits to each run alone with the same cache contents. */
 static void check_batch_invariance(void)
@@ -228,6 +281,7 @@ START_TEST(matrix_sets_keep_invariants)
     check_modes();
     check_batch_invariance();
     check_thread_invariance();
+    check_long_chunks();
     size_t n = (size_t)N_TOK * m->cfg.vocab_size;
     float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     run_chunked(N_TOK, DT_F32, b);
@@ -260,7 +314,8 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     const TTest *tests[] = {modes_agree_bf16, modes_agree_fp8, modes_agree_no_q_lora,
-                            bf16_cache_close, batch_invariance, thread_invariance};
+                            bf16_cache_close, batch_invariance, thread_invariance,
+                            long_prompt_chunks_bitwise};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     tcase_add_loop_test(tc, matrix_sets_keep_invariants, 0,
                         (int)(sizeof matrix_sets / sizeof matrix_sets[0]));
