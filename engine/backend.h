@@ -52,6 +52,8 @@ struct backend_stats {
     int32_t n_blocks;         /* KV blocks the scheduler may use */
     uint64_t steps;           /* forward calls */
     double t_forward;         /* seconds spent in forward, cumulative */
+    int32_t prefill_chunk;    /* tokens per prefill chunk in steps that also decode, as the
+                               * backend measured its kernels; 0: no preference */
     char device[128];         /* what runs the steps, for logs: "CPU, 2 threads, avx512" */
 };
 

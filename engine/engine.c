@@ -396,7 +396,9 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
     eng->scfg = (struct sched_config){.n_blocks = eng->be_start.n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
                                       .max_num_seqs = o->max_num_seqs,
-                                      .no_prefix_caching = !o->enable_prefix_caching};
+                                      .no_prefix_caching = !o->enable_prefix_caching,
+                                      .prefill_chunk = o->prefill_chunk > 0 ? o->prefill_chunk
+                                                                            : eng->be_start.prefill_chunk};
     eng->sched = sched_create(&eng->scfg, e);
     return eng->sched ? 0 : -1;
 }

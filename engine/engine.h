@@ -26,6 +26,7 @@ struct engine_opts {
     const char *tokenizer_dir;  /* NULL or "": model_dir */
     int max_num_seqs;           /* sequences per step */
     int max_num_batched_tokens; /* tokens per step (prefill chunks + decode tokens) */
+    int prefill_chunk;          /* prefill tokens per step beside decodes; 0: the backend's */
     int max_model_len;          /* 0: max_position_embeddings of the model */
     int block_size;             /* KV cache tokens per block */
     double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */

@@ -29,6 +29,7 @@ struct sched {
     int32_t n_step_seqs;
     int32_t n_step_tokens;
     bool step_pending; /* a step was planned and its update has not come yet */
+    bool step_decodes; /* the step being planned has a decode: prefill chunks are capped */
 
     struct kvb_copy *copies; /* [n_copies] copies of forks, in order */
     int64_t *copy_children;  /* [n_copies] the child each copy is for */
@@ -349,6 +350,8 @@ static bool schedule_running(struct sched *s, int32_t *budget)
         int32_t n_new = q->n_tokens - q->n_computed;
         int32_t avail = decode ? *budget : *budget - n_decodes_after;
         if (n_new > avail) n_new = avail;
+        if (!decode && s->step_decodes && s->cfg.prefill_chunk > 0 && n_new > s->cfg.prefill_chunk)
+            n_new = s->cfg.prefill_chunk;
         if (n_new <= 0) continue;
         if (!make_room(s, i, q->n_computed + n_new, &n_decodes_after, &preempted)) break;
         if (kvb_grow(s->kv, &q->table, q->n_computed + n_new)) ERR_FATAL("grow after check");
@@ -360,12 +363,16 @@ static bool schedule_running(struct sched *s, int32_t *budget)
 
 /* Admits the head of the queue if its first chunk's blocks are there; returns the chunk length,
  * or 0 (nothing changed). The longest cached prefix is taken, not recomputed. */
+static int32_t count_decodes(const struct seq_list *l);
+
 static int32_t admit(struct sched *s, struct seq *q, int32_t budget)
 {
     struct kvb_hit hit = kvb_lookup(s->kv, q->tokens, q->n_tokens);
     int32_t n_cached = hit.n_blocks * s->cfg.block_size;
     int32_t n_new = q->n_tokens - n_cached;
     if (n_new > budget) n_new = budget;
+    if (s->step_decodes && s->cfg.prefill_chunk > 0 && n_new > s->cfg.prefill_chunk)
+        n_new = s->cfg.prefill_chunk;
     if (!kvb_can_allocate(s->kv, hit, n_cached + n_new)) return 0;
     if (kvb_allocate(s->kv, &q->table, q->tokens, q->n_tokens, n_cached + n_new) != n_cached)
         ERR_FATAL("kv cache: allocation disagrees with its lookup");
@@ -414,6 +421,7 @@ void sched_step(struct sched *s, struct sched_out *out)
     drop_aborted_in(s, &s->waiting);
     s->n_step_seqs = s->n_step_tokens = 0;
     int32_t budget = s->cfg.max_num_batched_tokens;
+    s->step_decodes = count_decodes(&s->running) > 0;
     if (!schedule_running(s, &budget)) schedule_waiting(s, &budget);
     fill_out(s, out);
     s->step_pending = s->n_step_seqs > 0;

@@ -8,7 +8,9 @@
  * Policy (vLLM v1's): running sequences first, in admission order — each gets its decode token
  * or its next prefill chunk; then waiting sequences are admitted in FIFO order while the token
  * budget, the sequence limit and free blocks allow. A prefill longer than the remaining budget is
- * chunked. When a running sequence cannot get a block, the newest running sequence is preempted:
+ * chunked, and in a step that also decodes, chunks are at most prefill_chunk tokens (the size at
+ * which the backend's kernels reach their throughput): a long prompt then delays the others'
+ * next tokens by a chunk, not by the whole budget. When a running sequence cannot get a block, the newest running sequence is preempted:
  * its blocks are freed and it goes back to the front of the queue to be recomputed later (no
  * admissions in a step that preempted). A request that could not fit the whole cache even alone
  * is refused by sched_add. */
@@ -31,6 +33,8 @@ struct sched_config {
     int32_t max_num_batched_tokens; /* token budget of one step */
     int32_t max_num_seqs;           /* sequences running at once */
     bool no_prefix_caching;         /* turn automatic prefix caching off */
+    int32_t prefill_chunk;          /* > 0: a prefill takes at most this many tokens in a step
+                                     * that also decodes (decodes keep flowing); 0: no cap */
 };
 
 struct sched_req {

@@ -67,6 +67,7 @@ struct seekd_options {
     enum opt_kv_dtype kv_cache_dtype;
     bool enable_prefix_caching;
     int threads; /* 0 = one per core */
+    int prefill_chunk; /* prefill tokens per step beside decodes; 0 = measured by the backend */
     bool huge_pages; /* CPU: weights copied into anonymous huge pages at start */
     enum opt_backend backend;   /* auto: CUDA when a usable GPU exists, else the CPU */
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */

@@ -48,6 +48,7 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .tokenizer_dir = o->tokenizer,
         .max_num_seqs = o->max_num_seqs,
         .max_num_batched_tokens = o->max_num_batched_tokens,
+        .prefill_chunk = o->prefill_chunk,
         .max_model_len = o->max_model_len,
         .block_size = o->block_size,
         .kv_cache_memory = o->kv_cache_memory.bytes ? (double)o->kv_cache_memory.bytes
@@ -118,9 +119,10 @@ static void log_backend(struct daemon *d)
 {
     struct backend_stats st;
     const char *name = engine_backend(d->a.eng, &st);
-    log_msg(d->log, LOGL_INFO, "backend %s (%s): weights %.2f GiB, KV pool %d blocks (%.2f GiB)",
-            name, st.device, (double)st.weight_bytes / (1 << 30), st.n_blocks,
-            (double)st.kv_bytes / (1 << 30));
+    log_msg(d->log, LOGL_INFO, "backend %s (%s): weights %.2f GiB, KV pool %d blocks (%.2f GiB), "
+            "prefill chunks of %d tokens beside decodes", name, st.device,
+            (double)st.weight_bytes / (1 << 30), st.n_blocks, (double)st.kv_bytes / (1 << 30),
+            d->o.prefill_chunk > 0 ? d->o.prefill_chunk : st.prefill_chunk);
 }
 
 /* Waits up to timeout_s for one of d->signals; returns it, or 0 on timeout. */

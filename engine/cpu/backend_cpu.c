@@ -137,6 +137,7 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     b->fwd = fwd_create(m, o->max_tokens, b->tp);
     b->st.weight_bytes = m->st.n_bytes; /* mapped in place, or moved into huge pages: one copy */
     describe(b, o->numerics == NUMERICS_BF16);
+    b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
     return b;
 }
 

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/moe.h"
@@ -107,6 +108,54 @@ void fwd_destroy(struct fwd *f)
 void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx)
 {
     f->ops.mx = mx;
+}
+
+/* CPU-seconds of the calling thread. */
+static double thread_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Multiply-adds per CPU-second of w over n tokens (x: n rows of w->cols, y: n rows of w->rows),
+ * best of three runs of at least a millisecond. */
+static double matmul_rate(struct fwd *f, const struct weight *w, const float *x, int n, float *y)
+{
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        int reps = 0;
+        double t0 = thread_seconds(), t;
+        do ops_matmul_serial(&f->ops, 0, w, 0, w->rows, x, w->cols, n, y, w->rows), reps++;
+        while ((t = thread_seconds() - t0) < 1e-3);
+        double rate = (double)reps * (double)n * (double)(w->rows * w->cols) / t;
+        best = rate > best ? rate : best;
+    }
+    return best;
+}
+
+int fwd_prefill_chunk(struct fwd *f, int max_tokens)
+{
+    const struct model_config *c = f->c;
+    const struct layer *L = &f->m->layers[c->n_layers - 1];
+    const struct weight *w = L->is_moe ? &L->exp_gate[0] : &L->gate;
+    double share = L->is_moe ? (double)c->n_experts_per_tok / c->n_routed_experts : 1.0;
+    int n_max = (int)(max_tokens * share) > 1 ? (int)(max_tokens * share) : 1, best_at = max_tokens;
+    float *x = alloc_f((size_t)n_max * (size_t)w->cols), *y = alloc_f((size_t)n_max * (size_t)w->rows);
+    for (size_t i = 0; i < (size_t)n_max * (size_t)w->cols; i++) x[i] = (float)(i % 61) / 61.0f - 0.5f;
+    double rate[16], best = 0;
+    int chunk[16], n = 0;
+    for (int ch = 64; n < 16; ch *= 2) {
+        chunk[n] = ch < max_tokens ? ch : max_tokens;
+        int tokens = (int)(chunk[n] * share) > 1 ? (int)(chunk[n] * share) : 1;
+        rate[n] = matmul_rate(f, w, x, tokens, y);
+        best = rate[n] > best ? rate[n] : best;
+        if (chunk[n++] == max_tokens) break;
+    }
+    for (int i = n - 1; i >= 0; i--)
+        if (rate[i] >= 0.9 * best) best_at = chunk[i];
+    free(x), free(y);
+    return best_at;
 }
 
 /* The cache was made for this model. */

@@ -26,6 +26,12 @@ void fwd_destroy(struct fwd *f);
  * NULL, as created: everything in F32. */
 void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx);
 
+/* The prefill chunk for steps that also decode: the smallest of 64, 128, ... up to max_tokens
+ * at which the model's expert matmuls (over the tokens such a step routes to one expert) run at
+ * 90% of their best throughput here — measured now, on the calling thread's CPU time, in a few
+ * milliseconds. Needs the forward idle (it uses the pool's first scratch). */
+int fwd_prefill_chunk(struct fwd *f, int max_tokens);
+
 /* Runs the batch; logits receives batch_n_logits(b) rows of vocab_size floats, in batch order.
  * The caller has checked the batch against this forward's max_tokens and the cache (batch_check);
  * fails (message in e) only when the cache was made for another model. */

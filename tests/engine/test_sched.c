@@ -50,7 +50,7 @@ static struct harness *harness_create(int32_t n_blocks, int32_t block_size, int3
                                       int32_t max_seqs)
 {
     struct harness *h = calloc(1, sizeof *h);
-    h->cfg = (struct sched_config){n_blocks, block_size, budget, max_seqs, false};
+    h->cfg = (struct sched_config){n_blocks, block_size, budget, max_seqs, false, 0};
     struct err e = {{0}};
     h->s = sched_create(&h->cfg, &e);
     ck_assert_msg(h->s != NULL, "%s", e.msg);
@@ -323,6 +323,38 @@ START_TEST(test_chunked_prefill)
 }
 END_TEST
 
+/* With a prefill chunk of 200: a 1,000-token prompt next to a decoding request takes 200 tokens
+ * a step (the decode gets its token each step); alone, it takes the whole budget. */
+START_TEST(test_prefill_chunk_cap)
+{
+    struct harness *h = harness_create(1024, 16, 512, 8);
+    sched_destroy(h->s);
+    h->cfg.prefill_chunk = 200;
+    struct err e = {{0}};
+    h->s = sched_create(&h->cfg, &e);
+    static int32_t longp[1000];
+    int32_t shortp[10];
+    fill_prompt(longp, 1000, 5);
+    fill_prompt(shortp, 10, 6);
+    ck_assert_int_eq(add_req(h, 0, longp, 1000, 30, NULL), 0);
+    struct sched_out o = step(h); /* alone: the budget */
+    ck_assert_int_eq(o.batch.seqs[0].n_tokens, 512);
+    ck_assert_int_eq(add_req(h, 1, shortp, 10, 30, NULL), 0);
+    step(h); /* the long one's rest (nothing decodes yet), the short one's prompt */
+    ck_assert_int_eq(add_req(h, 2, longp + 1, 999, 3, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        o = step(h);
+        ck_assert_int_eq(o.batch.n_seqs, 3);
+        ck_assert_int_eq(o.seq_ids[2], 2);
+        ck_assert_int_eq(o.batch.seqs[2].n_tokens, i < 4 ? 200 : 199);
+        ck_assert_int_eq(o.batch.seqs[1].n_tokens, 1); /* the short one decodes each step */
+    }
+    run_until_idle(h, 200);
+    for (int64_t id = 0; id < 3; id++) check_transcript(&h->reqs[id]);
+    harness_destroy(h);
+}
+END_TEST
+
 /* Sixteen requests in a cache a quarter of their demand: preemption happens, and every request
  * still finishes with exactly the tokens it gets alone. */
 START_TEST(test_preemption_recompute)
@@ -403,7 +435,7 @@ START_TEST(test_admission_refused)
     ck_assert_int_eq(sched_add(h->s, &(struct sched_req){3, p, 4, 5, NULL, 2}, &e), -1);
     run_until_idle(h, 100);
     check_transcript(&h->reqs[0]);
-    struct sched_config bad = {0, 16, 64, 4, false};
+    struct sched_config bad = {0, 16, 64, 4, false, 0};
     ck_assert_ptr_null(sched_create(&bad, &e));
     ck_assert_ptr_nonnull(strstr(e.msg, "n_blocks"));
     harness_destroy(h);
@@ -567,6 +599,7 @@ int main(void)
     tcase_add_test(tc, test_single_request);
     tcase_add_test(tc, test_stop_token_and_stop_flag);
     tcase_add_test(tc, test_chunked_prefill);
+    tcase_add_test(tc, test_prefill_chunk_cap);
     tcase_add_test(tc, test_preemption_recompute);
     tcase_add_test(tc, test_abort);
     tcase_add_test(tc, test_admission_refused);
