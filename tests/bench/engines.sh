@@ -7,12 +7,23 @@
 # Everything it makes goes under OUT_DIR (git-ignored): the bench checkpoint and its GGUF,
 # .venv-bench's llama.cpp sources, the llama-server build, results/*.json. Steps already done
 # are kept (delete OUT_DIR to start over).
+#
+# Environment: REPEATS (2), SCENARIOS (all: see below), SEEKD_ARGS (more `seekd serve` flags),
+# LLAMA_BUILD (a llama.cpp build directory other than OUT_DIR/llama-build, e.g. one with other
+# GGML options; its CMake options are reported).
+#
+# Fairness: the machine's load average is recorded before and after, and for every run the CPU
+# time that other work took from the machine (all busy time, steal included, less the two
+# servers' and the load generator's own); report.py marks a figure, and the report, disturbed
+# when that exceeds a tenth of the machine's cores over the run.
 set -euo pipefail
 OUT=${1:-bench-out}
 THREADS=${2:-$(nproc)}
 LLAMA_CPP_PYTHON=0.3.36
-PORT_SEEKD=${PORT_SEEKD:-8391}
-PORT_LLAMA=${PORT_LLAMA:-8392}
+# Ports the kernel has free now (a fixed one may be another bench's on a shared machine).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT_SEEKD=${PORT_SEEKD:-$(free_port)}
+PORT_LLAMA=${PORT_LLAMA:-$(free_port)}
 TOK=tests/fixtures/tokenizer/v3
 RES=$OUT/results
 mkdir -p "$OUT" "$RES"
@@ -57,9 +68,9 @@ setup_model() {
     fi
 }
 
-wait_up() { # url pid
-    for _ in $(seq 1 600); do
-        if curl -sf "$1/v1/models" >/dev/null 2>&1; then return 0; fi
+wait_up() { # url pid — until /health answers 200: loaded, warmed up, serving
+    for _ in $(seq 1 1200); do
+        if curl -sf "$1/health" >/dev/null 2>&1; then return 0; fi
         kill -0 "$2" 2>/dev/null || { echo "server exited" >&2; return 1; }
         sleep 0.5
     done
@@ -67,35 +78,65 @@ wait_up() { # url pid
 }
 
 # The scenarios, identical for every engine: name, prompts, concurrency, input, output.
-SCENARIOS="decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"
+SCENARIOS=${SCENARIOS:-"decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"}
 REPEATS=${REPEATS:-2}
+LLAMA_BUILD=${LLAMA_BUILD:-$OUT/llama-build}
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
 
-# Prompts differ between scenarios and repeats (--seed), never between engines: a prompt seen
-# before would be answered from the server's prefix cache.
-one_run() { # engine url scenario-spec rep seed
-    local name np mc il ol
-    IFS=: read -r name np mc il ol <<<"$3"
-    ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" --seed "$5" \
-        --random-input-len "$il" --random-output-len "$ol" --tokenizer "$TOK" \
-        --label "$1 $name #$4" --result-file "$RES/$1-$name-$4.json" >"$RES/$1-$name-$4.txt"
+# Busy jiffies of the whole machine (user, nice, system, irq, softirq, steal), and of processes.
+machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+pids_busy() {
+    local s=0 p
+    for p in "$@"; do [ -r "/proc/$p/stat" ] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$s"
 }
 
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# Prompts differ between scenarios and repeats (--seed), never between engines: a prompt seen
+# before would be answered from the server's prefix cache. Beside each result, .cpu.json: the
+# run's wall time and the CPU seconds other work took meanwhile.
+one_run() { # engine url scenario-spec rep seed
+    local name np mc il ol b0 p0 w0 client
+    IFS=: read -r name np mc il ol <<<"$3"
+    local out="$RES/$1-$name-$4"
+    b0=$(machine_busy) p0=$(pids_busy $SERVER_PIDS) w0=$(date +%s.%N)
+    { TIMEFORMAT='%3U %3S'; time ./seekd bench --base-url "$2" --num-prompts "$np" \
+        --max-concurrency "$mc" --seed "$5" --random-input-len "$il" --random-output-len "$ol" \
+        --tokenizer "$TOK" --label "$1 $name #$4" --result-file "$out.json" >"$out.txt" 2>&3; } \
+        3>&2 2>"$out.time"
+    client=$(tail -1 "$out.time")
+    awk -v b="$(( $(machine_busy) - b0 ))" -v p="$(( $(pids_busy $SERVER_PIDS) - p0 ))" \
+        -v w0="$w0" -v w1="$(date +%s.%N)" -v c="$client" -v hz="$HZ" -v n="$NCPU" \
+        'BEGIN { split(c, t, " "); o = (b - p) / hz - t[1] - t[2]; if (o < 0) o = 0; w = w1 - w0;
+                 printf "{\"wall_s\": %.3f, \"other_cpu_s\": %.3f, \"ncpu\": %d}\n", w, o, n }' >"$out.cpu.json"
+}
+
+stop() { [ -n "$1" ] || return 0; kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # Both servers stay up and every scenario runs on one, then the other, REPEATS times: a
 # machine shared with other work then slows both alike; the report keeps each one's best run.
 bench_both() {
     log "seekd serve and llama-server, $THREADS threads each"
+    for port in "$PORT_SEEKD" "$PORT_LLAMA"; do # a server left over would answer for ours
+        if curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1; then
+            echo "engines.sh: something already listens on port $port" >&2
+            exit 1
+        fi
+    done
+    # shellcheck disable=SC2086 # SEEKD_ARGS: words
     ./seekd serve --model "$OUT/model-bf16" --host 127.0.0.1 --port "$PORT_SEEKD" \
-        --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 >"$RES/seekd.log" 2>&1 &
-    local spid=$!
-    "$OUT/llama-build/bin/llama-server" -m "$OUT/model-bf16.gguf" --host 127.0.0.1 \
+        --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 ${SEEKD_ARGS:-} \
+        >"$RES/seekd.log" 2>&1 &
+    SPID=$!
+    "$LLAMA_BUILD/bin/llama-server" -m "$OUT/model-bf16.gguf" --host 127.0.0.1 \
         --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np 64 -c 81920 --no-webui \
         >"$RES/llama.log" 2>&1 &
-    local lpid=$!
-    trap 'stop $spid; stop $lpid' EXIT
-    wait_up "http://127.0.0.1:$PORT_SEEKD" "$spid"
-    wait_up "http://127.0.0.1:$PORT_LLAMA" "$lpid"
+    LPID=$!
+    trap 'stop "${SPID:-}"; stop "${LPID:-}"' EXIT
+    wait_up "http://127.0.0.1:$PORT_SEEKD" "$SPID"
+    wait_up "http://127.0.0.1:$PORT_LLAMA" "$LPID"
+    SERVER_PIDS="$SPID $LPID"
+    record_kernels
     local seed=0
     for rep in $(seq 1 "$REPEATS"); do
         for s in $SCENARIOS; do
@@ -104,14 +145,31 @@ bench_both() {
             one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed"
         done
     done
-    stop "$spid"
-    stop "$lpid"
+    stop "$SPID"
+    stop "$LPID"
     trap - EXIT
 }
 
-setup_llama
+# What each engine runs: seekd's kernel choice (its backend log line), llama.cpp's build options
+# and the CPU features its log reports.
+record_kernels() {
+    {
+        echo "seekd: $(grep -m1 -o 'backend cpu (.*' "$RES/seekd.log" || echo '?')"
+        echo "llama.cpp build: $(grep -E '^GGML_(NATIVE|AVX[A-Z0-9_]*|AMX_[A-Z0-9]*|FMA|F16C|BMI2|LLAMAFILE|CPU_REPACK|OPENMP):' \
+            "$LLAMA_BUILD/CMakeCache.txt" | sed 's/:BOOL//' | tr '\n' ' ')"
+        echo "llama.cpp ggml-cpu compiled with: $(grep -ho -- '-m[a-z0-9=_.-]*' \
+            "$LLAMA_BUILD"/ggml/src/CMakeFiles/ggml-cpu.dir/flags.make 2>/dev/null | sort -u | tr '\n' ' ')"
+        echo "CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-); $(grep -m1 '^flags' /proc/cpuinfo |
+            tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512_bf16|avx512_vnni|avx_vnni|amx_[a-z0-9]+)$' | tr '\n' ' ')"
+    } >"$RES/kernels.txt"
+}
+
+if [ "${LLAMA_BUILD}" = "$OUT/llama-build" ]; then setup_llama; fi
 setup_model
+rm -f "$RES"/*.json "$RES"/*.txt "$RES"/*.time
+cat /proc/loadavg >"$RES/load-before"
 log "memory bandwidth, $THREADS threads"
 build/release/tests/bench/membw "$THREADS" | tee "$RES/membw.json"
 bench_both
+cat /proc/loadavg >"$RES/load-after"
 .venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" | tee "$RES/report.md"

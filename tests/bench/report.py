@@ -8,25 +8,42 @@ Figures: single-stream decode tok/s (1000 / mean TPOT), prompt tok/s on the 1,02
 bandwidth of the same run, and batch-1 decode as a fraction of it: bytes of weights one decode
 step reads (active parameters x 2 bytes, BF16; the embedding row and the KV cache excluded) per
 second of TPOT, over the measured read and triad bandwidths.
+
+Also what each engine ran (results/kernels.txt), the load average before and after, and for
+each figure the share of the machine's CPU that other work took during the run it comes from
+(results/*.cpu.json): above DISTURBED_SHARE the figure is marked, and so is the report.
 """
 import json
 import os
 import sys
 
 ENGINES = ["seekd", "llama.cpp"]
-
+DISTURBED_SHARE = 0.10  # other work's CPU seconds over (wall seconds x cores) of a run
 
 KEY = {"decode": lambda r: -r["mean_tpot_ms"], "prompt": lambda r: -r["mean_ttft_ms"]}
 
 
+def other_share(path):
+    """Other work's share of the machine during a run, or None when not recorded."""
+    try:
+        with open(path) as f:
+            c = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return c["other_cpu_s"] / (c["wall_s"] * c["ncpu"]) if c["wall_s"] > 0 else None
+
+
 def load(res, engine, scenario):
-    """The best of the repeated runs of a scenario (engines.sh runs each REPEATS times)."""
+    """The best of the repeated runs of a scenario (engines.sh runs each REPEATS times), with
+    the share of the machine other work took during it (key "_other")."""
     runs = []
     for name in sorted(os.listdir(res)):
-        if name.startswith(f"{engine}-{scenario}-") and name.endswith(".json"):
+        if name.startswith(f"{engine}-{scenario}-") and name.endswith(".json") and \
+                not name.endswith(".cpu.json"):
             with open(os.path.join(res, name)) as f:
                 r = json.load(f)
             if r["completed"]:
+                r["_other"] = other_share(os.path.join(res, name[:-len(".json")] + ".cpu.json"))
                 runs.append(r)
     key = KEY.get(scenario, lambda r: r["output_throughput"])
     return max(runs, key=key) if runs else None
@@ -48,22 +65,40 @@ def active_bytes(cfg):
 def figures(res, engine):
     f = {}
     d = load(res, engine, "decode")
-    if d and d["completed"]:
+    if d:
         f["decode"] = 1000.0 / d["mean_tpot_ms"]
         f["tpot_ms"] = d["mean_tpot_ms"]
+        f["decode_other"] = d["_other"]
     p = load(res, engine, "prompt")
-    if p and p["completed"]:
+    if p:
         f["prompt"] = p["total_input_tokens"] / p["completed"] / (p["mean_ttft_ms"] / 1000.0)
+        f["prompt_other"] = p["_other"]
     for c in (1, 4, 16, 64):
         r = load(res, engine, f"c{c}")
-        if r and r["completed"]:
+        if r:
             f[f"c{c}"] = r["output_throughput"]
             f[f"c{c}_failed"] = r["failed"]
+            f[f"c{c}_other"] = r["_other"]
     return f
 
 
 def cell(v):
     return "—" if v is None else f"{v:,.1f}"
+
+
+def share(v):
+    """Other work's share of a figure's run, marked when it disturbed it."""
+    if v is None:
+        return "?"
+    return f"{100 * v:.0f}%" + (" disturbed" if v > DISTURBED_SHARE else "")
+
+
+def read(path, default="?"):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
 
 
 def main():
@@ -77,13 +112,24 @@ def main():
     rows = [("single-stream decode (tok/s)", "decode"), ("prompt, 1,024 tokens (tok/s)", "prompt"),
             ("aggregate output, 1 stream (tok/s)", "c1"), ("aggregate output, 4 streams (tok/s)", "c4"),
             ("aggregate output, 16 streams (tok/s)", "c16"), ("aggregate output, 64 streams (tok/s)", "c64")]
-    print(f"\n### seekd vs llama.cpp — {threads} threads, BF16, same weights\n")
-    print("| figure | seekd | llama.cpp | seekd / llama.cpp |")
-    print("|---|---:|---:|---:|")
+    others = [figs[e].get(f"{k}_other") for e in ENGINES for _, k in rows]
+    disturbed = any(o is not None and o > DISTURBED_SHARE for o in others)
+    print(f"\n### seekd vs llama.cpp — {threads} threads, BF16, same weights"
+          f"{' — DISTURBED (other work used the cores)' if disturbed else ''}\n")
+    print("| figure | seekd | llama.cpp | seekd / llama.cpp | other work (seekd's run, llama.cpp's) |")
+    print("|---|---:|---:|---:|---|")
     for title, key in rows:
         a, b = figs["seekd"].get(key), figs["llama.cpp"].get(key)
         ratio = f"{a / b:.2f}x" if a and b else "—"
-        print(f"| {title} | {cell(a)} | {cell(b)} | {ratio} |")
+        oa, ob = figs["seekd"].get(f"{key}_other"), figs["llama.cpp"].get(f"{key}_other")
+        print(f"| {title} | {cell(a)} | {cell(b)} | {ratio} | {share(oa)}, {share(ob)} |")
+    print(f"\nOther work: the share of the machine's {os.cpu_count()} cores that processes other than "
+          f"the two servers and the load generator took during the run behind each figure (steal "
+          f"included); above {100 * DISTURBED_SHARE:.0f}% the figure is disturbed — an engine whose "
+          f"threads spin while they wait for each other suffers the more from it.")
+    print(f"Load average (1, 5, 15 min) before the runs: "
+          f"{' '.join(read(os.path.join(res, 'load-before')).split()[:3])}; after: "
+          f"{' '.join(read(os.path.join(res, 'load-after')).split()[:3])}.")
     nbytes = active_bytes(cfg)
     print(f"\nMemory bandwidth ({bw['threads']} threads): read {bw['read_gbps']:.1f} GB/s, "
           f"STREAM triad {bw['triad_gbps']:.1f} GB/s.")
@@ -94,6 +140,9 @@ def main():
             gbps = nbytes / (t / 1000.0) / 1e9
             print(f"- {e}: batch-1 decode {gbps:.1f} GB/s = {100 * gbps / bw['read_gbps']:.0f}% of read, "
                   f"{100 * gbps / bw['triad_gbps']:.0f}% of triad bandwidth")
+    print("\nWhat ran:\n")
+    for line in read(os.path.join(res, "kernels.txt"), "").splitlines():
+        print(f"- {line}")
     failed = {e: sum(v for k, v in figs[e].items() if k.endswith("_failed")) for e in ENGINES}
     if any(failed.values()):
         print(f"\nFailed requests: {failed}")
