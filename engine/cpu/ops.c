@@ -79,6 +79,19 @@ void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, 
         return;
     }
     int rb = rows_per_block(o, w->cols), tb = tokens_per_block(o, w->cols);
+    size_t all = (size_t)(r1 - r0) * (size_t)w->cols * sizeof(float);
+    if (n > 2 * tb && all <= (size_t)(o->block_bytes ? o->block_bytes : DEFAULT_BLOCK) * 5) {
+        /* many tokens, rows that fit half of L2 widened: widen them once, and let each block of
+         * tokens meet them all — the tokens' activations then pass once, not once a row block */
+        float *wb = tp_scratch(o->tp, thread, all);
+        o->k->widen_rows(w, r0, (int)(r1 - r0), wb, w->cols);
+        for (int t = 0; t < n; t += tb)
+            for (int64_t r = r0; r < r1; r += rb)
+                o->k->dot_tile(wb + (r - r0) * w->cols, w->cols, r1 - r < rb ? (int)(r1 - r) : rb,
+                               x + t * ldx, ldx, n - t < tb ? n - t : tb, (int)w->cols,
+                               y + t * ldy + (r - r0), ldy);
+        return;
+    }
     float *buf = tp_scratch(o->tp, thread, (size_t)rb * (size_t)w->cols * sizeof(float));
     for (int64_t r = r0; r < r1; r += rb) {
         int nr = r1 - r < rb ? (int)(r1 - r) : rb;

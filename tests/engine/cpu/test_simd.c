@@ -174,35 +174,45 @@ START_TEST(axpy_rows_identical)
 }
 END_TEST
 
-/* ops_matmul_rows: close to cpu_matmul_rows, and the same bits with 1, 2 or 3 threads. */
+/* ops_matmul_rows: close to cpu_matmul_rows, and the same bits with 1, 2 or 3 threads — for a
+ * few tokens, and for enough that whole row ranges are widened once and met by blocks of tokens
+ * (each element then still the set's dot, bit for bit). */
 START_TEST(matmul_threads)
 {
     const struct simd_kernels *k = simd_by_name(set_names[_i]);
     if (!k) return;
     enum dtype types[] = {DT_F32, DT_BF16, DT_F16, DT_F8E4M3};
-    for (size_t ti = 0; ti < 4; ti++) {
-        struct weight w = make_weight(types[ti], 203, 259);
-        int n = 5;
-        float *x = rand_vec((size_t)n * 259), *ref = calloc((size_t)n * 200, sizeof(float));
-        float *y[3];
-        cpu_matmul_rows(&w, 3, 203, x, 259, n, ref, 200);
-        for (int th = 1; th <= 3; th++) {
-            struct tp *tp = tp_create(th);
-            struct ops o = {.tp = tp, .k = k};
-            y[th - 1] = calloc((size_t)n * 200, sizeof(float));
-            ops_matmul_rows(&o, &w, 3, 203, x, 259, n, y[th - 1], 200);
-            tp_destroy(tp);
+    for (size_t ti = 0; ti < 4; ti++)
+        for (int n = 5; n <= 450; n += 445) {
+            struct weight w = make_weight(types[ti], 203, 259);
+            float *x = rand_vec((size_t)n * 259), *ref = calloc((size_t)n * 200, sizeof(float));
+            float *y[3], *row = malloc(259 * sizeof *row);
+            cpu_matmul_rows(&w, 3, 203, x, 259, n, ref, 200);
+            for (int th = 1; th <= 3; th++) {
+                struct tp *tp = tp_create(th);
+                struct ops o = {.tp = tp, .k = k};
+                y[th - 1] = calloc((size_t)n * 200, sizeof(float));
+                ops_matmul_rows(&o, &w, 3, 203, x, 259, n, y[th - 1], 200);
+                tp_destroy(tp);
+            }
+            ck_assert(memcmp(y[0], y[1], (size_t)n * 200 * sizeof(float)) == 0);
+            ck_assert(memcmp(y[0], y[2], (size_t)n * 200 * sizeof(float)) == 0);
+            float mx = 0, d = 0;
+            for (int i = 0; i < n * 200; i++) mx = fmaxf(mx, fabsf(ref[i])), d = fmaxf(d, fabsf(ref[i] - y[0][i]));
+            ck_assert_msg(mx > 0 && d <= 1e-5f * mx * 16, "%s %s: diff %g of %g", k->name,
+                          dtype_name(types[ti]), d, mx);
+            for (int i = 0; i < 200; i += 13) { /* each element is the set's one dot */
+                k->widen_rows(&w, 3 + i, 1, row, 259);
+                for (int t = 0; t < n; t += 37) {
+                    float one = k->dot(row, x + t * 259, 259);
+                    ck_assert_msg(memcmp(&one, &y[0][t * 200 + i], sizeof one) == 0, "%s n=%d [%d,%d]",
+                                  k->name, n, t, i);
+                }
+            }
+            for (int th = 0; th < 3; th++) free(y[th]);
+            free(x), free(ref), free(row);
+            free_weight(&w);
         }
-        ck_assert(memcmp(y[0], y[1], (size_t)n * 200 * sizeof(float)) == 0);
-        ck_assert(memcmp(y[0], y[2], (size_t)n * 200 * sizeof(float)) == 0);
-        float mx = 0, d = 0;
-        for (int i = 0; i < n * 200; i++) mx = fmaxf(mx, fabsf(ref[i])), d = fmaxf(d, fabsf(ref[i] - y[0][i]));
-        ck_assert_msg(mx > 0 && d <= 1e-5f * mx * 16, "%s %s: diff %g of %g", k->name,
-                      dtype_name(types[ti]), d, mx);
-        for (int th = 0; th < 3; th++) free(y[th]);
-        free(x), free(ref);
-        free_weight(&w);
-    }
 }
 END_TEST
 
