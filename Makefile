@@ -105,6 +105,7 @@ $(eval $(call variant,cuda-asan,asan,1))
 # The device kernel tests: a plain program (no Check: the GPU machine lacks it) run by
 # tests/cuda/device_check.sh.
 build/cuda-release/tests/cuda/dev_kernels: build/cuda-release/tests/cuda/dev_kernels.o \
+                                           build/cuda-release/tests/cuda/dev_backend.o \
                                            build/cuda-release/libengine.a
 	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
 
