@@ -71,7 +71,7 @@ build/cuda-kernels/%.o: %.cu
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
 .PHONY: all test unit unit-asan integration integration-tsan deps venv run bench clean format \
-        install cuda-test devbundle
+        install cuda-test cuda-unit devbundle
 .DEFAULT_GOAL := all
 
 all: seekd
@@ -144,6 +144,10 @@ integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+
+# The CUDA release build's unit tests (the container build runs these).
+cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))
+	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
 
 # The CUDA build without a GPU: release and ASan/UBSan host code compile and link; their unit tests
 # (every plain one, plus tests/cuda/'s host tests) pass; the kernels have no spills and no local
