@@ -126,8 +126,11 @@ venv: deps .venv/ok
 # ---- tests -------------------------------------------------------------------------------------
 UNIT_release := $(addprefix build/release/tests/,$(TEST_NAMES))
 UNIT_asan    := $(addprefix build/asan/tests/,$(TEST_NAMES))
+# Under ASan the CUDA variant runs what its code adds: tests/cuda/ and the seam (the rest is the
+# CPU build's, already run by unit-asan).
+CUDA_ASAN_NAMES := $(filter cuda/% engine/test_backend,$(CUDA_TEST_NAMES))
 UNIT_cuda    := $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES)) \
-                $(addprefix build/cuda-asan/tests/,$(CUDA_TEST_NAMES))
+                $(addprefix build/cuda-asan/tests/,$(CUDA_ASAN_NAMES))
 
 unit: $(UNIT_release)
 	@tests/run_units build/release $(TEST_NAMES)
@@ -150,7 +153,7 @@ cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
 
 # The CUDA build without a GPU: release and ASan/UBSan host code compile and link; their unit tests
-# (every plain one, plus tests/cuda/'s host tests) pass; the kernels have no spills and no local
+# pass (release: every one; ASan/UBSan: tests/cuda/'s host tests and the seam); the kernels have no spills and no local
 # memory and the fatbinary holds sm_90a code (check_build.sh); the binary refuses --backend cuda
 # with the runtime's reason and falls back to the CPU under auto.
 cuda-test: venv
@@ -160,7 +163,7 @@ cuda-test: venv
 	  build/cuda-release/tests/cuda/dev_kernels
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  tests/run_units build/cuda-asan $(CUDA_TEST_NAMES)
+	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
 	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd
 	@SEEKD_BUILDS=cuda,cuda-asan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_backend_choice.py

@@ -11,7 +11,7 @@
 static void cuda_destroy(struct backend *b)
 {
     if (!b) return;
-    if (b->stream) cudaStreamSynchronize(b->stream);
+    if (b->stream) cudaSetDevice(b->dev.ordinal), cudaStreamSynchronize(b->stream);
     if (b->kv) cudaFree(b->kv);
     if (b->scratch) cudaFree(b->scratch);
     if (b->d_sp) cudaFree(b->d_sp);
@@ -92,10 +92,10 @@ static int check_fit(struct backend *b, struct err *e)
     return wl_check_fit(dev, free_b, b->w.plan.total, b->at.bytes, block, e);
 }
 
-static int set_up(struct backend *b, struct err *e)
+static int set_up(struct backend *b, int ordinal, struct err *e)
 {
     const struct backend_opts *o = &b->o;
-    if (cu_open(o->n_devices ? o->devices[0] : 0, &b->dev, e) != 0) return -1;
+    if (cu_open(ordinal, &b->dev, e) != 0) return -1;
     cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
     cu_model_plan(&b->w, b->m);
@@ -105,6 +105,8 @@ static int set_up(struct backend *b, struct err *e)
     if (make_scratch(b, e) != 0 || make_kv(b, e) != 0) return -1;
     b->st.weight_bytes = b->w.plan.total;
     cu_describe(&b->dev, b->st.device, sizeof b->st.device);
+    /* the cache's memset ran on the default stream, which the step stream does not wait for */
+    CU_CHECK(cudaDeviceSynchronize());
     return 0;
 }
 
@@ -120,7 +122,7 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
     b->o.devices = NULL; /* the caller's array need not outlive create */
     rope_init(&b->rope, b->c);
     route_cfg(b->c, &b->route);
-    if (set_up(b, e) != 0) {
+    if (set_up(b, o->n_devices ? o->devices[0] : 0, e) != 0) {
         err_prefix(e, "backend cuda");
         cuda_destroy(b);
         return NULL;
@@ -133,6 +135,7 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
 static void cuda_copy_blocks(struct backend *b, const struct kvb_copy *c, int n)
 {
     size_t pitch = (size_t)b->st.n_blocks * b->kv_block_bytes;
+    CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
     for (int i = 0; i < n; i++)
         CU_CHECK(cudaMemcpy2DAsync((char *)b->kv + (size_t)c[i].dst * b->kv_block_bytes, pitch,
                                    (char *)b->kv + (size_t)c[i].src * b->kv_block_bytes, pitch,
@@ -150,6 +153,7 @@ static double seconds(void)
 static int cuda_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e)
 {
     double t0 = seconds();
+    CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
     int rc = cu_forward(b, bt, logits, e);
     if (rc == 0) b->st.steps++, b->st.t_forward += seconds() - t0;
     return rc;
