@@ -9,14 +9,15 @@
 # run cut short still says what it saw. A step that needs a GPU where none is usable is recorded
 # as unavailable, with the runtime's reason.
 #
-# usage: tests/cuda/device_check.sh [STEPS]     STEPS: comma list of env,build,kernels,golden,bench
+# usage: tests/cuda/device_check.sh [STEPS]
+#        STEPS: comma list of env,build,kernels,golden,serve,bench (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export ROOT=$PWD
 export OUT=${OUT:-$ROOT/device-out}
 export BUNDLE=${SEEKD_BUNDLE:-$ROOT/.devbundle}
 LIMIT=${DEVICE_CHECK_LIMIT:-450}
-STEPS=${1:-env,build,kernels,golden,bench}
+STEPS=${1:-env,build,kernels,golden,serve,bench}
 START=$(date +%s)
 REPORT=$OUT/device-report.md
 mkdir -p "$OUT/logs"
@@ -122,12 +123,10 @@ step_env() {
     done
 }
 
+# Uses the bundle where it is when its seekd starts here; else builds build/cuda-release/.
 step_build() {
-    if "$BUNDLE/bin/seekd" version 2>/dev/null | grep -q cuda; then
+    if [ "$BUILD_NAME" = bundle ]; then
         echo "the bundled binaries start here"
-        mkdir -p build/cuda-release/tests/cuda
-        cp "$BUNDLE/bin/seekd" build/cuda-release/seekd
-        cp "$BUNDLE/bin/dev_kernels" build/cuda-release/tests/cuda/dev_kernels
     else
         echo "the bundled seekd does not start here; building with this machine's nvcc"
         make -j"$(nproc)" CUDA_HOME="$CUDA_HOME" build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
@@ -135,35 +134,78 @@ step_build() {
             PKG_LIBS="-L$BUNDLE/lib -Wl,-rpath-link,$BUNDLE/lib -l:libjansson.so.4 -l:libpcre2-8.so.0 -l:libmicrohttpd.so.12 -l:libyaml-0.so.2" ||
             return 1
     fi
-    build/cuda-release/seekd version
+    "$SEEKD" version
 }
 
 step_kernels() {
-    build/cuda-release/tests/cuda/dev_kernels tests/fixtures/models/v3-fp8 \
+    "$DEV_KERNELS" tests/fixtures/models/v3-fp8 \
         tests/fixtures/models/v3-bf16-sharded tests/fixtures/models/v2-lite
 }
 
 step_golden() {
-    SEEKD_BUILDS=cuda SEEKD_LOGITS_ARGS="--backend cuda --numerics ref" \
+    SEEKD_BUILDS=$BUILD_NAME SEEKD_LOGITS_ARGS="--backend cuda --numerics ref" \
         python3 -m pytest -q -p no:cacheprovider -rf tests/integration/test_logits.py
+}
+
+# seekd serve on the GPU behind the real scheduler and sampler: two concurrent chat completions,
+# one asking for n = 2 (its second choice forks the first's blocks: copy_blocks on the device).
+step_serve() {
+    local port=18123 pid rc=0
+    "$SEEKD" serve --model tests/fixtures/models/v3-bf16-sharded \
+        --tokenizer tests/fixtures/tokenizer/v3 --backend cuda --port $port \
+        --kv-cache-memory 256MiB &
+    pid=$!
+    python3 - "$port" <<'PY' || rc=1
+import json, sys, threading, time, urllib.request
+base = "http://127.0.0.1:%s" % sys.argv[1]
+for _ in range(600):
+    try:
+        if urllib.request.urlopen(base + "/health", timeout=2).status == 200:
+            break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("seekd did not become ready")
+out = {}
+def ask(name, body):
+    req = urllib.request.Request(base + "/v1/chat/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    out[name] = json.load(urllib.request.urlopen(req, timeout=60))
+msgs = [{"role": "user", "content": "Hello there, GPU!"}]
+ts = [threading.Thread(target=ask, args=("n2", {"messages": msgs, "max_tokens": 24, "n": 2,
+                                               "temperature": 0})),
+      threading.Thread(target=ask, args=("one", {"messages": msgs, "max_tokens": 24, "seed": 7}))]
+[t.start() for t in ts]
+[t.join() for t in ts]
+for name, r in sorted(out.items()):
+    for c in r["choices"]:
+        print(name, c["index"], c["finish_reason"], repr(c["message"]["content"][:60]))
+assert len(out) == 2 and len(out["n2"]["choices"]) == 2, out
+a, b = (c["message"]["content"] for c in out["n2"]["choices"])
+assert a == b, "greedy choices of one prompt differ: %r %r" % (a, b)
+print("serve: ok")
+PY
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" || rc=1
+    return $rc
 }
 
 # Decode of a dense model whose every weight is read each step (embedding rows aside): steps per
 # second, and those bytes over the step time against the device's own copy bandwidth.
 step_bench() {
     local m=${TMPDIR:-/tmp}/seekd-bench-model toks
-    build/cuda-release/tests/cuda/dev_kernels --membw
+    "$DEV_KERNELS" --membw
     [ -e "$m/config.json" ] || python3 tests/bench/mkmodel.py --out "$m" --dtype bf16 --hidden 4096 \
         --layers 4 --dense-layers 4 --intermediate 14336 --heads 32 --q-lora 1024 --kv-lora 512 \
         --nope 128 --rope 64 --v-head 128 || return 1
     toks=$(seq -s, 1 129)
-    build/cuda-release/seekd logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-decode.npy" --decode \
+    "$SEEKD" logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-decode.npy" --decode \
         --backend cuda --stats 2>&1 | sed 's/^stats:/decode stats:/'
     toks=$(seq -s, 1 1024)
-    build/cuda-release/seekd logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-prefill.npy" \
+    "$SEEKD" logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-prefill.npy" \
         --backend cuda --stats 2>&1 | sed 's/^stats:/prefill stats:/'
 }
-export -f step_env step_build step_kernels step_golden step_bench
+export -f step_env step_build step_kernels step_golden step_serve step_bench
 
 # The figures of the bench log, as report lines.
 bench_figures() {
@@ -182,16 +224,24 @@ bench_figures() {
         }' "$1"
 }
 
+# The binaries: the bundle's where they start (SEEKD_BUILDS name "bundle" in the integration
+# tests), else the ones the build step makes ("cuda").
+if "$BUNDLE/bin/seekd" version 2>/dev/null | grep -q cuda; then
+    export BUILD_NAME=bundle SEEKD=$BUNDLE/bin/seekd DEV_KERNELS=$BUNDLE/bin/dev_kernels
+else
+    export BUILD_NAME=cuda SEEKD=build/cuda-release/seekd DEV_KERNELS=build/cuda-release/tests/cuda/dev_kernels
+fi
+
 if want env; then run_step env 30 step_env; fi
 if want build; then run_step build 240 step_build || GPU_WHY="no build"; fi
-if [ -z "$GPU_WHY" ] && [ -x build/cuda-release/seekd ]; then
-    build/cuda-release/seekd logits --model tests/fixtures/models/v2-lite --tokens 1 --out "$OUT/logs/probe.npy" \
+if [ -z "$GPU_WHY" ] && [ -x "$SEEKD" ]; then
+    "$SEEKD" logits --model tests/fixtures/models/v2-lite --tokens 1 --out "$OUT/logs/probe.npy" \
         --backend cuda > "$OUT/logs/probe.log" 2>&1 || GPU_WHY=$(tail -1 "$OUT/logs/probe.log")
     rm -f "$OUT/logs/probe.npy"
 elif [ -z "$GPU_WHY" ]; then
     GPU_WHY="no seekd binary (run the build step)"
 fi
-for s in kernels golden bench; do
+for s in kernels golden serve bench; do
     want $s || continue
     if [ -n "$GPU_WHY" ]; then
         record $s "unavailable: $GPU_WHY" 0
@@ -201,6 +251,7 @@ for s in kernels golden bench; do
     kernels) run_step kernels 90 step_kernels ;;
     golden) python_setup && run_step golden 240 step_golden ||
         { [ -s "$OUT/logs/golden.log" ] || record golden "unavailable: python3 lacks pytest or numpy" 0; } ;;
+    serve) run_step serve 60 step_serve ;;
     bench) python_setup; run_step bench 120 step_bench && bench_figures "$OUT/logs/bench.log" >> "$REPORT" ;;
     esac
 done

@@ -16,6 +16,7 @@ ALL_BINARIES = {
     "tsan": ROOT / "build" / "tsan" / "seekd",
     "cuda": ROOT / "build" / "cuda-release" / "seekd",
     "cuda-asan": ROOT / "build" / "cuda-asan" / "seekd",
+    "bundle": ROOT / ".devbundle" / "bin" / "seekd",  # tests/cuda/device_check.sh on a GPU
 }
 BINARIES = {n: ALL_BINARIES[n] for n in os.environ.get("SEEKD_BUILDS", "release,asan").split(",")}
 
