@@ -15,7 +15,7 @@
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev python3 python3-venv systemd
+            libpcre2-dev xxd python3 python3-venv systemd
 PYTHON  ?= python3
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation
@@ -55,6 +55,8 @@ build/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
 	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
 
+build/$(1)/server/webui.o: build/gen/webui_page.h
+
 build/$(1)/libengine.a: $(call objs,$(1),$(ENGINE_SRC))
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -65,6 +67,12 @@ build/$(1)/seekd: $(call objs,$(1),$(SERVER_SRC)) build/$(1)/libengine.a
 build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/libengine.a
 	$$(CC) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
 endef
+
+# The chat page: its bytes as a C array plus the CSP hashes of its inline script and style.
+build/gen/webui_page.h: server/webui/chat.html server/webui/embed.sh
+	@mkdir -p $(@D)
+	server/webui/embed.sh $< > $@.tmp && mv -f $@.tmp $@
+
 $(eval $(call variant,release))
 $(eval $(call variant,asan))
 $(eval $(call variant,tsan))
