@@ -13,9 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/cpu/forward.h"
 #include "engine/gen.h"
-#include "engine/cpu/kv_cache.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
@@ -23,9 +21,9 @@
 struct engine {
     struct model *m;
     struct tok *tok;
-    struct kv_cache *kv;
-    struct fwd *fwd;
-    struct tp *tp;              /* worker threads of the forward pass (engine_opts.threads) */
+    const struct backend_ops *bops;
+    struct backend *be;         /* runs the model: weights, KV pool, step scratch */
+    struct backend_stats be_start; /* the backend's stats once set up */
     struct sched *sched;
     struct sched_config scfg;
     int max_model_len;
@@ -35,6 +33,7 @@ struct engine {
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
     pthread_t thread;
+    int thread_started;
     pthread_mutex_t mu;         /* guards incoming, n_incoming, stop */
     pthread_cond_t cv;
     struct gen *incoming;       /* submitted, not yet handed to the scheduler */
@@ -284,13 +283,13 @@ static bool step(struct engine *eng)
     struct sched_out out;
     struct err e = {{0}};
     sched_step(eng->sched, &out);
-    for (int i = 0; i < out.n_copies; i++) kv_cache_copy_block(eng->kv, out.copies[i].src, out.copies[i].dst);
+    if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
     if (out.batch.n_seqs == 0) {
         finish_all(eng);
         return false;
     }
     record_scheduled(eng, &out);
-    if (fwd_run(eng->fwd, eng->kv, &out.batch, eng->logits, &e) != 0)
+    if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
         ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
     struct gen *forks[256];
     const float *fork_logits[256];
@@ -372,14 +371,6 @@ static void *engine_main(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-/* Bytes for the KV cache: an absolute budget, or a fraction of the memory available now. */
-static size_t kv_budget(double want)
-{
-    if (want > 1.0) return (size_t)want;
-    double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    return (size_t)(avail * want);
-}
-
 static struct tok *load_tokenizer(const char *dir, struct err *e)
 {
     char tj[4096], tc[4096];
@@ -388,20 +379,20 @@ static struct tok *load_tokenizer(const char *dir, struct err *e)
     return tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, e);
 }
 
-/* Sizes and allocates the KV cache and the scheduler. */
-static int setup_cache(struct engine *eng, const struct engine_opts *o, struct err *e)
+/* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
+static int setup_backend(struct engine *eng, const struct engine_opts *o, struct err *e)
 {
-    const struct model_config *c = &eng->m->cfg;
-    enum dtype dt = o->kv_cache_bf16 ? DT_BF16 : DT_F32;
-    size_t per_block = kv_cache_block_bytes(c->n_layers, config_kv_width(c), o->block_size, dt);
-    size_t budget = kv_budget(o->kv_cache_memory);
-    int64_t n_blocks = (int64_t)(budget / per_block);
-    if (n_blocks < 1)
-        return err_set(e, "kv_cache_memory of %zu bytes holds no block (%zu bytes each)", budget, per_block);
-    if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
-    eng->kv = kv_cache_create(c->n_layers, config_kv_width(c), o->block_size, (int)n_blocks, dt);
-    if (!eng->kv) return err_set(e, "cannot allocate %lld KV cache blocks (%zu bytes)", (long long)n_blocks, budget);
-    eng->scfg = (struct sched_config){.n_blocks = (int32_t)n_blocks, .block_size = o->block_size,
+    struct backend_opts bo = {.numerics = o->numerics, .max_tokens = o->max_num_batched_tokens,
+                              .max_logits = o->max_num_seqs, .block_size = o->block_size,
+                              .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
+                              .kv_memory = o->kv_cache_memory, .threads = o->threads,
+                              .devices = o->devices, .n_devices = o->n_devices,
+                              .progress = o->progress};
+    eng->bops = o->backend ? o->backend : backend_cpu();
+    eng->be = eng->bops->create(eng->m, &bo, e);
+    if (!eng->be) return -1;
+    eng->bops->stats(eng->be, &eng->be_start);
+    eng->scfg = (struct sched_config){.n_blocks = eng->be_start.n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
                                       .max_num_seqs = o->max_num_seqs,
                                       .no_prefix_caching = !o->enable_prefix_caching};
@@ -424,13 +415,10 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
                 tok_n_vocab(eng->tok), eng->m->cfg.vocab_size);
         goto fail;
     }
-    if (setup_cache(eng, o, e) != 0) goto fail;
+    if (setup_backend(eng, o, e) != 0) goto fail;
     eng->max_model_len = o->max_model_len > 0 ? o->max_model_len : eng->m->cfg.max_position_embeddings;
     eng->max_queued = o->max_queued_requests;
     eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
-    int max_rows = o->max_num_batched_tokens;
-    eng->tp = tp_create(o->threads);
-    eng->fwd = fwd_create(eng->m, max_rows, eng->tp);
     eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
     eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
     eng->stopped = xcalloc((size_t)o->max_num_seqs, sizeof *eng->stopped);
@@ -439,6 +427,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
         err_set(e, "cannot start the engine thread");
         goto fail;
     }
+    eng->thread_started = 1;
     return eng;
 fail:
     engine_destroy(eng);
@@ -457,7 +446,7 @@ static void abort_everything(struct engine *eng)
 void engine_destroy(struct engine *eng)
 {
     if (!eng) return;
-    if (eng->fwd) {
+    if (eng->thread_started) {
         pthread_mutex_lock(&eng->mu);
         eng->stop = 1;
         pthread_cond_signal(&eng->cv);
@@ -465,13 +454,11 @@ void engine_destroy(struct engine *eng)
         pthread_join(eng->thread, NULL);
         abort_everything(eng);
     }
-    fwd_destroy(eng->fwd);
-    tp_destroy(eng->tp);
+    if (eng->be) eng->bops->destroy(eng->be);
     free(eng->logits);
     free(eng->sampled);
     free(eng->stopped);
     sched_destroy(eng->sched);
-    kv_cache_destroy(eng->kv);
     tok_destroy(eng->tok);
     model_destroy(eng->m);
     pthread_cond_destroy(&eng->cv);
@@ -488,6 +475,12 @@ const struct tok *engine_tokenizer(const struct engine *eng)
 void engine_metrics(struct engine *eng, struct metrics *out)
 {
     metrics_snapshot(&eng->metrics, out);
+}
+
+const char *engine_backend(const struct engine *eng, struct backend_stats *at_start)
+{
+    *at_start = eng->be_start;
+    return eng->bops->name;
 }
 
 int engine_max_model_len(const struct engine *eng)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/backend.h"
 #include "engine/err.h"
 #include "engine/model/model.h"
 #include "engine/sampler.h"
@@ -31,7 +32,11 @@ struct engine_opts {
     int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
     int enable_prefix_caching;
     int max_queued_requests;    /* admission bound: submissions beyond it are refused */
-    int threads;                /* 0: all cores */
+    int threads;                /* CPU worker threads; 0: all cores */
+    const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
+    enum numerics numerics;     /* arithmetic of a step (NUMERICS_REF today) */
+    const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */
+    int n_devices;
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */
     const struct load_progress *progress; /* model load reports; NULL: none */
 };
@@ -88,6 +93,8 @@ void engine_destroy(struct engine *eng);
 
 /* The tokenizer of the served model (read-only; any thread may use it). */
 const struct tok *engine_tokenizer(const struct engine *eng);
+/* The backend's name and what it held once set up (weights, KV pool, device), for the log. */
+const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
 /* The longest context (prompt + completion) a request may use. */
 int engine_max_model_len(const struct engine *eng);
 struct metrics;

@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/cpu/forward.h"
-#include "engine/cpu/kv_cache.h"
+#include "engine/backend.h"
 #include "engine/model/model.h"
 #include "server/commands.h"
 
@@ -19,20 +18,28 @@ struct logits_opts {
     int block_size;
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
+    enum backend_kind backend;
+    enum numerics numerics;
+    int devices[BACKEND_MAX_DEVICES];
+    int n_devices;
 };
 
 static void logits_usage(FILE *f)
 {
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
-               "                    [--threads N]\n"
+               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|fast]\n"
+               "                    [--gpus LIST]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
                "  --decode        one token per step through the KV cache\n"
                "  --chunk N       prefill N tokens per step\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
                "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n"
-               "  --threads N     worker threads (default 0: one per core)\n");
+               "  --threads N     worker threads (default 0: one per core)\n"
+               "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
+               "  --numerics M    step arithmetic: ref (default) or fast\n"
+               "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -60,8 +67,10 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"out", required_argument, 0, 'o'},   {"chunk", required_argument, 0, 'c'},
         {"decode", no_argument, 0, 'd'},      {"block-size", required_argument, 0, 'b'},
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32};
+        {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
+        {"gpus", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO};
+    struct err e = {{0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -77,6 +86,21 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             else return -1;
             break;
         case 'j': o->threads = atoi(optarg); if (o->threads < 0) return -1; break;
+        case 'B':
+            if (strcmp(optarg, "auto") == 0) o->backend = BACKEND_AUTO;
+            else if (strcmp(optarg, "cpu") == 0) o->backend = BACKEND_CPU;
+            else if (strcmp(optarg, "cuda") == 0) o->backend = BACKEND_CUDA;
+            else return -1;
+            break;
+        case 'N':
+            if (strcmp(optarg, "ref") == 0) o->numerics = NUMERICS_REF;
+            else if (strcmp(optarg, "fast") == 0) o->numerics = NUMERICS_FAST;
+            else return -1;
+            break;
+        case 'G':
+            o->n_devices = backend_parse_devices(optarg, o->devices, BACKEND_MAX_DEVICES, &e);
+            if (o->n_devices < 0) return fprintf(stderr, "seekd logits: --gpus %s\n", e.msg), -1;
+            break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
@@ -104,30 +128,30 @@ static int write_npy(const char *path, const float *data, int rows, int cols)
 }
 
 /* Runs the tokens through the model in steps of `chunk` tokens; logits of every position. */
-static int run_steps(const struct model *m, const struct logits_opts *o, const int32_t *tokens,
-                     int n, float *logits, struct err *e)
+static int run_steps(const struct backend_ops *ops, const struct model *m,
+                     const struct logits_opts *o, const int32_t *tokens, int n, float *logits,
+                     struct err *e)
 {
     int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
-    struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg),
-                                          o->block_size, n_blocks, o->kv_dtype);
-    if (!kv) return err_set(e, "cannot allocate the KV cache");
+    struct backend_opts bo = {.numerics = o->numerics, .max_tokens = chunk, .max_logits = chunk,
+                              .block_size = o->block_size, .kv_dtype = o->kv_dtype,
+                              .kv_blocks = n_blocks, .threads = o->threads,
+                              .devices = o->devices, .n_devices = o->n_devices};
+    struct backend *b = ops->create(m, &bo, e);
+    if (!b) return -1;
     /* Blocks in reverse order, so that logical and physical positions differ. */
     int32_t *table = malloc((size_t)n_blocks * sizeof *table);
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i;
-    struct tp *tp = tp_create(o->threads);
-    struct fwd *f = fwd_create(m, chunk, tp);
     int rc = 0;
     for (int p = 0; p < n && rc == 0; p += chunk) {
         int len = n - p < chunk ? n - p : chunk;
         struct batch_seq seq = {.start = 0, .n_tokens = len, .pos0 = p, .block_table = table,
                                 .logits = BATCH_LOGITS_ALL};
-        struct batch b = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
-        rc = fwd_run(f, kv, &b, logits + (size_t)p * m->cfg.vocab_size, e);
+        struct batch bt = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
+        rc = ops->forward(b, &bt, logits + (size_t)p * m->cfg.vocab_size, e);
     }
-    fwd_destroy(f);
-    tp_destroy(tp);
+    ops->destroy(b);
     free(table);
-    kv_cache_destroy(kv);
     return rc;
 }
 
@@ -142,7 +166,10 @@ int cmd_logits(int argc, char **argv)
         free(tokens);
         return 2;
     }
-    struct model *m = model_load(o.model, &e);
+    char note[320];
+    const struct backend_ops *ops = backend_select(o.backend, note, sizeof note, &e);
+    struct model *m = ops ? model_load(o.model, &e) : NULL;
+    if (note[0]) fprintf(stderr, "seekd logits: %s\n", note);
     if (!m) {
         fprintf(stderr, "seekd: %s\n", e.msg);
         free(tokens);
@@ -150,7 +177,7 @@ int cmd_logits(int argc, char **argv)
     }
     float *logits = malloc((size_t)n * (size_t)m->cfg.vocab_size * sizeof *logits);
     if (!logits) fprintf(stderr, "seekd: cannot allocate logits for %d tokens\n", n);
-    else if (run_steps(m, &o, tokens, n, logits, &e) != 0) fprintf(stderr, "seekd: %s\n", e.msg);
+    else if (run_steps(ops, m, &o, tokens, n, logits, &e) != 0) fprintf(stderr, "seekd: %s\n", e.msg);
     else if (write_npy(o.out, logits, n, m->cfg.vocab_size) != 0)
         fprintf(stderr, "seekd: cannot write %s: %s\n", o.out, strerror(errno));
     else rc = 0;

@@ -56,7 +56,13 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
         .threads = o->threads,
+        .numerics = o->numerics == OPT_NUMERICS_FAST ? NUMERICS_FAST : NUMERICS_REF,
     };
+}
+
+static enum backend_kind backend_kind_of(enum opt_backend b)
+{
+    return b == OPT_BACKEND_CPU ? BACKEND_CPU : b == OPT_BACKEND_CUDA ? BACKEND_CUDA : BACKEND_AUTO;
 }
 
 /* The served names: --served-model-name, else the model directory's base name. */
@@ -91,6 +97,28 @@ struct daemon {
     struct api a;
     struct http_server *h;
 };
+
+/* The backend and its devices; logs why auto fell back to the CPU. */
+static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, struct err *e)
+{
+    char note[320];
+    eo->backend = backend_select(backend_kind_of(d->o.backend), note, sizeof note, e);
+    if (!eo->backend) return -1;
+    if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
+    eo->devices = devices;
+    eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
+    return eo->n_devices < 0 ? -1 : 0;
+}
+
+/* One line saying what runs the model and what it holds. */
+static void log_backend(struct daemon *d)
+{
+    struct backend_stats st;
+    const char *name = engine_backend(d->a.eng, &st);
+    log_msg(d->log, LOGL_INFO, "backend %s (%s): weights %.2f GiB, KV pool %d blocks (%.2f GiB)",
+            name, st.device, (double)st.weight_bytes / (1 << 30), st.n_blocks,
+            (double)st.kv_bytes / (1 << 30));
+}
 
 /* Waits up to timeout_s for one of d->signals; returns it, or 0 on timeout. */
 static int wait_signal(struct daemon *d, double timeout_s)
@@ -225,9 +253,12 @@ static int load(struct daemon *d, struct chat **chat, struct err *e)
     struct progress pr;
     progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file);
     fill_engine_opts(&d->o, &eo, &pr.cb);
+    int devices[BACKEND_MAX_DEVICES];
+    if (pick_backend(d, &eo, devices, e) != 0) return -1;
     notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
     d->a.eng = engine_create(&eo, e);
     if (!d->a.eng) return -1;
+    log_backend(d);
     d->a.tok = engine_tokenizer(d->a.eng);
     d->a.chat = *chat = chat_create(d->a.tok, template_option(d->o.chat_template), e);
     if (!*chat) return -1;
