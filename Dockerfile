@@ -16,7 +16,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
 # hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libpcre2-dev \
+        build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libpcre2-dev xxd \
         check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

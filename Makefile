@@ -18,7 +18,9 @@ SHELL   := bash
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev python3 python3-venv systemd
+            libpcre2-dev xxd python3 python3-venv systemd
+# The chat page's tests drive a headless browser; only the tests install it.
+BROWSER_PKGS := chromium
 PYTHON  ?= python3
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation
@@ -70,8 +72,8 @@ build/cuda-kernels/%.o: %.cu
 # objects per variant: build/<variant>/<path>.o
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-.PHONY: all test unit unit-asan integration integration-tsan deps venv run bench clean format \
-        install cuda-test cuda-unit devbundle
+.PHONY: all test unit unit-asan integration integration-tsan deps browser venv run bench clean \
+        format install cuda-test cuda-unit devbundle
 .DEFAULT_GOAL := all
 
 all: seekd
@@ -86,6 +88,8 @@ build/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
 	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(2)) $(if $(3),$$(CUDA_CFLAGS)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
 
+build/$(1)/server/webui.o: build/gen/webui_page.h
+
 build/$(1)/libengine.a: $(call objs,$(1),$(ENGINE_SRC) $(if $(3),$(CUDA_C_SRC))) $(if $(3),$(CUDA_CU_OBJ))
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -96,6 +100,12 @@ build/$(1)/seekd: $(call objs,$(1),$(SERVER_SRC)) build/$(1)/libengine.a
 build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/libengine.a
 	$$(CC) $$(OPT_$(2)) $$(LDOPT_$(2)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS) $(if $(3),$$(CUDA_LIBS))
 endef
+
+# The chat page: its bytes as a C array plus the CSP hashes of its inline script and style.
+build/gen/webui_page.h: server/webui/chat.html server/webui/embed.sh
+	@mkdir -p $(@D)
+	server/webui/embed.sh $< > $@.tmp && mv -f $@.tmp $@
+
 $(eval $(call variant,release,release,))
 $(eval $(call variant,asan,asan,))
 $(eval $(call variant,tsan,tsan,))
@@ -110,11 +120,19 @@ build/cuda-release/tests/cuda/dev_kernels: build/cuda-release/tests/cuda/dev_ker
 	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
 
 # ---- set-up: system packages and the test venv -------------------------------------------------
-deps:
-	@if ! dpkg -s $(APT_PKGS) >/dev/null 2>&1; then \
-	  echo "installing build dependencies with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+# $(call apt_install,PACKAGES): installs them with apt-get unless all are there.
+define apt_install
+	@if ! dpkg -s $(1) >/dev/null 2>&1; then \
+	  echo "installing with apt-get: $(1)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PKGS))
+
+browser:
+	$(call apt_install,$(BROWSER_PKGS))
 
 .venv/ok: tests/requirements.txt
 	$(PYTHON) -m venv .venv
@@ -139,7 +157,7 @@ unit-asan: $(UNIT_asan)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tests/run_units build/asan $(TEST_NAMES)
 
-integration: seekd build/asan/seekd venv
+integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
 # The tests that exercise the threads (engine, HTTP loop, sweeper) under ThreadSanitizer.
