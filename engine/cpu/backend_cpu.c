@@ -60,15 +60,12 @@ static int make_kv(struct backend *b, const struct backend_opts *o, struct err *
     return 0;
 }
 
-/* Picks the matrix set under numerics bf16 and names the kernels in the stats: "CPU, 2 threads,
- * avx512 kernels, amx for BF16 weights". */
-static void describe(struct backend *b, int bf16)
+/* Names the kernels in the stats: "CPU, 2 threads, avx512 kernels, amx for BF16 weights". mx:
+ * the matrix set of numerics bf16 (NULL: none); rate: matrix_best's measure. */
+static void describe(struct backend *b, int bf16, const struct matrix_kernels *mx, double rate)
 {
-    double rate = 0;
-    const struct matrix_kernels *mx = bf16 ? matrix_best(&rate) : NULL;
     int n = snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels",
                      tp_size(b->tp), simd_best()->name);
-    fwd_use_matrix(b->fwd, mx);
     if (mx)
         n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", %s for BF16 weights", mx->name);
     else if (bf16 && rate > 0)
@@ -133,10 +130,13 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
+    double rate = 0; /* the matrix set first: AMX's permission is asked before threads start */
+    const struct matrix_kernels *mx = o->numerics == NUMERICS_BF16 ? matrix_best(&rate) : NULL;
     b->tp = tp_create(o->threads);
     b->fwd = fwd_create(m, o->max_tokens, b->tp);
+    fwd_use_matrix(b->fwd, mx);
     b->st.weight_bytes = m->st.n_bytes; /* mapped in place, or moved into huge pages: one copy */
-    describe(b, o->numerics == NUMERICS_BF16);
+    describe(b, o->numerics == NUMERICS_BF16, mx, rate);
     b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
     return b;
 }
