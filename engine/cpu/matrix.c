@@ -37,7 +37,8 @@ void matrix_pack_rows(const float *x, int64_t ldx, int n, int k, uint16_t *xp)
 {
     int kp = matrix_kpad(k);
     for (int t = 0; t < n; t++)
-        for (int c = 0; c < kp; c++) xp[(size_t)t * kp + c] = c < k ? matrix_bf16(x[t * ldx + c]) : 0;
+        for (int c = 0; c < kp; c++)
+            xp[(size_t)t * kp + c] = c < k ? matrix_bf16(x[t * ldx + c]) : 0;
 }
 
 size_t matrix_pairs_bytes(int n, int k)
@@ -89,7 +90,8 @@ const struct matrix_kernels *matrix_by_name(const char *name)
 {
     if (strcmp(name, "amx-emulated") == 0) return &matrix_amx_emulated_set;
 #if defined(__x86_64__)
-    if (strcmp(name, "avx512bf16") == 0) return matrix_cpu_avx512bf16() ? &matrix_avx512bf16_set : NULL;
+    if (strcmp(name, "avx512bf16") == 0)
+        return matrix_cpu_avx512bf16() ? &matrix_avx512bf16_set : NULL;
     if (strcmp(name, "amx") == 0) return matrix_amx_permitted() ? &matrix_amx_set : NULL;
 #endif
     return NULL;

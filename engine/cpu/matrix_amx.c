@@ -82,13 +82,13 @@ static void emu_tiledp(struct amx_state *s, int c, int a, int b)
             }
 }
 
-#define AMX_FN(name)           emu_##name
-#define TILE_CONFIG(cfg)       (void)(cfg)
-#define TILE_ZERO(t)           memset(s->tile[t], 0, sizeof s->tile[t])
-#define TILE_LOAD(t, p, st)    emu_tileload(s, t, p, st)
-#define TILE_DP(c, a, b)       emu_tiledp(s, c, a, b)
-#define TILE_STORE(t, p, st)   emu_tilestore(s, t, p, st)
-#define TILE_RELEASE()         (void)0
+#define AMX_FN(name)         emu_##name
+#define TILE_CONFIG(cfg)     (void)(cfg)
+#define TILE_ZERO(t)         memset(s->tile[t], 0, sizeof s->tile[t])
+#define TILE_LOAD(t, p, st)  emu_tileload(s, t, p, st)
+#define TILE_DP(c, a, b)     emu_tiledp(s, c, a, b)
+#define TILE_STORE(t, p, st) emu_tilestore(s, t, p, st)
+#define TILE_RELEASE()       (void)0
 #include "engine/cpu/matrix_amx_body.h"
 #undef AMX_FN
 #undef TILE_CONFIG
@@ -113,34 +113,39 @@ const struct matrix_kernels matrix_amx_emulated_set = {"amx-emulated", pairs_byt
 #pragma GCC push_options
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")
 
-#define AMX_FN(name)           amx_##name
-#define TILE_CONFIG(cfg)       _tile_loadconfig(cfg)
-#define TILE_ZERO(t)           _tile_zero(t)
-#define TILE_LOAD(t, p, st)    _tile_loadd(t, p, st)
-#define TILE_DP(c, a, b)       _tile_dpbf16ps(c, a, b)
-#define TILE_STORE(t, p, st)   _tile_stored(t, p, st)
-#define TILE_RELEASE()         _tile_release()
+#define AMX_FN(name)         amx_##name
+#define TILE_CONFIG(cfg)     _tile_loadconfig(cfg)
+#define TILE_ZERO(t)         _tile_zero(t)
+#define TILE_LOAD(t, p, st)  _tile_loadd(t, p, st)
+#define TILE_DP(c, a, b)     _tile_dpbf16ps(c, a, b)
+#define TILE_STORE(t, p, st) _tile_stored(t, p, st)
+#define TILE_RELEASE()       _tile_release()
 #include "engine/cpu/matrix_amx_body.h"
 
 /* r[j] (token j's 16 column pairs) transposed: col[p] holds pair p of the 16 tokens. */
 static inline void transpose16(const __m512i *r, __m512i *col)
 {
     __m512i t[16], u[16];
-    for (int g = 0; g < 4; g++) {
+    for (int g = 0; g < 4; g++) { /* rows 4g..4g+3: pairs q, q + 4, q + 8, q + 12 in u[4g + q] */
         const __m512i *q = r + 4 * g;
-        t[4 * g] = _mm512_unpacklo_epi32(q[0], q[1]), t[4 * g + 1] = _mm512_unpackhi_epi32(q[0], q[1]);
-        t[4 * g + 2] = _mm512_unpacklo_epi32(q[2], q[3]), t[4 * g + 3] = _mm512_unpackhi_epi32(q[2], q[3]);
+        t[4 * g] = _mm512_unpacklo_epi32(q[0], q[1]);
+        t[4 * g + 1] = _mm512_unpackhi_epi32(q[0], q[1]);
+        t[4 * g + 2] = _mm512_unpacklo_epi32(q[2], q[3]);
+        t[4 * g + 3] = _mm512_unpackhi_epi32(q[2], q[3]);
         u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
         u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
         u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
         u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
     }
-    for (int q = 0; q < 4; q++) { /* u[4g + q]: pairs q, q + 4, q + 8, q + 12 of rows 4g.. */
-        __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88), v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
+    for (int q = 0; q < 4; q++) { /* then 128-bit lanes: across the row groups */
+        __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88);
+        __m512i v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
         __m512i v2 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88);
         __m512i v3 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
-        col[q] = _mm512_shuffle_i32x4(v0, v2, 0x88), col[q + 8] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
-        col[q + 4] = _mm512_shuffle_i32x4(v1, v3, 0x88), col[q + 12] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+        col[q] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        col[q + 8] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        col[q + 4] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        col[q + 12] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
     }
 }
 
@@ -152,7 +157,9 @@ static void amx_pack(const float *x, int64_t ldx, int n, int k, void *xp)
     for (int b = 0; b < (n + 15) / 16; b++)
         for (int c = 0; c < np * 2; c += 32) {
             __mmask16 lo = k - c >= 16 ? 0xffff : (__mmask16)((1u << (k - c)) - 1);
-            __mmask16 hi = k - c >= 32 ? 0xffff : k - c > 16 ? (__mmask16)((1u << (k - c - 16)) - 1) : 0;
+            __mmask16 hi = k - c >= 32  ? 0xffff
+                           : k - c > 16 ? (__mmask16)((1u << (k - c - 16)) - 1)
+                                        : 0;
             __m512i r[16], col[16];
             for (int j = 0; j < 16; j++) {
                 int live = b * 16 + j < n;
@@ -169,7 +176,8 @@ static void amx_pack(const float *x, int64_t ldx, int n, int k, void *xp)
 
 #pragma GCC pop_options
 
-const struct matrix_kernels matrix_amx_set = {"amx", pairs_bytes, amx_pack, amx_scratch_bytes, amx_gemm};
+const struct matrix_kernels matrix_amx_set = {"amx", pairs_bytes, amx_pack, amx_scratch_bytes,
+                                              amx_gemm};
 
 /* The emulated set packs with the same code where the CPU can run it, so tests check it. */
 void matrix_amx_pack_vector(const float *x, int64_t ldx, int n, int k, void *xp)

@@ -67,9 +67,9 @@ static void AMX_FN(gemm)(const uint16_t *w, int64_t ldw, int nr, const void *xp,
 {
     struct amx_state st, *s = &st;
     int kp = matrix_kpad(k), full = k / 32;
-    float *cbuf = scratch;                           /* [4][16][16] */
-    uint16_t *tail = (uint16_t *)(cbuf + 1024);      /* [32][32] the last partial chunk */
-    uint16_t *pad = tail + 32 * 32;                  /* [32][kp] the last rows */
+    float *cbuf = scratch;                      /* [4][16][16] */
+    uint16_t *tail = (uint16_t *)(cbuf + 1024); /* [32][32] the last partial chunk */
+    uint16_t *pad = tail + 32 * 32;             /* [32][kp] the last rows */
     AMX_FN(config)(&s->cfg);
     TILE_CONFIG(&s->cfg);
     for (int i = 0; i < nr; i += 32) {
@@ -78,7 +78,8 @@ static void AMX_FN(gemm)(const uint16_t *w, int64_t ldw, int nr, const void *xp,
         int rows = nr - i < 32 ? nr - i : 32;
         if (rows < 32) { /* padded copy: rows past the weight read as zeros */
             memset(pad, 0, (size_t)32 * kp * sizeof *pad);
-            for (int r = 0; r < rows; r++) memcpy(pad + r * kp, a + r * ldw, (size_t)k * sizeof *pad);
+            for (int r = 0; r < rows; r++)
+                memcpy(pad + r * kp, a + r * ldw, (size_t)k * sizeof *pad);
             a = pad, lda = kp;
         }
         memset(tail, 0, 32 * 32 * sizeof *tail);

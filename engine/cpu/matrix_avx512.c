@@ -37,7 +37,8 @@ static inline __attribute__((always_inline)) __m512 sum16(const __m512 *a)
  * per pair, whole 32-column chunks, then the masked rest of the row (the packed tokens are
  * zero there), all 16 summed at once. */
 static inline __attribute__((always_inline)) void tile(const uint16_t *w, int64_t ldw, const int R,
-    const uint16_t *x, int64_t ldx, const int N, int k, float *y, int64_t ldy)
+                                                       const uint16_t *x, int64_t ldx, const int N,
+                                                       int k, float *y, int64_t ldy)
 {
     __m512 acc[16];
     __m512bh wv[4];
@@ -54,7 +55,8 @@ static inline __attribute__((always_inline)) void tile(const uint16_t *w, int64_
         for (int t = 0; t < N; t++) {
             __m512bh xv = (__m512bh)_mm512_loadu_si512(x + t * ldx + c);
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) acc[i * 4 + t] = _mm512_dpbf16_ps(acc[i * 4 + t], wv[i], xv);
+            for (int i = 0; i < R; i++)
+                acc[i * 4 + t] = _mm512_dpbf16_ps(acc[i * 4 + t], wv[i], xv);
         }
     }
     if (c < k) {
@@ -65,7 +67,8 @@ static inline __attribute__((always_inline)) void tile(const uint16_t *w, int64_
         for (int t = 0; t < N; t++) {
             __m512bh xv = (__m512bh)_mm512_loadu_si512(x + t * ldx + c);
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) acc[i * 4 + t] = _mm512_dpbf16_ps(acc[i * 4 + t], wv[i], xv);
+            for (int i = 0; i < R; i++)
+                acc[i * 4 + t] = _mm512_dpbf16_ps(acc[i * 4 + t], wv[i], xv);
         }
     }
     float s[16];
@@ -77,12 +80,13 @@ static inline __attribute__((always_inline)) void tile(const uint16_t *w, int64_
 }
 
 #define SEEKD_TILE_FN(R, N)                                                                        \
-    static void tile_##R##x##N(const uint16_t *w, int64_t ldw, const uint16_t *x, int64_t ldx,    \
+    static void tile_##R##x##N(const uint16_t *w, int64_t ldw, const uint16_t *x, int64_t ldx,     \
                                int k, float *y, int64_t ldy)                                       \
     {                                                                                              \
         tile(w, ldw, R, x, ldx, N, k, y, ldy);                                                     \
     }
-#define SEEKD_TILE_ROW(R) SEEKD_TILE_FN(R, 1) SEEKD_TILE_FN(R, 2) SEEKD_TILE_FN(R, 3) SEEKD_TILE_FN(R, 4)
+#define SEEKD_TILE_ROW(R)                                                                          \
+    SEEKD_TILE_FN(R, 1) SEEKD_TILE_FN(R, 2) SEEKD_TILE_FN(R, 3) SEEKD_TILE_FN(R, 4)
 SEEKD_TILE_ROW(1)
 SEEKD_TILE_ROW(2)
 SEEKD_TILE_ROW(3)
@@ -90,7 +94,8 @@ SEEKD_TILE_ROW(4)
 #undef SEEKD_TILE_ROW
 #undef SEEKD_TILE_FN
 
-typedef void (*tile_fn)(const uint16_t *, int64_t, const uint16_t *, int64_t, int, float *, int64_t);
+typedef void (*tile_fn)(const uint16_t *, int64_t, const uint16_t *, int64_t, int, float *,
+                        int64_t);
 
 /* Four rows at a time (in L1) against every token, four at a time. */
 static void gemm(const uint16_t *w, int64_t ldw, int nr, const void *xp, int n, int k, float *y,
@@ -119,7 +124,9 @@ static void pack(const float *x, int64_t ldx, int n, int k, void *xp)
     for (int t = 0; t < n; t++)
         for (int c = 0; c < kp; c += 32) {
             __mmask16 lo = k - c >= 16 ? 0xffff : k - c > 0 ? (__mmask16)((1u << (k - c)) - 1) : 0;
-            __mmask16 hi = k - c >= 32 ? 0xffff : k - c > 16 ? (__mmask16)((1u << (k - c - 16)) - 1) : 0;
+            __mmask16 hi = k - c >= 32  ? 0xffff
+                           : k - c > 16 ? (__mmask16)((1u << (k - c - 16)) - 1)
+                                        : 0;
             __m512 a = _mm512_maskz_loadu_ps(lo, x + t * ldx + c);
             __m512 b = _mm512_maskz_loadu_ps(hi, x + t * ldx + c + 16);
             _mm512_storeu_si512(out + (size_t)t * kp + c, (__m512i)_mm512_cvtne2ps_pbh(b, a));
@@ -136,7 +143,8 @@ static size_t no_scratch(int k)
     return 0;
 }
 
-const struct matrix_kernels matrix_avx512bf16_set = {"avx512bf16", rows_bytes, pack, no_scratch, gemm};
+const struct matrix_kernels matrix_avx512bf16_set = {"avx512bf16", rows_bytes, pack, no_scratch,
+                                                     gemm};
 
 /* Seconds of this thread's CPU time: a shared machine's other work does not count. */
 static double cpu_seconds(void)
@@ -151,12 +159,14 @@ static __attribute__((noinline)) double probe(long n, int bf16)
 {
     __m512 a[12];
     __m512 x = _mm512_set1_ps(0.5f), y = _mm512_set1_ps(0.25f);
-    __m512bh p = (__m512bh)_mm512_set1_epi32(0x3f003f00), q = (__m512bh)_mm512_set1_epi32(0x3e803e80);
+    __m512bh p = (__m512bh)_mm512_set1_epi32(0x3f003f00),
+             q = (__m512bh)_mm512_set1_epi32(0x3e803e80);
     for (int j = 0; j < 12; j++) a[j] = _mm512_set1_ps((float)j);
     double t0 = cpu_seconds();
     for (long i = 0; i < n; i++) {
 #pragma GCC unroll 12
-        for (int j = 0; j < 12; j++) a[j] = bf16 ? _mm512_dpbf16_ps(a[j], p, q) : _mm512_fmadd_ps(x, y, a[j]);
+        for (int j = 0; j < 12; j++)
+            a[j] = bf16 ? _mm512_dpbf16_ps(a[j], p, q) : _mm512_fmadd_ps(x, y, a[j]);
         __asm__ volatile("" : "+v"(x), "+v"(p)); /* keeps the loop */
     }
     double t = cpu_seconds() - t0;

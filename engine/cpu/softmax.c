@@ -38,7 +38,8 @@ static inline __m256 exp256(__m256 x)
     __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(SEEKD_LN2_HI), x);
     r = _mm256_fnmadd_ps(k, _mm256_set1_ps(SEEKD_LN2_LO), r);
     __m256 p = SEEKD_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, r);
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
@@ -76,7 +77,8 @@ void softmax_avx2(float *x, int n, float scale)
         for (int j = i; j < n; j++) sum += x[j] = t[j - i];
     }
     __m256 d = _mm256_set1_ps(sum);
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), d));
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), d));
     for (; i < n; i++) x[i] /= sum;
 }
 

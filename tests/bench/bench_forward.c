@@ -10,7 +10,8 @@
  * prefill: one sequence of TOKENS random ids in chunks of CHUNK, REPEATS times; the best run.
  * decode: STREAMS sequences with CONTEXT tokens each already cached, then STEPS steps of one token
  * per stream. NUMERICS: ref (default) or bf16 (the matrix set matrix_best() picks; SEEKD_MATRIX
- * chooses another). The cache is BF16, as the server's. */
+ * chooses another). The cache is BF16, as the server's. BENCH_HUGE=1 (environment) first moves
+ * the weights into huge pages, as `seekd serve` does by default. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +33,9 @@ struct run {
     const struct model *m;
     struct fwd *f;
     struct kv_cache *kv;
-    int32_t *tok;  /* random ids */
+    int32_t *tok;   /* random ids */
     int32_t *table; /* [streams][blocks per stream] */
-    int per_seq;   /* blocks per sequence */
+    int per_seq;    /* blocks per sequence */
 };
 
 static int step(struct run *r, const struct batch *b, float *logits)
@@ -66,7 +67,8 @@ static int decode(struct run *r, int streams, int ctx, int steps, float *logits)
     struct batch_seq *q = calloc((size_t)streams, sizeof *q);
     for (int i = 0; i < steps; i++) {
         for (int s = 0; s < streams; s++)
-            q[s] = (struct batch_seq){s, 1, ctx + i, r->table + (size_t)s * r->per_seq, BATCH_LOGITS_LAST};
+            q[s] = (struct batch_seq){s, 1, ctx + i, r->table + (size_t)s * r->per_seq,
+                                      BATCH_LOGITS_LAST};
         struct batch b = {streams, r->tok + i, streams, q};
         if (step(r, &b, logits) != 0) return free(q), -1;
     }
@@ -77,12 +79,16 @@ static int decode(struct run *r, int streams, int ctx, int steps, float *logits)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_forward MODEL_DIR prefill|decode [A] [B] [THREADS] [REPEATS] [ref|bf16]\n");
+        fprintf(stderr, "usage: bench_forward MODEL_DIR prefill|decode [A] [B] [THREADS] [REPEATS] "
+                        "[ref|bf16]\n");
         return 2;
     }
     int dec = strcmp(argv[2], "decode") == 0;
-    int a = argc > 3 ? atoi(argv[3]) : dec ? 16 : 1024, bb = argc > 4 ? atoi(argv[4]) : dec ? 128 : a;
-    int threads = argc > 5 ? atoi(argv[5]) : 1, reps = argc > 6 ? atoi(argv[6]) : dec ? 16 : 3;
+    int a = dec ? 16 : 1024, bb = dec ? 128 : 0, threads = 1, reps = dec ? 16 : 3;
+    if (argc > 3) a = atoi(argv[3]);
+    bb = argc > 4 ? atoi(argv[4]) : bb ? bb : a;
+    if (argc > 5) threads = atoi(argv[5]);
+    if (argc > 6) reps = atoi(argv[6]);
     int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0;
     struct err e = {{0}};
     struct model *m = model_load(argv[1], &e);
@@ -90,14 +96,19 @@ int main(int argc, char **argv)
     if (getenv("BENCH_HUGE") && st_move_to_huge_pages(&m->st, NULL, &e) != 0)
         return fprintf(stderr, "bench_forward: %s\n", e.msg), 1;
     int streams = dec ? a : 1, len = dec ? bb + reps : a;
-    if (a < 1 || bb < 1 || len > m->cfg.max_position_embeddings) return fprintf(stderr, "bad sizes\n"), 2;
+    if (a < 1 || bb < 1 || len > m->cfg.max_position_embeddings)
+        return fprintf(stderr, "bad sizes\n"), 2;
     struct run r = {.m = m, .per_seq = (len + BS - 1) / BS};
     r.tok = malloc((size_t)len * sizeof *r.tok);
     uint64_t s = 88172645463325252ull;
-    for (int i = 0; i < len; i++) s ^= s << 13, s ^= s >> 7, s ^= s << 17, r.tok[i] = (int32_t)(s % (uint64_t)m->cfg.vocab_size);
+    for (int i = 0; i < len; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        r.tok[i] = (int32_t)(s % (uint64_t)m->cfg.vocab_size);
+    }
     r.table = malloc((size_t)streams * r.per_seq * sizeof *r.table);
     for (int i = 0; i < streams * r.per_seq; i++) r.table[i] = i;
-    r.kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, streams * r.per_seq, DT_BF16);
+    r.kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, streams * r.per_seq,
+                           DT_BF16);
     struct tp *tp = tp_create(threads);
     r.f = fwd_create(m, dec ? (streams > bb ? streams : bb) : bb, tp);
     const struct matrix_kernels *mx = bf16 ? matrix_best(NULL) : NULL;
@@ -115,9 +126,10 @@ int main(int argc, char **argv)
     double tokens = dec ? (double)streams * reps : a;
     if (rc == 0)
         printf("%s %d %s, %d threads, %s kernels%s%s: %.1f tok/s wall, %.1f tok/s per CPU-second "
-               "(%.2f CPU-ms per token)\n", dec ? "decode" : "prefill", dec ? streams : a,
-               dec ? "streams" : "tokens", tp_size(tp), simd_best()->name, mx ? " + " : "",
-               mx ? mx->name : "", tokens / best_w, tokens / best_c, 1e3 * best_c / tokens);
+               "(%.2f CPU-ms per token)\n",
+               dec ? "decode" : "prefill", dec ? streams : a, dec ? "streams" : "tokens",
+               tp_size(tp), simd_best()->name, mx ? " + " : "", mx ? mx->name : "", tokens / best_w,
+               tokens / best_c, 1e3 * best_c / tokens);
     free(logits), free(r.tok), free(r.table);
     fwd_destroy(r.f);
     tp_destroy(tp);

@@ -34,7 +34,7 @@ static void fill_weights(uint8_t *d, size_t bytes, int fp8)
     uint64_t s = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < bytes; i += 2) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        uint16_t h = (uint16_t)(0x3c00u | (s & 0x807fu)); /* BF16 in ±[2^-7, 2^-6) */
+        uint16_t h = (uint16_t)(0x3c00u | (s & 0x807fu));             /* BF16 in ±[2^-7, 2^-6) */
         if (fp8) h = (uint16_t)(((s & 0x8787u) | 0x2828u) & 0xfefeu); /* exponent 5..6, no NaN */
         memcpy(d + i, &h, i + 2 <= bytes ? 2 : 1);
     }
@@ -52,10 +52,11 @@ static void decode_figures(struct ops *o, const struct weight *w, const uint8_t 
             double t = now_s(CLOCK_MONOTONIC) - t0;
             if (t < best) best = t;
         }
-        printf("%s %s, %d threads, %2d tokens: %.1f GB/s of weights\n", o->k->name, fp8 ? "fp8" : "bf16",
-               tp_size(o->tp), ns[k], (double)bytes / best / 1e9);
+        printf("%s %s, %d threads, %2d tokens: %.1f GB/s of weights\n", o->k->name,
+               fp8 ? "fp8" : "bf16", tp_size(o->tp), ns[k], (double)bytes / best / 1e9);
     }
-    /* The same bytes as 1 MiB matrices (a bench-model expert), one matmul each: what decode does. */
+    /* The same bytes as 1 MiB matrices (a bench-model expert), one matmul each: what decode does.
+     */
     for (int k = 0; k < 2; k++) {
         double best = 1e9;
         int64_t sub = (1 << 20) / (w->cols * (fp8 ? 1 : 2));
@@ -141,7 +142,8 @@ static void prefill_figures(const struct simd_kernels *k)
     uint8_t *d = malloc((size_t)(rows * cols) * 2);
     fill_weights(d, (size_t)(rows * cols) * 2, 0);
     w.data = d;
-    float *x = malloc(1024 * (size_t)cols * sizeof *x), *y = malloc(1024 * (size_t)rows * sizeof *y);
+    float *x = malloc(1024 * (size_t)cols * sizeof *x),
+          *y = malloc(1024 * (size_t)rows * sizeof *y);
     for (int64_t i = 0; i < 1024 * cols; i++) x[i] = 0.01f * (float)(i % 97) - 0.48f;
     int avx512 = strcmp(k->name, "avx512") == 0;
 #if defined(__x86_64__)
@@ -160,8 +162,9 @@ static void prefill_figures(const struct simd_kernels *k)
             struct mm_arg a = {&o, &w, x, n, y};
             double g = 2.0 * (double)(rows * cols) * n / per_call(one_matmul, &a) / 1e9;
             printf("prefill %s%s%s, 1 thread, %4d tokens x 1024x1024 bf16: %.1f GFLOP/s per "
-                   "CPU-second (%.0f%% of the FMA peak)\n", k->name, sets[s] ? " + " : "",
-                   sets[s] ? sets[s]->name : "", n, g, 100 * g / peak);
+                   "CPU-second (%.0f%% of the FMA peak)\n",
+                   k->name, sets[s] ? " + " : "", sets[s] ? sets[s]->name : "", n, g,
+                   100 * g / peak);
         }
     tp_destroy(tp);
     free(d), free(x), free(y);
@@ -171,8 +174,12 @@ int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0, fp8 = argc > 2 && strcmp(argv[2], "fp8") == 0;
     int64_t cols = 1024, rows = (256ll << 20) / (cols * (fp8 ? 1 : 2));
-    struct weight w = {.name = "w", .dtype = fp8 ? DT_F8E4M3 : DT_BF16, .rows = rows, .cols = cols,
-                       .block_rows = 128, .block_cols = 128};
+    struct weight w = {.name = "w",
+                       .dtype = fp8 ? DT_F8E4M3 : DT_BF16,
+                       .rows = rows,
+                       .cols = cols,
+                       .block_rows = 128,
+                       .block_cols = 128};
     size_t bytes = (size_t)(rows * cols) * (fp8 ? 1 : 2);
     uint8_t *d = malloc(bytes);
     fill_weights(d, bytes, fp8);

@@ -76,11 +76,13 @@ START_TEST(gemm_close)
     if (!mx) return;
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
         for (size_t ri = 0; ri < sizeof nrs / sizeof nrs[0]; ri++) {
-            int K = ks[ki], nr = nrs[ri], n = ns[(ki + ri) % 6], ldw = K + 3, ldx = K + 5, ldy = nr + 2;
+            int K = ks[ki], nr = nrs[ri], n = ns[(ki + ri) % 6], ldw = K + 3, ldx = K + 5,
+                ldy = nr + 2;
             uint16_t *w = rand_bf16((size_t)nr * ldw);
             for (int i = 0; i < nr; i++) /* past a row's end: NaN, which must never be read */
                 for (int c = K; c < ldw; c++) w[i * ldw + c] = 0x7fc0;
-            float *x = rand_vec((size_t)n * ldx), *y = rand_vec((size_t)n * ldy), *wf = malloc((size_t)K * sizeof *wf);
+            float *x = rand_vec((size_t)n * ldx), *y = rand_vec((size_t)n * ldy),
+                  *wf = malloc((size_t)K * sizeof *wf);
             run_gemm(mx, w, ldw, nr, x, ldx, n, K, y, ldy);
             for (int i = 0; i < nr; i++) {
                 for (int c = 0; c < K; c++) wf[c] = bf16_to_f32(w[i * ldw + c]);
@@ -91,9 +93,11 @@ START_TEST(gemm_close)
                         exact += p, mag += fabs(p);
                     }
                     float got = y[t * ldy + i], f32 = cpu_dot(wf, x + t * ldx, K);
-                    ck_assert_msg(fabs(got - exact) <= 1e-5 * mag, "%s k=%d nr=%d n=%d [%d,%d]: %g vs %g",
-                                  mx->name, K, nr, n, t, i, got, exact);
-                    ck_assert_msg(fabs(got - f32) <= mag / 256, "%s k=%d: %g vs F32 %g", mx->name, K, got, f32);
+                    ck_assert_msg(fabs(got - exact) <= 1e-5 * mag,
+                                  "%s k=%d nr=%d n=%d [%d,%d]: %g vs %g", mx->name, K, nr, n, t, i,
+                                  got, exact);
+                    ck_assert_msg(fabs(got - f32) <= mag / 256, "%s k=%d: %g vs F32 %g", mx->name,
+                                  K, got, f32);
                 }
             }
             free(w), free(x), free(y), free(wf);
@@ -115,7 +119,8 @@ START_TEST(amx_emulated_exact)
     ck_assert(mx != NULL);
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
         for (size_t ri = 0; ri < sizeof nrs / sizeof nrs[0]; ri++) {
-            int K = ks[ki], nr = nrs[ri], n = ns[(ki + 2 * ri) % 6], ldw = K + 1, ldx = K + 2, ldy = nr;
+            int K = ks[ki], nr = nrs[ri], n = ns[(ki + 2 * ri) % 6], ldw = K + 1, ldx = K + 2,
+                ldy = nr;
             uint16_t *w = rand_bf16((size_t)nr * ldw);
             float *x = rand_vec((size_t)n * ldx), *y = rand_vec((size_t)n * ldy);
             run_gemm(mx, w, ldw, nr, x, ldx, n, K, y, ldy);
@@ -128,7 +133,8 @@ START_TEST(amx_emulated_exact)
                         acc = flush(acc + flush(a * b));
                     }
                     ck_assert_msg(memcmp(&acc, &y[t * ldy + i], sizeof acc) == 0,
-                                  "k=%d nr=%d n=%d [%d,%d]: %a vs %a", K, nr, n, t, i, y[t * ldy + i], acc);
+                                  "k=%d nr=%d n=%d [%d,%d]: %a vs %a", K, nr, n, t, i,
+                                  y[t * ldy + i], acc);
                 }
             free(w), free(x), free(y);
         }
@@ -148,8 +154,10 @@ START_TEST(pack_exact)
             size_t bytes = mx->packed_bytes(n, K);
             void *a = calloc(1, bytes), *b = calloc(1, bytes);
             mx->pack(x, ldx, n, K, a);
-            if (strcmp(mx->name, "avx512bf16") == 0) matrix_pack_rows(x, ldx, n, K, b);
-            else matrix_pack_pairs(x, ldx, n, K, b);
+            if (strcmp(mx->name, "avx512bf16") == 0)
+                matrix_pack_rows(x, ldx, n, K, b);
+            else
+                matrix_pack_pairs(x, ldx, n, K, b);
             ck_assert_msg(memcmp(a, b, bytes) == 0, "%s n=%d k=%d", mx->name, n, K);
 #if defined(__x86_64__)
             if (strcmp(mx->name, "amx-emulated") == 0 && matrix_by_name("avx512bf16")) {
@@ -170,13 +178,16 @@ START_TEST(gemm_invariant)
     if (!mx) return;
     int K = 300, nr = 45, n = 37;
     uint16_t *w = rand_bf16((size_t)nr * K);
-    float *x = rand_vec((size_t)n * K), *all = calloc((size_t)n * nr, sizeof *all), *one = calloc((size_t)nr, sizeof *one);
+    float *x = rand_vec((size_t)n * K), *all = calloc((size_t)n * nr, sizeof *all),
+          *one = calloc((size_t)nr, sizeof *one);
     run_gemm(mx, w, K, nr, x, K, n, K, all, nr);
     for (int t = 0; t < n; t += 5) {
         run_gemm(mx, w, K, nr, x + t * K, K, 1, K, one, nr);
-        ck_assert_msg(memcmp(one, all + t * nr, (size_t)nr * sizeof *one) == 0, "%s token %d", mx->name, t);
+        ck_assert_msg(memcmp(one, all + t * nr, (size_t)nr * sizeof *one) == 0, "%s token %d",
+                      mx->name, t);
         run_gemm(mx, w + 7 * K, K, 19, x + t * K, K, 1, K, one, nr);
-        ck_assert_msg(memcmp(one, all + t * nr + 7, 19 * sizeof *one) == 0, "%s rows 7.. token %d", mx->name, t);
+        ck_assert_msg(memcmp(one, all + t * nr + 7, 19 * sizeof *one) == 0, "%s rows 7.. token %d",
+                      mx->name, t);
     }
     free(w), free(x), free(all), free(one);
 }
@@ -200,8 +211,8 @@ START_TEST(ops_threads)
             struct ops o = {.tp = tp, .k = simd_best(), .mx = mx};
             y[th - 1] = calloc((size_t)n * 200, sizeof(float));
             ops_matmul_rows(&o, &w, 3, 203, x, K, n, y[th - 1], 200);
-            ck_assert_msg(memcmp(y[th - 1], ref, (size_t)n * 200 * sizeof(float)) == 0, "%s n=%d th=%d",
-                          mx->name, n, th);
+            ck_assert_msg(memcmp(y[th - 1], ref, (size_t)n * 200 * sizeof(float)) == 0,
+                          "%s n=%d th=%d", mx->name, n, th);
             tp_destroy(tp);
         }
         for (int th = 0; th < 3; th++) free(y[th]);
