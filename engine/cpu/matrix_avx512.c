@@ -97,7 +97,10 @@ SEEKD_TILE_ROW(4)
 typedef void (*tile_fn)(const uint16_t *, int64_t, const uint16_t *, int64_t, int, float *,
                         int64_t);
 
-/* Four rows at a time (in L1) against every token, four at a time. */
+enum { TOKEN_BLOCK_BYTES = 128 * 1024 }; /* packed tokens per block: they stay in L2 */
+
+/* A block of tokens at a time (in L2), each met by four rows at a time (in L1), four tokens at a
+ * time: the caller's rows (a block of them, in L2) are read once per block of tokens. */
 static void gemm(const uint16_t *w, int64_t ldw, int nr, const void *xp, int n, int k, float *y,
                  int64_t ldy, void *scratch)
 {
@@ -106,12 +109,16 @@ static void gemm(const uint16_t *w, int64_t ldw, int nr, const void *xp, int n, 
                                      {tile_3x1, tile_3x2, tile_3x3, tile_3x4},
                                      {tile_4x1, tile_4x2, tile_4x3, tile_4x4}};
     const uint16_t *x = xp;
-    int kp = matrix_kpad(k);
-    for (int i = 0; i < nr; i += 4) {
-        int r = nr - i < 4 ? nr - i : 4;
-        for (int t = 0; t < n; t += 4)
-            fn[r - 1][(n - t < 4 ? n - t : 4) - 1](w + i * ldw, ldw, x + (size_t)t * kp, kp, k,
-                                                   y + t * ldy + i, ldy);
+    int kp = matrix_kpad(k), tb = TOKEN_BLOCK_BYTES / (kp * 2) / 4 * 4;
+    if (tb < 4) tb = 4;
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        int t1 = t0 + tb < n ? t0 + tb : n;
+        for (int i = 0; i < nr; i += 4) {
+            int r = nr - i < 4 ? nr - i : 4;
+            for (int t = t0; t < t1; t += 4)
+                fn[r - 1][(t1 - t < 4 ? t1 - t : 4) - 1](w + i * ldw, ldw, x + (size_t)t * kp, kp,
+                                                         k, y + t * ldy + i, ldy);
+        }
     }
 }
 
