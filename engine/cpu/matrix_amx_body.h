@@ -61,37 +61,43 @@ static void AMX_FN(block)(struct amx_state *s, const uint16_t *a0, const uint16_
     (void)s;
 }
 
-/* See struct matrix_kernels.gemm. */
+/* See struct matrix_kernels.gemm. Tokens a block of about 128 KiB (packed) at a time, in L2, each
+ * met by every block of 32 rows (the caller's rows, a block of them, stay in L2 too). */
 static void AMX_FN(gemm)(const uint16_t *w, int64_t ldw, int nr, const void *xp, int n, int k,
                          float *y, int64_t ldy, void *scratch)
 {
     struct amx_state st, *s = &st;
-    int kp = matrix_kpad(k), full = k / 32;
+    int kp = matrix_kpad(k), full = k / 32, tb = (128 * 1024) / (kp * 2) / 32 * 32;
     float *cbuf = scratch;                      /* [4][16][16] */
     uint16_t *tail = (uint16_t *)(cbuf + 1024); /* [32][32] the last partial chunk */
     uint16_t *pad = tail + 32 * 32;             /* [32][kp] the last rows */
+    if (tb < 32) tb = 32;
     AMX_FN(config)(&s->cfg);
     TILE_CONFIG(&s->cfg);
-    for (int i = 0; i < nr; i += 32) {
-        const uint16_t *a = w + i * ldw;
-        int64_t lda = ldw;
-        int rows = nr - i < 32 ? nr - i : 32;
-        if (rows < 32) { /* padded copy: rows past the weight read as zeros */
-            memset(pad, 0, (size_t)32 * kp * sizeof *pad);
-            for (int r = 0; r < rows; r++)
-                memcpy(pad + r * kp, a + r * ldw, (size_t)k * sizeof *pad);
-            a = pad, lda = kp;
-        }
-        memset(tail, 0, 32 * 32 * sizeof *tail);
-        for (int r = 0; r < rows && full * 32 < k; r++)
-            memcpy(tail + r * 32, a + r * lda + full * 32, (size_t)(k - full * 32) * sizeof *tail);
-        for (int t = 0; t < n; t += 32) {
-            const uint32_t *b = (const uint32_t *)xp + (size_t)(t / 16) * (kp / 2) * 16;
-            AMX_FN(block)(s, a, a + 16 * lda, lda, rows > 16, b, n - t > 16, k, tail, cbuf);
-            AMX_FN(store)(cbuf, rows, n - t, y + t * ldy + i, ldy);
-            AMX_FN(store)(cbuf + 256, rows, n - t - 16, y + (t + 16) * ldy + i, ldy);
-            AMX_FN(store)(cbuf + 512, rows - 16, n - t, y + t * ldy + i + 16, ldy);
-            AMX_FN(store)(cbuf + 768, rows - 16, n - t - 16, y + (t + 16) * ldy + i + 16, ldy);
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        int t1 = t0 + tb < n ? t0 + tb : n;
+        for (int i = 0; i < nr; i += 32) {
+            const uint16_t *a = w + i * ldw;
+            int64_t lda = ldw;
+            int rows = nr - i < 32 ? nr - i : 32;
+            if (rows < 32) { /* padded copy: rows past the weight read as zeros */
+                memset(pad, 0, (size_t)32 * kp * sizeof *pad);
+                for (int r = 0; r < rows; r++)
+                    memcpy(pad + r * kp, a + r * ldw, (size_t)k * sizeof *pad);
+                a = pad, lda = kp;
+            }
+            memset(tail, 0, 32 * 32 * sizeof *tail);
+            for (int r = 0; r < rows && full * 32 < k; r++)
+                memcpy(tail + r * 32, a + r * lda + full * 32,
+                       (size_t)(k - full * 32) * sizeof *tail);
+            for (int t = t0; t < t1; t += 32) {
+                const uint32_t *b = (const uint32_t *)xp + (size_t)(t / 16) * (kp / 2) * 16;
+                AMX_FN(block)(s, a, a + 16 * lda, lda, rows > 16, b, t1 - t > 16, k, tail, cbuf);
+                AMX_FN(store)(cbuf, rows, t1 - t, y + t * ldy + i, ldy);
+                AMX_FN(store)(cbuf + 256, rows, t1 - t - 16, y + (t + 16) * ldy + i, ldy);
+                AMX_FN(store)(cbuf + 512, rows - 16, t1 - t, y + t * ldy + i + 16, ldy);
+                AMX_FN(store)(cbuf + 768, rows - 16, t1 - t - 16, y + (t + 16) * ldy + i + 16, ldy);
+            }
         }
     }
     TILE_RELEASE();

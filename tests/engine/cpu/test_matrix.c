@@ -171,25 +171,30 @@ START_TEST(pack_exact)
 }
 END_TEST
 
-/* A token's sums are the same bits alone and in any batch; a row's the same in any row range. */
+/* A token's sums are the same bits alone and in any batch — also when the batch spans several of
+ * the gemm's blocks of tokens (k = 1,000: 64 tokens a block) — and a row's the same in any row
+ * range. */
 START_TEST(gemm_invariant)
 {
     const struct matrix_kernels *mx = matrix_by_name(set_names[_i]);
     if (!mx) return;
-    int K = 300, nr = 45, n = 37;
-    uint16_t *w = rand_bf16((size_t)nr * K);
-    float *x = rand_vec((size_t)n * K), *all = calloc((size_t)n * nr, sizeof *all),
-          *one = calloc((size_t)nr, sizeof *one);
-    run_gemm(mx, w, K, nr, x, K, n, K, all, nr);
-    for (int t = 0; t < n; t += 5) {
-        run_gemm(mx, w, K, nr, x + t * K, K, 1, K, one, nr);
-        ck_assert_msg(memcmp(one, all + t * nr, (size_t)nr * sizeof *one) == 0, "%s token %d",
-                      mx->name, t);
-        run_gemm(mx, w + 7 * K, K, 19, x + t * K, K, 1, K, one, nr);
-        ck_assert_msg(memcmp(one, all + t * nr + 7, 19 * sizeof *one) == 0, "%s rows 7.. token %d",
-                      mx->name, t);
+    int shapes[][3] = {{300, 45, 37}, {1000, 40, 150}}; /* k, rows, tokens */
+    for (int si = 0; si < 2; si++) {
+        int K = shapes[si][0], nr = shapes[si][1], n = shapes[si][2];
+        uint16_t *w = rand_bf16((size_t)nr * K);
+        float *x = rand_vec((size_t)n * K), *all = calloc((size_t)n * nr, sizeof *all);
+        float *one = calloc((size_t)nr, sizeof *one);
+        run_gemm(mx, w, K, nr, x, K, n, K, all, nr);
+        for (int t = 0; t < n; t += 5) {
+            run_gemm(mx, w, K, nr, x + t * K, K, 1, K, one, nr);
+            ck_assert_msg(memcmp(one, all + t * nr, (size_t)nr * sizeof *one) == 0,
+                          "%s k=%d token %d", mx->name, K, t);
+            run_gemm(mx, w + 7 * K, K, 19, x + t * K, K, 1, K, one, nr);
+            ck_assert_msg(memcmp(one, all + t * nr + 7, 19 * sizeof *one) == 0,
+                          "%s rows 7.. token %d", mx->name, t);
+        }
+        free(w), free(x), free(all), free(one);
     }
-    free(w), free(x), free(all), free(one);
 }
 END_TEST
 
