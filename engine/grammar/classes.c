@@ -59,9 +59,25 @@ static uint64_t key_hash(const int32_t *k, int32_t n)
     return h;
 }
 
+/* Doubles the slot table, re-inserting every key. */
+static void km_grow(struct keymap *m)
+{
+    free(m->slot);
+    m->n_slot *= 2;
+    m->slot = xmalloc(m->n_slot * sizeof *m->slot);
+    memset(m->slot, 0xff, m->n_slot * sizeof *m->slot);
+    for (int32_t id = 0; id < m->n; id++) {
+        int64_t o = m->off[id];
+        size_t h = key_hash(m->pool + o, (int32_t)(m->off[id + 1] - o)) & (m->n_slot - 1);
+        while (m->slot[h] >= 0) h = (h + 1) & (m->n_slot - 1);
+        m->slot[h] = id;
+    }
+}
+
 /* The id of key k[0..n), created when new. */
 static int32_t km_id(struct keymap *m, const int32_t *k, int32_t n)
 {
+    if ((size_t)(m->n + 1) * 2 > m->n_slot) km_grow(m);
     size_t h = key_hash(k, n) & (m->n_slot - 1);
     for (; m->slot[h] >= 0; h = (h + 1) & (m->n_slot - 1)) {
         int32_t id = m->slot[h];
