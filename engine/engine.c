@@ -14,9 +14,33 @@
 #include <unistd.h>
 
 #include "engine/gen.h"
+#include "engine/grammar/vocab.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
+
+/* One mask to compute: a matcher's allowed tokens for the next step. */
+struct mask_job {
+    struct gm *m;
+    const int32_t *stop; /* [n_stop] allowed when the document may end */
+    int n_stop;
+    uint64_t *mask;      /* [words] */
+    int rc;
+    struct err e;
+};
+
+/* The thread that computes a step's masks while the backend runs the forward pass. */
+struct masker {
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct mask_job *jobs; /* [max_num_seqs] */
+    int n_jobs;
+    int busy;              /* jobs handed over, not yet done */
+    int quit;
+    const struct gv *gv;
+};
 
 struct engine {
     struct model *m;
@@ -32,6 +56,11 @@ struct engine {
     float *logits;              /* [max_num_seqs, vocab] */
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
+    struct gv *gv;              /* the vocabulary as a byte trie, for grammars */
+    struct masker masker;
+    uint64_t *masks;            /* [max_num_seqs, words] one step's grammar masks */
+    int *job_of;                /* [max_num_seqs] mask job of each batch entry, -1: none */
+    uint64_t *fork_mask;        /* [words] a sibling's first mask (n > 1) */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;         /* guards incoming, n_incoming, stop */
@@ -151,6 +180,91 @@ static void reap(struct engine *eng)
     }
 }
 
+/* ---- grammar masks ----------------------------------------------------------------------------- */
+
+static void *masker_main(void *arg)
+{
+    struct masker *k = arg;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (!k->busy && !k->quit) pthread_cond_wait(&k->cv, &k->mu);
+        if (k->quit) break;
+        int n = k->n_jobs;
+        pthread_mutex_unlock(&k->mu);
+        for (int j = 0; j < n; j++) {
+            struct mask_job *job = &k->jobs[j];
+            job->rc = gm_fill_mask(job->m, k->gv, job->mask, job->stop, job->n_stop, &job->e);
+        }
+        pthread_mutex_lock(&k->mu);
+        k->busy = 0;
+        pthread_cond_broadcast(&k->cv);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+/* Hands the masks of the sequences about to sample under a grammar to the masker; returns how
+ * many there are. */
+static int masks_start(struct engine *eng, const struct sched_out *out)
+{
+    struct masker *k = &eng->masker;
+    int words = gv_words(eng->gv);
+    k->n_jobs = 0;
+    for (int i = 0; i < out->batch.n_seqs; i++) {
+        int c;
+        struct gen *g = out->sample[i] ? find_gen(eng, out->seq_ids[i], &c) : NULL;
+        struct gm *m = g ? gen_matcher(g, c) : NULL;
+        eng->job_of[i] = m ? k->n_jobs : -1;
+        if (!m) continue;
+        k->jobs[k->n_jobs++] = (struct mask_job){.m = m, .stop = g->stop_ids, .n_stop = g->n_stop_ids,
+                                                 .mask = eng->masks + (size_t)i * (size_t)words};
+    }
+    if (!k->n_jobs) return 0;
+    pthread_mutex_lock(&k->mu);
+    k->busy = 1;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    return k->n_jobs;
+}
+
+static void masks_wait(struct masker *k)
+{
+    pthread_mutex_lock(&k->mu);
+    while (k->busy) pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+}
+
+static int masker_start(struct engine *eng, int max_seqs, struct err *e)
+{
+    struct masker *k = &eng->masker;
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    k->jobs = xcalloc((size_t)max_seqs, sizeof *k->jobs);
+    k->gv = eng->gv;
+    if (pthread_create(&k->thread, NULL, masker_main, k) != 0)
+        return err_set(e, "cannot start the grammar mask thread");
+    k->started = 1;
+    return 0;
+}
+
+static void masker_stop(struct masker *k)
+{
+    if (k->started) {
+        pthread_mutex_lock(&k->mu);
+        k->quit = 1;
+        pthread_cond_broadcast(&k->cv);
+        pthread_mutex_unlock(&k->mu);
+        pthread_join(k->thread, NULL);
+        k->started = 0;
+    }
+    if (k->jobs) {
+        pthread_mutex_destroy(&k->mu);
+        pthread_cond_destroy(&k->cv);
+    }
+    free(k->jobs);
+    k->jobs = NULL;
+}
+
 /* ---- one step -------------------------------------------------------------------------------- */
 
 static enum gen_finish finish_of(enum seq_finish f)
@@ -182,21 +296,39 @@ static int start_sibling(struct engine *eng, struct gen *g, int c, int32_t token
     return rc;
 }
 
+/* The mask of choice c's first token (the parent's logits); NULL when unconstrained. */
+static const uint64_t *sibling_mask(struct engine *eng, struct gen *g, int c, struct err *e,
+                                    int *failed)
+{
+    struct gm *m = gen_matcher(g, c);
+    *failed = 0;
+    if (!m) return NULL;
+    if (gm_fill_mask(m, eng->gv, eng->fork_mask, g->stop_ids, g->n_stop_ids, e) != 0) *failed = 1;
+    return eng->fork_mask;
+}
+
 /* n > 1: the siblings take their first token from the parent's first logits. */
 static void fork_siblings(struct engine *eng, struct gen *g, const float *logits)
 {
     struct err e = {{0}};
     for (int c = 1; c < g->p.n; c++) {
         struct smp_result r;
-        if (smp_sample(g->ch[c].smp, &g->p.sampling, logits, eng->m->cfg.vocab_size, &r, &e) != 0) {
+        int failed;
+        const uint64_t *mask = sibling_mask(eng, g, c, &e, &failed);
+        if (failed || smp_sample_masked(g->ch[c].smp, &g->p.sampling, logits,
+                                        eng->m->cfg.vocab_size, mask, &r, &e) != 0) {
             gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
             continue;
         }
         smp_accept(g->ch[c].smp, r.token);
-        bool stop = gen_take_token(g, c, &r);
+        enum gen_take t = gen_take_token(g, c, &r);
+        if (t == GEN_FAILED) {
+            gen_end_choice(g, c, GEN_FINISH_ERROR, g->ch[c].error);
+            continue;
+        }
         if (!g->ch[c].ended && start_sibling(eng, g, c, r.token, &e) != 0)
             gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
-        if (stop && !g->ch[c].ended) {
+        if (t == GEN_STOPPED && !g->ch[c].ended) {
             gen_end_choice(g, c, GEN_FINISH_STOP, NULL);
             sched_abort(eng->sched, seq_id_of(g, c));
         }
@@ -231,6 +363,20 @@ static void record_scheduled(struct engine *eng, const struct sched_out *out)
     }
 }
 
+/* The grammar mask of batch entry i, NULL when unconstrained; *failed when computing it failed
+ * (the message in e). */
+static const uint64_t *mask_of(struct engine *eng, int i, struct err *e, int *failed)
+{
+    int j = eng->job_of[i];
+    *failed = 0;
+    if (j < 0) return NULL;
+    struct mask_job *job = &eng->masker.jobs[j];
+    if (job->rc == 0) return job->mask;
+    *e = job->e;
+    *failed = 1;
+    return NULL;
+}
+
 /* Samples the sequences that asked; returns how many forks are pending into forks[]. */
 static int sample_all(struct engine *eng, const struct sched_out *out, struct gen **forks,
                       const float **fork_logits)
@@ -243,11 +389,12 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
         eng->sampled[i] = 0;
         eng->stopped[i] = false;
         if (!out->sample[i]) continue;
-        int c;
+        int c, failed;
         struct gen *g = find_gen(eng, out->seq_ids[i], &c);
         struct smp_result r;
-        if (!g || smp_sample(g->ch[c].smp, &g->p.sampling, lg, V, &r, &e) != 0) {
-            eng->stopped[i] = true; /* a broken row: end the sequence, say why */
+        const uint64_t *mask = g ? mask_of(eng, i, &e, &failed) : NULL;
+        if (!g || failed || smp_sample_masked(g->ch[c].smp, &g->p.sampling, lg, V, mask, &r, &e) != 0) {
+            eng->stopped[i] = true; /* a broken row or grammar: end the sequence, say why */
             if (g) gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
             continue;
         }
@@ -258,7 +405,9 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
             forks[n_forks] = g;
             fork_logits[n_forks++] = lg;
         }
-        eng->stopped[i] = gen_take_token(g, c, &r);
+        enum gen_take t = gen_take_token(g, c, &r);
+        eng->stopped[i] = t != GEN_GO_ON;
+        if (t == GEN_FAILED) gen_end_choice(g, c, GEN_FINISH_ERROR, g->ch[c].error);
     }
     return n_forks;
 }
@@ -289,8 +438,10 @@ static bool step(struct engine *eng)
         return false;
     }
     record_scheduled(eng, &out);
+    int n_masks = masks_start(eng, &out); /* computed while the forward runs */
     if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
         ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
+    if (n_masks) masks_wait(&eng->masker);
     struct gen *forks[256];
     const float *fork_logits[256];
     int n_forks = sample_all(eng, &out, forks, fork_logits);
@@ -422,6 +573,12 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
     eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
     eng->stopped = xcalloc((size_t)o->max_num_seqs, sizeof *eng->stopped);
+    eng->gv = gv_create(eng->tok, eng->m->cfg.vocab_size);
+    size_t words = (size_t)gv_words(eng->gv);
+    eng->masks = xmalloc((size_t)o->max_num_seqs * words * sizeof *eng->masks);
+    eng->job_of = xcalloc((size_t)o->max_num_seqs, sizeof *eng->job_of);
+    eng->fork_mask = xmalloc(words * sizeof *eng->fork_mask);
+    if (masker_start(eng, o->max_num_seqs, e) != 0) goto fail;
     eng->heartbeat_ns = now_ns();
     if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
         err_set(e, "cannot start the engine thread");
@@ -454,6 +611,11 @@ void engine_destroy(struct engine *eng)
         pthread_join(eng->thread, NULL);
         abort_everything(eng);
     }
+    masker_stop(&eng->masker);
+    gv_destroy(eng->gv);
+    free(eng->masks);
+    free(eng->job_of);
+    free(eng->fork_mask);
     if (eng->be) eng->bops->destroy(eng->be);
     free(eng->logits);
     free(eng->sampled);
@@ -470,6 +632,11 @@ void engine_destroy(struct engine *eng)
 const struct tok *engine_tokenizer(const struct engine *eng)
 {
     return eng->tok;
+}
+
+const struct gv *engine_vocab(const struct engine *eng)
+{
+    return eng->gv;
 }
 
 void engine_metrics(struct engine *eng, struct metrics *out)
@@ -534,7 +701,7 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
         err_set(e, "the server is at capacity (%d requests waiting); retry shortly", queued);
         return NULL;
     }
-    struct gen *g = gen_create(&p, eng->tok, eng->m->cfg.vocab_size, eng->eos, e);
+    struct gen *g = gen_create(&p, eng->tok, eng->gv, eng->m->cfg.vocab_size, eng->eos, e);
     if (!g) return NULL;
     g->notify = notify;
     g->arg = arg;

@@ -12,6 +12,7 @@
 
 #include "engine/text/chat.h"
 #include "engine/engine.h"
+#include "engine/grammar/cache.h"
 #include "server/http.h"
 #include "server/log.h"
 
@@ -26,6 +27,7 @@ struct api {
     int aborting;               /* 1 after a second signal: end every stream with an error now */
     const char *const *names;   /* served model names; names[0] is the reported id */
     const struct chat *chat;    /* the chat template */
+    struct gcache *grammars;    /* compiled grammars of recent requests, by schema text */
     time_t created;
     int max_model_len;
     double request_timeout_s;   /* 0: none */
@@ -59,24 +61,36 @@ int api_check_ready(struct http_req *r);
 /* ---- api_params: the sampling fields shared by chat and completions ----------------------- */
 
 struct api_params {
-    struct gen_params gp;
+    struct gen_params gp;       /* gp.grammar: a reference p owns (api_params_release) */
     struct smp_bias bias[300];
     const char *stop[GEN_MAX_STOP];
     int32_t stop_ids[64];
     int stream, include_usage, echo;
     int tokens_as_ids;          /* logprobs name tokens "token_id:N" (vLLM's flag) */
     json_t *body;               /* the request (for the model name) */
+    struct chat_tool *tools;    /* [n_tools] chat: the functions, for the prompt */
+    int n_tools;
+    char **tool_texts;          /* [n_tools] the parameters' JSON text behind tools */
 };
 
 /* Fills p from the body (chat: max_completion_tokens too). -1 after replying 400.
- * p keeps pointers into body: body must outlive p. */
+ * p keeps pointers into body: body must outlive p. Release p with api_params_release. */
 int api_read_params(struct http_req *r, json_t *body, int chat, struct api_params *p);
+void api_params_release(struct api_params *p);
+
+/* ---- api_structured: response_format, structured_outputs, guided_*, tools -------------------- */
+
+/* Reads the output constraints into p->gp (grammar, trigger, tool format) and, for chat, the
+ * tools into p->tools. -1 after replying 400 naming the param. */
+int api_read_structured(struct http_req *r, json_t *body, int chat, struct api_params *p);
 
 /* ---- api_chat: messages → prompt ids through the chat template ------------------------------ */
 
-/* Reads messages (+ add_generation_prompt) and renders the template into ids. *reasoning (may be
- * NULL) is set when the template opened a reasoning block. -1 after replying 400. */
-int api_chat_prompt(struct http_req *r, json_t *body, struct tok_ids *ids, int *reasoning);
+/* Reads messages (+ add_generation_prompt) and renders the template, with the tools (may be
+ * none), into ids. *reasoning (may be NULL) is set when the template opened a reasoning block.
+ * -1 after replying 400. */
+int api_chat_prompt(struct http_req *r, json_t *body, const struct chat_tool *tools, int n_tools,
+                    struct tok_ids *ids, int *reasoning);
 
 /* GET /metrics (api_metrics.c). */
 int api_metrics(struct http_req *r);

@@ -136,7 +136,8 @@ static int read_prompts(struct http_req *r, json_t *body, int echo, struct api_p
 
 static int h_completions(struct http_req *r)
 {
-    struct api_params p;
+    static const struct api_params none;
+    struct api_params p = none;
     struct api_prompt *prompts = NULL;
     int n_prompts = 0, rc = -1;
     if (api_check_ready(r) != 0) return 0;
@@ -145,6 +146,7 @@ static int h_completions(struct http_req *r)
     if (api_check_model(r, body) == 0 && api_read_params(r, body, 0, &p) == 0 &&
         read_prompts(r, body, p.echo, &prompts, &n_prompts) == 0)
         rc = api_generate(r, &p, prompts, n_prompts, 0);
+    api_params_release(&p);
     json_decref(body);
     return rc < 0 && r->replied ? 0 : rc;
 }
@@ -164,7 +166,7 @@ static int h_tokenize(struct http_req *r)
         api_get_bool(r, body, "parse_special_tokens", 0, &specials))
         goto done;
     if (msgs) {
-        if (api_chat_prompt(r, body, &ids, NULL) != 0) goto done;
+        if (api_chat_prompt(r, body, NULL, 0, &ids, NULL) != 0) goto done;
     } else {
         json_t *p = json_object_get(body, "prompt");
         if (!json_is_string(p)) {
@@ -208,14 +210,15 @@ static int h_detokenize(struct http_req *r)
 
 static int h_chat(struct http_req *r)
 {
-    struct api_params p;
+    static const struct api_params none;
+    struct api_params p = none;
     struct tok_ids ids = {0};
     int rc = 0, reasoning = 0;
     if (api_check_ready(r) != 0) return 0;
     json_t *body = api_parse_body(r);
     if (!body) return 0;
     if (api_check_model(r, body) == 0 && api_read_params(r, body, 1, &p) == 0 &&
-        api_chat_prompt(r, body, &ids, &reasoning) == 0) {
+        api_chat_prompt(r, body, p.tools, p.n_tools, &ids, &reasoning) == 0) {
         struct api_prompt *prompt = xcalloc(1, sizeof *prompt);
         prompt->ids = ids.v;
         prompt->n_ids = (int)ids.n;
@@ -223,6 +226,7 @@ static int h_chat(struct http_req *r)
         p.gp.reasoning = reasoning;
         rc = api_generate(r, &p, prompt, 1, 1);
     }
+    api_params_release(&p);
     tok_ids_free(&ids);
     json_decref(body);
     return rc < 0 && r->replied ? 0 : rc;

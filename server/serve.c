@@ -266,7 +266,8 @@ static int serve(struct daemon *d)
     d->a = (struct api){.names = (const char *const *)names, .created = time(NULL),
                         .stall_s = d->o.engine_stall_timeout, .log = d->log,
                         .request_timeout_s = d->o.request_timeout,
-                        .default_max_tokens = d->o.default_max_tokens};
+                        .default_max_tokens = d->o.default_max_tokens,
+                        .grammars = gcache_create(64)};
     fill_http_config(&d->o, &hc);
     d->h = http_start(&hc, api_routes, api_n_routes, &d->a, &e);
     int rc = 1;
@@ -289,6 +290,7 @@ out:
     http_stop(d->h);
     chat_destroy(chat);
     engine_destroy(d->a.eng);
+    gcache_destroy(d->a.grammars);
     log_msg(d->log, LOGL_INFO, "exit %d", rc);
     if (!d->o.served_model_name.n_items) free(names[0]);
     free(names);

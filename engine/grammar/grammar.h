@@ -81,6 +81,10 @@ struct gram_tools {
                       calls-begin token; Hermes: the text "<tool_call>"), which the model chose */
     int32_t marker[GRAM_DS_N_MARKERS]; /* DeepSeek marker token ids */
     enum gram_ws ws;
+    /* Not lazy: instead of calls, the output may be an answer — a document of this schema, or
+     * (answer_object) any JSON object. */
+    const struct jss_doc *answer;
+    bool answer_object;
 };
 struct gram *gram_tools(const struct gram_tools *t, int32_t n_vocab, const struct gram_limits *lim,
                         struct err *e);

@@ -536,6 +536,11 @@ static void drain(struct jsc *c)
     c->n_todo = 0;
 }
 
+void jsc_finish(struct jsc *c)
+{
+    drain(c);
+}
+
 int32_t jsc_doc_rule(struct jsc *c, const struct jss_doc *d, const char *name)
 {
     c->d = d;

@@ -105,6 +105,10 @@ struct gram *gram_tools(const struct gram_tools *t, int32_t n_vocab, const struc
         args[i] = jsc_doc_rule(c, t->tools[i].params, name);
     }
     int32_t call = call_rule(&b, c, args, t);
+    int32_t answer = -1;
+    if (!t->lazy && t->answer) answer = jsc_doc_rule(c, t->answer, "answer");
+    else if (!t->lazy && t->answer_object) answer = jsc_object_rule(c);
+    jsc_finish(c);
     int32_t root = gb_rule(&b, "root");
     struct gfrag f;
     if (t->lazy) {
@@ -116,6 +120,7 @@ struct gram *gram_tools(const struct gram_tools *t, int32_t n_vocab, const struc
         f = gb_lit(&b, "<tool_call>", 11);
         f = gb_seq(&b, f, calls(&b, call, t));
     }
+    if (answer >= 0) f = gb_alt(&b, f, gb_ref(&b, answer));
     gb_rule_define(&b, root, f);
     jsc_destroy(c);
     free(args);

@@ -31,7 +31,7 @@ static struct gen *make(const char *const *stop, int n_stop, int reasoning, cons
     struct gen_params p = {.prompt = prompt, .n_prompt = n_prompt, .n = 1, .max_tokens = 64,
                            .sampling = smp_params_default(), .stop = stop, .n_stop = n_stop,
                            .skip_special_tokens = 1, .reasoning = reasoning};
-    struct gen *g = gen_create(&p, tok, tok_n_vocab(tok), tok_eos_id(tok), &e);
+    struct gen *g = gen_create(&p, tok, NULL, tok_n_vocab(tok), tok_eos_id(tok), &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     return g;
 }
