@@ -321,7 +321,8 @@ static int read_object_kw(struct conv *c, json_t *o, struct jss *n, const char *
     n->props = p;
     if (json_is_object(add))
         return convert(c, add, sub_path(c, path, "additionalProperties"), depth + 1, &n->additional);
-    if (json_is_true(add) || (!add && !n->n_props && !c->no_additional)) /* none named: any object */
+    /* {"type": "object"} alone: any object; with "properties" (even empty): just those */
+    if (json_is_true(add) || (!add && !props && !req && !c->no_additional))
         return convert(c, json_true(), path, depth + 1, &n->additional);
     if (add && !json_is_false(add)) return fail(c, path, "'additionalProperties' must be a boolean or a schema");
     return 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/grammar/gram_internal.h"
+#include "engine/grammar/match.h"
 
 /* ---- NFA adjacency ------------------------------------------------------------------------- */
 
@@ -625,6 +626,9 @@ struct gram *gram_compile(struct gb *b, int32_t root, struct err *e)
     if (g && !b->failed) {
         g->max_bytes = longest(g);
         gram_classes(g, 16, b->lim.max_work - b->work);
+        struct gm *m = gm_create(g, &b->e); /* a start too ambiguous to run is refused now */
+        if (!m) b->failed = true;
+        gm_destroy(m);
     }
     if (b->failed) {
         if (e) *e = b->e;

@@ -190,8 +190,18 @@ static struct gfrag string_content(struct gb *b, const void *arg)
     return gb_repeat(b, any_char(b), s->min_length, s->max_length);
 }
 
+/* A count keyword past the repetition limit, named. */
+static bool too_many(struct jsc *c, const struct jss *s, const char *kw, int64_t v)
+{
+    if (v <= c->b->lim.max_repeat) return false;
+    gb_fail(c->b, "%s: %s above %d is not supported", where(s), kw, c->b->lim.max_repeat);
+    return true;
+}
+
 static struct gfrag string_value(struct jsc *c, const struct jss *s)
 {
+    if (too_many(c, s, "minLength", s->min_length) || too_many(c, s, "maxLength", s->max_length))
+        return gb_empty(c->b);
     if (s->max_length >= 0 && s->max_length < s->min_length)
         return gb_fail(c->b, "%s: minLength is above maxLength", where(s)), gb_empty(c->b);
     if (s->pattern && s->format != JSS_FMT_NONE)
@@ -353,13 +363,14 @@ static struct gfrag array_value(struct jsc *c, const struct jss *s)
 {
     struct gb *b = c->b;
     int64_t lo = s->min_items, hi = s->max_items, k = s->n_prefix_items;
+    if (too_many(c, s, "minItems", lo) || too_many(c, s, "maxItems", hi)) return gb_empty(b);
     if (s->no_more_items && (hi < 0 || hi > k)) hi = k;
     if (hi >= 0 && lo > hi)
         return gb_fail(b, "%s: no array length satisfies minItems, maxItems and items",
                        where(s)), gb_empty(b);
     int64_t n_pos = hi >= 0 ? hi : (k > lo ? k : lo) > 1 ? (k > lo ? k : lo) : 1;
-    if (n_pos > b->lim.max_repeat)
-        return gb_fail(b, "%s: arrays longer than %d items are not supported", where(s),
+    if (n_pos > b->lim.max_repeat) /* prefixItems alone */
+        return gb_fail(b, "%s: more than %d prefixItems are not supported", where(s),
                        b->lim.max_repeat), gb_empty(b);
     struct gb_mark m = gb_mark(b);
     struct gfrag open = gb_lit(b, "[", 1);

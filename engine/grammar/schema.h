@@ -10,8 +10,8 @@
  * Strings count Unicode code points, as JSON Schema does. Numbers: bounds are decimal texts
  * (the server writes doubles as their shortest round-trip decimal). Objects: properties are
  * generated in the order given, required ones always; other properties only when `additional`
- * is set (the server leaves it NULL when additionalProperties is absent or false, so generation
- * never invents keys). */
+ * is set (the server leaves it NULL when additionalProperties is false, or absent beside
+ * "properties", so generation never invents keys; {"type": "object"} alone is any object). */
 #ifndef SEEKD_GRAMMAR_SCHEMA_H
 #define SEEKD_GRAMMAR_SCHEMA_H
 
