@@ -22,6 +22,7 @@ struct logits_opts {
     enum numerics numerics;
     int devices[BACKEND_MAX_DEVICES];
     int n_devices;
+    int stats;       /* print the backend's figures to stderr at the end */
 };
 
 static void logits_usage(FILE *f)
@@ -29,7 +30,7 @@ static void logits_usage(FILE *f)
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|fast]\n"
-               "                    [--gpus LIST]\n"
+               "                    [--gpus LIST] [--stats]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
                "  --decode        one token per step through the KV cache\n"
@@ -39,7 +40,8 @@ static void logits_usage(FILE *f)
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
                "  --numerics M    step arithmetic: ref (default) or fast\n"
-               "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n");
+               "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
+               "  --stats         print the backend's figures (steps, forward seconds, bytes)\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -68,7 +70,8 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"decode", no_argument, 0, 'd'},      {"block-size", required_argument, 0, 'b'},
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
-        {"gpus", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO};
     struct err e = {{0}};
     int ch;
@@ -101,6 +104,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             o->n_devices = backend_parse_devices(optarg, o->devices, BACKEND_MAX_DEVICES, &e);
             if (o->n_devices < 0) return fprintf(stderr, "seekd logits: --gpus %s\n", e.msg), -1;
             break;
+        case 'S': o->stats = 1; break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
@@ -127,6 +131,19 @@ static int write_npy(const char *path, const float *data, int rows, int cols)
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+/* One line of the backend's figures, for benchmarks (tests/cuda/device_check.sh reads it). */
+static void print_stats(const struct backend_ops *ops, const struct backend *b)
+{
+    struct backend_stats st;
+    ops->stats(b, &st);
+    fprintf(stderr,
+            "stats: backend %s, steps %llu, forward_s %.6f, weight_bytes %llu, kv_bytes %llu, "
+            "workspace_bytes %llu, device %s\n",
+            ops->name, (unsigned long long)st.steps, st.t_forward,
+            (unsigned long long)st.weight_bytes, (unsigned long long)st.kv_bytes,
+            (unsigned long long)st.workspace_bytes, st.device);
+}
+
 /* Runs the tokens through the model in steps of `chunk` tokens; logits of every position. */
 static int run_steps(const struct backend_ops *ops, const struct model *m,
                      const struct logits_opts *o, const int32_t *tokens, int n, float *logits,
@@ -150,6 +167,7 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
         struct batch bt = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
         rc = ops->forward(b, &bt, logits + (size_t)p * m->cfg.vocab_size, e);
     }
+    if (o->stats && rc == 0) print_stats(ops, b);
     ops->destroy(b);
     free(table);
     return rc;
