@@ -11,7 +11,8 @@ struct gram_limits gram_limits_default(void)
 {
     return (struct gram_limits){.max_states = 400000, .max_edges = 1000000,
                                 .max_dfa_states = 200000, .max_work = 60000000,
-                                .max_depth = 64, .max_repeat = 10000, .max_rules = 20000};
+                                .max_depth = 64, .max_repeat = 10000, .max_rules = 20000,
+                                .class_depth = 32};
 }
 
 void gb_init(struct gb *b, const struct gram_limits *lim, int32_t n_vocab)

@@ -6,18 +6,16 @@
  * refinement makes that precise: B_0 puts every state in one class; B_k(s) is the class of
  * (accept(s), its byte edges with the B_{k-1} classes of their targets, its rule edges exactly).
  * Two tops whose byte edges lead to equal B_{D-1} classes behave alike for D bytes: they share a
- * class. Refinement then continues up to MAX_DEPTH rounds (or until the partition is stable,
- * when classes are exact at every depth), recording for each class how deep its members still
- * agree; a classification walk trusts the class that deep and leaves longer tokens to be checked
- * against the real stack. This is what lets the thousands of positions of a maxLength-bounded
- * string share a handful of masks. */
+ * class, and a classification walk trusts it D bytes deep, leaving longer tokens to be checked
+ * against the real stack. A class with a single member is exact at any depth (the walk is from
+ * that very state), as is every class when refinement stopped changing before D. In practice
+ * classes with several members are the positions of bounded repetitions (maxLength, maxItems),
+ * which is what lets the thousands of positions of a long string share a handful of masks. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/grammar/gram_internal.h"
-
-#define MAX_DEPTH 64
 
 /* A map from keys (int32 vectors) to dense ids, rebuilt every round. */
 struct keymap {
@@ -106,7 +104,8 @@ struct refine {
     int32_t n_cur;       /* classes in cur */
     int32_t *key;        /* scratch */
     int32_t cap_key;
-    struct keymap km;
+    struct keymap km;    /* the state classes of a round */
+    struct keymap top;   /* the top classes */
 };
 
 static int32_t *key_room(struct refine *r, int32_t n)
@@ -135,7 +134,7 @@ static int32_t byte_key(const struct refine *r, int32_t s, int32_t *k)
 static int32_t round_states(struct refine *r)
 {
     const struct gram *g = r->g;
-    km_reset(&r->km, r->n_cur + 16);
+    km_reset(&r->km, g->n_states);
     for (int32_t s = 0; s < g->n_states; s++) {
         int32_t nb = g->b_off[s + 1] - g->b_off[s], nr = g->r_off[s + 1] - g->r_off[s];
         int32_t *k = key_room(r, 3 * nb + 2 * nr + 2), n = 0;
@@ -157,49 +156,15 @@ static int32_t round_states(struct refine *r)
 static void top_classes(struct refine *r, int32_t *out)
 {
     const struct gram *g = r->g;
-    km_reset(&r->km, g->n_states / 4 + 16);
+    km_reset(&r->top, g->n_states);
     for (int32_t s = 0; s < g->n_states; s++) {
         if (!gram_consuming(g, s)) {
             out[s] = -1;
             continue;
         }
         int32_t *k = key_room(r, 3 * (g->b_off[s + 1] - g->b_off[s]) + 1);
-        out[s] = km_id(&r->km, k, byte_key(r, s, k));
+        out[s] = km_id(&r->top, k, byte_key(r, s, k));
     }
-}
-
-/* After the classes are fixed at depth `depth` (cur holds B_{depth-1}), deeper rounds find
- * where each class's members start to differ: cls_depth[c] is the last depth at which they all
- * agree, INT32_MAX when the partition became stable first (the class is exact). */
-static void trust_depths(struct refine *r, struct gram *g, int32_t depth, int64_t work)
-{
-    int32_t *first = xmalloc((size_t)g->n_cls * sizeof *first);
-    int32_t *tk = xmalloc(((size_t)g->n_states + 1) * sizeof *tk);
-    int32_t reached = MAX_DEPTH;
-    for (; depth < MAX_DEPTH; depth++) {
-        int32_t before = r->n_cur;
-        work -= (int64_t)g->n_states + g->b_off[g->n_states] + g->r_off[g->n_states];
-        if (work < 0) {
-            reached = depth;
-            break;
-        }
-        if (round_states(r) == before) { /* stable: every class is exact at any depth */
-            reached = INT32_MAX;
-            break;
-        }
-        top_classes(r, tk);
-        for (int32_t c = 0; c < g->n_cls; c++) first[c] = -1;
-        for (int32_t s = 0; s < g->n_states; s++) {
-            int32_t c = g->cls[s];
-            if (c < 0 || g->cls_depth[c] != INT32_MAX) continue;
-            if (first[c] < 0) first[c] = tk[s];
-            else if (first[c] != tk[s]) g->cls_depth[c] = depth; /* they differ at depth + 1 */
-        }
-    }
-    for (int32_t c = 0; c < g->n_cls; c++)
-        if (g->cls_depth[c] == INT32_MAX) g->cls_depth[c] = reached;
-    free(first);
-    free(tk);
 }
 
 void gram_classes(struct gram *g, int32_t depth, int64_t work)
@@ -209,18 +174,29 @@ void gram_classes(struct gram *g, int32_t depth, int64_t work)
     r.cur = xcalloc((size_t)n + 1, sizeof *r.cur);
     r.next = xcalloc((size_t)n + 1, sizeof *r.next);
     r.n_cur = 1;
-    for (int32_t k = 1; k < depth; k++) round_states(&r);
+    int64_t per_round = (int64_t)n + g->b_off[n] + g->r_off[n];
+    bool stable = false;
+    for (int32_t k = 1; k < depth && !stable; k++) {
+        int32_t before = r.n_cur;
+        if ((work -= per_round) < 0) break; /* out of budget: classes are merely coarser */
+        stable = round_states(&r) == before;
+    }
     g->cls = xmalloc(((size_t)n + 1) * sizeof *g->cls);
     top_classes(&r, g->cls);
-    g->n_cls = r.km.n;
+    g->n_cls = r.top.n;
     g->cls_rep = xmalloc(((size_t)g->n_cls + 1) * sizeof *g->cls_rep);
     g->cls_depth = xmalloc(((size_t)g->n_cls + 1) * sizeof *g->cls_depth);
+    int32_t *members = xcalloc((size_t)g->n_cls + 1, sizeof *members);
     for (int32_t s = 0; s < n; s++)
-        if (g->cls[s] >= 0) g->cls_rep[g->cls[s]] = s;
-    for (int32_t c = 0; c < g->n_cls; c++) g->cls_depth[c] = INT32_MAX;
-    trust_depths(&r, g, depth, work);
+        if (g->cls[s] >= 0) g->cls_rep[g->cls[s]] = s, members[g->cls[s]]++;
+    /* A class of one state is exact at any depth; so is every class once refinement stopped
+     * changing (equal behaviour ever after). Others are trusted `depth` bytes deep. */
+    for (int32_t c = 0; c < g->n_cls; c++)
+        g->cls_depth[c] = members[c] == 1 || stable ? INT32_MAX : depth;
+    free(members);
     free(r.cur);
     free(r.next);
     free(r.key);
     km_free(&r.km);
+    km_free(&r.top);
 }

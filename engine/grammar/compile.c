@@ -209,23 +209,34 @@ static const struct gb_edge *out_edge(const struct det *x, int32_t i)
     return x->a->e[x->out.v[i]];
 }
 
-/* Byte edges: the elementary intervals between every range boundary, merged when adjacent
- * intervals lead to the same state. */
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+/* Byte edges: the elementary intervals between every range boundary (sorted, unique), merged
+ * when adjacent intervals lead to the same state. */
 static void det_bytes(struct det *x, int32_t from)
 {
-    bool at[257] = {0};
-    int n_b = 0;
-    for (int32_t i = 0; i < x->out.n; i++) {
+    uint16_t cut[512];
+    int n_cut = 0;
+    for (int32_t i = 0; i < x->out.n && n_cut < 510; i++) {
         const struct gb_edge *e = out_edge(x, i);
         if (e->kind != GB_BYTES) continue;
-        at[e->lo] = at[e->hi + 1] = true;
-        n_b++;
+        cut[n_cut++] = e->lo, cut[n_cut++] = (uint16_t)(e->hi + 1);
     }
-    if (!n_b) return;
+    if (!n_cut) return;
+    if (n_cut >= 510) { /* many edges: every byte value may start an interval */
+        n_cut = 0;
+        for (int c = 0; c <= 256; c++) cut[n_cut++] = (uint16_t)c;
+    }
+    qsort(cut, (size_t)n_cut, sizeof *cut, cmp_u16);
+    int m = 0;
+    for (int i = 0; i < n_cut; i++)
+        if (!m || cut[i] != cut[m - 1]) cut[m++] = cut[i];
     int32_t prev_to = -1, prev_lo = 0, prev_hi = -1;
-    for (int lo = 0; lo < 256 && !x->b->failed;) {
-        int hi = lo;
-        while (hi + 1 < 256 && !at[hi + 1]) hi++;
+    for (int k = 0; k + 1 < m && !x->b->failed; k++) {
+        int lo = cut[k], hi = cut[k + 1] - 1;
         x->tgt.n = 0;
         gb_spend(x->b, x->out.n);
         for (int32_t i = 0; i < x->out.n; i++) {
@@ -240,7 +251,6 @@ static void det_bytes(struct det *x, int32_t from)
             prev_to = to, prev_lo = lo;
         }
         prev_hi = hi;
-        lo = hi + 1;
     }
     if (prev_to >= 0)
         dfa_edge(x->d, (struct dedge){.from = from, .to = prev_to, .kind = GB_BYTES,
@@ -625,7 +635,7 @@ struct gram *gram_compile(struct gb *b, int32_t root, struct err *e)
     }
     if (g && !b->failed) {
         g->max_bytes = longest(g);
-        gram_classes(g, 16, b->lim.max_work - b->work);
+        gram_classes(g, b->lim.class_depth > 0 ? b->lim.class_depth : 32, b->lim.max_work - b->work);
         struct gm *m = gm_create(g, &b->e); /* a start too ambiguous to run is refused now */
         if (!m) b->failed = true;
         gm_destroy(m);

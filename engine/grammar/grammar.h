@@ -38,6 +38,7 @@ struct gram_limits {
     int32_t max_depth;      /* nesting of schemas, regex groups, GBNF parentheses */
     int32_t max_repeat;     /* one bound of a counted repetition, maxLength, maxItems */
     int32_t max_rules;
+    int32_t class_depth;    /* bytes of behaviour that states sharing a mask class agree on */
 };
 struct gram_limits gram_limits_default(void);
 

@@ -201,6 +201,15 @@ int gm_step(struct gm *m, const struct gm_level *in, uint8_t c, struct gm_level 
         if (to >= 0) s[n++] = (struct gm_top){to, in->t[i].parent};
     }
     m->budget -= in->n;
+    const struct gram *g = m->g;
+    int32_t to = n == 1 ? s[0].state : -1;
+    if (to >= 0 && g->r_off[to] == g->r_off[to + 1] && !g->accept[to] && gram_consuming(g, to)) {
+        out->n = 0; /* the common case (inside a string, a number): nothing to push or pop */
+        level_push(out, s[0]);
+        out->flags = 0;
+        out->fr_mark = m->n_fr;
+        return 0;
+    }
     int rc = n ? gm_expand(m, s, n, out, e) : (out->n = 0, out->flags = 0, out->fr_mark = m->n_fr, 0);
     if (s != seeds) free(s);
     return rc;

@@ -127,6 +127,23 @@ START_TEST(masks_equal_brute_force)
 }
 END_TEST
 
+/* Classes trusted only 2 bytes deep: most tokens are then checked against the real stack, the
+ * path a 128k vocabulary takes for its long tokens. Masks must not change. */
+START_TEST(shallow_classes_equal_brute_force)
+{
+    struct gram_limits lim = gram_limits_default();
+    lim.class_depth = 2;
+    static const char *res[] = {"[a-z ]{0,40}\\.", "(foo|bar|foobar){1,6} ?baz", "\"[^\"]{3,30}\""};
+    for (size_t i = 0; i < sizeof res / sizeof res[0]; i++) {
+        struct err e = {{0}};
+        struct gram *g = gram_from_regex(res[i], strlen(res[i]), &lim, &e);
+        ck_assert_msg(g != NULL, "%s", e.msg);
+        for (unsigned s = 0; s < 3; s++) gt_random_walk(g, voc, eos, 30, 7 * (unsigned)i + s);
+        gram_unref(g);
+    }
+}
+END_TEST
+
 START_TEST(matcher_refuses_and_keeps_state)
 {
     struct gram *g = regex("ab(c|d)");
@@ -156,6 +173,7 @@ static Suite *suite(void)
     tcase_add_test(c, regex_blowups_are_bounded);
     tcase_add_test(c, choices);
     tcase_add_test(c, masks_equal_brute_force);
+    tcase_add_test(c, shallow_classes_equal_brute_force);
     tcase_add_test(c, matcher_refuses_and_keeps_state);
     suite_add_tcase(s, c);
     return s;

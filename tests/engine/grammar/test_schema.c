@@ -36,11 +36,15 @@ static struct jss *node(unsigned types)
     return s;
 }
 
+static int class_depth; /* 0: the default */
+
 static struct gram *compile(struct jss *root, struct jss *const *defs, int n_defs)
 {
     struct jss_doc d = {.root = root, .defs = defs, .n_defs = n_defs};
     struct err e = {{0}};
-    struct gram *g = gram_from_schema(&d, GRAM_WS_COMPACT, NULL, &e);
+    struct gram_limits lim = gram_limits_default();
+    if (class_depth) lim.class_depth = class_depth;
+    struct gram *g = gram_from_schema(&d, GRAM_WS_COMPACT, &lim, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     n_nodes = 0;
     return g;
@@ -81,6 +85,24 @@ START_TEST(object_properties)
     ck_assert(!gt_matches(g, "{\"a\":  \"x\",\"b\":1}"));
     ck_assert_int_gt(gram_max_bytes(g), 20);
     for (unsigned s = 0; s < 4; s++) ck_assert(gt_random_walk(g, voc, eos, 200, s));
+    gram_unref(g);
+}
+END_TEST
+
+/* Bounded strings and arrays share classes across positions; with classes trusted 3 bytes deep
+ * nearly every token is checked against the real stack. Masks must still be exact. */
+START_TEST(shallow_classes_on_a_bounded_object)
+{
+    class_depth = 3;
+    struct jss *a = node(JSS_STRING), *b = node(JSS_ARRAY), *i = node(JSS_INTEGER), *o = node(JSS_OBJECT);
+    a->min_length = 2, a->max_length = 12;
+    i->minimum = "-20", i->maximum = "300";
+    b->items = i, b->max_items = 4;
+    struct jss_prop props[] = {{"name", 4, a, true}, {"vals", 4, b, true}};
+    o->props = props, o->n_props = 2;
+    struct gram *g = compile(o, NULL, 0);
+    class_depth = 0;
+    for (unsigned s = 0; s < 4; s++) ck_assert(gt_random_walk(g, voc, eos, 120, 40 + s));
     gram_unref(g);
 }
 END_TEST
@@ -384,6 +406,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(c, setup, teardown);
     tcase_set_timeout(c, 300);
     tcase_add_test(c, object_properties);
+    tcase_add_test(c, shallow_classes_on_a_bounded_object);
     tcase_add_test(c, number_bounds);
     tcase_add_test(c, strings_patterns_formats);
     tcase_add_test(c, arrays);
