@@ -157,6 +157,8 @@ int api_read_params(struct http_req *r, json_t *body, int chat, struct api_param
 
 void api_params_release(struct api_params *p)
 {
+    api_compile_drop(p->compiling);
+    p->compiling = NULL;
     gram_unref(p->gp.grammar);
     p->gp.grammar = NULL;
     for (int i = 0; i < p->n_tools; i++) free(p->tool_texts[i]);

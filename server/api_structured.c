@@ -374,35 +374,92 @@ static struct gram *compile_tools(struct api *a, struct tools_req *t, struct fmt
     return g;
 }
 
-/* The grammar under key, compiled on a miss. */
-static struct gram *cached(struct api *a, struct key *k, struct gram *(*make)(void *), void *arg)
+/* ---- compiling off the HTTP thread ------------------------------------------------------------ */
+
+/* Everything one compile needs, owned (deep copies), so the compile thread shares nothing with
+ * the request, which may even be gone before it finishes. */
+struct deferred {
+    struct api *a;
+    struct fmt f;
+    struct tools_req t;
+    struct gram_tools gt;
+    bool lazy, tools;
+    struct key k;
+};
+
+static struct gram *deferred_run(void *arg, struct err *e)
 {
-    struct gram *g = a->grammars ? gcache_get(a->grammars, k->s, k->n) : NULL;
-    if (g) return g;
-    g = make(arg);
-    if (g && a->grammars) gcache_put(a->grammars, k->s, k->n, g);
+    struct deferred *d = arg;
+    struct gram *g = d->tools ? compile_tools(d->a, &d->t, &d->f, d->lazy, &d->gt, e)
+                              : compile_fmt(d->a, &d->f, e);
+    if (g && d->a->grammars) gcache_put(d->a->grammars, d->k.s, d->k.n, g);
     return g;
 }
 
-struct job {
-    struct api *a;
-    struct fmt *f;
-    struct tools_req *t;
-    struct gram_tools *gt;
-    bool lazy;
-    struct err *e;
-};
-
-static struct gram *make_fmt(void *arg)
+static void deferred_free(void *arg)
 {
-    struct job *j = arg;
-    return compile_fmt(j->a, j->f, j->e);
+    struct deferred *d = arg;
+    json_decref(d->f.schema);
+    json_decref(d->f.choices);
+    json_decref(d->t.tools);
+    free((char *)d->f.text);
+    free((char *)d->t.named);
+    free(d->k.s);
+    free(d);
 }
 
-static struct gram *make_tools(void *arg)
+static struct deferred *defer(struct api *a, const struct fmt *f, const struct tools_req *t,
+                              const struct gram_tools *gt, bool lazy, struct key *k)
 {
-    struct job *j = arg;
-    return compile_tools(j->a, j->t, j->f, j->lazy, j->gt, j->e);
+    struct deferred *d = xcalloc(1, sizeof *d);
+    d->a = a, d->f = *f, d->lazy = lazy, d->k = *k;
+    d->f.schema = f->schema ? json_deep_copy(f->schema) : NULL;
+    d->f.choices = f->choices ? json_deep_copy(f->choices) : NULL;
+    d->f.text = f->text ? strdup(f->text) : NULL;
+    if (t) {
+        d->tools = true, d->t = *t, d->gt = *gt;
+        d->t.tools = json_deep_copy(t->tools);
+        d->t.named = t->named ? strdup(t->named) : NULL;
+    }
+    k->s = NULL;
+    return d;
+}
+
+/* The grammar under key: from the cache, or compiled on the compile thread (the request waits:
+ * p->compiling). 0, or -1 after replying (the queue is full). */
+static int obtain(struct http_req *r, struct api_params *p, struct deferred *d, const char *param)
+{
+    struct api *a = r->app;
+    struct gram *g = a->grammars ? gcache_get(a->grammars, d->k.s, d->k.n) : NULL;
+    if (g || !a->compiler) { /* cached, or no thread to compile on (compile here) */
+        struct err e = {{0}};
+        if (!g) g = deferred_run(d, &e);
+        deferred_free(d);
+        if (!g) return api_bad(r, param, "%s", e.msg);
+        p->gp.grammar = g;
+        return 0;
+    }
+    p->compiling = api_compile_start(a->compiler, r, deferred_run, d, deferred_free);
+    p->compiling_param = param;
+    if (p->compiling) return 0;
+    deferred_free(d);
+    http_set_header(r, "Retry-After", "1");
+    http_reply_error(r, 503, "server_error", NULL, "server_busy",
+                     "too many output grammars are being compiled; retry shortly");
+    return -1;
+}
+
+int api_params_ready(struct http_req *r, struct api_params *p)
+{
+    if (!p->compiling) return 0;
+    if (!api_compile_done(p->compiling)) return 1;
+    struct err e = {{0}};
+    struct gram *g = api_compile_result(p->compiling, &e);
+    api_compile_drop(p->compiling);
+    p->compiling = NULL;
+    if (!g) return api_bad(r, p->compiling_param, "%s", e.msg);
+    p->gp.grammar = g;
+    return 0;
 }
 
 /* Tools in play: the grammar of the calls, the parser, the trigger of a lazy grammar. */
@@ -410,7 +467,6 @@ static int tools_grammar(struct http_req *r, struct tools_req *t, struct fmt *f,
                          struct api_params *p)
 {
     struct api *a = r->app;
-    struct err e = {{0}};
     struct gram_tools gt = {0};
     enum tc_format tf = chat_tool_format(a->chat, gt.marker);
     gt.format = tf == TC_HERMES ? GRAM_TOOLS_HERMES : GRAM_TOOLS_DEEPSEEK;
@@ -418,39 +474,27 @@ static int tools_grammar(struct http_req *r, struct tools_req *t, struct fmt *f,
     if (t->choice == TOOLS_AUTO && f->kind != FMT_NONE && f->kind != FMT_SCHEMA && f->kind != FMT_JSON_OBJECT)
         return api_bad(r, f->param, "with tools, the output format can only be JSON (json_object or "
                                     "a JSON schema)");
+    if (t->choice != TOOLS_AUTO) f->kind = FMT_NONE; /* the calls are the answer */
     struct key k;
     key_open(&k);
     fprintf(k.f, "tools|%d|%d|%s|%d|%d|", tf, t->choice, t->named ? t->named : "", t->parallel, lazy);
-    if (t->choice == TOOLS_AUTO) key_fmt(&k, f);
+    key_fmt(&k, f);
     key_json(&k, t->tools);
     key_close(&k);
-    struct job j = {.a = a, .f = f, .t = t, .gt = &gt, .lazy = lazy, .e = &e};
-    if (t->choice != TOOLS_AUTO) f->kind = FMT_NONE; /* the calls are the answer */
-    struct gram *g = cached(a, &k, make_tools, &j);
-    free(k.s);
-    if (!g) return api_bad(r, "tools", "%s", e.msg);
-    p->gp.grammar = g;
     p->gp.tool_format = tf;
     memcpy(p->gp.tool_markers, gt.marker, sizeof gt.marker);
     if (lazy && tf == TC_HERMES) p->gp.grammar_trigger_text = "<tool_call>";
     else if (lazy) p->gp.grammar_trigger = gt.marker[TC_CALLS_BEGIN];
-    return 0;
+    return obtain(r, p, defer(a, f, t, &gt, lazy, &k), "tools");
 }
 
 static int format_grammar(struct http_req *r, struct fmt *f, struct api_params *p)
 {
-    struct api *a = r->app;
-    struct err e = {{0}};
     struct key k;
     key_open(&k);
     key_fmt(&k, f);
     key_close(&k);
-    struct job j = {.a = a, .f = f, .e = &e};
-    struct gram *g = cached(a, &k, make_fmt, &j);
-    free(k.s);
-    if (!g) return api_bad(r, f->param, "%s", e.msg);
-    p->gp.grammar = g;
-    return 0;
+    return obtain(r, p, defer(r->app, f, NULL, NULL, false, &k), f->param);
 }
 
 int api_read_structured(struct http_req *r, json_t *body, int chat, struct api_params *p)

@@ -10,7 +10,7 @@
 struct gram_limits gram_limits_default(void)
 {
     return (struct gram_limits){.max_states = 400000, .max_edges = 1000000,
-                                .max_dfa_states = 200000, .max_work = 60000000,
+                                .max_dfa_states = 100000, .max_work = 12000000,
                                 .max_depth = 64, .max_repeat = 10000, .max_rules = 20000,
                                 .class_depth = 32};
 }

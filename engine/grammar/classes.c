@@ -80,7 +80,8 @@ static int32_t km_id(struct keymap *m, const int32_t *k, int32_t n)
     for (; m->slot[h] >= 0; h = (h + 1) & (m->n_slot - 1)) {
         int32_t id = m->slot[h];
         int64_t o = m->off[id];
-        if (m->off[id + 1] - o == n && !memcmp(m->pool + o, k, (size_t)n * sizeof *k)) return id;
+        if (m->off[id + 1] - o == n && (!n || !memcmp(m->pool + o, k, (size_t)n * sizeof *k)))
+            return id;
     }
     if (m->n_pool + n > m->cap_pool) {
         m->cap_pool = (m->n_pool + n) * 2 + 64;
@@ -90,7 +91,7 @@ static int32_t km_id(struct keymap *m, const int32_t *k, int32_t n)
         m->cap = (m->n + 2) * 2;
         m->off = xrealloc(m->off, (size_t)m->cap * sizeof *m->off);
     }
-    memcpy(m->pool + m->n_pool, k, (size_t)n * sizeof *k);
+    if (n) memcpy(m->pool + m->n_pool, k, (size_t)n * sizeof *k);
     m->n_pool += n;
     int32_t id = m->n++;
     m->off[id + 1] = m->n_pool;

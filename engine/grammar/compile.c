@@ -82,7 +82,15 @@ static void closure(struct gb *b, struct nfa *a, struct ivec *set)
             iv_push(set, e->to);
         }
     }
-    qsort(set->v, (size_t)set->n, sizeof *set->v, cmp_i32);
+    if (set->n > 16) {
+        qsort(set->v, (size_t)set->n, sizeof *set->v, cmp_i32);
+        return;
+    }
+    for (int32_t i = 1; i < set->n; i++) /* most closures are tiny */
+        for (int32_t j = i; j > 0 && set->v[j - 1] > set->v[j]; j--) {
+            int32_t t = set->v[j];
+            set->v[j] = set->v[j - 1], set->v[j - 1] = t;
+        }
 }
 
 /* ---- the DFA under construction --------------------------------------------------------------- */
@@ -192,15 +200,20 @@ struct det {
     struct ivec out;   /* scratch: non-epsilon NFA edges of the current subset (indices) */
     struct ivec tgt;   /* scratch: a target subset */
     int32_t rule, accept_state;
+    int32_t *memo;     /* [NFA states] DFA state of the closure of that one state, this rule */
+    uint32_t *memo_gen, gen;
 };
 
 /* The DFA state reached by the NFA states in d->tgt (closed here). */
 static int32_t target(struct det *x)
 {
     bool fresh;
+    int32_t one = x->tgt.n == 1 ? x->tgt.v[0] : -1; /* most edges lead to a single state */
+    if (one >= 0 && x->memo_gen[one] == x->gen) return x->memo[one];
     closure(x->b, x->a, &x->tgt);
     int32_t id = dfa_state(x->b, x->d, &x->tgt, x->rule, x->accept_state, &fresh);
     if (fresh) iv_push(&x->todo, id);
+    if (one >= 0) x->memo[one] = id, x->memo_gen[one] = x->gen;
     return id;
 }
 
@@ -292,6 +305,7 @@ static int32_t determinise_rule(struct det *x, int32_t rule)
 {
     x->rule = rule;
     x->accept_state = x->b->rule_accept[rule];
+    x->gen++;
     x->tgt.n = 0;
     iv_push(&x->tgt, x->b->rule_start[rule]);
     x->todo.n = 0;
@@ -312,22 +326,67 @@ static int32_t determinise_rule(struct det *x, int32_t rule)
 
 /* ---- pruning, checks, layout --------------------------------------------------------------- */
 
-/* live[s]: s can complete its rule (through bytes, tokens and productive rules). */
+/* live[s]: s can complete its rule (through bytes, tokens and productive rules). A worklist
+ * over reverse edges: a state turns live once some edge leads to a live state (for a rule edge,
+ * also the referenced rule's start must be live). */
+struct rev {
+    int32_t *off, *e; /* edges by target state: e[off[t] .. off[t+1]) */
+    int32_t *roff, *re; /* rule edges by the rule they reference */
+};
+
+static void rev_build(const struct dfa *d, int32_t n_rules, struct rev *r)
+{
+    int32_t n = d->n_states;
+    r->off = xcalloc((size_t)n + 2, sizeof *r->off);
+    r->roff = xcalloc((size_t)n_rules + 2, sizeof *r->roff);
+    r->e = xmalloc(((size_t)d->n_e + 1) * sizeof *r->e);
+    r->re = xmalloc(((size_t)d->n_e + 1) * sizeof *r->re);
+    for (int32_t i = 0; i < d->n_e; i++) {
+        r->off[d->e[i].to + 1]++;
+        if (d->e[i].kind == GB_RULE) r->roff[d->e[i].arg + 1]++;
+    }
+    for (int32_t t = 0; t < n; t++) r->off[t + 1] += r->off[t];
+    for (int32_t k = 0; k < n_rules; k++) r->roff[k + 1] += r->roff[k];
+    int32_t *at = xmalloc(((size_t)n + 1) * sizeof *at), *rat = xmalloc(((size_t)n_rules + 1) * sizeof *rat);
+    memcpy(at, r->off, (size_t)n * sizeof *at);
+    memcpy(rat, r->roff, (size_t)n_rules * sizeof *rat);
+    for (int32_t i = 0; i < d->n_e; i++) {
+        r->e[at[d->e[i].to]++] = i;
+        if (d->e[i].kind == GB_RULE) r->re[rat[d->e[i].arg]++] = i;
+    }
+    free(at);
+    free(rat);
+}
+
 static uint8_t *live_states(struct gb *b, const struct dfa *d, const int32_t *start)
 {
+    struct rev r;
+    rev_build(d, b->n_rules, &r);
     uint8_t *live = xcalloc((size_t)d->n_states + 1, 1);
-    for (int32_t s = 0; s < d->n_states; s++) live[s] = d->accept[s];
-    for (bool changed = true; changed && !b->failed;) {
-        changed = false;
-        gb_spend(b, d->n_e);
-        for (int32_t i = d->n_e - 1; i >= 0; i--) {
-            const struct dedge *e = &d->e[i];
+    uint8_t *rule_live = xcalloc((size_t)b->n_rules + 1, 1);
+    struct ivec st = {0};
+    for (int32_t s = 0; s < d->n_states; s++)
+        if (d->accept[s]) live[s] = 1, iv_push(&st, s);
+    gb_spend(b, (int64_t)d->n_states + d->n_e);
+    while (st.n) {
+        int32_t t = st.v[--st.n];
+        for (int32_t k = r.off[t]; k < r.off[t + 1]; k++) { /* edges into t */
+            const struct dedge *e = &d->e[r.e[k]];
+            if (live[e->from] || (e->kind == GB_RULE && !live[start[e->arg]])) continue;
+            live[e->from] = 1, iv_push(&st, e->from);
+        }
+        int32_t rule = d->rule[t];
+        if (start[rule] != t || rule_live[rule]) continue;
+        rule_live[rule] = 1; /* t is its rule's start: edges referencing the rule may now pass */
+        for (int32_t k = r.roff[rule]; k < r.roff[rule + 1]; k++) {
+            const struct dedge *e = &d->e[r.re[k]];
             if (live[e->from] || !live[e->to]) continue;
-            if (e->kind == GB_RULE && !live[start[e->arg]]) continue;
-            live[e->from] = 1;
-            changed = true;
+            live[e->from] = 1, iv_push(&st, e->from);
         }
     }
+    free(st.v);
+    free(rule_live);
+    free(r.off), free(r.e), free(r.roff), free(r.re);
     return live;
 }
 
@@ -581,10 +640,14 @@ static void determinise(struct gb *b, struct dfa *d, int32_t *start)
     struct nfa a;
     nfa_init(&a, b);
     struct det x = {.b = b, .a = &a, .d = d};
+    x.memo = xmalloc(((size_t)b->n_states + 1) * sizeof *x.memo);
+    x.memo_gen = xcalloc((size_t)b->n_states + 1, sizeof *x.memo_gen);
     for (int32_t r = 0; r < b->n_rules; r++) {
         start[r] = -1;
         if (b->rule_start[r] >= 0 && !b->failed) start[r] = determinise_rule(&x, r);
     }
+    free(x.memo);
+    free(x.memo_gen);
     free(x.todo.v);
     free(x.out.v);
     free(x.tgt.v);

@@ -2,6 +2,8 @@
  * accepts and refuses (bounds, formats, order, required keys, recursion), the messages of
  * schemas that cannot compile, and masks equal to the brute-force answer along random walks
  * (which exercises rule pushes and pops). */
+#include <stdio.h>
+
 #include "engine/grammar/schema.h"
 #include "tests/check_run.h"
 #include "tests/engine/grammar/grammar_test.h"
@@ -353,6 +355,27 @@ START_TEST(gbnf)
 }
 END_TEST
 
+/* Thousands of rules alive at the first byte: refused at compile time by the ambiguity bound,
+ * given the work budget to get there. */
+START_TEST(too_ambiguous_to_start)
+{
+    enum { N = GM_MAX_TOPS + 100 };
+    size_t cap = (size_t)N * 48 + 64, n = 0;
+    char *text = malloc(cap);
+    n += (size_t)snprintf(text + n, cap - n, "root ::= r0");
+    for (int i = 1; i < N; i++) n += (size_t)snprintf(text + n, cap - n, " | r%d", i);
+    n += (size_t)snprintf(text + n, cap - n, "\n");
+    for (int i = 0; i < N; i++) n += (size_t)snprintf(text + n, cap - n, "r%d ::= \"a\"+ \"%d\"\n", i, i);
+    struct gram_limits lim = gram_limits_default();
+    lim.max_work = 2000000000;
+    struct err e = {{0}};
+    struct gram *g = gram_from_gbnf(text, n, voc->n_vocab, &lim, &e);
+    ck_assert_ptr_null(g);
+    ck_assert_msg(strstr(e.msg, "ambiguous"), "%s", e.msg);
+    free(text);
+}
+END_TEST
+
 START_TEST(tool_calls)
 {
     struct jss *city = node(JSS_STRING), *params = node(JSS_OBJECT);
@@ -416,6 +439,7 @@ static Suite *suite(void)
     tcase_add_test(c, json_object_mode);
     tcase_add_test(c, nesting_is_bounded);
     tcase_add_test(c, gbnf);
+    tcase_add_test(c, too_ambiguous_to_start);
     tcase_add_test(c, tool_calls);
     suite_add_tcase(s, c);
     return s;

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""End to end: decode throughput of a running seekd with and without a JSON schema, same prompts,
+same concurrency. The schema asks for at least 30 records, far more than max_tokens allows, so
+every constrained request runs exactly as long as a free one (which ignores EOS). Runs alternate between the two modes
+REPEATS times and keep each mode's best (a shared machine slows both alike).
+
+    python3 tests/bench/grammar_e2e.py BASE_URL RESULT.json
+"""
+import json
+import sys
+import threading
+import time
+import urllib.request
+
+SCHEMA = {"type": "array", "minItems": 30, "maxItems": 40, "items": {
+    "type": "object", "properties": {"id": {"type": "integer", "minimum": 0, "maximum": 9999},
+                                     "name": {"type": "string", "maxLength": 24},
+                                     "ok": {"type": "boolean"}},
+    "required": ["id", "name", "ok"], "additionalProperties": False}}
+MAX_TOKENS = 96
+REPEATS = 2
+
+
+def post(base, body):
+    req = urllib.request.Request(base + "/v1/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=3600) as r:
+        return json.loads(r.read())
+
+
+def body(k, constrained):
+    b = {"prompt": f"Records, batch {k}:", "max_tokens": MAX_TOKENS, "seed": k, "temperature": 1.0}
+    if constrained:
+        b["response_format"] = {"type": "json_schema", "json_schema": {"name": "records", "schema": SCHEMA}}
+    else:
+        b["ignore_eos"] = True
+    return b
+
+
+def run(base, concurrency, n, constrained):
+    """Generated tokens per second over n requests, concurrency at a time."""
+    tokens, lock, it = [0], threading.Lock(), iter(range(n))
+
+    def worker():
+        for k in it:
+            r = post(base, body(k, constrained))
+            with lock:
+                tokens[0] += r["usage"]["completion_tokens"]
+
+    t0 = time.time()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tokens[0] / (time.time() - t0), tokens[0]
+
+
+def main(base, out):
+    post(base, body(0, True))  # compile the schema and fill its first masks, as a first user would
+    results = {}
+    for conc, n in ((1, 2), (8, 8)):
+        best = {False: 0.0, True: 0.0}
+        for _ in range(REPEATS):
+            for constrained in (False, True):
+                tps, tok = run(base, conc, n, constrained)
+                best[constrained] = max(best[constrained], tps)
+        results[f"c{conc}"] = {"free_tok_s": round(best[False], 2), "schema_tok_s": round(best[True], 2),
+                               "cost_pct": round(100 * (1 - best[True] / best[False]), 2)}
+        print(f"concurrency {conc}: {results[f'c{conc}']}", flush=True)
+    json.dump(results, open(out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
