@@ -111,9 +111,12 @@ struct compile_job *api_compile_start(struct api_compiler *c, struct http_req *r
         return NULL;
     }
     struct compile_job *j = xcalloc(1, sizeof *j);
-    *j = (struct compile_job){.c = c, .fn = fn, .arg = arg, .free_arg = free_arg, .r = r, .refs = 2};
-    if (c->tail) c->tail->next = j;
-    else c->head = j;
+    *j =
+        (struct compile_job){.c = c, .fn = fn, .arg = arg, .free_arg = free_arg, .r = r, .refs = 2};
+    if (c->tail)
+        c->tail->next = j;
+    else
+        c->head = j;
     c->tail = j;
     c->n_queued++;
     pthread_cond_signal(&c->cv);

@@ -18,16 +18,30 @@
 #define MAX_DEPTH 64
 
 static const char *const REFUSED[] = {
-    "multipleOf", "not", "if", "then", "else", "patternProperties", "propertyNames",
-    "dependencies", "dependentRequired", "dependentSchemas", "contains", "minContains",
-    "maxContains", "unevaluatedItems", "$dynamicRef", "$recursiveRef", "minProperties",
+    "multipleOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "patternProperties",
+    "propertyNames",
+    "dependencies",
+    "dependentRequired",
+    "dependentSchemas",
+    "contains",
+    "minContains",
+    "maxContains",
+    "unevaluatedItems",
+    "$dynamicRef",
+    "$recursiveRef",
+    "minProperties",
     "maxProperties",
 };
 
 struct conv {
     struct api_schema *out;
     json_t *root;
-    json_t **def_json; /* [n_defs] the JSON each definition came from */
+    json_t **def_json;    /* [n_defs] the JSON each definition came from */
     const char **def_ref; /* [n_defs] the $ref that named it first (for messages) */
     int n_defs, cap_defs;
     int n_nodes;
@@ -45,7 +59,8 @@ static int fail(struct conv *c, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(m, sizeof m, fmt, ap);
     va_end(ap);
-    snprintf(c->msg, c->msg_size, "%s%s%s", path && *path ? path : "", path && *path ? ": " : "", m);
+    snprintf(c->msg, c->msg_size, "%s%s%s", path && *path ? path : "", path && *path ? ": " : "",
+             m);
     return -1;
 }
 
@@ -114,23 +129,31 @@ static char *number_text(struct api_schema *s, json_t *v)
 static int read_bounds(struct conv *c, json_t *o, struct jss *n, const char *path)
 {
     json_t *mn = json_object_get(o, "minimum"), *mx = json_object_get(o, "maximum");
-    json_t *xmn = json_object_get(o, "exclusiveMinimum"), *xmx = json_object_get(o, "exclusiveMaximum");
-    struct { json_t *v; const char *name; } all[] = {{mn, "minimum"}, {mx, "maximum"}};
+    json_t *xmn = json_object_get(o, "exclusiveMinimum"),
+           *xmx = json_object_get(o, "exclusiveMaximum");
+    struct {
+        json_t *v;
+        const char *name;
+    } all[] = {{mn, "minimum"}, {mx, "maximum"}};
     for (int i = 0; i < 2; i++)
         if (all[i].v && (!json_is_number(all[i].v) || !isfinite(json_number_value(all[i].v))))
             return fail(c, path, "'%s' must be a number", all[i].name);
     if (mn) n->minimum = number_text(c->out, mn);
     if (mx) n->maximum = number_text(c->out, mx);
-    if (json_is_boolean(xmn)) n->exclusive_minimum = json_is_true(xmn) && mn;
+    if (json_is_boolean(xmn))
+        n->exclusive_minimum = json_is_true(xmn) && mn;
     else if (json_is_number(xmn)) {
         if (!mn || json_number_value(xmn) >= json_number_value(mn))
             n->minimum = number_text(c->out, xmn), n->exclusive_minimum = true;
-    } else if (xmn) return fail(c, path, "'exclusiveMinimum' must be a number");
-    if (json_is_boolean(xmx)) n->exclusive_maximum = json_is_true(xmx) && mx;
+    } else if (xmn)
+        return fail(c, path, "'exclusiveMinimum' must be a number");
+    if (json_is_boolean(xmx))
+        n->exclusive_maximum = json_is_true(xmx) && mx;
     else if (json_is_number(xmx)) {
         if (!mx || json_number_value(xmx) <= json_number_value(mx))
             n->maximum = number_text(c->out, xmx), n->exclusive_maximum = true;
-    } else if (xmx) return fail(c, path, "'exclusiveMaximum' must be a number");
+    } else if (xmx)
+        return fail(c, path, "'exclusiveMaximum' must be a number");
     return 0;
 }
 
@@ -141,8 +164,8 @@ static int count_kw(struct conv *c, json_t *o, const char *key, int64_t dflt, in
     json_t *v = json_object_get(o, key);
     *out = dflt;
     if (!v) return 0;
-    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && json_real_value(v) >= 0 &&
-        json_real_value(v) < 1e15)
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+        json_real_value(v) >= 0 && json_real_value(v) < 1e15)
         return *out = (int64_t)json_real_value(v), 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return fail(c, path, "'%s' must be a non-negative integer", key);
@@ -162,14 +185,20 @@ static json_t *resolve(json_t *root, const char *ref)
         char seg[256];
         size_t k = 0;
         for (p++; *p && *p != '/' && k + 1 < sizeof seg; p++) {
-            if (p[0] == '~' && p[1] == '0') seg[k++] = '~', p++;
-            else if (p[0] == '~' && p[1] == '1') seg[k++] = '/', p++;
-            else seg[k++] = *p;
+            if (p[0] == '~' && p[1] == '0')
+                seg[k++] = '~', p++;
+            else if (p[0] == '~' && p[1] == '1')
+                seg[k++] = '/', p++;
+            else
+                seg[k++] = *p;
         }
         seg[k] = 0;
-        if (json_is_object(at)) at = json_object_get(at, seg);
-        else if (json_is_array(at)) at = json_array_get(at, (size_t)strtoul(seg, NULL, 10));
-        else at = NULL;
+        if (json_is_object(at))
+            at = json_object_get(at, seg);
+        else if (json_is_array(at))
+            at = json_array_get(at, (size_t)strtoul(seg, NULL, 10));
+        else
+            at = NULL;
     }
     return *p ? NULL : at;
 }
@@ -195,9 +224,12 @@ static int convert(struct conv *c, json_t *j, const char *path, int depth, struc
 
 static int read_type(struct conv *c, json_t *t, struct jss *n, const char *path)
 {
-    static const struct { const char *name; unsigned bit; } types[] = {
-        {"null", JSS_NULL}, {"boolean", JSS_BOOLEAN}, {"integer", JSS_INTEGER},
-        {"number", JSS_NUMBER}, {"string", JSS_STRING}, {"array", JSS_ARRAY}, {"object", JSS_OBJECT}};
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } types[] = {{"null", JSS_NULL},     {"boolean", JSS_BOOLEAN}, {"integer", JSS_INTEGER},
+                 {"number", JSS_NUMBER}, {"string", JSS_STRING},   {"array", JSS_ARRAY},
+                 {"object", JSS_OBJECT}};
     if (!t) return 0;
     n->types = 0;
     size_t n_t = json_is_array(t) ? json_array_size(t) : 1;
@@ -207,8 +239,9 @@ static int read_type(struct conv *c, json_t *t, struct jss *n, const char *path)
         for (; name && k < sizeof types / sizeof types[0]; k++)
             if (!strcmp(name, types[k].name)) break;
         if (!name || k == sizeof types / sizeof types[0])
-            return fail(c, path, "'type' must be one of null, boolean, integer, number, string, "
-                                 "array, object (or a list of them)");
+            return fail(c, path,
+                        "'type' must be one of null, boolean, integer, number, string, "
+                        "array, object (or a list of them)");
         n->types |= types[k].bit;
     }
     return 0;
@@ -217,13 +250,22 @@ static int read_type(struct conv *c, json_t *t, struct jss *n, const char *path)
 static unsigned type_of(json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return JSS_OBJECT;
-    case JSON_ARRAY: return JSS_ARRAY;
-    case JSON_STRING: return JSS_STRING;
-    case JSON_INTEGER: return JSS_INTEGER | JSS_NUMBER;
-    case JSON_REAL: return json_real_value(v) == floor(json_real_value(v)) ? JSS_INTEGER | JSS_NUMBER : JSS_NUMBER;
-    case JSON_TRUE: case JSON_FALSE: return JSS_BOOLEAN;
-    default: return JSS_NULL;
+    case JSON_OBJECT:
+        return JSS_OBJECT;
+    case JSON_ARRAY:
+        return JSS_ARRAY;
+    case JSON_STRING:
+        return JSS_STRING;
+    case JSON_INTEGER:
+        return JSS_INTEGER | JSS_NUMBER;
+    case JSON_REAL:
+        return json_real_value(v) == floor(json_real_value(v)) ? JSS_INTEGER | JSS_NUMBER
+                                                               : JSS_NUMBER;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return JSS_BOOLEAN;
+    default:
+        return JSS_NULL;
     }
 }
 
@@ -250,9 +292,14 @@ static int read_values(struct conv *c, json_t *o, struct jss *n, const char *pat
 
 static int read_string_kw(struct conv *c, json_t *o, struct jss *n, const char *path)
 {
-    static const struct { const char *name; enum jss_format f; } formats[] = {
-        {"date", JSS_FMT_DATE}, {"time", JSS_FMT_TIME}, {"date-time", JSS_FMT_DATE_TIME},
-        {"uuid", JSS_FMT_UUID}, {"email", JSS_FMT_EMAIL}};
+    static const struct {
+        const char *name;
+        enum jss_format f;
+    } formats[] = {{"date", JSS_FMT_DATE},
+                   {"time", JSS_FMT_TIME},
+                   {"date-time", JSS_FMT_DATE_TIME},
+                   {"uuid", JSS_FMT_UUID},
+                   {"email", JSS_FMT_EMAIL}};
     if (count_kw(c, o, "minLength", 0, &n->min_length, path) ||
         count_kw(c, o, "maxLength", -1, &n->max_length, path))
         return -1;
@@ -279,12 +326,13 @@ static int read_array_kw(struct conv *c, json_t *o, struct jss *n, const char *p
         n->n_prefix_items = (int)json_array_size(prefix);
         struct jss **p = alloc(c->out, (size_t)n->n_prefix_items * sizeof *p);
         for (int i = 0; i < n->n_prefix_items; i++)
-            if (convert(c, json_array_get(prefix, (size_t)i), sub_path(c, path, "prefixItems[%d]", i),
-                        depth + 1, &p[i]))
+            if (convert(c, json_array_get(prefix, (size_t)i),
+                        sub_path(c, path, "prefixItems[%d]", i), depth + 1, &p[i]))
                 return -1;
         n->prefix_items = p;
     }
-    if (json_is_false(items)) n->no_more_items = true;
+    if (json_is_false(items))
+        n->no_more_items = true;
     else if (items && !json_is_true(items))
         return convert(c, items, sub_path(c, path, "items"), depth + 1, &n->items);
     return 0;
@@ -301,10 +349,12 @@ static int read_object_kw(struct conv *c, json_t *o, struct jss *n, const char *
     struct jss_prop *p = alloc(c->out, cap * sizeof *p);
     const char *key;
     json_t *v;
-    json_object_foreach(props, key, v) {
+    json_object_foreach(props, key, v)
+    {
         struct jss_prop *q = &p[n->n_props++];
         q->name = key, q->name_len = strlen(key);
-        if (convert(c, v, sub_path(c, path, "properties.%s", key), depth + 1, &q->schema)) return -1;
+        if (convert(c, v, sub_path(c, path, "properties.%s", key), depth + 1, &q->schema))
+            return -1;
     }
     for (size_t i = 0; i < json_array_size(req); i++) {
         const char *name = json_string_value(json_array_get(req, i));
@@ -320,11 +370,13 @@ static int read_object_kw(struct conv *c, json_t *o, struct jss *n, const char *
     }
     n->props = p;
     if (json_is_object(add))
-        return convert(c, add, sub_path(c, path, "additionalProperties"), depth + 1, &n->additional);
+        return convert(c, add, sub_path(c, path, "additionalProperties"), depth + 1,
+                       &n->additional);
     /* {"type": "object"} alone: any object; with "properties" (even empty): just those */
     if (json_is_true(add) || (!add && !props && !req && !c->no_additional))
         return convert(c, json_true(), path, depth + 1, &n->additional);
-    if (add && !json_is_false(add)) return fail(c, path, "'additionalProperties' must be a boolean or a schema");
+    if (add && !json_is_false(add))
+        return fail(c, path, "'additionalProperties' must be a boolean or a schema");
     return 0;
 }
 
@@ -347,10 +399,24 @@ static int read_alternatives(struct conv *c, json_t *o, struct jss *n, const cha
 }
 
 /* Keywords that would constrain the value beyond what anyOf/$ref alone say. */
-static const char *const CONSTRAINTS[] = {
-    "type", "enum", "const", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "items", "prefixItems", "minItems", "maxItems",
-    "properties", "required", "additionalProperties"};
+static const char *const CONSTRAINTS[] = {"type",
+                                          "enum",
+                                          "const",
+                                          "minLength",
+                                          "maxLength",
+                                          "pattern",
+                                          "format",
+                                          "minimum",
+                                          "maximum",
+                                          "exclusiveMinimum",
+                                          "exclusiveMaximum",
+                                          "items",
+                                          "prefixItems",
+                                          "minItems",
+                                          "maxItems",
+                                          "properties",
+                                          "required",
+                                          "additionalProperties"};
 
 static const char *first_constraint(json_t *o)
 {
@@ -365,7 +431,8 @@ static int check_refused(struct conv *c, json_t *o, const char *path)
         if (json_object_get(o, REFUSED[i]))
             return fail(c, path, "the keyword '%s' is not supported", REFUSED[i]);
     json_t *ue = json_object_get(o, "unevaluatedProperties");
-    if (ue && !json_is_false(ue)) return fail(c, path, "the keyword 'unevaluatedProperties' is not supported");
+    if (ue && !json_is_false(ue))
+        return fail(c, path, "the keyword 'unevaluatedProperties' is not supported");
     return 0;
 }
 
@@ -397,14 +464,18 @@ static int convert_object(struct conv *c, json_t *o, const char *path, int depth
             return fail(c, path, "'$ref' with '%s' beside it is not supported",
                         first_constraint(o) ? first_constraint(o) : "anyOf");
         json_t *target = resolve(c->root, json_string_value(ref));
-        if (!target) return fail(c, path, "'$ref' %s does not point into this schema (only local "
-                                          "references are supported)", json_string_value(ref));
+        if (!target)
+            return fail(c, path,
+                        "'$ref' %s does not point into this schema (only local "
+                        "references are supported)",
+                        json_string_value(ref));
         n->ref = def_index(c, target, json_string_value(ref));
         return 0;
     }
     if (json_object_get(o, "anyOf") || json_object_get(o, "oneOf")) {
         if (first_constraint(o))
-            return fail(c, path, "anyOf/oneOf with '%s' beside it is not supported", first_constraint(o));
+            return fail(c, path, "anyOf/oneOf with '%s' beside it is not supported",
+                        first_constraint(o));
         return read_alternatives(c, o, n, path, depth);
     }
     if (read_type(c, json_object_get(o, "type"), n, path) || read_values(c, o, n, path)) return -1;
@@ -417,8 +488,10 @@ static int convert_object(struct conv *c, json_t *o, const char *path, int depth
 
 static int convert(struct conv *c, json_t *j, const char *path, int depth, struct jss **out)
 {
-    if (depth > MAX_DEPTH) return fail(c, path, "the schema is nested deeper than %d levels", MAX_DEPTH);
-    if (++c->n_nodes > MAX_NODES) return fail(c, path, "the schema has more than %d subschemas", MAX_NODES);
+    if (depth > MAX_DEPTH)
+        return fail(c, path, "the schema is nested deeper than %d levels", MAX_DEPTH);
+    if (++c->n_nodes > MAX_NODES)
+        return fail(c, path, "the schema has more than %d subschemas", MAX_NODES);
     struct jss *n = *out ? *out : alloc(c->out, sizeof *n);
     *n = jss_default(path);
     *out = n;
@@ -433,7 +506,10 @@ static int convert(struct conv *c, json_t *j, const char *path, int depth, struc
 int api_schema_convert(json_t *schema, int no_additional, struct api_schema *out, char *msg,
                        size_t msg_size)
 {
-    struct conv c = {.out = out, .root = schema, .no_additional = no_additional, .msg = msg,
+    struct conv c = {.out = out,
+                     .root = schema,
+                     .no_additional = no_additional,
+                     .msg = msg,
                      .msg_size = msg_size};
     memset(out, 0, sizeof *out);
     int rc = convert(&c, schema, "", 0, &out->doc.root);

@@ -16,9 +16,9 @@ struct api_schema {
 };
 
 /* Converts schema (no_additional: objects never get properties they do not name, even where
- * additionalProperties is absent); 0, or -1 with msg naming the place and keyword ("properties.a: the keyword
- * 'not' is not supported"). The tree borrows strings from schema: keep it alive as long as the
- * tree. Free with api_schema_free either way. */
+ * additionalProperties is absent); 0, or -1 with msg naming the place and keyword ("properties.a:
+ * the keyword 'not' is not supported"). The tree borrows strings from schema: keep it alive as long
+ * as the tree. Free with api_schema_free either way. */
 int api_schema_convert(json_t *schema, int no_additional, struct api_schema *out, char *msg,
                        size_t msg_size);
 void api_schema_free(struct api_schema *s);

@@ -25,21 +25,21 @@ enum fmt_kind { FMT_NONE, FMT_JSON_OBJECT, FMT_SCHEMA, FMT_REGEX, FMT_CHOICE, FM
 /* The output format asked for, before it is compiled. */
 struct fmt {
     enum fmt_kind kind;
-    json_t *schema;      /* FMT_SCHEMA (a reference held) */
-    const char *text;    /* FMT_REGEX, FMT_GBNF */
-    json_t *choices;     /* FMT_CHOICE: a list of strings */
-    const char *param;   /* the request field it came from */
-    const char *where;   /* prefix of messages about the schema */
+    json_t *schema;    /* FMT_SCHEMA (a reference held) */
+    const char *text;  /* FMT_REGEX, FMT_GBNF */
+    json_t *choices;   /* FMT_CHOICE: a list of strings */
+    const char *param; /* the request field it came from */
+    const char *where; /* prefix of messages about the schema */
     enum gram_ws ws;
-    int no_additional;   /* disable_additional_properties */
+    int no_additional; /* disable_additional_properties */
 };
 
 enum choice { TOOLS_NONE, TOOLS_AUTO, TOOLS_REQUIRED, TOOLS_NAMED };
 
 struct tools_req {
-    json_t *tools;       /* the request's list, or NULL */
+    json_t *tools; /* the request's list, or NULL */
     enum choice choice;
-    const char *named;   /* TOOLS_NAMED */
+    const char *named; /* TOOLS_NAMED */
     int parallel;
 };
 
@@ -71,8 +71,8 @@ static int take_schema(struct http_req *r, json_t *v, const char *param, struct 
 static int set_kind(struct http_req *r, struct fmt *f, const char *param)
 {
     if (f->kind != FMT_NONE)
-        return api_bad(r, param, "'%s' cannot be combined with '%s': give one output format",
-                       param, f->param);
+        return api_bad(r, param, "'%s' cannot be combined with '%s': give one output format", param,
+                       f->param);
     f->param = param;
     return 0;
 }
@@ -88,13 +88,16 @@ static int read_response_format(struct http_req *r, json_t *body, struct fmt *f)
     if (set_kind(r, f, "response_format")) return -1;
     if (!strcmp(type, "json_object")) return f->kind = FMT_JSON_OBJECT, 0;
     if (strcmp(type, "json_schema"))
-        return api_bad(r, "response_format", "response_format type '%s' is not supported (text, "
-                                             "json_object, json_schema)", type);
+        return api_bad(r, "response_format",
+                       "response_format type '%s' is not supported (text, "
+                       "json_object, json_schema)",
+                       type);
     json_t *js = json_object_get(rf, "json_schema");
     json_t *schema = json_object_get(js, "schema");
     if (!json_is_object(js) || !schema)
-        return api_bad(r, "response_format", "response_format json_schema needs "
-                                             "{\"json_schema\": {\"name\": ..., \"schema\": {...}}}");
+        return api_bad(r, "response_format",
+                       "response_format json_schema needs "
+                       "{\"json_schema\": {\"name\": ..., \"schema\": {...}}}");
     json_t *name = json_object_get(js, "name");
     if (name && !json_is_string(name))
         return api_bad(r, "response_format", "response_format.json_schema.name must be a string");
@@ -106,14 +109,20 @@ static int read_response_format(struct http_req *r, json_t *body, struct fmt *f)
 static int read_vllm(struct http_req *r, json_t *o, const char *param, const char *prefix,
                      struct fmt *f)
 {
-    static const struct { const char *key; enum fmt_kind kind; } keys[] = {
-        {"json", FMT_SCHEMA}, {"regex", FMT_REGEX}, {"choice", FMT_CHOICE}, {"grammar", FMT_GBNF},
-        {"json_object", FMT_JSON_OBJECT}};
+    static const struct {
+        const char *key;
+        enum fmt_kind kind;
+    } keys[] = {{"json", FMT_SCHEMA},
+                {"regex", FMT_REGEX},
+                {"choice", FMT_CHOICE},
+                {"grammar", FMT_GBNF},
+                {"json_object", FMT_JSON_OBJECT}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char key[64];
         snprintf(key, sizeof key, "%s%s", prefix, keys[i].key);
         json_t *v = json_object_get(o, key);
-        if (!v || json_is_null(v) || (keys[i].kind == FMT_JSON_OBJECT && json_is_false(v))) continue;
+        if (!v || json_is_null(v) || (keys[i].kind == FMT_JSON_OBJECT && json_is_false(v)))
+            continue;
         const char *p = param ? param : key;
         if (set_kind(r, f, p)) return -1;
         f->where = p;
@@ -146,12 +155,14 @@ static int read_structured_outputs(struct http_req *r, json_t *body, struct fmt 
 {
     json_t *so = json_object_get(body, "structured_outputs");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return api_bad(r, "structured_outputs", "'structured_outputs' must be an object");
+        if (!json_is_object(so))
+            return api_bad(r, "structured_outputs", "'structured_outputs' must be an object");
         static const char *const refused[] = {"whitespace_pattern", "structural_tag"};
         for (size_t i = 0; i < 2; i++) {
             json_t *v = json_object_get(so, refused[i]);
             if (v && !json_is_null(v))
-                return api_bad(r, "structured_outputs", "structured_outputs.%s is not supported", refused[i]);
+                return api_bad(r, "structured_outputs", "structured_outputs.%s is not supported",
+                               refused[i]);
         }
         int no_ws = 0;
         if (api_get_bool(r, so, "disable_any_whitespace", 0, &no_ws) ||
@@ -162,11 +173,13 @@ static int read_structured_outputs(struct http_req *r, json_t *body, struct fmt 
     }
     const char *key;
     json_t *v;
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         if (strncmp(key, "guided_", 7) || json_is_null(v)) continue;
         if (!strcmp(key, "guided_decoding_backend")) continue; /* a hint: there is one backend */
-        if (strcmp(key, "guided_json") && strcmp(key, "guided_regex") && strcmp(key, "guided_choice") &&
-            strcmp(key, "guided_grammar") && strcmp(key, "guided_json_object"))
+        if (strcmp(key, "guided_json") && strcmp(key, "guided_regex") &&
+            strcmp(key, "guided_choice") && strcmp(key, "guided_grammar") &&
+            strcmp(key, "guided_json_object"))
             return api_bad(r, key, "'%s' is not supported", key);
     }
     return read_vllm(r, body, NULL, "guided_", f);
@@ -181,10 +194,13 @@ static int check_tool(struct http_req *r, json_t *t, size_t i, const char **name
     const char *type = json_string_value(json_object_get(t, "type"));
     const char *name = json_string_value(json_object_get(fn, "name"));
     if (!json_is_object(t) || (type && strcmp(type, "function")) || !json_is_object(fn) || !name)
-        return api_bad(r, "tools", "%s must be {\"type\": \"function\", \"function\": {\"name\": ...}}", param);
+        return api_bad(r, "tools",
+                       "%s must be {\"type\": \"function\", \"function\": {\"name\": ...}}", param);
     size_t n = strlen(name);
-    if (!n || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != n)
-        return api_bad(r, "tools", "%s.function.name must be 1 to 64 letters, digits, '_', '-' or '.'", param);
+    if (!n || n > 64 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != n)
+        return api_bad(r, "tools",
+                       "%s.function.name must be 1 to 64 letters, digits, '_', '-' or '.'", param);
     for (size_t k = 0; k < i; k++)
         if (!strcmp(names[k], name)) return api_bad(r, "tools", "two tools are named '%s'", name);
     json_t *d = json_object_get(fn, "description"), *ps = json_object_get(fn, "parameters");
@@ -202,19 +218,27 @@ static int read_tool_choice(struct http_req *r, json_t *body, struct tools_req *
     json_t *tc = json_object_get(body, "tool_choice");
     t->choice = t->tools ? TOOLS_AUTO : TOOLS_NONE;
     if (!tc || json_is_null(tc)) return 0;
-    if (!t->tools) return api_bad(r, "tool_choice", "'tool_choice' is only allowed when 'tools' are given");
+    if (!t->tools)
+        return api_bad(r, "tool_choice", "'tool_choice' is only allowed when 'tools' are given");
     const char *s = json_string_value(tc);
     if (s) {
-        if (!strcmp(s, "none")) t->choice = TOOLS_NONE;
-        else if (!strcmp(s, "auto")) t->choice = TOOLS_AUTO;
-        else if (!strcmp(s, "required")) t->choice = TOOLS_REQUIRED;
-        else return api_bad(r, "tool_choice", "'tool_choice' must be none, auto, required or "
-                                              "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+        if (!strcmp(s, "none"))
+            t->choice = TOOLS_NONE;
+        else if (!strcmp(s, "auto"))
+            t->choice = TOOLS_AUTO;
+        else if (!strcmp(s, "required"))
+            t->choice = TOOLS_REQUIRED;
+        else
+            return api_bad(r, "tool_choice",
+                           "'tool_choice' must be none, auto, required or "
+                           "{\"type\": \"function\", \"function\": {\"name\": ...}}");
         return 0;
     }
     const char *name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
-    if (!name) return api_bad(r, "tool_choice", "'tool_choice' must name a function: "
-                                                "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+    if (!name)
+        return api_bad(r, "tool_choice",
+                       "'tool_choice' must name a function: "
+                       "{\"type\": \"function\", \"function\": {\"name\": ...}}");
     for (size_t i = 0; i < n; i++)
         if (!strcmp(names[i], name)) return t->choice = TOOLS_NAMED, t->named = names[i], 0;
     return api_bad(r, "tool_choice", "tool_choice names '%s', which is not among the tools", name);
@@ -248,14 +272,16 @@ static void prompt_tools(json_t *tools, struct api_params *p)
         json_t *fn = json_object_get(json_array_get(tools, i), "function");
         json_t *ps = json_object_get(fn, "parameters");
         p->tool_texts[i] = ps && !json_is_null(ps) ? json_dumps(ps, JSON_COMPACT) : strdup("{}");
-        p->tools[i] = (struct chat_tool){.name = json_string_value(json_object_get(fn, "name")),
-                                         .description = json_string_value(json_object_get(fn, "description")),
-                                         .parameters = p->tool_texts[i]};
+        p->tools[i] =
+            (struct chat_tool){.name = json_string_value(json_object_get(fn, "name")),
+                               .description = json_string_value(json_object_get(fn, "description")),
+                               .parameters = p->tool_texts[i]};
     }
     p->n_tools = (int)n;
 }
 
-/* ---- compiling --------------------------------------------------------------------------------- */
+/* ---- compiling ---------------------------------------------------------------------------------
+ */
 
 /* The cache key of a grammar: everything that shapes it, as text. */
 struct key {
@@ -305,12 +331,19 @@ static struct gram *compile_fmt(struct api *a, struct fmt *f, struct err *e)
     struct gram *g = NULL;
     const char *where = f->where ? f->where : f->param;
     switch (f->kind) {
-    case FMT_JSON_OBJECT: g = gram_json_object(f->ws, NULL, e); break;
-    case FMT_SCHEMA:
-        if (convert(f->schema, f->no_additional, where, &s, e) == 0) g = gram_from_schema(&s.doc, f->ws, NULL, e);
+    case FMT_JSON_OBJECT:
+        g = gram_json_object(f->ws, NULL, e);
         break;
-    case FMT_REGEX: g = gram_from_regex(f->text, strlen(f->text), NULL, e); break;
-    case FMT_GBNF: g = gram_from_gbnf(f->text, strlen(f->text), tok_n_vocab(a->tok), NULL, e); break;
+    case FMT_SCHEMA:
+        if (convert(f->schema, f->no_additional, where, &s, e) == 0)
+            g = gram_from_schema(&s.doc, f->ws, NULL, e);
+        break;
+    case FMT_REGEX:
+        g = gram_from_regex(f->text, strlen(f->text), NULL, e);
+        break;
+    case FMT_GBNF:
+        g = gram_from_gbnf(f->text, strlen(f->text), tok_n_vocab(a->tok), NULL, e);
+        break;
     case FMT_CHOICE: {
         size_t n = json_array_size(f->choices);
         const char **c = xmalloc(n * sizeof *c);
@@ -324,10 +357,13 @@ static struct gram *compile_fmt(struct api *a, struct fmt *f, struct err *e)
         free(len);
         break;
     }
-    default: break;
+    default:
+        break;
     }
-    if (!g && f->kind != FMT_SCHEMA) err_prefix(e, "%s", where);
-    else if (!g && !strstr(e->msg, where)) err_prefix(e, "%s", where);
+    if (!g && f->kind != FMT_SCHEMA)
+        err_prefix(e, "%s", where);
+    else if (!g && !strstr(e->msg, where))
+        err_prefix(e, "%s", where);
     api_schema_free(&s);
     return g;
 }
@@ -351,8 +387,8 @@ static int tool_docs(struct tools_req *t, struct api_schema *docs, struct gram_t
     return 0;
 }
 
-static struct gram *compile_tools(struct api *a, struct tools_req *t, struct fmt *answer,
-                                  bool lazy, struct gram_tools *gt, struct err *e)
+static struct gram *compile_tools(struct api *a, struct tools_req *t, struct fmt *answer, bool lazy,
+                                  struct gram_tools *gt, struct err *e)
 {
     struct api_schema docs[MAX_TOOLS + 1], ans = {0};
     struct gram_tool fns[MAX_TOOLS];
@@ -360,8 +396,8 @@ static struct gram *compile_tools(struct api *a, struct tools_req *t, struct fmt
     struct gram *g = NULL;
     int n = 0;
     if (tool_docs(t, docs, fns, &n, e) == 0 &&
-        (answer->kind != FMT_SCHEMA || convert(answer->schema, answer->no_additional,
-                                               answer->where, &ans, e) == 0)) {
+        (answer->kind != FMT_SCHEMA ||
+         convert(answer->schema, answer->no_additional, answer->where, &ans, e) == 0)) {
         gt->tools = fns, gt->n_tools = n, gt->parallel = t->parallel, gt->lazy = lazy;
         gt->ws = answer->ws;
         gt->answer = answer->kind == FMT_SCHEMA ? &ans.doc : NULL;
@@ -374,7 +410,8 @@ static struct gram *compile_tools(struct api *a, struct tools_req *t, struct fmt
     return g;
 }
 
-/* ---- compiling off the HTTP thread ------------------------------------------------------------ */
+/* ---- compiling off the HTTP thread ------------------------------------------------------------
+ */
 
 /* Everything one compile needs, owned (deep copies), so the compile thread shares nothing with
  * the request, which may even be gone before it finishes. */
@@ -471,20 +508,25 @@ static int tools_grammar(struct http_req *r, struct tools_req *t, struct fmt *f,
     enum tc_format tf = chat_tool_format(a->chat, gt.marker);
     gt.format = tf == TC_HERMES ? GRAM_TOOLS_HERMES : GRAM_TOOLS_DEEPSEEK;
     bool lazy = t->choice == TOOLS_AUTO && f->kind == FMT_NONE;
-    if (t->choice == TOOLS_AUTO && f->kind != FMT_NONE && f->kind != FMT_SCHEMA && f->kind != FMT_JSON_OBJECT)
-        return api_bad(r, f->param, "with tools, the output format can only be JSON (json_object or "
-                                    "a JSON schema)");
+    if (t->choice == TOOLS_AUTO && f->kind != FMT_NONE && f->kind != FMT_SCHEMA &&
+        f->kind != FMT_JSON_OBJECT)
+        return api_bad(r, f->param,
+                       "with tools, the output format can only be JSON (json_object or "
+                       "a JSON schema)");
     if (t->choice != TOOLS_AUTO) f->kind = FMT_NONE; /* the calls are the answer */
     struct key k;
     key_open(&k);
-    fprintf(k.f, "tools|%d|%d|%s|%d|%d|", tf, t->choice, t->named ? t->named : "", t->parallel, lazy);
+    fprintf(k.f, "tools|%d|%d|%s|%d|%d|", tf, t->choice, t->named ? t->named : "", t->parallel,
+            lazy);
     key_fmt(&k, f);
     key_json(&k, t->tools);
     key_close(&k);
     p->gp.tool_format = tf;
     memcpy(p->gp.tool_markers, gt.marker, sizeof gt.marker);
-    if (lazy && tf == TC_HERMES) p->gp.grammar_trigger_text = "<tool_call>";
-    else if (lazy) p->gp.grammar_trigger = gt.marker[TC_CALLS_BEGIN];
+    if (lazy && tf == TC_HERMES)
+        p->gp.grammar_trigger_text = "<tool_call>";
+    else if (lazy)
+        p->gp.grammar_trigger = gt.marker[TC_CALLS_BEGIN];
     return obtain(r, p, defer(a, f, t, &gt, lazy, &k), "tools");
 }
 
@@ -506,8 +548,10 @@ int api_read_structured(struct http_req *r, json_t *body, int chat, struct api_p
         read_tools(r, body, chat, &t))
         goto out;
     if (t.tools) prompt_tools(t.tools, p);
-    if (t.tools && t.choice != TOOLS_NONE) rc = tools_grammar(r, &t, &f, p);
-    else rc = f.kind != FMT_NONE ? format_grammar(r, &f, p) : 0;
+    if (t.tools && t.choice != TOOLS_NONE)
+        rc = tools_grammar(r, &t, &f, p);
+    else
+        rc = f.kind != FMT_NONE ? format_grammar(r, &f, p) : 0;
 out:
     fmt_clear(&f);
     return rc;

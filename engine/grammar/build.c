@@ -9,9 +9,13 @@
 
 struct gram_limits gram_limits_default(void)
 {
-    return (struct gram_limits){.max_states = 400000, .max_edges = 1000000,
-                                .max_dfa_states = 100000, .max_work = 12000000,
-                                .max_depth = 64, .max_repeat = 10000, .max_rules = 20000,
+    return (struct gram_limits){.max_states = 400000,
+                                .max_edges = 1000000,
+                                .max_dfa_states = 100000,
+                                .max_work = 12000000,
+                                .max_depth = 64,
+                                .max_repeat = 10000,
+                                .max_rules = 20000,
                                 .class_depth = 32};
 }
 
@@ -114,8 +118,8 @@ void gb_eps(struct gb *b, int32_t from, int32_t to)
 
 void gb_bytes(struct gb *b, int32_t from, uint8_t lo, uint8_t hi, int32_t to, uint8_t flags)
 {
-    add_edge(b, (struct gb_edge){.from = from, .to = to, .kind = GB_BYTES, .lo = lo, .hi = hi,
-                                 .flags = flags});
+    add_edge(b, (struct gb_edge){
+                    .from = from, .to = to, .kind = GB_BYTES, .lo = lo, .hi = hi, .flags = flags});
 }
 
 /* ---- fragments ----------------------------------------------------------------------------- */
@@ -127,8 +131,8 @@ struct gb_mark gb_mark(const struct gb *b)
 
 struct gfrag gb_close(const struct gb *b, struct gb_mark m, int32_t in, int32_t out)
 {
-    return (struct gfrag){.in = in, .out = out, .s0 = m.s, .s1 = b->n_states, .e0 = m.e,
-                          .e1 = b->n_edges};
+    return (struct gfrag){
+        .in = in, .out = out, .s0 = m.s, .s1 = b->n_states, .e0 = m.e, .e1 = b->n_edges};
 }
 
 struct gfrag gb_empty(struct gb *b)
@@ -179,8 +183,8 @@ struct gfrag gb_token(struct gb *b, int32_t token)
 struct gfrag gb_seq(struct gb *b, struct gfrag a, struct gfrag c)
 {
     gb_eps(b, a.out, c.in);
-    return (struct gfrag){.in = a.in, .out = c.out, .s0 = a.s0, .s1 = b->n_states, .e0 = a.e0,
-                          .e1 = b->n_edges};
+    return (struct gfrag){
+        .in = a.in, .out = c.out, .s0 = a.s0, .s1 = b->n_states, .e0 = a.e0, .e1 = b->n_edges};
 }
 
 struct gfrag gb_alt(struct gb *b, struct gfrag a, struct gfrag c)
@@ -190,8 +194,8 @@ struct gfrag gb_alt(struct gb *b, struct gfrag a, struct gfrag c)
     gb_eps(b, in, c.in);
     gb_eps(b, a.out, out);
     gb_eps(b, c.out, out);
-    return (struct gfrag){.in = in, .out = out, .s0 = a.s0, .s1 = b->n_states, .e0 = a.e0,
-                          .e1 = b->n_edges};
+    return (struct gfrag){
+        .in = in, .out = out, .s0 = a.s0, .s1 = b->n_states, .e0 = a.e0, .e1 = b->n_edges};
 }
 
 /* Wraps f with a new entry and exit; skip: entry → exit, loop: f's exit → f's entry. */
@@ -202,8 +206,8 @@ static struct gfrag wrap(struct gb *b, struct gfrag f, bool skip, bool loop)
     gb_eps(b, f.out, out);
     if (skip) gb_eps(b, in, out);
     if (loop) gb_eps(b, f.out, f.in);
-    return (struct gfrag){.in = in, .out = out, .s0 = f.s0, .s1 = b->n_states, .e0 = f.e0,
-                          .e1 = b->n_edges};
+    return (struct gfrag){
+        .in = in, .out = out, .s0 = f.s0, .s1 = b->n_states, .e0 = f.e0, .e1 = b->n_edges};
 }
 
 struct gfrag gb_opt(struct gb *b, struct gfrag f)
@@ -240,19 +244,20 @@ struct gfrag gb_clone(struct gb *b, struct gfrag f)
 
 struct gfrag gb_repeat(struct gb *b, struct gfrag f, int64_t min, int64_t max)
 {
-    if (min < 0 || (max >= 0 && max < min)) return gb_fail(b, "bad repetition {%lld,%lld}",
-                                                           (long long)min, (long long)max), f;
+    if (min < 0 || (max >= 0 && max < min))
+        return gb_fail(b, "bad repetition {%lld,%lld}", (long long)min, (long long)max), f;
     if (min > b->lim.max_repeat || max > b->lim.max_repeat)
         return gb_fail(b, "a repetition count above %d is not supported", b->lim.max_repeat), f;
     int64_t copies = max < 0 ? (min > 0 ? min : 1) : max;
     int64_t size = (int64_t)(f.s1 - f.s0) + (f.e1 - f.e0);
     if (copies * (size + 3) > (int64_t)b->lim.max_states)
         return gb_fail(b, "a repetition makes the grammar larger than %d states",
-                       b->lim.max_states), f;
+                       b->lim.max_states),
+               f;
     if (max == 0) { /* zero copies: f's states stay unreachable */
         int32_t s = gb_state(b);
-        return (struct gfrag){.in = s, .out = s, .s0 = f.s0, .s1 = b->n_states, .e0 = f.e0,
-                              .e1 = b->n_edges};
+        return (struct gfrag){
+            .in = s, .out = s, .s0 = f.s0, .s1 = b->n_states, .e0 = f.e0, .e1 = b->n_edges};
     }
     struct gfrag all = f, part = f;
     int32_t out = -1;
@@ -266,8 +271,12 @@ struct gfrag gb_repeat(struct gb *b, struct gfrag f, int64_t min, int64_t max)
     if (max < 0) {
         if (min == 0) return gb_star(b, f); /* copies == 1 here */
         gb_eps(b, part.out, part.in);       /* the last required copy loops */
-        return (struct gfrag){.in = all.in, .out = part.out, .s0 = f.s0, .s1 = b->n_states,
-                              .e0 = f.e0, .e1 = b->n_edges};
+        return (struct gfrag){.in = all.in,
+                              .out = part.out,
+                              .s0 = f.s0,
+                              .s1 = b->n_states,
+                              .e0 = f.e0,
+                              .e1 = b->n_edges};
     }
     out = gb_state(b);
     gb_eps(b, all.out, out);
@@ -278,8 +287,8 @@ struct gfrag gb_repeat(struct gb *b, struct gfrag f, int64_t min, int64_t max)
         if (k >= min && k > 0) gb_eps(b, entry, out);
         entry += n_s;
     }
-    struct gfrag r = {.in = f.in, .out = out, .s0 = f.s0, .s1 = b->n_states, .e0 = f.e0,
-                      .e1 = b->n_edges};
+    struct gfrag r = {
+        .in = f.in, .out = out, .s0 = f.s0, .s1 = b->n_states, .e0 = f.e0, .e1 = b->n_edges};
     if (min == 0) r = gb_opt(b, r);
     return r;
 }
@@ -292,8 +301,11 @@ struct gfrag gb_count_chars(struct gb *b, struct gfrag f, int64_t min, int64_t m
         return gb_fail(b, "a length above %d is not supported", b->lim.max_repeat), f;
     if ((int64_t)n_s * (cap + 1) > (int64_t)b->lim.max_states ||
         (int64_t)(f.e1 - f.e0) * (cap + 1) > (int64_t)b->lim.max_edges)
-        return gb_fail(b, "a length bound on this pattern makes the grammar larger than %d "
-                          "states", b->lim.max_states), f;
+        return gb_fail(b,
+                       "a length bound on this pattern makes the grammar larger than %d "
+                       "states",
+                       b->lim.max_states),
+               f;
     if (!gb_spend(b, ((int64_t)n_s + (f.e1 - f.e0)) * (cap + 1))) return f;
     struct gb_mark m = gb_mark(b);
     int32_t base = b->n_states, w = (int32_t)cap + 1;
@@ -303,8 +315,10 @@ struct gfrag gb_count_chars(struct gb *b, struct gfrag f, int64_t min, int64_t m
             struct gb_edge e = b->edges[i];
             int32_t c2 = c;
             if (e.kind == GB_BYTES && (e.flags & GB_CHAR_START)) {
-                if (c < cap) c2 = c + 1;
-                else if (max >= 0) continue; /* one character too many */
+                if (c < cap)
+                    c2 = c + 1;
+                else if (max >= 0)
+                    continue; /* one character too many */
             }
             e.from = base + (e.from - f.s0) * w + c;
             e.to = base + (e.to - f.s0) * w + c2;
@@ -358,8 +372,10 @@ static int normalize(const struct gb_cprange *r, int n, struct gb_cprange *out)
                 m--, i--;
                 continue;
             }
-            if (r0.lo < 0xD800) out[i].hi = 0xD7FF;
-            else out[i].lo = 0xE000;
+            if (r0.lo < 0xD800)
+                out[i].hi = 0xD7FF;
+            else
+                out[i].lo = 0xE000;
         }
     return m;
 }
@@ -426,13 +442,20 @@ static int json_escape(uint32_t c, char *o)
 {
     static const char hex[] = "0123456789abcdef";
     switch (c) {
-    case '"': return memcpy(o, "\\\"", 2), 2;
-    case '\\': return memcpy(o, "\\\\", 2), 2;
-    case '\b': return memcpy(o, "\\b", 2), 2;
-    case '\f': return memcpy(o, "\\f", 2), 2;
-    case '\n': return memcpy(o, "\\n", 2), 2;
-    case '\r': return memcpy(o, "\\r", 2), 2;
-    case '\t': return memcpy(o, "\\t", 2), 2;
+    case '"':
+        return memcpy(o, "\\\"", 2), 2;
+    case '\\':
+        return memcpy(o, "\\\\", 2), 2;
+    case '\b':
+        return memcpy(o, "\\b", 2), 2;
+    case '\f':
+        return memcpy(o, "\\f", 2), 2;
+    case '\n':
+        return memcpy(o, "\\n", 2), 2;
+    case '\r':
+        return memcpy(o, "\\r", 2), 2;
+    case '\t':
+        return memcpy(o, "\\t", 2), 2;
     default:
         memcpy(o, "\\u00", 4);
         o[4] = hex[c >> 4], o[5] = hex[c & 15];
@@ -486,8 +509,10 @@ struct gfrag gb_json_string_lit(struct gb *b, const char *s, size_t n)
     t[k++] = '"';
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
-        if (needs_escape(c)) k += (size_t)json_escape(c, t + k);
-        else t[k++] = (char)c;
+        if (needs_escape(c))
+            k += (size_t)json_escape(c, t + k);
+        else
+            t[k++] = (char)c;
     }
     t[k++] = '"';
     struct gfrag f = gb_lit(b, t, k);

@@ -56,7 +56,7 @@ struct gb {
     int32_t *rule_accept; /* [n_rules] exit state */
     char **rule_name;     /* [n_rules] for messages */
     int32_t n_rules, cap_rules;
-    int32_t n_vocab;      /* token ids must be below this (0: no token edges allowed) */
+    int32_t n_vocab; /* token ids must be below this (0: no token edges allowed) */
     struct gram_limits lim;
     int64_t work; /* units of compile work spent (checked against lim.max_work) */
     bool failed;

@@ -19,11 +19,11 @@
 
 /* A map from keys (int32 vectors) to dense ids, rebuilt every round. */
 struct keymap {
-    int32_t *pool;  /* keys back to back */
+    int32_t *pool; /* keys back to back */
     int64_t n_pool, cap_pool;
-    int64_t *off;   /* [n + 1] */
+    int64_t *off; /* [n + 1] */
     int32_t n, cap;
-    int32_t *slot;  /* open addressing, -1 empty */
+    int32_t *slot; /* open addressing, -1 empty */
     size_t n_slot;
 };
 
@@ -105,8 +105,8 @@ struct refine {
     int32_t n_cur;       /* classes in cur */
     int32_t *key;        /* scratch */
     int32_t cap_key;
-    struct keymap km;    /* the state classes of a round */
-    struct keymap top;   /* the top classes */
+    struct keymap km;  /* the state classes of a round */
+    struct keymap top; /* the top classes */
 };
 
 static int32_t *key_room(struct refine *r, int32_t n)

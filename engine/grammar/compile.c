@@ -93,7 +93,8 @@ static void closure(struct gb *b, struct nfa *a, struct ivec *set)
         }
 }
 
-/* ---- the DFA under construction --------------------------------------------------------------- */
+/* ---- the DFA under construction ---------------------------------------------------------------
+ */
 
 struct dedge {
     int32_t from, to, arg; /* arg: rule or token id */
@@ -102,14 +103,14 @@ struct dedge {
 
 struct dfa {
     int32_t n_states;
-    struct ivec set_off;   /* [n_states + 1] into sets */
-    struct ivec sets;      /* the NFA subsets, back to back */
-    uint8_t *accept;       /* [cap] */
-    int32_t *rule;         /* [cap] owning rule */
+    struct ivec set_off; /* [n_states + 1] into sets */
+    struct ivec sets;    /* the NFA subsets, back to back */
+    uint8_t *accept;     /* [cap] */
+    int32_t *rule;       /* [cap] owning rule */
     int32_t cap;
     struct dedge *e;
     int32_t n_e, cap_e;
-    int32_t *hash;         /* open addressing over subset ids, -1 empty */
+    int32_t *hash; /* open addressing over subset ids, -1 empty */
     size_t hash_cap;
 };
 
@@ -196,11 +197,11 @@ struct det {
     struct gb *b;
     struct nfa *a;
     struct dfa *d;
-    struct ivec todo;  /* DFA states whose edges are not made yet */
-    struct ivec out;   /* scratch: non-epsilon NFA edges of the current subset (indices) */
-    struct ivec tgt;   /* scratch: a target subset */
+    struct ivec todo; /* DFA states whose edges are not made yet */
+    struct ivec out;  /* scratch: non-epsilon NFA edges of the current subset (indices) */
+    struct ivec tgt;  /* scratch: a target subset */
     int32_t rule, accept_state;
-    int32_t *memo;     /* [NFA states] DFA state of the closure of that one state, this rule */
+    int32_t *memo; /* [NFA states] DFA state of the closure of that one state, this rule */
     uint32_t *memo_gen, gen;
 };
 
@@ -259,20 +260,27 @@ static void det_bytes(struct det *x, int32_t from)
         int32_t to = x->tgt.n ? target(x) : -1;
         if (to != prev_to || prev_hi + 1 != lo) {
             if (prev_to >= 0)
-                dfa_edge(x->d, (struct dedge){.from = from, .to = prev_to, .kind = GB_BYTES,
-                                              .lo = (uint8_t)prev_lo, .hi = (uint8_t)prev_hi});
+                dfa_edge(x->d, (struct dedge){.from = from,
+                                              .to = prev_to,
+                                              .kind = GB_BYTES,
+                                              .lo = (uint8_t)prev_lo,
+                                              .hi = (uint8_t)prev_hi});
             prev_to = to, prev_lo = lo;
         }
         prev_hi = hi;
     }
     if (prev_to >= 0)
-        dfa_edge(x->d, (struct dedge){.from = from, .to = prev_to, .kind = GB_BYTES,
-                                      .lo = (uint8_t)prev_lo, .hi = (uint8_t)prev_hi});
+        dfa_edge(x->d, (struct dedge){.from = from,
+                                      .to = prev_to,
+                                      .kind = GB_BYTES,
+                                      .lo = (uint8_t)prev_lo,
+                                      .hi = (uint8_t)prev_hi});
 }
 
 static int cmp_kind_arg(const void *p, const void *q)
 {
-    const struct gb_edge *a = *(const struct gb_edge *const *)p, *b = *(const struct gb_edge *const *)q;
+    const struct gb_edge *a = *(const struct gb_edge *const *)p,
+                         *b = *(const struct gb_edge *const *)q;
     if (a->kind != b->kind) return a->kind - b->kind;
     return (a->arg > b->arg) - (a->arg < b->arg);
 }
@@ -293,8 +301,8 @@ static void det_symbols(struct det *x, int32_t from)
             iv_push(&x->tgt, es[j++]->to);
         int32_t to = target(x);
         if (to >= 0)
-            dfa_edge(x->d, (struct dedge){.from = from, .to = to, .kind = es[i]->kind,
-                                          .arg = es[i]->arg});
+            dfa_edge(x->d, (struct dedge){
+                               .from = from, .to = to, .kind = es[i]->kind, .arg = es[i]->arg});
         i = j;
     }
     free(es);
@@ -330,7 +338,7 @@ static int32_t determinise_rule(struct det *x, int32_t rule)
  * over reverse edges: a state turns live once some edge leads to a live state (for a rule edge,
  * also the referenced rule's start must be live). */
 struct rev {
-    int32_t *off, *e; /* edges by target state: e[off[t] .. off[t+1]) */
+    int32_t *off, *e;   /* edges by target state: e[off[t] .. off[t+1]) */
     int32_t *roff, *re; /* rule edges by the rule they reference */
 };
 
@@ -347,7 +355,8 @@ static void rev_build(const struct dfa *d, int32_t n_rules, struct rev *r)
     }
     for (int32_t t = 0; t < n; t++) r->off[t + 1] += r->off[t];
     for (int32_t k = 0; k < n_rules; k++) r->roff[k + 1] += r->roff[k];
-    int32_t *at = xmalloc(((size_t)n + 1) * sizeof *at), *rat = xmalloc(((size_t)n_rules + 1) * sizeof *rat);
+    int32_t *at = xmalloc(((size_t)n + 1) * sizeof *at),
+            *rat = xmalloc(((size_t)n_rules + 1) * sizeof *rat);
     memcpy(at, r->off, (size_t)n * sizeof *at);
     memcpy(rat, r->roff, (size_t)n_rules * sizeof *rat);
     for (int32_t i = 0; i < d->n_e; i++) {
@@ -502,8 +511,8 @@ static bool add_refs(const struct gram *g, int32_t s, void *arg)
     return false;
 }
 
-static uint8_t *nullable_rules(struct gb *b, const struct gram *g, uint32_t *stamp,
-                               uint32_t *gen, struct ivec *st)
+static uint8_t *nullable_rules(struct gb *b, const struct gram *g, uint32_t *stamp, uint32_t *gen,
+                               struct ivec *st)
 {
     uint8_t *nullable = xcalloc((size_t)g->n_rules + 1, 1);
     for (bool changed = true; changed && !b->failed;) {
@@ -537,8 +546,10 @@ static int32_t left_cycle(const struct ivec *lc, int32_t n_rules)
                 continue;
             }
             int32_t nx = lc[r].v[pos[r]++];
-            if (color[nx] == 1) found = nx;
-            else if (!color[nx]) color[nx] = 1, iv_push(&st, nx);
+            if (color[nx] == 1)
+                found = nx;
+            else if (!color[nx])
+                color[nx] = 1, iv_push(&st, nx);
         }
         st.n = 0;
     }
@@ -598,18 +609,24 @@ static int64_t longest(const struct gram *g)
         int64_t best = g->accept[s] ? 0 : INT64_MIN;
         for (int32_t i = g->b_off[s]; i < g->b_off[s + 1]; i++) {
             int32_t to = g->b[i].to;
-            if (color[to] != 2) cyclic = true;
-            else if (len[to] + 1 > best) best = len[to] + 1;
+            if (color[to] != 2)
+                cyclic = true;
+            else if (len[to] + 1 > best)
+                best = len[to] + 1;
         }
         for (int32_t i = g->t_off[s]; i < g->t_off[s + 1]; i++) {
             int32_t to = g->t[i].to;
-            if (color[to] != 2) cyclic = true;
-            else if (len[to] > best) best = len[to];
+            if (color[to] != 2)
+                cyclic = true;
+            else if (len[to] > best)
+                best = len[to];
         }
         for (int32_t i = g->r_off[s]; i < g->r_off[s + 1]; i++) {
             int32_t to = g->r[i].to, rs = g->rule_start[g->r[i].rule];
-            if (color[to] != 2 || color[rs] != 2) cyclic = true;
-            else if (len[to] + len[rs] > best) best = len[to] + len[rs];
+            if (color[to] != 2 || color[rs] != 2)
+                cyclic = true;
+            else if (len[to] + len[rs] > best)
+                best = len[to] + len[rs];
         }
         len[s] = best;
         color[s] = 2;
@@ -698,7 +715,8 @@ struct gram *gram_compile(struct gb *b, int32_t root, struct err *e)
     }
     if (g && !b->failed) {
         g->max_bytes = longest(g);
-        gram_classes(g, b->lim.class_depth > 0 ? b->lim.class_depth : 32, b->lim.max_work - b->work);
+        gram_classes(g, b->lim.class_depth > 0 ? b->lim.class_depth : 32,
+                     b->lim.max_work - b->work);
         struct gm *m = gm_create(g, &b->e); /* a start too ambiguous to run is refused now */
         if (!m) b->failed = true;
         gm_destroy(m);

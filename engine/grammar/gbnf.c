@@ -32,8 +32,10 @@ static int gp_fail(struct gp *p, const char *fmt, ...)
     if (p->b->failed) return -1;
     int line = 1, col = 1;
     for (size_t k = 0; k < p->i && k < p->n; k++) {
-        if (p->s[k] == '\n') line++, col = 1;
-        else col++;
+        if (p->s[k] == '\n')
+            line++, col = 1;
+        else
+            col++;
     }
     char msg[300];
     va_list ap;
@@ -58,9 +60,12 @@ static void space(struct gp *p, bool nl)
 {
     while (p->i < p->n) {
         char c = p->s[p->i];
-        if (c == ' ' || c == '\t' || (nl && (c == '\n' || c == '\r'))) p->i++;
-        else if (c == '#') while (p->i < p->n && p->s[p->i] != '\n') p->i++;
-        else break;
+        if (c == ' ' || c == '\t' || (nl && (c == '\n' || c == '\r')))
+            p->i++;
+        else if (c == '#')
+            while (p->i < p->n && p->s[p->i] != '\n') p->i++;
+        else
+            break;
     }
 }
 
@@ -96,7 +101,9 @@ static int64_t hex(struct gp *p, int n)
     uint32_t v = 0;
     for (int k = 0; k < n; k++, p->i++) {
         char c = peek(p);
-        int d = c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+        int d = c >= '0' && c <= '9'                     ? c - '0'
+                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                         : -1;
         if (d < 0) return gp_fail(p, "expected a hexadecimal digit");
         v = v * 16 + (uint32_t)d;
     }
@@ -112,14 +119,28 @@ static int64_t char_at(struct gp *p)
         char c = peek(p);
         p->i++;
         switch (c) {
-        case 'n': return '\n';
-        case 'r': return '\r';
-        case 't': return '\t';
-        case 'x': return hex(p, 2);
-        case 'u': return hex(p, 4);
-        case 'U': return hex(p, 8);
-        case '\\': case '"': case '[': case ']': case '-': case '^': return c;
-        default: p->i--; return gp_fail(p, "unknown escape '\\%c'", c);
+        case 'n':
+            return '\n';
+        case 'r':
+            return '\r';
+        case 't':
+            return '\t';
+        case 'x':
+            return hex(p, 2);
+        case 'u':
+            return hex(p, 4);
+        case 'U':
+            return hex(p, 8);
+        case '\\':
+        case '"':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+            return c;
+        default:
+            p->i--;
+            return gp_fail(p, "unknown escape '\\%c'", c);
         }
     }
     uint32_t cp;
@@ -135,7 +156,8 @@ static int utf8_put(uint32_t c, char *o)
     if (c < 0x80) return o[0] = (char)c, 1;
     if (c < 0x800) return o[0] = (char)(0xC0 | c >> 6), o[1] = (char)(0x80 | (c & 63)), 2;
     if (c < 0x10000) {
-        o[0] = (char)(0xE0 | c >> 12), o[1] = (char)(0x80 | (c >> 6 & 63)), o[2] = (char)(0x80 | (c & 63));
+        o[0] = (char)(0xE0 | c >> 12), o[1] = (char)(0x80 | (c >> 6 & 63)),
+        o[2] = (char)(0x80 | (c & 63));
         return 3;
     }
     o[0] = (char)(0xF0 | c >> 18), o[1] = (char)(0x80 | (c >> 12 & 63));
@@ -219,11 +241,13 @@ static struct gfrag token_ref(struct gp *p)
     p->i++;
     int64_t id = 0;
     int nd = 0;
-    for (; peek(p) >= '0' && peek(p) <= '9' && nd < 10; p->i++, nd++) id = id * 10 + (peek(p) - '0');
+    for (; peek(p) >= '0' && peek(p) <= '9' && nd < 10; p->i++, nd++)
+        id = id * 10 + (peek(p) - '0');
     if (!nd || peek(p) != ']' || (p->i++, peek(p) != '>'))
         return gp_fail(p, "malformed token reference"), gb_empty(p->b);
     p->i++;
-    if (id >= p->b->n_vocab) return gp_fail(p, "token id %lld is not in the vocabulary", (long long)id), gb_empty(p->b);
+    if (id >= p->b->n_vocab)
+        return gp_fail(p, "token id %lld is not in the vocabulary", (long long)id), gb_empty(p->b);
     return gb_token(p->b, (int32_t)id);
 }
 
@@ -239,7 +263,9 @@ static struct gfrag element(struct gp *p)
         return gb_chars(p->b, &all, 1, GB_RAW);
     }
     if (c == '(') {
-        if (++p->depth > p->b->lim.max_depth) return gp_fail(p, "parentheses nested deeper than %d", p->b->lim.max_depth), gb_empty(p->b);
+        if (++p->depth > p->b->lim.max_depth)
+            return gp_fail(p, "parentheses nested deeper than %d", p->b->lim.max_depth),
+                   gb_empty(p->b);
         p->i++;
         space(p, true);
         struct gfrag f = alternatives(p, true);
@@ -259,7 +285,8 @@ static int64_t number(struct gp *p)
     int64_t v = 0;
     int nd = 0;
     for (; peek(p) >= '0' && peek(p) <= '9'; p->i++, nd++)
-        if ((v = v * 10 + (peek(p) - '0')) > 1000000) return gp_fail(p, "repetition count too large");
+        if ((v = v * 10 + (peek(p) - '0')) > 1000000)
+            return gp_fail(p, "repetition count too large");
     return nd ? v : -1;
 }
 
@@ -296,7 +323,7 @@ static struct gfrag sequence(struct gp *p, bool nested)
         struct gfrag e = postfix(p, element(p));
         f = gb_seq(p->b, f, e);
         space(p, nested);
-        if (peek(p) == ':' ) return gp_fail(p, "expected a rule body, found '::='"), f;
+        if (peek(p) == ':') return gp_fail(p, "expected a rule body, found '::='"), f;
     }
     return f;
 }

@@ -29,17 +29,17 @@ struct gmask_cache;
 struct gram {
     int refs;
     int32_t n_states, n_rules, root;
-    int32_t *rule_start; /* [n_rules] */
-    char **rule_name;    /* [n_rules] */
-    uint8_t *accept;     /* [n_states] the state's rule may end here */
+    int32_t *rule_start;            /* [n_rules] */
+    char **rule_name;               /* [n_rules] */
+    uint8_t *accept;                /* [n_states] the state's rule may end here */
     int32_t *b_off, *r_off, *t_off; /* [n_states + 1] edge ranges per state */
     struct gram_bedge *b;
     struct gram_redge *r;
     struct gram_tedge *t;
-    int64_t max_bytes;   /* longest output in bytes, -1 unbounded */
+    int64_t max_bytes; /* longest output in bytes, -1 unbounded */
 
     /* classes (classes.c): consuming states whose tokens are classified alike */
-    int32_t *cls;       /* [n_states] class of a consuming state, -1 otherwise */
+    int32_t *cls; /* [n_states] class of a consuming state, -1 otherwise */
     int32_t n_cls;
     int32_t *cls_rep;   /* [n_cls] a member */
     int32_t *cls_depth; /* [n_cls] how deep one classification walk may trust the class */

@@ -38,7 +38,7 @@ struct gram_limits {
     int32_t max_depth;      /* nesting of schemas, regex groups, GBNF parentheses */
     int32_t max_repeat;     /* one bound of a counted repetition, maxLength, maxItems */
     int32_t max_rules;
-    int32_t class_depth;    /* bytes of behaviour that states sharing a mask class agree on */
+    int32_t class_depth; /* bytes of behaviour that states sharing a mask class agree on */
 };
 struct gram_limits gram_limits_default(void);
 
@@ -62,11 +62,18 @@ struct gram *gram_from_schema(const struct jss_doc *d, enum gram_ws ws,
 
 /* ---- tool calls ---- */
 enum gram_tool_format {
-    GRAM_TOOLS_DEEPSEEK, /* <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜> */
+    GRAM_TOOLS_DEEPSEEK, /* <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+                          */
     GRAM_TOOLS_HERMES,   /* <tool_call>\n{"name": NAME, "arguments": {...}}\n</tool_call> */
 };
-enum { GRAM_DS_CALLS_BEGIN, GRAM_DS_CALLS_END, GRAM_DS_CALL_BEGIN, GRAM_DS_CALL_END, GRAM_DS_SEP,
-       GRAM_DS_N_MARKERS };
+enum {
+    GRAM_DS_CALLS_BEGIN,
+    GRAM_DS_CALLS_END,
+    GRAM_DS_CALL_BEGIN,
+    GRAM_DS_CALL_END,
+    GRAM_DS_SEP,
+    GRAM_DS_N_MARKERS
+};
 
 struct gram_tool {
     const char *name;             /* NUL-terminated */

@@ -27,10 +27,10 @@ struct gclass {
 };
 
 struct gmask_cache {
-    const struct gv *v;  /* the vocabulary the classes were made for */
+    const struct gv *v; /* the vocabulary the classes were made for */
     int32_t n_cls;
-    struct gclass *c;    /* [n_cls] */
-    struct gm *scratch;  /* walks of the classification */
+    struct gclass *c;   /* [n_cls] */
+    struct gm *scratch; /* walks of the classification */
 };
 
 void gmask_cache_free(struct gmask_cache *c)
@@ -158,8 +158,7 @@ static int classify(struct gmask_cache *mc, const struct gram *g, int32_t c, str
 }
 
 /* Class c of g, classified for v on first use. NULL with a message. */
-static const struct gclass *class_get(struct gram *g, const struct gv *v, int32_t c,
-                                      struct err *e)
+static const struct gclass *class_get(struct gram *g, const struct gv *v, int32_t c, struct err *e)
 {
     pthread_mutex_lock(&g->mu);
     if (g->cache && g->cache->v != v) {
@@ -219,8 +218,8 @@ static void or_words(uint64_t *dst, const uint64_t *src, int32_t n)
     for (int32_t i = 0; i < n; i++) dst[i] |= src[i];
 }
 
-int gm_fill_mask(struct gm *m, const struct gv *v, uint64_t *mask, const int32_t *stop,
-                 int n_stop, struct err *e)
+int gm_fill_mask(struct gm *m, const struct gv *v, uint64_t *mask, const int32_t *stop, int n_stop,
+                 struct err *e)
 {
     struct gram *g = m->g;
     int32_t words = gv_words(v), n_seen = 0;

@@ -159,9 +159,12 @@ static int expand_one(struct gm *m, struct gm_top t, int32_t *n_work, struct gm_
         work_push(m, n_work, (struct gm_top){g->rule_start[g->r[i].rule], q});
     }
     if (!g->accept[t.state]) return 0;
-    if (t.parent == GM_ROOT) out->flags |= GM_CAN_END;
-    else if (t.parent == GM_UNKNOWN) out->flags |= GM_POP_UNKNOWN;
-    else work_push(m, n_work, m->fr[t.parent]);
+    if (t.parent == GM_ROOT)
+        out->flags |= GM_CAN_END;
+    else if (t.parent == GM_UNKNOWN)
+        out->flags |= GM_POP_UNKNOWN;
+    else
+        work_push(m, n_work, m->fr[t.parent]);
     return 0;
 }
 
@@ -182,16 +185,17 @@ int gm_expand(struct gm *m, const struct gm_top *seeds, int32_t n, struct gm_lev
         if (!visit(m, t)) continue;
         if (++n_seen * 2 >= (int32_t)m->n_vis) vis_grow(m);
         if (n_seen > 4 * GM_MAX_TOPS || expand_one(m, t, &n_work, out) != 0)
-            return err_set(e, "the grammar is too ambiguous here: more than %d parses alive at "
-                              "once", GM_MAX_TOPS);
+            return err_set(e,
+                           "the grammar is too ambiguous here: more than %d parses alive at "
+                           "once",
+                           GM_MAX_TOPS);
         m->budget--;
     }
     out->fr_mark = m->n_fr;
     return 0;
 }
 
-int gm_step(struct gm *m, const struct gm_level *in, uint8_t c, struct gm_level *out,
-            struct err *e)
+int gm_step(struct gm *m, const struct gm_level *in, uint8_t c, struct gm_level *out, struct err *e)
 {
     int32_t n = 0;
     struct gm_top seeds[64], *s = seeds;
@@ -210,7 +214,8 @@ int gm_step(struct gm *m, const struct gm_level *in, uint8_t c, struct gm_level 
         out->fr_mark = m->n_fr;
         return 0;
     }
-    int rc = n ? gm_expand(m, s, n, out, e) : (out->n = 0, out->flags = 0, out->fr_mark = m->n_fr, 0);
+    int rc =
+        n ? gm_expand(m, s, n, out, e) : (out->n = 0, out->flags = 0, out->fr_mark = m->n_fr, 0);
     if (s != seeds) free(s);
     return rc;
 }
@@ -359,7 +364,8 @@ int gm_accept_bytes(struct gm *m, const uint8_t *s, size_t n, struct err *e)
 
 int gm_accept_token(struct gm *m, const struct gv *v, int32_t token, struct err *e)
 {
-    if (token < 0 || token >= v->n_vocab) return err_set(e, "token %d is outside the vocabulary", token);
+    if (token < 0 || token >= v->n_vocab)
+        return err_set(e, "token %d is outside the vocabulary", token);
     if (!v->special[token]) {
         size_t n;
         const uint8_t *s = gv_bytes(v, token, &n);
@@ -371,7 +377,8 @@ int gm_accept_token(struct gm *m, const struct gv *v, int32_t token, struct err 
     int32_t n = 0;
     for (int32_t i = 0; i < m->cur.n && n < 64; i++)
         for (int32_t k = g->t_off[m->cur.t[i].state]; k < g->t_off[m->cur.t[i].state + 1]; k++)
-            if (g->t[k].token == token) seeds[n++] = (struct gm_top){g->t[k].to, m->cur.t[i].parent};
+            if (g->t[k].token == token)
+                seeds[n++] = (struct gm_top){g->t[k].to, m->cur.t[i].parent};
     if (!n) return err_set(e, "the grammar does not allow token %d here", token);
     struct gm_level *next = gm_level_at(m, 0);
     m->budget = INT64_MAX;

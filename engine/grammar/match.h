@@ -50,7 +50,7 @@ bool gm_finished(const struct gm *m);
 
 /* mask: [gv_words(v)] words; bit t set when token t may come next. stop: [n_stop] ids allowed
  * when the document may end. 0, or -1 with a message (a cost bound was hit). */
-int gm_fill_mask(struct gm *m, const struct gv *v, uint64_t *mask, const int32_t *stop,
-                 int n_stop, struct err *e);
+int gm_fill_mask(struct gm *m, const struct gv *v, uint64_t *mask, const int32_t *stop, int n_stop,
+                 struct err *e);
 
 #endif

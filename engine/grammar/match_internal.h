@@ -21,8 +21,8 @@ struct gm_top {
 struct gm_level {
     struct gm_top *t;
     int32_t n, cap;
-    unsigned flags;   /* GM_CAN_END, GM_POP_UNKNOWN reached while expanding */
-    int32_t fr_mark;  /* frames in use once this level was made */
+    unsigned flags;  /* GM_CAN_END, GM_POP_UNKNOWN reached while expanding */
+    int32_t fr_mark; /* frames in use once this level was made */
 };
 
 struct gm {
@@ -30,9 +30,9 @@ struct gm {
     struct gm_top *fr; /* [n_fr] interned frames */
     int32_t *fr_next;  /* [n_fr] hash chains, newest first */
     int32_t n_fr, cap_fr;
-    int32_t *bucket;   /* [n_bucket] chain heads, -1 empty */
+    int32_t *bucket; /* [n_bucket] chain heads, -1 empty */
     uint32_t n_bucket;
-    int32_t live_fr;   /* frames alive after the last compaction */
+    int32_t live_fr;     /* frames alive after the last compaction */
     struct gm_level cur; /* the committed state */
 
     /* scratch for expand */

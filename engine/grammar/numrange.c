@@ -139,8 +139,10 @@ static bool syn_step(struct syn *s, char ch, bool integer)
         return true;
     }
     if (s->digits >= NUM_DIGITS || s->kind == 1) return false;
-    if (s->kind == 0) s->kind = ch == '0' ? 1 : 2;
-    else if (s->kind == 3) s->kind = 4;
+    if (s->kind == 0)
+        s->kind = ch == '0' ? 1 : 2;
+    else if (s->kind == 3)
+        s->kind = 4;
     s->digits++;
     return true;
 }
@@ -208,7 +210,8 @@ static void explore(struct product *p, int32_t **edges, int32_t *n_edges)
             s.lo = cmp_step(p->lo, s.lo, symbols[k]);
             s.hi = cmp_step(p->hi, s.hi, symbols[k]);
             int32_t j = find_or_add(p, s, &fresh);
-            if (*n_edges + 3 > cap) *edges = xrealloc(*edges, (size_t)(cap = 2 * cap + 48) * sizeof **edges);
+            if (*n_edges + 3 > cap)
+                *edges = xrealloc(*edges, (size_t)(cap = 2 * cap + 48) * sizeof **edges);
             (*edges)[(*n_edges)++] = i;
             (*edges)[(*n_edges)++] = k;
             (*edges)[(*n_edges)++] = j;
@@ -228,7 +231,7 @@ static struct gfrag magnitude(struct gb *b, const struct bound *lo, const struct
     for (int32_t i = 0; i < p.n; i++) gb_state(b);
     int32_t out = gb_state(b);
     for (int32_t i = 0; i < n_edges; i += 3) {
-        uint8_t c = (uint8_t)"0123456789."[edges[i + 1]];
+        uint8_t c = (uint8_t) "0123456789."[edges[i + 1]];
         gb_bytes(b, p.base + edges[i], c, c, p.base + edges[i + 2], GB_CHAR_START);
     }
     *empty = true;
@@ -243,8 +246,8 @@ static struct gfrag magnitude(struct gb *b, const struct bound *lo, const struct
 
 static const struct bound NONE = {0};
 
-struct gfrag gb_number(struct gb *b, bool integer, const char *min, bool excl_min,
-                       const char *max, bool excl_max, const char *where)
+struct gfrag gb_number(struct gb *b, bool integer, const char *min, bool excl_min, const char *max,
+                       bool excl_max, const char *where)
 {
     struct bound lo = NONE, hi = NONE;
     if ((min && !parse_bound(min, excl_min, &lo)) || (max && !parse_bound(max, excl_max, &hi)))

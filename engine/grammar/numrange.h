@@ -7,7 +7,7 @@
 
 /* min/max: decimal text ("-1.5", "1e+20") or NULL; excl_*: the bound itself is excluded.
  * Fails the builder ("where: ...") when no number with at most 15 digits fits. */
-struct gfrag gb_number(struct gb *b, bool integer, const char *min, bool excl_min,
-                       const char *max, bool excl_max, const char *where);
+struct gfrag gb_number(struct gb *b, bool integer, const char *min, bool excl_min, const char *max,
+                       bool excl_max, const char *where);
 
 #endif

@@ -16,7 +16,7 @@ struct rnode {
     enum rk kind;
     struct rnode **kid; /* CAT, ALT: [n_kid]; REP: [1] */
     int n_kid, cap_kid;
-    int64_t min, max; /* REP; max -1 unbounded */
+    int64_t min, max;       /* REP; max -1 unbounded */
     struct gb_cprange *set; /* SET: [n_set] */
     int n_set, cap_set;
 };
@@ -136,13 +136,18 @@ static int shorthand(struct rnode *r, char c)
 {
     struct rnode tmp = {0};
     switch (c | 0x20) {
-    case 'd': add_range(&tmp, '0', '9'); break;
+    case 'd':
+        add_range(&tmp, '0', '9');
+        break;
     case 'w':
         add_range(&tmp, '0', '9'), add_range(&tmp, 'A', 'Z'), add_range(&tmp, '_', '_');
         add_range(&tmp, 'a', 'z');
         break;
-    case 's': add_range(&tmp, '\t', '\r'), add_range(&tmp, ' ', ' '); break;
-    default: return -1;
+    case 's':
+        add_range(&tmp, '\t', '\r'), add_range(&tmp, ' ', ' ');
+        break;
+    default:
+        return -1;
     }
     if (c >= 'A' && c <= 'Z') { /* negated: ASCII only; Python counts \x1c-\x1f as space */
         if ((c | 0x20) == 's') add_range(&tmp, 0x1C, 0x1F);
@@ -178,7 +183,9 @@ static int hex_digits(struct rxp *p, int n, uint32_t *out)
     for (int k = 0; k < n; k++, p->i++) {
         if (at_end(p)) return fail(p, "a hexadecimal escape is cut short");
         char c = p->s[p->i];
-        int d = c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+        int d = c >= '0' && c <= '9'                     ? c - '0'
+                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                         : -1;
         if (d < 0) return fail(p, "'%c' is not a hexadecimal digit", c);
         v = v * 16 + (uint32_t)d;
     }
@@ -194,26 +201,39 @@ static int64_t escape_char(struct rxp *p, bool in_class)
     char c = p->s[p->i++];
     uint32_t v = 0;
     switch (c) {
-    case 'n': return '\n';
-    case 't': return '\t';
-    case 'r': return '\r';
-    case 'f': return '\f';
-    case 'v': return '\v';
-    case '0': return 0;
-    case 'x': return hex_digits(p, 2, &v) ? -1 : (int64_t)v;
-    case 'u': return hex_digits(p, 4, &v) ? -1 : (int64_t)v;
+    case 'n':
+        return '\n';
+    case 't':
+        return '\t';
+    case 'r':
+        return '\r';
+    case 'f':
+        return '\f';
+    case 'v':
+        return '\v';
+    case '0':
+        return 0;
+    case 'x':
+        return hex_digits(p, 2, &v) ? -1 : (int64_t)v;
+    case 'u':
+        return hex_digits(p, 4, &v) ? -1 : (int64_t)v;
     case 'b':
         if (in_class) return '\b';
         return fail(p, "word boundaries (\\b) are not supported");
-    case 'B': return fail(p, "word boundaries (\\B) are not supported");
-    case 'p': case 'P': return fail(p, "Unicode property classes (\\%c) are not supported", c);
-    case 'k': return fail(p, "backreferences (\\k) are not supported");
-    case 'c': return fail(p, "control escapes (\\c) are not supported");
-    default: break;
+    case 'B':
+        return fail(p, "word boundaries (\\B) are not supported");
+    case 'p':
+    case 'P':
+        return fail(p, "Unicode property classes (\\%c) are not supported", c);
+    case 'k':
+        return fail(p, "backreferences (\\k) are not supported");
+    case 'c':
+        return fail(p, "control escapes (\\c) are not supported");
+    default:
+        break;
     }
     if (c >= '1' && c <= '9') return fail(p, "backreferences (\\%c) are not supported", c);
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return fail(p, "unknown escape \\%c", c);
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return fail(p, "unknown escape \\%c", c);
     p->i--;
     return next_cp(p);
 }
@@ -269,18 +289,23 @@ static struct rnode *parse_class(struct rxp *p)
 
 static struct rnode *parse_group(struct rxp *p)
 {
-    if (++p->depth > p->max_depth) return fail(p, "groups nested deeper than %d", p->max_depth), NULL;
+    if (++p->depth > p->max_depth)
+        return fail(p, "groups nested deeper than %d", p->max_depth), NULL;
     if (p->i + 1 < p->n && p->s[p->i] == '?') {
         char c = p->s[p->i + 1];
-        if (c == ':') p->i += 2;
-        else if (c == '=' || c == '!') return fail(p, "lookahead is not supported"), NULL;
+        if (c == ':')
+            p->i += 2;
+        else if (c == '=' || c == '!')
+            return fail(p, "lookahead is not supported"), NULL;
         else if (c == '<' && p->i + 2 < p->n && (p->s[p->i + 2] == '=' || p->s[p->i + 2] == '!'))
             return fail(p, "lookbehind is not supported"), NULL;
         else if (c == '<' || c == 'P') { /* named group: (?<name>...) or (?P<name>...) */
             const char *gt = memchr(p->s + p->i, '>', p->n - p->i);
-            if (!gt || (c == 'P' && p->s[p->i + 2] != '<')) return fail(p, "malformed group name"), NULL;
+            if (!gt || (c == 'P' && p->s[p->i + 2] != '<'))
+                return fail(p, "malformed group name"), NULL;
             p->i = (size_t)(gt - p->s) + 1;
-        } else return fail(p, "group flags (?%c are not supported", c), NULL;
+        } else
+            return fail(p, "group flags (?%c are not supported", c), NULL;
     }
     struct rnode *r = parse_alt(p);
     if (at_end(p) || p->s[p->i] != ')') return fail(p, "a group is not closed"), r;
@@ -295,18 +320,29 @@ static struct rnode *parse_atom(struct rxp *p)
     struct rnode *r;
     p->i++;
     switch (c) {
-    case '(': return parse_group(p);
-    case '[': return parse_class(p);
-    case '^': return node(RK_BOL);
-    case '$': return node(RK_EOL);
+    case '(':
+        return parse_group(p);
+    case '[':
+        return parse_class(p);
+    case '^':
+        return node(RK_BOL);
+    case '$':
+        return node(RK_EOL);
     case '.':
         r = node(RK_SET);
         add_range(r, '\n', '\n'), add_range(r, '\r', '\r'), add_range(r, 0x2028, 0x2029);
         set_complement(r);
         return r;
-    case '*': case '+': case '?': fail(p, "nothing to repeat before '%c'", c); return NULL;
-    case ')': fail(p, "unbalanced ')'"); return NULL;
-    default: break;
+    case '*':
+    case '+':
+    case '?':
+        fail(p, "nothing to repeat before '%c'", c);
+        return NULL;
+    case ')':
+        fail(p, "unbalanced ')'");
+        return NULL;
+    default:
+        break;
     }
     r = node(RK_SET);
     int64_t cp;
@@ -327,7 +363,8 @@ static bool parse_braces(struct rxp *p, int64_t *min, int64_t *max)
     size_t i = p->i + 1;
     int64_t a = 0, b;
     int nd = 0;
-    for (; i < p->n && p->s[i] >= '0' && p->s[i] <= '9' && nd < 9; i++, nd++) a = a * 10 + (p->s[i] - '0');
+    for (; i < p->n && p->s[i] >= '0' && p->s[i] <= '9' && nd < 9; i++, nd++)
+        a = a * 10 + (p->s[i] - '0');
     if (!nd) return false;
     b = a;
     if (i < p->n && p->s[i] == ',') {
@@ -349,16 +386,24 @@ static struct rnode *parse_quant(struct rxp *p, struct rnode *atom)
     if (at_end(p)) return atom;
     char c = p->s[p->i];
     int64_t min, max;
-    if (c == '*') min = 0, max = -1, p->i++;
-    else if (c == '+') min = 1, max = -1, p->i++;
-    else if (c == '?') min = 0, max = 1, p->i++;
+    if (c == '*')
+        min = 0, max = -1, p->i++;
+    else if (c == '+')
+        min = 1, max = -1, p->i++;
+    else if (c == '?')
+        min = 0, max = 1, p->i++;
     else if (c == '{' && parse_braces(p, &min, &max)) {
-        if (max >= 0 && max < min) return fail(p, "quantifier {%lld,%lld} out of order",
-                                               (long long)min, (long long)max), atom;
-    } else return atom;
-    if (atom->kind == RK_BOL || atom->kind == RK_EOL) return fail(p, "an anchor cannot be repeated"), atom;
-    if (!at_end(p) && p->s[p->i] == '?') p->i++; /* lazy: the same language */
-    else if (!at_end(p) && p->s[p->i] == '+') return fail(p, "possessive quantifiers are not supported"), atom;
+        if (max >= 0 && max < min)
+            return fail(p, "quantifier {%lld,%lld} out of order", (long long)min, (long long)max),
+                   atom;
+    } else
+        return atom;
+    if (atom->kind == RK_BOL || atom->kind == RK_EOL)
+        return fail(p, "an anchor cannot be repeated"), atom;
+    if (!at_end(p) && p->s[p->i] == '?')
+        p->i++; /* lazy: the same language */
+    else if (!at_end(p) && p->s[p->i] == '+')
+        return fail(p, "possessive quantifiers are not supported"), atom;
     if (!at_end(p) && strchr("*+?", p->s[p->i])) return fail(p, "multiple repeat"), atom;
     struct rnode *r = node(RK_REP);
     r->min = min, r->max = max;
@@ -451,8 +496,10 @@ struct gfrag rx_build(struct gb *b, const char *re, size_t n, enum gb_text mode,
         struct gfrag g = emit_branch(b, root->kid[i], mode, search, &p);
         f = i ? gb_alt(b, f, g) : g;
     }
-    if (p.failed) gb_fail(b, "%s: %s", where, p.msg);
-    else if (b->failed) err_prefix(&b->e, "%s", where);
+    if (p.failed)
+        gb_fail(b, "%s: %s", where, p.msg);
+    else if (b->failed)
+        err_prefix(&b->e, "%s", where);
     node_free(root);
     if (b->failed) return gb_empty(b);
     f.s0 = m.s, f.e0 = m.e;

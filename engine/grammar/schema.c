@@ -45,24 +45,34 @@ struct jsc {
  * and bounded e-mail addresses (the checker only wants an '@'). */
 #define LEAP "([0-9][0-9](0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
 #define YEAR "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
-#define DATE "(" YEAR "-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)" \
-             "|02-(0[1-9]|1[0-9]|2[0-8]))|" LEAP "-02-29)"
-#define TIME "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+#define DATE                                                                                       \
+    "(" YEAR "-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"       \
+    "|02-(0[1-9]|1[0-9]|2[0-8]))|" LEAP "-02-29)"
+#define TIME                                                                                       \
+    "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]" \
+    ")"
 static const char *const FORMAT_RE[] = {
     [JSS_FMT_DATE] = DATE,
     [JSS_FMT_TIME] = TIME,
     [JSS_FMT_DATE_TIME] = DATE "T" TIME,
     [JSS_FMT_UUID] = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-    [JSS_FMT_EMAIL] = "[A-Za-z0-9._%+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,2}\\.[A-Za-z]{2,8}",
+    [JSS_FMT_EMAIL] =
+        "[A-Za-z0-9._%+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,2}\\.[A-Za-z]{2,8}",
 };
-static const char *const FORMAT_NAME[] = {[JSS_FMT_DATE] = "date", [JSS_FMT_TIME] = "time",
+static const char *const FORMAT_NAME[] = {[JSS_FMT_DATE] = "date",
+                                          [JSS_FMT_TIME] = "time",
                                           [JSS_FMT_DATE_TIME] = "date-time",
-                                          [JSS_FMT_UUID] = "uuid", [JSS_FMT_EMAIL] = "email"};
+                                          [JSS_FMT_UUID] = "uuid",
+                                          [JSS_FMT_EMAIL] = "email"};
 
 struct jss jss_default(const char *path)
 {
-    return (struct jss){.path = path, .ref = -1, .types = JSS_ANY, .n_values = -1,
-                        .max_length = -1, .max_items = -1};
+    return (struct jss){.path = path,
+                        .ref = -1,
+                        .types = JSS_ANY,
+                        .n_values = -1,
+                        .max_length = -1,
+                        .max_items = -1};
 }
 
 /* ---- rules made on demand -------------------------------------------------------------------- */
@@ -74,8 +84,8 @@ static int32_t queue_rule(struct jsc *c, const struct jss *s, const char *name, 
         c->cap_todo = c->cap_todo ? 2 * c->cap_todo : 16;
         c->todo = xrealloc(c->todo, (size_t)c->cap_todo * sizeof *c->todo);
     }
-    c->todo[c->n_todo++] = (struct pending){.s = s, .d = c->d, .rule = r, .depth = c->depth,
-                                            .object_only = object_only};
+    c->todo[c->n_todo++] = (struct pending){
+        .s = s, .d = c->d, .rule = r, .depth = c->depth, .object_only = object_only};
     return r;
 }
 
@@ -206,7 +216,8 @@ static struct gfrag string_value(struct jsc *c, const struct jss *s)
         return gb_fail(c->b, "%s: minLength is above maxLength", where(s)), gb_empty(c->b);
     if (s->pattern && s->format != JSS_FMT_NONE)
         return gb_fail(c->b, "%s: pattern together with format %s is not supported", where(s),
-                       FORMAT_NAME[s->format]), gb_empty(c->b);
+                       FORMAT_NAME[s->format]),
+               gb_empty(c->b);
     struct string_args a = {c, s};
     return quoted(c->b, string_content, &a);
 }
@@ -227,7 +238,8 @@ static int32_t knode_child(struct gb *b, struct knode **t, int32_t *n, int32_t *
         if ((*t)[j].cp == cp) return j;
     if (*n == *cap) *t = xrealloc(*t, (size_t)(*cap *= 2) * sizeof **t);
     int32_t j = (*n)++;
-    (*t)[j] = (struct knode){.state = gb_state(b), .child = -1, .sibling = (*t)[at].child, .cp = cp};
+    (*t)[j] =
+        (struct knode){.state = gb_state(b), .child = -1, .sibling = (*t)[at].child, .cp = cp};
     (*t)[at].child = j;
     return j;
 }
@@ -366,12 +378,13 @@ static struct gfrag array_value(struct jsc *c, const struct jss *s)
     if (too_many(c, s, "minItems", lo) || too_many(c, s, "maxItems", hi)) return gb_empty(b);
     if (s->no_more_items && (hi < 0 || hi > k)) hi = k;
     if (hi >= 0 && lo > hi)
-        return gb_fail(b, "%s: no array length satisfies minItems, maxItems and items",
-                       where(s)), gb_empty(b);
+        return gb_fail(b, "%s: no array length satisfies minItems, maxItems and items", where(s)),
+               gb_empty(b);
     int64_t n_pos = hi >= 0 ? hi : (k > lo ? k : lo) > 1 ? (k > lo ? k : lo) : 1;
     if (n_pos > b->lim.max_repeat) /* prefixItems alone */
         return gb_fail(b, "%s: more than %d prefixItems are not supported", where(s),
-                       b->lim.max_repeat), gb_empty(b);
+                       b->lim.max_repeat),
+               gb_empty(b);
     struct gb_mark m = gb_mark(b);
     struct gfrag open = gb_lit(b, "[", 1);
     int32_t at = open.out, close_in = gb_state(b);
@@ -395,8 +408,8 @@ static bool is_unconstrained(const struct jss *s)
 {
     return s->types == JSS_ANY && s->min_length == 0 && s->max_length < 0 && !s->pattern &&
            s->format == JSS_FMT_NONE && !s->minimum && !s->maximum && !s->n_prefix_items &&
-           !s->items && !s->no_more_items && s->min_items == 0 && s->max_items < 0 &&
-           !s->n_props && !s->additional;
+           !s->items && !s->no_more_items && s->min_items == 0 && s->max_items < 0 && !s->n_props &&
+           !s->additional;
 }
 
 static struct gfrag typed_value(struct jsc *c, const struct jss *s)
@@ -410,16 +423,26 @@ static struct gfrag typed_value(struct jsc *c, const struct jss *s)
         if (!(s->types & t) || (t == JSS_INTEGER && (s->types & JSS_NUMBER))) continue;
         struct gfrag f;
         switch (t) {
-        case JSS_NULL: f = gb_lit(b, "null", 4); break;
-        case JSS_BOOLEAN: f = boolean(b); break;
+        case JSS_NULL:
+            f = gb_lit(b, "null", 4);
+            break;
+        case JSS_BOOLEAN:
+            f = boolean(b);
+            break;
         case JSS_INTEGER:
         case JSS_NUMBER:
             f = gb_number(b, t == JSS_INTEGER, s->minimum, s->exclusive_minimum, s->maximum,
                           s->exclusive_maximum, where(s));
             break;
-        case JSS_STRING: f = string_value(c, s); break;
-        case JSS_ARRAY: f = array_value(c, s); break;
-        default: f = object_value(c, s); break;
+        case JSS_STRING:
+            f = string_value(c, s);
+            break;
+        case JSS_ARRAY:
+            f = array_value(c, s);
+            break;
+        default:
+            f = object_value(c, s);
+            break;
         }
         gb_eps(b, in, f.in), gb_eps(b, f.out, out);
     }
@@ -432,14 +455,16 @@ static struct gfrag value(struct jsc *c, const struct jss *s)
     if (++c->depth > b->lim.max_depth) {
         c->depth--;
         return gb_fail(b, "%s: the schema is nested deeper than %d levels", where(s),
-                       b->lim.max_depth), gb_empty(b);
+                       b->lim.max_depth),
+               gb_empty(b);
     }
     struct gfrag f;
     if (s->ref >= 0) {
         f = gb_ref(b, def_rule(c, s->ref));
     } else if (s->n_any_of > 0) {
         f = value(c, s->any_of[0]);
-        for (int i = 1; i < s->n_any_of && !b->failed; i++) f = gb_alt(b, f, value(c, s->any_of[i]));
+        for (int i = 1; i < s->n_any_of && !b->failed; i++)
+            f = gb_alt(b, f, value(c, s->any_of[i]));
     } else if (s->n_values >= 0) {
         if (!s->n_values) gb_fail(b, "%s: enum has no value of an allowed type", where(s));
         f = gb_empty(b);

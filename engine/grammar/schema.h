@@ -30,8 +30,14 @@ enum jss_type {
     JSS_ANY = (1 << 7) - 1,
 };
 
-enum jss_format { JSS_FMT_NONE, JSS_FMT_DATE, JSS_FMT_TIME, JSS_FMT_DATE_TIME, JSS_FMT_UUID,
-                  JSS_FMT_EMAIL };
+enum jss_format {
+    JSS_FMT_NONE,
+    JSS_FMT_DATE,
+    JSS_FMT_TIME,
+    JSS_FMT_DATE_TIME,
+    JSS_FMT_UUID,
+    JSS_FMT_EMAIL
+};
 
 struct jss;
 
@@ -60,8 +66,8 @@ struct jss {
     /* arrays */
     struct jss *const *prefix_items; /* [n_prefix_items] */
     int n_prefix_items;
-    struct jss *items;    /* the rest; NULL: any value */
-    bool no_more_items;   /* items: false — nothing after the prefix */
+    struct jss *items;            /* the rest; NULL: any value */
+    bool no_more_items;           /* items: false — nothing after the prefix */
     int64_t min_items, max_items; /* default 0, -1 (none) */
     /* objects */
     const struct jss_prop *props; /* [n_props] */

@@ -4,8 +4,7 @@
 #include "engine/grammar/gram_internal.h"
 #include "engine/grammar/regex.h"
 
-struct gram *gram_from_regex(const char *re, size_t n, const struct gram_limits *lim,
-                             struct err *e)
+struct gram *gram_from_regex(const char *re, size_t n, const struct gram_limits *lim, struct err *e)
 {
     struct gb b;
     gb_init(&b, lim, 0);

@@ -3,8 +3,8 @@
  *
  * DeepSeek V3/R1 (markers are special tokens):
  *   <｜tool▁calls▁begin｜> CALL ("\n" CALL)* <｜tool▁calls▁end｜>
- *   CALL = <｜tool▁call▁begin｜> "function" <｜tool▁sep｜> NAME "\n```json\n" ARGS "\n```" <｜tool▁call▁end｜>
- * Hermes / Qwen (markers are text):
+ *   CALL = <｜tool▁call▁begin｜> "function" <｜tool▁sep｜> NAME "\n```json\n" ARGS "\n```"
+ * <｜tool▁call▁end｜> Hermes / Qwen (markers are text):
  *   "<tool_call>\n" OBJ "\n</tool_call>" ("\n<tool_call>\n" OBJ "\n</tool_call>")*
  *   OBJ  = {"name": "NAME", "arguments": ARGS}
  * With parallel false there is exactly one call. Lazy grammars start right after the opening
@@ -106,8 +106,10 @@ struct gram *gram_tools(const struct gram_tools *t, int32_t n_vocab, const struc
     }
     int32_t call = call_rule(&b, c, args, t);
     int32_t answer = -1;
-    if (!t->lazy && t->answer) answer = jsc_doc_rule(c, t->answer, "answer");
-    else if (!t->lazy && t->answer_object) answer = jsc_object_rule(c);
+    if (!t->lazy && t->answer)
+        answer = jsc_doc_rule(c, t->answer, "answer");
+    else if (!t->lazy && t->answer_object)
+        answer = jsc_object_rule(c);
     jsc_finish(c);
     int32_t root = gb_rule(&b, "root");
     struct gfrag f;

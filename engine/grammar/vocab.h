@@ -16,16 +16,16 @@
 
 struct gv {
     const struct tok *tok;
-    int32_t n_vocab;     /* mask width in tokens: the model's vocabulary */
-    int32_t n_nodes;     /* node 0 is the root (depth 0, no byte) */
-    uint8_t *byte;       /* [n_nodes] the byte leading into the node */
-    uint16_t *depth;     /* [n_nodes] */
-    int32_t *end;        /* [n_nodes] first node after the subtree */
-    int32_t *tok_first;  /* [n_nodes + 1] toks[tok_first[i] .. tok_first[i+1]) end at node i */
-    int32_t *toks;       /* [n_toks] token ids in trie order */
+    int32_t n_vocab;    /* mask width in tokens: the model's vocabulary */
+    int32_t n_nodes;    /* node 0 is the root (depth 0, no byte) */
+    uint8_t *byte;      /* [n_nodes] the byte leading into the node */
+    uint16_t *depth;    /* [n_nodes] */
+    int32_t *end;       /* [n_nodes] first node after the subtree */
+    int32_t *tok_first; /* [n_nodes + 1] toks[tok_first[i] .. tok_first[i+1]) end at node i */
+    int32_t *toks;      /* [n_toks] token ids in trie order */
     int32_t n_toks;
-    int32_t max_len;     /* longest token in bytes */
-    uint8_t *special;    /* [n_vocab] 1: an added token, reachable only by token edges */
+    int32_t max_len;  /* longest token in bytes */
+    uint8_t *special; /* [n_vocab] 1: an added token, reachable only by token edges */
 };
 
 /* NULL when the vocabulary is empty. n_vocab: the model's (>= the tokenizer's). */

@@ -9,9 +9,25 @@
 
 enum {
     /* DeepSeek */
-    DS_CONTENT, DS_CALLS, DS_TYPE, DS_NAME, DS_FENCE, DS_ARGS, DS_AFTER,
+    DS_CONTENT,
+    DS_CALLS,
+    DS_TYPE,
+    DS_NAME,
+    DS_FENCE,
+    DS_ARGS,
+    DS_AFTER,
     /* Hermes */
-    H_CONTENT, H_OPEN, H_OBJ, H_KEY, H_COLON, H_VALUE, H_NAME, H_ARGS, H_SKIP, H_CLOSE, H_BETWEEN,
+    H_CONTENT,
+    H_OPEN,
+    H_OBJ,
+    H_KEY,
+    H_COLON,
+    H_VALUE,
+    H_NAME,
+    H_ARGS,
+    H_SKIP,
+    H_CLOSE,
+    H_BETWEEN,
     H_BAD,
 };
 
@@ -117,7 +133,9 @@ static void ds_byte(struct tc_parser *p, char c, struct tc_out *o)
 {
     switch (p->state) {
     case DS_CONTENT:
-    case DS_AFTER: text_add(&o->content, &c, 1); break;
+    case DS_AFTER:
+        text_add(&o->content, &c, 1);
+        break;
     case DS_NAME:
         if (c == '\n') {
             emit_start(p, o);
@@ -140,7 +158,8 @@ static void ds_byte(struct tc_parser *p, char c, struct tc_out *o)
     case DS_ARGS:
         text_add(&p->held, &c, 1);
         break;
-    default: break; /* between calls, the call type: nothing to keep */
+    default:
+        break; /* between calls, the call type: nothing to keep */
     }
 }
 
@@ -158,8 +177,8 @@ static void ds_end_call(struct tc_parser *p, struct tc_out *o)
 
 static void ds_marker(struct tc_parser *p, int m, struct tc_out *o)
 {
-    int in_call = p->state == DS_TYPE || p->state == DS_NAME || p->state == DS_FENCE ||
-                  p->state == DS_ARGS;
+    int in_call =
+        p->state == DS_TYPE || p->state == DS_NAME || p->state == DS_FENCE || p->state == DS_ARGS;
     switch (m) {
     case TC_CALLS_BEGIN:
         if (!in_call) p->state = DS_CALLS;
@@ -210,24 +229,32 @@ static int value_byte(struct tc_parser *p, char c, int *keep)
 {
     *keep = 1;
     if (p->in_str) {
-        if (p->esc) p->esc = 0;
-        else if (c == '\\') p->esc = 1;
-        else if (c == '"' && (p->in_str = 0, p->depth == 0)) return 1;
+        if (p->esc)
+            p->esc = 0;
+        else if (c == '\\')
+            p->esc = 1;
+        else if (c == '"' && (p->in_str = 0, p->depth == 0))
+            return 1;
         return 0;
     }
     if (p->depth == 0 && (c == ',' || c == '}')) return 2;
     if (is_ws(c) && p->depth == 0) return *keep = 0, 0;
-    if (c == '{' || c == '[') p->depth++;
-    else if (c == '}' || c == ']') return --p->depth == 0;
-    else if (c == '"') p->in_str = 1;
+    if (c == '{' || c == '[')
+        p->depth++;
+    else if (c == '}' || c == ']')
+        return --p->depth == 0;
+    else if (c == '"')
+        p->in_str = 1;
     return 0;
 }
 
 /* Arguments seen before the name wait in name_args until the call has started. */
 static void h_args(struct tc_parser *p, struct tc_out *o, const char *s, size_t n)
 {
-    if (p->named) emit_args(p, o, s, n);
-    else text_add(&p->early_args, s, n);
+    if (p->named)
+        emit_args(p, o, s, n);
+    else
+        text_add(&p->early_args, s, n);
 }
 
 /* One byte inside <tool_call>...</tool_call>; returns false when the byte must be looked at
@@ -237,22 +264,30 @@ static bool h_call_byte(struct tc_parser *p, char c, struct tc_out *o)
     int keep, end;
     switch (p->state) {
     case H_OPEN:
-        if (c == '{') p->state = H_OBJ, p->named = 0;
-        else if (!is_ws(c)) p->state = H_BAD;
+        if (c == '{')
+            p->state = H_OBJ, p->named = 0;
+        else if (!is_ws(c))
+            p->state = H_BAD;
         return true;
     case H_OBJ:
-        if (c == '"') p->state = H_KEY, p->name.n = 0;
-        else if (c == '}') p->state = H_CLOSE, p->held.n = 0;
-        else if (!is_ws(c) && c != ',') p->state = H_BAD;
+        if (c == '"')
+            p->state = H_KEY, p->name.n = 0;
+        else if (c == '}')
+            p->state = H_CLOSE, p->held.n = 0;
+        else if (!is_ws(c) && c != ',')
+            p->state = H_BAD;
         return true;
     case H_KEY:
-        if (c == '"') p->state = H_COLON;
-        else if (p->name.n < NAME_MAX_BYTES) text_add(&p->name, &c, 1);
+        if (c == '"')
+            p->state = H_COLON;
+        else if (p->name.n < NAME_MAX_BYTES)
+            text_add(&p->name, &c, 1);
         return true;
     case H_COLON:
         if (c == ':') {
-            p->key = p->name.n == 4 && !memcmp(p->name.s, "name", 4) ? 1
-                   : p->name.n == 9 && !memcmp(p->name.s, "arguments", 9) ? 2 : 0;
+            p->key = p->name.n == 4 && !memcmp(p->name.s, "name", 4)        ? 1
+                     : p->name.n == 9 && !memcmp(p->name.s, "arguments", 9) ? 2
+                                                                            : 0;
             p->name.n = 0;
             p->state = H_VALUE;
         } else if (!is_ws(c)) {
@@ -266,15 +301,18 @@ static bool h_call_byte(struct tc_parser *p, char c, struct tc_out *o)
         p->state = p->key == 2 ? H_ARGS : H_SKIP;
         return false;
     case H_NAME:
-        if (p->esc) p->esc = 0, text_add(&p->name, &c, 1);
-        else if (c == '\\') p->esc = 1;
+        if (p->esc)
+            p->esc = 0, text_add(&p->name, &c, 1);
+        else if (c == '\\')
+            p->esc = 1;
         else if (c == '"') {
             emit_start(p, o);
             p->named = 1;
             emit_args(p, o, p->early_args.s, p->early_args.n);
             p->early_args.n = 0;
             p->state = H_OBJ;
-        } else if (p->name.n < NAME_MAX_BYTES) text_add(&p->name, &c, 1);
+        } else if (p->name.n < NAME_MAX_BYTES)
+            text_add(&p->name, &c, 1);
         return true;
     case H_ARGS:
     case H_SKIP:
@@ -282,7 +320,8 @@ static bool h_call_byte(struct tc_parser *p, char c, struct tc_out *o)
         if (end != 2 && keep && p->state == H_ARGS) h_args(p, o, &c, 1);
         if (end) p->state = H_OBJ;
         return end != 2;
-    default: return true;
+    default:
+        return true;
     }
 }
 
@@ -304,8 +343,10 @@ static void h_byte(struct tc_parser *p, char c, struct tc_out *o)
     if (p->state == H_CONTENT || p->state == H_BETWEEN) {
         if (p->state == H_BETWEEN && p->held.n == p->lead_ws && is_ws(c)) p->lead_ws++;
         text_add(&p->held, &c, 1);
-        if (p->state == H_CONTENT) h_content(p, o);
-        else h_between(p, o);
+        if (p->state == H_CONTENT)
+            h_content(p, o);
+        else
+            h_between(p, o);
         return;
     }
     if (p->state == H_CLOSE || p->state == H_BAD) {
@@ -314,10 +355,12 @@ static void h_byte(struct tc_parser *p, char c, struct tc_out *o)
         if (p->held.n >= sizeof H_END - 1 &&
             !memcmp(p->held.s + p->held.n - (sizeof H_END - 1), H_END, sizeof H_END - 1))
             p->held.n = 0, p->lead_ws = 0, p->state = H_BETWEEN;
-        else if (p->held.n > 64) text_drop_front(&p->held, p->held.n - 16);
+        else if (p->held.n > 64)
+            text_drop_front(&p->held, p->held.n - 16);
         return;
     }
-    while (!h_call_byte(p, c, o)) {}
+    while (!h_call_byte(p, c, o)) {
+    }
 }
 
 /* ---- the parser ------------------------------------------------------------------------------ */
@@ -341,8 +384,10 @@ void tc_push(struct tc_parser *p, int32_t id, const char *text, size_t n, struct
 void tc_finish(struct tc_parser *p, struct tc_out *out)
 {
     if (p->fmt == TC_DEEPSEEK) {
-        if (p->state == DS_ARGS) emit_args(p, out, p->held.s, p->held.n);
-        else if (p->state == DS_NAME && p->name.n) emit_start(p, out);
+        if (p->state == DS_ARGS)
+            emit_args(p, out, p->held.s, p->held.n);
+        else if (p->state == DS_NAME && p->name.n)
+            emit_start(p, out);
     } else if (p->fmt == TC_HERMES && p->state == H_CONTENT) {
         text_add(&out->content, p->held.s, p->held.n);
     }

@@ -1,6 +1,7 @@
 /* toolcall: tool calls parsed out of a model's output as it streams, in the model's own format.
  *
- *   DeepSeek V3/R1  <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```
+ *   DeepSeek V3/R1
+ * <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```
  *                   <｜tool▁call▁end｜>[\n<｜tool▁call▁begin｜>...]<｜tool▁calls▁end｜>
  *                   (markers recognised by token id, so they work whether or not the tokenizer
  *                   flags them special and whether or not their text is kept)
@@ -24,9 +25,9 @@ enum { TC_CALLS_BEGIN, TC_CALLS_END, TC_CALL_BEGIN, TC_CALL_END, TC_SEP, TC_N_MA
 
 /* One piece of a call: its start (name set) and/or some of its arguments. */
 struct tc_delta {
-    int index;     /* 0-based, per choice */
-    char *name;    /* NUL-terminated when the call starts here, else NULL */
-    char *args;    /* arguments text (JSON) arriving now, NULL when none */
+    int index;  /* 0-based, per choice */
+    char *name; /* NUL-terminated when the call starts here, else NULL */
+    char *args; /* arguments text (JSON) arriving now, NULL when none */
     size_t n_args;
 };
 
@@ -41,14 +42,14 @@ struct tc_parser {
     enum tc_format fmt;
     int32_t marker[TC_N_MARKERS]; /* DeepSeek marker ids */
     int state;
-    int n_calls;       /* calls started */
+    int n_calls;          /* calls started */
     struct tok_text held; /* bytes that may still turn out to be a marker or a fence */
     struct tok_text name; /* the name being read */
-    int depth;         /* Hermes: JSON nesting inside the arguments value */
-    int in_str, esc;   /* Hermes: inside a JSON string, after a backslash */
-    int key;           /* Hermes: the key whose value comes next (0 other, 1 name, 2 arguments) */
-    int named;         /* Hermes: the current call's name has been read */
-    size_t lead_ws;    /* Hermes: whitespace held after a call, before what comes next */
+    int depth;            /* Hermes: JSON nesting inside the arguments value */
+    int in_str, esc;      /* Hermes: inside a JSON string, after a backslash */
+    int key;        /* Hermes: the key whose value comes next (0 other, 1 name, 2 arguments) */
+    int named;      /* Hermes: the current call's name has been read */
+    size_t lead_ws; /* Hermes: whitespace held after a call, before what comes next */
     struct tok_text early_args; /* Hermes: arguments written before the name */
 };
 

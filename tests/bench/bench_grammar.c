@@ -104,7 +104,8 @@ static void run_case(json_t *c, const struct gv *v, int32_t eos, uint64_t *mask)
     json_t *arr = json_object_get(c, "ids");
     int n = (int)json_array_size(arr);
     int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
     struct api_schema s;
     char msg[512];
     struct err e = {{0}};

@@ -77,8 +77,10 @@ static inline int gt_random_walk(struct gram *g, const struct gv *v, int32_t eos
         int pick = (int)(rand_r(&seed) % (unsigned)n);
         for (int32_t t = 0; t < v->n_vocab; t++) {
             if (!(mask[t >> 6] >> (t & 63) & 1) || pick--) continue;
-            if (t == eos) done = 1;
-            else ck_assert_msg(gm_accept_token(m, v, t, &e) == 0, "%s", e.msg);
+            if (t == eos)
+                done = 1;
+            else
+                ck_assert_msg(gm_accept_token(m, v, t, &e) == 0, "%s", e.msg);
             break;
         }
         if (gm_finished(m)) done = 1;

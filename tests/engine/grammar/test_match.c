@@ -69,8 +69,8 @@ END_TEST
 
 START_TEST(regex_refusals)
 {
-    static const char *bad[] = {"(?=a)b", "(a)\\1", "a\\bb", "\\p{L}", "a++", "(a", "a)", "[a",
-                                "x{3,2}", "a**", "a^b", "(^a)", "\\", "[z-a]"};
+    static const char *bad[] = {"(?=a)b", "(a)\\1", "a\\bb", "\\p{L}", "a++",  "(a", "a)",
+                                "[a",     "x{3,2}", "a**",   "a^b",    "(^a)", "\\", "[z-a]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct err e = {{0}};
         struct gram *g = gram_from_regex(bad[i], strlen(bad[i]), NULL, &e);

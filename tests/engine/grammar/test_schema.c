@@ -96,7 +96,8 @@ END_TEST
 START_TEST(shallow_classes_on_a_bounded_object)
 {
     class_depth = 3;
-    struct jss *a = node(JSS_STRING), *b = node(JSS_ARRAY), *i = node(JSS_INTEGER), *o = node(JSS_OBJECT);
+    struct jss *a = node(JSS_STRING), *b = node(JSS_ARRAY), *i = node(JSS_INTEGER),
+               *o = node(JSS_OBJECT);
     a->min_length = 2, a->max_length = 12;
     i->minimum = "-20", i->maximum = "300";
     b->items = i, b->max_items = 4;
@@ -111,12 +112,35 @@ END_TEST
 
 START_TEST(number_bounds)
 {
-    struct { unsigned type; const char *min, *max; int xmin, xmax; const char *yes[4], *no[4]; } cases[] = {
+    struct {
+        unsigned type;
+        const char *min, *max;
+        int xmin, xmax;
+        const char *yes[4], *no[4];
+    } cases[] = {
         {JSS_INTEGER, "-5", "5", 0, 0, {"-5", "0", "5", "-1"}, {"-6", "6", "-0", "05"}},
         {JSS_NUMBER, "0", "1.5", 1, 0, {"0.1", "1.5", "1", "0.000001"}, {"0", "1.51", "0.0", "2"}},
-        {JSS_INTEGER, "1.5", NULL, 0, 0, {"2", "10", "999999999999999", "3"}, {"1", "0", "-2", "1000000000000000"}},
-        {JSS_NUMBER, NULL, "-0.25", 0, 1, {"-0.26", "-1", "-300.5", "-0.2500001"}, {"-0.25", "0", "-0.2", "1"}},
-        {JSS_NUMBER, "1e-3", "1e3", 0, 0, {"0.001", "1000", "999.999", "0.0010"}, {"0.0009", "1000.01", "1e3", "0"}},
+        {JSS_INTEGER,
+         "1.5",
+         NULL,
+         0,
+         0,
+         {"2", "10", "999999999999999", "3"},
+         {"1", "0", "-2", "1000000000000000"}},
+        {JSS_NUMBER,
+         NULL,
+         "-0.25",
+         0,
+         1,
+         {"-0.26", "-1", "-300.5", "-0.2500001"},
+         {"-0.25", "0", "-0.2", "1"}},
+        {JSS_NUMBER,
+         "1e-3",
+         "1e3",
+         0,
+         0,
+         {"0.001", "1000", "999.999", "0.0010"},
+         {"0.0009", "1000.01", "1e3", "0"}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct jss *n = node(cases[i].type);
@@ -124,8 +148,10 @@ START_TEST(number_bounds)
         n->exclusive_minimum = cases[i].xmin, n->exclusive_maximum = cases[i].xmax;
         struct gram *g = compile(n, NULL, 0);
         for (int k = 0; k < 4; k++) {
-            ck_assert_msg(gt_matches(g, cases[i].yes[k]), "case %zu: %s refused", i, cases[i].yes[k]);
-            ck_assert_msg(!gt_matches(g, cases[i].no[k]), "case %zu: %s accepted", i, cases[i].no[k]);
+            ck_assert_msg(gt_matches(g, cases[i].yes[k]), "case %zu: %s refused", i,
+                          cases[i].yes[k]);
+            ck_assert_msg(!gt_matches(g, cases[i].no[k]), "case %zu: %s accepted", i,
+                          cases[i].no[k]);
         }
         gt_random_walk(g, voc, eos, 40, (unsigned)i);
         gram_unref(g);
@@ -154,17 +180,28 @@ START_TEST(strings_patterns_formats)
     ck_assert(gt_matches(g, "\"\\\"123\""));
     ck_assert(!gt_matches(g, "\"12x3\""));
     gram_unref(g);
-    static const struct { enum jss_format f; const char *yes[3], *no[3]; } fm[] = {
-        {JSS_FMT_DATE, {"\"2024-02-29\"", "\"0001-12-31\"", "\"2000-02-29\""},
-                       {"\"2023-02-29\"", "\"0000-01-01\"", "\"1900-02-29\""}},
-        {JSS_FMT_TIME, {"\"23:59:59Z\"", "\"00:00:00.5+05:30\"", "\"12:00:00-01:00\""},
-                       {"\"24:00:00Z\"", "\"12:00:00\"", "\"12:60:00Z\""}},
-        {JSS_FMT_DATE_TIME, {"\"2024-01-01T00:00:00Z\"", "\"1999-12-31T23:59:59.999+01:00\"", "\"2020-02-29T12:00:00Z\""},
-                            {"\"2024-01-01 00:00:00Z\"", "\"2024-01-01T00:00Z\"", "\"2021-02-29T12:00:00Z\""}},
-        {JSS_FMT_UUID, {"\"123e4567-e89b-12d3-a456-426614174000\"", "\"00000000-0000-0000-0000-000000000000\"", "\"ffffffff-ffff-ffff-ffff-ffffffffffff\""},
-                       {"\"123e4567e89b12d3a456426614174000\"", "\"123e4567-e89b-12d3-a456-42661417400\"", "\"g23e4567-e89b-12d3-a456-426614174000\""}},
-        {JSS_FMT_EMAIL, {"\"a@b.co\"", "\"first.last+x@mail.example.org\"", "\"x_y@z-1.io\""},
-                        {"\"a.b.co\"", "\"@b.co\"", "\"a@b\""}},
+    static const struct {
+        enum jss_format f;
+        const char *yes[3], *no[3];
+    } fm[] = {
+        {JSS_FMT_DATE,
+         {"\"2024-02-29\"", "\"0001-12-31\"", "\"2000-02-29\""},
+         {"\"2023-02-29\"", "\"0000-01-01\"", "\"1900-02-29\""}},
+        {JSS_FMT_TIME,
+         {"\"23:59:59Z\"", "\"00:00:00.5+05:30\"", "\"12:00:00-01:00\""},
+         {"\"24:00:00Z\"", "\"12:00:00\"", "\"12:60:00Z\""}},
+        {JSS_FMT_DATE_TIME,
+         {"\"2024-01-01T00:00:00Z\"", "\"1999-12-31T23:59:59.999+01:00\"",
+          "\"2020-02-29T12:00:00Z\""},
+         {"\"2024-01-01 00:00:00Z\"", "\"2024-01-01T00:00Z\"", "\"2021-02-29T12:00:00Z\""}},
+        {JSS_FMT_UUID,
+         {"\"123e4567-e89b-12d3-a456-426614174000\"", "\"00000000-0000-0000-0000-000000000000\"",
+          "\"ffffffff-ffff-ffff-ffff-ffffffffffff\""},
+         {"\"123e4567e89b12d3a456426614174000\"", "\"123e4567-e89b-12d3-a456-42661417400\"",
+          "\"g23e4567-e89b-12d3-a456-426614174000\""}},
+        {JSS_FMT_EMAIL,
+         {"\"a@b.co\"", "\"first.last+x@mail.example.org\"", "\"x_y@z-1.io\""},
+         {"\"a.b.co\"", "\"@b.co\"", "\"a@b\""}},
     };
     for (size_t i = 0; i < sizeof fm / sizeof fm[0]; i++) {
         p = node(JSS_STRING);
@@ -258,7 +295,9 @@ START_TEST(recursive_refs)
     struct jss *const defs[] = {tree};
     struct gram *g = compile(root, defs, 1);
     ck_assert(gt_matches(g, "{\"value\": 1, \"children\": []}"));
-    ck_assert(gt_matches(g, "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":3,\"children\":[]}]}]}"));
+    ck_assert(gt_matches(
+        g,
+        "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":3,\"children\":[]}]}]}"));
     ck_assert(!gt_matches(g, "{\"value\":1,\"children\":[{\"value\":2}]}"));
     ck_assert_int_eq(gram_max_bytes(g), -1);
     for (unsigned s = 0; s < 4; s++) gt_random_walk(g, voc, eos, 60, s);
@@ -322,13 +361,12 @@ END_TEST
 
 START_TEST(gbnf)
 {
-    static const char text[] =
-        "root ::= \"[\" ws (item (\",\" ws item)*)? \"]\"  # a list\n"
-        "item ::= num | str\n"
-        "  | \"null\"\n"
-        "num ::= \"-\"? [0-9]{1,3}\n"
-        "str ::= \"\\\"\" [^\"\\x00-\\x1f]* \"\\\"\"\n"
-        "ws ::= [ ]?\n";
+    static const char text[] = "root ::= \"[\" ws (item (\",\" ws item)*)? \"]\"  # a list\n"
+                               "item ::= num | str\n"
+                               "  | \"null\"\n"
+                               "num ::= \"-\"? [0-9]{1,3}\n"
+                               "str ::= \"\\\"\" [^\"\\x00-\\x1f]* \"\\\"\"\n"
+                               "ws ::= [ ]?\n";
     struct err e = {{0}};
     struct gram *g = gram_from_gbnf(text, sizeof text - 1, voc->n_vocab, NULL, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
@@ -337,7 +375,9 @@ START_TEST(gbnf)
     ck_assert(!gt_matches(g, "[1234]"));
     for (unsigned s = 0; s < 4; s++) gt_random_walk(g, voc, eos, 40, s);
     gram_unref(g);
-    static const struct { const char *text, *want; } bad[] = {
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
         {"root ::= a\na ::= a \"x\" | \"y\"\n", "left-recursive"},
         {"root ::= b\n", "'b' is used but never defined"},
         {"root ::= \"x\"\nroot ::= \"y\"\n", "defined twice"},
@@ -365,7 +405,8 @@ START_TEST(too_ambiguous_to_start)
     n += (size_t)snprintf(text + n, cap - n, "root ::= r0");
     for (int i = 1; i < N; i++) n += (size_t)snprintf(text + n, cap - n, " | r%d", i);
     n += (size_t)snprintf(text + n, cap - n, "\n");
-    for (int i = 0; i < N; i++) n += (size_t)snprintf(text + n, cap - n, "r%d ::= \"a\"+ \"%d\"\n", i, i);
+    for (int i = 0; i < N; i++)
+        n += (size_t)snprintf(text + n, cap - n, "r%d ::= \"a\"+ \"%d\"\n", i, i);
     struct gram_limits lim = gram_limits_default();
     lim.max_work = 2000000000;
     struct err e = {{0}};
@@ -386,21 +427,28 @@ START_TEST(tool_calls)
     struct jss *none = node(JSS_OBJECT);
     struct jss_doc d2 = {.root = none};
     struct gram_tool fns[] = {{"get_weather", &d}, {"now", &d2}};
-    struct gram_tools t = {.format = GRAM_TOOLS_HERMES, .tools = fns, .n_tools = 2, .parallel = true};
+    struct gram_tools t = {
+        .format = GRAM_TOOLS_HERMES, .tools = fns, .n_tools = 2, .parallel = true};
     struct err e = {{0}};
     struct gram *g = gram_tools(&t, voc->n_vocab, NULL, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
-    ck_assert(gt_matches(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
-    ck_assert(gt_matches(g, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"));
-    ck_assert(!gt_matches(g, "<tool_call>\n{\"name\": \"other\", \"arguments\": {}}\n</tool_call>"));
-    ck_assert(!gt_matches(g, "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"city\": \"x\"}}\n</tool_call>"));
+    ck_assert(gt_matches(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                            "\"Paris\"}}\n</tool_call>"));
+    ck_assert(gt_matches(
+        g, "<tool_call>\n{\"name\": \"now\", \"arguments\": "
+           "{}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"));
+    ck_assert(
+        !gt_matches(g, "<tool_call>\n{\"name\": \"other\", \"arguments\": {}}\n</tool_call>"));
+    ck_assert(!gt_matches(
+        g, "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"city\": \"x\"}}\n</tool_call>"));
     for (unsigned s = 0; s < 3; s++) ck_assert(gt_random_walk(g, voc, eos, 300, s));
     gram_unref(g);
     /* DeepSeek markers are special tokens: feed the token ids */
     int32_t mk[GRAM_DS_N_MARKERS];
-    const char *names[] = {"<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>",
-                           "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"};
-    for (int i = 0; i < GRAM_DS_N_MARKERS; i++) ck_assert_int_ge(mk[i] = tok_added_id(tok, names[i]), 0);
+    const char *names[] = {"<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
+                           "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"};
+    for (int i = 0; i < GRAM_DS_N_MARKERS; i++)
+        ck_assert_int_ge(mk[i] = tok_added_id(tok, names[i]), 0);
     t = (struct gram_tools){.format = GRAM_TOOLS_DEEPSEEK, .tools = fns, .n_tools = 1};
     memcpy(t.marker, mk, sizeof mk);
     g = gram_tools(&t, voc->n_vocab, NULL, &e);

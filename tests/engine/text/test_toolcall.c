@@ -21,7 +21,8 @@ struct run {
 
 static void collect(struct run *r, struct tc_out *o)
 {
-    strncat(r->content, o->content.s ? o->content.s : "", sizeof r->content - strlen(r->content) - 1);
+    strncat(r->content, o->content.s ? o->content.s : "",
+            sizeof r->content - strlen(r->content) - 1);
     for (int i = 0; i < o->n_d; i++) {
         struct tc_delta *d = &o->d[i];
         ck_assert_int_lt(d->index, 4);
@@ -69,12 +70,24 @@ static void run_split(enum tc_format fmt, const char *text, size_t at, struct ru
 
 START_TEST(deepseek_calls)
 {
-    struct piece p[] = {
-        {1, "Let me check."}, {M0 + TC_CALLS_BEGIN, NULL}, {M0 + TC_CALL_BEGIN, NULL},
-        {5, "function"}, {M0 + TC_SEP, NULL}, {6, "get_wea"}, {7, "ther\n``"}, {8, "`json\n{\"ci"},
-        {9, "ty\": \"Paris\"}\n`"}, {10, "``"}, {M0 + TC_CALL_END, NULL}, {11, "\n"},
-        {M0 + TC_CALL_BEGIN, NULL}, {5, "function"}, {M0 + TC_SEP, NULL},
-        {6, "now\n```json\n{}\n```"}, {M0 + TC_CALL_END, NULL}, {M0 + TC_CALLS_END, NULL}};
+    struct piece p[] = {{1, "Let me check."},
+                        {M0 + TC_CALLS_BEGIN, NULL},
+                        {M0 + TC_CALL_BEGIN, NULL},
+                        {5, "function"},
+                        {M0 + TC_SEP, NULL},
+                        {6, "get_wea"},
+                        {7, "ther\n``"},
+                        {8, "`json\n{\"ci"},
+                        {9, "ty\": \"Paris\"}\n`"},
+                        {10, "``"},
+                        {M0 + TC_CALL_END, NULL},
+                        {11, "\n"},
+                        {M0 + TC_CALL_BEGIN, NULL},
+                        {5, "function"},
+                        {M0 + TC_SEP, NULL},
+                        {6, "now\n```json\n{}\n```"},
+                        {M0 + TC_CALL_END, NULL},
+                        {M0 + TC_CALLS_END, NULL}};
     struct run r;
     run_pieces(TC_DEEPSEEK, p, sizeof p / sizeof p[0], &r);
     ck_assert_str_eq(r.content, "Let me check.");
@@ -93,14 +106,20 @@ START_TEST(deepseek_every_split)
         char a[256], b[256];
         memcpy(a, body, at), a[at] = 0;
         strcpy(b, body + at);
-        struct piece p[] = {{M0 + TC_CALLS_BEGIN, NULL}, {M0 + TC_CALL_BEGIN, NULL}, {5, "function"},
-                            {M0 + TC_SEP, NULL}, {6, a}, {7, b}, {M0 + TC_CALL_END, NULL},
+        struct piece p[] = {{M0 + TC_CALLS_BEGIN, NULL},
+                            {M0 + TC_CALL_BEGIN, NULL},
+                            {5, "function"},
+                            {M0 + TC_SEP, NULL},
+                            {6, a},
+                            {7, b},
+                            {M0 + TC_CALL_END, NULL},
                             {M0 + TC_CALLS_END, NULL}};
         struct run r;
         run_pieces(TC_DEEPSEEK, p, 8, &r);
         ck_assert_int_eq(r.n_calls, 1);
         ck_assert_str_eq(r.name[0], "lookup");
-        ck_assert_msg(!strcmp(r.args[0], "{\"q\": \"a`b\\n``\", \"n\": [1, 2]}"), "split %zu: %s", at, r.args[0]);
+        ck_assert_msg(!strcmp(r.args[0], "{\"q\": \"a`b\\n``\", \"n\": [1, 2]}"), "split %zu: %s",
+                      at, r.args[0]);
         ck_assert_str_eq(r.content, "");
     }
 }
@@ -127,8 +146,9 @@ START_TEST(hermes_every_split)
         ck_assert_msg(!strcmp(r.content, "Sure."), "split %zu: content '%s'", at, r.content);
         ck_assert_int_eq(r.n_calls, 2);
         ck_assert_str_eq(r.name[0], "get_weather");
-        ck_assert_msg(!strcmp(r.args[0], "{\"city\": \"Par\\\"is\", \"days\": [1, {\"x\": \"}\"}]}"),
-                      "split %zu: %s", at, r.args[0]);
+        ck_assert_msg(
+            !strcmp(r.args[0], "{\"city\": \"Par\\\"is\", \"days\": [1, {\"x\": \"}\"}]}"),
+            "split %zu: %s", at, r.args[0]);
         ck_assert_str_eq(r.name[1], "now");
         ck_assert_str_eq(r.args[1], "{}");
     }
@@ -138,11 +158,14 @@ END_TEST
 START_TEST(hermes_arguments_first_and_scalars)
 {
     struct run r;
-    run_split(TC_HERMES, "<tool_call>{\"arguments\": {\"a\": 1}, \"name\": \"f\", \"id\": 7}</tool_call>", 20, &r);
+    run_split(TC_HERMES,
+              "<tool_call>{\"arguments\": {\"a\": 1}, \"name\": \"f\", \"id\": 7}</tool_call>", 20,
+              &r);
     ck_assert_int_eq(r.n_calls, 1);
     ck_assert_str_eq(r.name[0], "f");
     ck_assert_str_eq(r.args[0], "{\"a\": 1}");
-    run_split(TC_HERMES, "<tool_call>{\"name\": \"g\", \"arguments\": \"raw\"}</tool_call> then text", 5, &r);
+    run_split(TC_HERMES,
+              "<tool_call>{\"name\": \"g\", \"arguments\": \"raw\"}</tool_call> then text", 5, &r);
     ck_assert_str_eq(r.args[0], "\"raw\"");
     ck_assert_str_eq(r.content, " then text");
     run_split(TC_HERMES, "a < b and <tool_ca", 3, &r);
@@ -165,7 +188,8 @@ START_TEST(random_bytes_are_harmless)
             struct tc_out o = {0};
             tc_init(&tp, (enum tc_format)fmt, MARKERS);
             for (int i = 0; i < n; i += 7) {
-                int32_t id = rand_r(&seed) % 4 == 0 ? M0 + (int32_t)(rand_r(&seed) % TC_N_MARKERS) : 1;
+                int32_t id =
+                    rand_r(&seed) % 4 == 0 ? M0 + (int32_t)(rand_r(&seed) % TC_N_MARKERS) : 1;
                 tc_push(&tp, id, text + i, (size_t)(n - i < 7 ? n - i : 7), &o);
             }
             tc_finish(&tp, &o);
