@@ -38,6 +38,7 @@ struct masker {
     struct mask_job *jobs; /* [max_num_seqs] */
     int n_jobs;
     int busy;              /* jobs handed over, not yet done */
+    double cpu_s;          /* CPU time of the last batch of jobs */
     int quit;
     const struct gv *gv;
 };
@@ -191,11 +192,15 @@ static void *masker_main(void *arg)
         if (k->quit) break;
         int n = k->n_jobs;
         pthread_mutex_unlock(&k->mu);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
         for (int j = 0; j < n; j++) {
             struct mask_job *job = &k->jobs[j];
             job->rc = gm_fill_mask(job->m, k->gv, job->mask, job->stop, job->n_stop, &job->e);
         }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
         pthread_mutex_lock(&k->mu);
+        k->cpu_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
         k->busy = 0;
         pthread_cond_broadcast(&k->cv);
     }
@@ -227,11 +232,21 @@ static int masks_start(struct engine *eng, const struct sched_out *out)
     return k->n_jobs;
 }
 
-static void masks_wait(struct masker *k)
+/* Waits for the step's masks; counts the wait (what the forward did not hide) and the work. */
+static void masks_wait(struct engine *eng)
 {
+    struct masker *k = &eng->masker;
+    double t0 = now_s();
     pthread_mutex_lock(&k->mu);
     while (k->busy) pthread_cond_wait(&k->cv, &k->mu);
+    double cpu = k->cpu_s;
+    int n = k->n_jobs;
     pthread_mutex_unlock(&k->mu);
+    pthread_mutex_lock(&eng->metrics.mu);
+    eng->metrics.grammar_wait_seconds += now_s() - t0;
+    eng->metrics.grammar_mask_cpu_seconds += cpu;
+    eng->metrics.grammar_masks += n;
+    pthread_mutex_unlock(&eng->metrics.mu);
 }
 
 static int masker_start(struct engine *eng, int max_seqs, struct err *e)
@@ -431,6 +446,7 @@ static bool step(struct engine *eng)
 {
     struct sched_out out;
     struct err e = {{0}};
+    double t0 = now_s();
     sched_step(eng->sched, &out);
     if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
     if (out.batch.n_seqs == 0) {
@@ -441,13 +457,16 @@ static bool step(struct engine *eng)
     int n_masks = masks_start(eng, &out); /* computed while the forward runs */
     if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
         ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
-    if (n_masks) masks_wait(&eng->masker);
+    if (n_masks) masks_wait(eng);
     struct gen *forks[256];
     const float *fork_logits[256];
     int n_forks = sample_all(eng, &out, forks, fork_logits);
     sched_update(eng->sched, eng->sampled, eng->stopped);
     for (int i = 0; i < n_forks; i++) fork_siblings(eng, forks[i], fork_logits[i]);
     finish_all(eng);
+    pthread_mutex_lock(&eng->metrics.mu);
+    eng->metrics.step_seconds += now_s() - t0;
+    pthread_mutex_unlock(&eng->metrics.mu);
     return true;
 }
 

@@ -54,11 +54,15 @@ def main(res):
     e2e = os.path.join(res, "grammar-e2e.json")
     if os.path.exists(e2e):
         d = json.load(open(e2e))
-        print("\nEnd to end, seekd, generated tokens/s (best of the alternated runs)\n")
-        print("| concurrency | free | with a JSON schema | cost |")
-        print("|---:|---:|---:|---:|")
+        print("\nEnd to end, seekd, generated tokens/s (best of the alternated runs) and what the grammar "
+              "cost in the constrained runs (server counters)\n")
+        print("| concurrency | free | with a JSON schema | tok/s difference | mask CPU per token | "
+              "mask CPU / step time | steps waiting for masks |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for k, v in d.items():
-            print(f"| {k[1:]} | {v['free_tok_s']:.2f} | {v['schema_tok_s']:.2f} | {v['cost_pct']:+.1f}% |")
+            print(f"| {k[1:]} | {v['free_tok_s']:.2f} | {v['schema_tok_s']:.2f} | {v['cost_pct']:+.1f}% | "
+                  f"{v.get('mask_cpu_us', 0):.1f} µs | {v.get('mask_cpu_pct_of_steps', 0):.2f}% | "
+                  f"{v.get('wait_pct_of_steps', 0):.2f}% |")
 
 
 if __name__ == "__main__":
