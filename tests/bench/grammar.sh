@@ -66,7 +66,7 @@ for _ in $(seq 1 300); do
     kill -0 "$pid" 2>/dev/null || { echo "seekd exited" >&2; exit 1; }
     sleep 1
 done
-"$VENV/bin/python" tests/bench/grammar_e2e.py "http://127.0.0.1:$PORT" "$RES/grammar-e2e.json"
+"$VENV/bin/python" tests/bench/grammar_e2e.py "http://127.0.0.1:$PORT" "$RES/grammar-e2e.json" "$pid"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 trap - EXIT

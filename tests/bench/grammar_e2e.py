@@ -5,10 +5,13 @@ every constrained request runs exactly as long as a free one (which ignores EOS)
 machine shared with other work move with that work; the server's own counters say what the
 grammar cost in the constrained runs: the CPU time of the masks, and how long steps waited for
 them after the forward pass, against the time spent in steps. Runs alternate between the two modes
-REPEATS times and keep each mode's best (a shared machine slows both alike).
+REPEATS times and keep each mode's best (a shared machine slows both alike). Given the server's
+process id, it also reads the server's CPU time (user + system, /proc) per generated token in
+each mode: the steadiest figure on a busy machine, as other work takes wall time, not CPU time.
 
-    python3 tests/bench/grammar_e2e.py BASE_URL RESULT.json
+    python3 tests/bench/grammar_e2e.py BASE_URL RESULT.json [SERVER_PID]
 """
+import os
 import json
 import sys
 import threading
@@ -51,6 +54,15 @@ def metrics(base):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process pid, seconds (0 without a pid)."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(base, concurrency, n, constrained):
     """Generated tokens per second over n requests, concurrency at a time."""
     tokens, lock, it = [0], threading.Lock(), iter(range(n))
@@ -70,17 +82,20 @@ def run(base, concurrency, n, constrained):
     return tokens[0] / (time.time() - t0), tokens[0]
 
 
-def main(base, out):
+def main(base, out, pid=None):
     post(base, body(0, True))  # compile the schema and fill its first masks, as a first user would
     results = {}
     for conc, n in ((1, 2), (8, 8)):
         best = {False: 0.0, True: 0.0}
         spent = {"masks": 0.0, "cpu": 0.0, "wait": 0.0, "steps": 0.0}
+        proc = {False: [0.0, 0], True: [0.0, 0]}  # server CPU seconds, tokens
         for _ in range(REPEATS):
             for constrained in (False, True):
-                m0 = metrics(base)
+                m0, c0 = metrics(base), cpu_seconds(pid)
                 tps, tok = run(base, conc, n, constrained)
-                m1 = metrics(base)
+                m1, c1 = metrics(base), cpu_seconds(pid)
+                proc[constrained][0] += c1 - c0
+                proc[constrained][1] += tok
                 best[constrained] = max(best[constrained], tps)
                 if constrained:
                     for k, name in (("masks", "grammar_masks_total"), ("cpu", "grammar_mask_cpu_seconds_total"),
@@ -91,6 +106,11 @@ def main(base, out):
                                "mask_cpu_us": round(1e6 * spent["cpu"] / max(spent["masks"], 1), 1),
                                "mask_cpu_pct_of_steps": round(100 * spent["cpu"] / spent["steps"], 2),
                                "wait_pct_of_steps": round(100 * spent["wait"] / spent["steps"], 2)}
+        if pid:
+            free, schema = (1e3 * proc[c][0] / max(proc[c][1], 1) for c in (False, True))
+            results[f"c{conc}"].update({"free_cpu_ms_per_tok": round(free, 2),
+                                        "schema_cpu_ms_per_tok": round(schema, 2),
+                                        "cpu_cost_pct": round(100 * (schema / free - 1), 2)})
         print(f"concurrency {conc}: {results[f'c{conc}']}", flush=True)
     json.dump(results, open(out, "w"), indent=1)
 

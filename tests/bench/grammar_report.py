@@ -54,16 +54,19 @@ def main(res):
     e2e = os.path.join(res, "grammar-e2e.json")
     if os.path.exists(e2e):
         d = json.load(open(e2e))
-        print("\nEnd to end, seekd, generated tokens/s (best of the alternated runs) and what the grammar "
-              "cost in the constrained runs (server counters)\n")
-        print("| concurrency | free | with a JSON schema | tok/s difference | mask CPU per token | "
-              "mask CPU / step time | steps waiting for masks |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("\nEnd to end, seekd: generated tokens/s (best of the alternated runs), the server's CPU "
+              "time per generated token, and what the masks took in the constrained runs (server "
+              "counters)\n")
+        print("| concurrency | tok/s free | tok/s schema | tok/s cost | CPU ms/token free | "
+              "CPU ms/token schema | CPU cost | mask CPU per token | mask CPU / step time | "
+              "steps waiting for masks |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for k, v in d.items():
+            cpu = (f"{v['free_cpu_ms_per_tok']:.2f} | {v['schema_cpu_ms_per_tok']:.2f} | "
+                   f"{v['cpu_cost_pct']:+.1f}%" if "cpu_cost_pct" in v else "— | — | —")
             print(f"| {k[1:]} | {v['free_tok_s']:.2f} | {v['schema_tok_s']:.2f} | {v['cost_pct']:+.1f}% | "
-                  f"{v.get('mask_cpu_us', 0):.1f} µs | {v.get('mask_cpu_pct_of_steps', 0):.2f}% | "
+                  f"{cpu} | {v.get('mask_cpu_us', 0):.1f} µs | {v.get('mask_cpu_pct_of_steps', 0):.2f}% | "
                   f"{v.get('wait_pct_of_steps', 0):.2f}% |")
-
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
