@@ -13,9 +13,9 @@
 # against the engine objects.
 
 CC      ?= cc
-PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
+PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1 ompi-c
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev python3 python3-venv systemd
+            libpcre2-dev python3 python3-venv systemd openmpi-bin libopenmpi-dev
 PYTHON  ?= python3
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation
@@ -92,6 +92,7 @@ unit: $(UNIT_release)
 
 unit-asan: $(UNIT_asan)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-mpi.supp \
 	  tests/run_units build/asan $(TEST_NAMES)
 
 integration: seekd build/asan/seekd venv
