@@ -1,0 +1,33 @@
+/* launch: how this seekd process runs — alone, or as one rank of an MPI job — and whether the
+ * parallel layout asked for fits that launch. A plain launch never calls into MPI. */
+#ifndef SEEKD_LAUNCH_H
+#define SEEKD_LAUNCH_H
+
+#include <stdbool.h>
+
+#include "engine/comm_mpi.h"
+#include "engine/err.h"
+
+/* The parallel layout (vLLM's option names). */
+struct launch_layout {
+    int tensor_parallel_size;
+    int data_parallel_size;
+    bool enable_expert_parallel;
+};
+
+struct launch {
+    struct comm_mpi *w; /* NULL: a plain launch (one rank) */
+    int rank, size;
+};
+
+/* Refuses what is not implemented yet, naming the option; 0 when the layout can run. */
+int launch_check_layout(const struct launch_layout *lay, struct err *e);
+
+/* Starts MPI when this process was launched by it, and checks that the job has exactly the
+ * ranks the layout needs. -1 with a message (MPI is finalized again then). */
+int launch_start(struct launch *l, const struct launch_layout *lay, struct err *e);
+
+/* MPI_Finalize when MPI was started. */
+void launch_finish(struct launch *l);
+
+#endif
