@@ -29,6 +29,7 @@ struct relay {
 /* What rank 0 knows of one other rank. */
 struct peer {
     double last_heard;      /* monotonic seconds */
+    int64_t n_routed;       /* requests routed to it, ever (rank 0's own included) */
     int n_seqs;             /* sequences of live relays routed there */
     int n_queued;           /* relays with no event yet */
     struct metrics metrics; /* its latest snapshot (mutex unused) */
@@ -42,7 +43,7 @@ struct dp {
     pthread_mutex_t mu;     /* guards incoming, peers, fault, stop */
     struct relay *incoming; /* handed over by dp_send, not sent yet */
     struct relay *live;     /* sent; the router thread's own list */
-    struct peer *peers;     /* [size]; [0] unused */
+    struct peer *peers;     /* [size]; [0] is rank 0 itself: only n_routed */
     char fault[512];        /* the first failure, "" while none */
     int stop;
     double next_beat;
@@ -87,6 +88,7 @@ int dp_route(struct dp *d, int local_seqs, int local_queued, int n_seqs, int max
         best = r;
         best_load = load;
     }
+    if (best >= 0) d->peers[best].n_routed++;
     if (best > 0) {
         d->peers[best].n_seqs += n_seqs;
         d->peers[best].n_queued++;
@@ -110,6 +112,14 @@ void dp_metrics_add(struct dp *d, struct metrics *sum)
     pthread_mutex_lock(&d->mu);
     for (int r = 1; r < d->size; r++) metrics_add(sum, &d->peers[r].metrics);
     pthread_mutex_unlock(&d->mu);
+}
+
+int dp_routed(struct dp *d, int64_t *out, int max)
+{
+    pthread_mutex_lock(&d->mu);
+    for (int r = 0; r < d->size && r < max; r++) out[r] = d->peers[r].n_routed;
+    pthread_mutex_unlock(&d->mu);
+    return d->size < max ? d->size : max;
 }
 
 int dp_fault(struct dp *d, char *msg, size_t n)

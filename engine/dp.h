@@ -60,6 +60,9 @@ int dp_route(struct dp *d, int local_seqs, int local_queued, int n_seqs, int max
 /* Hands a relay to the router, which sends msg (the encoded DP_REQ, taken) to rank. */
 void dp_send(struct dp *d, int rank, struct gen *g, uint8_t *msg, size_t n);
 
+/* Requests routed to each rank so far into out [max]; returns how many ranks were filled. */
+int dp_routed(struct dp *d, int64_t *out, int max);
+
 /* Adds the other ranks' latest metrics into sum. */
 void dp_metrics_add(struct dp *d, struct metrics *sum);
 

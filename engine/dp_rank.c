@@ -24,7 +24,6 @@ struct job {
 struct dp_rank {
     struct engine *eng;
     struct comm_mpi *w;
-    int rank;
     double stall_s, silence_s;
     pthread_t thread;
     pthread_mutex_t mu; /* guards state, msg, quit */
@@ -184,14 +183,12 @@ static void beat(struct dp_rank *r, double now)
     wire_put_metrics(&w, &m);
     send_to_0(r, DP_BEAT, &w);
     if (!alive) {
-        snprintf(why, sizeof why, "rank %d: its engine has made no progress for %.1fs", r->rank,
+        snprintf(why, sizeof why, "its engine has made no progress for %.1fs",
                  engine_idle_s(r->eng));
         fail(r, why);
     } else if (now - r->last_heard > r->silence_s) {
-        snprintf(why, sizeof why,
-                 "rank 0 has sent nothing to rank %d for %.1fs: stopped, hung "
-                 "or unreachable",
-                 r->rank, now - r->last_heard);
+        snprintf(why, sizeof why, "rank 0 has sent nothing for %.1fs: stopped, hung or unreachable",
+                 now - r->last_heard);
         set_state(r, -1, why);
     }
 }
@@ -243,7 +240,6 @@ struct dp_rank *dp_rank_start(struct engine *eng, struct comm_mpi *w, double sta
     struct dp_rank *r = xcalloc(1, sizeof *r);
     r->eng = eng;
     r->w = w;
-    r->rank = comm_mpi_rank(w);
     r->stall_s = stall_s;
     r->silence_s = dp_silence_s(stall_s);
     r->last_heard = now_s();

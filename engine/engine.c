@@ -491,6 +491,11 @@ void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
     eng->dp = dp_create(w, stall_s);
 }
 
+int engine_routed(struct engine *eng, int64_t *out, int max)
+{
+    return eng->dp ? dp_routed(eng->dp, out, max) : 0;
+}
+
 int engine_fault(struct engine *eng, char *msg, size_t n)
 {
     return eng->dp ? dp_fault(eng->dp, msg, n) : 0;

@@ -112,6 +112,9 @@ struct comm_mpi;
  * min_blocks: the smallest KV pool of any rank (what a request must fit). Call before serving. */
 void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
                          int32_t min_blocks);
+/* Data parallelism: requests routed to each rank so far into out [max]; the number of ranks
+ * (0 without data parallelism). */
+int engine_routed(struct engine *eng, int64_t *out, int max);
 /* 1 with the message when another rank failed (the whole job must stop); 0 otherwise. */
 int engine_fault(struct engine *eng, char *msg, size_t n);
 
