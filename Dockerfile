@@ -16,15 +16,16 @@ FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
 # hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libpcre2-dev \
+        build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libpcre2-dev xxd \
         check \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The unit tests are Check programs: the same `make unit` that `make test` runs.
-RUN make -j"$(nproc)" seekd \
- && make -j"$(nproc)" unit \
- && make install DESTDIR=/out PREFIX=/usr \
+# seekd with the CUDA backend (sm_90a: Hopper). The unit tests are Check programs: the CUDA
+# build's, as `make test` runs them (the builder has no GPU; nothing in them needs one).
+RUN make -j"$(nproc)" CUDA=1 seekd \
+ && make -j"$(nproc)" cuda-unit \
+ && make install CUDA=1 DESTDIR=/out PREFIX=/usr \
  && sed -i -e 's|^model: ""|model: /models|' -e 's|^host: 127.0.0.1|host: 0.0.0.0|' \
         /out/etc/seekd/seekd.yaml
 

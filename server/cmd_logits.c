@@ -29,6 +29,7 @@ struct logits_opts {
     int devices[BACKEND_MAX_DEVICES];
     int n_devices;
     struct launch_layout layout;
+    int stats;       /* print the backend's figures to stderr at the end */
 };
 
 static void logits_usage(FILE *f)
@@ -36,7 +37,7 @@ static void logits_usage(FILE *f)
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|fast]\n"
-               "                    [--gpus LIST] [--data-parallel-size N]\n"
+               "                    [--gpus LIST] [--stats] [--data-parallel-size N]\n"
                "                    [--tensor-parallel-size N] [--enable-expert-parallel]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
@@ -48,6 +49,7 @@ static void logits_usage(FILE *f)
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
                "  --numerics M    step arithmetic: ref (default) or fast\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
+               "  --stats         print the backend's figures (steps, forward seconds, bytes)\n"
                "  --data-parallel-size N   under mpirun -np N: every rank runs the steps rank 0\n"
                "                  plans; their logits must be identical\n"
                "  --tensor-parallel-size N, --enable-expert-parallel: not implemented yet\n");
@@ -79,7 +81,8 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"decode", no_argument, 0, 'd'},      {"block-size", required_argument, 0, 'b'},
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
-        {"gpus", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'},
+        {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},
         {"tensor-parallel-size", required_argument, 0, 'T'},
         {"data-parallel-size", required_argument, 0, 'D'},
         {"enable-expert-parallel", no_argument, 0, 'E'}, {0, 0, 0, 0}};
@@ -125,6 +128,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             if (o->layout.data_parallel_size < 1) return -1;
             break;
         case 'E': o->layout.enable_expert_parallel = true; break;
+        case 'S': o->stats = 1; break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
@@ -149,6 +153,19 @@ static int write_npy(const char *path, const float *data, int rows, int cols)
     size_t count = (size_t)rows * (size_t)cols;
     int ok = fwrite(data, sizeof *data, count, f) == count;
     return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* One line of the backend's figures, for benchmarks (tests/cuda/device_check.sh reads it). */
+static void print_stats(const struct backend_ops *ops, const struct backend *b)
+{
+    struct backend_stats st;
+    ops->stats(b, &st);
+    fprintf(stderr,
+            "stats: backend %s, steps %llu, forward_s %.6f, weight_bytes %llu, kv_bytes %llu, "
+            "workspace_bytes %llu, device %s\n",
+            ops->name, (unsigned long long)st.steps, st.t_forward,
+            (unsigned long long)st.weight_bytes, (unsigned long long)st.kv_bytes,
+            (unsigned long long)st.workspace_bytes, st.device);
 }
 
 /* Rank 0: plans each step of `chunk` tokens, sends the plan to the other ranks, runs it. */
@@ -218,6 +235,7 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
     int vocab = m->cfg.vocab_size;
     int rc = c->rank == 0 ? lead_steps(ops, b, c, o, tokens, n, logits, vocab, e)
                           : follow_steps(ops, b, c, logits, vocab, e);
+    if (o->stats && rc == 0 && c->rank == 0) print_stats(ops, b);
     ops->destroy(b);
     return rc;
 }

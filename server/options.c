@@ -63,6 +63,8 @@ static const struct opt_def opt_table[] = {
      .help = "accepted bearer tokens (also SEEKD_API_KEY); none = no authentication"},
     {LIST(cors_allowed_origins), .flag = "--cors-allowed-origins", .def = "", .group = "Server",
      .metavar = "ORIGIN", .help = "origins browsers may call from (\"*\" = any); none = CORS off"},
+    {BOOL(webui), .flag = "--webui", .def = "true", .group = "Server",
+     .help = "serve the chat page at /; --no-webui: / answers 404"},
     /* model */
     {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
      .metavar = "DIR", .help = "checkpoint directory (config.json, *.safetensors); required"},

@@ -43,6 +43,7 @@ struct seekd_options {
     int port;                             /* TCP port */
     struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
+    bool webui;                           /* the chat page at / */
     /* model */
     char *model;                       /* checkpoint directory; "" until set */
     char *tokenizer;                   /* tokenizer directory; "" = the model's */

@@ -197,6 +197,19 @@ static int warm_up(struct daemon *d, struct err *e)
     return 0;
 }
 
+/* Tells the person at the terminal where to point a browser (a wildcard address is reached
+ * locally through loopback). */
+static void log_page_url(struct daemon *d)
+{
+    const char *h = d->o.host;
+    if (!d->o.webui) return;
+    if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
+    else if (strcmp(h, "::") == 0) h = "::1";
+    int v6 = strchr(h, ':') != NULL;
+    log_msg(d->log, LOGL_INFO, "chat page: http://%s%s%s:%d/", v6 ? "[" : "", h, v6 ? "]" : "",
+            http_port(d->h));
+}
+
 static void check_ranks(struct daemon *d);
 
 /* Serves until SIGTERM/SIGINT; handles SIGHUP, the watchdog and (under MPI) the ranks meanwhile. */
@@ -387,7 +400,9 @@ static int serve(struct daemon *d)
                         .request_timeout_s = d->o.request_timeout,
                         .default_max_tokens = d->o.default_max_tokens};
     fill_http_config(&d->o, &hc);
-    d->h = http_start(&hc, api_routes, api_n_routes, &d->a, &e);
+    int n_routes;
+    const struct http_route *routes = api_route_table(d->o.webui, &n_routes);
+    d->h = http_start(&hc, routes, n_routes, &d->a, &e);
     int rc = 1, ok = d->h != NULL;
     if (ok)
         log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
@@ -403,6 +418,7 @@ static int serve(struct daemon *d)
                 http_port(d->h));
     log_msg(d->log, LOGL_INFO, "ready: serving '%s' on %s port %d", names[0], d->o.host,
             http_port(d->h));
+    log_page_url(d);
     drain(d, run(d));
     rc = 0;
 out:

@@ -8,11 +8,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 
 # The plain build and the AddressSanitizer/UBSan build; each test runs against both.
-# SEEKD_BUILDS picks others (make test runs the concurrency tests again under ThreadSanitizer).
+# SEEKD_BUILDS picks others (make test runs the concurrency tests again under ThreadSanitizer, and
+# the backend-choice tests against the CUDA builds).
 ALL_BINARIES = {
     "release": ROOT / "seekd",
     "asan": ROOT / "build" / "asan" / "seekd",
     "tsan": ROOT / "build" / "tsan" / "seekd",
+    "cuda": ROOT / "build" / "cuda-release" / "seekd",
+    "cuda-asan": ROOT / "build" / "cuda-asan" / "seekd",
+    "bundle": ROOT / ".devbundle" / "bin" / "seekd",  # tests/cuda/device_check.sh on a GPU
 }
 BINARIES = {n: ALL_BINARIES[n] for n in os.environ.get("SEEKD_BUILDS", "release,asan").split(",")}
 
