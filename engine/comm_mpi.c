@@ -20,6 +20,7 @@ struct pending_send {
 
 struct comm_mpi {
     int rank, size;
+    int local_rank;              /* among the ranks sharing this machine */
     char host[MPI_MAX_PROCESSOR_NAME + 1];
     MPI_Op sum_bf16, sum_f16;   /* our reductions for the 16-bit float types */
     MPI_Comm ctl;               /* the control plane's communicator */
@@ -257,6 +258,10 @@ struct comm_mpi *comm_mpi_init(struct err *e)
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &w->size);
     MPI_Get_processor_name(w->host, &len);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &w->local_rank);
+    MPI_Comm_free(&node);
     MPI_Op_create(sum_bf16, 1, &w->sum_bf16);
     MPI_Op_create(sum_f16, 1, &w->sum_f16);
     MPI_Comm_dup(MPI_COMM_WORLD, &w->ctl);
@@ -272,6 +277,11 @@ int comm_mpi_rank(const struct comm_mpi *w)
 int comm_mpi_size(const struct comm_mpi *w)
 {
     return w->size;
+}
+
+int comm_mpi_local_rank(const struct comm_mpi *w)
+{
+    return w->local_rank;
 }
 
 const char *comm_mpi_host(const struct comm_mpi *w)

@@ -32,6 +32,8 @@ struct comm_mpi *comm_mpi_init(struct err *e);
 
 int comm_mpi_rank(const struct comm_mpi *w);
 int comm_mpi_size(const struct comm_mpi *w);
+/* This rank's index among the ranks on its machine (0 .. ranks there - 1): which GPU it takes. */
+int comm_mpi_local_rank(const struct comm_mpi *w);
 /* The host this rank runs on (MPI_Get_processor_name), for log lines. */
 const char *comm_mpi_host(const struct comm_mpi *w);
 

@@ -299,6 +299,7 @@ int cmd_logits(int argc, char **argv)
         free(tokens);
         return 2;
     }
+    o.n_devices = launch_devices(&ln, o.devices, o.n_devices);
     struct comm *c = ln.w ? comm_mpi_split(ln.w, 0, ln.rank, &e) : comm_self();
     if (!c) fprintf(stderr, "seekd logits: %s\n", e.msg);
     else rc = logits_on(c, &o, tokens, n);

@@ -42,6 +42,13 @@ int launch_start(struct launch *l, const struct launch_layout *lay, struct err *
     return -1;
 }
 
+int launch_devices(const struct launch *l, int *devices, int n)
+{
+    if (!l->w || n <= 1) return n;
+    devices[0] = devices[comm_mpi_local_rank(l->w) % n];
+    return 1;
+}
+
 void launch_finish(struct launch *l)
 {
     comm_mpi_finalize(l->w);

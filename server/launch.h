@@ -27,6 +27,11 @@ int launch_check_layout(const struct launch_layout *lay, struct err *e);
  * ranks the layout needs. -1 with a message (MPI is finalized again then). */
 int launch_start(struct launch *l, const struct launch_layout *lay, struct err *e);
 
+/* The GPUs this rank drives, from the --gpus list devices [n]: under MPI with several listed,
+ * the one at this rank's index on its machine (so `--gpus 0-7` gives eight local ranks a GPU
+ * each); otherwise the list unchanged. Returns the new count. */
+int launch_devices(const struct launch *l, int *devices, int n);
+
 /* MPI_Finalize when MPI was started. */
 void launch_finish(struct launch *l);
 

@@ -117,7 +117,9 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
     eo->devices = devices;
     eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
-    return eo->n_devices < 0 ? -1 : 0;
+    if (eo->n_devices < 0) return -1;
+    eo->n_devices = launch_devices(&d->ln, devices, eo->n_devices);
+    return 0;
 }
 
 /* One line saying what runs the model and what it holds. */
