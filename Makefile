@@ -161,11 +161,14 @@ unit-asan: $(UNIT_asan)
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper) under ThreadSanitizer.
+# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router)
+# under ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
+	  -k "matches_one_rank or disconnect or drain"
 
 # The CUDA release build's unit tests (the container build runs these).
 cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))

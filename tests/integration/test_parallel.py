@@ -29,6 +29,7 @@ def mpi_env(binary):
     env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     env["LSAN_OPTIONS"] = f"suppressions={FIXTURES.parent / 'lsan-mpi.supp'}"
+    env["TSAN_OPTIONS"] = f"halt_on_error=1:suppressions={FIXTURES.parent / 'tsan-mpi.supp'}"
     return env
 
 
