@@ -332,6 +332,7 @@ static int join_ranks(struct daemon *d, int ok, struct err *e)
     free(all);
     if (!ok) return -1;
     if (failed[0]) return err_set(e, "rank(s) %s failed to start (their log says why)", failed);
+    if (d->ln.size == 1) return 0; /* mpirun -np 1: nothing to route */
     if (d->ln.rank == 0)
         engine_start_router(d->a.eng, d->ln.w, d->o.engine_stall_timeout, (int32_t)min_blocks);
     else
@@ -358,9 +359,11 @@ static int follow(struct daemon *d)
     int told = 0;
     for (;;) {
         char why[512];
+        struct err e = {{0}};
         int sig = wait_signal(d, 0.1);
-        if (sig == SIGHUP) reload(d);
-        else if (sig && !told++)
+        if (sig == SIGHUP && log_reopen(d->log, &e) != 0)
+            log_msg(d->log, LOGL_ERROR, "SIGHUP: %s", e.msg); /* API keys are rank 0's */
+        else if (sig && sig != SIGHUP && !told++)
             log_msg(d->log, LOGL_INFO, "%s: rank 0 decides when every rank stops", strsignal(sig));
         int state = dp_rank_state(d->dpr, why, sizeof why);
         if (state > 0) return 0;
