@@ -238,8 +238,12 @@ def test_disconnect_on_another_rank_frees_its_blocks(binary):
 
 
 def test_drain_finishes_requests_on_every_rank(binary):
-    """SIGTERM to rank 0 while requests run on both ranks: they finish, then every rank exits 0."""
+    """SIGHUP to every rank (logrotate's `pkill -HUP seekd`) changes nothing; SIGTERM to rank 0
+    while requests run on both ranks: they finish, then every rank exits 0."""
     dp = MpiServer(binary, 2)
+    for rank in (0, 1):
+        os.kill(dp.rank_pid(rank), signal.SIGHUP)
+    assert complete(dp.base, "still here")
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futs = [pool.submit(complete, dp.base, p, 200) for p in PROMPTS[:4]]
         time.sleep(0.5)
