@@ -16,9 +16,9 @@
 
 SHELL   := bash
 CC      ?= cc
-PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
+PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1 ompi-c
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev xxd python3 python3-venv systemd
+            libpcre2-dev xxd python3 python3-venv systemd openmpi-bin libopenmpi-dev
 # The chat page's tests drive a headless browser; only the tests install it.
 BROWSER_PKGS := chromium
 PYTHON  ?= python3
@@ -155,16 +155,20 @@ unit: $(UNIT_release)
 
 unit-asan: $(UNIT_asan)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-mpi.supp \
 	  tests/run_units build/asan $(TEST_NAMES)
 
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper) under ThreadSanitizer.
+# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router)
+# under ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
+	  -k "matches_one_rank or disconnect or drain"
 
 # The CUDA release build's unit tests (the container build runs these).
 cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))
