@@ -154,7 +154,7 @@ unit: $(UNIT_release)
 	@tests/run_units build/release $(TEST_NAMES)
 
 unit-asan: $(UNIT_asan)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-mpi.supp \
 	  tests/run_units build/asan $(TEST_NAMES)
 
@@ -184,7 +184,7 @@ cuda-test: venv
 	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-asan/seekd $(UNIT_cuda) \
 	  build/cuda-release/tests/cuda/dev_kernels
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
 	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd
 	@SEEKD_BUILDS=cuda,cuda-asan .venv/bin/pytest -q -p no:cacheprovider \
