@@ -161,12 +161,16 @@ unit-asan: $(UNIT_asan)
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router)
-# under ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
+# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router, the
+# grammar compile and mask threads) under ThreadSanitizer; Open MPI's own locking is suppressed
+# (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
+	  tests/integration/test_structured.py tests/integration/test_tools.py \
+	  -k "new_schemas_alongside or streamed or n3"
 	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
 	  -k "matches_one_rank or disconnect or drain"
 

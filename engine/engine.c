@@ -16,34 +16,11 @@
 #include "engine/dp.h"
 #include "engine/gen.h"
 #include "engine/grammar/vocab.h"
+#include "engine/masker.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
 #include "engine/wire.h"
-
-/* One mask to compute: a matcher's allowed tokens for the next step. */
-struct mask_job {
-    struct gm *m;
-    const int32_t *stop; /* [n_stop] allowed when the document may end */
-    int n_stop;
-    uint64_t *mask;      /* [words] */
-    int rc;
-    struct err e;
-};
-
-/* The thread that computes a step's masks while the backend runs the forward pass. */
-struct masker {
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct mask_job *jobs; /* [max_num_seqs] */
-    int n_jobs;
-    int busy;              /* jobs handed over, not yet done */
-    double cpu_s;          /* CPU time of the last batch of jobs */
-    int quit;
-    const struct gv *gv;
-};
 
 struct engine {
     struct model *m;
@@ -60,7 +37,7 @@ struct engine {
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
     struct gv *gv;              /* the vocabulary as a byte trie, for grammars */
-    struct masker masker;
+    struct masker *masker;      /* computes a step's masks during the forward pass */
     uint64_t *masks;            /* [max_num_seqs, words] one step's grammar masks */
     int *job_of;                /* [max_num_seqs] mask job of each batch entry, -1: none */
     uint64_t *fork_mask;        /* [words] a sibling's first mask (n > 1) */
@@ -188,101 +165,33 @@ static void reap(struct engine *eng)
 
 /* ---- grammar masks ----------------------------------------------------------------------------- */
 
-static void *masker_main(void *arg)
-{
-    struct masker *k = arg;
-    pthread_mutex_lock(&k->mu);
-    for (;;) {
-        while (!k->busy && !k->quit) pthread_cond_wait(&k->cv, &k->mu);
-        if (k->quit) break;
-        int n = k->n_jobs;
-        pthread_mutex_unlock(&k->mu);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-        for (int j = 0; j < n; j++) {
-            struct mask_job *job = &k->jobs[j];
-            job->rc = gm_fill_mask(job->m, k->gv, job->mask, job->stop, job->n_stop, &job->e);
-        }
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-        pthread_mutex_lock(&k->mu);
-        k->cpu_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        k->busy = 0;
-        pthread_cond_broadcast(&k->cv);
-    }
-    pthread_mutex_unlock(&k->mu);
-    return NULL;
-}
-
 /* Hands the masks of the sequences about to sample under a grammar to the masker; returns how
  * many there are. */
 static int masks_start(struct engine *eng, const struct sched_out *out)
 {
-    struct masker *k = &eng->masker;
     int words = gv_words(eng->gv);
-    k->n_jobs = 0;
+    masker_clear(eng->masker);
     for (int i = 0; i < out->batch.n_seqs; i++) {
         int c;
         struct gen *g = out->sample[i] ? find_gen(eng, out->seq_ids[i], &c) : NULL;
         struct gm *m = g ? gen_matcher(g, c) : NULL;
-        eng->job_of[i] = m ? k->n_jobs : -1;
-        if (!m) continue;
-        k->jobs[k->n_jobs++] = (struct mask_job){.m = m, .stop = g->stop_ids, .n_stop = g->n_stop_ids,
-                                                 .mask = eng->masks + (size_t)i * (size_t)words};
+        eng->job_of[i] = m ? masker_add(eng->masker, m, g->stop_ids, g->n_stop_ids,
+                                        eng->masks + (size_t)i * (size_t)words)
+                           : -1;
     }
-    if (!k->n_jobs) return 0;
-    pthread_mutex_lock(&k->mu);
-    k->busy = 1;
-    pthread_cond_broadcast(&k->cv);
-    pthread_mutex_unlock(&k->mu);
-    return k->n_jobs;
+    return masker_run(eng->masker);
 }
 
-/* Waits for the step's masks; counts the wait (what the forward did not hide) and the work. */
-static void masks_wait(struct engine *eng)
+/* Waits for the step's n masks; counts the wait (what the forward did not hide) and the work. */
+static void masks_wait(struct engine *eng, int n)
 {
-    struct masker *k = &eng->masker;
-    double t0 = now_s();
-    pthread_mutex_lock(&k->mu);
-    while (k->busy) pthread_cond_wait(&k->cv, &k->mu);
-    double cpu = k->cpu_s;
-    int n = k->n_jobs;
-    pthread_mutex_unlock(&k->mu);
+    double t0 = now_s(), cpu;
+    masker_wait(eng->masker, &cpu);
     pthread_mutex_lock(&eng->metrics.mu);
     eng->metrics.grammar_wait_seconds += now_s() - t0;
     eng->metrics.grammar_mask_cpu_seconds += cpu;
     eng->metrics.grammar_masks += n;
     pthread_mutex_unlock(&eng->metrics.mu);
-}
-
-static int masker_start(struct engine *eng, int max_seqs, struct err *e)
-{
-    struct masker *k = &eng->masker;
-    pthread_mutex_init(&k->mu, NULL);
-    pthread_cond_init(&k->cv, NULL);
-    k->jobs = xcalloc((size_t)max_seqs, sizeof *k->jobs);
-    k->gv = eng->gv;
-    if (pthread_create(&k->thread, NULL, masker_main, k) != 0)
-        return err_set(e, "cannot start the grammar mask thread");
-    k->started = 1;
-    return 0;
-}
-
-static void masker_stop(struct masker *k)
-{
-    if (k->started) {
-        pthread_mutex_lock(&k->mu);
-        k->quit = 1;
-        pthread_cond_broadcast(&k->cv);
-        pthread_mutex_unlock(&k->mu);
-        pthread_join(k->thread, NULL);
-        k->started = 0;
-    }
-    if (k->jobs) {
-        pthread_mutex_destroy(&k->mu);
-        pthread_cond_destroy(&k->cv);
-    }
-    free(k->jobs);
-    k->jobs = NULL;
 }
 
 /* ---- one step -------------------------------------------------------------------------------- */
@@ -390,11 +299,9 @@ static const uint64_t *mask_of(struct engine *eng, int i, struct err *e, int *fa
     int j = eng->job_of[i];
     *failed = 0;
     if (j < 0) return NULL;
-    struct mask_job *job = &eng->masker.jobs[j];
-    if (job->rc == 0) return job->mask;
-    *e = job->e;
-    *failed = 1;
-    return NULL;
+    const uint64_t *mask = masker_result(eng->masker, j, e);
+    *failed = !mask;
+    return mask;
 }
 
 /* Samples the sequences that asked; returns how many forks are pending into forks[]. */
@@ -462,7 +369,7 @@ static bool step(struct engine *eng)
     int n_masks = masks_start(eng, &out); /* computed while the forward runs */
     if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
         ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
-    if (n_masks) masks_wait(eng);
+    if (n_masks) masks_wait(eng, n_masks);
     struct gen *forks[256];
     const float *fork_logits[256];
     int n_forks = sample_all(eng, &out, forks, fork_logits);
@@ -602,7 +509,8 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     eng->masks = xmalloc((size_t)o->max_num_seqs * words * sizeof *eng->masks);
     eng->job_of = xcalloc((size_t)o->max_num_seqs, sizeof *eng->job_of);
     eng->fork_mask = xmalloc(words * sizeof *eng->fork_mask);
-    if (masker_start(eng, o->max_num_seqs, e) != 0) goto fail;
+    eng->masker = masker_create(eng->gv, o->max_num_seqs, e);
+    if (!eng->masker) goto fail;
     eng->heartbeat_ns = now_ns();
     if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
         err_set(e, "cannot start the engine thread");
@@ -636,7 +544,7 @@ void engine_destroy(struct engine *eng)
         pthread_join(eng->thread, NULL);
         abort_everything(eng);
     }
-    masker_stop(&eng->masker);
+    masker_destroy(eng->masker);
     gv_destroy(eng->gv);
     free(eng->masks);
     free(eng->job_of);
