@@ -161,23 +161,35 @@ def test_streamed_equals_whole(server):
 
 def test_under_preemption(seekd_env, binary):
     """48 concurrent constrained requests on a KV pool too small for them: sequences are
-    preempted and recomputed, their matchers go on where they were, every reply validates."""
+    preempted and recomputed, their matchers go on where they were, every reply validates.
+    The grammars are compiled first and every prompt is long and distinct, so the requests
+    reach the scheduler together and their prompts alone overfill the pool: preemption
+    happens however fast the machine is."""
     block_bytes = 16 * 3 * (96 + 16) * 4
     small = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER,
-                   ("--block-size", "16", "--kv-cache-memory", str(60 * block_bytes),
+                   ("--block-size", "16", "--kv-cache-memory", str(50 * block_bytes),
                     "--max-num-seqs", "48", "--max-model-len", "512"))
     try:
-        jobs = [(k, SCHEMAS[k % 20]) for k in range(48)]
+        for schema in SCHEMAS:  # fill the grammar cache
+            chat(small.base, schema_body(schema, max_tokens=1))
+        words = "alpha beta gamma delta river stone cloud paper green quiet seven orbit".split()
+
+        def body(k, schema):
+            rng = random.Random(k)
+            text = " ".join(rng.choice(words) for _ in range(25))
+            b = schema_body(schema, seed=k, n=1 + k % 2, max_tokens=360)
+            b["messages"] = [{"role": "user", "content": f"{k}: {text}. Reply in JSON."}]
+            return b
 
         def run(j):
             k, schema = j
-            r = chat(small.base, schema_body(schema, seed=k, n=1 + k % 2))
+            r = chat(small.base, body(k, schema))
             for c in r["choices"]:
                 assert c["finish_reason"] == "stop", c
                 valid(c["message"]["content"], schema)
 
         with ThreadPoolExecutor(48) as ex:
-            list(ex.map(run, jobs))
+            list(ex.map(run, [(k, SCHEMAS[k % 20]) for k in range(48)]))
         m = requests.get(small.base + "/metrics").text
         pre = float(re.search(r"^seekd:num_preemptions_total (\S+)$", m, re.M).group(1))
         assert pre > 0
