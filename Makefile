@@ -16,9 +16,9 @@
 
 SHELL   := bash
 CC      ?= cc
-PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
+PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1 ompi-c
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev xxd python3 python3-venv systemd
+            libpcre2-dev xxd python3 python3-venv systemd openmpi-bin libopenmpi-dev
 # The chat page's tests drive a headless browser; only the tests install it.
 BROWSER_PKGS := chromium
 PYTHON  ?= python3
@@ -154,17 +154,25 @@ unit: $(UNIT_release)
 	@tests/run_units build/release $(TEST_NAMES)
 
 unit-asan: $(UNIT_asan)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-mpi.supp \
 	  tests/run_units build/asan $(TEST_NAMES)
 
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper) under ThreadSanitizer.
+# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router, the
+# grammar compile and mask threads) under ThreadSanitizer; Open MPI's own locking is suppressed
+# (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
+	  tests/integration/test_structured.py tests/integration/test_tools.py \
+	  -k "new_schemas_alongside or streamed or n3"
+	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
+	  -k "matches_one_rank or disconnect or drain"
 
 # The CUDA release build's unit tests (the container build runs these).
 cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))
@@ -180,7 +188,7 @@ cuda-test: venv
 	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-asan/seekd $(UNIT_cuda) \
 	  build/cuda-release/tests/cuda/dev_kernels
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
 	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd
 	@SEEKD_BUILDS=cuda,cuda-asan .venv/bin/pytest -q -p no:cacheprovider \
@@ -246,9 +254,14 @@ BENCH_PYTHON ?= $(PYTHON)
 # Then seekd against llama.cpp's server on the same BF16 weights with BENCH_THREADS threads
 # (tests/bench/engines.sh; first run: installs llama-cpp-python into .venv-bench, builds
 # llama-server from its sources, writes a 2.3 GiB model to BENCH_DIR — allow 20 minutes).
+# Last, constrained decoding against llguidance and llama.cpp's grammar sampler on a 128k
+# vocabulary: masks, compiles, tokens/s with and without a schema (tests/bench/grammar.sh;
+# first run: a venv with llguidance, a 1.6 GiB model in BENCH_DIR).
 BENCH_THREADS ?= $(shell nproc)
 BENCH_DIR ?= bench-out
-bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw seekd
+bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw \
+       build/release/tests/bench/bench_grammar seekd
 	build/release/tests/bench/bench_tokenizer tests/fixtures/tokenizer 3
 	$(BENCH_PYTHON) tests/bench/bench_tokenizer_hf.py tests/fixtures/tokenizer 3
 	tests/bench/engines.sh $(BENCH_DIR) $(BENCH_THREADS)
+	tests/bench/grammar.sh $(BENCH_DIR)
