@@ -23,7 +23,9 @@ struct backend;
 enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 
 /* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
- * every kernel is checked against. FAST: DeepSeek's FP8 recipe (not available yet). */
+ * every kernel is checked against. FAST: DeepSeek's FP8 recipe (docs/ARCHITECTURE.md, "The
+ * numerics contract of fast"); the CPU backend emulates it exactly (engine/cpu/forward_fast.h),
+ * the reference the GPU's fast kernels are checked against. */
 enum numerics { NUMERICS_REF, NUMERICS_FAST };
 
 struct backend_opts {
@@ -39,6 +41,8 @@ struct backend_opts {
     const int *devices;       /* CUDA device ordinals; n_devices 0: device 0 */
     int n_devices;
     const struct load_progress *progress; /* weight upload reports; NULL: none */
+    const char *dump_dir;     /* debug: write every stage of every step there (stage_dump.h);
+                               * NULL: none */
 };
 
 struct backend_stats {

@@ -18,8 +18,11 @@ struct logits_opts {
     int block_size;
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
+    int kv_dtype_set;      /* else: f32 under ref numerics, bf16 under fast */
     enum backend_kind backend;
     enum numerics numerics;
+    int numerics_set;      /* else: fast on CUDA, ref on the CPU */
+    const char *dump_dir;  /* --dump-stages */
     int devices[BACKEND_MAX_DEVICES];
     int n_devices;
     int stats;       /* print the backend's figures to stderr at the end */
@@ -29,19 +32,23 @@ static void logits_usage(FILE *f)
 {
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
-               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|fast]\n"
-               "                    [--gpus LIST] [--stats]\n"
+               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics auto|ref|fast]\n"
+               "                    [--gpus LIST] [--stats] [--dump-stages DIR]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
                "  --decode        one token per step through the KV cache\n"
                "  --chunk N       prefill N tokens per step\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
-               "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n"
+               "  --kv-dtype T    KV cache storage: f32 or bf16 (default: f32 under ref numerics,\n"
+               "                  bf16 under fast)\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
-               "  --numerics M    step arithmetic: ref (default) or fast\n"
+               "  --numerics M    step arithmetic: ref or fast (default: fast on CUDA, ref on the\n"
+               "                  CPU; fast on the CPU emulates the GPU's FP8 arithmetic exactly)\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
-               "  --stats         print the backend's figures (steps, forward seconds, bytes)\n");
+               "  --stats         print the backend's figures (steps, forward seconds, bytes)\n"
+               "  --dump-stages D write every stage of every layer of every step under D (fast\n"
+               "                  numerics), for seekd check-stages\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -71,6 +78,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
         {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
+        {"dump-stages", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO};
     struct err e = {{0}};
@@ -87,6 +95,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             if (strcmp(optarg, "f32") == 0) o->kv_dtype = DT_F32;
             else if (strcmp(optarg, "bf16") == 0) o->kv_dtype = DT_BF16;
             else return -1;
+            o->kv_dtype_set = 1;
             break;
         case 'j': o->threads = atoi(optarg); if (o->threads < 0) return -1; break;
         case 'B':
@@ -98,13 +107,15 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         case 'N':
             if (strcmp(optarg, "ref") == 0) o->numerics = NUMERICS_REF;
             else if (strcmp(optarg, "fast") == 0) o->numerics = NUMERICS_FAST;
-            else return -1;
+            else if (strcmp(optarg, "auto") != 0) return -1;
+            o->numerics_set = strcmp(optarg, "auto") != 0;
             break;
         case 'G':
             o->n_devices = backend_parse_devices(optarg, o->devices, BACKEND_MAX_DEVICES, &e);
             if (o->n_devices < 0) return fprintf(stderr, "seekd logits: --gpus %s\n", e.msg), -1;
             break;
         case 'S': o->stats = 1; break;
+        case 'D': o->dump_dir = optarg; break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
@@ -153,7 +164,8 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
     struct backend_opts bo = {.numerics = o->numerics, .max_tokens = chunk, .max_logits = chunk,
                               .block_size = o->block_size, .kv_dtype = o->kv_dtype,
                               .kv_blocks = n_blocks, .threads = o->threads,
-                              .devices = o->devices, .n_devices = o->n_devices};
+                              .devices = o->devices, .n_devices = o->n_devices,
+                              .dump_dir = o->dump_dir};
     struct backend *b = ops->create(m, &bo, e);
     if (!b) return -1;
     /* Blocks in reverse order, so that logical and physical positions differ. */
@@ -186,6 +198,8 @@ int cmd_logits(int argc, char **argv)
     }
     char note[320];
     const struct backend_ops *ops = backend_select(o.backend, note, sizeof note, &e);
+    if (ops && !o.numerics_set) o.numerics = strcmp(ops->name, "cuda") == 0 ? NUMERICS_FAST : NUMERICS_REF;
+    if (!o.kv_dtype_set) o.kv_dtype = o.numerics == NUMERICS_FAST ? DT_BF16 : DT_F32;
     struct model *m = ops ? model_load(o.model, &e) : NULL;
     if (note[0]) fprintf(stderr, "seekd logits: %s\n", note);
     if (!m) {

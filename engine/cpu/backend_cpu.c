@@ -7,6 +7,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/forward.h"
+#include "engine/cpu/forward_fast.h"
 #include "engine/cpu/kv_cache.h"
 #include "engine/cpu/simd.h"
 #include "engine/cpu/threadpool.h"
@@ -14,7 +15,10 @@
 struct backend {
     const struct model *m;
     struct tp *tp;
-    struct fwd *fwd;
+    struct fwd *fwd;      /* numerics ref */
+    struct ffw *ffw;      /* numerics fast: the emulation of the GPU's FP8 recipe */
+    struct sd dump;       /* stage dumps, when dumping */
+    int dumping;
     struct kv_cache *kv;
     struct batch_limits lim;
     struct backend_stats st;
@@ -61,27 +65,46 @@ static void cpu_destroy(struct backend *b)
 {
     if (!b) return;
     fwd_destroy(b->fwd);
+    ffw_destroy(b->ffw);
     tp_destroy(b->tp);
     kv_cache_destroy(b->kv);
     free(b);
 }
 
+/* The forward of the chosen numerics, and the dump directory. */
+static int make_forward(struct backend *b, const struct backend_opts *o, struct err *e)
+{
+    if (o->dump_dir && o->numerics != NUMERICS_FAST)
+        return err_set(e, "stage dumps are written under numerics fast only");
+    if (o->dump_dir && sd_open(&b->dump, o->dump_dir, e) != 0) return -1;
+    b->dumping = o->dump_dir != NULL;
+    if (o->numerics == NUMERICS_REF) {
+        b->fwd = fwd_create(b->m, o->max_tokens, b->tp);
+        return 0;
+    }
+    if (o->kv_dtype != DT_BF16)
+        return err_set(e, "numerics fast keeps the latent cache in bf16 (kv cache dtype f32 given)");
+    b->ffw = ffw_create(b->m, o->max_tokens, o->max_logits, b->tp, e);
+    return b->ffw ? 0 : -1;
+}
+
 static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
 {
-    if (o->numerics != NUMERICS_REF)
-        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use 'ref'"), NULL;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
-    if (make_kv(b, o, e) != 0) {
+    b->tp = tp_create(o->threads);
+    if (make_forward(b, o, e) != 0 || make_kv(b, o, e) != 0) {
         cpu_destroy(b);
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
-    b->tp = tp_create(o->threads);
-    b->fwd = fwd_create(m, o->max_tokens, b->tp);
     b->st.weight_bytes = m->st.n_bytes; /* mapped in place, not copied */
-    snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels", tp_size(b->tp),
-             simd_best()->name);
+    if (b->ffw)
+        snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, emulating the fast numerics",
+                 tp_size(b->tp));
+    else
+        snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels", tp_size(b->tp),
+                 simd_best()->name);
     return b;
 }
 
@@ -101,7 +124,8 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits,
 {
     if (batch_check(bt, &b->lim, e) != 0) return -1;
     double t0 = seconds();
-    int rc = fwd_run(b->fwd, b->kv, bt, logits, e);
+    int rc = b->ffw ? ffw_run(b->ffw, b->kv, bt, logits, b->dumping ? &b->dump : NULL, e)
+                    : fwd_run(b->fwd, b->kv, bt, logits, e);
     b->st.steps++;
     b->st.t_forward += seconds() - t0;
     return rc;

@@ -75,7 +75,10 @@ START_TEST(pool_sizing)
     expect_create_error(&o, "holds no block");
     o = opts(2);
     o.numerics = NUMERICS_FAST;
-    expect_create_error(&o, "'fast'");
+    expect_create_error(&o, "bf16");
+    o = opts(2);
+    o.dump_dir = "unused";
+    expect_create_error(&o, "numerics fast only");
     o = opts(2);
     o.kv_dtype = DT_F16;
     expect_create_error(&o, "f32 or bf16");
