@@ -65,8 +65,9 @@ static int put_i32(struct sd *d, const char *name, const struct sp_plan *sp, siz
     return sd_put(d, -1, name, SD_I32, sp_i32(sp, off), 1, &n, e);
 }
 
-int sd_step(struct sd *d, const struct sp_plan *sp, struct err *e)
+int sd_step(struct sd *d, const struct sp_plan *sp, int block_size, struct err *e)
 {
+    int64_t one = 1;
     d->step++;
     snprintf(d->path, sizeof d->path, "%s/step%04d", d->dir, d->step);
     if (make_dirs(d->path, e) != 0) return -1;
@@ -76,6 +77,7 @@ int sd_step(struct sd *d, const struct sp_plan *sp, struct err *e)
         put_i32(d, "table_off", sp, sp->at.table_off, T, e) ||
         put_i32(d, "tables", sp, sp->at.tables, sp->n_table, e))
         return -1;
+    if (sd_put(d, -1, "block_size", SD_I32, &block_size, 1, &one, e) != 0) return -1;
     return put_i32(d, "logit_rows", sp, sp->at.logit_rows, sp->n_logits, e);
 }
 

@@ -3,7 +3,7 @@
  * (backend_opts.dump_dir, `seekd logits --dump-stages DIR`) writes
  *
  *   DIR/step0000/tokens.npy pos.npy slot.npy table_off.npy tables.npy logit_rows.npy
- *                 (the step's plan, engine/plan/stepplan.h, int32)
+ *                 block_size.npy (the step's plan, engine/plan/stepplan.h, int32)
  *   DIR/step0000/L00.<stage>.npy ...   every stage of layer 0, then 1, ...
  *   DIR/step0000/<stage>.npy            the final norm and the logits
  *
@@ -32,8 +32,8 @@ struct sd {
 /* Creates dir (and its parents) if needed; -1 with a message when it cannot be made. */
 int sd_open(struct sd *d, const char *dir, struct err *e);
 
-/* Starts the next step's directory and writes its plan arrays. */
-int sd_step(struct sd *d, const struct sp_plan *sp, struct err *e);
+/* Starts the next step's directory and writes its plan arrays and the cache's block size. */
+int sd_step(struct sd *d, const struct sp_plan *sp, int block_size, struct err *e);
 
 /* Writes one stage of the current step: L<layer>.<name>.npy (layer < 0: <name>.npy). */
 int sd_put(struct sd *d, int layer, const char *name, enum sd_type t, const void *data,

@@ -10,6 +10,7 @@
 
 #include "engine/backend.h"
 #include "engine/model/model.h"
+#include "engine/model/synth.h"
 #include "server/commands.h"
 
 struct logits_opts {
@@ -23,6 +24,8 @@ struct logits_opts {
     enum numerics numerics;
     int numerics_set;      /* else: fast on CUDA, ref on the CPU */
     const char *dump_dir;  /* --dump-stages */
+    const char *synthetic; /* a config.json whose weights come from --seed (engine/model/synth.h) */
+    uint64_t seed;
     int devices[BACKEND_MAX_DEVICES];
     int n_devices;
     int stats;       /* print the backend's figures to stderr at the end */
@@ -30,12 +33,15 @@ struct logits_opts {
 
 static void logits_usage(FILE *f)
 {
-    fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
+    fprintf(f, "usage: seekd logits (--model DIR | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
+               "                    --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda] [--numerics auto|ref|fast]\n"
                "                    [--gpus LIST] [--stats] [--dump-stages DIR]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
+               "  --synthetic C   the model of config.json C with weights generated from --seed\n"
+               "                  (default 1) instead of a checkpoint\n"
                "  --decode        one token per step through the KV cache\n"
                "  --chunk N       prefill N tokens per step\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
@@ -78,9 +84,10 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
         {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
-        {"dump-stages", required_argument, 0, 'D'},
+        {"dump-stages", required_argument, 0, 'D'}, {"synthetic", required_argument, 0, 'Y'},
+        {"seed", required_argument, 0, 'E'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO};
+    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO, .seed = 1};
     struct err e = {{0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -116,11 +123,13 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             break;
         case 'S': o->stats = 1; break;
         case 'D': o->dump_dir = optarg; break;
+        case 'Y': o->synthetic = optarg; break;
+        case 'E': o->seed = strtoull(optarg, NULL, 10); break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
     }
-    return o->model && o->out && o->tokens && optind == argc ? 0 : -1;
+    return !o->model != !o->synthetic && o->out && o->tokens && optind == argc ? 0 : -1;
 }
 
 /* Writes a C-order float32 2-D array in .npy format version 1.0. */
@@ -200,7 +209,9 @@ int cmd_logits(int argc, char **argv)
     const struct backend_ops *ops = backend_select(o.backend, note, sizeof note, &e);
     if (ops && !o.numerics_set) o.numerics = strcmp(ops->name, "cuda") == 0 ? NUMERICS_FAST : NUMERICS_REF;
     if (!o.kv_dtype_set) o.kv_dtype = o.numerics == NUMERICS_FAST ? DT_BF16 : DT_F32;
-    struct model *m = ops ? model_load(o.model, &e) : NULL;
+    struct model *m = !ops ? NULL
+                      : o.synthetic ? synth_load(o.synthetic, o.seed, strcmp(ops->name, "cpu") == 0, o.threads, &e)
+                                    : model_load(o.model, &e);
     if (note[0]) fprintf(stderr, "seekd logits: %s\n", note);
     if (!m) {
         fprintf(stderr, "seekd: %s\n", e.msg);

@@ -12,6 +12,14 @@
 
 enum { ROWS_PER_TASK = 32 };
 
+#define SMALL_WORK (1 << 21) /* multiply-adds below which a loop runs on the calling thread */
+
+/* The pool for a loop of `work` multiply-adds: none (inline) when it is too small to share. */
+static struct tp *pool_for(struct tp *tp, double work)
+{
+    return work < SMALL_WORK ? NULL : tp;
+}
+
 int fs_takes_fp8(const struct weight *w)
 {
     return w->dtype == DT_F8E4M3;
@@ -42,6 +50,21 @@ void fs_quant(const float *x, int64_t ldx, int n, struct fs_act *a)
     else nm_round_bf16(x, ldx, n, a->k, a->b);
 }
 
+void fs_act_rows(const struct fs_act *src, const int *rows, int n, struct fs_act *dst)
+{
+    int64_t k = src->k;
+    int G = nm_groups(k);
+    dst->n = n;
+    for (int i = 0; i < n; i++) {
+        if (src->fp8) {
+            memcpy(dst->q + (size_t)i * k, src->q + (size_t)rows[i] * k, (size_t)k);
+            memcpy(dst->s + (size_t)i * G, src->s + (size_t)rows[i] * G, (size_t)G * sizeof(float));
+        } else {
+            memcpy(dst->b + (size_t)i * k, src->b + (size_t)rows[i] * k, (size_t)k * 2);
+        }
+    }
+}
+
 struct linear_job {
     const struct weight *w;
     const struct fs_act *a;
@@ -66,7 +89,8 @@ void fs_linear(struct tp *tp, const struct weight *w, const struct fs_act *a, fl
                   (long long)w->rows, (long long)w->cols, a->fp8 ? "FP8" : "BF16", (long long)a->k);
     if (a->n < 1) return;
     struct linear_job j = {w, a, y, ldy};
-    tp_run(tp, (int)((w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK), linear_task, &j);
+    tp_run(pool_for(tp, (double)w->rows * a->n * (double)a->k),
+           (int)((w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK), linear_task, &j);
 }
 
 /* A copy of w with every element's sign cleared (FP8 codes, BF16/F16/F32 bits). */
@@ -172,7 +196,7 @@ void fs_qfull(struct tp *tp, const float *q, int n, const struct fs_mla_w *w, in
               const float *cos, const float *sin, uint16_t *qfull)
 {
     struct head_job j = {.tp = tp, .q = q, .w = w, .dr = dr, .cos = cos, .sin = sin, .qfull = qfull};
-    tp_run(tp, n * w->H, qfull_task, &j);
+    tp_run(pool_for(tp, (double)n * w->H * w->dc * w->dn), n * w->H, qfull_task, &j);
 }
 
 void fs_qlat_abs(const float *q, int n, const struct fs_mla_w *w, int dr, float *out)
@@ -238,7 +262,7 @@ static void v_up_task(void *arg, int task, int thread)
 void fs_v_up(struct tp *tp, const uint16_t *ctx, int n, const struct fs_mla_w *w, float *attn)
 {
     struct head_job j = {.tp = tp, .w = w, .ctx = ctx, .attn = attn};
-    tp_run(tp, n * w->H, v_up_task, &j);
+    tp_run(pool_for(tp, (double)n * w->H * w->dc * w->dv), n * w->H, v_up_task, &j);
 }
 
 void fs_v_up_abs(const uint16_t *ctx, int n, const struct fs_mla_w *w, float *out)

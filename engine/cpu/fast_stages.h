@@ -33,6 +33,10 @@ void fs_act_free(struct fs_act *a);
 /* Quantises n rows of x (row stride ldx) into a, in a's format; a->n = n. */
 void fs_quant(const float *x, int64_t ldx, int n, struct fs_act *a);
 
+/* dst (allocated for at least n rows of src's format and width) = the rows of src listed in
+ * rows[0..n). */
+void fs_act_rows(const struct fs_act *src, const int *rows, int n, struct fs_act *dst);
+
 /* y[t][o] = the fast GEMM of a's rows with w (FP8 activations for FP8 weights, BF16 else),
  * every output row of w, spread over the pool by rows. */
 void fs_linear(struct tp *tp, const struct weight *w, const struct fs_act *a, float *y,

@@ -253,7 +253,8 @@ static void attention(struct ffw *f, const struct layer *L, int il, struct kv_ca
     store_rows(f, kv, il, T);
     fs_qfull(f->tp, f->q, T, &f->mla[il], dr, cos, sin, f->qfull);
     struct attend_job j = {f, kv, il};
-    tp_run(f->tp, T * H, attend_task, &j);
+    double work = (double)T * H * W * (f->sp.max_ctx + 1);
+    tp_run(work < (1 << 21) ? NULL : f->tp, T * H, attend_task, &j); /* small: on this thread */
     fs_v_up(f->tp, f->ctx, T, &f->mla[il], f->attn);
     fs_quant(f->attn, (int64_t)H * dv, T, &f->aq);
     fs_linear(f->tp, &L->o, &f->aq, f->o, D);
@@ -272,22 +273,6 @@ static void attention(struct ffw *f, const struct layer *L, int il, struct kv_ca
 }
 
 /* ---- MLP and MoE ---------------------------------------------------------------------------- */
-
-/* dst = the rows of src listed in rows[0..n). */
-static void gather_act(const struct fs_act *src, const int *rows, int n, struct fs_act *dst)
-{
-    int64_t k = src->k;
-    int G = nm_groups(k);
-    dst->n = n;
-    for (int i = 0; i < n; i++) {
-        if (src->fp8) {
-            memcpy(dst->q + (size_t)i * k, src->q + (size_t)rows[i] * k, (size_t)k);
-            memcpy(dst->s + (size_t)i * G, src->s + (size_t)rows[i] * G, (size_t)G * sizeof(float));
-        } else {
-            memcpy(dst->b + (size_t)i * k, src->b + (size_t)rows[i] * k, (size_t)k * 2);
-        }
-    }
-}
 
 /* act[r] = silu(gu[r][:F]) · gu[r][F:] for n rows. */
 static void swiglu(const float *gu, int n, int F, float *act)
@@ -316,7 +301,7 @@ static void expert_gate_up(struct ffw *f, const struct layer *L, int x, const in
                            const int *toks, int n, struct fs_act *tmp, float *buf)
 {
     int F = f->c->moe_intermediate_size;
-    gather_act(&f->x2, toks, n, tmp);
+    fs_act_rows(&f->x2, toks, n, tmp);
     fs_linear(f->tp, &L->exp_gate[x], tmp, buf, 2 * F);
     fs_linear(f->tp, &L->exp_up[x], tmp, buf + F, 2 * F);
     for (int i = 0; i < n; i++)
@@ -327,7 +312,7 @@ static void expert_down(struct ffw *f, const struct layer *L, int x, const int *
                         struct fs_act *tmp, float *buf)
 {
     int D = f->c->hidden_size;
-    gather_act(&f->eactq, rows, n, tmp);
+    fs_act_rows(&f->eactq, rows, n, tmp);
     fs_linear(f->tp, &L->exp_down[x], tmp, buf, D);
     for (int i = 0; i < n; i++)
         memcpy(f->ey + (size_t)rows[i] * D, buf + (size_t)i * D, (size_t)D * sizeof(float));
@@ -448,7 +433,7 @@ int ffw_run(struct ffw *f, struct kv_cache *kv, const struct batch *b, float *lo
     if (kv->dtype != DT_BF16 || kv->width != config_kv_width(c) || kv->n_layers != c->n_layers)
         return err_set(e, "numerics fast needs a BF16 latent cache made for this model");
     sp_build(&f->sp, b, kv->block_size, &f->rope);
-    if (dump && sd_step(dump, &f->sp, e) != 0) return -1;
+    if (dump && sd_step(dump, &f->sp, kv->block_size, e) != 0) return -1;
     struct dumper d = {.sd = dump, .e = e};
     for (int t = 0; t < T; t++) cpu_weight_row(&f->m->embed, b->tokens[t], f->h + (size_t)t * D);
     for (int il = 0; il < c->n_layers && !d.failed; il++) {
