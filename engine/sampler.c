@@ -489,3 +489,20 @@ int smp_sample(struct smp_state *s, const struct smp_params *p, const float *log
     if (p->logprobs) fill_logprobs(p, logits, n_vocab, out);
     return 0;
 }
+
+/* ---- for the candidate sampler (engine/sampler_cand.c) --------------------------------------- */
+
+int smp_seen(const struct smp_state *s, int32_t token)
+{
+    return s->seen[token];
+}
+
+uint32_t smp_count(const struct smp_state *s, int32_t token)
+{
+    return s->counts[token];
+}
+
+double smp_draw(struct smp_state *s)
+{
+    return rng_uniform(s->rng);
+}

@@ -108,4 +108,10 @@ void smp_adjust(const struct smp_state *s, const struct smp_params *p, float *lo
 int smp_sample(struct smp_state *s, const struct smp_params *p, const float *logits,
                int32_t n_vocab, struct smp_result *out, struct err *e);
 
+/* The state as engine/sampler_cand.c needs it: whether a token was seen (prompt or output), how
+ * often it was generated, and the one uniform draw of a non-greedy sample (consumes it). */
+int smp_seen(const struct smp_state *s, int32_t token);
+uint32_t smp_count(const struct smp_state *s, int32_t token);
+double smp_draw(struct smp_state *s);
+
 #endif
