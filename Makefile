@@ -69,6 +69,22 @@ build/cuda-kernels/%.o: %.cu
 	@mkdir -p $(@D)
 	set -o pipefail; $(NVCC) $(NVCC_FLAGS) -c $< -o $@ 2>&1 | tee $@.ptxas
 
+# CUTLASS (the experts' grouped FP8 GEMM: cuda/k_cutlass_*.cu) is header-only; its headers come
+# pinned from PyPI (the nvidia-cutlass wheel ships them), installed under build/ on first use.
+# One instantiation per file; each costs about a minute of CPU time to compile.
+CUTLASS_VERSION := 4.2.0.0
+CUTLASS_DIR := build/cutlass-$(CUTLASS_VERSION)
+CUTLASS_INC := -isystem $(CUTLASS_DIR)/cutlass_library/source/include \
+               -isystem $(CUTLASS_DIR)/cutlass_library/source/tools/util/include
+$(CUTLASS_DIR)/ok:
+	.venv/bin/pip install -q --disable-pip-version-check --no-deps --target $(CUTLASS_DIR) \
+	  nvidia-cutlass==$(CUTLASS_VERSION)
+	touch $@
+
+build/cuda-kernels/cuda/k_cutlass_%.o: cuda/k_cutlass_%.cu $(CUTLASS_DIR)/ok
+	@mkdir -p $(@D)
+	set -o pipefail; $(NVCC) $(NVCC_FLAGS) $(CUTLASS_INC) --expt-relaxed-constexpr -c $< -o $@ 2>&1 | tee $@.ptxas
+
 # objects per variant: build/<variant>/<path>.o
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 

@@ -43,6 +43,7 @@ struct backend_opts {
     const struct load_progress *progress; /* weight upload reports; NULL: none */
     const char *dump_dir;     /* debug: write every stage of every step there (stage_dump.h);
                                * NULL: none */
+    int graphs;               /* CUDA, numerics fast: replay decode steps from CUDA graphs */
 };
 
 struct backend_stats {
@@ -51,8 +52,11 @@ struct backend_stats {
     uint64_t workspace_bytes; /* per-step scratch */
     int32_t n_blocks;         /* KV blocks the scheduler may use */
     uint64_t steps;           /* forward calls */
+    uint64_t graph_steps;     /* of them, replayed from a captured CUDA graph */
+    uint64_t eager_steps;     /* of them, launched kernel by kernel (fast numerics on CUDA) */
     double t_forward;         /* seconds spent in forward, cumulative */
     char device[128];         /* what runs the steps, for logs: "CPU, 2 threads, avx512" */
+    char paths[256];          /* which kernels and libraries a step runs on ("" when one kind) */
 };
 
 struct backend_ops {

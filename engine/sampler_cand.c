@@ -65,7 +65,7 @@ void smp_prefilter(const float *row, int32_t n_vocab, int k, int32_t *ids, float
         float v = clean(row[t]);
         if (in[t] || v == -INFINITY) continue;
         c->out_max = fmaxf(c->out_max, v);
-        c->out_mass += exp((double)v - (double)m);
+        c->out_mass += exp_neg((double)v - (double)m);
     }
     free(in);
 }
@@ -145,7 +145,8 @@ static double outside_weight_bound(const struct smp_cands *c, float M, float T)
     if (T <= 1.0f) by_mass = mass * exp(((double)c->out_max - m0) * (inv - 1.0)) * shift;
     else by_mass = pow(n_out, 1.0 - inv) * pow(mass, inv) * shift;
     double by_max = n_out * exp(((double)c->out_max - M) * inv);
-    return (by_mass < by_max ? by_mass : by_max) * (1.0 + 0x1p-20); /* terms are F32 expf */
+    /* each term is expf((float)x): within (1 + 2^-22) of exp and x within |x| 2^-24 <= 200 · 2^-24 */
+    return (by_mass < by_max ? by_mass : by_max) * (1.0 + 2e-5);
 }
 
 /* The top-p cut on candidates sorted by weight: its length, or 0 when the bound on the total
@@ -229,11 +230,11 @@ struct lp_bound {
 
 static struct lp_bound lp_bound(const struct smp_cands *c)
 {
-    double m = c->logits[0], zc = 0.0, slack = sum_slack(c), fe = 0x1p-22;
-    for (int i = 0; i < c->n; i++)
+    double m = c->logits[0], zc = 0.0, slack = sum_slack(c);
+    for (int i = 0; i < c->n; i++) /* the very terms the full row adds */
         if (c->logits[i] > -INFINITY) zc += exp_neg((double)c->logits[i] - m);
-    double lo = (zc + c->out_mass * (1.0 - SMP_CAND_MASS_ERR) * (1.0 - fe)) * (1.0 - slack);
-    double hi = (zc + c->out_mass * (1.0 + SMP_CAND_MASS_ERR) * (1.0 + fe)) * (1.0 + slack);
+    double lo = (zc + c->out_mass * (1.0 - SMP_CAND_MASS_ERR)) * (1.0 - slack);
+    double hi = (zc + c->out_mass * (1.0 + SMP_CAND_MASS_ERR)) * (1.0 + slack);
     return (struct lp_bound){m, nextafter(log(lo), -INFINITY), nextafter(log(hi), INFINITY)};
 }
 

@@ -33,9 +33,10 @@
 
 #define SMP_CAND_K 64 /* candidates per row a device keeps */
 
-/* Relative error the outside mass may carry: the device adds its terms in double, each an F32
- * expf within 2 ulp of exp. */
-#define SMP_CAND_MASS_ERR 3e-7
+/* Relative error the outside mass may carry. The device computes each term as smp_sample does,
+ * expf((float)((double)v - max)) (0 below -200), and adds them in double; its expf is within 2
+ * ulp of exp and the host's within 1, so a term differs from the host's by at most 3 ulp. */
+#define SMP_CAND_MASS_ERR 4e-7
 
 /* A pre-filtered row. Logits are "clean": NaN as -inf, +inf as FLT_MAX (smp_sample's view). */
 struct smp_cands {
@@ -44,7 +45,8 @@ struct smp_cands {
     const int32_t *ids;    /* [n] the n largest clean logits' ids: value descending, id ascending */
     const float *logits;   /* [n] their clean logits */
     float out_max;         /* the largest clean logit outside the candidates; -inf when none */
-    double out_mass;       /* Σ over the outside of exp(v - logits[0]) (0 when logits[0] is -inf) */
+    double out_mass;       /* Σ over the outside of expf((float)(v - logits[0])) as the sampler
+                            * computes each term (0 when logits[0] is -inf) */
     int32_t n_finite;      /* finite clean logits in the whole row */
 };
 

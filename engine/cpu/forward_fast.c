@@ -116,13 +116,19 @@ static void alloc_stages(struct ffw *f)
     fs_act_alloc(&f->fxb, 0, f->max_logits, (int64_t)D);
 }
 
+int ffw_check_model(const struct model *m, struct err *e)
+{
+    const struct layer *L0 = &m->layers[0];
+    int fp8 = fs_takes_fp8(m->cfg.q_lora_rank ? &L0->q_a : &L0->q);
+    return check_formats(m, fp8, e) != 0 ? -1 : fp8;
+}
+
 struct ffw *ffw_create(const struct model *m, int max_tokens, int max_logits, struct tp *tp,
                        struct err *e)
 {
     const struct model_config *c = &m->cfg;
-    const struct layer *L0 = &m->layers[0];
-    int fp8 = fs_takes_fp8(c->q_lora_rank ? &L0->q_a : &L0->q);
-    if (check_formats(m, fp8, e) != 0) return NULL;
+    int fp8 = ffw_check_model(m, e);
+    if (fp8 < 0) return NULL;
     struct ffw *f = xcalloc(1, sizeof *f);
     *f = (struct ffw){.m = m, .c = c, .tp = tp, .max_tokens = max_tokens,
                       .max_logits = max_logits, .fp8 = fp8};

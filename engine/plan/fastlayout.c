@@ -21,7 +21,7 @@ int fl_can_stack(const struct weight *w, const struct weight *w2)
 }
 
 int fl_fp8_plan(struct fl_fp8 *l, const struct weight *w, const struct weight *w2,
-                enum fl_order order)
+                enum fl_order order, int ld_align)
 {
     if (w2 && !fl_can_stack(w, w2)) return -1;
     *l = (struct fl_fp8){.n = w->rows + (w2 ? w2->rows : 0), .k = w->cols, .order = order,
@@ -29,7 +29,7 @@ int fl_fp8_plan(struct fl_fp8 *l, const struct weight *w, const struct weight *w
     l->n_pad = up(l->n, 16), l->k_pad = up(l->k, 16);
     l->nb = (l->n + 127) / 128, l->kb = (l->k + 127) / 128;
     l->s_rows = order == FL_NK ? l->nb : l->kb;
-    l->s_ld = up(order == FL_NK ? l->kb : l->nb, 4);
+    l->s_ld = up(order == FL_NK ? l->kb : l->nb, ld_align > 0 ? ld_align : 1);
     return 0;
 }
 

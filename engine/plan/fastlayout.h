@@ -3,9 +3,9 @@
  *
  *   FP8 linear   codes [n_pad][k_pad] (zeros beyond n and k: k_pad a multiple of 16 for the
  *                GEMMs' 16-byte rows, n_pad of 16), and the 128×128 scale grid either as the
- *                checkpoint orders it (FL_NK: [nb][kb], rows padded to 4 floats — cuBLASLt's
- *                block-scaled operand) or transposed (FL_KN: [kb][nb] — CUTLASS's MN-major
- *                scales). Two weights may be stacked into one array (q_a | kv_a, gate | up) when
+ *                checkpoint orders it (FL_NK: [nb][kb]) or transposed (FL_KN: [kb][nb] —
+ *                CUTLASS's MN-major scales), rows compact or padded (cuBLASLt's block-scaled
+ *                operand: the order and padding it wants are probed on the device). Two weights may be stacked into one array (q_a | kv_a, gate | up) when
  *                the first's rows are whole 128-row blocks, so one GEMM serves both.
  *   W_UK, W_UV   kv_b split per head and dequantised once to BF16: [H][dn][dc] and [H][dv][dc]
  *                (bf16(code × scale)), the operands of the batched absorption and value GEMMs
@@ -32,10 +32,10 @@ struct fl_fp8 {
     int64_t row0[2];       /* the device row of each source's first row */
 };
 
-/* Plans w alone (w2 NULL) or w above w2 (same columns; w->rows a multiple of 128). -1 when they
- * cannot stack. */
+/* Plans w alone (w2 NULL) or w above w2 (same columns; w->rows a multiple of 128); scale rows
+ * padded to a multiple of ld_align floats (1: compact). -1 when they cannot stack. */
 int fl_fp8_plan(struct fl_fp8 *l, const struct weight *w, const struct weight *w2,
-                enum fl_order order);
+                enum fl_order order, int ld_align);
 
 /* Whether w above w2 can be one array. */
 int fl_can_stack(const struct weight *w, const struct weight *w2);

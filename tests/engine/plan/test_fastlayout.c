@@ -54,9 +54,10 @@ START_TEST(fp8_padded_stacked_both_orders)
 {
     struct weight a = fp8(256, 232), b = fp8(176, 232), c = fp8(96, 232);
     struct fl_fp8 l;
-    ck_assert_int_eq(fl_fp8_plan(&l, &c, &b, FL_NK), -1); /* 96 rows: not whole blocks */
-    for (int order = 0; order < 2; order++) {
-        ck_assert_int_eq(fl_fp8_plan(&l, &a, &b, (enum fl_order)order), 0);
+    ck_assert_int_eq(fl_fp8_plan(&l, &c, &b, FL_NK, 4), -1); /* 96 rows: not whole blocks */
+    for (int v = 0; v < 4; v++) {
+        int order = v % 2, align = v < 2 ? 4 : 1;
+        ck_assert_int_eq(fl_fp8_plan(&l, &a, &b, (enum fl_order)order, align), 0);
         ck_assert_int_eq(l.n, 432); ck_assert_int_eq(l.n_pad, 432); ck_assert_int_eq(l.k_pad, 240);
         ck_assert_int_eq(l.nb, 4); ck_assert_int_eq(l.kb, 2);
         uint8_t *codes = fill_all(fl_fill_codes, &l, fl_code_bytes(&l));
@@ -74,7 +75,7 @@ START_TEST(fp8_padded_stacked_both_orders)
                 float got = order == FL_NK ? sc[nb * l.s_ld + kb] : sc[kb * l.s_ld + nb];
                 ck_assert(got == want);
             }
-        ck_assert_int_eq(l.s_ld, 4);
+        ck_assert_int_eq(l.s_ld, align == 4 ? 4 : order == FL_NK ? 2 : 4);
         free(codes), free(sc);
     }
     free((void *)a.data), free((void *)a.scale), free((void *)b.data), free((void *)b.scale);

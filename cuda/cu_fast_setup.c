@@ -1,0 +1,130 @@
+/* cu_fast_setup: setting up the fast numerics on the device — which GEMM paths run (cuBLASLt's
+ * block-scaled FP8 once the probe found its scale layouts and every dense shape has an
+ * algorithm; CUTLASS's grouped kernel for experts whose gate | up stack; CUDA cores otherwise),
+ * the weights, the step buffers, the plans' fixed device buffers, the decode graphs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cu_backend.h"
+#include "engine/cpu/forward_fast.h"
+#include "engine/model/synth.h"
+
+/* Every dense FP8 linear's shape has a cuBLASLt algorithm at the smallest and largest step. */
+static int lt_covers(struct backend *b)
+{
+    const struct model *m = b->m;
+    int64_t t_max = (b->o.max_tokens + 15) / 16 * 16;
+    for (int il = 0; il < m->cfg.n_layers; il++) {
+        const struct layer *L = &m->layers[il];
+        const struct weight *ws[] = {&L->q_a, &L->kv_a, &L->q_b, &L->q, &L->o, &L->gate, &L->up, &L->down,
+                                     &L->sh_gate, &L->sh_up, &L->sh_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            struct fl_fp8 l;
+            if (!ws[i]->data || ws[i]->dtype != DT_F8E4M3) continue;
+            fl_fp8_plan(&l, ws[i], NULL, FL_NK, 1);
+            if (!cu_blas_fp8_supported(&b->fast->blas, l.n_pad, l.k_pad, 16) ||
+                !cu_blas_fp8_supported(&b->fast->blas, l.n_pad, l.k_pad, t_max))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The grouped expert GEMMs on CUTLASS when gate | up stack (whole 128-row blocks). */
+static void try_cutlass(struct backend *b, char *why, size_t n_why)
+{
+    const struct model_config *c = b->c;
+    const struct layer *L = NULL;
+    for (int il = 0; il < c->n_layers && !L; il++)
+        if (b->m->layers[il].is_moe) L = &b->m->layers[il];
+    int G = c->n_routed_experts + (c->n_shared_experts == 1);
+    snprintf(why, n_why, "no MoE layer");
+    if (!L) return;
+    if (!fl_can_stack(&L->exp_gate[0], &L->exp_up[0])) {
+        snprintf(why, n_why, "expert width %d is not whole 128-row blocks", c->moe_intermediate_size);
+        return;
+    }
+    b->fast->cut_gu = kcut_create(G, 2 * (int64_t)c->moe_intermediate_size, c->hidden_size, why, n_why);
+    if (b->fast->cut_gu)
+        b->fast->cut_dn = kcut_create(G, c->hidden_size, c->moe_intermediate_size, why, n_why);
+    if (!b->fast->cut_dn) kcut_destroy(b->fast->cut_gu), b->fast->cut_gu = NULL;
+}
+
+/* Chooses the paths; the note says which for the stats line. */
+static int choose_paths(struct backend *b, int fp8, struct err *e)
+{
+    struct cu_fast *F = b->fast;
+    char why[160] = "";
+    if (cu_blas_create(&F->blas, e) != 0 || cu_blas_probe(&F->blas, b->stream, e) != 0) return -1;
+    F->use_lt = fp8 && F->blas.fp8_ok && lt_covers(b);
+    if (fp8) try_cutlass(b, why, sizeof why);
+    snprintf(F->note, sizeof F->note, "dense FP8 GEMMs on %s; experts on %s%s%s; MLA on %s",
+             !fp8 ? "cuBLAS (BF16 checkpoint)" : F->use_lt ? "cuBLASLt" : "CUDA cores (k_gemm8)",
+             F->cut_gu ? "CUTLASS grouped FP8" : fp8 ? "CUDA cores (k_gemm8_grouped)" : "cuBLAS BF16",
+             F->cut_gu || !fp8 ? "" : ": ", F->cut_gu || !fp8 ? "" : why,
+             b->c->kv_lora_rank == 512 && b->c->qk_rope_head_dim == 64 && b->c->n_heads % 16 == 0
+                 ? "tensor cores" : "CUDA cores");
+    return 0;
+}
+
+int cf_setup(struct backend *b, struct err *e)
+{
+    b->fast = xcalloc(1, sizeof *b->fast);
+    b->synthetic = synth_is(b->m, &b->synth_seed);
+    int fp8 = ffw_check_model(b->m, e);
+    if (fp8 < 0) return -1;
+    if (b->synthetic && !fp8)
+        return err_set(e, "a synthetic model on the GPU needs an FP8 config (quantization_config)");
+    if (choose_paths(b, fp8, e) != 0 || cf_model_create(b, e) != 0) return -1;
+    return 0;
+}
+
+/* After the weights: the step buffers, the plans' device buffers, the dump directory. */
+int cf_setup_step(struct backend *b, struct err *e)
+{
+    struct cu_fast *F = b->fast;
+    if (cf_bufs_create(b, e) != 0) return -1;
+    /* tables: a step's sequences (at most one per token, per logits row) × the most blocks one
+     * sequence can hold */
+    int64_t blocks = (b->c->max_position_embeddings + b->o.block_size - 1) / b->o.block_size + 1;
+    int64_t seqs = F->b.t_pad < F->b.l_cap ? F->b.t_pad : F->b.l_cap;
+    if (blocks > b->st.n_blocks + 1) blocks = b->st.n_blocks + 1;
+    F->caps = (struct sp_caps){F->b.t_pad, F->b.t_pad > F->b.l_cap ? F->b.t_pad : F->b.l_cap,
+                               (int32_t)(seqs * blocks)};
+    struct batch none = {0, NULL, 0, NULL};
+    sp_build_caps(&b->sp, &none, b->o.block_size, &b->rope, &F->caps);
+    F->d_sp_cap = b->sp.at.bytes;
+    cudaError_t rc = cudaMalloc((void **)&F->d_sp, F->d_sp_cap);
+    if (rc != cudaSuccess) return F->d_sp = NULL, cu_err(e, rc, "cannot allocate the step plan");
+    F->h_ctx = xcalloc((size_t)(2 * F->b.t_pad + 2 + F->b.n_ctas + 1 + F->b.parts_max * MLA_ITEM), sizeof *F->h_ctx);
+    if (b->o.dump_dir && sd_open(&F->dump, b->o.dump_dir, e) != 0) return -1;
+    F->dumping = b->o.dump_dir != NULL;
+    b->st.workspace_bytes = F->b.bytes + F->d_sp_cap + (F->cut_gu ? kcut_bytes(F->cut_gu) + kcut_bytes(F->cut_dn) : 0);
+    snprintf(b->st.paths, sizeof b->st.paths, "%s", F->note);
+    return 0;
+}
+
+/* Decode graphs, unless asked not to, dumping, or a step must read the device back (BF16 MoE). */
+int cf_setup_graphs(struct backend *b, struct err *e)
+{
+    int bf16_moe = !b->fast->w.fp8 && b->c->n_routed_experts;
+    if (!b->o.graphs || b->fast->dumping || bf16_moe) return 0;
+    return cf_graphs_capture(b, e);
+}
+
+void cf_free(struct backend *b)
+{
+    struct cu_fast *F = b->fast;
+    if (!F) return;
+    cf_graphs_free(b);
+    cf_bufs_free(&F->b);
+    cf_model_free(&F->w);
+    kcut_destroy(F->cut_gu), kcut_destroy(F->cut_dn);
+    cu_blas_destroy(&F->blas);
+    mla_free(&F->mla);
+    if (F->d_sp) cudaFree(F->d_sp);
+    free(F->h_ctx);
+    free(F);
+    b->fast = NULL;
+}

@@ -1,0 +1,128 @@
+/* cu_graph: a fast-numerics step from the host's side — its plan (engine/plan/stepplan with fixed
+ * capacities, and the MLA work lists) uploaded into buffers that never move, then the step run
+ * eagerly or, for decode steps, replayed from the CUDA graph captured for its batch-size bucket
+ * (engine/plan/graphplan: padded rows at position 0 of the null block, no logits). Capture and
+ * replay run the same kernels with the same GEMM algorithms on the same buffers, so a replay gives
+ * the bits of the same padded step run eagerly. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cu_backend.h"
+
+#define K(call) CU_CHECK(call)
+
+enum { MLA_FIXED_COST = 1 }; /* an item's setup and partial output, in blocks */
+
+/* The step plan of bt with the backend's fixed capacities, on the device. */
+static void upload_plan(struct backend *b, const struct batch *bt)
+{
+    struct cu_fast *F = b->fast;
+    sp_build_caps(&b->sp, bt, b->o.block_size, &b->rope, &F->caps);
+    K(cudaMemcpyAsync(F->d_sp, b->sp.buf, b->sp.at.used, cudaMemcpyHostToDevice, b->stream));
+}
+
+/* The MLA work lists of the step, packed into the fixed layout the kernels read. */
+static void upload_mla(struct backend *b, int T)
+{
+    struct cu_fast *F = b->fast;
+    struct cf_bufs *f = &F->b;
+    const int32_t *pos = sp_i32(&b->sp, b->sp.at.pos);
+    for (int t = 0; t < T; t++) F->h_ctx[t] = pos[t] + 1;
+    mla_build(&F->mla, F->h_ctx, T, b->o.block_size, f->n_ctas, MLA_FIXED_COST);
+    size_t nb = (size_t)f->n_ctas + 1, np = (size_t)f->t_pad + 1, ni = (size_t)F->mla.n_items * MLA_ITEM;
+    int32_t *pack = F->h_ctx + f->t_pad; /* staging after the contexts */
+    memcpy(pack, mla_arr(&F->mla, F->mla.cta_begin), nb * 4);
+    memcpy(pack + nb, mla_arr(&F->mla, F->mla.part_begin), ((size_t)T + 1) * 4);
+    memcpy(pack + nb + np, mla_arr(&F->mla, F->mla.items), ni * 4);
+    K(cudaMemcpyAsync(f->mla, pack, (nb + np + ni) * 4, cudaMemcpyHostToDevice, b->stream));
+}
+
+/* The whole step on the stream (the plans already uploaded). */
+static void step_body(struct backend *b, int T, int n_logits, int dump)
+{
+    K(k_embed(&b->fast->w.embed, (const int32_t *)(const void *)(b->fast->d_sp + b->sp.at.tokens), T,
+              b->fast->b.h, b->stream));
+    cf_run_layers(b, T, dump);
+    cf_run_head(b, n_logits, dump);
+}
+
+int cf_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e)
+{
+    if (batch_check(bt, &b->lim, e) != 0) return -1;
+    if (!b->fast->dumping && cf_graph_step(b, bt, logits)) return 0;
+    int T = bt->n_tokens, n = batch_n_logits(bt);
+    upload_plan(b, bt);
+    upload_mla(b, T);
+    if (b->fast->dumping && cf_dump_step(b, e) != 0) return -1;
+    step_body(b, T, n, b->fast->dumping);
+    if (n)
+        K(cudaMemcpyAsync(logits, b->fast->b.logits, (size_t)n * (size_t)b->c->vocab_size * sizeof(float),
+                          cudaMemcpyDeviceToHost, b->stream));
+    K(cudaStreamSynchronize(b->stream));
+    b->st.eager_steps++;
+    return 0;
+}
+
+/* ---- graphs --------------------------------------------------------------------------------- */
+
+/* A decode step of n rows, all padding (the capture's stand-in). */
+static void padding_batch(struct backend *b, int n, struct batch *out)
+{
+    struct batch empty = {0, NULL, 0, NULL};
+    gp_pad(&empty, n, b->st.n_blocks, &b->fast->pad);
+    *out = b->fast->pad.batch;
+}
+
+int cf_graphs_capture(struct backend *b, struct err *e)
+{
+    struct cu_fast *F = b->fast;
+    gp_buckets(b->o.max_logits < F->b.t_cap ? b->o.max_logits : F->b.t_cap, &F->buckets);
+    F->graphs = xcalloc((size_t)F->buckets.n, sizeof *F->graphs);
+    for (int i = F->buckets.n - 1; i >= 0; i--) { /* largest first */
+        int n = F->buckets.size[i];
+        struct batch bt;
+        padding_batch(b, n, &bt);
+        upload_plan(b, &bt);
+        upload_mla(b, n);
+        step_body(b, n, n, 0); /* warm: every GEMM shape's algorithm chosen outside the capture */
+        cudaGraph_t g;
+        cudaError_t rc = cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal);
+        if (rc == cudaSuccess) {
+            step_body(b, n, n, 0);
+            rc = cudaStreamEndCapture(b->stream, &g);
+        }
+        if (rc == cudaSuccess) rc = cudaGraphInstantiate(&F->graphs[i], g, 0), cudaGraphDestroy(g);
+        if (rc != cudaSuccess) return cu_err(e, rc, "cannot capture the decode graphs");
+    }
+    K(cudaStreamSynchronize(b->stream));
+    return 0;
+}
+
+void cf_graphs_free(struct backend *b)
+{
+    struct cu_fast *F = b->fast;
+    for (int i = 0; F->graphs && i < F->buckets.n; i++)
+        if (F->graphs[i]) cudaGraphExecDestroy(F->graphs[i]);
+    free(F->graphs);
+    F->graphs = NULL;
+    gp_padded_free(&F->pad);
+}
+
+int cf_graph_step(struct backend *b, const struct batch *bt, float *logits)
+{
+    struct cu_fast *F = b->fast;
+    int bucket = F->graphs ? gp_bucket_for(&F->buckets, bt) : 0, i = 0;
+    if (!bucket) return 0;
+    while (F->buckets.size[i] != bucket) i++;
+    gp_pad(bt, bucket, b->st.n_blocks, &F->pad);
+    upload_plan(b, &F->pad.batch);
+    upload_mla(b, bucket);
+    K(cudaGraphLaunch(F->graphs[i], b->stream));
+    int n = batch_n_logits(bt); /* the real rows come first, in order */
+    if (n)
+        K(cudaMemcpyAsync(logits, F->b.logits, (size_t)n * (size_t)b->c->vocab_size * sizeof(float),
+                          cudaMemcpyDeviceToHost, b->stream));
+    K(cudaStreamSynchronize(b->stream));
+    b->st.graph_steps++;
+    return 1;
+}
