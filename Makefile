@@ -16,9 +16,9 @@
 
 SHELL   := bash
 CC      ?= cc
-PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
+PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1 ompi-c
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev xxd python3 python3-venv systemd
+            libpcre2-dev xxd python3 python3-venv systemd openmpi-bin libopenmpi-dev
 # The chat page's tests drive a headless browser; only the tests install it.
 BROWSER_PKGS := chromium
 PYTHON  ?= python3
@@ -170,17 +170,21 @@ unit: $(UNIT_release)
 	@tests/run_units build/release $(TEST_NAMES)
 
 unit-asan: $(UNIT_asan)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-mpi.supp \
 	  tests/run_units build/asan $(TEST_NAMES)
 
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper) under ThreadSanitizer.
+# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router)
+# under ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
+	  -k "matches_one_rank or disconnect or drain"
 
 # The CUDA release build's unit tests (the container build runs these).
 cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))
@@ -196,7 +200,7 @@ cuda-test: venv
 	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-asan/seekd $(UNIT_cuda) \
 	  build/cuda-release/tests/cuda/dev_kernels
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
 	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd
 	@SEEKD_BUILDS=cuda,cuda-asan .venv/bin/pytest -q -p no:cacheprovider \

@@ -13,10 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/dp.h"
 #include "engine/gen.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
+#include "engine/wire.h"
 
 struct engine {
     struct model *m;
@@ -44,6 +46,8 @@ struct engine {
     uint64_t next_serial;
     int64_t heartbeat_ns;       /* monotonic time of the last loop iteration */
     struct metrics metrics;
+    int n_live_seqs;            /* sequences of submitted requests not yet ended (atomic) */
+    struct dp *dp;              /* data parallelism, rank 0: routes to other ranks; else NULL */
 };
 
 static int64_t now_ns(void)
@@ -145,6 +149,7 @@ static void reap(struct engine *eng)
             continue;
         }
         *pp = g->next;
+        __atomic_sub_fetch(&eng->n_live_seqs, g->p.n, __ATOMIC_RELAXED);
         record_done(eng, g);
         gen_notify(g);
         gen_unref(g);
@@ -446,6 +451,7 @@ static void abort_everything(struct engine *eng)
 void engine_destroy(struct engine *eng)
 {
     if (!eng) return;
+    dp_destroy(eng->dp); /* the other ranks stop; requests relayed there end */
     if (eng->thread_started) {
         pthread_mutex_lock(&eng->mu);
         eng->stop = 1;
@@ -475,6 +481,29 @@ const struct tok *engine_tokenizer(const struct engine *eng)
 void engine_metrics(struct engine *eng, struct metrics *out)
 {
     metrics_snapshot(&eng->metrics, out);
+    if (eng->dp) dp_metrics_add(eng->dp, out);
+}
+
+void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
+                         int32_t min_blocks)
+{
+    eng->scfg.n_blocks = min_blocks; /* a request must fit whichever rank takes it */
+    eng->dp = dp_create(w, stall_s);
+}
+
+int engine_routed(struct engine *eng, int64_t *out, int max)
+{
+    return eng->dp ? dp_routed(eng->dp, out, max) : 0;
+}
+
+int engine_fault(struct engine *eng, char *msg, size_t n)
+{
+    return eng->dp ? dp_fault(eng->dp, msg, n) : 0;
+}
+
+double engine_idle_s(const struct engine *eng)
+{
+    return (double)(now_ns() - __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE)) * 1e-9;
 }
 
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start)
@@ -490,8 +519,7 @@ int engine_max_model_len(const struct engine *eng)
 
 int engine_alive(const struct engine *eng, double max_stall_s)
 {
-    int64_t last = __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE);
-    return (double)(now_ns() - last) * 1e-9 <= max_stall_s;
+    return engine_idle_s(eng) <= max_stall_s;
 }
 
 /* The checks that give a request its 400 before anything is queued. */
@@ -520,25 +548,58 @@ static int check_request(const struct engine *eng, struct gen_params *p, struct 
     return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
 }
 
+/* Which rank runs a request of n sequences: 0 is this engine; -1 when every queue is full. */
+static int pick_rank(struct engine *eng, int n, int *queued)
+{
+    pthread_mutex_lock(&eng->mu);
+    *queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&eng->mu);
+    if (!eng->dp) return *queued >= eng->max_queued ? -1 : 0;
+    int live = __atomic_load_n(&eng->n_live_seqs, __ATOMIC_RELAXED);
+    return dp_route(eng->dp, live, *queued, n, eng->max_queued);
+}
+
+/* Hands a request to another rank's engine; the relay takes its events (data parallelism). */
+static struct gen *submit_remote(struct engine *eng, int rank, const struct gen_params *p,
+                                 void (*notify)(void *arg), void *arg)
+{
+    struct gen *g = gen_create_relay(p, eng->tok, eng->eos);
+    g->notify = notify;
+    g->arg = arg;
+    g->t_arrival = now_s();
+    pthread_mutex_lock(&eng->mu);
+    g->serial = ++eng->next_serial;
+    pthread_mutex_unlock(&eng->mu);
+    struct wire w;
+    size_t n;
+    wire_init(&w);
+    wire_put_i64(&w, (int64_t)g->serial);
+    wire_put_params(&w, p);
+    uint8_t *msg = wire_take(&w, &n);
+    dp_send(eng->dp, rank, g, msg, n);
+    return g;
+}
+
 struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
                           void (*notify)(void *arg), void *arg, int *busy, struct err *e)
 {
     struct gen_params p = *params;
+    int queued;
     *busy = 0;
     if (check_request(eng, &p, e) != 0) return NULL;
-    pthread_mutex_lock(&eng->mu);
-    int queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
-    pthread_mutex_unlock(&eng->mu);
-    if (queued >= eng->max_queued) {
+    int rank = pick_rank(eng, p.n, &queued);
+    if (rank < 0) {
         *busy = 1;
         err_set(e, "the server is at capacity (%d requests waiting); retry shortly", queued);
         return NULL;
     }
+    if (rank > 0) return submit_remote(eng, rank, &p, notify, arg);
     struct gen *g = gen_create(&p, eng->tok, eng->m->cfg.vocab_size, eng->eos, e);
     if (!g) return NULL;
     g->notify = notify;
     g->arg = arg;
     g->t_arrival = now_s();
+    __atomic_add_fetch(&eng->n_live_seqs, p.n, __ATOMIC_RELAXED);
     pthread_mutex_lock(&eng->mu);
     g->serial = ++eng->next_serial;
     g->next = eng->incoming;

@@ -102,6 +102,21 @@ struct metrics;
 void engine_metrics(struct engine *eng, struct metrics *out);
 /* 1 when the engine loop made progress (stepped or idled) within max_stall_s seconds. */
 int engine_alive(const struct engine *eng, double max_stall_s);
+/* Seconds since the engine loop last made progress. */
+double engine_idle_s(const struct engine *eng);
+
+struct comm_mpi;
+/* Data parallelism, on rank 0 of an MPI job whose other ranks serve with dp_rank_start: from
+ * now on engine_submit sends each request to the rank with the least work (this engine or
+ * another rank's), /metrics sums every rank, and engine_fault reports a rank that went away.
+ * min_blocks: the smallest KV pool of any rank (what a request must fit). Call before serving. */
+void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
+                         int32_t min_blocks);
+/* Data parallelism: requests routed to each rank so far into out [max]; the number of ranks
+ * (0 without data parallelism). */
+int engine_routed(struct engine *eng, int64_t *out, int max);
+/* 1 with the message when another rank failed (the whole job must stop); 0 otherwise. */
+int engine_fault(struct engine *eng, char *msg, size_t n);
 
 /* Queues a request. Fails with a message when it can never fit (prompt + max_tokens over the
  * context: e->msg says the numbers) or the admission queue is full (*busy set to 1).

@@ -126,6 +126,15 @@ static const struct opt_def opt_table[] = {
     {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},
+    /* parallelism */
+    {INT(tensor_parallel_size), .flag = "--tensor-parallel-size", .def = "1", .min = 1,
+     .max = 1024, .group = "Parallelism", .metavar = "N",
+     .help = "ranks that split each layer (heads, MLP, experts); not implemented yet"},
+    {INT(data_parallel_size), .flag = "--data-parallel-size", .def = "1", .min = 1, .max = 1024,
+     .group = "Parallelism", .metavar = "N",
+     .help = "ranks that each run the whole model on their own requests (under mpirun)"},
+    {BOOL(enable_expert_parallel), .flag = "--enable-expert-parallel", .def = "false",
+     .group = "Parallelism", .help = "split the experts across the ranks; not implemented yet"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},

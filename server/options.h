@@ -72,6 +72,10 @@ struct seekd_options {
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
     enum opt_numerics numerics; /* ref: F32 reference arithmetic */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
+    /* parallelism (vLLM's names); ranks = tensor_parallel_size * data_parallel_size */
+    int tensor_parallel_size;
+    int data_parallel_size;
+    bool enable_expert_parallel;
     /* logging */
     enum opt_log_level log_level;
     enum opt_log_format log_format;
