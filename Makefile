@@ -130,8 +130,8 @@ $(eval $(call variant,cuda-asan,asan,1))
 
 # The device kernel tests: a plain program (no Check: the GPU machine lacks it) run by
 # tests/cuda/device_check.sh.
-build/cuda-release/tests/cuda/dev_kernels: build/cuda-release/tests/cuda/dev_kernels.o \
-                                           build/cuda-release/tests/cuda/dev_backend.o \
+DEV_SRC := $(filter-out tests/cuda/dev_comm_nccl.c,$(sort $(wildcard tests/cuda/dev_*.c)))
+build/cuda-release/tests/cuda/dev_kernels: $(call objs,cuda-release,$(DEV_SRC)) \
                                            build/cuda-release/libengine.a
 	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
 

@@ -102,7 +102,8 @@ struct cu_fast {
     struct mla_plan mla;            /* host work lists of the step */
     int32_t *h_ctx;                 /* [t_cap] contexts for mla_build */
     struct gp_buckets buckets;
-    cudaGraphExec_t *graphs;        /* [buckets.n], NULL until captured */
+    cudaGraphExec_t *graphs;        /* [buckets.n], NULL until captured (or graphs = 2) */
+    int padded;                     /* decode steps go through the buckets */
     struct gp_padded pad;
     unsigned char *d_sp;            /* the step plan on the device (fixed capacity) */
     size_t d_sp_cap;

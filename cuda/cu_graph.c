@@ -77,6 +77,8 @@ int cf_graphs_capture(struct backend *b, struct err *e)
 {
     struct cu_fast *F = b->fast;
     gp_buckets(b->o.max_logits < F->b.t_cap ? b->o.max_logits : F->b.t_cap, &F->buckets);
+    F->padded = 1;
+    if (b->o.graphs == 2) return 0; /* padded steps, run eagerly */
     F->graphs = xcalloc((size_t)F->buckets.n, sizeof *F->graphs);
     for (int i = F->buckets.n - 1; i >= 0; i--) { /* largest first */
         int n = F->buckets.size[i];
@@ -105,24 +107,27 @@ void cf_graphs_free(struct backend *b)
         if (F->graphs[i]) cudaGraphExecDestroy(F->graphs[i]);
     free(F->graphs);
     F->graphs = NULL;
+    F->padded = 0;
     gp_padded_free(&F->pad);
 }
 
 int cf_graph_step(struct backend *b, const struct batch *bt, float *logits)
 {
     struct cu_fast *F = b->fast;
-    int bucket = F->graphs ? gp_bucket_for(&F->buckets, bt) : 0, i = 0;
+    int bucket = F->padded ? gp_bucket_for(&F->buckets, bt) : 0, i = 0;
     if (!bucket) return 0;
     while (F->buckets.size[i] != bucket) i++;
     gp_pad(bt, bucket, b->st.n_blocks, &F->pad);
     upload_plan(b, &F->pad.batch);
     upload_mla(b, bucket);
-    K(cudaGraphLaunch(F->graphs[i], b->stream));
+    if (F->graphs) K(cudaGraphLaunch(F->graphs[i], b->stream));
+    else step_body(b, bucket, bucket, 0);
     int n = batch_n_logits(bt); /* the real rows come first, in order */
     if (n)
         K(cudaMemcpyAsync(logits, F->b.logits, (size_t)n * (size_t)b->c->vocab_size * sizeof(float),
                           cudaMemcpyDeviceToHost, b->stream));
     K(cudaStreamSynchronize(b->stream));
-    b->st.graph_steps++;
+    if (F->graphs) b->st.graph_steps++;
+    else b->st.eager_steps++;
     return 1;
 }

@@ -43,7 +43,9 @@ struct backend_opts {
     const struct load_progress *progress; /* weight upload reports; NULL: none */
     const char *dump_dir;     /* debug: write every stage of every step there (stage_dump.h);
                                * NULL: none */
-    int graphs;               /* CUDA, numerics fast: replay decode steps from CUDA graphs */
+    int graphs;               /* CUDA, numerics fast: 1 replays decode steps from CUDA graphs;
+                               * 2 (a test's reference) pads them to the same buckets and runs
+                               * them eagerly; 0 neither */
 };
 
 struct backend_stats {

@@ -4,8 +4,11 @@
  * "kernel shape max_err tol PASS|FAIL". Then, with a model directory, the backend as a whole:
  * a step mixing a prefill chunk behind cached tokens with decode tokens, GPU against CPU
  * (≤ 1e-4 of max |logit|), and a copy-on-write fork that must decode bit for bit like its parent.
+ * The fast numerics' kernels (tests/cuda/dev_fast*.c) against the CPU emulation, and per model
+ * (a directory, or a synthetic config NAME.json) decode steps replayed from CUDA graphs against
+ * the same steps padded and run eagerly (dev_fast_backend.c).
  *
- * usage: dev_kernels [MODEL_DIR...]   exit 0 all passed, 1 a failure, 2 no usable GPU
+ * usage: dev_kernels [MODEL_DIR|CONFIG.json...]   exit 0 all passed, 1 a failure, 2 no GPU
  *        dev_kernels --membw           the device-to-device copy bandwidth */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/moe.h"
 #include "engine/model/rope.h"
+#include "tests/cuda/dev_util.h"
 
 static int n_fail;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -336,9 +340,13 @@ int main(int argc, char **argv)
     test_attn(0, 70, 2, 160, 16, 4);
     test_route(256, 8, 8, 4, 1), test_route(16, 4, 4, 2, 1), test_route(64, 6, 8, 3, 0);
     test_silu(1000000);
+    n_fail += dev_fast();
     for (int i = 1; i < argc; i++) {
+        size_t len = strlen(argv[i]);
+        int synthetic = len > 5 && strcmp(argv[i] + len - 5, ".json") == 0;
         printf("backend    model %s\n", argv[i]);
-        n_fail += dev_backend(argv[i]);
+        if (!synthetic) n_fail += dev_backend(argv[i]);
+        n_fail += dev_fast_backend(argv[i]);
     }
     printf("dev_kernels: %s\n", n_fail ? "FAILED" : "all passed");
     return n_fail ? 1 : 0;
