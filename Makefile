@@ -130,9 +130,14 @@ $(eval $(call variant,cuda-asan,asan,1))
 
 # The device kernel tests: a plain program (no Check: the GPU machine lacks it) run by
 # tests/cuda/device_check.sh.
+# bench_cu: the fast path's benchmarks, for the same run (docs/PERFORMANCE.md).
 DEV_SRC := $(filter-out tests/cuda/dev_comm_nccl.c,$(sort $(wildcard tests/cuda/dev_*.c)))
 build/cuda-release/tests/cuda/dev_kernels: $(call objs,cuda-release,$(DEV_SRC)) \
                                            build/cuda-release/libengine.a
+	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
+build/cuda-release/tests/cuda/bench_cu: build/cuda-release/tests/cuda/bench_cu.o \
+                                        build/cuda-release/tests/cuda/dev_util.o \
+                                        build/cuda-release/libengine.a
 	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
 
 # ---- set-up: system packages and the test venv -------------------------------------------------
@@ -198,7 +203,7 @@ cuda-test: venv
 	@test -x $(NVCC) || { echo "make test builds the CUDA backend too: no nvcc at $(NVCC)" \
 	  "(install the CUDA 13 toolkit, or set CUDA_HOME)"; exit 1; }
 	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-asan/seekd $(UNIT_cuda) \
-	  build/cuda-release/tests/cuda/dev_kernels
+	  build/cuda-release/tests/cuda/dev_kernels build/cuda-release/tests/cuda/bench_cu
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
@@ -231,8 +236,10 @@ clean:
 # project's other libraries: .devbundle/ carries the CUDA build, the device tests, the Debian
 # shared libraries they link (not glibc's, not CUDA's) and, for a rebuild there, their headers.
 devbundle: venv
-	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels
-	tests/cuda/make_bundle.sh .devbundle build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels
+	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
+	  build/cuda-release/tests/cuda/bench_cu
+	tests/cuda/make_bundle.sh .devbundle build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
+	  build/cuda-release/tests/cuda/bench_cu
 
 # ---- install -----------------------------------------------------------------------------------
 # The unit's ExecStart names $(BINDIR)/seekd. The configuration and the environment file are

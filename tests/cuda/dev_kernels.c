@@ -295,30 +295,6 @@ static void test_silu(int64_t n)
 
 int dev_backend(const char *model_dir); /* tests/cuda/dev_backend.c */
 
-/* A device-to-device copy of 4 GiB (2 GiB each way), timed with events: the memory bandwidth
- * ceiling later figures are compared with. */
-static void copy_bandwidth(void)
-{
-    size_t n = (size_t)1 << 31;
-    void *a, *b;
-    cudaEvent_t t0, t1;
-    if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess) {
-        printf("copy_bandwidth_GBps unavailable (no 4 GiB free)\n");
-        return;
-    }
-    CU_CHECK(cudaEventCreate(&t0));
-    CU_CHECK(cudaEventCreate(&t1));
-    CU_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice)); /* warm */
-    CU_CHECK(cudaEventRecord(t0, 0));
-    for (int i = 0; i < 5; i++) CU_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-    CU_CHECK(cudaEventRecord(t1, 0));
-    CU_CHECK(cudaEventSynchronize(t1));
-    float ms = 0;
-    CU_CHECK(cudaEventElapsedTime(&ms, t0, t1));
-    printf("copy_bandwidth_GBps %.1f\n", 5.0 * 2.0 * (double)n / (ms * 1e-3) / 1e9); /* read + write */
-    cudaFree(a), cudaFree(b);
-}
-
 int main(int argc, char **argv)
 {
     char why[320];
@@ -326,7 +302,12 @@ int main(int argc, char **argv)
         printf("no usable GPU: %s\n", why);
         return 2;
     }
-    if (argc > 1 && strcmp(argv[1], "--membw") == 0) return copy_bandwidth(), 0;
+    if (argc > 1 && strcmp(argv[1], "--membw") == 0) {
+        double gbps = dev_copy_gbps();
+        if (gbps > 0) printf("copy_bandwidth_GBps %.1f\n", gbps);
+        else printf("copy_bandwidth_GBps unavailable (no 4 GiB free)\n");
+        return 0;
+    }
     printf("%-10s %-28s %10s %10s %s\n", "kernel", "shape", "max_err", "tol", "result");
     const enum dtype types[] = {DT_F32, DT_BF16, DT_F16, DT_F8E4M3};
     const int shapes[][3] = {{333, 300, 1}, {64, 160, 3}, {1000, 257, 8}, {129, 512, 17},

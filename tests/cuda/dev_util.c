@@ -102,3 +102,27 @@ int dev_failures(void)
 {
     return failures;
 }
+
+double dev_copy_gbps(void)
+{
+    size_t n = (size_t)1 << 31;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t t0, t1;
+    if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess) {
+        if (a) cudaFree(a);
+        cudaGetLastError();
+        return 0;
+    }
+    CU_CHECK(cudaEventCreate(&t0));
+    CU_CHECK(cudaEventCreate(&t1));
+    CU_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice)); /* warm */
+    CU_CHECK(cudaEventRecord(t0, 0));
+    for (int i = 0; i < 5; i++) CU_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    CU_CHECK(cudaEventRecord(t1, 0));
+    CU_CHECK(cudaEventSynchronize(t1));
+    float ms = 0;
+    CU_CHECK(cudaEventElapsedTime(&ms, t0, t1));
+    cudaEventDestroy(t0), cudaEventDestroy(t1);
+    cudaFree(a), cudaFree(b);
+    return 5.0 * 2.0 * (double)n / (ms * 1e-3) / 1e9;
+}

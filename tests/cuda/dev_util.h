@@ -32,6 +32,11 @@ double dev_fp8_err(const struct weight *w, const uint8_t *q, const float *s, int
 void dev_report(const char *kernel, const char *shape, double err_over_tol);
 int dev_failures(void);
 
+/* A device-to-device copy of 4 GiB (2 GiB each way, five times), timed with events: read plus
+ * written bytes per second / 1e9, the bandwidth ceiling later figures are compared with; 0 when
+ * the memory is not free. */
+double dev_copy_gbps(void);
+
 /* The device test groups (dev_fast*.c). */
 int dev_fast(void);
 void dev_fast_mla(void);
