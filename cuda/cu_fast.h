@@ -29,6 +29,11 @@ struct cf_lin {
     const float *scales;     /* FP8 grid, s_ld floats a row, in the layer's planned order */
     int64_t s_ld;
     const uint16_t *bf16;    /* BF16 [n][k] */
+    /* dense FP8 on CUTLASS (cu_fast.dense_cut): the set-up GEMM of this shape (NULL: k_gemm8),
+     * and device arrays holding the one codes pointer and the one grid pointer */
+    struct kcut *cut;
+    const uint8_t *const *d_w;
+    const float *const *d_s;
 };
 
 struct cf_layer {
@@ -98,7 +103,15 @@ struct cu_fast {
     struct cf_bufs b;
     struct cu_blas blas;
     struct kcut *cut_gu, *cut_dn;   /* the grouped GEMMs (NULL: k_gemm8_grouped) */
-    int use_lt;                     /* dense FP8 linears on cuBLASLt (else k_gemm8) */
+    int use_lt;                     /* dense FP8 linears on cuBLASLt */
+    int dense_cut;                  /* else on CUTLASS's kernel with one group where it takes
+                                     * the shape, k_gemm8 where not (grids FL_KN either way) */
+    int dense_kn;                   /* the dense grids are FL_KN (else FL_NK) */
+    struct kcut **cuts;             /* [n_cuts] one per dense shape (dense_cut; NULL: refused) */
+    int64_t (*cut_nk)[2];           /* [n_cuts] their shapes */
+    int n_cuts;
+    int32_t *d_toff;                /* pairs {0, 16 j}: the one group's offsets for t_pad = 16 j */
+    void *d_dense_ptrs;             /* the dense linears' pointer arrays */
     struct mla_plan mla;            /* host work lists of the step */
     int32_t *h_ctx;                 /* [t_cap] contexts for mla_build */
     struct gp_buckets buckets;
@@ -146,6 +159,16 @@ void cf_run_head(struct backend *b, int n_logits, int dump);
 
 /* The MoE block of one layer (cu_fast_moe.c): xn2 / x2 of the step in, b->b.out out. */
 void cf_moe(struct backend *b, const struct cf_layer *L, int il, int T, int dump);
+
+/* Whether the dense GEMMs read activation scales as KQ_GT (tokens fastest, pitch t_pad). */
+int cf_x_gt(const struct backend *b);
+
+/* q as the dense GEMMs read it in a step of t_pad rows (its scales' layout set). */
+struct kq_out cf_dense_in(const struct backend *b, const struct kq_out *q, int64_t t_pad);
+
+/* The dense linears on CUTLASS (dense_cut): a GEMM per shape, the pointer arrays. */
+int cf_dense_cut_setup(struct backend *b, struct err *e);
+void cf_dense_cut_free(struct cu_fast *F);
 
 /* y = a linear layer of the quantised activation x (T rows), into y with row pitch ldy. */
 void cf_linear(struct backend *b, const struct cf_lin *w, const struct kq_out *x, int T, float *y,

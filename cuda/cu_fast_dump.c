@@ -85,7 +85,7 @@ static void put_act(struct backend *b, int layer, const char *name, const struct
 static struct kq_out dense(const struct backend *b, const struct kq_out *q, int T)
 {
     struct kq_out o = *q;
-    if (o.fp8 && b->fast->use_lt && !b->fast->blas.x_tg) o.layout = KQ_GT, o.ld_t = up16(T);
+    if (o.fp8 && cf_x_gt(b)) o.layout = KQ_GT, o.ld_t = up16(T);
     return o;
 }
 

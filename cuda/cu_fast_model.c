@@ -121,8 +121,10 @@ static void plan_model(struct backend *b)
     struct cf_model *w = &b->fast->w;
     const struct model_config *c = b->c;
     const struct model *m = b->m;
-    enum fl_order order = b->fast->blas.w_kn ? FL_KN : FL_NK;
-    int align = b->fast->use_lt ? b->fast->blas.w_align : 1;
+    const struct cu_fast *F = b->fast;
+    enum fl_order order = (F->use_lt ? F->blas.w_kn : F->dense_cut) ? FL_KN : FL_NK;
+    int align = F->use_lt ? F->blas.w_align : 1;
+    b->fast->dense_kn = order == FL_KN;
     int per_layer = 6 + 3 * (w->G + 1);
     w->layouts = xcalloc((size_t)c->n_layers * (size_t)per_layer, sizeof *w->layouts);
     w->mlas = xcalloc((size_t)c->n_layers, sizeof *w->mlas);

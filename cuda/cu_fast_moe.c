@@ -33,7 +33,7 @@ static void grouped_gemm(struct backend *b, struct kcut *cut, const uint8_t *con
 {
     struct cf_bufs *f = &b->fast->b;
     if (cut) {
-        K(kcut_run(cut, f->offset, x->q, x->s, w, ws, y, b->stream));
+        K(kcut_run(cut, f->offset, x->q, x->s, w, ws, y, ldy, b->stream));
         return;
     }
     struct kgemm8g g = {.w = w, .ws = ws, .ws_ld = shape->s_ld, .n_out = shape->n, .k = shape->k,
@@ -79,11 +79,12 @@ static void shared_dense(struct backend *b, const struct cf_layer *L, int T)
 {
     struct cf_bufs *f = &b->fast->b;
     int64_t S = L->gate.n, ld = 2 * L->gate.n_pad;
-    struct kq_out x2 = f->x2;
+    struct kq_out x2 = cf_dense_in(b, &f->x2, up16(T));
     cf_linear(b, &L->gate, &x2, T, f->gu, ld);
     cf_linear(b, &L->up, &x2, T, f->gu + L->gate.n_pad, ld);
     struct kq_out aq = f->actq;
     aq.k = S, aq.k_pad = up16(S);
+    aq = cf_dense_in(b, &aq, up16(T));
     K(k_silu_quant(f->gu, ld, L->gate.n_pad, T, (int)S, NULL, f->act, &aq, b->stream));
     cf_linear(b, &L->down, &aq, T, f->o, b->c->hidden_size);
 }
@@ -99,7 +100,7 @@ void cf_moe(struct backend *b, const struct cf_layer *L, int il, int T, int dump
     K(k_route(&b->route, f->router, L->bias, f->route_tmp, f->route_taken, f->sel, f->selw, T, b->stream));
     K(k_moe_plan(f->sel, T, k, E, sg, 16, f->r_max, f->count, f->offset, f->row_tok, f->tok_row, b->stream));
     struct kq_out src = f->x2, xg = grouped(b, &f->xg), aq = grouped(b, &f->eaq);
-    if (src.fp8 && b->fast->use_lt && !b->fast->blas.x_tg) src.layout = KQ_GT, src.ld_t = up16(T);
+    if (src.fp8 && cf_x_gt(b)) src.layout = KQ_GT, src.ld_t = up16(T);
     K(k_gather_q(&src, f->row_tok, f->r_max, &xg, b->stream));
     int64_t ld = L->gu_stacked ? L->eg[0].n_pad : 2 * L->eg[0].n_pad, up_off = L->gu_stacked ? F : L->eg[0].n_pad;
     gate_up(b, L, &xg, ld, up_off);

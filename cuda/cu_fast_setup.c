@@ -58,9 +58,11 @@ static int choose_paths(struct backend *b, int fp8, struct err *e)
     char why[160] = "";
     if (cu_blas_create(&F->blas, e) != 0 || cu_blas_probe(&F->blas, b->stream, e) != 0) return -1;
     F->use_lt = fp8 && F->blas.fp8_ok && lt_covers(b);
+    F->dense_cut = fp8 && !F->use_lt;
     if (fp8) try_cutlass(b, why, sizeof why);
     snprintf(F->note, sizeof F->note, "dense FP8 GEMMs on %s; experts on %s%s%s; MLA on %s",
-             !fp8 ? "cuBLAS (BF16 checkpoint)" : F->use_lt ? "cuBLASLt" : "CUDA cores (k_gemm8)",
+             !fp8 ? "cuBLAS (BF16 checkpoint)" : F->use_lt ? "cuBLASLt"
+                                                : "CUTLASS where it takes the shape, else CUDA cores",
              F->cut_gu ? "CUTLASS grouped FP8" : fp8 ? "CUDA cores (k_gemm8_grouped)" : "cuBLAS BF16",
              F->cut_gu || !fp8 ? "" : ": ", F->cut_gu || !fp8 ? "" : why,
              b->c->kv_lora_rank == 512 && b->c->qk_rope_head_dim == 64 && b->c->n_heads % 16 == 0
@@ -80,11 +82,71 @@ int cf_setup(struct backend *b, struct err *e)
     return 0;
 }
 
+/* The dense FP8 linears of every layer. */
+static int dense_lins(struct backend *b, struct cf_lin **out)
+{
+    int n = 0;
+    for (int il = 0; il < b->fast->w.n_layers; il++) {
+        struct cf_layer *L = &b->fast->w.layers[il];
+        struct cf_lin *ls[] = {&L->qa, &L->kva, &L->qb, &L->o, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+            if (ls[i]->fp8 && ls[i]->codes) {
+                if (out) out[n] = ls[i];
+                n++;
+            }
+    }
+    return n;
+}
+
+/* A CUTLASS GEMM of one group per dense shape it takes (the others stay on k_gemm8), the
+ * offsets {0, t_pad} of every step size, each linear's two one-pointer arrays. */
+int cf_dense_cut_setup(struct backend *b, struct err *e)
+{
+    struct cu_fast *F = b->fast;
+    if (!F->dense_cut) return 0;
+    int n = dense_lins(b, NULL), n_pairs = F->b.t_pad / 16;
+    struct cf_lin **lins = xcalloc((size_t)n + 1, sizeof *lins);
+    dense_lins(b, lins);
+    F->cuts = xcalloc((size_t)n + 1, sizeof *F->cuts), F->cut_nk = xcalloc((size_t)n + 1, sizeof *F->cut_nk);
+    void **ptrs = xcalloc(2 * (size_t)n + 1, sizeof *ptrs);
+    int32_t *toff = xcalloc(2 * (size_t)n_pairs, sizeof *toff);
+    for (int j = 0; j < n_pairs; j++) toff[2 * j + 1] = 16 * (j + 1);
+    cudaError_t rc = cudaMalloc(&F->d_dense_ptrs, (2 * (size_t)n + 1) * sizeof *ptrs);
+    if (rc == cudaSuccess) rc = cudaMalloc((void **)&F->d_toff, 2 * (size_t)n_pairs * sizeof *toff);
+    for (int i = 0; i < n && rc == cudaSuccess; i++) {
+        struct cf_lin *l = lins[i];
+        int s = 0;
+        while (s < F->n_cuts && (F->cut_nk[s][0] != l->n_pad || F->cut_nk[s][1] != l->k_pad)) s++;
+        if (s == F->n_cuts) { /* a new shape; CUTLASS reads rows of exactly k codes */
+            char why[160];
+            F->cut_nk[s][0] = l->n_pad, F->cut_nk[s][1] = l->k_pad, F->n_cuts++;
+            F->cuts[s] = l->k_pad == l->k ? kcut_create(1, l->n_pad, l->k_pad, why, sizeof why) : NULL;
+        }
+        struct kcut *c = F->cuts[s];
+        ptrs[2 * i] = (void *)l->codes, ptrs[2 * i + 1] = (void *)l->scales;
+        void **d = (void **)F->d_dense_ptrs + 2 * i;
+        l->cut = c, l->d_w = (const uint8_t *const *)d, l->d_s = (const float *const *)(d + 1);
+    }
+    if (rc == cudaSuccess) rc = cudaMemcpy(F->d_dense_ptrs, ptrs, 2 * (size_t)n * sizeof *ptrs, cudaMemcpyHostToDevice);
+    if (rc == cudaSuccess) rc = cudaMemcpy(F->d_toff, toff, 2 * (size_t)n_pairs * sizeof *toff, cudaMemcpyHostToDevice);
+    free(lins), free(ptrs), free(toff);
+    return rc == cudaSuccess ? 0 : cu_err(e, rc, "cannot set up the dense CUTLASS GEMMs");
+}
+
+void cf_dense_cut_free(struct cu_fast *F)
+{
+    for (int s = 0; s < F->n_cuts; s++) kcut_destroy(F->cuts[s]);
+    free(F->cuts), free(F->cut_nk);
+    if (F->d_dense_ptrs) cudaFree(F->d_dense_ptrs);
+    if (F->d_toff) cudaFree(F->d_toff);
+    F->cuts = NULL, F->cut_nk = NULL, F->n_cuts = 0, F->d_dense_ptrs = NULL, F->d_toff = NULL;
+}
+
 /* After the weights: the step buffers, the plans' device buffers, the dump directory. */
 int cf_setup_step(struct backend *b, struct err *e)
 {
     struct cu_fast *F = b->fast;
-    if (cf_bufs_create(b, e) != 0) return -1;
+    if (cf_bufs_create(b, e) != 0 || cf_dense_cut_setup(b, e) != 0) return -1;
     /* tables: a step's sequences (at most one per token, per logits row) × the most blocks one
      * sequence can hold */
     int64_t blocks = (b->c->max_position_embeddings + b->o.block_size - 1) / b->o.block_size + 1;
@@ -101,6 +163,7 @@ int cf_setup_step(struct backend *b, struct err *e)
     if (b->o.dump_dir && sd_open(&F->dump, b->o.dump_dir, e) != 0) return -1;
     F->dumping = b->o.dump_dir != NULL;
     b->st.workspace_bytes = F->b.bytes + F->d_sp_cap + (F->cut_gu ? kcut_bytes(F->cut_gu) + kcut_bytes(F->cut_dn) : 0);
+    for (int s = 0; s < F->n_cuts; s++) b->st.workspace_bytes += F->cuts[s] ? kcut_bytes(F->cuts[s]) : 0;
     snprintf(b->st.paths, sizeof b->st.paths, "%s", F->note);
     return 0;
 }
@@ -121,6 +184,7 @@ void cf_free(struct backend *b)
     cf_bufs_free(&F->b);
     cf_model_free(&F->w);
     kcut_destroy(F->cut_gu), kcut_destroy(F->cut_dn);
+    cf_dense_cut_free(F);
     cu_blas_destroy(&F->blas);
     mla_free(&F->mla);
     if (F->d_sp) cudaFree(F->d_sp);

@@ -124,11 +124,15 @@ void cf_bufs_free(struct cf_bufs *f)
 
 /* ---- linear layers -------------------------------------------------------------------------- */
 
-/* The scale layout the dense GEMMs read, for a step of t_pad rows. */
-static struct kq_out dense_in(const struct backend *b, const struct kq_out *q, int64_t t_pad)
+int cf_x_gt(const struct backend *b)
+{
+    return b->fast->use_lt ? !b->fast->blas.x_tg : b->fast->dense_cut;
+}
+
+struct kq_out cf_dense_in(const struct backend *b, const struct kq_out *q, int64_t t_pad)
 {
     struct kq_out o = *q;
-    if (o.fp8 && b->fast->use_lt && !b->fast->blas.x_tg) o.layout = KQ_GT, o.ld_t = t_pad;
+    if (o.fp8 && cf_x_gt(b)) o.layout = KQ_GT, o.ld_t = t_pad;
     return o;
 }
 
@@ -148,8 +152,14 @@ void cf_linear(struct backend *b, const struct cf_lin *w, const struct kq_out *x
                       (long long)w->n_pad, (long long)w->k_pad, (long long)t_pad);
         return;
     }
+    if (w->cut) { /* one group of t_pad rows */
+        K(kcut_run(w->cut, b->fast->d_toff + 2 * (t_pad / 16 - 1), x->q, x->s, w->d_w, w->d_s, y, ldy,
+                   b->stream));
+        return;
+    }
     struct kgemm8 g = {.w = w->codes, .ws = w->scales, .ws_ld = w->s_ld, .n_out = w->n, .k = w->k,
-                       .k_pad = w->k_pad, .x = x->q, .xs = x->s, .rows = T, .y = y, .ldy = ldy};
+                       .k_pad = w->k_pad, .x = x->q, .xs = x->s, .rows = T, .y = y, .ldy = ldy,
+                       .ws_kn = b->fast->dense_kn, .xs_ld_t = x->layout == KQ_GT ? x->ld_t : 0};
     K(k_gemm8(&g, b->stream));
 }
 
@@ -170,7 +180,7 @@ static void norm_quant(struct backend *b, float *x, int64_t ldx, const float *ad
                        int T, float *xn_out, const struct kq_out *out)
 {
     struct kq_norm p = {.h = x, .add = add, .ldx = ldx, .w = w, .eps = b->c->rms_norm_eps,
-                        .xn_out = xn_out, .n = T, .out = dense_in(b, out, up16(T))};
+                        .xn_out = xn_out, .n = T, .out = cf_dense_in(b, out, up16(T))};
     K(k_norm_quant(&p, b->stream));
 }
 
@@ -182,7 +192,7 @@ static void query(struct backend *b, const struct cf_layer *L, int il, int T, fl
     int QL = m->q_lora_rank, W = config_kv_width(m);
     int64_t qw = up16((int64_t)m->n_heads * config_qk_head_dim(m)), ld_qa = up16(QL), ld_kva = up16(W);
     float *qa = f->qkva, *kva = f->qkva + (size_t)f->t_pad * (size_t)up16(QL + W);
-    struct kq_out xq = dense_in(b, &f->xq, up16(T));
+    struct kq_out xq = cf_dense_in(b, &f->xq, up16(T));
     if (L->qkv_stacked) {
         cf_linear(b, &L->qa, &xq, T, f->qkva, L->qa.n_pad);
         qa = f->qkva, kva = f->qkva + QL, ld_qa = ld_kva = L->qa.n_pad;
@@ -192,7 +202,7 @@ static void query(struct backend *b, const struct cf_layer *L, int il, int T, fl
     }
     if (QL) {
         norm_quant(b, qa, ld_qa, NULL, L->q_a_norm, T, f->cqn, &f->cq);
-        struct kq_out cq = dense_in(b, &f->cq, up16(T));
+        struct kq_out cq = cf_dense_in(b, &f->cq, up16(T));
         cf_linear(b, &L->qb, &cq, T, f->q, qw);
     } else {
         cf_linear(b, &L->qb, &xq, T, f->q, qw);
@@ -225,7 +235,7 @@ static void attention(struct backend *b, const struct cf_layer *L, int il, int T
     if (cu_blas_vup(&b->fast->blas, f->ctx, L->w_uv, T, H, dc, m->v_head_dim, f->attn, b->stream) != 0)
         ERR_FATAL("cuBLAS value GEMM failed");
     norm_quant(b, f->attn, (int64_t)H * m->v_head_dim, NULL, NULL, T, NULL, &f->aq);
-    struct kq_out aq = dense_in(b, &f->aq, up16(T));
+    struct kq_out aq = cf_dense_in(b, &f->aq, up16(T));
     cf_linear(b, &L->o, &aq, T, f->o, m->hidden_size);
 }
 
@@ -236,10 +246,10 @@ static void mlp(struct backend *b, const struct cf_lin *gate, const struct cf_li
     struct cf_bufs *f = &b->fast->b;
     int64_t F = stacked ? gate->n / 2 : gate->n, half = stacked ? F : gate->n_pad;
     int64_t ld = stacked ? gate->n_pad : 2 * gate->n_pad;
-    struct kq_out x2 = dense_in(b, &f->x2, up16(T));
+    struct kq_out x2 = cf_dense_in(b, &f->x2, up16(T));
     cf_linear(b, gate, &x2, T, f->gu, ld);
     if (!stacked) cf_linear(b, up, &x2, T, f->gu + half, ld);
-    struct kq_out aq = dense_in(b, &f->actq, up16(T));
+    struct kq_out aq = cf_dense_in(b, &f->actq, up16(T));
     aq.k = F, aq.k_pad = up16(F);
     K(k_silu_quant(f->gu, ld, half, T, (int)F, NULL, f->act, &aq, b->stream));
     cf_linear(b, down, &aq, T, out, b->c->hidden_size);

@@ -31,9 +31,12 @@ void kcut_destroy(struct kcut *c);
 /* Device bytes the set-up holds (argument arrays and workspace). */
 size_t kcut_bytes(const struct kcut *c);
 
-/* One grouped GEMM. offset: device [n_groups + 1]; w, ws: device arrays of n_groups pointers. */
+/* One grouped GEMM. offset: device [n_groups + 1]; w, ws: device arrays of n_groups pointers;
+ * ldy: Y's row pitch (>= n, a multiple of 4). With one group and offset {0, m} it is a dense
+ * linear: the fast path's tensor-core GEMM where cuBLASLt's block-scaled one is not used. */
 cudaError_t kcut_run(struct kcut *c, const int32_t *offset, const uint8_t *x, const float *xs,
-                     const uint8_t *const *w, const float *const *ws, float *y, cudaStream_t s);
+                     const uint8_t *const *w, const float *const *ws, float *y, int64_t ldy,
+                     cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -75,7 +75,8 @@ struct arrays {
 
 /* Group g's arguments from the offsets. */
 __global__ void args_kernel(arrays a, int G, int N, int K, const int32_t *offset, const uint8_t *x,
-                            const float *xs, const uint8_t *const *w, const float *const *ws, float *y)
+                            const float *xs, const uint8_t *const *w, const float *const *ws, float *y,
+                            int64_t ldy)
 {
     int g = blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= G) return;
@@ -86,11 +87,11 @@ __global__ void args_kernel(arrays a, int G, int N, int K, const int32_t *offset
     a.b[g] = reinterpret_cast<const ElementB *>(w[g]);
     a.sfa[g] = xs + r0 * kb;
     a.sfb[g] = ws[g];
-    a.d[g] = y + r0 * N;
+    a.d[g] = y + r0 * ldy;
     a.sa[g] = cutlass::make_cute_packed_stride(StrideA{}, make_shape(m, K, 1));
     a.sb[g] = cutlass::make_cute_packed_stride(StrideB{}, make_shape(N, K, 1));
-    a.sc[g] = cutlass::make_cute_packed_stride(StrideC{}, make_shape(m, N, 1));
-    a.sd[g] = cutlass::make_cute_packed_stride(StrideD{}, make_shape(m, N, 1));
+    a.sc[g] = cutlass::make_cute_packed_stride(StrideC{}, make_shape(m, (int)ldy, 1));
+    a.sd[g] = cutlass::make_cute_packed_stride(StrideD{}, make_shape(m, (int)ldy, 1)); /* rows ldy apart */
     a.lsfa[g] = ScaleConfig::tile_atom_to_shape_SFA(make_shape(m, N, K, 1));
     a.lsfb[g] = ScaleConfig::tile_atom_to_shape_SFB(make_shape(m, N, K, 1));
 }
@@ -180,9 +181,9 @@ extern "C" size_t kcut_bytes(const struct kcut *c)
 
 extern "C" cudaError_t kcut_run(struct kcut *c, const int32_t *offset, const uint8_t *x,
                                 const float *xs, const uint8_t *const *w, const float *const *ws,
-                                float *y, cudaStream_t s)
+                                float *y, int64_t ldy, cudaStream_t s)
 {
-    args_kernel<<<(c->G + 127) / 128, 128, 0, s>>>(c->a, c->G, c->N, c->K, offset, x, xs, w, ws, y);
+    args_kernel<<<(c->G + 127) / 128, 128, 0, s>>>(c->a, c->G, c->N, c->K, offset, x, xs, w, ws, y, ldy);
     cudaError_t rc = cudaGetLastError();
     if (rc != cudaSuccess) return rc;
     if (c->gemm.run(s) != cutlass::Status::kSuccess) return cudaErrorLaunchFailure;

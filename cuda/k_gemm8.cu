@@ -19,7 +19,15 @@ struct g8_tile {
     int64_t n_rows;  /* rows of the operand (the tile stops there) */
 };
 
-__device__ void gemm8_tile(const struct g8_tile &tl, int64_t ws_ld, int64_t n_out, int64_t K,
+/* Scale layouts: the weight grid FL_NK ([nb][ld]) or FL_KN ([kb][ld]); the activation scales
+ * KQ_TG ([rows][groups]) or KQ_GT ([groups][xs_ld_t]). */
+struct g8_scales {
+    int64_t ws_ld;
+    int ws_kn;
+    int64_t xs_ld_t;
+};
+
+__device__ void gemm8_tile(const struct g8_tile &tl, const struct g8_scales &sc, int64_t n_out, int64_t K,
                            int64_t k_pad, const uint8_t *x, const float *xs, float *y, int64_t ldy)
 {
     __shared__ float wt[TN][TK + 1], xt[TR][TK + 1];
@@ -37,7 +45,10 @@ __device__ void gemm8_tile(const struct g8_tile &tl, int64_t ws_ld, int64_t n_ou
             int64_t rr = e / TK, kk = e % TK, r = tl.r0 + rr, k = k0 + kk;
             xt[rr][kk] = r < tl.n_rows && k < K ? core_fp8(x[r * k_pad + k], 1.0f) : 0.0f;
         }
-        if (tid < TR) xsc[tid] = tl.r0 + tid < tl.n_rows ? xs[(tl.r0 + tid) * G + g] : 0.0f;
+        if (tid < TR) {
+            int64_t r = tl.r0 + tid;
+            xsc[tid] = r < tl.n_rows ? xs[sc.xs_ld_t ? g * sc.xs_ld_t + r : r * G + g] : 0.0f;
+        }
         __syncthreads();
         float blk[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int kk = 0; kk < TK; kk++) {
@@ -45,7 +56,7 @@ __device__ void gemm8_tile(const struct g8_tile &tl, int64_t ws_ld, int64_t n_ou
 #pragma unroll
             for (int j = 0; j < 4; j++) blk[j] = fmaf(w, xt[rq * 4 + j][kk], blk[j]);
         }
-        float sw = o < n_out ? tl.ws[(o / 128) * ws_ld + g] : 0.0f;
+        float sw = o < n_out ? tl.ws[sc.ws_kn ? g * sc.ws_ld + o / 128 : (o / 128) * sc.ws_ld + g] : 0.0f;
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[j] = __fadd_rn(acc[j], __fmul_rn(blk[j], __fmul_rn(xsc[rq * 4 + j], sw)));
         __syncthreads();
@@ -60,7 +71,8 @@ __device__ void gemm8_tile(const struct g8_tile &tl, int64_t ws_ld, int64_t n_ou
 __global__ void __launch_bounds__(THREADS) gemm8_kernel(struct kgemm8 p)
 {
     struct g8_tile tl = {p.w, p.ws, (int64_t)blockIdx.y * TR, p.rows};
-    gemm8_tile(tl, p.ws_ld, p.n_out, p.k, p.k_pad, p.x, p.xs, p.y, p.ldy);
+    struct g8_scales sc = {p.ws_ld, p.ws_kn, p.xs_ld_t};
+    gemm8_tile(tl, sc, p.n_out, p.k, p.k_pad, p.x, p.xs, p.y, p.ldy);
 }
 
 extern "C" cudaError_t k_gemm8(const struct kgemm8 *p, cudaStream_t s)
@@ -82,7 +94,8 @@ __global__ void __launch_bounds__(THREADS) gemm8_grouped_kernel(struct kgemm8g p
         else hi = mid - 1;
     }
     struct g8_tile tl = {p.w[lo], p.ws[lo], r0, p.offset[lo + 1]};
-    gemm8_tile(tl, p.ws_ld, p.n_out, p.k, p.k_pad, p.x, p.xs, p.y, p.ldy);
+    struct g8_scales sc = {p.ws_ld, 0, 0};
+    gemm8_tile(tl, sc, p.n_out, p.k, p.k_pad, p.x, p.xs, p.y, p.ldy);
 }
 
 extern "C" cudaError_t k_gemm8_grouped(const struct kgemm8g *p, cudaStream_t s)

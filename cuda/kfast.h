@@ -98,14 +98,16 @@ cudaError_t k_mla(const struct kmla *p, int generic, cudaStream_t s);
  * y[r][o] = Σ_kb blk · (sx[r][kb] · sw[o/128][kb]) over the first n_out outputs, F32 per block. */
 struct kgemm8 {
     const uint8_t *w;          /* [n_pad][k_pad] codes */
-    const float *ws;           /* scale grid, FL_NK: [nb][ws_ld] */
+    const float *ws;           /* scale grid, FL_NK: [nb][ws_ld], or (ws_kn) FL_KN: [kb][ws_ld] */
     int64_t ws_ld;
     int64_t n_out, k, k_pad;
     const uint8_t *x;          /* [rows][k_pad] activation codes */
-    const float *xs;           /* activation scales, KQ_TG [rows][groups] */
+    const float *xs;           /* activation scales: KQ_TG [rows][groups], or KQ_GT [groups][xs_ld_t] */
     int rows;
     float *y;
     int64_t ldy;
+    int ws_kn;                 /* the grid is FL_KN */
+    int64_t xs_ld_t;           /* > 0: the scales are KQ_GT with this pitch */
 };
 cudaError_t k_gemm8(const struct kgemm8 *p, cudaStream_t s);
 

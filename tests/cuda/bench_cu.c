@@ -1,9 +1,10 @@
 /* bench_cu: the fast numerics' speed on a GPU (run by tests/cuda/device_check.sh, step bench). One
  * line per measurement, "what key=value ...", for the report's tables (docs/PERFORMANCE.md):
  *
- *   gemm    the dense FP8 linears of DeepSeek-V3 (cuBLASLt block-scaled, or k_gemm8 when the probe
- *           found no layout) at every shape × T in 1 .. 4096: µs, TFLOPS and % of the dense FP8
- *           peak, weight TB/s; weights rotated over more than twice the L2 so it is not measured
+ *   gemm    the dense FP8 linears of DeepSeek-V3 at every shape × T in 1 .. 4096, on cuBLASLt's
+ *           block-scaled GEMM (when the probe found its layouts) and on CUTLASS's kernel with one
+ *           group: µs, TFLOPS and % of the dense FP8 peak, weight TB/s; weights rotated over more
+ *           than twice the L2 so it is not measured
  *   mla     split-KV latent attention, H = 128, 512 + 64, B sequences × context L: µs, TB/s of the
  *           cache read and % of the measured copy bandwidth, TFLOPS
  *   moe     one MoE layer's expert side at V3's shape (256 + 1 shared experts of 2048 × 7168,
@@ -74,73 +75,106 @@ static double time_ms(bench_fn fn, void *ctx, int warm, int iters)
 
 /* ---- dense FP8 GEMMs ------------------------------------------------------------------------ */
 
+enum { GP_LT, GP_CUT, GP_SIMT };
+static const char *const gemm_path[] = {"cublaslt", "cutlass1", "k_gemm8"};
+
 struct gemm_ctx {
     struct cu_blas *blas;
     struct fl_fp8 l;
     int copies;
     uint8_t **w;
     float **ws;
+    void **d_ptrs;    /* CUTLASS: per copy a device array {codes, grid} */
+    struct kcut *cut;
+    int32_t *d_off;   /* {0, tp} */
     uint8_t *x;
     float *xs;
     float *y;
     int64_t T, tp;
-    int lt;
+    int path;
 };
 
 static void gemm_once(void *p, int i)
 {
     struct gemm_ctx *g = p;
     int c = i % g->copies;
-    if (g->lt) {
+    if (g->path == GP_LT) {
         struct cb_fp8 op = {g->w[c], g->ws[c], g->l.s_ld, g->l.n_pad, g->l.k_pad};
         if (cu_blas_fp8(g->blas, &op, g->x, g->xs, g->tp, g->y, g->l.n_pad, 0) != 0) ERR_FATAL("cuBLASLt FP8 GEMM failed");
+    } else if (g->path == GP_CUT) {
+        void **d = (void **)g->d_ptrs[c];
+        CU_CHECK(kcut_run(g->cut, g->d_off, g->x, g->xs, (const uint8_t *const *)d, (const float *const *)(d + 1), g->y,
+                          g->l.n_pad, 0));
     } else {
-        struct kgemm8 k = {g->w[c], g->ws[c], g->l.s_ld, g->l.n, g->l.k, g->l.k_pad, g->x, g->xs, (int)g->T, g->y, g->l.n_pad};
+        struct kgemm8 k = {g->w[c], g->ws[c], g->l.s_ld, g->l.n, g->l.k, g->l.k_pad, g->x, g->xs, (int)g->T, g->y,
+                           g->l.n_pad, 1, g->tp};
         CU_CHECK(k_gemm8(&k, 0));
     }
 }
 
+static void bench_gemm_path(struct cu_blas *blas, int path);
+
 static void bench_gemm(struct cu_blas *blas)
 {
+    printf("gemm_probe %s\n", blas->probe_note);
+    if (blas->fp8_ok) bench_gemm_path(blas, GP_LT);
+    bench_gemm_path(blas, GP_CUT);
+}
+
+/* Every dense V3 shape on one path (k_gemm8 where CUTLASS does not take a shape). */
+static void bench_gemm_path(struct cu_blas *blas, int path)
+{
     static const struct { const char *name; int64_t n, k; } shapes[] = {
-        {"q_a|kv_a", 2112, 7168}, {"q_b", 24576, 1536}, {"o", 7168, 16384}, {"mlp gate|up", 36864, 7168},
-        {"mlp down", 7168, 18432}, {"shared gate|up", 4096, 7168}, {"shared down", 7168, 2048}};
+        {"q_a+kv_a", 2112, 7168}, {"q_b", 24576, 1536}, {"o", 7168, 16384}, {"mlp_gate+up", 36864, 7168},
+        {"mlp_down", 7168, 18432}, {"shared_gate+up", 4096, 7168}, {"shared_down", 7168, 2048}};
     static const int toks[] = {1, 16, 64, 128, 512, 1024, 2048, 4096};
     int l2 = 0;
     cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0);
-    printf("gemm_path %s (%s)\n", blas->fp8_ok ? "cuBLASLt block-scaled FP8" : "k_gemm8 (CUDA cores)", blas->probe_note);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         struct weight w = {.name = "w", .dtype = DT_F8E4M3, .rows = shapes[s].n, .cols = shapes[s].k, .block_rows = 128, .block_cols = 128};
-        struct gemm_ctx g = {.blas = blas, .lt = blas->fp8_ok};
-        fl_fp8_plan(&g.l, &w, NULL, blas->w_kn ? FL_KN : FL_NK, blas->fp8_ok ? blas->w_align : 1);
+        struct gemm_ctx g = {.blas = blas, .path = path};
+        char why[160] = "";
+        fl_fp8_plan(&g.l, &w, NULL, path != GP_LT || blas->w_kn ? FL_KN : FL_NK, path == GP_LT ? blas->w_align : 1);
+        if (path == GP_CUT && !(g.cut = kcut_create(1, g.l.n_pad, g.l.k_pad, why, sizeof why))) {
+            printf("gemm shape=%s CUTLASS does not take it (%s): k_gemm8\n", shapes[s].name, why);
+            g.path = GP_SIMT;
+        }
         size_t wb = fl_code_bytes(&g.l);
         g.copies = (int)((2 * (size_t)l2 + wb - 1) / wb) + 1;
         g.w = calloc((size_t)g.copies, sizeof *g.w), g.ws = calloc((size_t)g.copies, sizeof *g.ws);
+        g.d_ptrs = calloc((size_t)g.copies, sizeof *g.d_ptrs);
         for (int c = 0; c < g.copies; c++) {
             g.w[c] = dmalloc(wb), g.ws[c] = dmalloc(fl_scale_bytes(&g.l));
             fill(SYNTH_FP8, 11 + c, g.w[c], g.l.n_pad, g.l.k_pad);
             fill(SYNTH_SCALE, 13 + c, g.ws[c], g.l.s_rows, g.l.s_ld);
+            const void *pair[2] = {g.w[c], g.ws[c]};
+            g.d_ptrs[c] = dev_alloc(pair, sizeof pair);
         }
+        g.d_off = dmalloc(2 * sizeof(int32_t));
         int64_t kb = g.l.kb, tmax = 4096;
         g.x = dmalloc((size_t)(tmax * g.l.k_pad)), g.xs = dmalloc((size_t)(tmax * kb) * 4), g.y = dmalloc((size_t)(tmax * g.l.n_pad) * 4);
         fill(SYNTH_FP8, 17, g.x, tmax, g.l.k_pad), fill(SYNTH_SCALE, 19, g.xs, tmax, kb);
         for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) {
             g.T = toks[t], g.tp = up16(g.T);
-            if (!g.lt && g.T > 128) break; /* CUDA cores: the small steps only */
-            if (g.lt && !cu_blas_fp8_supported(blas, g.l.n_pad, g.l.k_pad, g.tp)) {
+            int32_t off[2] = {0, (int32_t)g.tp};
+            CU_CHECK(cudaMemcpy(g.d_off, off, sizeof off, cudaMemcpyHostToDevice));
+            if (g.path == GP_SIMT && g.T > 128) break; /* CUDA cores: the small steps only */
+            if (g.path == GP_LT && !cu_blas_fp8_supported(blas, g.l.n_pad, g.l.k_pad, g.tp)) {
                 printf("gemm shape=%s n=%lld k=%lld T=%lld unsupported\n", shapes[s].name, (long long)shapes[s].n,
                        (long long)shapes[s].k, (long long)g.T);
                 continue;
             }
             double ms = time_ms(gemm_once, &g, 3, 20), flops = 2.0 * shapes[s].n * shapes[s].k * g.T;
-            printf("gemm shape=%s n=%lld k=%lld T=%lld us=%.1f TFLOPS=%.1f pct_peak=%.1f weight_TBps=%.2f\n",
-                   shapes[s].name, (long long)shapes[s].n, (long long)shapes[s].k, (long long)g.T, ms * 1e3,
+            printf("gemm path=%s shape=%s n=%lld k=%lld T=%lld us=%.1f TFLOPS=%.1f pct_peak=%.1f weight_TBps=%.2f\n",
+                   gemm_path[g.path], shapes[s].name, (long long)shapes[s].n, (long long)shapes[s].k, (long long)g.T, ms * 1e3,
                    flops / (ms * 1e-3) / 1e12, 100 * flops / (ms * 1e-3) / 1e12 / PEAK_FP8_TFLOPS,
                    (double)wb / (ms * 1e-3) / 1e12);
             fflush(stdout);
         }
-        for (int c = 0; c < g.copies; c++) cudaFree(g.w[c]), cudaFree(g.ws[c]);
-        free(g.w), free(g.ws);
+        for (int c = 0; c < g.copies; c++) cudaFree(g.w[c]), cudaFree(g.ws[c]), cudaFree(g.d_ptrs[c]);
+        free(g.w), free(g.ws), free(g.d_ptrs);
+        cudaFree(g.d_off);
+        kcut_destroy(g.cut);
         cudaFree(g.x), cudaFree(g.xs), cudaFree(g.y);
     }
 }
@@ -204,10 +238,10 @@ static void moe_once(void *p, int i)
     CU_CHECK(k_moe_plan(m->sel, m->T, MK, ME, 1, 16, m->r_max, m->count, m->offset, m->row_tok, m->tok_row, 0));
     CU_CHECK(k_gather_q(&m->x, m->row_tok, m->r_max, &m->xg, 0));
     CU_CHECK(kcut_run(m->gu, m->offset, m->xg.q, m->xg.s, (const uint8_t *const *)m->d_gu_w,
-                      (const float *const *)m->d_gu_s, m->egu, 0));
+                      (const float *const *)m->d_gu_s, m->egu, 2 * MF, 0));
     CU_CHECK(k_silu_quant(m->egu, 2 * MF, MF, m->r_max, MF, m->row_tok, m->eact, &m->aq, 0));
     CU_CHECK(kcut_run(m->dn, m->offset, m->aq.q, m->aq.s, (const uint8_t *const *)m->d_dn_w,
-                      (const float *const *)m->d_dn_s, m->ey, 0));
+                      (const float *const *)m->d_dn_s, m->ey, MD, 0));
     CU_CHECK(k_combine_rows(m->ey, m->tok_row, m->selw, MK, 1, NULL, m->T, MD, m->out, 0));
 }
 

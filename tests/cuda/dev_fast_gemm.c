@@ -1,10 +1,7 @@
-/* dev_fast_gemm: the GEMMs and the MoE plumbing of the fast numerics on a GPU against the CPU
- * emulation — cuBLASLt's block-scaled FP8 GEMM (after the scale-layout probe) and k_gemm8 at
- * every dense V3 shape and odd ones, the grouped expert GEMMs (CUTLASS and k_gemm8_grouped) over
- * random routings with empty groups and all tokens on one expert, the device MoE permutation
- * (exactly mp_grouped_build), the combine (exactly cpu_axpy's order), the sampling pre-filter
- * (exactly smp_prefilter, the outside mass within SMP_CAND_MASS_ERR) and synthetic weights
- * (exactly the host's hash). */
+/* dev_fast_gemm: the dense FP8 GEMMs of the fast numerics on a GPU against the CPU emulation
+ * (nm_matmul_fp8, within 2^-9 Σ|terms|) at every dense V3 shape and odd ones, on every path a
+ * linear can take: cuBLASLt's block-scaled GEMM (after the scale-layout probe), CUTLASS's kernel
+ * with one group, and k_gemm8 in both grid orders and both activation-scale layouts. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,40 +81,61 @@ static void acts_dev(const struct acts *a, int tg, uint8_t **dq, float **ds)
     free(q), free(s);
 }
 
+/* The dense paths: 0 k_gemm8 (FL_NK grid, TG scales), 1 k_gemm8 (FL_KN, GT: the fallback beside
+ * CUTLASS), 2 cuBLASLt (the probed layouts), 3 CUTLASS with one group (FL_KN, GT). */
+static const char *const path_name[4] = {"gemm_simt", "gemm_simt_kn", "gemm_lt", "gemm_cut1"};
+
+/* One path: 0 ran and y holds [tp][ldy], 1 the path is not available here. */
+static int run_path(int path, const struct fl_fp8 *l, const struct acts *a, const uint8_t *dw,
+                    const float *dg, const uint8_t *dq, const float *ds, float *dy, const char *shape)
+{
+    if (path == 2) {
+        struct cb_fp8 op = {dw, dg, l->s_ld, l->n_pad, l->k_pad};
+        if (cu_blas_fp8(&blas, &op, dq, ds, a->tp, dy, l->n_pad, 0) != 0) return dev_report(path_name[2], shape, INFINITY), 1;
+        return 0;
+    }
+    if (path == 3) {
+        char why[160];
+        struct kcut *c = l->k_pad == l->k ? kcut_create(1, l->n_pad, l->k_pad, why, sizeof why) : NULL;
+        if (!c) return printf("gemm_cut1    %s: CUTLASS does not take it\n", shape), 1;
+        int32_t off[2] = {0, (int32_t)a->tp}, *d_off = dev_alloc(off, sizeof off);
+        const void *pw[1] = {dw}, *pg[1] = {dg};
+        void *d_pw = dev_alloc(pw, sizeof pw), *d_pg = dev_alloc(pg, sizeof pg);
+        CU_CHECK(kcut_run(c, d_off, dq, ds, d_pw, d_pg, dy, l->n_pad, 0));
+        CU_CHECK(cudaDeviceSynchronize());
+        cudaFree(d_off), cudaFree(d_pw), cudaFree(d_pg);
+        kcut_destroy(c);
+        return 0;
+    }
+    struct kgemm8 g = {dw, dg, l->s_ld, l->n, l->k, l->k_pad, dq, ds, a->T, dy, l->n_pad, path == 1, path == 1 ? a->tp : 0};
+    CU_CHECK(k_gemm8(&g, 0));
+    return 0;
+}
+
 static void test_dense(int64_t n, int64_t k, int T)
 {
     struct weight w = fp8w(n, k);
     struct acts a = make_acts(T, k);
     char shape[64];
     snprintf(shape, sizeof shape, "%lldx%lld T=%d", (long long)n, (long long)k, T);
-    for (int lt = 0; lt < 2; lt++) {
-        if (lt && !blas.fp8_ok) continue;
+    for (int path = 0; path < 4; path++) {
+        if (path == 2 && !blas.fp8_ok) continue;
         struct fl_fp8 l;
-        fl_fp8_plan(&l, &w, NULL, lt && blas.w_kn ? FL_KN : FL_NK, lt ? blas.w_align : 1);
+        int kn = path == 2 ? blas.w_kn : path != 0;
+        fl_fp8_plan(&l, &w, NULL, kn ? FL_KN : FL_NK, path == 2 ? blas.w_align : 1);
         uint8_t *dw, *dq;
         float *dg, *ds, *dy = dev_alloc(NULL, (size_t)(a.tp * l.n_pad) * 4);
         upload(&l, &dw, &dg);
-        acts_dev(&a, lt ? blas.x_tg : 1, &dq, &ds);
-        if (lt) {
-            struct cb_fp8 op = {dw, dg, l.s_ld, l.n_pad, l.k_pad};
-            if (cu_blas_fp8(&blas, &op, dq, ds, a.tp, dy, l.n_pad, 0) != 0) {
-                dev_report("gemm_lt", shape, INFINITY);
-                goto next;
-            }
-        } else {
-            struct kgemm8 g = {dw, dg, l.s_ld, n, k, l.k_pad, dq, ds, T, dy, l.n_pad};
-            CU_CHECK(k_gemm8(&g, 0));
+        acts_dev(&a, path == 2 ? blas.x_tg : path == 0, &dq, &ds);
+        if (run_path(path, &l, &a, dw, dg, dq, ds, dy, shape) == 0) {
+            float *y = dev_host(dy, (size_t)(a.tp * l.n_pad) * 4);
+            dev_report(path_name[path], shape, dev_fp8_err(&w, a.q, a.s, a.T, y, l.n_pad));
+            free(y);
         }
-        float *y = dev_host(dy, (size_t)(a.tp * l.n_pad) * 4);
-        dev_report(lt ? "gemm_lt" : "gemm_simt", shape, dev_fp8_err(&w, a.q, a.s, a.T, y, l.n_pad));
-        free(y);
-    next:
         cudaFree(dw), cudaFree(dg), cudaFree(dq), cudaFree(ds), cudaFree(dy);
     }
     free((void *)w.data), free((void *)w.scale), free(a.q), free(a.s);
 }
-
-
 
 void dev_fast_gemm(void)
 {

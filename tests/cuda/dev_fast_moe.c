@@ -167,7 +167,7 @@ static void test_grouped(int E, int64_t n, int64_t kk, int T, int k, int one)
         uint8_t *dq = dev_alloc(path ? hq : dq_h, path ? (size_t)R * kk : (size_t)R * kp);
         float *ds = dev_alloc(path ? hs_g : hs, (size_t)R * G * 4), *dy = dev_alloc(NULL, (size_t)R * ldy * 4);
         if (path) {
-            CU_CHECK(kcut_run(cut, d_off, dq, ds, (const uint8_t *const *)x.d_wp, (const float *const *)x.d_gp, dy, 0));
+            CU_CHECK(kcut_run(cut, d_off, dq, ds, (const uint8_t *const *)x.d_wp, (const float *const *)x.d_gp, dy, ldy, 0));
         } else {
             struct kgemm8g p = {.w = (const uint8_t *const *)x.d_wp, .ws = (const float *const *)x.d_gp,
                                 .ws_ld = x.l.s_ld, .n_out = n, .k = kk, .k_pad = kp, .offset = d_off,
