@@ -207,7 +207,7 @@ cuda-test: venv
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
-	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd
+	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels
 	@SEEKD_BUILDS=cuda,cuda-asan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_backend_choice.py
 
@@ -238,8 +238,8 @@ clean:
 devbundle: venv
 	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
 	  build/cuda-release/tests/cuda/bench_cu
-	tests/cuda/make_bundle.sh .devbundle build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
-	  build/cuda-release/tests/cuda/bench_cu
+	CUTLASS_DIR=$(CUTLASS_DIR) tests/cuda/make_bundle.sh .devbundle build/cuda-release/seekd \
+	  build/cuda-release/tests/cuda/dev_kernels build/cuda-release/tests/cuda/bench_cu
 
 # ---- install -----------------------------------------------------------------------------------
 # The unit's ExecStart names $(BINDIR)/seekd. The configuration and the environment file are

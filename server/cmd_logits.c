@@ -22,6 +22,7 @@
 struct logits_opts {
     const char *model, *out, *tokens;
     int chunk;       /* tokens per step; 0 = all at once */
+    int first;       /* --first: tokens of the first step (then chunk per step); 0: chunk */
     int block_size;
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
@@ -43,7 +44,8 @@ static void logits_usage(FILE *f)
 {
     fprintf(f, "usage: seekd logits (--model DIR | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
                "                    --out FILE.npy\n"
-               "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
+               "                    [--decode | --chunk N] [--first N] [--block-size N]\n"
+               "                    [--kv-dtype f32|bf16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda] [--numerics auto|ref|fast]\n"
                "                    [--gpus LIST] [--stats] [--dump-stages DIR] [--no-cuda-graphs]\n"
                "                    [--data-parallel-size N] [--tensor-parallel-size N]\n"
@@ -54,6 +56,8 @@ static void logits_usage(FILE *f)
                "                  (default 1) instead of a checkpoint\n"
                "  --decode        one token per step through the KV cache\n"
                "  --chunk N       prefill N tokens per step\n"
+               "  --first N       the first step takes N tokens, the rest as --decode or --chunk\n"
+               "                  say (a prefill, then decode steps)\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
                "  --kv-dtype T    KV cache storage: f32 or bf16 (default: f32 under ref numerics,\n"
                "                  bf16 under fast)\n"
@@ -100,7 +104,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
         {"dump-stages", required_argument, 0, 'P'}, {"synthetic", required_argument, 0, 'Y'},
         {"seed", required_argument, 0, 'R'}, {"no-cuda-graphs", no_argument, 0, 'g'},
-        {"help", no_argument, 0, 'h'},
+        {"first", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
         {"tensor-parallel-size", required_argument, 0, 'T'},
         {"data-parallel-size", required_argument, 0, 'D'},
         {"enable-expert-parallel", no_argument, 0, 'E'}, {0, 0, 0, 0}};
@@ -115,6 +119,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         case 'o': o->out = optarg; break;
         case 'c': o->chunk = atoi(optarg); if (o->chunk < 1) return -1; break;
         case 'd': o->chunk = 1; break;
+        case 'F': o->first = atoi(optarg); if (o->first < 1) return -1; break;
         case 'b': o->block_size = atoi(optarg); if (o->block_size < 1) return -1; break;
         case 'k':
             if (strcmp(optarg, "f32") == 0) o->kv_dtype = DT_F32;
@@ -202,8 +207,9 @@ static int lead_steps(const struct backend_ops *ops, struct backend *b, struct c
     int32_t *table = malloc((size_t)n_blocks * sizeof *table);
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i;
     int rc = 0;
-    for (int p = 0; p < n && rc == 0; p += chunk) {
-        int len = n - p < chunk ? n - p : chunk;
+    for (int p = 0, len; p < n && rc == 0; p += len) {
+        int step = p == 0 && o->first ? o->first : chunk;
+        len = n - p < step ? n - p : step;
         struct batch_seq seq = {.start = 0, .n_tokens = len, .pos0 = p, .block_table = table,
                                 .logits = BATCH_LOGITS_ALL};
         struct batch bt = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
@@ -247,6 +253,7 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                      float *logits, struct err *e)
 {
     int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
+    if (o->first > chunk) chunk = o->first < n ? o->first : n;
     struct backend_opts bo = {.numerics = o->numerics, .max_tokens = chunk, .max_logits = chunk,
                               .block_size = o->block_size, .kv_dtype = o->kv_dtype,
                               .kv_blocks = n_blocks, .threads = o->threads,
