@@ -392,7 +392,7 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
                               .kv_memory = o->kv_cache_memory, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices,
-                              .progress = o->progress};
+                              .progress = o->progress, .graphs = o->cuda_graphs};
     eng->bops = o->backend ? o->backend : backend_cpu();
     eng->be = eng->bops->create(eng->m, &bo, e);
     if (!eng->be) return -1;

@@ -63,7 +63,8 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
         .threads = o->threads,
-        .numerics = o->numerics == OPT_NUMERICS_FAST ? NUMERICS_FAST : NUMERICS_REF,
+        .numerics = o->numerics == OPT_NUMERICS_FAST ? NUMERICS_FAST : NUMERICS_REF, /* auto: pick_backend */
+        .cuda_graphs = o->cuda_graphs,
     };
 }
 
@@ -115,6 +116,8 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     eo->backend = backend_select(backend_kind_of(d->o.backend), note, sizeof note, e);
     if (!eo->backend) return -1;
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
+    if (d->o.numerics == OPT_NUMERICS_AUTO)
+        eo->numerics = strcmp(eo->backend->name, "cuda") == 0 ? NUMERICS_FAST : NUMERICS_REF;
     eo->devices = devices;
     eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
     if (eo->n_devices < 0) return -1;
