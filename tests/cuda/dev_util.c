@@ -61,32 +61,54 @@ double dev_worst(const float *got, const float *want, const float *tol, size_t n
     return w;
 }
 
-/* Outputs [o0, o1) of y against the reference, within 2^-9 of the absolute terms. */
-static double fp8_window(const struct weight *w, int64_t o0, int64_t o1, const uint8_t *q, const float *s,
-                         int T, const float *y, int64_t ldy)
+/* The reference of outputs [o0, o1): want and 2^-9 of the same sum over absolute values. */
+static void fp8_window(struct dev_fp8_ref *r, int i, const struct weight *w, const uint8_t *q, const float *s)
 {
-    int64_t n = o1 - o0, k = w->cols;
-    float *want = malloc((size_t)(T * n) * 4 + 4), *A = malloc((size_t)(T * n) * 4 + 4), *got = malloc((size_t)(T * n) * 4 + 4);
+    int64_t o0 = r->win[i][0], n = r->win[i][1] - o0, k = w->cols, T = r->T;
+    r->want[i] = malloc((size_t)(T * n) * 4 + 4), r->A[i] = malloc((size_t)(T * n) * 4 + 4);
     uint8_t *wa = malloc((size_t)(w->rows * k)), *qa = malloc((size_t)(T * k) + 1);
-    nm_matmul_fp8(w, o0, o1, q, s, T, want, n);
-    for (int64_t i = 0; i < w->rows * k; i++) wa[i] = ((const uint8_t *)w->data)[i] & 0x7f;
-    for (int64_t i = 0; i < T * k; i++) qa[i] = q[i] & 0x7f;
+    nm_matmul_fp8(w, o0, o0 + n, q, s, (int)T, r->want[i], n);
+    for (int64_t j = 0; j < w->rows * k; j++) wa[j] = ((const uint8_t *)w->data)[j] & 0x7f;
+    for (int64_t j = 0; j < T * k; j++) qa[j] = q[j] & 0x7f;
     struct weight wabs = *w;
     wabs.data = wa;
-    nm_matmul_fp8(&wabs, o0, o1, qa, s, T, A, n);
-    for (int64_t i = 0; i < T * n; i++) A[i] *= 0x1p-9f;
-    for (int t = 0; t < T; t++) memcpy(got + t * n, y + t * ldy + o0, (size_t)n * 4);
-    double e = dev_worst(got, want, A, (size_t)(T * n));
-    free(want), free(A), free(got), free(wa), free(qa);
+    nm_matmul_fp8(&wabs, o0, o0 + n, qa, s, (int)T, r->A[i], n);
+    for (int64_t j = 0; j < T * n; j++) r->A[i][j] *= 0x1p-9f;
+    free(wa), free(qa);
+}
+
+void dev_fp8_ref_make(struct dev_fp8_ref *r, const struct weight *w, const uint8_t *q, const float *s, int T)
+{
+    int64_t n = w->rows, a1 = n < 256 ? n : 256, b0 = n - 128 > a1 ? n - 128 : a1;
+    *r = (struct dev_fp8_ref){.T = T, .n_win = b0 < n ? 2 : 1, .win = {{0, a1}, {b0, n}}};
+    for (int i = 0; i < r->n_win; i++) fp8_window(r, i, w, q, s);
+}
+
+double dev_fp8_ref_err(const struct dev_fp8_ref *r, const float *y, int64_t ldy)
+{
+    double e = 0;
+    for (int i = 0; i < r->n_win; i++) {
+        int64_t o0 = r->win[i][0], n = r->win[i][1] - o0;
+        float *got = malloc((size_t)(r->T * n) * 4 + 4);
+        for (int t = 0; t < r->T; t++) memcpy(got + t * n, y + t * ldy + o0, (size_t)n * 4);
+        e = fmax(e, dev_worst(got, r->want[i], r->A[i], (size_t)(r->T * n)));
+        free(got);
+    }
     return e;
+}
+
+void dev_fp8_ref_free(struct dev_fp8_ref *r)
+{
+    for (int i = 0; i < r->n_win; i++) free(r->want[i]), free(r->A[i]);
 }
 
 double dev_fp8_err(const struct weight *w, const uint8_t *q, const float *s, int T, const float *y,
                    int64_t ldy)
 {
-    int64_t n = w->rows, a1 = n < 256 ? n : 256, b0 = n - 128 > a1 ? n - 128 : a1;
-    double e = fp8_window(w, 0, a1, q, s, T, y, ldy);
-    if (b0 < n) e = fmax(e, fp8_window(w, b0, n, q, s, T, y, ldy));
+    struct dev_fp8_ref r;
+    dev_fp8_ref_make(&r, w, q, s, T);
+    double e = dev_fp8_ref_err(&r, y, ldy);
+    dev_fp8_ref_free(&r);
     return e;
 }
 

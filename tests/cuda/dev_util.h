@@ -28,6 +28,16 @@ struct weight;
 double dev_fp8_err(const struct weight *w, const uint8_t *q, const float *s, int T, const float *y,
                    int64_t ldy);
 
+/* The same reference made once for several results of one GEMM. */
+struct dev_fp8_ref {
+    int T, n_win;
+    int64_t win[2][2];       /* output columns [from, to) */
+    float *want[2], *A[2];
+};
+void dev_fp8_ref_make(struct dev_fp8_ref *r, const struct weight *w, const uint8_t *q, const float *s, int T);
+double dev_fp8_ref_err(const struct dev_fp8_ref *r, const float *y, int64_t ldy);
+void dev_fp8_ref_free(struct dev_fp8_ref *r);
+
 /* Prints the case's line; err/tol above 1 (or NaN) counts as a failure. */
 void dev_report(const char *kernel, const char *shape, double err_over_tol);
 int dev_failures(void);
