@@ -22,6 +22,7 @@ static void cuda_destroy(struct backend *b)
     sp_free(&b->sp);
     mp_free(&b->mp);
     free(b->h_sel);
+    backend_rowcands_free(&b->rc);
     free(b);
 }
 
@@ -148,6 +149,7 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
+    if (o->sample_prefilter && !b->fast) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
     return b;
 }
 
@@ -174,9 +176,37 @@ static int cuda_forward(struct backend *b, const struct batch *bt, float *logits
 {
     double t0 = seconds();
     CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
-    int rc = b->fast ? cf_forward(b, bt, logits, e) : cu_forward(b, bt, logits, e);
+    int rc = b->fast ? cf_forward(b, bt, logits, NULL, e) : cu_forward(b, bt, logits, e);
     if (rc == 0) b->st.steps++, b->st.t_forward += seconds() - t0;
     return rc;
+}
+
+/* Fast numerics: the rows are pre-filtered on the device and stay there; ref: on the host. */
+static int cuda_forward_cands(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                              struct err *e)
+{
+    if (!b->o.sample_prefilter) return err_set(e, "the backend was not made for pre-filtered rows");
+    double t0 = seconds();
+    CU_CHECK(cudaSetDevice(b->dev.ordinal));
+    int rc = b->fast ? cf_forward(b, bt, NULL, cands, e) : cu_forward(b, bt, b->rc.rows, e);
+    if (rc != 0) return rc;
+    if (!b->fast) {
+        backend_rowcands_fill(&b->rc, batch_n_logits(bt), cands);
+        b->st.cand_rows += (uint64_t)batch_n_logits(bt);
+    }
+    b->st.steps++, b->st.t_forward += seconds() - t0;
+    return 0;
+}
+
+static void cuda_fetch_row(struct backend *b, int row, float *out)
+{
+    if (b->fast) {
+        CU_CHECK(cudaSetDevice(b->dev.ordinal));
+        cf_fetch_row(b, row, out);
+        return;
+    }
+    memcpy(out, b->rc.rows + (size_t)row * (size_t)b->rc.V, (size_t)b->rc.V * sizeof *out);
+    b->st.fetched_rows++;
 }
 
 static void cuda_stats(const struct backend *b, struct backend_stats *out)
@@ -193,6 +223,7 @@ const struct backend_ops *backend_cuda(void)
 {
     static const struct backend_ops ops = {
         .name = "cuda", .usable = cuda_usable, .create = cuda_create, .destroy = cuda_destroy,
-        .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats};
+        .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats,
+        .forward_cands = cuda_forward_cands, .fetch_row = cuda_fetch_row};
     return &ops;
 }

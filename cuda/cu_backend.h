@@ -39,6 +39,7 @@ struct backend {
     struct batch_limits lim;
     struct backend_stats st;
     struct cu_fast *fast;           /* numerics fast: its weights, buffers and graphs; else NULL */
+    struct backend_rowcands rc;     /* ref numerics with sample_prefilter: rows on the host */
     uint64_t synth_seed;            /* a synthetic model's seed (synthetic: weights made here) */
     int synthetic;
 };

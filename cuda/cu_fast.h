@@ -124,6 +124,10 @@ struct cu_fast {
     struct sd dump;
     int dumping;
     char note[256];                 /* what runs where (GEMM paths, the probe), for the stats line */
+    /* sample_prefilter: the candidates of the last step on the host */
+    int32_t *hc_ids, *hc_nfin;      /* [l_cap][SMP_CAND_K], [l_cap] */
+    float *hc_vals, *hc_max;
+    double *hc_mass;
 };
 
 struct backend;
@@ -149,8 +153,12 @@ uint64_t cf_model_bytes(const struct backend *b);
 int cf_bufs_create(struct backend *b, struct err *e);
 void cf_bufs_free(struct cf_bufs *bf);
 
-/* One step under the fast numerics (the backend's forward when numerics is fast). */
-int cf_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e);
+/* One step under the fast numerics (the backend's forward when numerics is fast): the logits
+ * rows into logits, or (logits NULL) each row pre-filtered on the device into cands, the rows
+ * left in the step buffers for cf_fetch_row. */
+int cf_forward(struct backend *b, const struct batch *bt, float *logits, struct smp_cands *cands,
+               struct err *e);
+void cf_fetch_row(struct backend *b, int row, float *out);
 
 /* The layers and the head of a step whose plan is on the device (cu_fast_step.c), for eager runs
  * and for graph capture alike; T tokens (the bucket when padded), n_logits rows of logits. */
@@ -177,8 +185,9 @@ void cf_linear(struct backend *b, const struct cf_lin *w, const struct kq_out *x
 /* Graph capture of the decode buckets, and a step through them (cu_graph.c). */
 int cf_graphs_capture(struct backend *b, struct err *e);
 void cf_graphs_free(struct backend *b);
-/* 1 when the step ran from a graph; 0 when it must run eagerly. */
-int cf_graph_step(struct backend *b, const struct batch *bt, float *logits);
+/* 1 when the step ran through its bucket (a graph, or padded eagerly with graphs = 2): its
+ * logits rows are in the step buffers, in order; 0 when it must run eagerly. */
+int cf_graph_step(struct backend *b, const struct batch *bt);
 
 /* Dumps of the step's stages (cu_fast_dump.c). */
 int cf_dump_step(struct backend *b, struct err *e);

@@ -159,6 +159,12 @@ int cf_setup_step(struct backend *b, struct err *e)
     F->d_sp_cap = b->sp.at.bytes;
     cudaError_t rc = cudaMalloc((void **)&F->d_sp, F->d_sp_cap);
     if (rc != cudaSuccess) return F->d_sp = NULL, cu_err(e, rc, "cannot allocate the step plan");
+    if (b->o.sample_prefilter) {
+        size_t L = (size_t)F->b.l_cap;
+        F->hc_ids = xcalloc(L * SMP_CAND_K, sizeof *F->hc_ids), F->hc_vals = xcalloc(L * SMP_CAND_K, sizeof *F->hc_vals);
+        F->hc_max = xcalloc(L, sizeof *F->hc_max), F->hc_mass = xcalloc(L, sizeof *F->hc_mass);
+        F->hc_nfin = xcalloc(L, sizeof *F->hc_nfin);
+    }
     F->h_ctx = xcalloc((size_t)(2 * F->b.t_pad + 2 + F->b.n_ctas + 1 + F->b.parts_max * MLA_ITEM), sizeof *F->h_ctx);
     if (b->o.dump_dir && sd_open(&F->dump, b->o.dump_dir, e) != 0) return -1;
     F->dumping = b->o.dump_dir != NULL;
@@ -189,6 +195,7 @@ void cf_free(struct backend *b)
     mla_free(&F->mla);
     if (F->d_sp) cudaFree(F->d_sp);
     free(F->h_ctx);
+    free(F->hc_ids), free(F->hc_vals), free(F->hc_max), free(F->hc_mass), free(F->hc_nfin);
     free(F);
     b->fast = NULL;
 }

@@ -46,21 +46,53 @@ static void step_body(struct backend *b, int T, int n_logits, int dump)
     cf_run_head(b, n_logits, dump);
 }
 
-int cf_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e)
+/* The step's n logits rows to the host whole, or their pre-filter (k_sample_prep) as cands. */
+static void step_out(struct backend *b, int n, float *logits, struct smp_cands *cands)
+{
+    struct cu_fast *F = b->fast;
+    struct cf_bufs *f = &F->b;
+    int V = b->c->vocab_size;
+    if (n && logits)
+        K(cudaMemcpyAsync(logits, f->logits, (size_t)n * (size_t)V * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
+    if (n && cands) {
+        struct ksample p = {f->logits, n, V, f->sp_ids, f->sp_vals, f->sp_max, f->sp_mass, f->sp_nfin};
+        K(k_sample_prep(&p, b->stream));
+        size_t nk = (size_t)n * SMP_CAND_K;
+        K(cudaMemcpyAsync(F->hc_ids, f->sp_ids, nk * 4, cudaMemcpyDeviceToHost, b->stream));
+        K(cudaMemcpyAsync(F->hc_vals, f->sp_vals, nk * 4, cudaMemcpyDeviceToHost, b->stream));
+        K(cudaMemcpyAsync(F->hc_max, f->sp_max, (size_t)n * 4, cudaMemcpyDeviceToHost, b->stream));
+        K(cudaMemcpyAsync(F->hc_mass, f->sp_mass, (size_t)n * 8, cudaMemcpyDeviceToHost, b->stream));
+        K(cudaMemcpyAsync(F->hc_nfin, f->sp_nfin, (size_t)n * 4, cudaMemcpyDeviceToHost, b->stream));
+    }
+    K(cudaStreamSynchronize(b->stream));
+    for (int i = 0; cands && i < n; i++)
+        cands[i] = (struct smp_cands){.n_vocab = V, .n = V < SMP_CAND_K ? V : SMP_CAND_K,
+                                      .ids = F->hc_ids + (size_t)i * SMP_CAND_K,
+                                      .logits = F->hc_vals + (size_t)i * SMP_CAND_K, .out_max = F->hc_max[i],
+                                      .out_mass = F->hc_mass[i], .n_finite = F->hc_nfin[i]};
+    if (cands) b->st.cand_rows += (uint64_t)n;
+}
+
+int cf_forward(struct backend *b, const struct batch *bt, float *logits, struct smp_cands *cands,
+               struct err *e)
 {
     if (batch_check(bt, &b->lim, e) != 0) return -1;
-    if (!b->fast->dumping && cf_graph_step(b, bt, logits)) return 0;
     int T = bt->n_tokens, n = batch_n_logits(bt);
+    if (!b->fast->dumping && cf_graph_step(b, bt)) return step_out(b, n, logits, cands), 0;
     upload_plan(b, bt);
     upload_mla(b, T);
     if (b->fast->dumping && cf_dump_step(b, e) != 0) return -1;
     step_body(b, T, n, b->fast->dumping);
-    if (n)
-        K(cudaMemcpyAsync(logits, b->fast->b.logits, (size_t)n * (size_t)b->c->vocab_size * sizeof(float),
-                          cudaMemcpyDeviceToHost, b->stream));
-    K(cudaStreamSynchronize(b->stream));
+    step_out(b, n, logits, cands);
     b->st.eager_steps++;
     return 0;
+}
+
+void cf_fetch_row(struct backend *b, int row, float *out)
+{
+    size_t V = (size_t)b->c->vocab_size;
+    K(cudaMemcpy(out, b->fast->b.logits + (size_t)row * V, V * sizeof(float), cudaMemcpyDeviceToHost));
+    b->st.fetched_rows++;
 }
 
 /* ---- graphs --------------------------------------------------------------------------------- */
@@ -111,7 +143,7 @@ void cf_graphs_free(struct backend *b)
     gp_padded_free(&F->pad);
 }
 
-int cf_graph_step(struct backend *b, const struct batch *bt, float *logits)
+int cf_graph_step(struct backend *b, const struct batch *bt)
 {
     struct cu_fast *F = b->fast;
     int bucket = F->padded ? gp_bucket_for(&F->buckets, bt) : 0, i = 0;
@@ -121,12 +153,7 @@ int cf_graph_step(struct backend *b, const struct batch *bt, float *logits)
     upload_plan(b, &F->pad.batch);
     upload_mla(b, bucket);
     if (F->graphs) K(cudaGraphLaunch(F->graphs[i], b->stream));
-    else step_body(b, bucket, bucket, 0);
-    int n = batch_n_logits(bt); /* the real rows come first, in order */
-    if (n)
-        K(cudaMemcpyAsync(logits, F->b.logits, (size_t)n * (size_t)b->c->vocab_size * sizeof(float),
-                          cudaMemcpyDeviceToHost, b->stream));
-    K(cudaStreamSynchronize(b->stream));
+    else step_body(b, bucket, bucket, 0); /* the real rows' logits come first, in order */
     if (F->graphs) b->st.graph_steps++;
     else b->st.eager_steps++;
     return 1;

@@ -17,6 +17,7 @@
 #include "engine/kv_blocks.h"
 #include "engine/model/dtype.h"
 #include "engine/model/model.h"
+#include "engine/sampler_cand.h"
 
 struct backend;
 
@@ -43,6 +44,7 @@ struct backend_opts {
     const struct load_progress *progress; /* weight upload reports; NULL: none */
     const char *dump_dir;     /* debug: write every stage of every step there (stage_dump.h);
                                * NULL: none */
+    int sample_prefilter;     /* forward_cands will be called (its buffers are made) */
     int graphs;               /* CUDA, numerics fast: 1 replays decode steps from CUDA graphs;
                                * 2 (a test's reference) pads them to the same buckets and runs
                                * them eagerly; 0 neither */
@@ -59,6 +61,8 @@ struct backend_stats {
     double t_forward;         /* seconds spent in forward, cumulative */
     char device[128];         /* what runs the steps, for logs: "CPU, 2 threads, avx512" */
     char paths[256];          /* which kernels and libraries a step runs on ("" when one kind) */
+    uint64_t cand_rows;       /* logits rows handed out pre-filtered (forward_cands) */
+    uint64_t fetched_rows;    /* of them, fetched whole afterwards (fetch_row) */
 };
 
 struct backend_ops {
@@ -75,7 +79,28 @@ struct backend_ops {
      * -1 with a message on a batch outside the contract (batch_check). */
     int (*forward)(struct backend *b, const struct batch *bt, float *logits, struct err *e);
     void (*stats)(const struct backend *b, struct backend_stats *out);
+    /* The step as forward, but each logits row comes back pre-filtered (engine/sampler_cand.h:
+     * its 64 best logits, the best outside, the outside mass) instead of whole — a GPU reduces
+     * the rows where they are. The rows stay with the backend until its next step; fetch_row
+     * copies row i whole for the sampler when the candidates cannot speak for it. The arrays
+     * cands[i] points into belong to the backend until then too. Needs sample_prefilter. */
+    int (*forward_cands)(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                         struct err *e);
+    void (*fetch_row)(struct backend *b, int row, float *out);
 };
+
+/* forward_cands for a backend whose logits rows are in host memory: rows [cap][V], the
+ * candidates' arrays, the pre-filter (smp_prefilter) of each row. */
+struct backend_rowcands {
+    int cap, V;
+    float *rows;
+    int32_t *ids;            /* [cap][SMP_CAND_K] */
+    float *vals;
+};
+void backend_rowcands_init(struct backend_rowcands *r, int cap, int V);
+/* cands[i] for rows 0..n-1 of r->rows. */
+void backend_rowcands_fill(struct backend_rowcands *r, int n, struct smp_cands *cands);
+void backend_rowcands_free(struct backend_rowcands *r);
 
 const struct backend_ops *backend_cpu(void);
 /* NULL when seekd was built without CUDA. */

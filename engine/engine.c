@@ -17,6 +17,7 @@
 #include "engine/gen.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
+#include "engine/sampler_cand.h"
 #include "engine/sched.h"
 #include "engine/wire.h"
 
@@ -32,6 +33,7 @@ struct engine {
     int max_queued;
     int32_t eos;
     float *logits;              /* [max_num_seqs, vocab] */
+    struct smp_cands *cands;    /* [max_num_seqs] the step's pre-filtered rows, or NULL: whole rows */
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
     pthread_t thread;
@@ -236,14 +238,41 @@ static void record_scheduled(struct engine *eng, const struct sched_out *out)
     }
 }
 
+/* Logits row `row` of the step whole, in eng->logits (fetched when the step pre-filtered). */
+static const float *whole_row(struct engine *eng, int row)
+{
+    float *lg = eng->logits + (size_t)row * (size_t)eng->m->cfg.vocab_size;
+    if (eng->cands) eng->bops->fetch_row(eng->be, row, lg);
+    return lg;
+}
+
+/* Samples one row: from its candidates when smp_sample_candidates proves them the same as the
+ * whole row, else from the whole row. Anything that constrains a row beyond struct smp_params
+ * (smp_sample_candidates cannot see it) must take the whole row. *lg: the whole row when it was
+ * fetched, else NULL. */
+static int sample_row(struct engine *eng, int row, struct gen *g, int c, struct smp_result *r,
+                      const float **lg, struct err *e)
+{
+    *lg = NULL;
+    int from_cands = eng->cands && smp_sample_candidates(g->ch[c].smp, &g->p.sampling, &eng->cands[row], r);
+    pthread_mutex_lock(&eng->metrics.mu);
+    if (from_cands) eng->metrics.sampled_candidates++;
+    else eng->metrics.sampled_whole++;
+    pthread_mutex_unlock(&eng->metrics.mu);
+    if (from_cands) return 0;
+    *lg = whole_row(eng, row);
+    return smp_sample(g->ch[c].smp, &g->p.sampling, *lg, eng->m->cfg.vocab_size, r, e);
+}
+
 /* Samples the sequences that asked; returns how many forks are pending into forks[]. */
 static int sample_all(struct engine *eng, const struct sched_out *out, struct gen **forks,
                       const float **fork_logits)
 {
-    int row = 0, n_forks = 0, V = eng->m->cfg.vocab_size;
+    int row = 0, n_forks = 0;
     struct err e = {{0}};
     for (int i = 0; i < out->batch.n_seqs; i++) {
-        const float *lg = eng->logits + (size_t)row * V;
+        int my_row = row;
+        const float *lg = NULL;
         if (out->batch.seqs[i].logits != BATCH_LOGITS_NONE) row++;
         eng->sampled[i] = 0;
         eng->stopped[i] = false;
@@ -251,7 +280,7 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
         int c;
         struct gen *g = find_gen(eng, out->seq_ids[i], &c);
         struct smp_result r;
-        if (!g || smp_sample(g->ch[c].smp, &g->p.sampling, lg, V, &r, &e) != 0) {
+        if (!g || sample_row(eng, my_row, g, c, &r, &lg, &e) != 0) {
             eng->stopped[i] = true; /* a broken row: end the sequence, say why */
             if (g) gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
             continue;
@@ -259,9 +288,9 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
         eng->sampled[i] = r.token;
         smp_accept(g->ch[c].smp, r.token);
         record_token(eng, g, c);
-        if (c == 0 && g->ch[0].n_generated == 0 && g->p.n > 1) {
+        if (c == 0 && g->ch[0].n_generated == 0 && g->p.n > 1) { /* the siblings sample the whole row */
             forks[n_forks] = g;
-            fork_logits[n_forks++] = lg;
+            fork_logits[n_forks++] = lg ? lg : whole_row(eng, my_row);
         }
         eng->stopped[i] = gen_take_token(g, c, &r);
     }
@@ -294,8 +323,9 @@ static bool step(struct engine *eng)
         return false;
     }
     record_scheduled(eng, &out);
-    if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
-        ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
+    int rc = eng->cands ? eng->bops->forward_cands(eng->be, &out.batch, eng->cands, &e)
+                        : eng->bops->forward(eng->be, &out.batch, eng->logits, &e);
+    if (rc != 0) ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
     struct gen *forks[256];
     const float *fork_logits[256];
     int n_forks = sample_all(eng, &out, forks, fork_logits);
@@ -394,6 +424,8 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .devices = o->devices, .n_devices = o->n_devices,
                               .progress = o->progress, .graphs = o->cuda_graphs};
     eng->bops = o->backend ? o->backend : backend_cpu();
+    bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
+    if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
     eng->be = eng->bops->create(eng->m, &bo, e);
     if (!eng->be) return -1;
     eng->bops->stats(eng->be, &eng->be_start);
@@ -462,6 +494,7 @@ void engine_destroy(struct engine *eng)
     }
     if (eng->be) eng->bops->destroy(eng->be);
     free(eng->logits);
+    free(eng->cands);
     free(eng->sampled);
     free(eng->stopped);
     sched_destroy(eng->sched);

@@ -36,6 +36,8 @@ struct engine_opts {
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
     enum numerics numerics;     /* arithmetic of a step */
     int cuda_graphs;            /* CUDA, fast numerics: decode steps replayed from graphs */
+    int sample_prefilter;       /* sample from pre-filtered rows where provably the same
+                                 * (engine/sampler_cand.h), when the backend offers it */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */
     int n_devices;
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */

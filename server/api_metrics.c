@@ -82,6 +82,9 @@ int api_metrics(struct http_req *r)
     counter(&t, "num_preemptions", "Sequences preempted for lack of KV blocks.", (double)m.n_preemptions);
     counter(&t, "prompt_tokens", "Prompt tokens of finished requests.", (double)m.prompt_tokens);
     counter(&t, "generation_tokens", "Generated tokens.", (double)m.generation_tokens);
+    counter(&t, "sampled_from_candidates", "Tokens sampled from a row's pre-filtered candidates.",
+            (double)m.sampled_candidates);
+    counter(&t, "sampled_from_whole_rows", "Tokens sampled from a whole logits row.", (double)m.sampled_whole);
     put(&t, "# HELP seekd:request_success Finished requests by finish reason.\n"
             "# TYPE seekd:request_success counter\n");
     for (int i = 0; i < MR_COUNT; i++)

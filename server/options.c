@@ -25,12 +25,14 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
 static const char *const numerics_modes[] = {"auto", "ref", "fast", NULL};
+static const char *const switches[] = {"auto", "on", "off", NULL};
 
 /* Enum fields are written through an int. */
 _Static_assert(sizeof(enum opt_kv_dtype) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_backend) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_numerics) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum opt_switch) == sizeof(int), "enum size");
 
 /* Offset of field f, and a compile error unless its C type is ctype. */
 #define FIELD(f, ctype)                                                                            \
@@ -126,6 +128,9 @@ static const struct opt_def opt_table[] = {
      .help = "step arithmetic: ref = F32 reference, fast = DeepSeek's FP8 recipe; auto = fast on CUDA, ref on the CPU"},
     {BOOL(cuda_graphs), .flag = "--cuda-graphs", .def = "true", .group = "Engine",
      .help = "replay decode steps from CUDA graphs (CUDA, fast numerics)"},
+    {ENUM(sample_prefilter, enum opt_switch, switches), .flag = "--sample-prefilter", .def = "auto",
+     .group = "Engine",
+     .help = "sample from each row's 64 best logits where provably the same as the whole row; auto = on CUDA with fast numerics"},
     {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},

@@ -31,6 +31,7 @@ struct opt_memory {
 enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
 enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
 enum opt_numerics { OPT_NUMERICS_AUTO, OPT_NUMERICS_REF, OPT_NUMERICS_FAST };
+enum opt_switch { OPT_SWITCH_AUTO, OPT_SWITCH_ON, OPT_SWITCH_OFF };
 enum opt_chat_template { OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1 };
 enum opt_log_level { OPT_LOG_DEBUG, OPT_LOG_INFO, OPT_LOG_WARN, OPT_LOG_ERROR };
 enum opt_log_format { OPT_LOG_TEXT, OPT_LOG_JSON };
@@ -72,6 +73,7 @@ struct seekd_options {
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
     enum opt_numerics numerics; /* auto: fast on CUDA, ref on the CPU */
     bool cuda_graphs;           /* replay decode steps from CUDA graphs (CUDA, fast numerics) */
+    enum opt_switch sample_prefilter; /* auto: where the GPU pre-filters (CUDA, fast numerics) */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
     /* parallelism (vLLM's names); ranks = tensor_parallel_size * data_parallel_size */
     int tensor_parallel_size;

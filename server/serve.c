@@ -116,8 +116,10 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     eo->backend = backend_select(backend_kind_of(d->o.backend), note, sizeof note, e);
     if (!eo->backend) return -1;
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
-    if (d->o.numerics == OPT_NUMERICS_AUTO)
-        eo->numerics = strcmp(eo->backend->name, "cuda") == 0 ? NUMERICS_FAST : NUMERICS_REF;
+    int cuda = strcmp(eo->backend->name, "cuda") == 0;
+    if (d->o.numerics == OPT_NUMERICS_AUTO) eo->numerics = cuda ? NUMERICS_FAST : NUMERICS_REF;
+    eo->sample_prefilter = d->o.sample_prefilter == OPT_SWITCH_ON ||
+                           (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics == NUMERICS_FAST);
     eo->devices = devices;
     eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
     if (eo->n_devices < 0) return -1;

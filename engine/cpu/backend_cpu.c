@@ -2,6 +2,7 @@
  * mapped weights and a KV pool in host memory. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ struct backend {
     struct kv_cache *kv;
     struct batch_limits lim;
     struct backend_stats st;
+    struct backend_rowcands rc; /* sample_prefilter: the last step's rows and their candidates */
 };
 
 static int cpu_usable(char *why, size_t n_why)
@@ -68,6 +70,7 @@ static void cpu_destroy(struct backend *b)
     ffw_destroy(b->ffw);
     tp_destroy(b->tp);
     kv_cache_destroy(b->kv);
+    backend_rowcands_free(&b->rc);
     free(b);
 }
 
@@ -98,6 +101,7 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
+    if (o->sample_prefilter) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
     b->st.weight_bytes = m->st.n_bytes; /* mapped in place, not copied */
     if (b->ffw)
         snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, emulating the fast numerics",
@@ -131,6 +135,24 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits,
     return rc;
 }
 
+/* The rows stay in host memory; the pre-filter runs here (its use is the sampling it saves). */
+static int cpu_forward_cands(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                             struct err *e)
+{
+    if (!b->rc.rows) return err_set(e, "the backend was not made for pre-filtered rows");
+    if (cpu_forward(b, bt, b->rc.rows, e) != 0) return -1;
+    int n = batch_n_logits(bt);
+    backend_rowcands_fill(&b->rc, n, cands);
+    b->st.cand_rows += (uint64_t)n;
+    return 0;
+}
+
+static void cpu_fetch_row(struct backend *b, int row, float *out)
+{
+    memcpy(out, b->rc.rows + (size_t)row * (size_t)b->rc.V, (size_t)b->rc.V * sizeof *out);
+    b->st.fetched_rows++;
+}
+
 static void cpu_stats(const struct backend *b, struct backend_stats *out)
 {
     *out = b->st;
@@ -140,6 +162,7 @@ const struct backend_ops *backend_cpu(void)
 {
     static const struct backend_ops ops = {
         .name = "cpu", .usable = cpu_usable, .create = cpu_create, .destroy = cpu_destroy,
-        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats};
+        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats,
+        .forward_cands = cpu_forward_cands, .fetch_row = cpu_fetch_row};
     return &ops;
 }

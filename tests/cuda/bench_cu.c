@@ -327,7 +327,7 @@ static void bench_moe(void)
 
 /* ---- end to end on a synthetic model -------------------------------------------------------- */
 
-enum { DBS = 64, DL = 1024, DMAXB = 256, DPER = DL / DBS + 4, PREFILL = 4096 }; /* 256 positions to decode into */
+enum { DBS = 64, DL = 1024, DMAXB = 256, DPER = DL / DBS + 5, PREFILL = 4096 }; /* 320 positions to decode into */
 
 static double now(void)
 {
@@ -357,9 +357,11 @@ static int fwd(struct backend *b, const struct batch *bt, float *logits)
     return -1;
 }
 
-/* B decode steps × n, every sequence one token at its next position; logits rows or none. */
+/* B decode steps × n, every sequence one token at its next position; logits: 0 none, 1 the rows
+ * whole to the host, 2 pre-filtered on the device (forward_cands). */
 static double decode_ms(struct backend *b, int B, int32_t *pos, int32_t *tables, int n, int logits, float *out)
 {
+    static struct smp_cands cands[DMAXB];
     struct batch_seq *s = calloc((size_t)B, sizeof *s);
     int32_t *tok = calloc((size_t)B, 4);
     double t0 = 0;
@@ -370,7 +372,10 @@ static double decode_ms(struct backend *b, int B, int32_t *pos, int32_t *tables,
             tok[i] = (int32_t)((pos[i] * 2654435761u) % 4096u);
         }
         struct batch bt = {B, tok, B, s};
-        if (fwd(b, &bt, out) != 0) break;
+        struct err e = {{0}};
+        if (logits == 2 ? backend_cuda()->forward_cands(b, &bt, cands, &e) != 0 && printf("decode: %s\n", e.msg)
+                        : fwd(b, &bt, out) != 0)
+            break;
     }
     double ms = (now() - t0) * 1e3 / n;
     free(s), free(tok);
@@ -387,7 +392,8 @@ static void bench_decode(const char *config)
     }
     int32_t n_blocks = DMAXB * DPER + PREFILL / DBS + 1;
     struct backend_opts o = {.numerics = NUMERICS_FAST, .max_tokens = PREFILL, .max_logits = DMAXB,
-                             .block_size = DBS, .kv_dtype = DT_BF16, .kv_blocks = n_blocks, .graphs = 1};
+                             .block_size = DBS, .kv_dtype = DT_BF16, .kv_blocks = n_blocks, .graphs = 1,
+                             .sample_prefilter = 1};
     double t0 = now();
     struct backend *b = backend_cuda()->create(m, &o, &e);
     if (!b) {
@@ -427,10 +433,12 @@ static void bench_decode(const char *config)
         for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) {
             uint64_t g0 = (backend_cuda()->stats(b, &st), st.graph_steps);
             double dev = decode_ms(b, bs[i], pos, tables, 10, 0, out), host = decode_ms(b, bs[i], pos, tables, 10, 1, out);
+            double cand = decode_ms(b, bs[i], pos, tables, 10, 2, out);
             backend_cuda()->stats(b, &st);
             double roof = copy_gbps > 0 ? step_bytes(&m->cfg, st.weight_bytes, bs[i], DL) / (copy_gbps * 1e9) * 1e3 : 0;
-            printf("decode B=%d L=%d ms=%.3f tok_s=%.0f ms_with_logits=%.3f roofline_ms=%.3f x_roofline=%.2f graphs=%llu\n",
-                   bs[i], DL, dev, bs[i] / (dev * 1e-3), host, roof, roof > 0 ? dev / roof : 0.0,
+            printf("decode B=%d L=%d ms=%.3f tok_s=%.0f ms_with_logits=%.3f ms_with_cands=%.3f roofline_ms=%.3f "
+                   "x_roofline=%.2f graphs=%llu\n",
+                   bs[i], DL, dev, bs[i] / (dev * 1e-3), host, cand, roof, roof > 0 ? dev / roof : 0.0,
                    (unsigned long long)(st.graph_steps - g0));
             fflush(stdout);
         }
