@@ -1,7 +1,9 @@
 /* dev_fast_backend: the fast numerics through the backend seam on a GPU — decode steps replayed
  * from CUDA graphs give exactly the bits of the same steps padded to the same bucket and run
  * eagerly (backend_opts.graphs = 2), on a checkpoint directory or a synthetic config (*.json,
- * weights generated on the device); and a copy-on-write fork decodes bit for bit like its parent.
+ * weights generated on the device); rows pre-filtered on the device (forward_cands) are exactly
+ * the host pre-filter of the same rows; and a copy-on-write fork decodes bit for bit like its
+ * parent.
  * Part of tests/cuda/dev_kernels. */
 #include <math.h>
 #include <stdio.h>
@@ -18,7 +20,8 @@ static struct backend *make(const struct model *m, int graphs)
 {
     struct err e = {{0}};
     struct backend_opts o = {.numerics = NUMERICS_FAST, .max_tokens = 64, .max_logits = 16, .block_size = BS,
-                             .kv_dtype = DT_BF16, .kv_blocks = N_BLOCKS, .graphs = graphs};
+                             .kv_dtype = DT_BF16, .kv_blocks = N_BLOCKS, .graphs = graphs,
+                             .sample_prefilter = graphs == 1};
     struct backend *b = backend_cuda()->create(m, &o, &e);
     if (!b) printf("fast_backend create (graphs %d) failed: %s\n", graphs, e.msg);
     return b;
@@ -69,6 +72,33 @@ static int graphs_possible(const struct model *m)
     return 1;
 }
 
+/* One more decode step: whole rows on p, pre-filtered rows on g (k_sample_prep after a graph
+ * replay) — the candidates exactly smp_prefilter's of p's rows (the mass within
+ * SMP_CAND_MASS_ERR), and fetch_row the rows themselves. */
+static double cands_err(struct backend *g, struct backend *p, int V, float *rows, float *got)
+{
+    static const int32_t d4[2] = {16, 17};
+    struct batch_seq s4[2] = {{0, 1, 12, ta, BATCH_LOGITS_LAST}, {1, 1, 22, tc, BATCH_LOGITS_LAST}};
+    struct batch b4 = {2, d4, 2, s4};
+    struct smp_cands c[2];
+    struct err e = {{0}};
+    if (step(p, &b4, rows) != 0 || backend_cuda()->forward_cands(g, &b4, c, &e) != 0) return INFINITY;
+    double worst = 0;
+    for (int r = 0; r < 2; r++) {
+        int32_t ids[SMP_CAND_K];
+        float vals[SMP_CAND_K];
+        struct smp_cands w;
+        smp_prefilter(rows + (size_t)r * V, V, SMP_CAND_K, ids, vals, &w);
+        backend_cuda()->fetch_row(g, r, got);
+        int bad = c[r].n != w.n || memcmp(c[r].ids, ids, (size_t)w.n * 4) || memcmp(c[r].logits, vals, (size_t)w.n * 4) ||
+                  c[r].out_max != w.out_max || c[r].n_finite != w.n_finite ||
+                  memcmp(got, rows + (size_t)r * V, (size_t)V * 4);
+        double m = w.out_mass == c[r].out_mass ? 0 : fabs(c[r].out_mass - w.out_mass) / (SMP_CAND_MASS_ERR * w.out_mass);
+        worst = bad || isnan(m) ? INFINITY : fmax(worst, m);
+    }
+    return worst;
+}
+
 static struct model *load(const char *path, struct err *e)
 {
     size_t n = strlen(path);
@@ -98,6 +128,7 @@ int dev_fast_backend(const char *path)
         int want = graphs_possible(m) ? 2 : 0;
         dev_report("graph_count", want ? "graph steps 2, padded eager 0" : "BF16 experts: no graphs",
                    (int)sg.graph_steps == want && sp.graph_steps == 0 ? 0 : INFINITY);
+        dev_report("sample_cands", "a step's rows pre-filtered", cands_err(bg, bp, V, p, g));
         dev_report("fast_fork", "copied block decodes like parent", fork_same(bp, V, p) ? 0 : INFINITY);
     } else {
         dev_report("fast_backend", "create or step", INFINITY);
