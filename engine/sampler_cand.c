@@ -59,7 +59,7 @@ void smp_prefilter(const float *row, int32_t n_vocab, int k, int32_t *ids, float
         ids[i] = t, logits[i] = v;
     }
     float m = logits[0];
-    unsigned char *in = calloc((size_t)n_vocab, 1);
+    unsigned char *in = xcalloc((size_t)(n_vocab > 0 ? n_vocab : 0) + 1, 1);
     for (int i = 0; i < n; i++) in[ids[i]] = 1;
     for (int32_t t = 0; t < n_vocab; t++) {
         float v = clean(row[t]);
