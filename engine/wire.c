@@ -346,6 +346,10 @@ void wire_put_metrics(struct wire *w, const struct metrics *m)
     wire_put_i64(w, m->generation_tokens);
     wire_put_i64(w, m->sampled_candidates);
     wire_put_i64(w, m->sampled_whole);
+    wire_put_i64(w, m->grammar_masks);
+    wire_put_f64(w, m->grammar_mask_cpu_seconds);
+    wire_put_f64(w, m->grammar_wait_seconds);
+    wire_put_f64(w, m->step_seconds);
     wire_put_bytes(w, m->request_success, sizeof m->request_success);
     for (int h = 0; h < MH_COUNT; h++) put_hist(w, &m->hist[h]);
 }
@@ -365,6 +369,10 @@ int wire_get_metrics(struct wire_rd *r, struct metrics *m, struct err *e)
     m->generation_tokens = wire_get_i64(r);
     m->sampled_candidates = wire_get_i64(r);
     m->sampled_whole = wire_get_i64(r);
+    m->grammar_masks = wire_get_i64(r);
+    m->grammar_mask_cpu_seconds = wire_get_f64(r);
+    m->grammar_wait_seconds = wire_get_f64(r);
+    m->step_seconds = wire_get_f64(r);
     get(r, m->request_success, sizeof m->request_success);
     for (int h = 0; h < MH_COUNT; h++) {
         get(r, m->hist[h].buckets, sizeof m->hist[h].buckets);

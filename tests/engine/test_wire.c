@@ -142,6 +142,7 @@ static struct metrics sample_metrics(int k)
     m.generation_tokens = 55 * k;
     m.sampled_candidates = 50 * k;
     m.sampled_whole = 5 * k;
+    m.step_seconds = 1.5 * k;
     m.request_success[MR_LENGTH] = k;
     m.hist[MH_ITL].buckets[3] = (uint64_t)k;
     m.hist[MH_ITL].count = (uint64_t)k;
@@ -171,6 +172,7 @@ START_TEST(metrics_round_trip_and_sum)
     ck_assert_int_eq(a.sampled_candidates, 200);
     ck_assert_uint_eq(a.hist[MH_ITL].buckets[3], 4);
     ck_assert(a.hist[MH_ITL].sum == 2.0);
+    ck_assert(a.step_seconds == 6.0);
     wire_free(&w);
 }
 END_TEST

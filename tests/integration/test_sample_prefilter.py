@@ -2,6 +2,8 @@
 64 best logits wherever engine/sampler_cand.c proves that gives the same token, logprobs and
 random draw as the whole row, and from the whole row otherwise. Served end to end, every request
 must come back byte for byte as with whole rows, and /metrics says which way each token went."""
+import re
+
 import pytest
 import requests
 
@@ -53,6 +55,39 @@ def test_prefiltered_rows_sample_like_whole_rows(binary, seekd_env):  # noqa: F8
     assert c_on["sampled_from_candidates"] > 0, c_on
     assert c_on["sampled_from_whole_rows"] > 0, c_on  # flat rows the candidates cannot speak for
     assert c_off["sampled_from_candidates"] == 0, c_off
+
+
+GRAMMAR_CASES = [
+    ({"temperature": 0}, {"regex": r"[a-z]{2,5}-[0-9]{1,3}"}),
+    ({"temperature": 0.8, "top_k": 5, "seed": 4}, {"regex": r"[a-z]{2,5}-[0-9]{1,3}"}),
+    ({"temperature": 0, "logprobs": 3}, {"choice": ["positive", "negative", "neutral"]}),
+    ({"temperature": 0.9, "top_k": 3, "seed": 8, "n": 2}, {"choice": ["positive", "negative", "neutral"]}),
+]
+
+
+def test_grammar_rows_take_the_whole_row(binary, seekd_env):  # noqa: F811
+    """The candidates cannot honour a grammar mask: a constrained row must be sampled whole, so
+    the replies match the grammar, equal those served without the pre-filter, and no constrained
+    token is counted as sampled from the candidates."""
+    on = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER, ("--sample-prefilter", "on"))
+    try:
+        off = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER, ("--sample-prefilter", "off"))
+        try:
+            before = counters(on)
+            for i, (case, so) in enumerate(GRAMMAR_CASES):
+                case = {**case, "max_tokens": 40, "ignore_eos": False, "structured_outputs": so}
+                got, want = ask(on, case, i), ask(off, case, i)
+                assert got == want, case
+                for _, text, _, _ in got:
+                    ok = re.fullmatch(so["regex"], text) if "regex" in so else text in so["choice"]
+                    assert ok, (case, text)
+            after = counters(on)
+        finally:
+            off.stop()
+    finally:
+        on.stop()
+    assert after["sampled_from_candidates"] == before["sampled_from_candidates"], (before, after)
+    assert after["sampled_from_whole_rows"] > before["sampled_from_whole_rows"], (before, after)
 
 
 @pytest.mark.parametrize("value", ["maybe", ""])
