@@ -53,7 +53,7 @@ int api_get_str(struct http_req *r, json_t *o, const char *key, const char *dflt
 int api_reply_json(struct http_req *r, int status, json_t *doc);
 /* The model field: one of the served names, else 404 model_not_found. */
 int api_check_model(struct http_req *r, json_t *body);
-/* 503 while loading or draining. */
+/* 503 while loading, draining, or while the engine loop is stalled. */
 int api_check_ready(struct http_req *r);
 
 /* ---- api_params: the sampling fields shared by chat and completions ----------------------- */

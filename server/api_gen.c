@@ -366,7 +366,7 @@ static int timeout_reply(struct job *j)
     cancel_all(j);
     if (aborting(j)) {
         j->status = 503;
-        return http_reply_error(j->r, 503, "server_error", NULL, "shutting_down",
+        return http_reply_error(j->r, 503, HTTP_ERR_UNAVAILABLE, NULL, "shutting_down",
                                 "the server is shutting down");
     }
     j->status = 408;
@@ -409,7 +409,7 @@ static ssize_t job_read(struct http_req *r, char *buf, size_t max)
         }
         if (j->ended) return -1; /* MHD_CONTENT_READER_END_OF_STREAM */
         if (aborting(j)) { /* shutdown: the error is the last event, no [DONE] */
-            stream_error(j, "the server is shutting down", "server_error", "shutting_down");
+            stream_error(j, "the server is shutting down", HTTP_ERR_UNAVAILABLE, "shutting_down");
             j->ended = 1;
             continue;
         }
@@ -485,7 +485,7 @@ static int submit_all(struct job *j, struct api_params *p)
         j->status = busy ? 503 : 400;
         if (busy) {
             http_set_header(j->r, "Retry-After", "1");
-            return http_reply_error(j->r, 503, "server_error", NULL, "server_busy", "%s", e.msg);
+            return http_reply_error(j->r, 503, HTTP_ERR_UNAVAILABLE, NULL, "server_busy", "%s", e.msg);
         }
         return api_bad(j->r, NULL, "%s", e.msg);
     }

@@ -83,12 +83,18 @@ int api_check_ready(struct http_req *r)
     struct api *a = r->app;
     if (__atomic_load_n(&a->draining, __ATOMIC_ACQUIRE)) {
         http_set_header(r, "Retry-After", "5");
-        http_reply_error(r, 503, "server_error", NULL, "shutting_down", "the server is shutting down");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "shutting_down", "the server is shutting down");
         return -1;
     }
     if (!__atomic_load_n(&a->ready, __ATOMIC_ACQUIRE)) {
         http_set_header(r, "Retry-After", "5");
-        http_reply_error(r, 503, "server_error", NULL, "model_loading", "the model is still loading");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "model_loading", "the model is still loading");
+        return -1;
+    }
+    if (!engine_alive(a->eng, a->stall_s)) { /* queued work would only wait behind the hang */
+        http_set_header(r, "Retry-After", "5");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "engine_stalled",
+                         "the engine has made no progress for %g seconds", a->stall_s);
         return -1;
     }
     return 0;
@@ -102,7 +108,7 @@ int api_check_model(struct http_req *r, json_t *body)
     if (!model) return 0; /* like vLLM: the served model when omitted */
     for (const char *const *n = a->names; *n; n++)
         if (strcmp(*n, model) == 0) return 0;
-    http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+    http_reply_error(r, 404, HTTP_ERR_NOT_FOUND, "model", "model_not_found",
                      "The model '%s' does not exist; this server serves '%s'", model, a->names[0]);
     return -1;
 }

@@ -44,7 +44,7 @@ static int h_model(struct http_req *r)
     const char *id = r->path + strlen("/v1/models/");
     for (const char *const *n = a->names; *n; n++)
         if (strcmp(*n, id) == 0) return api_reply_json(r, 200, model_card(a, *n));
-    return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+    return http_reply_error(r, 404, HTTP_ERR_NOT_FOUND, "model", "model_not_found",
                             "The model '%s' does not exist", id);
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -260,7 +261,7 @@ static int same_secret(const char *a, const char *b)
     return diff == 0;
 }
 
-static int authorized(struct http_req *r)
+int http_authorized(struct http_req *r)
 {
     struct http_server *s = r->srv;
     const char *h = http_header(r, "Authorization");
@@ -270,6 +271,35 @@ static int authorized(struct http_req *r)
         for (char **k = s->keys; *k; k++) ok |= same_secret(h + 7, *k);
     pthread_mutex_unlock(&s->keys_mu);
     return ok;
+}
+
+int http_reply_unauthorized(struct http_req *r)
+{
+    http_set_header(r, "WWW-Authenticate", "Bearer");
+    return http_reply_error(r, 401, HTTP_ERR_AUTH, NULL, "invalid_api_key",
+                            "missing or invalid API key (send Authorization: Bearer KEY)");
+}
+
+struct header_counter {
+    const char *name;
+    int n;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_counter *c = cls;
+    (void)kind, (void)value;
+    if (strcasecmp(key, c->name) == 0) c->n++;
+    return MHD_YES;
+}
+
+/* How many times the request carries header name (MHD's lookup only finds the first). */
+static int header_count(struct http_req *r, const char *name)
+{
+    struct header_counter c = {name, 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &c);
+    return c.n;
 }
 
 static char **copy_keys(const char *const *keys)
@@ -326,16 +356,17 @@ static int dispatch(struct http_req *r)
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", s->routes[i].method);
         if (strcmp(s->routes[i].method, r->method) == 0) hit = &s->routes[i];
     }
-    if (!allow[0]) return http_reply_error(r, 404, "invalid_request_error", NULL, "not_found", "no route for %s %s", r->method, r->path);
+    if (!allow[0]) return http_reply_error(r, 404, HTTP_ERR_NOT_FOUND, NULL, "not_found", "no route for %s %s", r->method, r->path);
     if (strcmp(r->method, "OPTIONS") == 0) return preflight(r, allow);
     if (!hit) {
         http_set_header(r, "Allow", allow);
-        return http_reply_error(r, 405, "invalid_request_error", NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r->method, r->path, allow);
+        return http_reply_error(r, 405, HTTP_ERR_INVALID, NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r->method, r->path, allow);
     }
-    if (!hit->public && !authorized(r))
-        return http_reply_error(r, 401, "invalid_request_error", NULL, "invalid_api_key", "missing or invalid API key (send Authorization: Bearer KEY)");
+    if (header_count(r, "Authorization") > 1)
+        return http_reply_error(r, 400, HTTP_ERR_INVALID, NULL, "duplicate_header", "more than one Authorization header");
+    if (!hit->public && !http_authorized(r)) return http_reply_unauthorized(r);
     if (r->too_large)
-        return http_reply_error(r, 413, "invalid_request_error", NULL, "request_too_large", "request body exceeds the limit of %zu bytes", s->cfg.max_body);
+        return http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large", "request body exceeds the limit of %zu bytes", s->cfg.max_body);
     return hit->fn(r);
 }
 

@@ -79,6 +79,10 @@ int http_port(const struct http_server *s);
 int http_n_live(struct http_server *s);
 /* Wakes every parked connection (a shutdown that must end streams now). */
 void http_wake_all(struct http_server *s);
+/* 1 when the request carries an accepted API key, or when no keys are configured. */
+int http_authorized(struct http_req *r);
+/* 401 authentication_error with WWW-Authenticate: Bearer. */
+int http_reply_unauthorized(struct http_req *r);
 /* Replaces the accepted API keys (copied; NULL-terminated; empty: no authentication). */
 void http_set_api_keys(struct http_server *s, const char *const *keys);
 
@@ -91,6 +95,14 @@ int http_reply_json(struct http_req *r, int status, json_t *doc);
 /* Any bytes as valid UTF-8 (malloc'd): invalid subparts become U+FFFD; cut = 1 for a text
  * truncated by its buffer, whose incomplete last character is dropped. */
 char *http_safe_text(const char *s, size_t n, int cut);
+/* OpenAI's error types, by status: 400/405/413/415 invalid_request_error, 401
+ * authentication_error, 404 not_found_error, 5xx server_error, 503 service_unavailable_error. */
+#define HTTP_ERR_INVALID "invalid_request_error"
+#define HTTP_ERR_AUTH "authentication_error"
+#define HTTP_ERR_NOT_FOUND "not_found_error"
+#define HTTP_ERR_SERVER "server_error"
+#define HTTP_ERR_UNAVAILABLE "service_unavailable_error"
+
 /* Replies with an OpenAI error object {"error": {message, type, param, code}}. */
 int http_reply_error(struct http_req *r, int status, const char *type, const char *param,
                      const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
