@@ -31,6 +31,7 @@ struct api {
     double request_timeout_s;   /* 0: none */
     int default_max_tokens;     /* when a request sets none; 0: chat the rest, completions 16 */
     double stall_s;             /* /health turns 503 when the engine loop stalls this long */
+    int public_metrics;         /* 1: /metrics needs no API key */
 };
 
 extern const struct http_route api_routes[];
@@ -55,6 +56,8 @@ int api_reply_json(struct http_req *r, int status, json_t *doc);
 int api_check_model(struct http_req *r, json_t *body);
 /* 503 while loading, draining, or while the engine loop is stalled. */
 int api_check_ready(struct http_req *r);
+/* 503 while loading only. */
+int api_check_loaded(struct http_req *r);
 
 /* ---- api_params: the sampling fields shared by chat and completions ----------------------- */
 

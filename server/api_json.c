@@ -78,6 +78,15 @@ int api_reply_json(struct http_req *r, int status, json_t *doc)
     return http_reply_json(r, status, doc);
 }
 
+int api_check_loaded(struct http_req *r)
+{
+    struct api *a = r->app;
+    if (__atomic_load_n(&a->ready, __ATOMIC_ACQUIRE)) return 0;
+    http_set_header(r, "Retry-After", "5");
+    http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "model_loading", "the model is still loading");
+    return -1;
+}
+
 int api_check_ready(struct http_req *r)
 {
     struct api *a = r->app;
@@ -86,11 +95,7 @@ int api_check_ready(struct http_req *r)
         http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "shutting_down", "the server is shutting down");
         return -1;
     }
-    if (!__atomic_load_n(&a->ready, __ATOMIC_ACQUIRE)) {
-        http_set_header(r, "Retry-After", "5");
-        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "model_loading", "the model is still loading");
-        return -1;
-    }
+    if (api_check_loaded(r) != 0) return -1;
     if (!engine_alive(a->eng, a->stall_s)) { /* queued work would only wait behind the hang */
         http_set_header(r, "Retry-After", "5");
         http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "engine_stalled",

@@ -231,7 +231,7 @@ static int h_chat(struct http_req *r)
 const struct http_route api_routes[] = {
     {"GET", "/health", h_health, 1},
     {"GET", "/version", h_version, 1},
-    {"GET", "/metrics", api_metrics, 1},
+    {"GET", "/metrics", api_metrics, 1}, /* checks the key itself unless public_metrics */
     {"GET", "/v1/models", h_models, 0},
     {"GET", "/v1/models/*", h_model, 0},
     {"POST", "/v1/completions", h_completions, 0},

@@ -17,20 +17,7 @@
 #include <jansson.h>
 
 #include "engine/text/utf8.h"
-
-struct http_server {
-    struct MHD_Daemon *d;
-    struct http_config cfg;
-    const struct http_route *routes;
-    int n_routes;
-    void *app;
-    pthread_mutex_t mu;        /* guards the list of live requests */
-    struct http_req *live;
-    pthread_mutex_t keys_mu;   /* guards keys (replaced on SIGHUP) */
-    char **keys;               /* owned copy of the API keys, NULL-terminated */
-    pthread_t sweeper;
-    int stopping;
-};
+#include "server/http_internal.h"
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
@@ -365,6 +352,7 @@ static int dispatch(struct http_req *r)
     if (header_count(r, "Authorization") > 1)
         return http_reply_error(r, 400, HTTP_ERR_INVALID, NULL, "duplicate_header", "more than one Authorization header");
     if (!hit->public && !http_authorized(r)) return http_reply_unauthorized(r);
+    if (http_guard_json(r) != 0) return 0;
     if (r->too_large)
         return http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large", "request body exceeds the limit of %zu bytes", s->cfg.max_body);
     return hit->fn(r);
@@ -378,12 +366,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 {
     struct http_server *s = cls;
     struct http_req *r = *ctx;
-    (void)version;
     if (!r) {
         *ctx = r = req_create(s, c, url, method);
         char *q = strchr(r->path, '?');
         if (q) *q = 0;
         r->origin = cors_origin(&s->cfg, http_header(r, "Origin"));
+        if (http_guard_head(r, method, version) != 0) {
+            r->started = 1;
+            return MHD_YES;
+        }
         const char *cl = http_header(r, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) r->too_large = 1;
         return MHD_YES;
@@ -484,7 +475,8 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->keys_mu, NULL);
     s->keys = copy_keys(cfg->api_keys);
-    s->cfg.api_keys = NULL; /* the caller's array may go; s->keys is the copy */
+    s->hosts = copy_keys(cfg->allowed_hosts);
+    s->cfg.api_keys = s->cfg.allowed_hosts = NULL; /* the caller's arrays may go: copies */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
@@ -494,11 +486,13 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
                             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            MHD_OPTION_STRICT_FOR_CLIENT, 1, /* HTTP/1.1 needs Host */
                             MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->mu);
         pthread_mutex_destroy(&s->keys_mu);
         free_keys(s->keys);
+        free_keys(s->hosts);
         free(s);
         err_set(e, "cannot listen on %s port %d: %s", cfg->host, cfg->port, strerror(errno));
         return NULL;
@@ -544,5 +538,6 @@ void http_stop(struct http_server *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->keys_mu);
     free_keys(s->keys);
+    free_keys(s->hosts);
     free(s);
 }

@@ -32,6 +32,8 @@ struct http_config {
     unsigned idle_timeout_s;   /* an idle connection is closed after this */
     const char *const *api_keys; /* NULL-terminated, copied; empty: no authentication */
     const char *const *cors_origins; /* NULL-terminated; "*" allows any; empty: CORS off */
+    const char *const *allowed_hosts; /* NULL-terminated Host names besides IP literals,
+                                         localhost and host; "*.x" any subdomain, "*" any */
 };
 
 typedef int (*http_handler)(struct http_req *r);

@@ -56,6 +56,10 @@ static const struct opt_def opt_table[] = {
      .help = "accepted bearer tokens (also SEEKD_API_KEY); none = no authentication"},
     {LIST(cors_allowed_origins), .flag = "--cors-allowed-origins", .def = "", .group = "Server",
      .metavar = "ORIGIN", .help = "origins browsers may call from (\"*\" = any); none = CORS off"},
+    {LIST(allowed_hosts), .flag = "--allowed-hosts", .def = "", .group = "Server",
+     .metavar = "NAME", .help = "Host names served besides IP literals and localhost (*.x, *)"},
+    {BOOL(public_metrics), .flag = "--public-metrics", .def = "false", .group = "Server",
+     .help = "serve /metrics without an API key when keys are set"},
     /* model */
     {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
      .metavar = "DIR", .help = "checkpoint directory (config.json, *.safetensors); required"},

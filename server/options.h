@@ -41,6 +41,8 @@ struct seekd_options {
     int port;                             /* TCP port */
     struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
+    struct opt_list allowed_hosts;        /* Host names served besides IPs and localhost */
+    bool public_metrics;                  /* /metrics without an API key */
     /* model */
     char *model;                       /* checkpoint directory; "" until set */
     char *tokenizer;                   /* tokenizer directory; "" = the model's */

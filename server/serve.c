@@ -36,6 +36,7 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
         .idle_timeout_s = (unsigned)o->idle_timeout,
         .api_keys = (const char *const *)o->api_keys.items,
         .cors_origins = (const char *const *)o->cors_allowed_origins.items,
+        .allowed_hosts = (const char *const *)o->allowed_hosts.items,
     };
 }
 
@@ -226,6 +227,15 @@ static int load(struct daemon *d, struct chat **chat, struct err *e)
     return 0;
 }
 
+/* Settings that open the server wider than an operator may mean to. */
+static void warn_exposure(struct daemon *d)
+{
+    for (int i = 0; i < d->o.cors_allowed_origins.n_items; i++)
+        if (strcmp(d->o.cors_allowed_origins.items[i], "*") == 0 && !d->o.api_keys.n_items)
+            log_msg(d->log, LOGL_WARN, "CORS allows any origin and no API key is set: any web "
+                                       "page a user opens can use this server");
+}
+
 static int serve(struct daemon *d)
 {
     struct err e = {{0}};
@@ -235,8 +245,10 @@ static int serve(struct daemon *d)
     d->a = (struct api){.names = (const char *const *)names, .created = time(NULL),
                         .stall_s = d->o.engine_stall_timeout, .log = d->log,
                         .request_timeout_s = d->o.request_timeout,
-                        .default_max_tokens = d->o.default_max_tokens};
+                        .default_max_tokens = d->o.default_max_tokens,
+                        .public_metrics = d->o.public_metrics};
     fill_http_config(&d->o, &hc);
+    warn_exposure(d);
     d->h = http_start(&hc, api_routes, api_n_routes, &d->a, &e);
     int rc = 1;
     if (!d->h) goto out;

@@ -221,6 +221,7 @@ def test_sighup_reloads_keys_and_reopens_log(seekd_bin, seekd_env, tmp_path):
     def models(key):
         return requests.get(s.base + "/v1/models",
                             headers={"Authorization": f"Bearer {key}"}).status_code
+    s.key = "old-key"
     try:
         assert (models("old-key"), models("new-key")) == (200, 401)
         conf.write_text("api_keys: [new-key]\n")
@@ -228,6 +229,7 @@ def test_sighup_reloads_keys_and_reopens_log(seekd_bin, seekd_env, tmp_path):
         s.proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: logf.exists() and "API key(s) loaded" in logf.read_text())
         assert (models("old-key"), models("new-key")) == (401, 200)
+        s.key = "new-key"
         assert "ready" in (tmp_path / "seekd.log.1").read_text()
     finally:
         s.stop()

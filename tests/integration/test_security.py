@@ -14,6 +14,7 @@ def keyed(tmp_path_factory, binary):
     cfg.write_text("api_keys:\n  - file-key\ncors_allowed_origins: [\"https://app.example\"]\n")
     env = dict(os.environ, SEEKD_API_KEY="env-key,env-key-2")
     s = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--config", str(cfg)))
+    s.key = "env-key"
     yield s
     s.stop()
 
@@ -65,7 +66,7 @@ def test_connection_limit(binary):
     try:
         held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(4)]
         extra = socket.create_connection(("127.0.0.1", s.port))
-        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         extra.settimeout(1.0)
         with pytest.raises(socket.timeout):
             extra.recv(100)
