@@ -210,12 +210,21 @@ static void req_destroy(struct http_req *r)
     free(r);
 }
 
-/* Appends upload data, up to the body limit (past it the rest is read and dropped). */
-static void take_body(struct http_req *r, const char *data, size_t n)
+/* Appends upload data up to the body limit. A declared body over it was refused with the head;
+ * a chunked one that crosses it is answered 413 at once, and what follows is read and dropped
+ * for a moment (so the client sees the answer rather than a reset), then the connection closes.
+ * Returns 0 to go on, -1 to close now. */
+static int take_body(struct http_req *r, const char *data, size_t n)
 {
-    if (r->too_large || r->n_body + n > r->srv->cfg.max_body) {
+    if (r->too_large) {
+        r->n_dropped += n;
+        return http_now() - r->t_cut < 2 && r->n_dropped < (16u << 20) ? 0 : -1;
+    }
+    if (r->n_body + n > r->srv->cfg.max_body) {
         r->too_large = 1;
-        return;
+        r->t_cut = http_now();
+        http_guard_cut_body(r);
+        return 0;
     }
     if (r->n_body + n + 1 > r->cap_body) {
         while (r->n_body + n + 1 > r->cap_body) r->cap_body *= 2;
@@ -224,6 +233,7 @@ static void take_body(struct http_req *r, const char *data, size_t n)
     memcpy(r->body + r->n_body, data, n);
     r->n_body += n;
     r->body[r->n_body] = 0;
+    return 0;
 }
 
 /* ---- policy: CORS, API keys, routing --------------------------------------------------------- */
@@ -353,9 +363,18 @@ static int dispatch(struct http_req *r)
         return http_reply_error(r, 400, HTTP_ERR_INVALID, NULL, "duplicate_header", "more than one Authorization header");
     if (!hit->public && !http_authorized(r)) return http_reply_unauthorized(r);
     if (http_guard_json(r) != 0) return 0;
-    if (r->too_large)
-        return http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large", "request body exceeds the limit of %zu bytes", s->cfg.max_body);
     return hit->fn(r);
+}
+
+/* A Content-Length over the limit gets 413 before the body is read (and instead of 100 Continue). */
+static int body_declared_too_large(struct http_req *r)
+{
+    const char *cl = http_header(r, "Content-Length");
+    if (!cl || strtoull(cl, NULL, 10) <= r->srv->cfg.max_body) return 0;
+    http_set_header(r, "Connection", "close");
+    http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large",
+                     "request body exceeds the limit of %zu bytes", r->srv->cfg.max_body);
+    return 1;
 }
 
 /* libmicrohttpd's access handler: first call creates the context, middle calls carry the body,
@@ -371,19 +390,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         char *q = strchr(r->path, '?');
         if (q) *q = 0;
         r->origin = cors_origin(&s->cfg, http_header(r, "Origin"));
-        if (http_guard_head(r, method, version) != 0) {
-            r->started = 1;
+        if (http_guard_head(r, method, version) != 0 || body_declared_too_large(r)) {
+            r->started = 1; /* answered with the head: the body is never read */
             return MHD_YES;
         }
-        const char *cl = http_header(r, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) r->too_large = 1;
         return MHD_YES;
     }
     if (*data_size) {
-        take_body(r, data, *data_size);
+        int rc = take_body(r, data, *data_size);
         *data_size = 0;
-        return MHD_YES;
+        return rc == 0 ? MHD_YES : MHD_NO;
     }
+    if (r->too_large) return MHD_NO; /* a cut body: its 413 is already on the wire */
     if (r->peer_gone) return MHD_NO;
     if (r->replied) return MHD_YES;
     if (r->started) {
@@ -486,7 +504,11 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
                             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+#if MHD_VERSION >= 0x00097707
+                            MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1, /* no bare LF, Host required */
+#else
                             MHD_OPTION_STRICT_FOR_CLIENT, 1, /* HTTP/1.1 needs Host */
+#endif
                             MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->mu);

@@ -27,7 +27,8 @@ struct http_config {
     const char *host;          /* "127.0.0.1", "::1", "0.0.0.0", "::" */
     int port;                  /* 0: any free port (see http_port) */
     size_t max_body;           /* bytes; larger bodies get 413 */
-    size_t connection_memory;  /* per-connection buffer (headers must fit): larger get 431 */
+    size_t max_header;         /* request line + headers, bytes: larger get 431 */
+    size_t connection_memory;  /* per-connection buffer (holds the head and body pieces) */
     unsigned max_connections;
     unsigned idle_timeout_s;   /* an idle connection is closed after this */
     const char *const *api_keys; /* NULL-terminated, copied; empty: no authentication */
@@ -61,6 +62,8 @@ struct http_req {
     struct MHD_Connection *conn;
     pthread_mutex_t mu;
     int suspended, wake_pending, replied, too_large, started, peer_gone;
+    double t_cut;              /* when a chunked body crossed the limit (monotonic s) */
+    size_t n_dropped;          /* bytes read and dropped since */
     double deadline;           /* monotonic seconds; 0: none. Past it the sweeper sets timed_out */
     int timed_out;             /* and wakes the connection */
     size_t cap_body;

@@ -26,10 +26,12 @@ struct http_server {
 
 /* ---- http_guard.c ------------------------------------------------------------------------ */
 
-/* The request's head is in: checks its Host. 0: go on; -1: replied (421) with
- * Connection: close. */
+/* The request's head is in: checks its framing, size and Host. 0: go on; -1: replied (400,
+ * 421, 431, 501) with Connection: close, so nothing after it on the connection runs. */
 int http_guard_head(struct http_req *r, const char *method, const char *version);
 /* POSTs must carry a JSON body (415 otherwise): a browser's cross-site form cannot. */
 int http_guard_json(struct http_req *r);
+/* A chunked body crossed max_body: answers 413 on the socket now; the rest is discarded. */
+void http_guard_cut_body(struct http_req *r);
 
 #endif

@@ -30,6 +30,7 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
         .host = o->host,
         .port = o->port,
         .max_body = o->max_body_size,
+        .max_header = o->max_header_size,
         .connection_memory = o->connection_memory_limit > o->max_header_size
                                  ? o->connection_memory_limit : o->max_header_size,
         .max_connections = (unsigned)o->max_connections,
