@@ -387,6 +387,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     struct http_req *r = *ctx;
     if (!r) {
         *ctx = r = req_create(s, c, url, method);
+        http_conn_body_started(s, c);
         char *q = strchr(r->path, '?');
         if (q) *q = 0;
         r->origin = cors_origin(&s->cfg, http_header(r, "Origin"));
@@ -409,6 +410,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return MHD_YES;
     }
     r->started = 1;
+    if (http_conn_body_done(s, c) != 0) return MHD_NO; /* its deadline passed: 408 sent */
     return dispatch(r) == 0 ? MHD_YES : MHD_NO;
 }
 
@@ -416,7 +418,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode why)
 {
     struct http_req *r = *ctx;
-    (void)cls, (void)c;
+    http_conn_request_done(cls, c);
     if (!r) return;
     if (r->on_close) r->on_close(r, why != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     req_destroy(r);
@@ -455,6 +457,7 @@ static void *sweeper(void *arg)
             pthread_mutex_unlock(&r->mu);
         }
         pthread_mutex_unlock(&s->mu);
+        http_conn_sweep(s, http_now());
     }
     return NULL;
 }
@@ -492,6 +495,7 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
     *s = (struct http_server){.cfg = *cfg, .routes = routes, .n_routes = n_routes, .app = app};
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->keys_mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
     s->keys = copy_keys(cfg->api_keys);
     s->hosts = copy_keys(cfg->allowed_hosts);
     s->cfg.api_keys = s->cfg.allowed_hosts = NULL; /* the caller's arrays may go: copies */
@@ -499,7 +503,12 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
                      MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+                            /* over max_connections http_conns.c answers 503 at once; the
+                               library's own limit, which leaves clients in the backlog, is
+                               kept out of reach */
+                            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections * 2 + 16,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
+                            MHD_OPTION_NOTIFY_CONNECTION, http_conn_event, s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory,
                             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -513,6 +522,7 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
     if (!s->d) {
         pthread_mutex_destroy(&s->mu);
         pthread_mutex_destroy(&s->keys_mu);
+        pthread_mutex_destroy(&s->conn_mu);
         free_keys(s->keys);
         free_keys(s->hosts);
         free(s);
@@ -559,6 +569,7 @@ void http_stop(struct http_server *s)
     MHD_stop_daemon(s->d);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->keys_mu);
+    pthread_mutex_destroy(&s->conn_mu);
     free_keys(s->keys);
     free_keys(s->hosts);
     free(s);

@@ -29,8 +29,11 @@ struct http_config {
     size_t max_body;           /* bytes; larger bodies get 413 */
     size_t max_header;         /* request line + headers, bytes: larger get 431 */
     size_t connection_memory;  /* per-connection buffer (holds the head and body pieces) */
-    unsigned max_connections;
+    unsigned max_connections;  /* more get 503 at once */
+    unsigned max_connections_per_ip; /* more from one address are closed at once; 0: no limit */
     unsigned idle_timeout_s;   /* an idle connection is closed after this */
+    double header_timeout_s;   /* a request head must be in this long after it began; 0: none */
+    double body_timeout_s;     /* its body this long after the head; 0: none */
     const char *const *api_keys; /* NULL-terminated, copied; empty: no authentication */
     const char *const *cors_origins; /* NULL-terminated; "*" allows any; empty: CORS off */
     const char *const *allowed_hosts; /* NULL-terminated Host names besides IP literals,

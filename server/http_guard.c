@@ -20,10 +20,7 @@
 
 /* ---- answers written straight to the socket ------------------------------------------------- */
 
-/* Writes a whole response to fd and stops both directions. Only for a connection on which
- * libmicrohttpd has queued nothing (at accept, or while a head or body is still arriving): there
- * it cannot queue a reply itself. The texts are fixed, never request bytes. */
-static void raw_reply(MHD_socket fd, const char *status, const char *extra, const char *code,
+void http_raw_reply(MHD_socket fd, const char *status, const char *extra, const char *code,
                       const char *msg, int how)
 {
     char body[512], all[1024];
@@ -222,6 +219,6 @@ int http_guard_json(struct http_req *r)
 void http_guard_cut_body(struct http_req *r)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci) raw_reply(ci->connect_fd, "413 Content Too Large", "", "request_too_large",
+    if (ci) http_raw_reply(ci->connect_fd, "413 Content Too Large", "", "request_too_large",
                       "the request body exceeds the server's max_body_size", SHUT_WR);
 }

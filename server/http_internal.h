@@ -6,8 +6,20 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdint.h>
 
 #include "server/http.h"
+
+/* One TCP connection from accept to close: MHD's socket context for it. */
+struct http_conn {
+    MHD_socket fd;
+    enum { CONN_HEAD, CONN_BODY, CONN_BUSY } phase;
+    double deadline;           /* monotonic seconds the head or body must be in by; 0: none */
+    int idle;                  /* kept alive after a response: no byte of a next request yet */
+    uint64_t rx_mark;          /* bytes the socket had received when the last response ended */
+    int expired;               /* the sweeper answered 408 and shut the socket */
+    struct http_conn *prev, *next;
+};
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -20,9 +32,32 @@ struct http_server {
     pthread_mutex_t keys_mu;   /* guards keys (replaced on SIGHUP) */
     char **keys;               /* owned copy of the API keys, NULL-terminated */
     char **hosts;              /* owned copy of cfg.allowed_hosts, NULL-terminated */
+    pthread_mutex_t conn_mu;   /* guards conns and n_conns; held while a socket is shut */
+    struct http_conn *conns;
+    unsigned n_conns;          /* open connections, refused ones included until closed */
     pthread_t sweeper;
     int stopping;
 };
+
+/* Writes a whole response (a fixed error text, never request bytes) to fd, then shuts the
+ * socket in direction how. Only where libmicrohttpd has queued nothing on the connection (at
+ * accept, or while a head or body is still arriving) and cannot queue a reply itself. */
+void http_raw_reply(MHD_socket fd, const char *status, const char *extra, const char *code,
+                    const char *msg, int how);
+
+/* ---- http_conns.c ------------------------------------------------------------------------ */
+
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks connections, refuses those over max_connections with a
+ * 503 at once (instead of leaving them in the kernel's backlog). */
+void http_conn_event(void *cls, struct MHD_Connection *c, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
+/* Deadline bookkeeping at each step of a request on connection c. body_done returns -1 when the
+ * sweeper already ended the connection (its 408 is on the wire: nothing more may be sent). */
+void http_conn_body_started(struct http_server *s, struct MHD_Connection *c);
+int http_conn_body_done(struct http_server *s, struct MHD_Connection *c);
+void http_conn_request_done(struct http_server *s, struct MHD_Connection *c);
+/* Called by the sweeper: ends connections past their head or body deadline with 408. */
+void http_conn_sweep(struct http_server *s, double now);
 
 /* ---- http_guard.c ------------------------------------------------------------------------ */
 

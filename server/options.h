@@ -52,10 +52,13 @@ struct seekd_options {
     int default_max_tokens; /* tokens; 0 = the rest of the context */
     /* HTTP limits */
     int max_connections;
+    int max_connections_per_ip;       /* 0 = no per-address limit */
     uint64_t max_body_size;           /* bytes */
     uint64_t max_header_size;         /* bytes */
     uint64_t connection_memory_limit; /* bytes */
     double idle_timeout;              /* seconds; 0 = never */
+    double header_timeout;            /* seconds; 0 = never */
+    double body_timeout;              /* seconds; 0 = never */
     double request_timeout;           /* seconds; 0 = never */
     int max_queued_requests;
     double shutdown_timeout; /* seconds */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <unistd.h>
@@ -34,6 +35,9 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
         .connection_memory = o->connection_memory_limit > o->max_header_size
                                  ? o->connection_memory_limit : o->max_header_size,
         .max_connections = (unsigned)o->max_connections,
+        .max_connections_per_ip = (unsigned)o->max_connections_per_ip,
+        .header_timeout_s = o->header_timeout,
+        .body_timeout_s = o->body_timeout,
         .idle_timeout_s = (unsigned)o->idle_timeout,
         .api_keys = (const char *const *)o->api_keys.items,
         .cors_origins = (const char *const *)o->cors_allowed_origins.items,
@@ -228,6 +232,23 @@ static int load(struct daemon *d, struct chat **chat, struct err *e)
     return 0;
 }
 
+/* Each connection holds a file descriptor. Raises the soft limit as far as the hard one allows;
+ * warns when max_connections still does not fit (accept would fail for everyone instead). */
+static void check_fd_limit(struct daemon *d)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)d->o.max_connections + 64; /* the log, epoll, pipes, model files */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need)
+        log_msg(d->log, LOGL_WARN, "max_connections (%d) needs more file descriptors than the "
+                "limit of %llu allows; raise it (ulimit -n, LimitNOFILE=) or lower max_connections",
+                d->o.max_connections, (unsigned long long)rl.rlim_cur);
+}
+
 /* Settings that open the server wider than an operator may mean to. */
 static void warn_exposure(struct daemon *d)
 {
@@ -250,6 +271,7 @@ static int serve(struct daemon *d)
                         .public_metrics = d->o.public_metrics};
     fill_http_config(&d->o, &hc);
     warn_exposure(d);
+    check_fd_limit(d);
     d->h = http_start(&hc, api_routes, api_n_routes, &d->a, &e);
     int rc = 1;
     if (!d->h) goto out;

@@ -41,14 +41,14 @@ def free_port():
 class Server:
     """A real `seekd serve` on 127.0.0.1, serving a fixture model."""
 
-    def __init__(self, binary, env, model, tokenizer=None, args=(), host="127.0.0.1"):
+    def __init__(self, binary, env, model, tokenizer=None, args=(), host="127.0.0.1", prefix=()):
         import subprocess
         import tempfile
         self.port = free_port()
         self.key = None  # the API key /metrics needs, when the server has keys
         self.base = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")
-        cmd = [binary, "serve", "--model", str(model), "--port", str(self.port),
+        cmd = [*prefix, binary, "serve", "--model", str(model), "--port", str(self.port),
                "--kv-cache-memory", "64MiB", "--kv-cache-dtype", "f32", *args]
         if tokenizer:
             cmd += ["--tokenizer", str(tokenizer)]
