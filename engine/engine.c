@@ -409,6 +409,28 @@ static int setup_cache(struct engine *eng, const struct engine_opts *o, struct e
     return eng->sched ? 0 : -1;
 }
 
+/* The context a request may use: max_model_len when set, else the model's own. Longer than the
+ * model's context needs allow_long_max_model_len; longer than the KV pool holds is an error when
+ * asked for, and clamped (engine_limits tells) when derived: a server whose every request
+ * without max_tokens would be refused is worse than a shorter context. */
+static int set_context(struct engine *eng, const struct engine_opts *o, struct err *e)
+{
+    int model_len = eng->m->cfg.max_position_embeddings;
+    int64_t pool = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size;
+    if (o->max_model_len > model_len && !o->allow_long_max_model_len)
+        return err_set(e, "max_model_len %d is longer than the model's context of %d tokens "
+                          "(max_position_embeddings in config.json): positions past it were "
+                          "never trained. Lower it, or pass --allow-long-max-model-len to serve "
+                          "it anyway", o->max_model_len, model_len);
+    if (o->max_model_len > pool)
+        return err_set(e, "max_model_len %d is longer than the KV cache holds (%lld tokens in "
+                          "kv_cache_memory): raise kv_cache_memory or lower max_model_len",
+                       o->max_model_len, (long long)pool);
+    eng->max_model_len = o->max_model_len > 0 ? o->max_model_len
+                                              : (int)(model_len < pool ? model_len : pool);
+    return 0;
+}
+
 struct engine *engine_create(const struct engine_opts *o, struct err *e)
 {
     struct engine *eng = xcalloc(1, sizeof *eng);
@@ -424,8 +446,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
                 tok_n_vocab(eng->tok), eng->m->cfg.vocab_size);
         goto fail;
     }
-    if (setup_cache(eng, o, e) != 0) goto fail;
-    eng->max_model_len = o->max_model_len > 0 ? o->max_model_len : eng->m->cfg.max_position_embeddings;
+    if (setup_cache(eng, o, e) != 0 || set_context(eng, o, e) != 0) goto fail;
     eng->max_queued = o->max_queued_requests;
     eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
     int max_rows = o->max_num_batched_tokens;
@@ -493,6 +514,15 @@ void engine_metrics(struct engine *eng, struct metrics *out)
 int engine_max_model_len(const struct engine *eng)
 {
     return eng->max_model_len;
+}
+
+void engine_limits(const struct engine *eng, struct engine_limits *out)
+{
+    *out = (struct engine_limits){
+        .max_model_len = eng->max_model_len,
+        .model_context = eng->m->cfg.max_position_embeddings,
+        .kv_tokens = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size,
+    };
 }
 
 int engine_alive(const struct engine *eng, double max_stall_s)

@@ -25,7 +25,9 @@ struct engine_opts {
     const char *tokenizer_dir;  /* NULL or "": model_dir */
     int max_num_seqs;           /* sequences per step */
     int max_num_batched_tokens; /* tokens per step (prefill chunks + decode tokens) */
-    int max_model_len;          /* 0: max_position_embeddings of the model */
+    int max_model_len;          /* 0: max_position_embeddings of the model (clamped to the KV
+                                   pool); more than either is an error */
+    int allow_long_max_model_len; /* 1: max_model_len may exceed the model's context */
     int block_size;             /* KV cache tokens per block */
     double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */
     int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
@@ -90,6 +92,14 @@ void engine_destroy(struct engine *eng);
 const struct tok *engine_tokenizer(const struct engine *eng);
 /* The longest context (prompt + completion) a request may use. */
 int engine_max_model_len(const struct engine *eng);
+/* The context limits, for the start-up log: a max_model_len below model_context was clamped
+ * to the KV pool (when not set explicitly). */
+struct engine_limits {
+    int max_model_len;          /* tokens a request may use */
+    int model_context;          /* max_position_embeddings of the model */
+    int64_t kv_tokens;          /* token slots in the KV pool */
+};
+void engine_limits(const struct engine *eng, struct engine_limits *out);
 struct metrics;
 /* A consistent copy of the engine's counters and histograms (engine/metrics.h). */
 void engine_metrics(struct engine *eng, struct metrics *out);

@@ -512,7 +512,9 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory,
                             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            /* SO_REUSEPORT only when asked: else a second server on the same
+                               port would start and silently take half the connections */
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, cfg->reuse_port ? 1u : 0u,
 #if MHD_VERSION >= 0x00097707
                             MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1, /* no bare LF, Host required */
 #else

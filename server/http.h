@@ -36,6 +36,7 @@ struct http_config {
     double body_timeout_s;     /* its body this long after the head; 0: none */
     const char *const *api_keys; /* NULL-terminated, copied; empty: no authentication */
     const char *const *cors_origins; /* NULL-terminated; "*" allows any; empty: CORS off */
+    int reuse_port;            /* 1: SO_REUSEPORT (several processes share the port) */
     const char *const *allowed_hosts; /* NULL-terminated Host names besides IP literals,
                                          localhost and host; "*.x" any subdomain, "*" any */
 };

@@ -39,6 +39,7 @@ struct seekd_options {
     /* server */
     char *host;                           /* IPv4/IPv6 literal or host name */
     int port;                             /* TCP port */
+    bool reuse_port;                      /* SO_REUSEPORT: share the port with other processes */
     struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
     struct opt_list allowed_hosts;        /* Host names served besides IPs and localhost */
@@ -49,6 +50,7 @@ struct seekd_options {
     struct opt_list served_model_name; /* [0] is the id in responses, the rest aliases */
     enum opt_chat_template chat_template;
     int max_model_len;      /* tokens; 0 = from the model's config.json */
+    bool allow_long_max_model_len; /* max_model_len may exceed the model's context */
     int default_max_tokens; /* tokens; 0 = the rest of the context */
     /* HTTP limits */
     int max_connections;

@@ -30,6 +30,7 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
     *h = (struct http_config){
         .host = o->host,
         .port = o->port,
+        .reuse_port = o->reuse_port,
         .max_body = o->max_body_size,
         .max_header = o->max_header_size,
         .connection_memory = o->connection_memory_limit > o->max_header_size
@@ -55,6 +56,7 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .max_num_seqs = o->max_num_seqs,
         .max_num_batched_tokens = o->max_num_batched_tokens,
         .max_model_len = o->max_model_len,
+        .allow_long_max_model_len = o->allow_long_max_model_len,
         .block_size = o->block_size,
         .kv_cache_memory = o->kv_cache_memory.bytes ? (double)o->kv_cache_memory.bytes
                                                     : o->kv_cache_memory.fraction,
@@ -225,6 +227,12 @@ static int load(struct daemon *d, struct chat **chat, struct err *e)
     d->a.chat = *chat = chat_create(d->a.tok, template_option(d->o.chat_template), e);
     if (!*chat) return -1;
     d->a.max_model_len = engine_max_model_len(d->a.eng);
+    struct engine_limits lim;
+    engine_limits(d->a.eng, &lim);
+    if (!d->o.max_model_len && lim.max_model_len < lim.model_context)
+        log_msg(d->log, LOGL_WARN, "max_model_len clamped to %d tokens, all the KV cache holds "
+                "(the model's context is %d): raise kv_cache_memory for the full context",
+                lim.max_model_len, lim.model_context);
     notify_send(&d->nt, "STATUS=Warming up");
     double t0 = http_now();
     if (warm_up(d, e) != 0) return -1;

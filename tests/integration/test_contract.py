@@ -107,7 +107,8 @@ def test_queue_full_is_service_unavailable(binary):
     """503s carry type service_unavailable_error and Retry-After."""
     from concurrent.futures import ThreadPoolExecutor
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
-               ("--max-queued-requests", "1", "--max-num-seqs", "1", "--max-model-len", "8192"))
+               ("--max-queued-requests", "1", "--max-num-seqs", "1", "--max-model-len", "8192",
+                "--allow-long-max-model-len"))
     try:
         body = {"prompt": [1, 2], "max_tokens": 2000, "ignore_eos": True}
         with ThreadPoolExecutor(6) as ex:

@@ -17,7 +17,7 @@ import requests
 
 from conftest import SERVE_MODEL, TOKENIZER, Server
 
-LONG = ("--max-model-len", "8192")
+LONG = ("--max-model-len", "8192", "--allow-long-max-model-len")
 SECRET = "zebra-quartz-prompt-marker"
 
 

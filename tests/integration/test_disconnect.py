@@ -9,7 +9,8 @@ import requests
 
 from test_batching import metrics, prompts, wait_idle
 
-SERVER_ARGS = ("--max-model-len", "8192", "--max-num-batched-tokens", "256", "--max-num-seqs", "1")
+SERVER_ARGS = ("--max-model-len", "8192", "--allow-long-max-model-len",
+               "--max-num-batched-tokens", "256", "--max-num-seqs", "1")
 
 
 def open_request(server, body):
