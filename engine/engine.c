@@ -29,7 +29,11 @@ struct engine {
     struct sched *sched;
     struct sched_config scfg;
     int max_model_len;
-    int max_queued;
+    int max_queued;             /* choices waiting, at most */
+    int64_t max_request_bytes;  /* per request (gen_cost); 0: no limit */
+    int64_t budget_bytes;       /* all admitted requests together; 0: no limit */
+    int64_t admitted_bytes;     /* what admitted requests may hold now (atomic; gen_unref gives back) */
+    size_t max_text;            /* the longest text one token decodes to, bytes */
     int32_t eos;
     float *logits;              /* [max_num_seqs, vocab] */
     int32_t *sampled;           /* [max_num_seqs] */
@@ -448,6 +452,9 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     }
     if (setup_cache(eng, o, e) != 0 || set_context(eng, o, e) != 0) goto fail;
     eng->max_queued = o->max_queued_requests;
+    eng->max_request_bytes = o->max_request_memory;
+    eng->budget_bytes = o->request_memory_budget;
+    eng->max_text = 3 * tok_max_piece_bytes(eng->tok) + 4;
     eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
     int max_rows = o->max_num_batched_tokens;
     eng->tp = tp_create(o->threads);
@@ -531,6 +538,49 @@ int engine_alive(const struct engine *eng, double max_stall_s)
     return (double)(now_ns() - last) * 1e-9 <= max_stall_s;
 }
 
+int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *params)
+{
+    struct gen_params p = *params;
+    if (p.max_tokens < 0) p.max_tokens = eng->max_model_len - p.n_prompt;
+    return gen_cost(&p, eng->m->cfg.vocab_size, eng->max_text);
+}
+
+int64_t engine_max_request_memory(const struct engine *eng)
+{
+    return eng->max_request_bytes;
+}
+
+/* A request must be able to run whole: its n choices side by side in the KV pool (else they
+ * would only evict one another), and within max_request_memory. */
+static int check_admissible(const struct engine *eng, const struct gen_params *p, struct err *e)
+{
+    int64_t kv_tokens = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size;
+    int64_t need = (int64_t)p->n_prompt + (int64_t)p->n * p->max_tokens;
+    if (p->n > 1 && need > kv_tokens)
+        return err_set(e, "n=%d choices of up to %d tokens after a %d-token prompt need %lld tokens "
+                          "of KV cache, which holds %lld: lower n or max_tokens", p->n,
+                       p->max_tokens, p->n_prompt, (long long)need, (long long)kv_tokens);
+    int64_t bytes = engine_request_bytes(eng, p);
+    if (eng->max_request_bytes && bytes > eng->max_request_bytes)
+        return err_set(e, "this request could hold %lld MiB (n=%d, max_tokens=%d%s), over the "
+                          "server's max_request_memory of %lld MiB: lower n, max_tokens or "
+                          "top_logprobs", (long long)(bytes >> 20), p->n, p->max_tokens,
+                       p->sampling.logprobs ? ", with logprobs" : "",
+                       (long long)(eng->max_request_bytes >> 20));
+    return 0;
+}
+
+/* Reserves bytes of the memory budget; 0 when it fit. */
+static int reserve_bytes(struct engine *eng, int64_t bytes)
+{
+    int64_t cur = __atomic_load_n(&eng->admitted_bytes, __ATOMIC_ACQUIRE);
+    do {
+        if (eng->budget_bytes && cur + bytes > eng->budget_bytes) return -1;
+    } while (!__atomic_compare_exchange_n(&eng->admitted_bytes, &cur, cur + bytes, true,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    return 0;
+}
+
 /* The checks that give a request its 400 before anything is queued. */
 static int check_request(const struct engine *eng, struct gen_params *p, struct err *e)
 {
@@ -554,6 +604,7 @@ static int check_request(const struct engine *eng, struct gen_params *p, struct 
         if (p->prompt[i] < 0 || p->prompt[i] >= eng->m->cfg.vocab_size)
             return err_set(e, "token id %d is outside the vocabulary (0..%d)", p->prompt[i], eng->m->cfg.vocab_size - 1);
     if (sched_check_fit(&eng->scfg, p->n_prompt, p->max_tokens, e) != 0) return -1;
+    if (check_admissible(eng, p, e) != 0) return -1;
     return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
 }
 
@@ -566,13 +617,26 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
     pthread_mutex_lock(&eng->mu);
     int queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&eng->mu);
-    if (queued >= eng->max_queued) {
+    if (queued + p.n > eng->max_queued) {
+        *busy = 1; /* n counts as n: a request of n choices queues n sequences */
+        err_set(e, "the server is at capacity (%d sequences waiting, this request adds %d); "
+                   "retry shortly", queued, p.n);
+        return NULL;
+    }
+    int64_t bytes = engine_request_bytes(eng, &p);
+    if (reserve_bytes(eng, bytes) != 0) {
         *busy = 1;
-        err_set(e, "the server is at capacity (%d requests waiting); retry shortly", queued);
+        err_set(e, "the requests running hold the server's request_memory_budget; retry shortly");
         return NULL;
     }
     struct gen *g = gen_create(&p, eng->tok, eng->m->cfg.vocab_size, eng->eos, e);
-    if (!g) return NULL;
+    if (!g) { /* out of memory: this request fails, the server goes on */
+        __atomic_sub_fetch(&eng->admitted_bytes, bytes, __ATOMIC_ACQ_REL);
+        *busy = 1;
+        return NULL;
+    }
+    g->cost = bytes;
+    g->ledger = &eng->admitted_bytes;
     g->notify = notify;
     g->arg = arg;
     g->t_arrival = now_s();
@@ -580,7 +644,7 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
     g->serial = ++eng->next_serial;
     g->next = eng->incoming;
     eng->incoming = g;
-    eng->n_incoming++;
+    eng->n_incoming += p.n;
     pthread_cond_signal(&eng->cv);
     pthread_mutex_unlock(&eng->mu);
     return g;

@@ -32,7 +32,9 @@ struct engine_opts {
     double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */
     int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
     int enable_prefix_caching;
-    int max_queued_requests;    /* admission bound: submissions beyond it are refused */
+    int max_queued_requests;    /* admission bound: choices waiting beyond it are refused */
+    int64_t max_request_memory; /* bytes one request may hold at most (gen_cost); 0: no limit */
+    int64_t request_memory_budget; /* bytes all admitted requests may hold; 0: no limit */
     int threads;                /* 0: all cores */
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */
     const struct load_progress *progress; /* model load reports; NULL: none */
@@ -77,6 +79,7 @@ struct gen_params {
     int n_stop_token_ids;
     int skip_special_tokens;
     int reasoning;              /* split text at </think> into reasoning and content */
+    size_t out_bytes_per_token; /* what the server keeps per generated token (admission) */
 };
 
 #define GEN_MAX_CHOICES 128
@@ -106,8 +109,14 @@ void engine_metrics(struct engine *eng, struct metrics *out);
 /* 1 when the engine loop made progress (stepped or idled) within max_stall_s seconds. */
 int engine_alive(const struct engine *eng, double max_stall_s);
 
-/* Queues a request. Fails with a message when it can never fit (prompt + max_tokens over the
- * context: e->msg says the numbers) or the admission queue is full (*busy set to 1).
+/* The most memory p can hold (bytes), as admission counts it; and the per-request limit. */
+int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *p);
+int64_t engine_max_request_memory(const struct engine *eng);
+
+/* Queues a request. Fails with a message when it can never run (prompt + max_tokens over the
+ * context, its n choices over the KV pool, over max_request_memory: e->msg says the numbers), or
+ * with *busy set to 1 when it cannot run now (the queue holds max_queued_requests choices, the
+ * admitted requests hold request_memory_budget, or memory ran out).
  * notify(arg) is called on the engine thread whenever events are ready. */
 struct gen *engine_submit(struct engine *eng, const struct gen_params *p,
                           void (*notify)(void *arg), void *arg, int *busy, struct err *e);

@@ -31,6 +31,7 @@ struct api {
     double request_timeout_s;   /* 0: none */
     int default_max_tokens;     /* when a request sets none; 0: chat the rest, completions 16 */
     double stall_s;             /* /health turns 503 when the engine loop stalls this long */
+    size_t max_token_text;      /* the longest text one token can decode to, bytes */
     int public_metrics;         /* 1: /metrics needs no API key */
 };
 
@@ -90,6 +91,7 @@ struct api_prompt {
     int32_t *ids;
     int n_ids;
     char *echo;                 /* completions echo: the prompt text */
+    size_t n_echo;              /* its bytes (it may hold NULs) */
 };
 
 /* Submits every prompt and answers: an SSE stream or, when all is done, one JSON body.

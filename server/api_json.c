@@ -21,6 +21,12 @@ json_t *api_parse_body(struct http_req *r)
     json_error_t je;
     if (r->n_body == 0) return api_bad(r, NULL, "the request body is empty; expected JSON"), NULL;
     json_t *root = json_loadb(r->body, r->n_body, JSON_REJECT_DUPLICATES, &je);
+    if (!root && json_error_code(&je) == json_error_out_of_memory) {
+        http_set_header(r, "Retry-After", "1");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                         "no memory to parse the request now");
+        return NULL;
+    }
     if (!root)
         return api_bad(r, NULL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text), NULL;
     if (!json_is_object(root)) {

@@ -74,13 +74,25 @@ static int read_ids(struct http_req *r, json_t *arr, const char *param, struct t
     return 0;
 }
 
-static char *decode_ids(const struct api *a, const struct tok_ids *ids)
+/* The text of ids (invalid UTF-8 as U+FFFD), malloc'd; *n its length (it may hold NULs). */
+static char *decode_ids(const struct api *a, const struct tok_ids *ids, size_t *n)
 {
     struct tok_text t = {0};
     tok_decode(a->tok, ids->v, ids->n, false, &t, NULL);
-    char *s = strdup(t.s ? t.s : "");
+    char *s = xmalloc(t.n + 1);
+    if (t.n) memcpy(s, t.s, t.n);
+    s[t.n] = 0;
+    *n = t.n;
     tok_text_free(&t);
     return s;
+}
+
+static char *copy_text(const char *s, size_t n)
+{
+    char *c = xmalloc(n + 1);
+    memcpy(c, s, n);
+    c[n] = 0;
+    return c;
 }
 
 /* One element of "prompt": a string or a list of token ids. */
@@ -99,7 +111,8 @@ static int one_prompt(struct http_req *r, json_t *v, int specials, int add_speci
     }
     out->ids = ids.v;
     out->n_ids = (int)ids.n;
-    if (echo) out->echo = json_is_string(v) ? strdup(json_string_value(v)) : decode_ids(r->app, &ids);
+    if (echo && json_is_string(v)) out->echo = copy_text(json_string_value(v), out->n_echo = json_string_length(v));
+    else if (echo) out->echo = decode_ids(r->app, &ids, &out->n_echo);
     return 0;
 }
 
@@ -194,8 +207,9 @@ static int h_detokenize(struct http_req *r)
     if (api_check_model(r, body) == 0) {
         if (!json_is_array(toks)) api_bad(r, "tokens", "'tokens' must be a list of token ids");
         else if (read_ids(r, toks, "tokens", &ids) == 0) {
-            char *text = decode_ids(r->app, &ids);
-            rc = api_reply_json(r, 200, json_pack("{s:s}", "prompt", text));
+            size_t n;
+            char *text = decode_ids(r->app, &ids, &n);
+            rc = api_reply_json(r, 200, json_pack("{s:s%}", "prompt", text, n));
             free(text);
         }
     }

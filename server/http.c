@@ -39,6 +39,7 @@ void http_set_header(struct http_req *r, const char *name, const char *value)
 
 static int queue(struct http_req *r, int status, struct MHD_Response *resp)
 {
+    if (!resp) return -1; /* out of memory: the connection closes, the server goes on */
     add_common_headers(r, resp);
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -51,7 +52,7 @@ int http_reply(struct http_req *r, int status, const char *content_type, const c
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
+    if (resp && content_type) MHD_add_response_header(resp, "Content-Type", content_type);
     return queue(r, status, resp);
 }
 
@@ -122,8 +123,8 @@ int http_stream(struct http_req *r, int status, const char *content_type)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, NULL);
-    MHD_add_response_header(resp, "Content-Type", content_type);
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    if (resp) MHD_add_response_header(resp, "Content-Type", content_type);
+    if (resp) MHD_add_response_header(resp, "Cache-Control", "no-cache");
     return queue(r, status, resp);
 }
 
@@ -210,6 +211,22 @@ static void req_destroy(struct http_req *r)
     free(r);
 }
 
+/* Makes room for need bytes of body; on allocation failure marks the request (a request's
+ * memory, not the process's: it gets 503). */
+static int grow_body(struct http_req *r, size_t need)
+{
+    size_t cap = r->cap_body;
+    while (cap < need) cap = cap * 2 < r->srv->cfg.max_body + 1 ? cap * 2 : r->srv->cfg.max_body + 1;
+    char *grown = realloc(r->body, cap);
+    if (!grown) {
+        r->no_memory = 1;
+        return -1;
+    }
+    r->body = grown;
+    r->cap_body = cap;
+    return 0;
+}
+
 /* Appends upload data up to the body limit. A declared body over it was refused with the head;
  * a chunked one that crosses it is answered 413 at once, and what follows is read and dropped
  * for a moment (so the client sees the answer rather than a reset), then the connection closes.
@@ -220,16 +237,14 @@ static int take_body(struct http_req *r, const char *data, size_t n)
         r->n_dropped += n;
         return http_now() - r->t_cut < 2 && r->n_dropped < (16u << 20) ? 0 : -1;
     }
+    if (r->no_memory) return 0; /* the rest is read and dropped; dispatch answers 503 */
     if (r->n_body + n > r->srv->cfg.max_body) {
         r->too_large = 1;
         r->t_cut = http_now();
         http_guard_cut_body(r);
         return 0;
     }
-    if (r->n_body + n + 1 > r->cap_body) {
-        while (r->n_body + n + 1 > r->cap_body) r->cap_body *= 2;
-        r->body = xrealloc(r->body, r->cap_body);
-    }
+    if (r->n_body + n + 1 > r->cap_body && grow_body(r, r->n_body + n + 1) != 0) return 0;
     memcpy(r->body + r->n_body, data, n);
     r->n_body += n;
     r->body[r->n_body] = 0;
@@ -363,18 +378,34 @@ static int dispatch(struct http_req *r)
         return http_reply_error(r, 400, HTTP_ERR_INVALID, NULL, "duplicate_header", "more than one Authorization header");
     if (!hit->public && !http_authorized(r)) return http_reply_unauthorized(r);
     if (http_guard_json(r) != 0) return 0;
+    if (r->no_memory) {
+        http_set_header(r, "Retry-After", "1");
+        return http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                                "no memory for the request body now");
+    }
     return hit->fn(r);
 }
 
-/* A Content-Length over the limit gets 413 before the body is read (and instead of 100 Continue). */
+/* A Content-Length over the limit gets 413 before the body is read (and instead of 100
+ * Continue); one within it gets its buffer now, or 503 if that memory is not there. */
 static int body_declared_too_large(struct http_req *r)
 {
     const char *cl = http_header(r, "Content-Length");
-    if (!cl || strtoull(cl, NULL, 10) <= r->srv->cfg.max_body) return 0;
-    http_set_header(r, "Connection", "close");
-    http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large",
-                     "request body exceeds the limit of %zu bytes", r->srv->cfg.max_body);
-    return 1;
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    if (n > r->srv->cfg.max_body) {
+        http_set_header(r, "Connection", "close");
+        http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large",
+                         "request body exceeds the limit of %zu bytes", r->srv->cfg.max_body);
+        return 1;
+    }
+    if (n + 1 > r->cap_body && grow_body(r, (size_t)n + 1) != 0) {
+        http_set_header(r, "Connection", "close");
+        http_set_header(r, "Retry-After", "1");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                         "no memory for a request body of %llu bytes now", n);
+        return 1;
+    }
+    return 0;
 }
 
 /* libmicrohttpd's access handler: first call creates the context, middle calls carry the body,

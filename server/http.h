@@ -66,6 +66,7 @@ struct http_req {
     struct MHD_Connection *conn;
     pthread_mutex_t mu;
     int suspended, wake_pending, replied, too_large, started, peer_gone;
+    int no_memory;             /* the body could not be stored: the request gets 503 */
     double t_cut;              /* when a chunked body crossed the limit (monotonic s) */
     size_t n_dropped;          /* bytes read and dropped since */
     double deadline;           /* monotonic seconds; 0: none. Past it the sweeper sets timed_out */
@@ -120,6 +121,9 @@ int http_reply_errorv(struct http_req *r, int status, const char *type, const ch
     __attribute__((format(printf, 6, 0)));
 /* Adds a header to the next reply made by this request (e.g. Retry-After). */
 void http_set_header(struct http_req *r, const char *name, const char *value);
+/* What r->on_read returns besides a byte count: the reply is complete, or broken off. */
+#define HTTP_READ_END (-1)
+#define HTTP_READ_ERROR (-2)
 /* Starts a chunked reply whose bytes come from r->on_read. */
 int http_stream(struct http_req *r, int status, const char *content_type);
 /* Parks the connection until http_wake (call from the handler, on_resume or on_read only).

@@ -63,6 +63,8 @@ struct seekd_options {
     double body_timeout;              /* seconds; 0 = never */
     double request_timeout;           /* seconds; 0 = never */
     int max_queued_requests;
+    uint64_t max_request_memory;       /* bytes one request may hold; 0 = no limit */
+    struct opt_memory request_memory_budget; /* all admitted requests; fraction: of RAM */
     double shutdown_timeout; /* seconds */
     /* engine */
     int max_num_seqs;

@@ -46,6 +46,14 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
     };
 }
 
+/* A size, or a fraction of the machine's physical memory. */
+static int64_t memory_budget(const struct opt_memory *m)
+{
+    if (m->bytes) return (int64_t)m->bytes;
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    return (int64_t)(ram * m->fraction);
+}
+
 static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *eo,
                              const struct load_progress *progress)
 {
@@ -63,6 +71,8 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .kv_cache_bf16 = o->kv_cache_dtype == OPT_KV_BF16,
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
+        .max_request_memory = (int64_t)o->max_request_memory,
+        .request_memory_budget = memory_budget(&o->request_memory_budget),
         .threads = o->threads,
     };
 }
@@ -224,6 +234,7 @@ static int load(struct daemon *d, struct chat **chat, struct err *e)
     d->a.eng = engine_create(&eo, e);
     if (!d->a.eng) return -1;
     d->a.tok = engine_tokenizer(d->a.eng);
+    d->a.max_token_text = 3 * tok_max_piece_bytes(d->a.tok) + 4;
     d->a.chat = *chat = chat_create(d->a.tok, template_option(d->o.chat_template), e);
     if (!*chat) return -1;
     d->a.max_model_len = engine_max_model_len(d->a.eng);
