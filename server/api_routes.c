@@ -147,31 +147,82 @@ static int read_prompts(struct http_req *r, json_t *body, int echo, struct api_p
     return 0;
 }
 
+/* ---- generation: prepared off the event loop, submitted on it ------------------------------ */
+
+/* A generation request once its body is parsed, checked and tokenised (by a worker). */
+struct prep {
+    json_t *body;
+    struct api_params p;        /* points into body */
+    struct api_prompt *prompts;
+    int n_prompts;
+};
+
+static void prep_free(struct prep *pr)
+{
+    if (!pr) return;
+    if (pr->prompts) free_prompts(pr->prompts, pr->n_prompts);
+    json_decref(pr->body);
+    free(pr);
+}
+
+static void prep_close(struct http_req *r, int client_gone)
+{
+    (void)client_gone;
+    prep_free(r->user);
+    r->user = NULL;
+}
+
+/* Starts preparing a generation request on a worker; run_generation submits it after. */
+static int offload_generation(struct http_req *r, void (*work)(struct http_req *r),
+                              int (*then)(struct http_req *r))
+{
+    if (api_check_ready(r) != 0) return 0;
+    r->user = xcalloc(1, sizeof(struct prep));
+    r->on_close = prep_close;
+    return http_offload(r, work, then);
+}
+
+/* Worker: body → parameters → prompt ids (the tokeniser runs here). Replies on a bad request. */
+static void prep_completions(struct http_req *r)
+{
+    struct prep *pr = r->user;
+    pr->body = api_parse_body(r);
+    if (pr->body && api_check_model(r, pr->body) == 0 && api_read_params(r, pr->body, 0, &pr->p) == 0)
+        read_prompts(r, pr->body, pr->p.echo, &pr->prompts, &pr->n_prompts);
+}
+
+/* Event loop: submits what the worker prepared. */
+static int run_completions(struct http_req *r, int chat)
+{
+    struct prep *pr = r->user;
+    r->user = NULL;
+    r->on_close = NULL;
+    int rc = api_generate(r, &pr->p, pr->prompts, pr->n_prompts, chat);
+    pr->prompts = NULL; /* api_generate owns them */
+    prep_free(pr);
+    return rc < 0 && r->replied ? 0 : rc;
+}
+
+static int submit_completions(struct http_req *r)
+{
+    return run_completions(r, 0);
+}
+
 static int h_completions(struct http_req *r)
 {
-    struct api_params p;
-    struct api_prompt *prompts = NULL;
-    int n_prompts = 0, rc = -1;
-    if (api_check_ready(r) != 0) return 0;
-    json_t *body = api_parse_body(r);
-    if (!body) return 0;
-    if (api_check_model(r, body) == 0 && api_read_params(r, body, 0, &p) == 0 &&
-        read_prompts(r, body, p.echo, &prompts, &n_prompts) == 0)
-        rc = api_generate(r, &p, prompts, n_prompts, 0);
-    json_decref(body);
-    return rc < 0 && r->replied ? 0 : rc;
+    return offload_generation(r, prep_completions, submit_completions);
 }
 
 /* ---- tokenize / detokenize (vLLM's shapes) --------------------------------------------------- */
 
-static int h_tokenize(struct http_req *r)
+/* Worker: the whole request (a long text or a long list of ids is request-sized work). */
+static void tokenize(struct http_req *r)
 {
     struct api *a = r->app;
     struct tok_ids ids = {0};
-    int add, specials, rc = 0;
-    if (api_check_ready(r) != 0) return 0;
+    int add, specials;
     json_t *body = api_parse_body(r);
-    if (!body) return 0;
+    if (!body) return;
     json_t *msgs = json_object_get(body, "messages");
     if (api_check_model(r, body) || api_get_bool(r, body, "add_special_tokens", 1, &add) ||
         api_get_bool(r, body, "parse_special_tokens", 0, &specials))
@@ -188,58 +239,68 @@ static int h_tokenize(struct http_req *r)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < ids.n; i++) json_array_append_new(arr, json_integer(ids.v[i]));
-    rc = api_reply_json(r, 200, json_pack("{s:i, s:i, s:o, s:n}", "count", (int)ids.n, "max_model_len",
-                                          a->max_model_len, "tokens", arr, "token_strs"));
+    api_reply_json(r, 200, json_pack("{s:i, s:i, s:o, s:n}", "count", (int)ids.n, "max_model_len",
+                                     a->max_model_len, "tokens", arr, "token_strs"));
 done:
     tok_ids_free(&ids);
     json_decref(body);
-    return rc;
 }
 
-static int h_detokenize(struct http_req *r)
+static void detokenize(struct http_req *r)
 {
     struct tok_ids ids = {0};
-    int rc = 0;
-    if (api_check_ready(r) != 0) return 0;
     json_t *body = api_parse_body(r);
-    if (!body) return 0;
+    if (!body) return;
     json_t *toks = json_object_get(body, "tokens");
     if (api_check_model(r, body) == 0) {
         if (!json_is_array(toks)) api_bad(r, "tokens", "'tokens' must be a list of token ids");
         else if (read_ids(r, toks, "tokens", &ids) == 0) {
             size_t n;
             char *text = decode_ids(r->app, &ids, &n);
-            rc = api_reply_json(r, 200, json_pack("{s:s%}", "prompt", text, n));
+            api_reply_json(r, 200, json_pack("{s:s%}", "prompt", text, n));
             free(text);
         }
     }
     tok_ids_free(&ids);
     json_decref(body);
-    return rc;
+}
+
+static int h_tokenize(struct http_req *r)
+{
+    return api_check_ready(r) != 0 ? 0 : http_offload(r, tokenize, NULL);
+}
+
+static int h_detokenize(struct http_req *r)
+{
+    return api_check_ready(r) != 0 ? 0 : http_offload(r, detokenize, NULL);
 }
 
 /* ---- chat ----------------------------------------------------------------------------------------- */
 
+/* Worker: body → parameters → the rendered template's ids. */
+static void prep_chat(struct http_req *r)
+{
+    struct prep *pr = r->user;
+    struct tok_ids ids = {0};
+    int reasoning = 0;
+    pr->body = api_parse_body(r);
+    if (!pr->body || api_check_model(r, pr->body) || api_read_params(r, pr->body, 1, &pr->p) ||
+        api_chat_prompt(r, pr->body, &ids, &reasoning))
+        return tok_ids_free(&ids);
+    pr->prompts = xcalloc(1, sizeof *pr->prompts);
+    pr->prompts[0] = (struct api_prompt){.ids = ids.v, .n_ids = (int)ids.n};
+    pr->n_prompts = 1;
+    pr->p.gp.reasoning = reasoning;
+}
+
+static int submit_chat(struct http_req *r)
+{
+    return run_completions(r, 1);
+}
+
 static int h_chat(struct http_req *r)
 {
-    struct api_params p;
-    struct tok_ids ids = {0};
-    int rc = 0, reasoning = 0;
-    if (api_check_ready(r) != 0) return 0;
-    json_t *body = api_parse_body(r);
-    if (!body) return 0;
-    if (api_check_model(r, body) == 0 && api_read_params(r, body, 1, &p) == 0 &&
-        api_chat_prompt(r, body, &ids, &reasoning) == 0) {
-        struct api_prompt *prompt = xcalloc(1, sizeof *prompt);
-        prompt->ids = ids.v;
-        prompt->n_ids = (int)ids.n;
-        ids = (struct tok_ids){0};
-        p.gp.reasoning = reasoning;
-        rc = api_generate(r, &p, prompt, 1, 1);
-    }
-    tok_ids_free(&ids);
-    json_decref(body);
-    return rc < 0 && r->replied ? 0 : rc;
+    return offload_generation(r, prep_chat, submit_chat);
 }
 
 const struct http_route api_routes[] = {

@@ -47,9 +47,44 @@ static int queue(struct http_req *r, int status, struct MHD_Response *resp)
     return ok == MHD_YES ? 0 : -1;
 }
 
+/* A worker's reply is kept until the event loop can send it. */
+static int record_reply(struct http_req *r, int status, const char *content_type,
+                        const char *body, size_t len)
+{
+    free(r->pending.body);
+    free(r->pending.content_type);
+    r->pending.body = malloc(len + 1);
+    r->pending.content_type = content_type ? strdup(content_type) : NULL;
+    if (!r->pending.body) { /* sent as a fixed 503 instead */
+        r->pending.status = 503;
+        r->pending.len = 0;
+        return 0;
+    }
+    memcpy(r->pending.body, body, len);
+    r->pending.status = status;
+    r->pending.len = len;
+    return 0;
+}
+
+int http_send_pending(struct http_req *r)
+{
+    static const char no_memory[] = "{\"error\":{\"message\":\"no memory for the reply\",\"type\":"
+                                    "\"service_unavailable_error\",\"param\":null,\"code\":"
+                                    "\"out_of_memory\"}}";
+    if (!r->pending.body)
+        return http_reply(r, 503, "application/json", no_memory, sizeof no_memory - 1);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(r->pending.len, r->pending.body,
+                                                                MHD_RESPMEM_MUST_FREE);
+    if (resp) r->pending.body = NULL; /* libmicrohttpd frees it */
+    if (resp && r->pending.content_type)
+        MHD_add_response_header(resp, "Content-Type", r->pending.content_type);
+    return queue(r, r->pending.status, resp);
+}
+
 int http_reply(struct http_req *r, int status, const char *content_type, const char *body,
                size_t len)
 {
+    if (r->deferred) return record_reply(r, status, content_type, body, len);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (resp && content_type) MHD_add_response_header(resp, "Content-Type", content_type);
@@ -121,6 +156,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
 int http_stream(struct http_req *r, int status, const char *content_type)
 {
+    if (r->deferred) ERR_FATAL("http_stream called from offloaded work");
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, NULL);
     if (resp) MHD_add_response_header(resp, "Content-Type", content_type);
@@ -132,6 +168,7 @@ int http_stream(struct http_req *r, int status, const char *content_type)
 
 int http_suspend(struct http_req *r)
 {
+    if (r->deferred) ERR_FATAL("http_suspend called from offloaded work");
     pthread_mutex_lock(&r->mu);
     int news = r->wake_pending || r->peer_gone;
     r->wake_pending = 0;
@@ -205,6 +242,8 @@ static void req_destroy(struct http_req *r)
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < r->n_hdrs; i++) free(r->hdr_name[i]), free(r->hdr_value[i]);
     pthread_mutex_destroy(&r->mu);
+    free(r->pending.body);
+    free(r->pending.content_type);
     free(r->origin);
     free(r->path);
     free(r->body);
@@ -480,7 +519,7 @@ static void *sweeper(void *arg)
                 r->wake_pending = 1;
             }
             if (r->suspended && !r->peer_gone && peer_closed(r->conn)) r->peer_gone = 1;
-            if (r->suspended && (r->peer_gone || r->wake_pending)) {
+            if (r->suspended && !r->in_worker && (r->peer_gone || r->wake_pending)) {
                 r->suspended = 0;
                 r->wake_pending = 0;
                 MHD_resume_connection(r->conn);
@@ -562,6 +601,7 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
         err_set(e, "cannot listen on %s port %d: %s", cfg->host, cfg->port, strerror(errno));
         return NULL;
     }
+    s->pool = http_pool_create();
     pthread_create(&s->sweeper, NULL, sweeper, s);
     return s;
 }
@@ -599,6 +639,7 @@ void http_stop(struct http_server *s)
     if (!s) return;
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     pthread_join(s->sweeper, NULL);
+    http_pool_destroy(s->pool); /* no worker may hold a request when the daemon frees them */
     MHD_stop_daemon(s->d);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->keys_mu);

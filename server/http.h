@@ -75,6 +75,16 @@ struct http_req {
     char *origin;              /* allowed CORS origin to echo, or NULL */
     char *hdr_name[4], *hdr_value[4];
     int n_hdrs;
+    /* off the event loop (http_offload) */
+    void (*work)(struct http_req *r);
+    int (*then)(struct http_req *r);
+    int in_worker;             /* a worker holds the request: nothing else touches it */
+    int deferred;              /* replies are recorded in pending, sent after the work */
+    struct {
+        int status;            /* 0: none */
+        char *content_type, *body;
+        size_t len;
+    } pending;
     struct http_req *prev, *next; /* the server's list of live requests */
 };
 
@@ -124,6 +134,12 @@ void http_set_header(struct http_req *r, const char *name, const char *value);
 /* What r->on_read returns besides a byte count: the reply is complete, or broken off. */
 #define HTTP_READ_END (-1)
 #define HTTP_READ_ERROR (-2)
+/* Runs work(r) on a worker thread with the connection parked: for request-sized work (parsing,
+ * tokenising, rendering a template), which would stall the event loop. A reply made there is
+ * sent when it returns; else then(r), when not NULL, runs next on the event loop. A handler
+ * returns what this returns. */
+int http_offload(struct http_req *r, void (*work)(struct http_req *r),
+                 int (*then)(struct http_req *r));
 /* Starts a chunked reply whose bytes come from r->on_read. */
 int http_stream(struct http_req *r, int status, const char *content_type);
 /* Parks the connection until http_wake (call from the handler, on_resume or on_read only).

@@ -35,9 +35,20 @@ struct http_server {
     pthread_mutex_t conn_mu;   /* guards conns and n_conns; held while a socket is shut */
     struct http_conn *conns;
     unsigned n_conns;          /* open connections, refused ones included until closed */
+    struct http_pool *pool;    /* workers for http_offload */
     pthread_t sweeper;
     int stopping;
 };
+
+/* ---- http_work.c --------------------------------------------------------------------------- */
+
+struct http_pool *http_pool_create(void);
+void http_pool_destroy(struct http_pool *p);
+
+/* ---- http.c -------------------------------------------------------------------------------- */
+
+/* Sends the reply a worker recorded (event-loop thread). */
+int http_send_pending(struct http_req *r);
 
 /* Writes a whole response (a fixed error text, never request bytes) to fd, then shuts the
  * socket in direction how. Only where libmicrohttpd has queued nothing on the connection (at
