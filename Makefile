@@ -5,6 +5,7 @@
 #   make run        build and serve the default model on 127.0.0.1:8000
 #   make CUDA=1     also build the CUDA backend (needs the CUDA toolkit)
 #   make bench      benchmarks (see docs/PERFORMANCE.md)
+#   make fuzz       build the libFuzzer targets (clang) and run each for FUZZ_TIME seconds
 #   make install    the binary, the systemd unit and sysusers entry, /etc/seekd/seekd.yaml
 #                   (PREFIX=/usr/local, DESTDIR= for staging; see README "Running as a service")
 #
@@ -15,7 +16,7 @@
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev python3 python3-venv systemd
+            libpcre2-dev python3 python3-venv systemd clang libclang-rt-14-dev
 PYTHON  ?= python3
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation
@@ -32,17 +33,26 @@ OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DSEE
 LDOPT_asan  := -fsanitize=address,undefined
 OPT_tsan    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LDOPT_tsan  := -fsanitize=thread
+# libFuzzer targets: every object built by clang with coverage, ASan and UBSan.
+OPT_fuzz    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=all -Wno-unknown-warning-option -Wno-unused-function
+LDOPT_fuzz  := -fsanitize=fuzzer,address,undefined
+CC_release   = $(CC)
+CC_asan      = $(CC)
+CC_tsan      = $(CC)
+CC_fuzz     ?= clang
 
 ENGINE_SRC := $(sort $(wildcard engine/*.c engine/*/*.c))
 SERVER_SRC := $(sort $(wildcard server/*.c))
 TEST_SRC   := $(sort $(wildcard tests/*/test_*.c tests/*/*/test_*.c))
 TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
 # objects per variant: build/<variant>/<path>.o
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-.PHONY: all test unit unit-asan integration integration-tsan deps venv run bench clean format \
-        install
+.PHONY: all test unit unit-asan integration integration-tsan fuzz deps venv run bench clean \
+        format install
 .DEFAULT_GOAL := all
 
 all: seekd
@@ -53,21 +63,32 @@ seekd: build/release/seekd
 define variant
 build/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
-	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(1)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
+	$$(CC_$(1)) $$(BASE_CFLAGS) $$(OPT_$(1)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
 
 build/$(1)/libengine.a: $(call objs,$(1),$(ENGINE_SRC))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
 build/$(1)/seekd: $(call objs,$(1),$(SERVER_SRC)) build/$(1)/libengine.a
-	$$(CC) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(LIBS)
+	$$(CC_$(1)) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(LIBS)
 
 build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/libengine.a
-	$$(CC) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
+	$$(CC_$(1)) $$(OPT_$(1)) $$(LDOPT_$(1)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
 endef
 $(eval $(call variant,release))
 $(eval $(call variant,asan))
 $(eval $(call variant,tsan))
+$(eval $(call variant,fuzz))
+
+# A fuzz target links the server without its main (fuzz_params compiles api_routes.c in, for
+# the static steps it drives).
+FUZZ_SERVER := $(filter-out server/main.c,$(SERVER_SRC))
+build/fuzz/tests/fuzz/fuzz_http: build/fuzz/tests/fuzz/fuzz_http.o \
+		$(call objs,fuzz,$(FUZZ_SERVER)) build/fuzz/libengine.a
+	$(CC_fuzz) $(OPT_fuzz) $(LDOPT_fuzz) -o $@ $^ $(LIBS)
+build/fuzz/tests/fuzz/fuzz_params: build/fuzz/tests/fuzz/fuzz_params.o \
+		$(call objs,fuzz,$(filter-out server/api_routes.c,$(FUZZ_SERVER))) build/fuzz/libengine.a
+	$(CC_fuzz) $(OPT_fuzz) $(LDOPT_fuzz) -o $@ $^ $(LIBS)
 
 # ---- set-up: system packages and the test venv -------------------------------------------------
 deps:
@@ -103,6 +124,22 @@ integration-tsan: build/tsan/seekd venv
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
 
+# The fuzz targets, each for FUZZ_TIME seconds from its committed seeds (tests/fuzz/corpus/NAME;
+# what it finds goes to build/fuzz/corpus/NAME, a crash to build/fuzz/crash-*).
+FUZZ_TIME ?= 60
+fuzz: $(addprefix build/fuzz/tests/fuzz/,$(FUZZ_NAMES))
+	@for f in $(FUZZ_NAMES); do \
+	  name=$${f#fuzz_}; mkdir -p build/fuzz/corpus/$$name; \
+	  echo "fuzzing $$f for $(FUZZ_TIME)s"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    build/fuzz/tests/fuzz/$$f -max_total_time=$(FUZZ_TIME) -timeout=60 -rss_limit_mb=4096 \
+	    -artifact_prefix=build/fuzz/ -print_final_stats=1 \
+	    $$( [ -f tests/fuzz/$$name.dict ] && echo -dict=tests/fuzz/$$name.dict ) \
+	    build/fuzz/corpus/$$name tests/fuzz/corpus/$$name 2>build/fuzz/$$name.log \
+	    || { tail -80 build/fuzz/$$name.log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|^Done" build/fuzz/$$name.log; \
+	done
+
 # Ordered: dependencies first, then the plain build and its tests, then the sanitizer build.
 test: deps
 	@$(MAKE) --no-print-directory venv
@@ -110,6 +147,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-tsan
+	@$(MAKE) --no-print-directory fuzz
 
 # The default model: the tiny BF16 test checkpoint (random weights: its text is noise).
 RUN_MODEL ?= tests/fixtures/models/v3-bf16-sharded

@@ -39,11 +39,13 @@ static int read_bias(struct http_req *r, json_t *body, struct api_params *p)
     const char *key;
     json_t *b;
     int n = 0;
+    long n_vocab = tok_n_vocab(((struct api *)r->app)->tok);
     json_object_foreach(v, key, b) {
         char *end;
         long id = strtol(key, &end, 10);
-        if (!key[0] || *end || id < 0 || id > INT32_MAX)
-            return api_bad(r, "logit_bias", "logit_bias key '%s' is not a token id", key);
+        if (!key[0] || *end || id < 0 || id >= n_vocab)
+            return api_bad(r, "logit_bias", "logit_bias key '%s' is not a token id in the "
+                                            "vocabulary (0..%ld)", key, n_vocab - 1);
         if (!json_is_number(b) || json_number_value(b) < -100 || json_number_value(b) > 100)
             return api_bad(r, "logit_bias", "logit_bias for token %ld must be a number in [-100, 100]", id);
         p->bias[n++] = (struct smp_bias){.token = (int32_t)id, .bias = (float)json_number_value(b)};

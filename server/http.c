@@ -606,6 +606,12 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
     return s;
 }
 
+int http_add_connection(struct http_server *s, int fd, const struct sockaddr *addr,
+                        socklen_t addr_len)
+{
+    return MHD_add_connection(s->d, fd, addr, addr_len) == MHD_YES ? 0 : -1;
+}
+
 int http_n_live(struct http_server *s)
 {
     int n = 0;

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -95,6 +96,10 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
 void http_quiesce(struct http_server *s);
 void http_stop(struct http_server *s);
 int http_port(const struct http_server *s);
+/* Serves a connection accepted elsewhere (a socket handed over, the fuzz target's socketpair);
+ * the server owns fd from then on. -1 when refused (fd closed). */
+int http_add_connection(struct http_server *s, int fd, const struct sockaddr *addr,
+                        socklen_t addr_len);
 /* Requests in flight (a kept-alive idle connection is not one). */
 int http_n_live(struct http_server *s);
 /* Wakes every parked connection (a shutdown that must end streams now). */

@@ -6,7 +6,9 @@
  * after a kept-alive response (an idle kept-alive connection is left to the idle timeout); the
  * body within body_timeout of the head. These are deadlines: an idle timer, which every dripped
  * byte resets, lets a slow client hold a connection forever. A connection past its deadline gets
- * 408 and is shut; libmicrohttpd then closes it. The per-address limit is libmicrohttpd's own
+ * 408 and is shut; libmicrohttpd then closes it. A connection waiting for a head whose client
+ * has shut its sending side is closed too: no head can come, and libmicrohttpd 0.9.75 would
+ * only notice at its idle timeout. The per-address limit is libmicrohttpd's own
  * (MHD_OPTION_PER_IP_CONNECTION_LIMIT). */
 #include <linux/tcp.h>
 #include <netinet/in.h>
@@ -42,6 +44,7 @@ static void conn_started(struct http_server *s, struct MHD_Connection *c, void *
     struct http_conn *k = xcalloc(1, sizeof *k);
     k->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
     k->deadline = deadline_after(s->cfg.header_timeout_s);
+    k->t_phase = http_now();
     *ctx = k;
     pthread_mutex_lock(&s->conn_mu);
     k->next = s->conns;
@@ -83,6 +86,7 @@ static int conn_phase(struct http_server *s, struct MHD_Connection *c, int phase
     pthread_mutex_lock(&s->conn_mu);
     int expired = k->expired;
     k->phase = phase;
+    k->t_phase = http_now();
     k->idle = 0;
     k->deadline = deadline_after(timeout_s);
     if (phase == CONN_HEAD) { /* kept alive: the clock starts with the next request's first byte */
@@ -109,10 +113,24 @@ void http_conn_request_done(struct http_server *s, struct MHD_Connection *c)
     conn_phase(s, c, CONN_HEAD, 0);
 }
 
+/* The client shut its sending side (and everything it sent has been read). */
+static int peer_done_sending(MHD_socket fd)
+{
+    char b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 void http_conn_sweep(struct http_server *s, double now)
 {
     pthread_mutex_lock(&s->conn_mu);
     for (struct http_conn *k = s->conns; k; k = k->next) {
+        /* a second in: whatever complete request arrived has been taken up by then */
+        if (k->phase == CONN_HEAD && !k->expired && now - k->t_phase >= 1.0 &&
+            peer_done_sending(k->fd)) {
+            k->expired = 1;
+            shutdown(k->fd, SHUT_RDWR);
+            continue;
+        }
         if (k->idle && s->cfg.header_timeout_s > 0 && bytes_received(k->fd) != k->rx_mark) {
             k->idle = 0; /* a next request began: its head has header_timeout */
             k->deadline = now + s->cfg.header_timeout_s;

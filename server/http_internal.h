@@ -15,6 +15,7 @@ struct http_conn {
     MHD_socket fd;
     enum { CONN_HEAD, CONN_BODY, CONN_BUSY } phase;
     double deadline;           /* monotonic seconds the head or body must be in by; 0: none */
+    double t_phase;            /* when it entered its phase (monotonic seconds) */
     int idle;                  /* kept alive after a response: no byte of a next request yet */
     uint64_t rx_mark;          /* bytes the socket had received when the last response ended */
     int expired;               /* the sweeper answered 408 and shut the socket */

@@ -203,3 +203,26 @@ def test_warns_when_connections_exceed_the_fd_limit(binary):
                prefix=["prlimit", "--nofile=1024:1024"])
     out = s.stop()
     assert "max_connections" not in out, out
+
+
+def test_half_closed_client_with_a_partial_head_is_let_go(binary):
+    """A client that stops sending mid-head can never finish it: closed within a couple of
+    seconds, not at the idle timeout (libmicrohttpd alone waits for that); a complete request
+    sent before the half-close is still answered in full."""
+    s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER)  # header_timeout 30s, idle 1m
+    try:
+        for data, want in ((b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A", b""),
+                           (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /hea",
+                            b"HTTP/1.1 200")):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+            c.settimeout(10)
+            t0, out = time.time(), b""
+            while chunk := c.recv(65536):
+                out += chunk
+            c.close()
+            assert time.time() - t0 < 5, time.time() - t0
+            assert out.startswith(want), out[:100]
+    finally:
+        s.stop()
