@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "engine/err.h"
+
 enum batch_logits {
     BATCH_LOGITS_NONE = 0, /* a prefill chunk that is not the prompt's last */
     BATCH_LOGITS_LAST = 1, /* the usual case: logits of the sequence's last token */
@@ -30,5 +32,21 @@ struct batch {
     int32_t n_seqs;
     const struct batch_seq *seqs; /* [n_seqs], in token order */
 };
+
+/* Rows of logits the batch asks for (sum over its sequences). */
+int batch_n_logits(const struct batch *b);
+
+/* The limits a backend was built for; batch_check refuses anything outside them. */
+struct batch_limits {
+    int32_t vocab_size;  /* token ids must be below this */
+    int32_t n_blocks;    /* block ids must be below this */
+    int32_t block_size;  /* tokens per KV block */
+    int32_t max_tokens;  /* tokens per step */
+    int32_t max_logits;  /* rows of logits per step */
+};
+
+/* Checks everything a batch could get wrong before a backend touches memory: token ids, the
+ * tiling of sequences, block ids for every position, the step's size. -1 with a message. */
+int batch_check(const struct batch *b, const struct batch_limits *lim, struct err *e);
 
 #endif

@@ -13,19 +13,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/cpu/forward.h"
+#include "engine/dp.h"
 #include "engine/gen.h"
-#include "engine/cpu/kv_cache.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
+#include "engine/wire.h"
 
 struct engine {
     struct model *m;
     struct tok *tok;
-    struct kv_cache *kv;
-    struct fwd *fwd;
-    struct tp *tp;              /* worker threads of the forward pass (engine_opts.threads) */
+    const struct backend_ops *bops;
+    struct backend *be;         /* runs the model: weights, KV pool, step scratch */
+    struct backend_stats be_start; /* the backend's stats once set up */
     struct sched *sched;
     struct sched_config scfg;
     int max_model_len;
@@ -39,6 +39,7 @@ struct engine {
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
     pthread_t thread;
+    int thread_started;
     pthread_mutex_t mu;         /* guards incoming, n_incoming, stop */
     pthread_cond_t cv;
     struct gen *incoming;       /* submitted, not yet handed to the scheduler */
@@ -49,6 +50,8 @@ struct engine {
     uint64_t next_serial;
     int64_t heartbeat_ns;       /* monotonic time of the last loop iteration */
     struct metrics metrics;
+    int n_live_seqs;            /* sequences of submitted requests not yet ended (atomic) */
+    struct dp *dp;              /* data parallelism, rank 0: routes to other ranks; else NULL */
 };
 
 static int64_t now_ns(void)
@@ -150,6 +153,7 @@ static void reap(struct engine *eng)
             continue;
         }
         *pp = g->next;
+        __atomic_sub_fetch(&eng->n_live_seqs, g->p.n, __ATOMIC_RELAXED);
         record_done(eng, g);
         gen_notify(g);
         gen_unref(g);
@@ -288,13 +292,13 @@ static bool step(struct engine *eng)
     struct sched_out out;
     struct err e = {{0}};
     sched_step(eng->sched, &out);
-    for (int i = 0; i < out.n_copies; i++) kv_cache_copy_block(eng->kv, out.copies[i].src, out.copies[i].dst);
+    if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
     if (out.batch.n_seqs == 0) {
         finish_all(eng);
         return false;
     }
     record_scheduled(eng, &out);
-    if (fwd_run(eng->fwd, eng->kv, &out.batch, eng->logits, &e) != 0)
+    if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
         ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
     struct gen *forks[256];
     const float *fork_logits[256];
@@ -376,14 +380,6 @@ static void *engine_main(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-/* Bytes for the KV cache: an absolute budget, or a fraction of the memory available now. */
-static size_t kv_budget(double want)
-{
-    if (want > 1.0) return (size_t)want;
-    double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    return (size_t)(avail * want);
-}
-
 static struct tok *load_tokenizer(const char *dir, struct err *e)
 {
     char tj[4096], tc[4096];
@@ -392,20 +388,20 @@ static struct tok *load_tokenizer(const char *dir, struct err *e)
     return tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, e);
 }
 
-/* Sizes and allocates the KV cache and the scheduler. */
-static int setup_cache(struct engine *eng, const struct engine_opts *o, struct err *e)
+/* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
+static int setup_backend(struct engine *eng, const struct engine_opts *o, struct err *e)
 {
-    const struct model_config *c = &eng->m->cfg;
-    enum dtype dt = o->kv_cache_bf16 ? DT_BF16 : DT_F32;
-    size_t per_block = kv_cache_block_bytes(c->n_layers, config_kv_width(c), o->block_size, dt);
-    size_t budget = kv_budget(o->kv_cache_memory);
-    int64_t n_blocks = (int64_t)(budget / per_block);
-    if (n_blocks < 1)
-        return err_set(e, "kv_cache_memory of %zu bytes holds no block (%zu bytes each)", budget, per_block);
-    if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
-    eng->kv = kv_cache_create(c->n_layers, config_kv_width(c), o->block_size, (int)n_blocks, dt);
-    if (!eng->kv) return err_set(e, "cannot allocate %lld KV cache blocks (%zu bytes)", (long long)n_blocks, budget);
-    eng->scfg = (struct sched_config){.n_blocks = (int32_t)n_blocks, .block_size = o->block_size,
+    struct backend_opts bo = {.numerics = o->numerics, .max_tokens = o->max_num_batched_tokens,
+                              .max_logits = o->max_num_seqs, .block_size = o->block_size,
+                              .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
+                              .kv_memory = o->kv_cache_memory, .threads = o->threads,
+                              .devices = o->devices, .n_devices = o->n_devices,
+                              .progress = o->progress};
+    eng->bops = o->backend ? o->backend : backend_cpu();
+    eng->be = eng->bops->create(eng->m, &bo, e);
+    if (!eng->be) return -1;
+    eng->bops->stats(eng->be, &eng->be_start);
+    eng->scfg = (struct sched_config){.n_blocks = eng->be_start.n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
                                       .max_num_seqs = o->max_num_seqs,
                                       .no_prefix_caching = !o->enable_prefix_caching};
@@ -450,15 +446,12 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
                 tok_n_vocab(eng->tok), eng->m->cfg.vocab_size);
         goto fail;
     }
-    if (setup_cache(eng, o, e) != 0 || set_context(eng, o, e) != 0) goto fail;
+    if (setup_backend(eng, o, e) != 0 || set_context(eng, o, e) != 0) goto fail;
     eng->max_queued = o->max_queued_requests;
     eng->max_request_bytes = o->max_request_memory;
     eng->budget_bytes = o->request_memory_budget;
     eng->max_text = 3 * tok_max_piece_bytes(eng->tok) + 4;
     eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
-    int max_rows = o->max_num_batched_tokens;
-    eng->tp = tp_create(o->threads);
-    eng->fwd = fwd_create(eng->m, max_rows, eng->tp);
     eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
     eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
     eng->stopped = xcalloc((size_t)o->max_num_seqs, sizeof *eng->stopped);
@@ -467,6 +460,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
         err_set(e, "cannot start the engine thread");
         goto fail;
     }
+    eng->thread_started = 1;
     return eng;
 fail:
     engine_destroy(eng);
@@ -485,7 +479,8 @@ static void abort_everything(struct engine *eng)
 void engine_destroy(struct engine *eng)
 {
     if (!eng) return;
-    if (eng->fwd) {
+    dp_destroy(eng->dp); /* the other ranks stop; requests relayed there end */
+    if (eng->thread_started) {
         pthread_mutex_lock(&eng->mu);
         eng->stop = 1;
         pthread_cond_signal(&eng->cv);
@@ -493,13 +488,11 @@ void engine_destroy(struct engine *eng)
         pthread_join(eng->thread, NULL);
         abort_everything(eng);
     }
-    fwd_destroy(eng->fwd);
-    tp_destroy(eng->tp);
+    if (eng->be) eng->bops->destroy(eng->be);
     free(eng->logits);
     free(eng->sampled);
     free(eng->stopped);
     sched_destroy(eng->sched);
-    kv_cache_destroy(eng->kv);
     tok_destroy(eng->tok);
     model_destroy(eng->m);
     pthread_cond_destroy(&eng->cv);
@@ -516,6 +509,35 @@ const struct tok *engine_tokenizer(const struct engine *eng)
 void engine_metrics(struct engine *eng, struct metrics *out)
 {
     metrics_snapshot(&eng->metrics, out);
+    if (eng->dp) dp_metrics_add(eng->dp, out);
+}
+
+void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
+                         int32_t min_blocks)
+{
+    eng->scfg.n_blocks = min_blocks; /* a request must fit whichever rank takes it */
+    eng->dp = dp_create(w, stall_s);
+}
+
+int engine_routed(struct engine *eng, int64_t *out, int max)
+{
+    return eng->dp ? dp_routed(eng->dp, out, max) : 0;
+}
+
+int engine_fault(struct engine *eng, char *msg, size_t n)
+{
+    return eng->dp ? dp_fault(eng->dp, msg, n) : 0;
+}
+
+double engine_idle_s(const struct engine *eng)
+{
+    return (double)(now_ns() - __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE)) * 1e-9;
+}
+
+const char *engine_backend(const struct engine *eng, struct backend_stats *at_start)
+{
+    *at_start = eng->be_start;
+    return eng->bops->name;
 }
 
 int engine_max_model_len(const struct engine *eng)
@@ -534,8 +556,7 @@ void engine_limits(const struct engine *eng, struct engine_limits *out)
 
 int engine_alive(const struct engine *eng, double max_stall_s)
 {
-    int64_t last = __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE);
-    return (double)(now_ns() - last) * 1e-9 <= max_stall_s;
+    return engine_idle_s(eng) <= max_stall_s;
 }
 
 int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *params)
@@ -608,16 +629,47 @@ static int check_request(const struct engine *eng, struct gen_params *p, struct 
     return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
 }
 
+/* Which rank runs a request of n sequences: 0 is this engine; -1 when every queue is full. */
+static int pick_rank(struct engine *eng, int n, int *queued)
+{
+    pthread_mutex_lock(&eng->mu);
+    *queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&eng->mu);
+    if (!eng->dp) return *queued + n > eng->max_queued ? -1 : 0;
+    int live = __atomic_load_n(&eng->n_live_seqs, __ATOMIC_RELAXED);
+    return dp_route(eng->dp, live, *queued, n, eng->max_queued);
+}
+
+/* Hands a request to another rank's engine; the relay takes its events (data parallelism). */
+static struct gen *submit_remote(struct engine *eng, int rank, const struct gen_params *p,
+                                 void (*notify)(void *arg), void *arg)
+{
+    struct gen *g = gen_create_relay(p, eng->tok, eng->eos);
+    g->notify = notify;
+    g->arg = arg;
+    g->t_arrival = now_s();
+    pthread_mutex_lock(&eng->mu);
+    g->serial = ++eng->next_serial;
+    pthread_mutex_unlock(&eng->mu);
+    struct wire w;
+    size_t n;
+    wire_init(&w);
+    wire_put_i64(&w, (int64_t)g->serial);
+    wire_put_params(&w, p);
+    uint8_t *msg = wire_take(&w, &n);
+    dp_send(eng->dp, rank, g, msg, n);
+    return g;
+}
+
 struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
                           void (*notify)(void *arg), void *arg, int *busy, struct err *e)
 {
     struct gen_params p = *params;
+    int queued;
     *busy = 0;
     if (check_request(eng, &p, e) != 0) return NULL;
-    pthread_mutex_lock(&eng->mu);
-    int queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
-    pthread_mutex_unlock(&eng->mu);
-    if (queued + p.n > eng->max_queued) {
+    int rank = pick_rank(eng, p.n, &queued);
+    if (rank < 0) {
         *busy = 1; /* n counts as n: a request of n choices queues n sequences */
         err_set(e, "the server is at capacity (%d sequences waiting, this request adds %d); "
                    "retry shortly", queued, p.n);
@@ -628,6 +680,12 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
         *busy = 1;
         err_set(e, "the requests running hold the server's request_memory_budget; retry shortly");
         return NULL;
+    }
+    if (rank > 0) { /* its reply is held here too: the same reservation */
+        struct gen *remote = submit_remote(eng, rank, &p, notify, arg);
+        remote->cost = bytes;
+        remote->ledger = &eng->admitted_bytes;
+        return remote;
     }
     struct gen *g = gen_create(&p, eng->tok, eng->m->cfg.vocab_size, eng->eos, e);
     if (!g) { /* out of memory: this request fails, the server goes on */
@@ -640,6 +698,7 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
     g->notify = notify;
     g->arg = arg;
     g->t_arrival = now_s();
+    __atomic_add_fetch(&eng->n_live_seqs, p.n, __ATOMIC_RELAXED);
     pthread_mutex_lock(&eng->mu);
     g->serial = ++eng->next_serial;
     g->next = eng->incoming;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/backend.h"
 #include "engine/err.h"
 #include "engine/model/model.h"
 #include "engine/sampler.h"
@@ -35,7 +36,11 @@ struct engine_opts {
     int max_queued_requests;    /* admission bound: choices waiting beyond it are refused */
     int64_t max_request_memory; /* bytes one request may hold at most (gen_cost); 0: no limit */
     int64_t request_memory_budget; /* bytes all admitted requests may hold; 0: no limit */
-    int threads;                /* 0: all cores */
+    int threads;                /* CPU worker threads; 0: all cores */
+    const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
+    enum numerics numerics;     /* arithmetic of a step (NUMERICS_REF today) */
+    const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */
+    int n_devices;
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */
     const struct load_progress *progress; /* model load reports; NULL: none */
 };
@@ -93,6 +98,8 @@ void engine_destroy(struct engine *eng);
 
 /* The tokenizer of the served model (read-only; any thread may use it). */
 const struct tok *engine_tokenizer(const struct engine *eng);
+/* The backend's name and what it held once set up (weights, KV pool, device), for the log. */
+const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
 /* The longest context (prompt + completion) a request may use. */
 int engine_max_model_len(const struct engine *eng);
 /* The context limits, for the start-up log: a max_model_len below model_context was clamped
@@ -108,6 +115,21 @@ struct metrics;
 void engine_metrics(struct engine *eng, struct metrics *out);
 /* 1 when the engine loop made progress (stepped or idled) within max_stall_s seconds. */
 int engine_alive(const struct engine *eng, double max_stall_s);
+/* Seconds since the engine loop last made progress. */
+double engine_idle_s(const struct engine *eng);
+
+struct comm_mpi;
+/* Data parallelism, on rank 0 of an MPI job whose other ranks serve with dp_rank_start: from
+ * now on engine_submit sends each request to the rank with the least work (this engine or
+ * another rank's), /metrics sums every rank, and engine_fault reports a rank that went away.
+ * min_blocks: the smallest KV pool of any rank (what a request must fit). Call before serving. */
+void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
+                         int32_t min_blocks);
+/* Data parallelism: requests routed to each rank so far into out [max]; the number of ranks
+ * (0 without data parallelism). */
+int engine_routed(struct engine *eng, int64_t *out, int max);
+/* 1 with the message when another rank failed (the whole job must stop); 0 otherwise. */
+int engine_fault(struct engine *eng, char *msg, size_t n);
 
 /* The most memory p can hold (bytes), as admission counts it; and the per-request limit. */
 int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *p);

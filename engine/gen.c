@@ -47,8 +47,9 @@ static int starts_in_reasoning(const struct gen *g)
     return 0;
 }
 
-struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_t n_vocab,
-                       int32_t eos, struct err *e)
+/* A request with its choices; with samplers unless it only relays another rank's events. */
+static struct gen *gen_new(const struct gen_params *p, const struct tok *tok, int32_t n_vocab,
+                           int32_t eos, bool samplers, struct err *e)
 {
     struct gen *g = xcalloc(1, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
@@ -61,8 +62,9 @@ struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_
     for (int c = 0; c < p->n; c++) {
         struct smp_params sp = g->p.sampling;
         sp.seed += (uint64_t)c;
-        g->ch[c].smp = smp_state_create(&sp, n_vocab, g->prompt, p->n_prompt, ent + (uint64_t)c, e);
-        if (!g->ch[c].smp) {
+        if (samplers)
+            g->ch[c].smp = smp_state_create(&sp, n_vocab, g->prompt, p->n_prompt, ent + (uint64_t)c, e);
+        if (samplers && !g->ch[c].smp) {
             g->refs = 1;
             gen_unref(g);
             return NULL;
@@ -71,6 +73,17 @@ struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_
         g->ch[c].in_reasoning = starts_in_reasoning(g);
     }
     return g;
+}
+
+struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_t n_vocab,
+                       int32_t eos, struct err *e)
+{
+    return gen_new(p, tok, n_vocab, eos, true, e);
+}
+
+struct gen *gen_create_relay(const struct gen_params *p, const struct tok *tok, int32_t eos)
+{
+    return gen_new(p, tok, 0, eos, false, NULL);
 }
 
 static void free_event(struct gen_event *ev)
@@ -133,6 +146,44 @@ static void push(struct gen *g, const struct gen_event *ev)
     else g->head = n;
     g->tail = n;
     pthread_mutex_unlock(&g->mu);
+}
+
+/* The last event of a request: its usage. */
+static void queue_done(struct gen *g)
+{
+    struct gen_event done = {.kind = GEN_EV_DONE, .prompt_tokens = g->p.n_prompt,
+                             .cached_tokens = g->cached_tokens};
+    for (int i = 0; i < g->p.n; i++) done.completion_tokens += g->ch[i].n_generated;
+    g->done_queued = 1;
+    push(g, &done);
+}
+
+void gen_relay(struct gen *g, struct gen_event *ev)
+{
+    struct gen_choice *ch = ev->choice < g->p.n ? &g->ch[ev->choice] : NULL;
+    if (g->done_queued || (ev->kind != GEN_EV_DONE && !ch)) {
+        gen_event_clear(ev); /* after the request ended here (shutdown), or not one of its choices */
+        return;
+    }
+    if (ev->kind == GEN_EV_TOKEN) ch->n_generated++;
+    if (ev->kind == GEN_EV_FINISH && !ch->ended) {
+        ch->ended = 1;
+        ch->finish = ev->finish;
+        g->n_ended++;
+    }
+    if (ev->kind == GEN_EV_DONE) {
+        for (int c = 0; c < g->p.n; c++) g->ch[c].ended = 1;
+        g->n_ended = g->p.n;
+        g->done_queued = 1;
+    }
+    push(g, ev);
+    *ev = (struct gen_event){0};
+}
+
+void gen_abort_relay(struct gen *g)
+{
+    for (int c = 0; c < g->p.n; c++) gen_end_choice(g, c, GEN_FINISH_ABORT, NULL);
+    if (!g->done_queued) queue_done(g);
 }
 
 int gen_poll(struct gen *g, struct gen_event *ev)
@@ -273,9 +324,5 @@ void gen_end_choice(struct gen *g, int c, enum gen_finish why, const char *error
     ch->finish = why;
     g->n_ended++;
     push(g, &ev);
-    if (!gen_done(g)) return;
-    struct gen_event done = {.kind = GEN_EV_DONE, .prompt_tokens = g->p.n_prompt,
-                             .cached_tokens = g->cached_tokens};
-    for (int i = 0; i < g->p.n; i++) done.completion_tokens += g->ch[i].n_generated;
-    push(g, &done);
+    if (gen_done(g)) queue_done(g);
 }

@@ -39,6 +39,7 @@ struct gen {
     int think_start, think_end; /* ids of <think> and </think>, or -1 */
     struct gen_choice *ch;  /* [p.n] */
     int n_ended;
+    int done_queued;        /* GEN_EV_DONE is in the queue (or was taken) */
     int cached_tokens;
     struct gen_node *head, *tail;
     void (*notify)(void *arg);
@@ -59,6 +60,18 @@ struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_
  * generated token a queued event (max_text: the longest token text) or what the server keeps of
  * it (p->out_bytes_per_token), whichever is larger. Admission counts it against the budgets. */
 int64_t gen_cost(const struct gen_params *p, int32_t n_vocab, size_t max_text);
+
+/* A request whose choices run on another rank (data parallelism): the same parameters and event
+ * queue, no samplers; its events arrive through gen_relay. */
+struct gen *gen_create_relay(const struct gen_params *p, const struct tok *tok, int32_t eos);
+
+/* Queues an event another rank produced for this request and keeps the choice bookkeeping
+ * (tokens counted, choices ended) so that a local abort ends only what is still open. Takes
+ * the event's strings; events after the request is done are dropped. */
+void gen_relay(struct gen *g, struct gen_event *ev);
+/* Ends a relayed request here (the other rank is gone or the service stops): every open choice
+ * ends with GEN_FINISH_ABORT, then GEN_EV_DONE unless it was queued already. */
+void gen_abort_relay(struct gen *g);
 
 /* Records choice c's sampled token: text (stop strings, reasoning split), logprobs, event.
  * Returns true when a stop string ended the choice. */

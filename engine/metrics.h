@@ -49,5 +49,8 @@ void metrics_destroy(struct metrics *m);
 void metrics_observe(struct metrics *m, enum metrics_hist h, double seconds);
 /* Copies everything under the lock (the copy's mutex is not initialised). */
 void metrics_snapshot(struct metrics *m, struct metrics *out);
+/* Adds another engine's snapshot x into sum (data parallelism: /metrics sums the ranks). Gauges
+ * and counters add; kv_cache_usage becomes the share of all the ranks' blocks in use. */
+void metrics_add(struct metrics *sum, const struct metrics *x);
 
 #endif

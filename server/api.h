@@ -35,8 +35,8 @@ struct api {
     int public_metrics;         /* 1: /metrics needs no API key */
 };
 
-extern const struct http_route api_routes[];
-extern const int api_n_routes;
+/* The routes to serve: every endpoint, and the chat page at / when webui is set. */
+const struct http_route *api_route_table(int webui, int *n);
 
 /* ---- api_json: typed access to request fields; on a bad value they reply 400 and return -1 -- */
 

@@ -53,6 +53,18 @@ static void histogram(struct text *t, const char *name, const struct metrics_his
     put(t, "seekd:%s_sum %.17g\nseekd:%s_count %llu\n", name, h->sum, name, (unsigned long long)h->count);
 }
 
+/* Data parallelism: how many requests each rank was given (the sums above cover every rank). */
+static void routed(struct text *t, struct engine *eng)
+{
+    int64_t counts[64];
+    int n = engine_routed(eng, counts, 64);
+    if (!n) return;
+    put(t, "# HELP seekd:data_parallel_requests Requests routed to each data-parallel rank.\n"
+           "# TYPE seekd:data_parallel_requests counter\n");
+    for (int r = 0; r < n; r++)
+        put(t, "seekd:data_parallel_requests_total{rank=\"%d\"} %lld\n", r, (long long)counts[r]);
+}
+
 int api_metrics(struct http_req *r)
 {
     struct api *a = r->app;
@@ -77,6 +89,7 @@ int api_metrics(struct http_req *r)
         put(&t, "seekd:request_success_total{finished_reason=\"%s\"} %lld\n", metrics_reason_names[i],
             (long long)m.request_success[i]);
     for (int h = 0; h < MH_COUNT; h++) histogram(&t, metrics_hist_names[h], &m.hist[h]);
+    routed(&t, a->eng);
     int rc = http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", t.s, t.n);
     free(t.s);
     return rc;

@@ -4,6 +4,7 @@
 
 #include "server/api.h"
 #include "server/commands.h"
+#include "server/webui.h"
 
 /* ---- small endpoints ------------------------------------------------------------------------- */
 
@@ -303,7 +304,12 @@ static int h_chat(struct http_req *r)
     return offload_generation(r, prep_chat, submit_chat);
 }
 
-const struct http_route api_routes[] = {
+/* The chat page's routes come first, so that api_route_table can leave them out. Public: the
+ * page itself holds no secret, and asks for the API key the endpoints need. */
+#define N_WEBUI_ROUTES 2
+static const struct http_route routes[] = {
+    {"GET", "/", webui_serve, 1},
+    {"HEAD", "/", webui_serve, 1},
     {"GET", "/health", h_health, 1},
     {"GET", "/version", h_version, 1},
     {"GET", "/metrics", api_metrics, 1}, /* checks the key itself unless public_metrics */
@@ -314,4 +320,10 @@ const struct http_route api_routes[] = {
     {"POST", "/tokenize", h_tokenize, 0},
     {"POST", "/detokenize", h_detokenize, 0},
 };
-const int api_n_routes = sizeof api_routes / sizeof api_routes[0];
+
+const struct http_route *api_route_table(int webui, int *n)
+{
+    int skip = webui ? 0 : N_WEBUI_ROUTES;
+    *n = (int)(sizeof routes / sizeof routes[0]) - skip;
+    return routes + skip;
+}

@@ -15,16 +15,22 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "engine/backend.h"
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const char *const kv_dtypes[] = {"bf16", "f32", NULL};
 static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
+static const char *const numerics_modes[] = {"ref", "fast", NULL};
 
 /* Enum fields are written through an int. */
 _Static_assert(sizeof(enum opt_kv_dtype) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum opt_backend) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum opt_numerics) == sizeof(int), "enum size");
 
 /* Offset of field f, and a compile error unless its C type is ctype. */
 #define FIELD(f, ctype)                                                                            \
@@ -45,6 +51,7 @@ _Static_assert(sizeof(enum opt_log_level) == sizeof(int), "enum size");
 
 static int check_host(const void *field, struct err *e);
 static int check_power_of_two(const void *field, struct err *e);
+static int check_gpus(const void *field, struct err *e);
 
 static const struct opt_def opt_table[] = {
     /* server */
@@ -62,6 +69,8 @@ static const struct opt_def opt_table[] = {
      .metavar = "NAME", .help = "Host names served besides IP literals and localhost (*.x, *)"},
     {BOOL(public_metrics), .flag = "--public-metrics", .def = "false", .group = "Server",
      .help = "serve /metrics without an API key when keys are set"},
+    {BOOL(webui), .flag = "--webui", .def = "true", .group = "Server",
+     .help = "serve the chat page at /; --no-webui: / answers 404"},
     /* model */
     {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
      .metavar = "DIR", .help = "checkpoint directory (config.json, *.safetensors); required"},
@@ -129,9 +138,24 @@ static const struct opt_def opt_table[] = {
      .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
     {INT(threads), .flag = "--threads", .def = "0", .min = 0, .max = 4096, .group = "Engine",
      .metavar = "N", .help = "CPU worker threads; 0 = one per core"},
+    {ENUM(backend, enum opt_backend, backends), .flag = "--backend", .def = "auto",
+     .group = "Engine", .help = "what runs the model; auto = CUDA when a usable GPU exists, else CPU"},
+    {STR(gpus), .flag = "--gpus", .def = "", .check = check_gpus, .group = "Engine",
+     .metavar = "LIST", .help = "CUDA devices to use, e.g. 0 or 0-7; empty = device 0"},
+    {ENUM(numerics, enum opt_numerics, numerics_modes), .flag = "--numerics", .def = "ref",
+     .group = "Engine", .help = "step arithmetic: ref = F32 reference (fast: not available yet)"},
     {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},
+    /* parallelism */
+    {INT(tensor_parallel_size), .flag = "--tensor-parallel-size", .def = "1", .min = 1,
+     .max = 1024, .group = "Parallelism", .metavar = "N",
+     .help = "ranks that split each layer (heads, MLP, experts); not implemented yet"},
+    {INT(data_parallel_size), .flag = "--data-parallel-size", .def = "1", .min = 1, .max = 1024,
+     .group = "Parallelism", .metavar = "N",
+     .help = "ranks that each run the whole model on their own requests (under mpirun)"},
+    {BOOL(enable_expert_parallel), .flag = "--enable-expert-parallel", .def = "false",
+     .group = "Parallelism", .help = "split the experts across the ranks; not implemented yet"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},
@@ -202,6 +226,12 @@ static int check_power_of_two(const void *field, struct err *e)
 {
     int v = *(const int *)field;
     return v > 0 && (v & (v - 1)) == 0 ? 0 : err_set(e, "%d is not a power of two", v);
+}
+
+static int check_gpus(const void *field, struct err *e)
+{
+    int devices[BACKEND_MAX_DEVICES];
+    return backend_parse_devices(*(char *const *)field, devices, BACKEND_MAX_DEVICES, e) < 0 ? -1 : 0;
 }
 
 /* ---- formatting ----------------------------------------------------------------------------- */

@@ -29,6 +29,8 @@ struct opt_memory {
 };
 
 enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
+enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
+enum opt_numerics { OPT_NUMERICS_REF, OPT_NUMERICS_FAST };
 enum opt_chat_template { OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1 };
 enum opt_log_level { OPT_LOG_DEBUG, OPT_LOG_INFO, OPT_LOG_WARN, OPT_LOG_ERROR };
 enum opt_log_format { OPT_LOG_TEXT, OPT_LOG_JSON };
@@ -44,6 +46,7 @@ struct seekd_options {
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
     struct opt_list allowed_hosts;        /* Host names served besides IPs and localhost */
     bool public_metrics;                  /* /metrics without an API key */
+    bool webui;                           /* the chat page at / */
     /* model */
     char *model;                       /* checkpoint directory; "" until set */
     char *tokenizer;                   /* tokenizer directory; "" = the model's */
@@ -74,7 +77,14 @@ struct seekd_options {
     enum opt_kv_dtype kv_cache_dtype;
     bool enable_prefix_caching;
     int threads; /* 0 = one per core */
+    enum opt_backend backend;   /* auto: CUDA when a usable GPU exists, else the CPU */
+    char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
+    enum opt_numerics numerics; /* ref: F32 reference arithmetic */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
+    /* parallelism (vLLM's names); ranks = tensor_parallel_size * data_parallel_size */
+    int tensor_parallel_size;
+    int data_parallel_size;
+    bool enable_expert_parallel;
     /* logging */
     enum opt_log_level log_level;
     enum opt_log_format log_format;

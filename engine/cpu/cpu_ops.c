@@ -65,17 +65,6 @@ void cpu_rmsnorm(const float *x, const struct weight *weight, int n, int dim, in
     free(wv);
 }
 
-void cpu_rope(float *x, int n_pairs, const float *inv_freq, int pos, float mag)
-{
-    for (int i = 0; i < n_pairs; i++) {
-        float theta = (float)pos * inv_freq[i];
-        float c = cosf(theta) * mag, s = sinf(theta) * mag;
-        float a = x[2 * i], b = x[2 * i + 1];
-        x[2 * i] = a * c - b * s;
-        x[2 * i + 1] = a * s + b * c;
-    }
-}
-
 void cpu_silu_mul(float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];

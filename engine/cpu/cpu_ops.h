@@ -26,9 +26,6 @@ void cpu_matmul(const struct weight *w, const float *x, int n, float *y);
 void cpu_rmsnorm(const float *x, const struct weight *weight, int n, int dim, int64_t ldx,
                  float eps, float *out, int64_t ldo);
 
-/* Rotates adjacent pairs (x[2i], x[2i+1]) by angle pos * inv_freq[i], magnitudes times mag. */
-void cpu_rope(float *x, int n_pairs, const float *inv_freq, int pos, float mag);
-
 /* a[i] = silu(a[i]) * b[i]. */
 void cpu_silu_mul(float *a, const float *b, int64_t n);
 

@@ -10,6 +10,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/moe.h"
 #include "engine/cpu/ops.h"
+#include "engine/model/rope.h"
 
 enum {
     FUSE_T = 256,  /* batches up to this many tokens run all experts in one loop */
@@ -22,9 +23,8 @@ struct fwd {
     struct ops ops;      /* thread pool and SIMD kernels */
     struct tp *own_tp;   /* the pool, when fwd_create made it */
     int max_tokens;
-    float softmax_scale; /* qk_head_dim^-0.5, times mscale² under YaRN */
-    float rope_mag;      /* YaRN attention factor on cos/sin (1 for DeepSeek configs) */
-    float *inv_freq;     /* [dr/2] */
+    struct rope rope;    /* frequencies, YaRN factors, softmax scale */
+    float *cos, *sin;    /* [T, dr/2] rotation of each token's position */
     int *pos;            /* [T] position of each token */
     int *seq_of;         /* [T] index of each token's sequence in the batch */
     float *h;            /* [T, D] residual stream */
@@ -48,43 +48,6 @@ struct fwd {
     float *selw;         /* [T, k] their weights */
 };
 
-static double yarn_mscale(double scale, double m)
-{
-    return scale <= 1.0 ? 1.0 : 0.1 * m * log(scale) + 1.0;
-}
-
-/* Rotary frequencies and scales, following transformers' YaRN computation. */
-static void rope_setup(struct fwd *f)
-{
-    const struct model_config *c = f->c;
-    int dim = c->qk_rope_head_dim, half = dim / 2;
-    float base = (float)c->rope_theta;
-    f->softmax_scale = 1.0f / sqrtf((float)config_qk_head_dim(c));
-    f->rope_mag = 1.0f;
-    for (int i = 0; i < half; i++) f->inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)dim);
-    if (!c->rope_yarn) return;
-    double factor = c->rope_factor, L0 = c->rope_orig_max_pos;
-    double lo = floor(dim * log(L0 / (c->rope_beta_fast * 2 * M_PI)) / (2 * log(c->rope_theta)));
-    double hi = ceil(dim * log(L0 / (c->rope_beta_slow * 2 * M_PI)) / (2 * log(c->rope_theta)));
-    lo = fmax(lo, 0.0), hi = fmin(hi, dim - 1);
-    if (lo == hi) hi += 0.001;
-    for (int i = 0; i < half; i++) {
-        float ramp = fminf(fmaxf((float)((i - lo) / (hi - lo)), 0.0f), 1.0f);
-        float extra = 1.0f - ramp;
-        float interp = f->inv_freq[i] / (float)factor;
-        f->inv_freq[i] = interp * (1.0f - extra) + f->inv_freq[i] * extra;
-    }
-    if (c->rope_mscale && c->rope_mscale_all_dim)
-        f->rope_mag = (float)(yarn_mscale(factor, c->rope_mscale) /
-                              yarn_mscale(factor, c->rope_mscale_all_dim));
-    else
-        f->rope_mag = (float)yarn_mscale(factor, 1.0);
-    if (c->rope_mscale_all_dim) {
-        float m = (float)yarn_mscale(factor, c->rope_mscale_all_dim);
-        f->softmax_scale *= m * m;
-    }
-}
-
 static float *alloc_f(size_t n)
 {
     return xcalloc(n, sizeof(float));
@@ -102,7 +65,7 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     *f = (struct fwd){.m = m, .c = c, .max_tokens = max_tokens};
     f->own_tp = tp ? NULL : tp_create(1);
     f->ops = (struct ops){.tp = tp ? tp : f->own_tp, .k = simd_best()};
-    f->inv_freq = alloc_f((size_t)c->qk_rope_head_dim / 2);
+    f->cos = alloc_f(T * (size_t)c->qk_rope_head_dim / 2), f->sin = alloc_f(T * (size_t)c->qk_rope_head_dim / 2);
     f->pos = xcalloc(T, sizeof *f->pos);
     f->seq_of = xcalloc(T, sizeof *f->seq_of);
     f->h = alloc_f(T * D), f->xn = alloc_f(T * D), f->out = alloc_f(T * D);
@@ -119,14 +82,14 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     f->router = alloc_f(T * (size_t)(c->n_routed_experts + 1) * 3);
     f->sel = xcalloc(T * (size_t)(c->n_experts_per_tok + 1), sizeof *f->sel);
     f->selw = alloc_f(T * (size_t)(c->n_experts_per_tok + 1));
-    rope_setup(f);
+    rope_init(&f->rope, c);
     return f;
 }
 
 void fwd_destroy(struct fwd *f)
 {
     if (!f) return;
-    float *bufs[] = {f->inv_freq, f->h, f->xn, f->out, f->cq, f->q, f->kva, f->qlat, f->ctx,
+    float *bufs[] = {f->cos, f->sin, f->h, f->xn, f->out, f->cq, f->q, f->kva, f->qlat, f->ctx,
                      f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw,
                      f->fx, f->fy, f->fa, f->fb, f->fwgt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -138,40 +101,12 @@ void fwd_destroy(struct fwd *f)
     free(f);
 }
 
-int fwd_n_logits(const struct batch *b)
-{
-    int n = 0;
-    for (int s = 0; s < b->n_seqs; s++)
-        n += b->seqs[s].logits == BATCH_LOGITS_ALL ? b->seqs[s].n_tokens
-             : b->seqs[s].logits == BATCH_LOGITS_LAST ? 1 : 0;
-    return n;
-}
-
-/* Checks everything the batch could get wrong before any memory is touched. */
-static int check_batch(const struct fwd *f, const struct kv_cache *kv, const struct batch *b,
-                       struct err *e)
+/* The cache was made for this model. */
+static int check_cache(const struct fwd *f, const struct kv_cache *kv, struct err *e)
 {
     if (kv->n_layers != f->c->n_layers || kv->width != config_kv_width(f->c))
         return err_set(e, "KV cache of %d layers x %d values does not fit the model", kv->n_layers,
                        kv->width);
-    if (b->n_tokens < 1 || b->n_tokens > f->max_tokens)
-        return err_set(e, "batch of %d tokens (limit %d)", b->n_tokens, f->max_tokens);
-    for (int t = 0; t < b->n_tokens; t++)
-        if (b->tokens[t] < 0 || b->tokens[t] >= f->c->vocab_size)
-            return err_set(e, "token id %d is outside the vocabulary (0..%d)", b->tokens[t],
-                           f->c->vocab_size - 1);
-    int next = 0;
-    for (int s = 0; s < b->n_seqs; s++) {
-        const struct batch_seq *q = &b->seqs[s];
-        if (q->start != next || q->n_tokens < 1 || q->pos0 < 0 || q->start + q->n_tokens > b->n_tokens)
-            return err_set(e, "sequence %d does not tile the batch", s);
-        next += q->n_tokens;
-        int n_blocks = (q->pos0 + q->n_tokens + kv->block_size - 1) / kv->block_size;
-        for (int i = 0; i < n_blocks; i++)
-            if (q->block_table[i] < 0 || q->block_table[i] >= kv->n_blocks)
-                return err_set(e, "sequence %d: block id %d out of range", s, q->block_table[i]);
-    }
-    if (next != b->n_tokens) return err_set(e, "sequences cover %d of %d tokens", next, b->n_tokens);
     return 0;
 }
 
@@ -182,6 +117,9 @@ static void embed(struct fwd *f, const struct batch *b)
     for (int s = 0; s < b->n_seqs; s++)
         for (int i = 0; i < b->seqs[s].n_tokens; i++)
             f->pos[b->seqs[s].start + i] = b->seqs[s].pos0 + i, f->seq_of[b->seqs[s].start + i] = s;
+    int np = f->rope.n_pairs;
+    for (int t = 0; t < b->n_tokens; t++)
+        rope_angles(&f->rope, f->pos[t], f->cos + (size_t)t * np, f->sin + (size_t)t * np);
 }
 
 /* Query projection (and kv_a, in the same loop), then RoPE on each head's last dr channels. */
@@ -197,10 +135,11 @@ static void attn_query(struct fwd *f, const struct layer *L, int T)
                     f->cq, c->q_lora_rank);
         ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
     }
+    int np = f->rope.n_pairs;
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++)
-            cpu_rope(f->q + ((size_t)t * H + h) * qk + dn, c->qk_rope_head_dim / 2, f->inv_freq,
-                     f->pos[t], f->rope_mag);
+            rope_apply(f->q + ((size_t)t * H + h) * qk + dn, np, f->cos + (size_t)t * np,
+                       f->sin + (size_t)t * np);
 }
 
 /* Latent and rope key of each new token (f->kva, from attn_query), normed and rotated, stored in
@@ -214,9 +153,10 @@ static void attn_write_kv(struct fwd *f, const struct layer *L, int il, struct k
     for (int s = 0; s < b->n_seqs; s++) {
         const struct batch_seq *q = &b->seqs[s];
         for (int i = 0; i < q->n_tokens; i++) {
-            float *row = f->kva + (size_t)(q->start + i) * w;
+            size_t t = (size_t)(q->start + i), np = (size_t)f->rope.n_pairs;
+            float *row = f->kva + t * w;
             int p = q->pos0 + i;
-            cpu_rope(row + dc, c->qk_rope_head_dim / 2, f->inv_freq, p, f->rope_mag);
+            rope_apply(row + dc, f->rope.n_pairs, f->cos + t * np, f->sin + t * np);
             kv_cache_put(kv, il, q->block_table[p / kv->block_size], p % kv->block_size, row);
         }
     }
@@ -315,7 +255,7 @@ static void attn_task(void *arg, int task, int thread)
         k->dot_tile(rows + dc, W, m, qr, qk, G, dr, rope, bs);
         for (int h = 0; h < G; h++)
             for (int i = 0; i < m; i++)
-                scores[(size_t)h * n + p0 + i] = f->softmax_scale * (scores[(size_t)h * n + p0 + i] + rope[(size_t)h * bs + i]);
+                scores[(size_t)h * n + p0 + i] = f->rope.softmax_scale * (scores[(size_t)h * n + p0 + i] + rope[(size_t)h * bs + i]);
     }
     for (int h = 0; h < G; h++) {
         float *sc = scores + (size_t)h * n, mx = -INFINITY, sum = 0.0f;
@@ -528,7 +468,7 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *lo
             struct err *e)
 {
     const struct model_config *c = f->c;
-    if (check_batch(f, kv, b, e) != 0) return -1;
+    if (check_cache(f, kv, e) != 0) return -1;
     int T = b->n_tokens, D = c->hidden_size;
     embed(f, b);
     for (int il = 0; il < c->n_layers; il++) {

@@ -21,11 +21,9 @@ struct fwd;
 struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp);
 void fwd_destroy(struct fwd *f);
 
-/* Rows of logits the batch asks for (sum over its sequences). */
-int fwd_n_logits(const struct batch *b);
-
-/* Runs the batch; logits receives fwd_n_logits(b) rows of vocab_size floats, in batch order.
- * Fails (message in e) on a malformed batch: bad token id, block id, or size. */
+/* Runs the batch; logits receives batch_n_logits(b) rows of vocab_size floats, in batch order.
+ * The caller has checked the batch against this forward's max_tokens and the cache (batch_check);
+ * fails (message in e) only when the cache was made for another model. */
 int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *logits,
             struct err *e);
 

@@ -1,6 +1,7 @@
 /* Tests of engine/gen: the text a request emits — stop strings matched across token boundaries
  * and never emitted, text held back only while it could still begin a stop string, R1's
- * reasoning split at </think>, the final flush, and the usage of the DONE event. */
+ * reasoning split at </think>, the final flush, and the usage of the DONE event; relays of
+ * requests that run on another rank. */
 #include <check.h>
 #include <string.h>
 
@@ -189,6 +190,72 @@ START_TEST(eos_adds_no_text)
 }
 END_TEST
 
+/* ---- relays (data parallelism: the choices run on another rank) ---------------------------- */
+
+static struct gen *make_relay(int n)
+{
+    struct gen_params p = {.prompt = prompt, .n_prompt = 3, .n = n, .max_tokens = 64,
+                           .sampling = smp_params_default()};
+    return gen_create_relay(&p, tok, tok_eos_id(tok));
+}
+
+static void relay(struct gen *g, enum gen_event_kind kind, int choice, const char *text)
+{
+    struct gen_event ev = {.kind = kind, .choice = choice, .finish = GEN_FINISH_STOP,
+                           .completion_tokens = 7};
+    if (text) ev.content = strdup(text), ev.content_len = strlen(text);
+    gen_relay(g, &ev);
+}
+
+/* Events from the other rank come out unchanged and in order; after DONE nothing more does. */
+START_TEST(relay_passes_events_through)
+{
+    struct gen *g = make_relay(1);
+    struct gen_event ev;
+    relay(g, GEN_EV_TOKEN, 0, "Hi");
+    relay(g, GEN_EV_FINISH, 0, NULL);
+    relay(g, GEN_EV_DONE, 0, NULL);
+    relay(g, GEN_EV_TOKEN, 0, "late"); /* dropped */
+    ck_assert(gen_poll(g, &ev) && ev.kind == GEN_EV_TOKEN && strcmp(ev.content, "Hi") == 0);
+    gen_event_clear(&ev);
+    ck_assert(gen_poll(g, &ev) && ev.kind == GEN_EV_FINISH && ev.finish == GEN_FINISH_STOP);
+    gen_event_clear(&ev);
+    ck_assert(gen_poll(g, &ev) && ev.kind == GEN_EV_DONE && ev.completion_tokens == 7);
+    gen_event_clear(&ev);
+    ck_assert(!gen_poll(g, &ev));
+    gen_abort_relay(g); /* after DONE: adds nothing */
+    ck_assert(!gen_poll(g, &ev));
+    gen_unref(g);
+    gen_release(g);
+}
+END_TEST
+
+/* A relay ended here (the rank went away): only the open choices end, then one DONE counting the
+ * tokens that did arrive. */
+START_TEST(relay_abort_ends_open_choices)
+{
+    struct gen *g = make_relay(2);
+    struct gen_event ev;
+    relay(g, GEN_EV_TOKEN, 0, "a");
+    relay(g, GEN_EV_TOKEN, 1, "b");
+    relay(g, GEN_EV_FINISH, 1, NULL);
+    gen_abort_relay(g);
+    int finishes = 0, dones = 0, aborted0 = 0, completion = -1;
+    while (gen_poll(g, &ev)) {
+        if (ev.kind == GEN_EV_FINISH) finishes++;
+        if (ev.kind == GEN_EV_FINISH && ev.choice == 0) aborted0 = ev.finish == GEN_FINISH_ABORT;
+        if (ev.kind == GEN_EV_DONE) dones++, completion = ev.completion_tokens;
+        gen_event_clear(&ev);
+    }
+    ck_assert_int_eq(finishes, 2);
+    ck_assert(aborted0);
+    ck_assert_int_eq(dones, 1);
+    ck_assert_int_eq(completion, 2);
+    gen_unref(g);
+    gen_release(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gen");
@@ -196,7 +263,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     const TTest *tests[] = {stop_string_across_tokens_not_emitted, holdback_released_when_no_match,
                             flush_on_length, earliest_stop_wins, reasoning_split,
-                            no_reasoning_without_think, eos_adds_no_text};
+                            no_reasoning_without_think, eos_adds_no_text,
+                            relay_passes_events_through, relay_abort_ends_open_choices};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return check_run(s, 1);

@@ -69,7 +69,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                              .body_timeout_s = 1, .api_keys = NULL};
     static const char *const origins[] = {"https://app.example", NULL};
     hc.cors_origins = origins;
-    fz_http = http_start(&hc, api_routes, api_n_routes, &fz_api, &e);
+    int n_routes;
+    const struct http_route *routes = api_route_table(1, &n_routes);
+    fz_http = http_start(&hc, routes, n_routes, &fz_api, &e);
     if (!fz_http) {
         fprintf(stderr, "fuzz_http: %s\n", e.msg);
         exit(1);

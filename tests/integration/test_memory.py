@@ -203,7 +203,7 @@ def test_allocation_failure_fails_only_the_request(binary):
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
                ("--max-body-size", "1GiB", "--max-request-memory", "0",
                 "--request-memory-budget", "64GiB"),
-               prefix=["prlimit", "--as=1200000000"])
+               launcher=["prlimit", "--as=1200000000"])
     try:
         n = 1_000_000_000
         with socket.create_connection(("127.0.0.1", s.port), timeout=60) as c:

@@ -195,12 +195,12 @@ def test_served_while_hundreds_of_sockets_drip(binary):
 
 def test_warns_when_connections_exceed_the_fd_limit(binary):
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
-               ("--max-connections", "5000"), prefix=["prlimit", "--nofile=1024:1024"])
+               ("--max-connections", "5000"), launcher=["prlimit", "--nofile=1024:1024"])
     out = s.stop()
     assert [line for line in out.splitlines() if "warn" in line and "max_connections" in line
             and "file" in line], out
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER, ("--max-connections", "100"),
-               prefix=["prlimit", "--nofile=1024:1024"])
+               launcher=["prlimit", "--nofile=1024:1024"])
     out = s.stop()
     assert "max_connections" not in out, out
 

@@ -1,0 +1,92 @@
+/* backend: the seam between the engine and what runs the model — the CPU (engine/cpu/) or a GPU
+ * (cuda/). It is cut at the whole step: a struct batch in, float32 logit rows out in host memory.
+ * The scheduler, block manager, prefix cache, tokenizer and sampler stay on the host and are the
+ * same for every backend; block ids mean the same thing everywhere, so a backend only has to
+ * store a block's latents where the scheduler says.
+ *
+ * A backend owns the weights as it needs them (the CPU reads the mapping in place; a GPU uploads
+ * them), the paged latent KV cache and the scratch of a step. Only the engine thread calls it. */
+#ifndef SEEKD_BACKEND_H
+#define SEEKD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/batch.h"
+#include "engine/err.h"
+#include "engine/kv_blocks.h"
+#include "engine/model/dtype.h"
+#include "engine/model/model.h"
+
+struct backend;
+
+enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
+
+/* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
+ * every kernel is checked against. FAST: DeepSeek's FP8 recipe (not available yet). */
+enum numerics { NUMERICS_REF, NUMERICS_FAST };
+
+struct backend_opts {
+    enum numerics numerics;
+    int max_tokens;           /* tokens in the largest step (max_num_batched_tokens) */
+    int max_logits;           /* rows of logits the largest step asks for */
+    int block_size;           /* KV cache tokens per block */
+    enum dtype kv_dtype;      /* DT_F32 or DT_BF16 */
+    double kv_memory;         /* bytes (> 1) or a fraction (<= 1) of the memory free after the
+                               * weights; ignored when kv_blocks > 0 */
+    int64_t kv_blocks;        /* > 0: exactly this many blocks */
+    int threads;              /* CPU worker threads; 0: one per core */
+    const int *devices;       /* CUDA device ordinals; n_devices 0: device 0 */
+    int n_devices;
+    const struct load_progress *progress; /* weight upload reports; NULL: none */
+};
+
+struct backend_stats {
+    uint64_t weight_bytes;    /* weights the backend holds (CPU: mapped, not copied) */
+    uint64_t kv_bytes;        /* the KV pool */
+    uint64_t workspace_bytes; /* per-step scratch */
+    int32_t n_blocks;         /* KV blocks the scheduler may use */
+    uint64_t steps;           /* forward calls */
+    double t_forward;         /* seconds spent in forward, cumulative */
+    char device[128];         /* what runs the steps, for logs: "CPU, 2 threads, avx512" */
+};
+
+struct backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    /* 1 when this backend can run here; else 0 with the reason in why ("no CUDA device", ...). */
+    int (*usable)(char *why, size_t n_why);
+    /* Takes what the model needs (binds or uploads weights), sizes and allocates the KV pool
+     * and the step scratch. NULL with a message naming the device, tensor or limit. */
+    struct backend *(*create)(const struct model *m, const struct backend_opts *o, struct err *e);
+    void (*destroy)(struct backend *b);
+    /* Copies whole blocks (every layer), c[i].src → c[i].dst: the scheduler's copy-on-write. */
+    void (*copy_blocks)(struct backend *b, const struct kvb_copy *c, int n);
+    /* One step. logits: batch_n_logits(bt) rows of vocab floats, host memory, batch order.
+     * -1 with a message on a batch outside the contract (batch_check). */
+    int (*forward)(struct backend *b, const struct batch *bt, float *logits, struct err *e);
+    void (*stats)(const struct backend *b, struct backend_stats *out);
+};
+
+const struct backend_ops *backend_cpu(void);
+/* NULL when seekd was built without CUDA. */
+const struct backend_ops *backend_cuda(void);
+
+/* The backend for a kind. AUTO: CUDA when it is usable, else the CPU with the reason in note
+ * (empty when nothing was skipped). CUDA that cannot run here: NULL with the reason in e. */
+const struct backend_ops *backend_select(enum backend_kind kind, char *note, size_t n_note,
+                                         struct err *e);
+
+#define BACKEND_MAX_DEVICES 64
+
+/* Parses a device list ("0", "0-7", "0,2,5-6"; "" = none) into out[max]: ordinals 0..1023, no
+ * repeats. Returns how many, or -1 with a message naming the fault. */
+int backend_parse_devices(const char *s, int *out, int max, struct err *e);
+
+/* The KV pool's byte budget: kv_memory as bytes, or as a fraction of avail_bytes. */
+uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
+
+/* Fills a batch_limits from a model and the sizes a backend was made with. */
+void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,
+                    struct batch_limits *lim);
+
+#endif

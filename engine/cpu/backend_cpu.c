@@ -1,0 +1,121 @@
+/* backend_cpu: the CPU backend behind the seam — the thread pool, the forward pass over the
+ * mapped weights and a KV pool in host memory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "engine/cpu/forward.h"
+#include "engine/cpu/kv_cache.h"
+#include "engine/cpu/simd.h"
+#include "engine/cpu/threadpool.h"
+
+struct backend {
+    const struct model *m;
+    struct tp *tp;
+    struct fwd *fwd;
+    struct kv_cache *kv;
+    struct batch_limits lim;
+    struct backend_stats st;
+};
+
+static int cpu_usable(char *why, size_t n_why)
+{
+    if (why && n_why) why[0] = 0;
+    return 1;
+}
+
+/* Host memory available now (the weights are mapped, so this is after them). */
+static uint64_t host_avail(void)
+{
+    return (uint64_t)sysconf(_SC_AVPHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Sizes the pool from the options and allocates it. */
+static int make_kv(struct backend *b, const struct backend_opts *o, struct err *e)
+{
+    const struct model_config *c = &b->m->cfg;
+    if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16)
+        return err_set(e, "the CPU backend stores the KV cache as f32 or bf16");
+    int width = config_kv_width(c);
+    size_t per_block = kv_cache_block_bytes(c->n_layers, width, o->block_size, o->kv_dtype);
+    uint64_t budget = o->kv_blocks > 0 ? (uint64_t)o->kv_blocks * per_block
+                                       : backend_kv_budget(o->kv_memory, host_avail());
+    int64_t n_blocks = kvb_blocks_in_budget(budget, o->block_size, c->n_layers, width,
+                                            (int32_t)dtype_size(o->kv_dtype));
+    if (n_blocks < 1)
+        return err_set(e, "kv_cache_memory of %llu bytes holds no block (%zu bytes each)",
+                       (unsigned long long)budget, per_block);
+    if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
+    b->kv = kv_cache_create(c->n_layers, width, o->block_size, (int)n_blocks, o->kv_dtype);
+    if (!b->kv)
+        return err_set(e, "cannot allocate %lld KV cache blocks (%llu bytes)", (long long)n_blocks,
+                       (unsigned long long)budget);
+    b->st.n_blocks = (int32_t)n_blocks;
+    b->st.kv_bytes = (uint64_t)n_blocks * per_block;
+    return 0;
+}
+
+static void cpu_destroy(struct backend *b)
+{
+    if (!b) return;
+    fwd_destroy(b->fwd);
+    tp_destroy(b->tp);
+    kv_cache_destroy(b->kv);
+    free(b);
+}
+
+static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
+{
+    if (o->numerics != NUMERICS_REF)
+        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use 'ref'"), NULL;
+    struct backend *b = xcalloc(1, sizeof *b);
+    b->m = m;
+    if (make_kv(b, o, e) != 0) {
+        cpu_destroy(b);
+        return NULL;
+    }
+    backend_limits(m, o, b->st.n_blocks, &b->lim);
+    b->tp = tp_create(o->threads);
+    b->fwd = fwd_create(m, o->max_tokens, b->tp);
+    b->st.weight_bytes = m->st.n_bytes; /* mapped in place, not copied */
+    snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels", tp_size(b->tp),
+             simd_best()->name);
+    return b;
+}
+
+static void cpu_copy_blocks(struct backend *b, const struct kvb_copy *c, int n)
+{
+    for (int i = 0; i < n; i++) kv_cache_copy_block(b->kv, c[i].src, c[i].dst);
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cpu_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e)
+{
+    if (batch_check(bt, &b->lim, e) != 0) return -1;
+    double t0 = seconds();
+    int rc = fwd_run(b->fwd, b->kv, bt, logits, e);
+    b->st.steps++;
+    b->st.t_forward += seconds() - t0;
+    return rc;
+}
+
+static void cpu_stats(const struct backend *b, struct backend_stats *out)
+{
+    *out = b->st;
+}
+
+const struct backend_ops *backend_cpu(void)
+{
+    static const struct backend_ops ops = {
+        .name = "cpu", .usable = cpu_usable, .create = cpu_create, .destroy = cpu_destroy,
+        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats};
+    return &ops;
+}
