@@ -461,10 +461,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         char *q = strchr(r->path, '?');
         if (q) *q = 0;
         r->origin = cors_origin(&s->cfg, http_header(r, "Origin"));
-        if (http_guard_head(r, method, version) != 0 || body_declared_too_large(r)) {
+        if (http_guard_head(r, method, version) != 0 || body_declared_too_large(r))
             r->started = 1; /* answered with the head: the body is never read */
-            return MHD_YES;
-        }
         return MHD_YES;
     }
     if (*data_size) {

@@ -17,7 +17,7 @@ from browser import Browser
 from conftest import FIXTURES, ROOT, SERVE_MODEL, TOKENIZER, Server
 from test_batching import metrics
 
-SERVER_ARGS = ("--max-model-len", "32768")
+SERVER_ARGS = ("--max-model-len", "32768", "--allow-long-max-model-len")
 SHOTS = ROOT / "build" / "screenshots"
 DEMO = ROOT / "tests" / "integration" / "webui_demo.json"
 
@@ -78,6 +78,7 @@ def test_etag_and_head(server):
 
 def test_page_needs_no_key(binary, seekd_env, tmp_path):
     s = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER, ("--api-key", "k1"))
+    s.key = "k1"  # /metrics needs it too
     try:
         assert requests.get(s.base + "/").status_code == 200
         assert requests.get(s.base + "/v1/models").status_code == 401
@@ -414,6 +415,7 @@ def test_r1_thinking(browser, binary, seekd_env):
 def test_api_key(browser, binary, seekd_env):
     key = "sk-page-test-7f3a"
     s = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER, ("--api-key", key))
+    s.key = key  # /metrics needs it too
     try:
         b = open_page(browser, s.base, allow=("status of 401",))
         b.call("Network.enable")
