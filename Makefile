@@ -189,14 +189,18 @@ unit-asan: $(UNIT_asan)
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router)
-# under ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
+# The tests that exercise the threads (engine, HTTP loop, its workers, sweeper, connection
+# deadlines, the data-parallel router) under ThreadSanitizer; Open MPI's own locking is
+# suppressed (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
 	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
 	  -k "matches_one_rank or disconnect or drain"
+	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
+	  tests/integration/test_slow_clients.py tests/integration/test_error_bytes.py \
+	  tests/integration/test_request_bytes.py -k "not fd_limit and not hundreds"
 
 # The fuzz targets, each for FUZZ_TIME seconds from its committed seeds (tests/fuzz/corpus/NAME;
 # what it finds goes to build/fuzz/corpus/NAME, a crash to build/fuzz/crash-*).

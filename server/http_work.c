@@ -36,14 +36,18 @@ static int after_work(struct http_req *r)
     return http_reply_error(r, 500, HTTP_ERR_SERVER, NULL, NULL, "the request was not answered");
 }
 
+/* Runs the work, then hands the request back to the loop. Resuming is the last touch: once
+ * the loop takes the connection up it may answer, finish and free the request at once. */
 static void run_item(struct http_req *r)
 {
     r->work(r);
+    struct MHD_Connection *c = r->conn;
     pthread_mutex_lock(&r->mu);
     r->in_worker = 0;
     r->deferred = 0;
+    r->suspended = 0; /* so that nothing else resumes it */
     pthread_mutex_unlock(&r->mu);
-    http_wake(r);
+    MHD_resume_connection(c);
 }
 
 static void *worker(void *arg)
