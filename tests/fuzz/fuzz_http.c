@@ -161,7 +161,7 @@ static void check_response(const char *out, size_t n)
     if ((size_t)(out + n - body) < len) return;
     CHECK(utf8_valid_len((const uint8_t *)body, len) == len);
     json_error_t je;
-    json_t *doc = json_loadb(body, len, 0, &je);
+    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL, &je); /* text may hold \u0000 */
     CHECK(doc != NULL);
     json_decref(doc);
 }

@@ -78,7 +78,8 @@ static void check_reply(const struct http_req *r)
     CHECK(r->pending.body);
     CHECK(utf8_valid_len((const uint8_t *)r->pending.body, r->pending.len) == r->pending.len);
     json_error_t je;
-    json_t *doc = json_loadb(r->pending.body, r->pending.len, 0, &je);
+    /* detokenized text may hold NUL characters, written \u0000 */
+    json_t *doc = json_loadb(r->pending.body, r->pending.len, JSON_ALLOW_NUL, &je);
     CHECK(json_is_object(doc));
     if (st != 200) {
         json_t *err = json_object_get(doc, "error");
