@@ -190,12 +190,15 @@ integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
 # The tests that exercise the threads (engine, HTTP loop, its workers, sweeper, connection
-# deadlines, the data-parallel router) under ThreadSanitizer; Open MPI's own locking is
-# suppressed (tests/tsan-mpi.supp).
+# deadlines, the data-parallel router, the grammar compile and mask threads) under
+# ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
 	  tests/integration/test_batching.py -k "not preemption and not long_prefill"
+	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
+	  tests/integration/test_structured.py tests/integration/test_tools.py \
+	  -k "new_schemas_alongside or streamed or n3"
 	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
 	  -k "matches_one_rank or disconnect or drain"
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
@@ -299,9 +302,14 @@ BENCH_PYTHON ?= $(PYTHON)
 # Then seekd against llama.cpp's server on the same BF16 weights with BENCH_THREADS threads
 # (tests/bench/engines.sh; first run: installs llama-cpp-python into .venv-bench, builds
 # llama-server from its sources, writes a 2.3 GiB model to BENCH_DIR — allow 20 minutes).
+# Last, constrained decoding against llguidance and llama.cpp's grammar sampler on a 128k
+# vocabulary: masks, compiles, tokens/s with and without a schema (tests/bench/grammar.sh;
+# first run: a venv with llguidance, a 1.6 GiB model in BENCH_DIR).
 BENCH_THREADS ?= $(shell nproc)
 BENCH_DIR ?= bench-out
-bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw seekd
+bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw \
+       build/release/tests/bench/bench_grammar seekd
 	build/release/tests/bench/bench_tokenizer tests/fixtures/tokenizer 3
 	$(BENCH_PYTHON) tests/bench/bench_tokenizer_hf.py tests/fixtures/tokenizer 3
 	tests/bench/engines.sh $(BENCH_DIR) $(BENCH_THREADS)
+	tests/bench/grammar.sh $(BENCH_DIR)

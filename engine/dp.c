@@ -97,6 +97,13 @@ int dp_route(struct dp *d, int local_seqs, int local_queued, int n_seqs, int max
     return best;
 }
 
+void dp_route_local(struct dp *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->peers[0].n_routed++;
+    pthread_mutex_unlock(&d->mu);
+}
+
 void dp_send(struct dp *d, int rank, struct gen *g, uint8_t *msg, size_t n)
 {
     struct relay *rl = xcalloc(1, sizeof *rl);

@@ -57,6 +57,8 @@ void dp_destroy(struct dp *d);
  * rank 0's own counts. -1 when every queue is full. A remote pick is counted at once: dp_send
  * must follow. */
 int dp_route(struct dp *d, int local_seqs, int local_queued, int n_seqs, int max_queued);
+/* Counts a request that rank 0 runs without a choice of rank (dp_routed). */
+void dp_route_local(struct dp *d);
 /* Hands a relay to the router, which sends msg (the encoded DP_REQ, taken) to rank. */
 void dp_send(struct dp *d, int rank, struct gen *g, uint8_t *msg, size_t n);
 

@@ -14,12 +14,15 @@
 
 #include "engine/backend.h"
 #include "engine/err.h"
+#include "engine/grammar/grammar.h"
 #include "engine/model/model.h"
 #include "engine/sampler.h"
 #include "engine/text/tokenizer.h"
+#include "engine/text/toolcall.h"
 
 struct engine;
 struct gen;
+struct gv;
 
 struct engine_opts {
     const char *model_dir;
@@ -64,7 +67,10 @@ struct gen_event {
     size_t reasoning_len;
     int32_t token;              /* GEN_EV_TOKEN */
     struct smp_result lp;       /* GEN_EV_TOKEN with logprobs: the token's and the top ones */
+    struct tc_delta *tools;     /* [n_tools] tool-call pieces that became final (TOKEN, FINISH) */
+    int n_tools;
     enum gen_finish finish;     /* GEN_EV_FINISH */
+    int n_tool_calls;           /* GEN_EV_FINISH: calls this choice made */
     char *error;                /* GEN_FINISH_ERROR: message */
     int prompt_tokens, completion_tokens, cached_tokens; /* GEN_EV_DONE */
 };
@@ -85,6 +91,15 @@ struct gen_params {
     int skip_special_tokens;
     int reasoning;              /* split text at </think> into reasoning and content */
     size_t out_bytes_per_token; /* what the server keeps per generated token (admission) */
+    /* Constrained decoding: each choice's output must match the grammar (after the reasoning,
+     * when the text is split). Lazy: it applies only once the trigger (a token id, or a text)
+     * has been generated freely, and starts right after it. engine_submit takes a reference. */
+    struct gram *grammar;
+    int32_t grammar_trigger;    /* -1: none */
+    const char *grammar_trigger_text; /* NULL: none; copied */
+    /* Tool calls are parsed out of the text in this format (TC_NONE: the text is content). */
+    enum tc_format tool_format;
+    int32_t tool_markers[TC_N_MARKERS]; /* TC_DEEPSEEK marker ids */
 };
 
 #define GEN_MAX_CHOICES 128
@@ -130,6 +145,9 @@ void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
 int engine_routed(struct engine *eng, int64_t *out, int max);
 /* 1 with the message when another rank failed (the whole job must stop); 0 otherwise. */
 int engine_fault(struct engine *eng, char *msg, size_t n);
+
+/* The vocabulary trie constrained decoding walks (read-only; any thread may use it). */
+const struct gv *engine_vocab(const struct engine *eng);
 
 /* The most memory p can hold (bytes), as admission counts it; and the per-request limit. */
 int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *p);

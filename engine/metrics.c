@@ -54,6 +54,10 @@ void metrics_add(struct metrics *sum, const struct metrics *x)
     sum->n_preemptions += x->n_preemptions;
     sum->prompt_tokens += x->prompt_tokens;
     sum->generation_tokens += x->generation_tokens;
+    sum->grammar_masks += x->grammar_masks;
+    sum->grammar_mask_cpu_seconds += x->grammar_mask_cpu_seconds;
+    sum->grammar_wait_seconds += x->grammar_wait_seconds;
+    sum->step_seconds += x->step_seconds;
     for (int i = 0; i < MR_COUNT; i++) sum->request_success[i] += x->request_success[i];
     for (int h = 0; h < MH_COUNT; h++) {
         for (int b = 0; b < METRICS_N_BUCKETS; b++) sum->hist[h].buckets[b] += x->hist[h].buckets[b];

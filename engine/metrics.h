@@ -35,6 +35,10 @@ struct metrics {
     int64_t prefix_cache_queries, prefix_cache_hits, n_preemptions;
     int64_t prompt_tokens, generation_tokens;
     int64_t request_success[MR_COUNT];
+    int64_t grammar_masks;           /* token masks computed for constrained sequences */
+    double grammar_mask_cpu_seconds; /* CPU time the mask thread spent on them */
+    double grammar_wait_seconds;     /* time steps waited for masks after the forward */
+    double step_seconds;             /* time spent in engine steps (schedule to update) */
     struct metrics_hist_data hist[MH_COUNT];
 };
 

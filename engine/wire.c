@@ -344,6 +344,10 @@ void wire_put_metrics(struct wire *w, const struct metrics *m)
     wire_put_i64(w, m->n_preemptions);
     wire_put_i64(w, m->prompt_tokens);
     wire_put_i64(w, m->generation_tokens);
+    wire_put_i64(w, m->grammar_masks);
+    wire_put_f64(w, m->grammar_mask_cpu_seconds);
+    wire_put_f64(w, m->grammar_wait_seconds);
+    wire_put_f64(w, m->step_seconds);
     wire_put_bytes(w, m->request_success, sizeof m->request_success);
     for (int h = 0; h < MH_COUNT; h++) put_hist(w, &m->hist[h]);
 }
@@ -361,6 +365,10 @@ int wire_get_metrics(struct wire_rd *r, struct metrics *m, struct err *e)
     m->n_preemptions = wire_get_i64(r);
     m->prompt_tokens = wire_get_i64(r);
     m->generation_tokens = wire_get_i64(r);
+    m->grammar_masks = wire_get_i64(r);
+    m->grammar_mask_cpu_seconds = wire_get_f64(r);
+    m->grammar_wait_seconds = wire_get_f64(r);
+    m->step_seconds = wire_get_f64(r);
     get(r, m->request_success, sizeof m->request_success);
     for (int h = 0; h < MH_COUNT; h++) {
         get(r, m->hist[h].buckets, sizeof m->hist[h].buckets);

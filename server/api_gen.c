@@ -42,6 +42,14 @@ void job_append(struct job *j, struct job_buf *b, const char *s, size_t n)
     b->s[b->n] = 0;
 }
 
+void job_free_calls(struct job_choice *ch)
+{
+    for (int k = 0; k < ch->n_calls; k++) free(ch->calls[k].name), free(ch->calls[k].args.s);
+    free(ch->calls);
+    ch->calls = NULL;
+    ch->n_calls = 0;
+}
+
 static void job_free(struct job *j)
 {
     for (int i = 0; i < j->n_prompts; i++) {
@@ -55,6 +63,7 @@ static void job_free(struct job *j)
         free(j->ch[i].reasoning.s);
         free(j->ch[i].error);
         free(j->ch[i].lp);
+        job_free_calls(&j->ch[i]);
     }
     reply_free(j);
     free(j->gens);
@@ -75,6 +84,73 @@ const char *job_finish_name(enum gen_finish f)
     case GEN_FINISH_ABORT: return "abort";
     default: return "error";
     }
+}
+
+/* A choice that made tool calls and stopped on its own finished with "tool_calls". */
+const char *job_choice_finish(const struct job_choice *ch)
+{
+    return ch->n_calls && ch->finish == GEN_FINISH_STOP ? "tool_calls" : job_finish_name(ch->finish);
+}
+
+/* ---- tool calls ------------------------------------------------------------------------------ */
+
+/* The call a delta belongs to; a delta carrying a name starts a new one. NULL when the index is
+ * not one this choice started (a parser fault: ignored). */
+static struct tool_call *call_of(struct job_choice *ch, const struct tc_delta *d)
+{
+    if (d->name && d->index == ch->n_calls) {
+        ch->calls = xrealloc(ch->calls, (size_t)(ch->n_calls + 1) * sizeof *ch->calls);
+        struct tool_call *c = &ch->calls[ch->n_calls++];
+        memset(c, 0, sizeof *c);
+        uint64_t rnd[2] = {0};
+        if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) rnd[0] = (uint64_t)(uintptr_t)c;
+        snprintf(c->id, sizeof c->id, "call_%016llx%08llx", (unsigned long long)rnd[0],
+                 (unsigned long long)(rnd[1] & 0xffffffffu));
+        c->name = strdup(d->name);
+        return c;
+    }
+    return d->index >= 0 && d->index < ch->n_calls ? &ch->calls[d->index] : NULL;
+}
+
+/* Streamed: OpenAI's pieces — id, type and name first (arguments ""), then argument
+ * fragments. */
+static json_t *tool_deltas(struct job_choice *ch, const struct gen_event *ev)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < ev->n_tools; i++) {
+        const struct tc_delta *d = &ev->tools[i];
+        struct tool_call *c = call_of(ch, d);
+        if (!c) continue;
+        if (d->name)
+            json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", d->index,
+                                                 "id", c->id, "type", "function", "function",
+                                                 "name", c->name, "arguments", ""));
+        if (d->args)
+            json_array_append_new(arr, json_pack("{s:i, s:{s:s%}}", "index", d->index, "function",
+                                                 "arguments", d->args, d->n_args));
+    }
+    return arr;
+}
+
+/* Non-streamed: arguments accumulate per call. */
+static void collect_tools(struct job *j, struct job_choice *ch, const struct gen_event *ev)
+{
+    for (int i = 0; i < ev->n_tools; i++) {
+        struct tool_call *c = call_of(ch, &ev->tools[i]);
+        if (c) job_append(j, &c->args, ev->tools[i].args, ev->tools[i].n_args);
+    }
+}
+
+json_t *job_tool_calls_json(const struct job_choice *ch)
+{
+    json_t *arr = json_array();
+    for (int k = 0; k < ch->n_calls; k++) {
+        const struct tool_call *c = &ch->calls[k];
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:{s:s, s:s%}}", "id", c->id, "type",
+                                             "function", "function", "name", c->name, "arguments",
+                                             c->args.s ? c->args.s : "", c->args.n));
+    }
+    return arr;
 }
 
 /* ---- streaming ------------------------------------------------------------------------------- */
@@ -110,6 +186,7 @@ static json_t *chunk(struct job *j, json_t *choice)
 static json_t *piece(struct job *j, int index, const struct gen_event *ev, json_t *lp,
                      const char *finish)
 {
+    json_t *tools = ev->n_tools && j->chat ? tool_deltas(&j->ch[index], ev) : NULL;
     json_t *c = json_pack("{s:i, s:o, s:o}", "index", index, "logprobs", lp ? lp : json_null(),
                           "finish_reason", finish ? json_string(finish) : json_null());
     if (!j->chat) {
@@ -120,13 +197,15 @@ static json_t *piece(struct job *j, int index, const struct gen_event *ev, json_
     if (ev->content) json_object_set_new(delta, "content", json_stringn(ev->content, ev->content_len));
     if (ev->reasoning)
         json_object_set_new(delta, "reasoning_content", json_stringn(ev->reasoning, ev->reasoning_len));
+    if (tools && json_array_size(tools)) json_object_set(delta, "tool_calls", tools);
+    json_decref(tools);
     json_object_set_new(c, "delta", delta);
     return c;
 }
 
 static void stream_event(struct job *j, int index, const struct gen_event *ev)
 {
-    int has_text = ev->content_len || ev->reasoning_len;
+    int has_text = ev->content_len || ev->reasoning_len || ev->n_tools;
     if (ev->kind == GEN_EV_TOKEN) {
         json_t *lp = j->sampling.logprobs ? reply_lp_piece(j, &ev->lp, &j->text_offset[index]) : NULL;
         if (has_text || lp) sse(j, chunk(j, piece(j, index, ev, lp, NULL)));
@@ -141,7 +220,7 @@ static void stream_event(struct job *j, int index, const struct gen_event *ev)
         sse(j, err);
     }
     struct gen_event none = {0};
-    sse(j, chunk(j, piece(j, index, &none, NULL, job_finish_name(ev->finish))));
+    sse(j, chunk(j, piece(j, index, &none, NULL, job_choice_finish(&j->ch[index]))));
 }
 
 /* Role chunks first, as OpenAI sends them: one per choice, delta {role, content ""}. */
@@ -182,6 +261,7 @@ static void collect_event(struct job *j, int index, const struct gen_event *ev)
     job_append(j, &ch->content, ev->content, ev->content_len);
     job_append(j, &ch->reasoning, ev->reasoning, ev->reasoning_len);
     if (ev->kind == GEN_EV_TOKEN && j->sampling.logprobs) reply_lp_keep(j, ch, &ev->lp);
+    collect_tools(j, ch, ev);
     if (ev->kind == GEN_EV_FINISH) {
         ch->finish = ev->finish;
         if (ev->error) ch->error = strdup(ev->error);

@@ -12,6 +12,12 @@ struct job_buf {
     size_t n, cap;
 };
 
+struct tool_call {
+    char id[32];                /* call_<hex> */
+    char *name;
+    struct job_buf args;        /* non-streamed: the whole arguments text */
+};
+
 struct job_choice {
     struct job_buf content, reasoning; /* non-streamed replies accumulate here */
     struct smp_logprob *lp;     /* non-streamed logprobs, compact: per token the sampled one,
@@ -19,6 +25,8 @@ struct job_choice {
     size_t n_lp, cap_lp;        /* entries */
     enum gen_finish finish;
     char *error;
+    struct tool_call *calls;    /* [n_calls] */
+    int n_calls;
 };
 
 struct job {
@@ -50,6 +58,11 @@ void job_append(struct job *j, struct job_buf *b, const char *s, size_t n);
 /* Copies up to max prepared bytes of j->out to buf; how many. */
 size_t job_hand_out(struct job *j, char *buf, size_t max);
 const char *job_finish_name(enum gen_finish f);
+/* The finish_reason of a choice: "tool_calls" when it made calls and stopped on its own. */
+const char *job_choice_finish(const struct job_choice *ch);
+/* The calls of a complete reply, as message.tool_calls. */
+json_t *job_tool_calls_json(const struct job_choice *ch);
+void job_free_calls(struct job_choice *ch);
 json_t *job_usage(const struct job *j);
 
 /* ---- api_reply.c ------------------------------------------------------------------------- */

@@ -83,6 +83,12 @@ int api_metrics(struct http_req *r)
     counter(&t, "num_preemptions", "Sequences preempted for lack of KV blocks.", (double)m.n_preemptions);
     counter(&t, "prompt_tokens", "Prompt tokens of finished requests.", (double)m.prompt_tokens);
     counter(&t, "generation_tokens", "Generated tokens.", (double)m.generation_tokens);
+    counter(&t, "engine_step_seconds", "Time spent in engine steps.", m.step_seconds);
+    counter(&t, "grammar_masks", "Token masks computed for constrained outputs.", (double)m.grammar_masks);
+    counter(&t, "grammar_mask_cpu_seconds", "CPU time spent computing those masks.",
+            m.grammar_mask_cpu_seconds);
+    counter(&t, "grammar_wait_seconds", "Time steps waited for masks after the forward pass.",
+            m.grammar_wait_seconds);
     put(&t, "# HELP seekd:request_success Finished requests by finish reason.\n"
             "# TYPE seekd:request_success counter\n");
     for (int i = 0; i < MR_COUNT; i++)

@@ -153,12 +153,7 @@ static int refuse_unsupported(struct http_req *r, json_t *body, long n)
     if (tmpl && !json_is_null(tmpl))
         return api_bad(r, "chat_template", "a request-supplied 'chat_template' is not supported; "
                                            "the server's template is set by its chat_template option");
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v)
-        if (strncmp(key, "guided_", 7) == 0 && !json_is_null(v))
-            return api_bad(r, key, "'%s' (guided decoding) is not supported", key);
-    return 0;
+    return 0; /* guided_* fields other than the supported ones: api_read_structured */
 }
 
 int api_read_params(struct http_req *r, json_t *body, int chat, struct api_params *p)
@@ -177,6 +172,19 @@ int api_read_params(struct http_req *r, json_t *body, int chat, struct api_param
         refuse_unsupported(r, body, n))
         return -1;
     p->gp.n = (int)n;
+    p->gp.grammar_trigger = -1;
     p->body = body;
-    return 0;
+    return api_read_structured(r, body, chat, p);
+}
+
+void api_params_release(struct api_params *p)
+{
+    api_compile_drop(p->compiling);
+    p->compiling = NULL;
+    gram_unref(p->gp.grammar);
+    p->gp.grammar = NULL;
+    for (int i = 0; i < p->n_tools; i++) free(p->tool_texts[i]);
+    free(p->tool_texts);
+    free(p->tools);
+    p->tools = NULL, p->tool_texts = NULL, p->n_tools = 0;
 }

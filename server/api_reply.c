@@ -41,7 +41,8 @@ size_t reply_bytes_per_token(const struct api *a, const struct api_params *p)
 static json_t *token_text(const struct job *j, int32_t id, json_t **bytes)
 {
     size_t n;
-    const uint8_t *b = tok_id_bytes(j->api->tok, id, &n);
+    const uint8_t *b = tok_bytes(j->api->tok, id, &n);
+    if (!b) b = (const uint8_t *)""; /* an id never assigned: an empty text */
     if (bytes) {
         *bytes = json_array();
         for (size_t i = 0; i < n; i++) json_array_append_new(*bytes, json_integer(b[i]));
@@ -182,21 +183,24 @@ static void write_head(struct job *j, struct reply_writer *w)
     w->stage = W_OPEN;
 }
 
-static void write_open(struct job *j, struct reply_writer *w)
-{
-    char s[64];
-    snprintf(s, sizeof s, "%s{\"index\":%d,", w->choice ? "," : "", w->choice);
-    put(j, s);
-    put(j, j->chat ? "\"message\":{\"role\":\"assistant\",\"content\":\"" : "\"text\":\"");
-    w->pos = 0;
-    w->stage = j->chat ? W_TEXT : W_ECHO;
-}
-
-/* After the answer text: the reasoning text (chat with a reasoning template), then logprobs. */
-static void end_text(struct job *j, struct reply_writer *w)
+/* Chat: the message's tool calls (whole: their arguments are bounded by max_tokens), then
+ * the end of the message; the logprobs come next. */
+static void end_message(struct job *j, struct reply_writer *w)
 {
     struct job_choice *ch = &j->ch[w->choice];
-    put(j, "\"");
+    if (ch->n_calls) {
+        put(j, ",\"tool_calls\":");
+        put_json(j, job_tool_calls_json(ch));
+    }
+    put(j, "},\"logprobs\":");
+    w->stage = W_LP;
+    w->pos = 0;
+}
+
+/* After the answer: the reasoning text (chat with a reasoning template), then logprobs. */
+static void after_content(struct job *j, struct reply_writer *w)
+{
+    struct job_choice *ch = &j->ch[w->choice];
     w->pos = 0;
     if (j->chat && j->reasoning && ch->reasoning.s) {
         put(j, ",\"reasoning_content\":\"");
@@ -204,8 +208,31 @@ static void end_text(struct job *j, struct reply_writer *w)
         return;
     }
     if (j->chat && j->reasoning) put(j, ",\"reasoning_content\":null");
-    put(j, j->chat ? "},\"logprobs\":" : ",\"logprobs\":");
+    if (j->chat) return end_message(j, w);
+    put(j, ",\"logprobs\":");
     w->stage = W_LP;
+}
+
+static void end_text(struct job *j, struct reply_writer *w)
+{
+    put(j, "\"");
+    after_content(j, w);
+}
+
+static void write_open(struct job *j, struct reply_writer *w)
+{
+    char s[64];
+    snprintf(s, sizeof s, "%s{\"index\":%d,", w->choice ? "," : "", w->choice);
+    put(j, s);
+    w->pos = 0;
+    const struct job_choice *ch = &j->ch[w->choice];
+    if (j->chat && ch->n_calls && !ch->content.n) { /* OpenAI: null when the reply is only calls */
+        put(j, "\"message\":{\"role\":\"assistant\",\"content\":null");
+        after_content(j, w);
+        return;
+    }
+    put(j, j->chat ? "\"message\":{\"role\":\"assistant\",\"content\":\"" : "\"text\":\"");
+    w->stage = j->chat ? W_TEXT : W_ECHO;
 }
 
 /* Completions: the echoed prompt, then the answer; chat: the answer, then the reasoning. */
@@ -218,9 +245,8 @@ static void write_text(struct job *j, struct reply_writer *w)
     } else if (w->stage == W_TEXT) {
         if (put_text_piece(j, ch->content.s ? ch->content.s : "", ch->content.n, &w->pos)) end_text(j, w);
     } else if (put_text_piece(j, ch->reasoning.s, ch->reasoning.n, &w->pos)) {
-        put(j, "\"},\"logprobs\":");
-        w->stage = W_LP;
-        w->pos = 0;
+        put(j, "\"");
+        end_message(j, w);
     }
 }
 
@@ -271,10 +297,11 @@ static void write_close(struct job *j, struct reply_writer *w)
 {
     struct job_choice *ch = &j->ch[w->choice];
     put(j, ",\"finish_reason\":\"");
-    put(j, job_finish_name(ch->finish));
+    put(j, job_choice_finish(ch));
     put(j, "\"}");
     enum gen_finish finish = ch->finish; /* the access line still reports it */
     free(ch->content.s), free(ch->reasoning.s), free(ch->lp);
+    job_free_calls(ch);
     memset(ch, 0, sizeof *ch);
     ch->finish = finish;
     *w = (struct reply_writer){.stage = ++w->choice < j->n_prompts * j->n ? W_OPEN : W_TAIL,

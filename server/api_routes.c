@@ -148,72 +148,6 @@ static int read_prompts(struct http_req *r, json_t *body, int echo, struct api_p
     return 0;
 }
 
-/* ---- generation: prepared off the event loop, submitted on it ------------------------------ */
-
-/* A generation request once its body is parsed, checked and tokenised (by a worker). */
-struct prep {
-    json_t *body;
-    struct api_params p;        /* points into body */
-    struct api_prompt *prompts;
-    int n_prompts;
-};
-
-static void prep_free(struct prep *pr)
-{
-    if (!pr) return;
-    if (pr->prompts) free_prompts(pr->prompts, pr->n_prompts);
-    json_decref(pr->body);
-    free(pr);
-}
-
-static void prep_close(struct http_req *r, int client_gone)
-{
-    (void)client_gone;
-    prep_free(r->user);
-    r->user = NULL;
-}
-
-/* Starts preparing a generation request on a worker; run_generation submits it after. */
-static int offload_generation(struct http_req *r, void (*work)(struct http_req *r),
-                              int (*then)(struct http_req *r))
-{
-    if (api_check_ready(r) != 0) return 0;
-    r->user = xcalloc(1, sizeof(struct prep));
-    r->on_close = prep_close;
-    return http_offload(r, work, then);
-}
-
-/* Worker: body → parameters → prompt ids (the tokeniser runs here). Replies on a bad request. */
-static void prep_completions(struct http_req *r)
-{
-    struct prep *pr = r->user;
-    pr->body = api_parse_body(r);
-    if (pr->body && api_check_model(r, pr->body) == 0 && api_read_params(r, pr->body, 0, &pr->p) == 0)
-        read_prompts(r, pr->body, pr->p.echo, &pr->prompts, &pr->n_prompts);
-}
-
-/* Event loop: submits what the worker prepared. */
-static int run_completions(struct http_req *r, int chat)
-{
-    struct prep *pr = r->user;
-    r->user = NULL;
-    r->on_close = NULL;
-    int rc = api_generate(r, &pr->p, pr->prompts, pr->n_prompts, chat);
-    pr->prompts = NULL; /* api_generate owns them */
-    prep_free(pr);
-    return rc < 0 && r->replied ? 0 : rc;
-}
-
-static int submit_completions(struct http_req *r)
-{
-    return run_completions(r, 0);
-}
-
-static int h_completions(struct http_req *r)
-{
-    return offload_generation(r, prep_completions, submit_completions);
-}
-
 /* ---- tokenize / detokenize (vLLM's shapes) --------------------------------------------------- */
 
 /* Worker: the whole request (a long text or a long list of ids is request-sized work). */
@@ -229,7 +163,7 @@ static void tokenize(struct http_req *r)
         api_get_bool(r, body, "parse_special_tokens", 0, &specials))
         goto done;
     if (msgs) {
-        if (api_chat_prompt(r, body, &ids, NULL) != 0) goto done;
+        if (api_chat_prompt(r, body, NULL, 0, &ids, NULL) != 0) goto done;
     } else {
         json_t *p = json_object_get(body, "prompt");
         if (!json_is_string(p)) {
@@ -276,32 +210,93 @@ static int h_detokenize(struct http_req *r)
     return api_check_ready(r) != 0 ? 0 : http_offload(r, detokenize, NULL);
 }
 
-/* ---- chat ----------------------------------------------------------------------------------------- */
+/* ---- generation: prepared off the event loop, submitted on it ------------------------------ */
 
-/* Worker: body → parameters → the rendered template's ids. */
-static void prep_chat(struct http_req *r)
+/* A generation request while a worker prepares it: parsed, checked, its grammar obtained and
+ * its prompts tokenised. */
+struct prep {
+    json_t *body;
+    struct api_params p;        /* points into body */
+    struct api_prompt *prompts;
+    int n_prompts;
+    int chat;
+};
+
+static void prep_free(struct prep *pr)
 {
-    struct prep *pr = r->user;
+    if (!pr) return;
+    if (pr->prompts) free_prompts(pr->prompts, pr->n_prompts);
+    api_params_release(&pr->p);
+    json_decref(pr->body);
+    free(pr);
+}
+
+static void prep_close(struct http_req *r, int client_gone)
+{
+    (void)client_gone;
+    prep_free(r->user);
+    r->user = NULL;
+}
+
+/* The chat prompt: messages (and tools) through the template, then the tokeniser. */
+static int chat_prompts(struct http_req *r, struct prep *pr)
+{
     struct tok_ids ids = {0};
     int reasoning = 0;
-    pr->body = api_parse_body(r);
-    if (!pr->body || api_check_model(r, pr->body) || api_read_params(r, pr->body, 1, &pr->p) ||
-        api_chat_prompt(r, pr->body, &ids, &reasoning))
-        return tok_ids_free(&ids);
+    if (api_chat_prompt(r, pr->body, pr->p.tools, pr->p.n_tools, &ids, &reasoning) != 0) {
+        tok_ids_free(&ids);
+        return -1;
+    }
     pr->prompts = xcalloc(1, sizeof *pr->prompts);
     pr->prompts[0] = (struct api_prompt){.ids = ids.v, .n_ids = (int)ids.n};
     pr->n_prompts = 1;
     pr->p.gp.reasoning = reasoning;
+    return 0;
 }
 
-static int submit_chat(struct http_req *r)
+/* Worker: body → parameters → grammar (waiting for the compile thread) → prompt ids. Replies
+ * on a bad request. */
+static void prep_generation(struct http_req *r)
 {
-    return run_completions(r, 1);
+    struct prep *pr = r->user;
+    pr->body = api_parse_body(r);
+    if (!pr->body || api_check_model(r, pr->body) != 0 ||
+        api_read_params(r, pr->body, pr->chat, &pr->p) != 0 || api_params_wait(r, &pr->p) != 0)
+        return;
+    if (pr->chat) chat_prompts(r, pr);
+    else read_prompts(r, pr->body, pr->p.echo, &pr->prompts, &pr->n_prompts);
+}
+
+/* Event loop: submits what the worker prepared. */
+static int submit_generation(struct http_req *r)
+{
+    struct prep *pr = r->user;
+    r->user = NULL;
+    r->on_close = NULL;
+    int rc = api_generate(r, &pr->p, pr->prompts, pr->n_prompts, pr->chat);
+    pr->prompts = NULL; /* api_generate owns them */
+    prep_free(pr);
+    return rc < 0 && r->replied ? 0 : rc;
+}
+
+static int h_generate(struct http_req *r, int chat)
+{
+    if (api_check_ready(r) != 0) return 0;
+    struct prep *pr = xcalloc(1, sizeof *pr);
+    pr->chat = chat;
+    r->user = pr;
+    r->on_close = prep_close;
+    return http_offload(r, prep_generation, submit_generation);
+}
+
+static int h_completions(struct http_req *r)
+{
+    return h_generate(r, 0);
 }
 
 static int h_chat(struct http_req *r)
 {
-    return offload_generation(r, prep_chat, submit_chat);
+    return h_generate(r, 1);
 }
 
 /* The chat page's routes come first, so that api_route_table can leave them out. Public: the

@@ -455,14 +455,16 @@ static int serve(struct daemon *d)
                         .stall_s = d->o.engine_stall_timeout, .log = d->log,
                         .request_timeout_s = d->o.request_timeout,
                         .default_max_tokens = d->o.default_max_tokens,
-                        .public_metrics = d->o.public_metrics};
+                        .public_metrics = d->o.public_metrics,
+                        .grammars = gcache_create(64)};
+    d->a.compiler = api_compiler_create(64, &e);
     fill_http_config(&d->o, &hc);
     warn_exposure(d);
     check_fd_limit(d);
     int n_routes;
     const struct http_route *routes = api_route_table(d->o.webui, &n_routes);
     d->h = http_start(&hc, routes, n_routes, &d->a, &e);
-    int rc = 1, ok = d->h != NULL;
+    int rc = 1, ok = d->h != NULL && d->a.compiler != NULL;
     if (ok)
         log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
                 d->o.host, http_port(d->h), d->o.model);
@@ -488,6 +490,8 @@ out:
     http_stop(d->h);
     chat_destroy(chat);
     engine_destroy(d->a.eng);
+    api_compiler_destroy(d->a.compiler); /* after http_stop: no connection waits on it any more */
+    gcache_destroy(d->a.grammars);
     log_msg(d->log, LOGL_INFO, "exit %d", rc);
     if (!d->o.served_model_name.n_items) free(names[0]);
     free(names);

@@ -52,12 +52,6 @@ int32_t tok_bos_id(const struct tok *t) { return t->bos_id; }
 int32_t tok_eos_id(const struct tok *t) { return t->eos_id; }
 const char *tok_chat_template(const struct tok *t) { return t->chat_template; }
 
-const uint8_t *tok_id_bytes(const struct tok *t, int32_t id, size_t *len)
-{
-    if (id < 0 || id >= t->n_vocab) return *len = 0, NULL;
-    return tok_piece(t, id, len);
-}
-
 size_t tok_max_piece_bytes(const struct tok *t)
 {
     size_t best = 0;
@@ -71,6 +65,18 @@ size_t tok_max_piece_bytes(const struct tok *t)
 bool tok_is_special(const struct tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_F_SPECIAL);
+}
+
+bool tok_is_added(const struct tok *t, int32_t id)
+{
+    return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_F_ADDED);
+}
+
+const uint8_t *tok_bytes(const struct tok *t, int32_t id, size_t *len)
+{
+    *len = 0;
+    if (id < 0 || id >= t->n_vocab || !(t->flags[id] & TOK_F_ASSIGNED)) return NULL;
+    return tok_piece(t, id, len);
 }
 
 static bool merge_get(const struct tok *t, int32_t a, int32_t b, uint64_t *val)

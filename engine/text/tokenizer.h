@@ -70,11 +70,14 @@ int32_t tok_n_vocab(const struct tok *t);    /* highest id + 1 */
 int32_t tok_bos_id(const struct tok *t);     /* -1 when not configured */
 int32_t tok_eos_id(const struct tok *t);     /* -1 when not configured */
 bool tok_is_special(const struct tok *t, int32_t id);
-/* The bytes id decodes to on its own (not NUL-terminated; may be part of a character);
- * NULL and *len 0 for an unknown id. */
-const uint8_t *tok_id_bytes(const struct tok *t, int32_t id, size_t *len);
 /* The most bytes one id decodes to (its text is at most 3x that: U+FFFD for stray bytes). */
 size_t tok_max_piece_bytes(const struct tok *t);
+/* An added (control) token: matched atomically, never produced by BPE from plain text. */
+bool tok_is_added(const struct tok *t, int32_t id);
+/* The raw bytes id decodes to (an added token: its text), *len set; NULL for an id outside the
+ * vocabulary or one that was never assigned.  Valid while t lives.  Constrained decoding walks
+ * the vocabulary through this, whatever file the tokenizer came from. */
+const uint8_t *tok_bytes(const struct tok *t, int32_t id, size_t *len);
 /* The chat_template text from tokenizer_config.json, or NULL. */
 const char *tok_chat_template(const struct tok *t);
 

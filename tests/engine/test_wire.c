@@ -140,6 +140,7 @@ static struct metrics sample_metrics(int k)
     m.prefix_cache_queries = 1000 * k;
     m.prefix_cache_hits = 7 * k;
     m.generation_tokens = 55 * k;
+    m.step_seconds = 1.5 * k;
     m.request_success[MR_LENGTH] = k;
     m.hist[MH_ITL].buckets[3] = (uint64_t)k;
     m.hist[MH_ITL].count = (uint64_t)k;
@@ -167,6 +168,7 @@ START_TEST(metrics_round_trip_and_sum)
     ck_assert_int_eq(a.request_success[MR_LENGTH], 4);
     ck_assert_uint_eq(a.hist[MH_ITL].buckets[3], 4);
     ck_assert(a.hist[MH_ITL].sum == 2.0);
+    ck_assert(a.step_seconds == 6.0);
     wire_free(&w);
 }
 END_TEST

@@ -68,10 +68,7 @@ UNSUPPORTED = [
     ({"best_of": 3}, "best_of"),
     ({"best_of": 2, "n": 1}, "best_of"),
     ({"chat_template": "{{ messages }}"}, "chat_template"),
-    ({"guided_json": {"type": "object"}}, "guided_json"),
-    ({"guided_regex": "a+"}, "guided_regex"),
-    ({"guided_choice": ["a", "b"]}, "guided_choice"),
-    ({"guided_grammar": "root ::= \"a\""}, "guided_grammar"),
+    ({"guided_whitespace_pattern": " *"}, "guided_whitespace_pattern"),
 ]
 
 

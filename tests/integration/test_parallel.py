@@ -204,6 +204,38 @@ def test_data_parallel_server_matches_one_rank(binary):
         dp.stop()
 
 
+def test_constrained_requests_run_on_rank_zero(binary):
+    """Requests with a JSON schema stay on rank 0, whose process holds the compiled grammar,
+    however the load falls; every reply satisfies the schema."""
+    schema = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                                               "b": {"enum": ["x", "y"]}},
+              "required": ["a", "b"], "additionalProperties": False}
+
+    def constrained(i):
+        body = json.dumps({"prompt": f"Record {i}:", "max_tokens": 40, "seed": i,
+                           "response_format": {"type": "json_schema",
+                                               "json_schema": {"name": "r", "schema": schema}}})
+        req = urllib.request.Request(dp.base + "/v1/completions", body.encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return json.loads(r.read())["choices"][0]
+
+    dp = MpiServer(binary, 2)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            choices = list(pool.map(constrained, range(8)))
+        for c in choices:
+            doc = json.loads(c["text"])
+            assert c["finish_reason"] == "stop" and 0 <= doc["a"] <= 99 and doc["b"] in "xy", c
+            assert set(doc) == {"a", "b"}, c
+        text = get(dp.base, "/metrics")
+        routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+        assert routed == [8, 0], routed
+        assert complete(dp.base, "and a free one")  # the router still balances the rest
+    finally:
+        dp.stop()
+
+
 def test_disconnect_on_another_rank_frees_its_blocks(binary):
     """Streaming clients that go away mid-answer, one on each rank: each rank cancels its
     request and frees its blocks."""
