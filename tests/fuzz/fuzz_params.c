@@ -115,9 +115,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct http_req *r = local_request(data + 1, size - 1);
     int kind = data[0] % 4;
     if (kind < 2) {
-        r->user = xcalloc(1, sizeof(struct prep));
-        if (kind == 0) prep_completions(r);
-        else prep_chat(r);
+        struct prep *pr = xcalloc(1, sizeof *pr);
+        pr->chat = kind == 1;
+        r->user = pr;
+        prep_generation(r);
         if (r->pending.status) check_reply(r);
         else check_prep(r->user);
         prep_free(r->user);
