@@ -94,6 +94,8 @@ struct smp_state *smp_state_create(const struct smp_params *p, int32_t n_vocab,
                                    const int32_t *prompt, int32_t n_prompt, uint64_t entropy,
                                    struct err *e);
 void smp_state_destroy(struct smp_state *s);
+/* The memory one state takes for a vocabulary of n_vocab (admission counts it per choice). */
+size_t smp_state_bytes(int32_t n_vocab);
 
 /* Records a token the request emitted (for the penalties); call once per kept token. */
 void smp_accept(struct smp_state *s, int32_t token);

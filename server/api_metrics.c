@@ -69,8 +69,9 @@ int api_metrics(struct http_req *r)
 {
     struct api *a = r->app;
     struct metrics m;
+    if (!a->public_metrics && !http_authorized(r)) return http_reply_unauthorized(r);
+    if (api_check_loaded(r) != 0) return 0; /* served while draining or stalled: when it matters */
     struct text t = {xmalloc(4096), 0, 4096};
-    if (api_check_ready(r) != 0) return 0;
     engine_metrics(a->eng, &m);
     gauge(&t, "num_requests_running", "Requests in the running batch.", m.n_running);
     gauge(&t, "num_requests_waiting", "Requests waiting to be scheduled.", m.n_waiting);

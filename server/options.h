@@ -42,8 +42,11 @@ struct seekd_options {
     /* server */
     char *host;                           /* IPv4/IPv6 literal or host name */
     int port;                             /* TCP port */
+    bool reuse_port;                      /* SO_REUSEPORT: share the port with other processes */
     struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
+    struct opt_list allowed_hosts;        /* Host names served besides IPs and localhost */
+    bool public_metrics;                  /* /metrics without an API key */
     bool webui;                           /* the chat page at / */
     /* model */
     char *model;                       /* checkpoint directory; "" until set */
@@ -51,15 +54,21 @@ struct seekd_options {
     struct opt_list served_model_name; /* [0] is the id in responses, the rest aliases */
     enum opt_chat_template chat_template;
     int max_model_len;      /* tokens; 0 = from the model's config.json */
+    bool allow_long_max_model_len; /* max_model_len may exceed the model's context */
     int default_max_tokens; /* tokens; 0 = the rest of the context */
     /* HTTP limits */
     int max_connections;
+    int max_connections_per_ip;       /* 0 = no per-address limit */
     uint64_t max_body_size;           /* bytes */
     uint64_t max_header_size;         /* bytes */
     uint64_t connection_memory_limit; /* bytes */
     double idle_timeout;              /* seconds; 0 = never */
+    double header_timeout;            /* seconds; 0 = never */
+    double body_timeout;              /* seconds; 0 = never */
     double request_timeout;           /* seconds; 0 = never */
     int max_queued_requests;
+    uint64_t max_request_memory;       /* bytes one request may hold; 0 = no limit */
+    struct opt_memory request_memory_budget; /* all admitted requests; fraction: of RAM */
     double shutdown_timeout; /* seconds */
     /* engine */
     int max_num_seqs;
