@@ -45,8 +45,8 @@ int cu_open(int ordinal, struct cu_devinfo *d, struct err *e);
 void cu_describe(const struct cu_devinfo *d, char *out, size_t n);
 
 /* What this backend runs: DeepSeek V2/V3 checkpoints, the reference numerics (numerics bf16 runs
- * them too: no BF16 kernels here yet), an F32 or BF16 cache, one device, shapes its kernels
- * take. -1 with a message naming the option or value. */
+ * as ref: no BF16 kernels here) and the fast ones (their own limits), an F32 or BF16 cache, one
+ * device, shapes its kernels take. -1 with a message naming the option or value. */
 int cu_check_opts(const struct model *m, const struct backend_opts *o, struct err *e);
 
 /* err_set with a runtime error's name and text: "what: cudaErrorMemoryAllocation (out of

@@ -17,6 +17,7 @@
 #include "engine/kv_blocks.h"
 #include "engine/model/dtype.h"
 #include "engine/model/model.h"
+#include "engine/sampler_cand.h"
 
 struct backend;
 
@@ -25,8 +26,11 @@ enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 /* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
  * every kernel is checked against. BF16: matmuls of BF16 weights take activations rounded to
  * BF16 with F32 sums, where the backend has faster kernels for that (CPU: AMX, AVX-512-BF16 —
- * engine/cpu/matrix.h); everything else as REF. FAST: DeepSeek's FP8 recipe (not available
- * yet). */
+ * engine/cpu/matrix.h); everything else as REF, and a backend without such kernels (CUDA) runs
+ * all of it as REF. FAST: DeepSeek's FP8 recipe (docs/ARCHITECTURE.md, "The numerics contract
+ * of fast"); the CPU backend emulates it exactly (engine/cpu/forward_fast.h), the reference the
+ * GPU's fast kernels are checked against. The option value auto is resolved before a backend
+ * is made: FAST on CUDA, BF16 on the CPU. */
 enum numerics { NUMERICS_REF, NUMERICS_BF16, NUMERICS_FAST };
 
 struct backend_opts {
@@ -43,6 +47,12 @@ struct backend_opts {
     const int *devices;       /* CUDA device ordinals; n_devices 0: device 0 */
     int n_devices;
     const struct load_progress *progress; /* weight upload reports; NULL: none */
+    const char *dump_dir;     /* debug: write every stage of every step there (stage_dump.h);
+                               * NULL: none */
+    int sample_prefilter;     /* forward_cands will be called (its buffers are made) */
+    int graphs;               /* CUDA, numerics fast: 1 replays decode steps from CUDA graphs;
+                               * 2 (a test's reference) pads them to the same buckets and runs
+                               * them eagerly; 0 neither */
 };
 
 struct backend_stats {
@@ -51,10 +61,15 @@ struct backend_stats {
     uint64_t workspace_bytes; /* per-step scratch */
     int32_t n_blocks;         /* KV blocks the scheduler may use */
     uint64_t steps;           /* forward calls */
+    uint64_t graph_steps;     /* of them, replayed from a captured CUDA graph */
+    uint64_t eager_steps;     /* of them, launched kernel by kernel (fast numerics on CUDA) */
     double t_forward;         /* seconds spent in forward, cumulative */
     int32_t prefill_chunk;    /* tokens per prefill chunk in steps that also decode, as the
                                * backend measured its kernels; 0: no preference */
     char device[128];         /* what runs the steps, for logs: "CPU, 2 threads, avx512" */
+    char paths[256];          /* which kernels and libraries a step runs on ("" when one kind) */
+    uint64_t cand_rows;       /* logits rows handed out pre-filtered (forward_cands) */
+    uint64_t fetched_rows;    /* of them, fetched whole afterwards (fetch_row) */
 };
 
 struct backend_ops {
@@ -71,7 +86,28 @@ struct backend_ops {
      * -1 with a message on a batch outside the contract (batch_check). */
     int (*forward)(struct backend *b, const struct batch *bt, float *logits, struct err *e);
     void (*stats)(const struct backend *b, struct backend_stats *out);
+    /* The step as forward, but each logits row comes back pre-filtered (engine/sampler_cand.h:
+     * its 64 best logits, the best outside, the outside mass) instead of whole — a GPU reduces
+     * the rows where they are. The rows stay with the backend until its next step; fetch_row
+     * copies row i whole for the sampler when the candidates cannot speak for it. The arrays
+     * cands[i] points into belong to the backend until then too. Needs sample_prefilter. */
+    int (*forward_cands)(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                         struct err *e);
+    void (*fetch_row)(struct backend *b, int row, float *out);
 };
+
+/* forward_cands for a backend whose logits rows are in host memory: rows [cap][V], the
+ * candidates' arrays, the pre-filter (smp_prefilter) of each row. */
+struct backend_rowcands {
+    int cap, V;
+    float *rows;
+    int32_t *ids;            /* [cap][SMP_CAND_K] */
+    float *vals;
+};
+void backend_rowcands_init(struct backend_rowcands *r, int cap, int V);
+/* cands[i] for rows 0..n-1 of r->rows. */
+void backend_rowcands_fill(struct backend_rowcands *r, int n, struct smp_cands *cands);
+void backend_rowcands_free(struct backend_rowcands *r);
 
 const struct backend_ops *backend_cpu(void);
 /* NULL when seekd was built without CUDA. */

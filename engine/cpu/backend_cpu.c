@@ -2,11 +2,13 @@
  * mapped weights and a KV pool in host memory. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine/backend.h"
 #include "engine/cpu/forward.h"
+#include "engine/cpu/forward_fast.h"
 #include "engine/cpu/kv_cache.h"
 #include "engine/cpu/matrix.h"
 #include "engine/cpu/simd.h"
@@ -15,12 +17,16 @@
 struct backend {
     const struct model *m;
     struct tp *tp;
-    struct fwd *fwd;
+    struct fwd *fwd;      /* numerics ref and bf16 */
+    struct ffw *ffw;      /* numerics fast: the emulation of the GPU's FP8 recipe */
+    struct sd dump;       /* stage dumps, when dumping */
+    int dumping;
     struct kv_cache *kv;
     struct batch_limits lim;
     struct backend_stats st;
     int huge;             /* the weights were moved into huge pages */
     char huge_failed[64]; /* why not, when asked */
+    struct backend_rowcands rc; /* sample_prefilter: the last step's rows and their candidates */
 };
 
 static int cpu_usable(char *why, size_t n_why)
@@ -62,13 +68,16 @@ static int make_kv(struct backend *b, const struct backend_opts *o, struct err *
 
 /* Names the kernels in the stats: "CPU, 2 threads, avx512 kernels, amx for BF16 weights". mx:
  * the matrix set of numerics bf16 (NULL: none); rate: matrix_best's measure. */
-static void describe(struct backend *b, int bf16, const struct matrix_kernels *mx, double rate)
+static void describe(struct backend *b, enum numerics nm, const struct matrix_kernels *mx, double rate)
 {
-    int n = snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels",
-                     tp_size(b->tp), simd_best()->name);
+    int n = nm == NUMERICS_FAST
+                ? snprintf(b->st.device, sizeof b->st.device,
+                           "CPU, %d threads, emulating the fast numerics", tp_size(b->tp))
+                : snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels",
+                           tp_size(b->tp), simd_best()->name);
     if (mx)
         n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", %s for BF16 weights", mx->name);
-    else if (bf16 && rate > 0)
+    else if (nm == NUMERICS_BF16 && rate > 0)
         n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n,
                       " (AVX-512-BF16 dots %.2fx F32 FMA here: F32 kept)", rate);
     if (n < (int)sizeof b->st.device && (b->huge || b->huge_failed[0]))
@@ -110,34 +119,52 @@ static void cpu_destroy(struct backend *b)
 {
     if (!b) return;
     fwd_destroy(b->fwd);
+    ffw_destroy(b->ffw);
     tp_destroy(b->tp);
     kv_cache_destroy(b->kv);
+    backend_rowcands_free(&b->rc);
     free(b);
+}
+
+/* The forward of the chosen numerics (mx: numerics bf16's matrix set, NULL: F32), its prefill
+ * chunk, and the dump directory. */
+static int make_forward(struct backend *b, const struct backend_opts *o,
+                        const struct matrix_kernels *mx, struct err *e)
+{
+    if (o->dump_dir && o->numerics != NUMERICS_FAST)
+        return err_set(e, "stage dumps are written under numerics fast only");
+    if (o->dump_dir && sd_open(&b->dump, o->dump_dir, e) != 0) return -1;
+    b->dumping = o->dump_dir != NULL;
+    if (o->numerics != NUMERICS_FAST) {
+        b->fwd = fwd_create(b->m, o->max_tokens, b->tp);
+        fwd_use_matrix(b->fwd, mx);
+        b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
+        return 0;
+    }
+    if (o->kv_dtype != DT_BF16)
+        return err_set(e, "numerics fast keeps the latent cache in bf16 (kv cache dtype f32 given)");
+    b->ffw = ffw_create(b->m, o->max_tokens, o->max_logits, b->tp, e);
+    return b->ffw ? 0 : -1;
 }
 
 static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
 {
-    if (o->numerics == NUMERICS_FAST)
-        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use "
-                          "'bf16' or 'ref'"), NULL;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
     struct err he = {{0}};
     if (o->huge_pages && huge_pages(b, o->progress, &he) != 0) /* the mapping still serves */
         snprintf(b->huge_failed, sizeof b->huge_failed, "%s", he.msg);
-    if (make_kv(b, o, e) != 0) {
+    double rate = 0; /* the matrix set first: AMX's permission is asked before threads start */
+    const struct matrix_kernels *mx = o->numerics == NUMERICS_BF16 ? matrix_best(&rate) : NULL;
+    b->tp = tp_create(o->threads);
+    if (make_forward(b, o, mx, e) != 0 || make_kv(b, o, e) != 0) {
         cpu_destroy(b);
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
-    double rate = 0; /* the matrix set first: AMX's permission is asked before threads start */
-    const struct matrix_kernels *mx = o->numerics == NUMERICS_BF16 ? matrix_best(&rate) : NULL;
-    b->tp = tp_create(o->threads);
-    b->fwd = fwd_create(m, o->max_tokens, b->tp);
-    fwd_use_matrix(b->fwd, mx);
+    if (o->sample_prefilter) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
     b->st.weight_bytes = m->st.n_bytes; /* mapped in place, or moved into huge pages: one copy */
-    describe(b, o->numerics == NUMERICS_BF16, mx, rate);
-    b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
+    describe(b, o->numerics, mx, rate);
     return b;
 }
 
@@ -157,10 +184,29 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits,
 {
     if (batch_check(bt, &b->lim, e) != 0) return -1;
     double t0 = seconds();
-    int rc = fwd_run(b->fwd, b->kv, bt, logits, e);
+    int rc = b->ffw ? ffw_run(b->ffw, b->kv, bt, logits, b->dumping ? &b->dump : NULL, e)
+                    : fwd_run(b->fwd, b->kv, bt, logits, e);
     b->st.steps++;
     b->st.t_forward += seconds() - t0;
     return rc;
+}
+
+/* The rows stay in host memory; the pre-filter runs here (its use is the sampling it saves). */
+static int cpu_forward_cands(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                             struct err *e)
+{
+    if (!b->rc.rows) return err_set(e, "the backend was not made for pre-filtered rows");
+    if (cpu_forward(b, bt, b->rc.rows, e) != 0) return -1;
+    int n = batch_n_logits(bt);
+    backend_rowcands_fill(&b->rc, n, cands);
+    b->st.cand_rows += (uint64_t)n;
+    return 0;
+}
+
+static void cpu_fetch_row(struct backend *b, int row, float *out)
+{
+    memcpy(out, b->rc.rows + (size_t)row * (size_t)b->rc.V, (size_t)b->rc.V * sizeof *out);
+    b->st.fetched_rows++;
 }
 
 static void cpu_stats(const struct backend *b, struct backend_stats *out)
@@ -172,6 +218,7 @@ const struct backend_ops *backend_cpu(void)
 {
     static const struct backend_ops ops = {
         .name = "cpu", .usable = cpu_usable, .create = cpu_create, .destroy = cpu_destroy,
-        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats};
+        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats,
+        .forward_cands = cpu_forward_cands, .fetch_row = cpu_fetch_row};
     return &ops;
 }

@@ -7,7 +7,7 @@
 
 #include "engine/model/dtype.h"
 
-#if defined(__x86_64__)
+#if SIMD_X86
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -21,7 +21,7 @@ enum {
 /* BF16 dot products must do at least this much more work per second than F32 FMA to be chosen. */
 #define BF16_MIN_GAIN 1.25
 
-#if defined(__x86_64__)
+#if SIMD_X86
 double matrix_avx512bf16_rate(void); /* matrix_avx512.c */
 #endif
 
@@ -61,7 +61,7 @@ void matrix_pack_pairs(const float *x, int64_t ldx, int n, int k, uint32_t *xp)
 
 int matrix_cpu_avx512bf16(void)
 {
-#if defined(__x86_64__)
+#if SIMD_X86
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
@@ -72,7 +72,7 @@ int matrix_cpu_avx512bf16(void)
 
 int matrix_amx_permitted(void)
 {
-#if defined(__x86_64__)
+#if SIMD_X86
     __builtin_cpu_init();
     if (!matrix_cpu_avx512bf16() || !__builtin_cpu_supports("amx-tile") ||
         !__builtin_cpu_supports("amx-bf16"))
@@ -89,7 +89,7 @@ int matrix_amx_permitted(void)
 const struct matrix_kernels *matrix_by_name(const char *name)
 {
     if (strcmp(name, "amx-emulated") == 0) return &matrix_amx_emulated_set;
-#if defined(__x86_64__)
+#if SIMD_X86
     if (strcmp(name, "avx512bf16") == 0)
         return matrix_cpu_avx512bf16() ? &matrix_avx512bf16_set : NULL;
     if (strcmp(name, "amx") == 0) return matrix_amx_permitted() ? &matrix_amx_set : NULL;
@@ -103,7 +103,7 @@ const struct matrix_kernels *matrix_best(double *rate_out)
     if (rate_out) *rate_out = 0;
     if (want && strcmp(want, "none") == 0) return NULL;
     if (want && matrix_by_name(want)) return matrix_by_name(want);
-#if defined(__x86_64__)
+#if SIMD_X86
     if (matrix_amx_permitted()) return &matrix_amx_set;
     if (matrix_cpu_avx512bf16()) {
         double rate = matrix_avx512bf16_rate();

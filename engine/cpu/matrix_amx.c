@@ -107,7 +107,7 @@ const struct matrix_kernels matrix_amx_emulated_set = {"amx-emulated", pairs_byt
                                                        amx_scratch_bytes, emu_gemm};
 
 /* ---- AMX ----------------------------------------------------------------------------------- */
-#if defined(__x86_64__)
+#if SIMD_X86
 #include <immintrin.h>
 
 #pragma GCC push_options

@@ -4,7 +4,7 @@
  * Intel cores at half of it). */
 #include "engine/cpu/matrix_internal.h"
 
-#if defined(__x86_64__)
+#if SIMD_X86
 #include <immintrin.h>
 #include <time.h>
 

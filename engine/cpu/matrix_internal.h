@@ -3,6 +3,7 @@
 #ifndef SEEKD_MATRIX_INTERNAL_H
 #define SEEKD_MATRIX_INTERNAL_H
 
+#include "engine/cpu/isa.h"
 #include "engine/cpu/matrix.h"
 
 /* Columns padded to whole 32-column chunks (one vdpbf16ps operand, one AMX tile row). */
@@ -11,7 +12,7 @@ static inline int matrix_kpad(int k)
     return (k + 31) / 32 * 32;
 }
 
-#if defined(__x86_64__)
+#if SIMD_X86
 extern const struct matrix_kernels matrix_avx512bf16_set;
 extern const struct matrix_kernels matrix_amx_set;
 #endif
@@ -32,7 +33,7 @@ void matrix_pack_rows(const float *x, int64_t ldx, int n, int k, uint16_t *xp);
 void matrix_pack_pairs(const float *x, int64_t ldx, int n, int k, uint32_t *xp);
 size_t matrix_pairs_bytes(int n, int k);
 
-#if defined(__x86_64__)
+#if SIMD_X86
 /* The AMX set's pack (AVX-512-BF16 rounding and transposes), for tests on CPUs without AMX. */
 void matrix_amx_pack_vector(const float *x, int64_t ldx, int n, int k, void *xp);
 #endif

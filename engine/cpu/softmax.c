@@ -11,7 +11,7 @@ void softmax_scalar(float *x, int n, float scale)
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
-#if defined(__x86_64__)
+#if SIMD_X86
 #include <immintrin.h>
 
 /* exp(x) = 2^k · e^r with k = round(x / ln 2) and r = x − k·ln 2 (in two parts, |r| ≤ ln 2 / 2),

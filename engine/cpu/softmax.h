@@ -7,9 +7,11 @@
 #ifndef SEEKD_SOFTMAX_H
 #define SEEKD_SOFTMAX_H
 
+#include "engine/cpu/isa.h"
+
 /* x[0..n) ← softmax(scale · x), n ≥ 1. */
 void softmax_scalar(float *x, int n, float scale);
-#if defined(__x86_64__)
+#if SIMD_X86
 void softmax_avx2(float *x, int n, float scale);   /* needs AVX2 + FMA */
 void softmax_avx512(float *x, int n, float scale); /* needs AVX-512F */
 #endif

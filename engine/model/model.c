@@ -200,24 +200,35 @@ struct model *model_load(const char *dir, struct err *e)
 
 struct model *model_load_progress(const char *dir, const struct load_progress *p, struct err *e)
 {
-    struct model *m = xcalloc(1, sizeof *m);
+    struct model_config c;
+    struct st_set st = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (config_load(&m->cfg, path, e) != 0) goto fail;
-    if (st_open_dir(&m->st, dir, e) != 0) goto fail;
+    if (config_load(&c, path, e) != 0 || st_open_dir(&st, dir, e) != 0) {
+        st_close(&st);
+        return NULL;
+    }
+    struct model *m = model_bind(&c, &st, p, e);
+    if (!m) err_prefix(e, "%s", dir);
+    return m;
+}
+
+struct model *model_bind(const struct model_config *c, struct st_set *st,
+                         const struct load_progress *p, struct err *e)
+{
+    struct model *m = xcalloc(1, sizeof *m);
+    m->cfg = *c, m->st = *st;
+    *st = (struct st_set){0};
     struct binder b = {.m = m, .e = e, .progress = p};
     b.status.n_tensors_total = m->st.n_tensors;
     b.status.n_bytes_total = m->st.n_bytes;
     report(&b, "mapping");
     if (bind_all(&b) != 0) {
-        err_prefix(e, "%s", dir);
-        goto fail;
+        model_destroy(m);
+        return NULL;
     }
     report(&b, "done");
     return m;
-fail:
-    model_destroy(m);
-    return NULL;
 }
 
 void model_destroy(struct model *m)

@@ -71,6 +71,11 @@ struct model *model_load(const char *dir, struct err *e);
 /* The same, reporting progress to p (may be NULL) after the mapping and after each layer. */
 struct model *model_load_progress(const char *dir, const struct load_progress *p, struct err *e);
 
+/* Binds a tensor set already opened (or built in memory, engine/model/synth.h) for config c; the
+ * model takes the set over (st is left empty), also on failure. */
+struct model *model_bind(const struct model_config *c, struct st_set *st,
+                         const struct load_progress *p, struct err *e);
+
 void model_destroy(struct model *m);
 
 #endif

@@ -87,11 +87,17 @@ def test_logits_bf16_numerics(binary, tmp_path):
         assert np.abs(got - ref).max() <= 1e-2 * np.abs(ref).max(), matrix
         if matrix == "amx-emulated":  # it ran: rounding shows
             assert (got != ref).any()
+            # auto is bf16 on the CPU (as under seekd serve); the default stays the reference
+            assert run("auto.npy", "--numerics", "auto", env=env).tobytes() == got.tobytes()
+            assert run("default.npy", env=env).tobytes() == ref.tobytes()
 
 
-def test_logits_fast_refused(binary, tmp_path):
+def test_logits_fast_on_the_cpu(binary, tmp_path):
+    """The CPU emulates the fast numerics (its latent cache is BF16: an F32 one is refused)."""
     p = logits(binary, "--backend", "cpu", "--numerics", "fast", out=tmp_path / "x.npy")
-    assert p.returncode == 1 and "numerics 'fast'" in p.stderr
+    assert p.returncode == 0, p.stderr
+    p = logits(binary, "--backend", "cpu", "--numerics", "fast", "--kv-dtype", "f32", out=tmp_path / "x.npy")
+    assert p.returncode == 1 and "bf16" in p.stderr, p.stderr
 
 
 def test_serve_cuda_without_gpu(binary):
@@ -106,11 +112,14 @@ def test_serve_cuda_without_gpu(binary):
 
 
 def test_serve_logs_backend(binary):
+    """The log names the backend and the arithmetic numerics auto became there."""
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER, ("--backend", "auto"))
     out = s.stop()
-    assert "backend cpu (CPU, " in out and "KV pool " in out
     if not gpu_here():
         assert "running on the CPU: " in out
+        assert "backend cpu (CPU, " in out and "), numerics bf16: " in out and "KV pool " in out
+    s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER, ("--backend", "cpu", "--numerics", "ref"))
+    assert "), numerics ref: " in s.stop()
 
 
 def test_serve_bad_gpus_option(binary):

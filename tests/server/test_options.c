@@ -279,6 +279,16 @@ START_TEST(bools_enums_hosts)
     ck_assert_int_eq(o.chat_template, OPT_TEMPLATE_DEEPSEEK_R1);
     ck_assert_int_eq(set_one(&o, "log_level", "verbose", &e), -1);
     ck_assert_str_eq(e.msg, "'verbose' is not one of: debug, info, warn, error");
+    ck_assert_int_eq(o.numerics, OPT_NUMERICS_AUTO); /* fast on CUDA, bf16 on the CPU */
+    static const char *const arith[] = {"auto", "ref", "bf16", "fast"};
+    static const enum opt_numerics arith_v[] = {OPT_NUMERICS_AUTO, OPT_NUMERICS_REF,
+                                                OPT_NUMERICS_BF16, OPT_NUMERICS_FAST};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(set_one(&o, "numerics", arith[i], &e), 0);
+        ck_assert_int_eq(o.numerics, arith_v[i]);
+    }
+    ck_assert_int_eq(set_one(&o, "numerics", "fp8", &e), -1);
+    ck_assert_str_eq(e.msg, "'fp8' is not one of: auto, ref, bf16, fast");
     static const char *const hosts[] = {"::1", "::", "0.0.0.0", "localhost", "fe80::1", "a-b.c"};
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
         ck_assert_msg(set_one(&o, "host", hosts[i], &e) == 0, "%s: %s", hosts[i], e.msg);
