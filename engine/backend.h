@@ -23,8 +23,11 @@ struct backend;
 enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 
 /* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
- * every kernel is checked against. FAST: DeepSeek's FP8 recipe (not available yet). */
-enum numerics { NUMERICS_REF, NUMERICS_FAST };
+ * every kernel is checked against. FAST: the backend's faster arithmetic — on the CPU, weights
+ * in ggml's quantised blocks meet activations quantised to 8 bits (integer dot products, as
+ * llama.cpp computes); DeepSeek's FP8 recipe for FP8 checkpoints is not available yet. AUTO:
+ * FAST where the backend has it for the model's weights, else REF (backend_numerics). */
+enum numerics { NUMERICS_REF, NUMERICS_FAST, NUMERICS_AUTO };
 
 struct backend_opts {
     enum numerics numerics;
@@ -84,6 +87,11 @@ int backend_parse_devices(const char *s, int *out, int max, struct err *e);
 
 /* The KV pool's byte budget: kv_memory as bytes, or as a fraction of avail_bytes. */
 uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
+
+/* The arithmetic a request for `want` means with this backend and model: AUTO becomes FAST on
+ * the CPU for a model with quantised weights, else REF; REF and FAST stay as asked. */
+enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
+                               enum numerics want);
 
 /* Fills a batch_limits from a model and the sizes a backend was made with. */
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,

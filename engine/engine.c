@@ -389,6 +389,7 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .devices = o->devices, .n_devices = o->n_devices,
                               .progress = o->progress};
     eng->bops = o->backend ? o->backend : backend_cpu();
+    bo.numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     eng->be = eng->bops->create(eng->m, &bo, e);
     if (!eng->be) return -1;
     eng->bops->stats(eng->be, &eng->be_start);

@@ -34,7 +34,7 @@ struct engine_opts {
     int max_queued_requests;    /* admission bound: submissions beyond it are refused */
     int threads;                /* CPU worker threads; 0: all cores */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
-    enum numerics numerics;     /* arithmetic of a step (NUMERICS_REF today) */
+    enum numerics numerics;     /* arithmetic of a step (AUTO: backend_numerics decides) */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */
     int n_devices;
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */

@@ -28,7 +28,7 @@ static void logits_usage(FILE *f)
 {
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
-               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics ref|fast]\n"
+               "                    [--threads N] [--backend auto|cpu|cuda] [--numerics auto|ref|fast]\n"
                "                    [--gpus LIST]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
@@ -38,7 +38,7 @@ static void logits_usage(FILE *f)
                "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
-               "  --numerics M    step arithmetic: ref (default) or fast\n"
+               "  --numerics M    step arithmetic: auto (default), ref or fast\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n");
 }
 
@@ -69,7 +69,8 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
         {"gpus", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO};
+    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO,
+                              .numerics = NUMERICS_AUTO};
     struct err e = {{0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -95,6 +96,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         case 'N':
             if (strcmp(optarg, "ref") == 0) o->numerics = NUMERICS_REF;
             else if (strcmp(optarg, "fast") == 0) o->numerics = NUMERICS_FAST;
+            else if (strcmp(optarg, "auto") == 0) o->numerics = NUMERICS_AUTO;
             else return -1;
             break;
         case 'G':
@@ -133,7 +135,8 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                      struct err *e)
 {
     int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
-    struct backend_opts bo = {.numerics = o->numerics, .max_tokens = chunk, .max_logits = chunk,
+    struct backend_opts bo = {.numerics = backend_numerics(ops, m, o->numerics),
+                              .max_tokens = chunk, .max_logits = chunk,
                               .block_size = o->block_size, .kv_dtype = o->kv_dtype,
                               .kv_blocks = n_blocks, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices};

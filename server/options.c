@@ -24,7 +24,7 @@ static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", NU
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
-static const char *const numerics_modes[] = {"ref", "fast", NULL};
+static const char *const numerics_modes[] = {"ref", "fast", "auto", NULL};
 
 /* Enum fields are written through an int. */
 _Static_assert(sizeof(enum opt_kv_dtype) == sizeof(int), "enum size");
@@ -119,8 +119,10 @@ static const struct opt_def opt_table[] = {
      .group = "Engine", .help = "what runs the model; auto = CUDA when a usable GPU exists, else CPU"},
     {STR(gpus), .flag = "--gpus", .def = "", .check = check_gpus, .group = "Engine",
      .metavar = "LIST", .help = "CUDA devices to use, e.g. 0 or 0-7; empty = device 0"},
-    {ENUM(numerics, enum opt_numerics, numerics_modes), .flag = "--numerics", .def = "ref",
-     .group = "Engine", .help = "step arithmetic: ref = F32 reference (fast: not available yet)"},
+    {ENUM(numerics, enum opt_numerics, numerics_modes), .flag = "--numerics", .def = "auto",
+     .group = "Engine",
+     .help = "step arithmetic: ref = F32 reference; fast = 8-bit activations on quantised GGUF "
+             "weights; auto = fast where available"},
     {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},

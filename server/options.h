@@ -30,7 +30,7 @@ struct opt_memory {
 
 enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
 enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
-enum opt_numerics { OPT_NUMERICS_REF, OPT_NUMERICS_FAST };
+enum opt_numerics { OPT_NUMERICS_REF, OPT_NUMERICS_FAST, OPT_NUMERICS_AUTO };
 enum opt_chat_template { OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1 };
 enum opt_log_level { OPT_LOG_DEBUG, OPT_LOG_INFO, OPT_LOG_WARN, OPT_LOG_ERROR };
 enum opt_log_format { OPT_LOG_TEXT, OPT_LOG_JSON };
@@ -69,7 +69,7 @@ struct seekd_options {
     int threads; /* 0 = one per core */
     enum opt_backend backend;   /* auto: CUDA when a usable GPU exists, else the CPU */
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
-    enum opt_numerics numerics; /* ref: F32 reference arithmetic */
+    enum opt_numerics numerics; /* ref: F32 reference arithmetic; fast; auto */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
     /* logging */
     enum opt_log_level log_level;

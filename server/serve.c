@@ -56,7 +56,9 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
         .threads = o->threads,
-        .numerics = o->numerics == OPT_NUMERICS_FAST ? NUMERICS_FAST : NUMERICS_REF,
+        .numerics = o->numerics == OPT_NUMERICS_FAST  ? NUMERICS_FAST
+                    : o->numerics == OPT_NUMERICS_AUTO ? NUMERICS_AUTO
+                                                       : NUMERICS_REF,
     };
 }
 

@@ -68,8 +68,10 @@ static void cpu_destroy(struct backend *b)
 
 static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
 {
-    if (o->numerics != NUMERICS_REF)
-        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use 'ref'"), NULL;
+    if (o->numerics == NUMERICS_FAST && !model_is_quantised(m))
+        return err_set(e, "numerics 'fast' on the CPU needs weights in GGUF quantisation blocks "
+                          "(DeepSeek's FP8 recipe for FP8 checkpoints is not implemented yet); "
+                          "use 'ref' or 'auto'"), NULL;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
     if (make_kv(b, o, e) != 0) {
@@ -79,9 +81,11 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     backend_limits(m, o, b->st.n_blocks, &b->lim);
     b->tp = tp_create(o->threads);
     b->fwd = fwd_create(m, o->max_tokens, b->tp);
-    b->st.weight_bytes = m->st.n_bytes; /* mapped in place, not copied */
-    snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels", tp_size(b->tp),
-             simd_best()->name);
+    fwd_set_q8(b->fwd, backend_numerics(backend_cpu(), m, o->numerics) == NUMERICS_FAST);
+    b->st.weight_bytes = model_bytes(m); /* mapped in place, not copied */
+    snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels%s", tp_size(b->tp),
+             simd_best()->name,
+             backend_numerics(backend_cpu(), m, o->numerics) == NUMERICS_FAST ? ", 8-bit activations" : "");
     return b;
 }
 

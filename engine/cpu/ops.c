@@ -3,6 +3,7 @@
  * kernel set's dot tiles over all tokens. */
 #include "engine/cpu/ops.h"
 
+#include "engine/cpu/quant_kernels.h"
 #include "engine/err.h"
 
 enum {
@@ -21,6 +22,7 @@ static int rows_per_block(int64_t cols)
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                        int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
+    if (dtype_is_quant(w->dtype)) { qk_matmul(o, thread, w, r0, r1, x, ldx, n, y, ldy); return; }
     if (o->k->direct && n <= SIMD_DIRECT_MAX && w->dtype != DT_F16) {
         o->k->direct(w, r0, (int)(r1 - r0), x, ldx, n, y, ldy);
         return;

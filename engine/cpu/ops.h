@@ -16,6 +16,8 @@
 struct ops {
     struct tp *tp;                /* never NULL */
     const struct simd_kernels *k; /* never NULL */
+    int q8;                       /* quantised weights meet activations quantised to 8 bits
+                                   * (integer dot products, as llama.cpp); 0: exact widening */
 };
 
 /* y[t][o - r0] = Σ_i W[o][i] · x[t][i] for o in [r0, r1), t < n; rows split across the pool. */
