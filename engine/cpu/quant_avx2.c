@@ -1,7 +1,25 @@
-/* quant_avx2: the AVX2 set of the 8-bit quantised path (quant_kernels.h). */
+/* quant_avx2: the AVX2 set of the 8-bit quantised path — quant_simd.h with maddubs + madd. */
 #include "engine/cpu/quant_kernels.h"
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#define QS(name) avx2_##name
+#define QS_VNNI 0
+#include "engine/cpu/quant_simd.h"
+#undef QS_VNNI
+#undef QS
+#pragma GCC pop_options
+
+static const struct qk_set avx2_qset = {"avx2", avx2_quantize, avx2_unpack, avx2_dot};
+#endif
 
 const struct qk_set *qk_avx2(void)
 {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &avx2_qset;
+#endif
     return NULL;
 }

@@ -1,6 +1,7 @@
-/* quant_kernels: the matmul entry for quantised weights (exact or 8-bit activations), and the
- * portable reference set of the 8-bit path: activation quantisation, per-type row unpacking
- * into (u, scl, mn), and the dot. The SIMD sets live in quant_avx2.c and quant_avx512.c. */
+/* quant_kernels: the matmul entry for quantised weights (exact or 8-bit activations), the
+ * scratch layout, and the portable reference set of the 8-bit path: activation quantisation as
+ * ggml's quantize_row_q8_0/q8_1/q8_K, per-type row unpacking, and the dots. The SIMD sets are
+ * quant_simd.h compiled by quant_avx2.c and quant_avx512.c. */
 #include "engine/cpu/quant_kernels.h"
 
 #include <math.h>
@@ -8,6 +9,20 @@
 
 #include "engine/err.h"
 #include "engine/model/quant.h"
+
+struct qk_type qk_type_of(enum dtype t)
+{
+    switch (t) {
+    case DT_Q4_0: return (struct qk_type){0, 3, 0, 0};
+    case DT_Q5_0: return (struct qk_type){0, 4, 0, 0};
+    case DT_Q4_1: case DT_Q5_1: return (struct qk_type){0, -1, 1, 0};
+    case DT_Q8_0: return (struct qk_type){0, -1, 0, 1};
+    case DT_Q2_K: case DT_Q4_K: case DT_Q5_K: return (struct qk_type){1, -1, 1, 0};
+    case DT_Q3_K: return (struct qk_type){1, 2, 0, 0};
+    case DT_Q6_K: return (struct qk_type){1, 5, 0, 0};
+    default: ERR_FATAL("qk_type_of: %s is not a block type", dtype_name(t));
+    }
+}
 
 /* ---- exact path ------------------------------------------------------------------------------ */
 
@@ -41,23 +56,45 @@ static size_t up64(size_t n)
     return (n + 63) / 64 * 64;
 }
 
+/* Sizes of the pieces, in layout order: q, d, s, s4, bs (n tokens), then u, d, m, scp, sc, mn. */
+static void sizes(int64_t k, int n, size_t sz[11])
+{
+    size_t K = (size_t)k, N = (size_t)n;
+    size_t v[11] = {N * K, N * K / 32 * 4, N * K / 32 * 4, N * K / 4 * 4, N * K / 16 * 2,
+                    K, K / 32 * 4, K / 32 * 4, K / 2 * 2, K / 16 * 2, K / 16 * 2};
+    for (int i = 0; i < 11; i++) sz[i] = up64(v[i]);
+}
+
+size_t qk_scratch_bytes(int64_t k, int n)
+{
+    size_t sz[11], total = 0;
+    sizes(k, n, sz);
+    for (int i = 0; i < 11; i++) total += sz[i];
+    return total;
+}
+
+void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *row)
+{
+    size_t sz[11];
+    uint8_t *p[11], *at = buf;
+    sizes(k, n, sz);
+    for (int i = 0; i < 11; i++) p[i] = at, at += sz[i];
+    *a = (struct qk_act){k, (int8_t *)p[0], (float *)p[1], (float *)p[2], (int32_t *)p[3], (int16_t *)p[4]};
+    *row = (struct qk_row){p[5], (float *)p[6], (float *)p[7], (int16_t *)p[8], (int16_t *)p[9], (int16_t *)p[10]};
+}
+
 /* Quantises the tokens, then unpacks each row once and dots it with every token. */
 static void matmul_q8(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                       int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
     const struct qk_set *s = qk_set_for(o->k);
-    size_t k = (size_t)w->cols, nq = up64((size_t)n * k), nd = up64((size_t)n * k / 4 * 4);
-    size_t nx = up64((size_t)n * k / 16 * 4), nu = up64(k), ns = up64(k / 4 * 4);
-    uint8_t *buf = tp_scratch(o->tp, thread, nq + nd + nx + nu + ns + up64(k / 16 * 4));
-    int8_t *q = (int8_t *)buf;
-    float *dxl = (float *)(buf + nq), *xs = (float *)(buf + nq + nd);
-    uint8_t *u = buf + nq + nd + nx;
-    float *scl = (float *)(u + nu), *mn = (float *)(u + nu + ns);
-    for (int t = 0; t < n; t++)
-        s->quantize(x + t * ldx, (int64_t)k, q + t * k, dxl + t * k / 4, xs + t * k / 16);
+    struct qk_act a;
+    struct qk_row row;
+    qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, n)), w->cols, n, &a, &row);
+    for (int t = 0; t < n; t++) s->quantize(x + t * ldx, w->dtype, &a, t);
     for (int64_t r = r0; r < r1; r++) {
-        s->unpack(w, r, u, scl, mn);
-        s->dot(u, scl, mn, (int64_t)k, q, dxl, xs, n, y + (r - r0), ldy);
+        s->unpack(w, r, &row);
+        s->dot(w->dtype, &row, &a, n, y + (r - r0), ldy);
     }
 }
 
@@ -68,45 +105,70 @@ void qk_matmul(const struct ops *o, int thread, const struct weight *w, int64_t 
     else matmul_exact(o, thread, w, r0, r1, x, ldx, n, y, ldy);
 }
 
-/* ---- the reference set ----------------------------------------------------------------------- */
+/* ---- the reference set: activations ---------------------------------------------------------- */
 
-static void scalar_quantize(const float *x, int64_t k, int8_t *q, float *dxl, float *xs)
+static float fp16_round(float f)
 {
-    for (int64_t b = 0; b < k; b += 32) {
+    return f16_to_f32(f32_to_f16(f));
+}
+
+/* Blocks of 32 (ggml's quantize_row_q8_0 / q8_1, its SIMD rounding: to nearest even). */
+static void quantize32(const float *x, int64_t k, int8_t *q, float *d, float *s, int32_t *s4)
+{
+    for (int64_t b = 0; b < k / 32; b++, x += 32, q += 32) {
         float amax = 0.0f;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b + i]));
-        float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int sum[2] = {0, 0};
-        for (int i = 0; i < 32; i++) {
-            q[b + i] = (int8_t)nearbyintf(x[b + i] * id);
-            sum[i / 16] += q[b + i];
-        }
-        for (int i = 0; i < 8; i++) dxl[b / 4 + i] = d;
-        xs[b / 16] = d * (float)sum[0], xs[b / 16 + 1] = d * (float)sum[1];
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float db = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) sum += q[i] = (int8_t)nearbyintf(x[i] * id);
+        d[b] = fp16_round(db), s[b] = fp16_round(db * (float)sum);
+        for (int l = 0; l < 8; l++) s4[8 * b + l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
     }
 }
 
-/* Sets the 4 lane multipliers of a group of 16 codes and its offset. */
-static void group16(float *scl, float *mn, int g, float s, float m)
+/* Super-blocks of 256 (ggml's quantize_row_q8_K_ref): the scale from the value of largest
+ * magnitude, signed, so that it becomes -127. */
+static void quantize256(const float *x, int64_t k, int8_t *q, float *d, int16_t *bs)
 {
-    for (int i = 0; i < 4; i++) scl[4 * g + i] = s;
-    mn[g] = m;
+    for (int64_t b = 0; b < k / 256; b++, x += 256, q += 256) {
+        float amax = 0.0f, max = 0.0f;
+        for (int i = 0; i < 256; i++)
+            if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+        float is = amax != 0.0f ? -127.0f / max : 0.0f;
+        for (int i = 0; i < 256; i++) {
+            int v = (int)nearbyintf(is * x[i]);
+            q[i] = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += q[16 * g + i];
+            bs[16 * b + g] = (int16_t)sum;
+        }
+        d[b] = amax != 0.0f ? 1.0f / is : 0.0f;
+    }
 }
 
-/* Legacy blocks: one scale and offset for 32 codes. */
-static void unpack_legacy(enum dtype t, const uint8_t *p, uint8_t *u, float *scl, float *mn)
+static void scalar_quantize(const float *x, enum dtype wt, struct qk_act *a, int t)
 {
-    float d = quant_f16(p), m;
+    int64_t k = a->k;
+    if (qk_type_of(wt).k_type)
+        quantize256(x, k, a->q + t * k, a->d + t * k / 32, a->bs + t * k / 16);
+    else quantize32(x, k, a->q + t * k, a->d + t * k / 32, a->s + t * k / 32, a->s4 + t * k / 4);
+}
+
+/* ---- the reference set: rows ----------------------------------------------------------------- */
+
+static void unpack_legacy(enum dtype t, const uint8_t *p, uint8_t *u, float *d, float *m)
+{
+    *d = quant_f16(p);
     switch (t) {
     case DT_Q8_0:
-        for (int j = 0; j < 32; j++) u[j] = (uint8_t)(p[2 + j] ^ 0x80);
-        m = -128.0f * d;
+        memcpy(u, p + 2, 32);
         break;
     case DT_Q4_0:
     case DT_Q4_1: {
         const uint8_t *qs = p + (t == DT_Q4_0 ? 2 : 4);
         for (int j = 0; j < 16; j++) u[j] = qs[j] & 15, u[j + 16] = qs[j] >> 4;
-        m = t == DT_Q4_0 ? -8.0f * d : quant_f16(p + 2);
         break;
     }
     default: { /* Q5_0, Q5_1 */
@@ -116,102 +178,133 @@ static void unpack_legacy(enum dtype t, const uint8_t *p, uint8_t *u, float *scl
             u[j] = (uint8_t)((qs[j] & 15) | ((h >> j) & 1) << 4);
             u[j + 16] = (uint8_t)((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4);
         }
-        m = t == DT_Q5_0 ? -16.0f * d : quant_f16(p + 2);
         break;
     }
     }
-    group16(scl, mn, 0, d, m), group16(scl, mn, 1, d, m);
+    *m = t == DT_Q4_1 || t == DT_Q5_1 ? quant_f16(p + 2) : 0.0f;
 }
 
-static void unpack_q2_k(const struct blk_q2_k *b, uint8_t *u, float *scl, float *mn)
+/* The 2-bit codes of Q2_K and Q3_K: value 128h + 32s + l is bits 2s.. of qs[32h + l]. */
+static void codes2(const uint8_t *qs, uint8_t *u)
 {
-    float d = quant_f16(b->d), dmin = quant_f16(b->dmin);
-    for (int i = 0; i < 256; i++) u[i] = (b->qs[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3;
-    for (int g = 0; g < 16; g++)
-        group16(scl, mn, g, d * (float)(b->scales[g] & 15), -(dmin * (float)(b->scales[g] >> 4)));
+    for (int i = 0; i < 256; i++) u[i] = (qs[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3;
 }
 
-static void unpack_q3_k(const struct blk_q3_k *b, uint8_t *u, float *scl, float *mn)
+/* One K super-block into u, sc, mn (per 16; d and dmin apart). */
+static void unpack_k(enum dtype t, const uint8_t *p, uint8_t *u, float *d, float *dmin,
+                     int16_t *sc, int16_t *mn)
 {
-    float d = quant_f16(b->d);
-    int8_t sc[16];
-    quant_q3k_scales(b->scales, sc);
-    for (int i = 0; i < 256; i++) {
-        int q = (b->qs[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3;
-        u[i] = (uint8_t)(q | ((b->hmask[i % 32] >> (i / 32)) & 1) << 2);
+    switch (t) {
+    case DT_Q2_K: {
+        const struct blk_q2_k *b = (const void *)p;
+        codes2(b->qs, u);
+        for (int g = 0; g < 16; g++) sc[g] = b->scales[g] & 15, mn[g] = b->scales[g] >> 4;
+        *d = quant_f16(b->d), *dmin = quant_f16(b->dmin);
+        break;
     }
-    for (int g = 0; g < 16; g++) {
-        float dl = d * (float)sc[g];
-        group16(scl, mn, g, dl, -4.0f * dl);
+    case DT_Q3_K: {
+        const struct blk_q3_k *b = (const void *)p;
+        int8_t s[16];
+        codes2(b->qs, u);
+        for (int i = 0; i < 256; i++) u[i] |= (uint8_t)(((b->hmask[i % 32] >> (i / 32)) & 1) << 2);
+        quant_q3k_scales(b->scales, s);
+        for (int g = 0; g < 16; g++) sc[g] = s[g], mn[g] = 0;
+        *d = quant_f16(b->d), *dmin = 0.0f;
+        break;
     }
-}
-
-/* Q4_K and Q5_K (qh NULL for Q4_K). */
-static void unpack_k45(const uint8_t *dd, const uint8_t *scales, const uint8_t *qh,
-                       const uint8_t *qs, uint8_t *u, float *scl, float *mn)
-{
-    float d = quant_f16(dd), dmin = quant_f16(dd + 2);
-    for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        quant_k4_scale_min(scales, j, &sc, &m);
-        for (int l = 0; l < 32; l++) {
-            int q = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15;
-            u[32 * j + l] = (uint8_t)(q | (qh ? ((qh[l] >> j) & 1) << 4 : 0));
+    case DT_Q4_K:
+    case DT_Q5_K: {
+        const uint8_t *scales = p + 4, *qh = t == DT_Q5_K ? p + 16 : NULL, *qs = t == DT_Q5_K ? p + 48 : p + 16;
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            quant_k4_scale_min(scales, j, &s, &m);
+            sc[2 * j] = sc[2 * j + 1] = s, mn[2 * j] = mn[2 * j + 1] = m;
+            for (int l = 0; l < 32; l++)
+                u[32 * j + l] = (uint8_t)(((qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15) |
+                                          (qh ? ((qh[l] >> j) & 1) << 4 : 0));
         }
-        float dl = d * (float)sc, ml = -(dmin * (float)m);
-        group16(scl, mn, 2 * j, dl, ml), group16(scl, mn, 2 * j + 1, dl, ml);
+        *d = quant_f16(p), *dmin = quant_f16(p + 2);
+        break;
+    }
+    default: { /* Q6_K */
+        const struct blk_q6_k *b = (const void *)p;
+        for (int i = 0; i < 256; i++) {
+            int h = i / 128, r = i % 128;
+            int lo = (b->ql[64 * h + r % 64] >> (4 * (r / 64))) & 15;
+            int hi = (b->qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+            u[i] = (uint8_t)(lo | hi << 4);
+        }
+        for (int g = 0; g < 16; g++) sc[g] = b->scales[g], mn[g] = 0;
+        *d = quant_f16(b->d), *dmin = 0.0f;
+        break;
+    }
     }
 }
 
-static void unpack_q6_k(const struct blk_q6_k *b, uint8_t *u, float *scl, float *mn)
-{
-    float d = quant_f16(b->d);
-    for (int i = 0; i < 256; i++) {
-        int h = i / 128, r = i % 128;
-        int lo = (b->ql[64 * h + r % 64] >> (4 * (r / 64))) & 15;
-        int hi = (b->qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-        u[i] = (uint8_t)(lo | hi << 4);
-    }
-    for (int g = 0; g < 16; g++) {
-        float dl = d * (float)b->scales[g];
-        group16(scl, mn, g, dl, -32.0f * dl);
-    }
-}
-
-static void scalar_unpack(const struct weight *w, int64_t r, uint8_t *u, float *scl, float *mn)
+static void scalar_unpack(const struct weight *w, int64_t r, struct qk_row *row)
 {
     enum dtype t = w->dtype;
     int blk = dtype_block(t);
     size_t bs = dtype_size(t);
     const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(t, w->cols);
-    for (int64_t c = 0; c < w->cols; c += blk, p += bs, u += blk, scl += blk / 4, mn += blk / 16) {
-        switch (t) {
-        case DT_Q2_K: unpack_q2_k((const struct blk_q2_k *)p, u, scl, mn); break;
-        case DT_Q3_K: unpack_q3_k((const struct blk_q3_k *)p, u, scl, mn); break;
-        case DT_Q4_K: unpack_k45(p, p + 4, NULL, p + 16, u, scl, mn); break;
-        case DT_Q5_K: unpack_k45(p, p + 4, p + 16, p + 48, u, scl, mn); break;
-        case DT_Q6_K: unpack_q6_k((const struct blk_q6_k *)p, u, scl, mn); break;
-        default: unpack_legacy(t, p, u, scl, mn); break;
+    for (int64_t b = 0; b < w->cols / blk; b++, p += bs) {
+        if (blk == 32) {
+            unpack_legacy(t, p, row->u + 32 * b, &row->d[b], &row->m[b]);
+            continue;
         }
+        unpack_k(t, p, row->u + 256 * b, &row->d[b], &row->m[b], row->sc + 16 * b, row->mn + 16 * b);
+        for (int i = 0; i < 128; i++) row->scp[128 * b + i] = row->sc[16 * b + i / 8];
     }
 }
 
-static void scalar_dot(const uint8_t *u, const float *scl, const float *mn, int64_t k,
-                       const int8_t *q, const float *dxl, const float *xs, int nt, float *y,
-                       int64_t ldy)
+/* ---- the reference set: dots ----------------------------------------------------------------- */
+
+/* Σ over a block of 32 of the codes (less the zero point) times the quants. */
+static int block_dot(const uint8_t *u, const int8_t *q, int n, struct qk_type ty)
 {
-    for (int t = 0; t < nt; t++) {
-        const int8_t *qt = q + t * k;
-        const float *dt = dxl + t * k / 4, *st = xs + t * k / 16;
-        float acc = 0.0f;
-        for (int64_t l = 0; l < k / 4; l++) {
-            int p = 0;
-            for (int i = 0; i < 4; i++) p += u[4 * l + i] * qt[4 * l + i];
-            acc += (float)p * (scl[l] * dt[l]);
-        }
-        for (int64_t g = 0; g < k / 16; g++) acc += mn[g] * st[g];
-        y[t * ldy] = acc;
+    int sum = 0;
+    for (int i = 0; i < n; i++) {
+        int w = ty.is_signed ? (int8_t)u[i] : ty.shift >= 0 ? u[i] - (1 << ty.shift) : u[i];
+        sum += w * q[i];
     }
+    return sum;
+}
+
+static float dot_legacy(struct qk_type ty, const struct qk_row *row, const struct qk_act *a, int t)
+{
+    int64_t k = a->k;
+    float acc = 0.0f, summ = 0.0f;
+    for (int64_t b = 0; b < k / 32; b++) {
+        int isum = block_dot(row->u + 32 * b, a->q + t * k + 32 * b, 32, ty);
+        acc += (float)isum * (row->d[b] * a->d[t * k / 32 + b]);
+        if (ty.mins) summ += row->m[b] * a->s[t * k / 32 + b];
+    }
+    return acc + summ;
+}
+
+static float dot_k(struct qk_type ty, const struct qk_row *row, const struct qk_act *a, int t)
+{
+    int64_t k = a->k;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t b = 0; b < k / 256; b++) {
+        int isum = 0, msum = 0;
+        for (int g = 0; g < 16; g++) {
+            int64_t o = 256 * b + 16 * g;
+            isum += row->sc[16 * b + g] * block_dot(row->u + o, a->q + t * k + o, 16, ty);
+            msum += row->mn[16 * b + g] * a->bs[t * k / 16 + 16 * b + g];
+        }
+        float dx = a->d[t * k / 32 + b];
+        acc += (float)isum * (row->d[b] * dx);
+        if (ty.mins) accm += (float)msum * (row->m[b] * dx);
+    }
+    return acc - accm;
+}
+
+static void scalar_dot(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
+                       float *y, int64_t ldy)
+{
+    struct qk_type ty = qk_type_of(wt);
+    for (int t = 0; t < nt; t++) y[t * ldy] = ty.k_type ? dot_k(ty, row, a, t) : dot_legacy(ty, row, a, t);
 }
 
 static const struct qk_set scalar_set = {"scalar", scalar_quantize, scalar_unpack, scalar_dot};

@@ -3,19 +3,19 @@
  *
  *  - exact (ops.q8 == 0, `--numerics ref`): rows are dequantised to the exact floats of ggml's
  *    reference and multiplied in F32 with the kernel set's dot tiles, like BF16 or FP8 weights.
- *  - 8-bit activations (ops.q8, the default): as llama.cpp does, each token's activations are
- *    quantised to int8 in blocks of 32 (one float scale per block), and each weight row is
- *    unpacked once into unsigned codes u with a float multiplier per 4 codes (scl, the block or
- *    group scale) and an offset per 16 codes (mn: the min, or the zero point times the scale),
- *    so that a weight is w = scl·u + mn. A row's dot with a token is then
- *        Σ_lanes P · scl · dx  +  Σ_groups mn · xs
- *    with P the integer dot of 4 codes with 4 int8 activations, dx the activation scale and xs
- *    the sum of the dequantised activations of the group of 16. The integer dots run on
- *    AVX-512 VNNI / AVX-512 BW / AVX2 (maddubs) and are exact; only the float sums differ
- *    between kernel sets, by reassociation.
+ *  - 8-bit activations (ops.q8: `--numerics fast`, the default for quantised models): each
+ *    token's activations are quantised the way llama.cpp's CPU backend quantises them — for the
+ *    32-value types (Q4_0 .. Q8_0) to int8 blocks of 32 with an fp16 scale d (and, for Q4_1 and
+ *    Q5_1, s = d·Σq in fp16), for the K types to int8 super-blocks of 256 with an f32 scale and
+ *    the sums of each 16 — and every dot product is exact integer arithmetic per block, scaled
+ *    in float: Σ_b d_w·d_x·Σ(w_q·x_q) (+ m_w·s_x), with the K types' 6-bit group scales and mins
+ *    applied to the integer sums. The integers agree with llama.cpp's exactly; only the order of
+ *    the float sums differs.
  *
- * Each (row, token) result is computed whole, in one fixed order, by one thread: results do not
- * depend on the batch, the tile or the thread count (batch invariance holds as for F32). */
+ * In the 8-bit path a weight row is first unpacked once into codes u (one byte per value) plus its
+ * scales, then dotted with every token of the batch, so a decode batch reads and unpacks each
+ * weight once. Each (row, token) result is computed whole, in one fixed order, by one thread:
+ * results do not depend on the batch, the tile or the thread count. */
 #ifndef SEEKD_QUANT_KERNELS_H
 #define SEEKD_QUANT_KERNELS_H
 
@@ -30,26 +30,57 @@ void qk_widen_rows(const struct weight *w, int64_t r, int n, float *out, int64_t
 void qk_matmul(const struct ops *o, int thread, const struct weight *w, int64_t r0, int64_t r1,
                const float *x, int64_t ldx, int n, float *y, int64_t ldy);
 
-/* One kernel set's pieces of the 8-bit path (exposed for the tests). k is a row length (a
- * multiple of 32); a token's activations are q [k] int8, dxl [k / 4] (its block's scale for each
- * 4 values) and xs [k / 16]; a row is u [k], scl [k / 4], mn [k / 16]. */
+/* Quantised activations of some tokens, all of row length k. Token t's values are at
+ * q + t·k, d + t·k/32, s + t·k/32, s4 + t·k/4, bs + t·k/16. */
+struct qk_act {
+    int64_t k;
+    int8_t *q;   /* the quants */
+    float *d;    /* 32-value types: each block's scale (an fp16 value); K types: each
+                  * super-block's f32 scale (the first k/256 entries) */
+    float *s;    /* 32-value types: each block's fp16(d · Σq) */
+    int32_t *s4; /* 32-value types: the sum of each 4 consecutive quants */
+    int16_t *bs; /* K types: the sum of each 16 consecutive quants */
+};
+
+/* One weight row unpacked: w = d·sc·(u − off) − m·mn per value, u one byte each. */
+struct qk_row {
+    uint8_t *u;    /* [k] codes, unsigned (Q8_0: its signed bytes) */
+    float *d;      /* 32-value types: [k/32] block scales; K types: [k/256] */
+    float *m;      /* Q4_1, Q5_1: [k/32] block mins (added, x = d·u + m); K types: [k/256] dmin */
+    int16_t *scp;  /* K types: [k/2] the group scale of each pair of codes */
+    int16_t *sc;   /* K types: [k/16] the scale of each group of 16 */
+    int16_t *mn;   /* K types with mins: [k/16] the min of each group of 16 */
+};
+
+/* One kernel set of the 8-bit path (exposed for the tests). */
 struct qk_set {
     const char *name;
-    void (*quantize)(const float *x, int64_t k, int8_t *q, float *dxl, float *xs);
-    /* Row r of w unpacked into u, scl, mn. */
-    void (*unpack)(const struct weight *w, int64_t r, uint8_t *u, float *scl, float *mn);
-    /* y[t * ldy] = the dot of the row with token t, for nt tokens whose activations are stored
-     * at stride k (q), k / 4 (dxl) and k / 16 (xs). */
-    void (*dot)(const uint8_t *u, const float *scl, const float *mn, int64_t k, const int8_t *q,
-                const float *dxl, const float *xs, int nt, float *y, int64_t ldy);
+    /* Token t of a, from k floats, in the activation format weights of type wt need. */
+    void (*quantize)(const float *x, enum dtype wt, struct qk_act *a, int t);
+    void (*unpack)(const struct weight *w, int64_t r, struct qk_row *row);
+    /* y[t · ldy] = the row's dot with token t, t < nt. */
+    void (*dot)(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
+                float *y, int64_t ldy);
 };
 
 /* The 8-bit set that goes with a SIMD kernel set (by name: scalar, avx2, avx512). */
 const struct qk_set *qk_set_for(const struct simd_kernels *k);
 
-/* The portable reference set, and the SIMD ones (NULL when the CPU lacks them). */
+/* The portable reference set, and the SIMD ones (NULL when the CPU lacks them; qk_avx512 needs
+ * AVX-512 VNNI, and falls back to the AVX2 set without it). */
 const struct qk_set *qk_scalar(void);
 const struct qk_set *qk_avx2(void);
 const struct qk_set *qk_avx512(void);
+
+/* What the kernels need to know of a weight type: a 256-value K type, its zero point as a
+ * shift (u − 2^shift; -1: none), whether it has mins, whether its codes are signed (Q8_0). */
+struct qk_type {
+    int k_type, shift, mins, is_signed;
+};
+struct qk_type qk_type_of(enum dtype t);
+
+/* Scratch bytes for qk_act of n tokens and one qk_row of length k, and their layout in buf. */
+size_t qk_scratch_bytes(int64_t k, int n);
+void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *row);
 
 #endif

@@ -62,6 +62,22 @@ float f16_to_f32(uint16_t h)
     return s ? -v : v;
 }
 
+uint16_t f32_to_f16(float f)
+{
+    uint32_t x, ax;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return sign | 0x7e00;         /* NaN */
+    if (ax >= 0x477ff000u) return sign | 0x7c00;        /* 65520 and up round to infinity */
+    if (ax < 0x38800000u) {                             /* below 2^-14: a subnormal (or 0) */
+        float v;
+        memcpy(&v, &ax, sizeof v);
+        return sign | (uint16_t)nearbyintf(v * 16777216.0f); /* units of 2^-24, ties to even */
+    }
+    return sign | (uint16_t)((ax + 0xfffu + ((ax >> 13) & 1u) - 0x38000000u) >> 13);
+}
+
 float fp8e4m3_to_f32(uint8_t b)
 {
     int s = b >> 7, e = (b >> 3) & 15, m = b & 7;

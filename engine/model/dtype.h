@@ -63,6 +63,9 @@ static inline uint16_t f32_to_bf16(float f)
 
 float f16_to_f32(uint16_t h);
 
+/* Round to nearest even, as the F16C instruction does (overflow to infinity, NaN kept). */
+uint16_t f32_to_f16(float f);
+
 /* Decodes one float8_e4m3fn byte. */
 float fp8e4m3_to_f32(uint8_t b);
 
