@@ -17,6 +17,7 @@
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
+#include "engine/vocab.h"
 
 struct engine {
     struct model *m;
@@ -371,14 +372,6 @@ static void *engine_main(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-static struct tok *load_tokenizer(const char *dir, struct err *e)
-{
-    char tj[4096], tc[4096];
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", dir);
-    return tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, e);
-}
-
 /* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
 static int setup_backend(struct engine *eng, const struct engine_opts *o, struct err *e)
 {
@@ -409,7 +402,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     pthread_cond_init(&eng->cv, NULL);
     eng->m = model_load_progress(o->model_dir, o->progress, e);
     if (!eng->m) goto fail;
-    eng->tok = load_tokenizer(o->tokenizer_dir && o->tokenizer_dir[0] ? o->tokenizer_dir : o->model_dir, e);
+    eng->tok = vocab_load(eng->m, o->model_dir, o->tokenizer_dir, e);
     if (!eng->tok) goto fail;
     if (tok_n_vocab(eng->tok) > eng->m->cfg.vocab_size) {
         err_set(e, "%s: the tokenizer has %d ids but the model only %d", o->model_dir,

@@ -20,7 +20,7 @@
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const char *const kv_dtypes[] = {"bf16", "f32", NULL};
-static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", NULL};
+static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", "chatml", "llama3", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
@@ -65,9 +65,10 @@ static const struct opt_def opt_table[] = {
      .metavar = "ORIGIN", .help = "origins browsers may call from (\"*\" = any); none = CORS off"},
     /* model */
     {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
-     .metavar = "DIR", .help = "checkpoint directory (config.json, *.safetensors); required"},
+     .metavar = "PATH",
+     .help = "checkpoint directory (config.json, *.safetensors) or GGUF file; required"},
     {STR(tokenizer), .flag = "--tokenizer", .def = "", .group = "Model", .metavar = "DIR",
-     .help = "directory of tokenizer.json and tokenizer_config.json; empty = the model's"},
+     .help = "directory of tokenizer.json and tokenizer_config.json; empty = the model's own"},
     {LIST(served_model_name), .flag = "--served-model-name", .def = "", .group = "Model",
      .metavar = "NAME", .help = "model id in the API, then aliases; none = the directory's name"},
     {ENUM(chat_template, enum opt_chat_template, templates), .flag = "--chat-template",

@@ -67,7 +67,8 @@ static enum backend_kind backend_kind_of(enum opt_backend b)
     return b == OPT_BACKEND_CPU ? BACKEND_CPU : b == OPT_BACKEND_CUDA ? BACKEND_CUDA : BACKEND_AUTO;
 }
 
-/* The served names: --served-model-name, else the model directory's base name. */
+/* The served names: --served-model-name, else the model directory's or file's base name (a
+ * GGUF's without ".gguf"). */
 static char **model_names(const struct seekd_options *o)
 {
     int n = o->served_model_name.n_items;
@@ -78,6 +79,8 @@ static char **model_names(const struct seekd_options *o)
         size_t len = strlen(dup);
         while (len > 1 && dup[len - 1] == '/') dup[--len] = 0;
         names[0] = strdup(basename(dup));
+        size_t bl = strlen(names[0]);
+        if (bl > 5 && !strcmp(names[0] + bl - 5, ".gguf")) names[0][bl - 5] = 0;
         free(dup);
     }
     return names;
@@ -85,7 +88,8 @@ static char **model_names(const struct seekd_options *o)
 
 static const char *template_option(enum opt_chat_template t)
 {
-    return t == OPT_TEMPLATE_DEEPSEEK_V3 ? "deepseek-v3" : t == OPT_TEMPLATE_DEEPSEEK_R1 ? "deepseek-r1" : "auto";
+    static const char *const names[] = {"auto", "deepseek-v3", "deepseek-r1", "chatml", "llama3"};
+    return names[t];
 }
 
 /* Everything `seekd serve` holds while it runs. */

@@ -1,5 +1,7 @@
-/* chat: DeepSeek-V3 (original hub template) and DeepSeek-R1 (hub template of Feb 2025) rendered
- * to token ids.
+/* chat: DeepSeek-V3 (original hub template) and DeepSeek-R1 (hub template of Feb 2025, also the
+ * R1-Distill models'), ChatML and Llama 3 rendered to token ids. No template text is ever run:
+ * the model's template only chooses among these renderers (and, for ChatML, may supply the
+ * default system prompt).
  *
  * Rendering keeps a pending text buffer: template literals and message content are appended to
  * it, and each marker (an added token such as <｜User｜>) first flushes the buffer through the
@@ -13,15 +15,21 @@
 
 enum marker {
     M_BOS, M_EOS, M_USER, M_ASSISTANT, M_CALLS_BEGIN, M_CALLS_END, M_CALL_BEGIN, M_CALL_END,
-    M_SEP, M_OUTPUTS_BEGIN, M_OUTPUTS_END, M_OUTPUT_BEGIN, M_OUTPUT_END, M_THINK, N_MARKERS
+    M_SEP, M_OUTPUTS_BEGIN, M_OUTPUTS_END, M_OUTPUT_BEGIN, M_OUTPUT_END, M_THINK,
+    M_IM_START, M_IM_END,                                   /* ChatML */
+    M_BEGIN_TEXT, M_HEADER_START, M_HEADER_END, M_EOT_ID,   /* Llama 3 */
+    N_MARKERS
 };
 
 static const char *const MARKER_TEXT[N_MARKERS] = {
     "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",
     "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
     "<｜tool▁sep｜>", "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>",
-    "<｜tool▁output▁end｜>", "<think>",
+    "<｜tool▁output▁end｜>", "<think>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>",
+    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
 };
+
+static const char *const TEMPLATE_NAMES[] = {"deepseek-v3", "deepseek-r1", "chatml", "llama3"};
 
 /* chat_template_hash of tests/fixtures/tokenizer/template_{v3,r1}.jinja (the official texts). */
 #define HASH_V3 0xf7dbff683e84df2aull
@@ -31,6 +39,7 @@ struct chat {
     const struct tok *tok;
     enum chat_template kind;
     int32_t marker[N_MARKERS]; /* ids; -1 when the tokenizer lacks it (then it is plain text) */
+    char *default_system;      /* ChatML: the template's system prompt when none is given */
 };
 
 uint64_t chat_template_hash(const char *s)
@@ -47,26 +56,64 @@ uint64_t chat_template_hash(const char *s)
     return h;
 }
 
+/* The template family a template text belongs to, by the markers it writes (as llama.cpp
+ * recognises them); -1 when none. */
+static int family(const char *text)
+{
+    if (strstr(text, "<|im_start|>")) return CHAT_CHATML;
+    if (strstr(text, "<|start_header_id|>") && strstr(text, "<|end_header_id|>")) return CHAT_LLAMA3;
+    if (strstr(text, "<｜Assistant｜>") && strstr(text, "<｜User｜>"))
+        return strstr(text, "</think>") ? CHAT_DEEPSEEK_R1 : CHAT_DEEPSEEK_V3;
+    return -1;
+}
+
 static int pick(const struct tok *t, const char *option, enum chat_template *kind, struct err *e)
 {
     if (option && strcmp(option, "auto")) {
-        if (!strcmp(option, "deepseek-v3")) *kind = CHAT_DEEPSEEK_V3;
-        else if (!strcmp(option, "deepseek-r1")) *kind = CHAT_DEEPSEEK_R1;
-        else return err_set(e, "chat_template \"%s\" is unknown: use deepseek-v3, deepseek-r1 or auto", option);
-        return 0;
+        for (int k = 0; k < (int)(sizeof TEMPLATE_NAMES / sizeof TEMPLATE_NAMES[0]); k++)
+            if (!strcmp(option, TEMPLATE_NAMES[k])) {
+                *kind = (enum chat_template)k;
+                return 0;
+            }
+        return err_set(e, "chat_template \"%s\" is unknown: use deepseek-v3, deepseek-r1, chatml, "
+                          "llama3 or auto", option);
     }
     const char *text = tok_chat_template(t);
     if (!text)
-        return err_set(e, "tokenizer_config.json has no chat_template: set the option chat_template "
-                          "to deepseek-v3 or deepseek-r1");
+        return err_set(e, "the model has no chat template (tokenizer_config.json or the GGUF's "
+                          "tokenizer.chat_template): set the option chat_template to deepseek-v3, "
+                          "deepseek-r1, chatml or llama3");
     uint64_t h = chat_template_hash(text);
-    if (h == HASH_V3) *kind = CHAT_DEEPSEEK_V3;
-    else if (h == HASH_R1) *kind = CHAT_DEEPSEEK_R1;
-    else
-        return err_set(e, "the chat_template in tokenizer_config.json is not one seekd knows (hash "
-                          "%016llx): set the option chat_template to deepseek-v3 or deepseek-r1",
+    int f = h == HASH_V3 ? CHAT_DEEPSEEK_V3 : h == HASH_R1 ? CHAT_DEEPSEEK_R1 : family(text);
+    if (f < 0)
+        return err_set(e, "the model's chat template is not one seekd knows (hash %016llx): set the "
+                          "option chat_template to deepseek-v3, deepseek-r1, chatml or llama3",
                        (unsigned long long)h);
+    *kind = (enum chat_template)f;
     return 0;
+}
+
+/* ChatML templates that add a system message when the conversation has none write it as a
+ * literal: '<|im_start|>system' newline TEXT '<|im_end|>'. TEXT is taken only when it holds no
+ * template syntax (quotes, braces), so a message the template builds from variables is not. */
+static char *default_system(const char *text)
+{
+    static const char head[] = "<|im_start|>system";
+    if (!strstr(text, "'system'") && !strstr(text, "\"system\"")) return NULL;
+    for (const char *p = strstr(text, head); p; p = strstr(p + 1, head)) {
+        const char *s = p + sizeof head - 1;
+        if (*s == '\n') s++;
+        else if (s[0] == '\\' && s[1] == 'n') s += 2;
+        else continue;
+        const char *end = strstr(s, "<|im_end|>");
+        if (!end || end == s) continue;
+        size_t n = (size_t)(end - s);
+        if (memchr(s, '\'', n) || memchr(s, '"', n) || memchr(s, '{', n) || memchr(s, '}', n) ||
+            memchr(s, '\\', n))
+            continue;
+        return strndup(s, n);
+    }
+    return NULL;
 }
 
 struct chat *chat_create(const struct tok *t, const char *option, struct err *e)
@@ -76,10 +123,20 @@ struct chat *chat_create(const struct tok *t, const char *option, struct err *e)
     struct chat *c = xcalloc(1, sizeof *c);
     c->tok = t, c->kind = kind;
     for (int m = 0; m < N_MARKERS; m++) c->marker[m] = tok_added_id(t, MARKER_TEXT[m]);
+    if (kind == CHAT_CHATML && tok_chat_template(t)) c->default_system = default_system(tok_chat_template(t));
     return c;
 }
 
-void chat_destroy(struct chat *c) { free(c); }
+void chat_destroy(struct chat *c)
+{
+    if (c) free(c->default_system);
+    free(c);
+}
+
+int32_t chat_end_of_turn(const struct chat *c)
+{
+    return c->marker[c->kind == CHAT_CHATML ? M_IM_END : c->kind == CHAT_LLAMA3 ? M_EOT_ID : M_EOS];
+}
 enum chat_template chat_kind(const struct chat *c) { return c->kind; }
 
 /* ---- rendering ------------------------------------------------------------------------------ */
@@ -233,14 +290,68 @@ static void message(struct render *r, const struct chat_msg *m)
     }
 }
 
+/* ---- ChatML and Llama 3: a header per message, no tool calls ------------------------------------ */
+
+static const char *const ROLE_NAME[] = {"system", "user", "assistant", "tool"};
+
+/* "   x  " → "x" (Jinja's trim, which the Llama 3 template applies to content). */
+static void trimmed(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t' || **s == '\n' || **s == '\r')) (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\n' || (*s)[*n - 1] == '\r')) (*n)--;
+}
+
+/* <|im_start|>ROLE\nCONTENT<|im_end|>\n */
+static void chatml_turn(struct render *r, const char *role, const char *s, size_t n)
+{
+    marker(r, M_IM_START);
+    cstr(r, role), cstr(r, "\n");
+    text(r, s, n);
+    marker(r, M_IM_END);
+    cstr(r, "\n");
+}
+
+/* <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT (trimmed)<|eot_id|> */
+static void llama3_turn(struct render *r, const char *role, const char *s, size_t n)
+{
+    marker(r, M_HEADER_START);
+    cstr(r, role);
+    marker(r, M_HEADER_END);
+    cstr(r, "\n\n");
+    trimmed(&s, &n);
+    text(r, s, n);
+    marker(r, M_EOT_ID);
+}
+
+static void render_headers(struct render *r, const struct chat_msg *msgs, int n_msgs, bool gen)
+{
+    const struct chat *c = r->c;
+    bool chatml = c->kind == CHAT_CHATML;
+    if (!chatml) marker(r, M_BEGIN_TEXT);
+    if (chatml && c->default_system && (!n_msgs || msgs[0].role != CHAT_SYSTEM))
+        chatml_turn(r, "system", c->default_system, strlen(c->default_system));
+    for (int i = 0; i < n_msgs; i++) {
+        const char *role = ROLE_NAME[msgs[i].role];
+        if (chatml) chatml_turn(r, role, msgs[i].content, msgs[i].content_len);
+        else llama3_turn(r, msgs[i].role == CHAT_TOOL ? "ipython" : role, msgs[i].content, msgs[i].content_len);
+    }
+    if (!gen) return;
+    if (chatml) marker(r, M_IM_START), cstr(r, "assistant\n");
+    else marker(r, M_HEADER_START), cstr(r, "assistant"), marker(r, M_HEADER_END), cstr(r, "\n\n");
+}
+
 /* Content the templates would fail on (null where they concatenate it) is refused. */
 static int check(const struct chat *c, const struct chat_msg *msgs, int n_msgs, struct err *e)
 {
     for (int i = 0; i < n_msgs; i++) {
         const struct chat_msg *m = &msgs[i];
-        bool may_be_null = m->role == CHAT_ASSISTANT && (c->kind == CHAT_DEEPSEEK_V3 || m->n_calls);
+        bool deepseek = c->kind == CHAT_DEEPSEEK_V3 || c->kind == CHAT_DEEPSEEK_R1;
+        bool may_be_null = deepseek && m->role == CHAT_ASSISTANT && (c->kind == CHAT_DEEPSEEK_V3 || m->n_calls);
         if (!m->content && !may_be_null) return err_set(e, "messages[%d]: content is required", i);
         if (m->role < CHAT_SYSTEM || m->role > CHAT_TOOL) return err_set(e, "messages[%d]: unknown role", i);
+        if (!deepseek && m->n_calls)
+            return err_set(e, "messages[%d]: tool calls are not supported with the %s chat template", i,
+                           TEMPLATE_NAMES[c->kind]);
         for (int k = 0; k < m->n_calls; k++)
             if (!m->calls[k].type || !m->calls[k].name || !m->calls[k].arguments)
                 return err_set(e, "messages[%d].tool_calls[%d]: type, name and arguments are required", i, k);
@@ -254,6 +365,13 @@ int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
     if (check(c, msgs, n_msgs, e)) return -1;
     size_t n0 = out->n;
     struct render r = {.c = c, .out = out, .e = e, .is_output_first = true};
+    if (c->kind == CHAT_CHATML || c->kind == CHAT_LLAMA3) {
+        render_headers(&r, msgs, n_msgs, add_generation_prompt);
+        flush(&r);
+        free(r.buf);
+        if (r.rc) out->n = n0;
+        return r.rc;
+    }
     marker(&r, M_BOS);
     bool first_system = true;
     for (int i = 0; i < n_msgs; i++) {
