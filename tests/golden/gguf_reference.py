@@ -151,7 +151,9 @@ def mla_attention(m, pre, x, pos, inv, mscale2):
 
 
 def route(m, logits, bias):
-    """Expert ids and weights of one token (llama.cpp's deepseek2 routing)."""
+    """Expert ids and weights of one token (llama.cpp's deepseek2 routing), and the margin of
+    the choice (the last kept group's score over the first dropped one's, the k-th expert's
+    over the next one's)."""
     E, k = logits.shape[0], m.get("expert_used_count")
     if m.get("expert_gating_func", 1) == 2:
         s = 1.0 / (1.0 + np.exp(-logits))
@@ -160,18 +162,24 @@ def route(m, logits, bias):
         s /= s.sum()
     choice = s + (bias if bias is not None else 0.0)
     groups, used = m.get("expert_group_count", 1), m.get("expert_group_used_count", 1)
+    margin = math.inf
     if groups > 1:
         g = choice.reshape(groups, -1)
         score = np.sort(g, -1)[:, -2:].sum(-1) if m.get("expert_gating_func", 1) == 2 else g.max(-1)
         keep = np.argsort(-score, kind="stable")[:used]
+        ranked = np.sort(score)[::-1]
+        margin = ranked[used - 1] - ranked[used] if used < groups else math.inf
         mask = np.full(groups, -np.inf)
         mask[keep] = 0.0
         choice = (g + mask[:, None]).reshape(-1)
     idx = np.argsort(-choice, kind="stable")[:k]
+    ranked = np.sort(choice)[::-1]
+    if k < len(ranked) and np.isfinite(ranked[k]):
+        margin = min(margin, ranked[k - 1] - ranked[k])
     wts = s[idx]
     if m.get("expert_weights_norm", False):
         wts = wts / wts.sum()
-    return idx, wts * m.get("expert_weights_scale", 1.0), np.sort(choice)[::-1]
+    return idx, wts * m.get("expert_weights_scale", 1.0), margin
 
 
 def moe(m, pre, x):
@@ -180,9 +188,8 @@ def moe(m, pre, x):
     out = np.zeros_like(x)
     margins = []
     for t in range(x.shape[0]):
-        idx, wts, ranked = route(m, x[t] @ w[pre + "ffn_gate_inp.weight"].T, bias)
-        k = len(idx)
-        margins.append(ranked[k - 1] - ranked[k])
+        idx, wts, margin = route(m, x[t] @ w[pre + "ffn_gate_inp.weight"].T, bias)
+        margins.append(margin)
         for e, g in zip(idx, wts):
             gate = w[pre + "ffn_gate_exps.weight"][e] @ x[t]
             up = w[pre + "ffn_up_exps.weight"][e] @ x[t]
