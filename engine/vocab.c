@@ -59,16 +59,20 @@ static int read_vocab(const struct gguf_set *g, struct tok_vocab *v, int32_t **t
                : 0;
 }
 
-static struct tok *from_gguf(const struct gguf_set *g, const char *path, struct err *e)
+struct tok *vocab_from_gguf(const struct gguf_set *g, const char *pre, struct err *e)
 {
     _Static_assert(sizeof(size_t) == sizeof(uint64_t), "string lengths are read in place");
     struct tok_vocab v;
     int32_t *types = NULL;
     char *strs[3] = {NULL, NULL, NULL};
-    struct tok *t = read_vocab(g, &v, &types, strs, e) == 0 ? tok_load_vocab(&v, e) : NULL;
+    struct tok *t = NULL;
+    if (read_vocab(g, &v, &types, strs, e) == 0) {
+        if (pre) v.pre = pre;
+        t = tok_load_vocab(&v, e);
+    }
     free(types);
     for (int i = 0; i < 3; i++) free(strs[i]);
-    if (!t) err_prefix(e, "%s", path);
+    if (!t) err_prefix(e, "%s", g->files[0].path);
     return t;
 }
 
@@ -76,6 +80,6 @@ struct tok *vocab_load(const struct model *m, const char *model_path, const char
                        struct err *e)
 {
     if (tokenizer_dir && tokenizer_dir[0]) return from_dir(tokenizer_dir, e);
-    if (m->gguf.n_files) return from_gguf(&m->gguf, model_path, e);
+    if (m->gguf.n_files) return vocab_from_gguf(&m->gguf, NULL, e);
     return from_dir(model_path, e);
 }

@@ -13,4 +13,8 @@
 struct tok *vocab_load(const struct model *m, const char *model_path, const char *tokenizer_dir,
                        struct err *e);
 
+/* The tokenizer of a GGUF file's vocabulary; pre, when not NULL, replaces its
+ * tokenizer.ggml.pre (a file converted with a wrong or missing name). */
+struct tok *vocab_from_gguf(const struct gguf_set *g, const char *pre, struct err *e);
+
 #endif

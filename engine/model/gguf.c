@@ -464,8 +464,9 @@ static char *shard_path(const char *path, size_t prefix, int no, int count)
     return p;
 }
 
-/* Opens shards 2..count of a split model whose first file is parsed; checks split.* keys. */
-static int open_shards(struct gguf_set *g, int64_t count, struct err *e)
+/* Opens shards 2..count of a split model whose first file is parsed; checks their split.* keys
+ * (the shard's number, the count, the total of tensors: the first shard's, total). */
+static int open_shards(struct gguf_set *g, int64_t count, int64_t total, struct err *e)
 {
     size_t prefix;
     int no, cnt;
@@ -479,13 +480,17 @@ static int open_shards(struct gguf_set *g, int64_t count, struct err *e)
         g->n_files = i + 1;
         struct gguf_kv *kv;
         int n_kv;
-        int64_t sno, scount;
+        int64_t sno, scount, stotal;
         int rc = parse_file(g, i, &kv, &n_kv, e);
         if (!rc) rc = split_key(kv, n_kv, "split.no", 0, MAX_SHARDS, -1, &sno, p, e);
         if (!rc) rc = split_key(kv, n_kv, "split.count", 0, MAX_SHARDS, -1, &scount, p, e);
+        if (!rc) rc = split_key(kv, n_kv, "split.tensors.count", 0, INT32_MAX, total, &stotal, p, e);
         if (!rc && (sno != i || scount != count))
             rc = err_set(e, "%s: split.no %lld / split.count %lld, expected %d / %lld", p,
                          (long long)sno, (long long)scount, i, (long long)count);
+        if (!rc && stotal != total)
+            rc = err_set(e, "%s: split.tensors.count is %lld, the first shard says %lld", p,
+                         (long long)stotal, (long long)total);
         kv_free(kv, n_kv);
         if (rc) return -1;
     }
@@ -528,7 +533,7 @@ int gguf_open(struct gguf_set *g, const char *path, struct err *e)
     if (!rc) rc = split_key(g->kv, g->n_kv, "split.tensors.count", 0, INT32_MAX, -1, &total, path, e);
     if (!rc && no != 0)
         rc = err_set(e, "%s: split.no is %lld in the first shard", path, (long long)no);
-    if (!rc && count > 1) rc = open_shards(g, count, e);
+    if (!rc && count > 1) rc = open_shards(g, count, total, e);
     if (!rc && total >= 0 && total != g->n_tensors)
         rc = err_set(e, "%s: split.tensors.count is %lld but the shards hold %d tensors", path,
                      (long long)total, g->n_tensors);

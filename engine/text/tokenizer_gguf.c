@@ -10,12 +10,16 @@
  * text; the others decode through the byte-level alphabet. */
 #include "engine/text/tokenizer_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { TYPE_NORMAL = 1, TYPE_UNKNOWN = 2, TYPE_CONTROL = 3, TYPE_USER = 4, TYPE_UNUSED = 5, TYPE_BYTE = 6 };
 
 /* ---- pre-tokenizers -------------------------------------------------------------------------- */
+
+/* Non-ASCII characters are written as PCRE2's \x{...}: a literal could be changed by Unicode
+ * normalisation (U+1FD3 and U+0390, the Kelvin sign and K, look alike but are not the same). */
 
 #define GPT2_SPLIT "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 #define CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
@@ -29,17 +33,46 @@ struct pre {
 
 static const struct pre PRES[] = {
     {{"deepseek-v3"},
-     {"\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
-      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
-      "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
+     {
+      "\\p{N}{1,3}",
+      "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
+      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}"
+      "\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
      0, 0},
     {{"deepseek-llm"},
-     {"[\r\n]",
-      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
-      "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"},
+     {
+      "[\r\n]",
+      "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"
+      "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"
+      "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-"
+      "\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}"
+      "\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-"
+      "\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}"
+      "\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}"
+      "\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}"
+      "\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-"
+      "\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}"
+      "\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}"
+      "\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}"
+      "\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-"
+      "\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}"
+      "\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}"
+      "-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-"
+      "\\x{118DF}\\x{1E900}-\\x{1E943}]+",
+      "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]"
+      "+",
+      "\\s+$",
+      "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+      "\\p{N}+"},
      0, 0},
     {{"deepseek-coder"},
-     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}, 0, 0},
+     {
+      "[\r\n]",
+      "\\s?\\p{L}+",
+      "\\s?\\p{P}+",
+      "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+      "\\p{N}"},
+     0, 0},
     {{"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"},
      {CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
                    "\\s+(?!\\S)|\\s+"},
@@ -54,6 +87,38 @@ static const struct pre PRES[] = {
     {{"default"},
      {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_SPLIT, "\\p{N}+", "[0-9][0-9][0-9]"}, 0, 0},
 };
+
+/* llama.cpp runs a regex without \p{..} through std::wregex on the text with every non-ASCII
+ * whitespace character replaced by \x0B: such a character still matches \s, but no longer an
+ * explicit class that lists it (DeepSeek-LLM's [\x{3000}-\x{3002}], [\x{800}-\x{4E00}]). Each
+ * class with non-ASCII members gets a guard that refuses those characters, to the same effect. */
+static char *wregex_guard(const char *re)
+{
+    static const char GUARD[] = "(?![\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"
+                                "\\x{202F}\\x{205F}\\x{3000}])";
+    size_t n = strlen(re), k = 0, n_open = 0;
+    for (size_t i = 0; i < n; i++) n_open += re[i] == '[';
+    char *out = xmalloc(n + (n_open + 1) * (sizeof GUARD + 8));
+    for (size_t i = 0; i < n;) {
+        if (re[i] == '\\' && i + 1 < n) {
+            out[k++] = re[i++], out[k++] = re[i++];
+            continue;
+        }
+        if (re[i] != '[') {
+            out[k++] = re[i++];
+            continue;
+        }
+        size_t j = i + 1; /* the class: up to its unescaped ']' */
+        while (j < n && re[j] != ']') j += re[j] == '\\' ? 2 : 1;
+        int wide = re[i + 1] != '^' && memmem(re + i, j - i, "\\x{", 3) != NULL;
+        if (wide) k += (size_t)sprintf(out + k, "(?:%s", GUARD);
+        memcpy(out + k, re + i, j + 1 - i), k += j + 1 - i;
+        if (wide) out[k++] = ')';
+        i = j + 1;
+    }
+    out[k] = 0;
+    return out;
+}
 
 static const struct pre *find_pre(const char *name)
 {
@@ -244,8 +309,11 @@ static int build(struct tok *t, const struct tok_vocab *v, struct err *e)
         }
     }
     load_added(t, v);
-    for (int i = 0; i < 6 && p->regex[i] && !rc; i++)
-        rc = tokb_add_split(t, p->regex[i], false, TOK_SPLIT_ISOLATED, (size_t)i, e);
+    for (int i = 0; i < 6 && p->regex[i] && !rc; i++) {
+        char *re = strstr(p->regex[i], "\\p{") ? strdup(p->regex[i]) : wregex_guard(p->regex[i]);
+        rc = tokb_add_split(t, re, false, TOK_SPLIT_ISOLATED, (size_t)i, e);
+        free(re);
+    }
     return rc ? rc : load_specials(t, v, p, e);
 }
 

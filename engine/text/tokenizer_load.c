@@ -532,8 +532,10 @@ void tokb_find_eot(struct tok *t)
 {
     static const char *const names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>",
                                         "<|end_of_text|>", "<｜end▁of▁sentence｜>"};
-    for (size_t i = 0; t->eot_id < 0 && i < sizeof names / sizeof names[0]; i++)
-        t->eot_id = tok_added_id(t, names[i]);
+    size_t n = sizeof names / sizeof names[0];
+    for (size_t i = 0; t->eot_id < 0 && t->eos_id >= 0 && i < n; i++) /* eos itself, if it is one */
+        if (tok_added_id(t, names[i]) == t->eos_id) t->eot_id = t->eos_id;
+    for (size_t i = 0; t->eot_id < 0 && i < n; i++) t->eot_id = tok_added_id(t, names[i]);
 }
 
 struct tok *tok_load_str(const char *tokenizer_json, const char *config_json, struct err *e)

@@ -42,7 +42,7 @@ int main(int argc, char **argv)
     for (int64_t i = 0; i < (rows + 127) / 128 * 8; i++) s[i] = 1e-3f;
     w.data = data, w.scale = fp8 ? s : NULL;
     struct tp *tp = tp_create(threads);
-    struct ops o = {tp, simd_best()};
+    struct ops o = {.tp = tp, .k = simd_best()};
     float *x = calloc((size_t)(16 * cols), sizeof *x), *y = calloc((size_t)(16 * rows), sizeof *y);
     for (int64_t i = 0; i < 16 * cols; i++) x[i] = 0.001f * (float)(i % 97);
     int ns[] = {1, 4, 16};

@@ -14,8 +14,9 @@ Writes tests/fixtures/gguf/:
   quant_blocks.gguf    random blocks of every quantised type next to the gguf package's
                        dequantisation (F32), for the C dequantisation test
   tokens.json          llama.cpp's token ids (llama-cpp-python, vocab only) for corpus texts
-                       under every pre-tokenizer name seekd maps, and for chat prompts rendered
-                       with jinja2 from the official template texts
+                       under every pre-tokenizer name seekd maps (control tokens parsed; "plain"
+                       also when parsing them changes the ids), and for chat prompts rendered
+                       with jinja2 from the template texts
 
 The vocabulary is tests/fixtures/tokenizer/r1's (a 4,096-id byte-level BPE trained for the tests)
 with six placeholder ids renamed to ChatML and Llama 3 control tokens.
@@ -399,7 +400,7 @@ def vocab_file(pre, path):
 
 def token_goldens(tmp):
     corpus = json.loads((TOKDIR / "corpus.json").read_text())
-    texts = [c["text"] for c in corpus][::5]
+    texts = [c["text"] for c in corpus][::20]
     texts += ["<|im_start|>user\nHi<|im_end|>\n", "<｜User｜>2+2=<｜Assistant｜><think>\n", "x  \n\n  y\t\t1234567",
               "don't WON'T you're I'LL 'S", "ＡＢＣ１２３ｘｙｚ", "µß ΩK émoji 🎉🎉 中文字符かなカナ", "   ", "\r\n\r\n", ""]
     out = {"pre": {}, "chat": []}
@@ -411,7 +412,10 @@ def token_goldens(tmp):
         for text in texts:
             plain = llm.tokenize(text.encode(), add_bos=False, special=False)
             special = llm.tokenize(text.encode(), add_bos=False, special=True)
-            cases.append({"text": text, "plain": plain, "special": special})
+            case = {"text": text, "special": special}
+            if plain != special:  # only texts that spell control tokens
+                case["plain"] = plain
+            cases.append(case)
         out["pre"][pre] = cases
         del llm
     out["chat"] = chat_goldens()
@@ -446,21 +450,25 @@ def chat_goldens():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-llama", action="store_true", help="skip the llama.cpp token ids")
+    ap.add_argument("--tokens-only", action="store_true", help="only the llama.cpp token ids")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.tokens_only:
+        args.no_llama = False
     prompts_rng = np.random.default_rng(2024)
-    golden = {"versions": {"gguf": gguf.__version__ if hasattr(gguf, "__version__") else "0.19.0",
+    golden = None if args.tokens_only else {"versions": {"gguf": gguf.__version__ if hasattr(gguf, "__version__") else "0.19.0",
                            "numpy": np.__version__}, "models": {}}
-    for name in MODELS:
+    for name in MODELS if golden else ():
         golden["models"][name] = make_model(name, prompts_rng)
         print(f"wrote {name}", file=sys.stderr)
-    (OUT / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
-    quant_blocks()
+    if golden:
+        (OUT / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+        quant_blocks()
     if not args.no_llama:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
             goldens = token_goldens(pathlib.Path(tmp))
-        (OUT / "tokens.json").write_text(json.dumps(goldens, ensure_ascii=False, indent=0) + "\n")
+        (OUT / "tokens.json").write_text(json.dumps(goldens, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
 if __name__ == "__main__":

@@ -400,7 +400,7 @@ START_TEST(help)
     ck_assert_has(text, "--port N");
     ck_assert_has(text, "[port: 8000; 1..65535]");
     ck_assert_has(text, "--[no-]enable-prefix-caching");
-    ck_assert_has(text, "-m, --model DIR");
+    ck_assert_has(text, "-m, --model PATH");
     ck_assert_has(text, "--log-level debug|info|warn|error");
     ck_assert_has(text, "[max_body_size: 4MiB; 1KiB..1GiB]");
     free(text);

@@ -187,7 +187,7 @@ START_TEST(matmul_threads)
         cpu_matmul_rows(&w, 3, 203, x, 259, n, ref, 200);
         for (int th = 1; th <= 3; th++) {
             struct tp *tp = tp_create(th);
-            struct ops o = {tp, k};
+            struct ops o = {.tp = tp, .k = k};
             y[th - 1] = calloc((size_t)n * 200, sizeof(float));
             ops_matmul_rows(&o, &w, 3, 203, x, 259, n, y[th - 1], 200);
             tp_destroy(tp);
