@@ -4,14 +4,14 @@
 #if defined(__x86_64__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
-#define QS(name) avx2_##name
+#define QS(name) avx2q_##name
 #define QS_VNNI 0
 #include "engine/cpu/quant_simd.h"
 #undef QS_VNNI
 #undef QS
 #pragma GCC pop_options
 
-static const struct qk_set avx2_qset = {"avx2", avx2_quantize, avx2_unpack, avx2_dot};
+static const struct qk_set avx2_qset = {"avx2", avx2q_quantize, avx2q_unpack, avx2q_dot};
 #endif
 
 const struct qk_set *qk_avx2(void)

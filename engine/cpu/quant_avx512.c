@@ -6,14 +6,14 @@
 #if defined(__x86_64__)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
-#define QS(name) avx512_##name
+#define QS(name) avx512q_##name
 #define QS_VNNI 1
 #include "engine/cpu/quant_simd.h"
 #undef QS_VNNI
 #undef QS
 #pragma GCC pop_options
 
-static const struct qk_set avx512_qset = {"avx512", avx512_quantize, avx512_unpack, avx512_dot};
+static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_unpack, avx512q_dot};
 #endif
 
 const struct qk_set *qk_avx512(void)

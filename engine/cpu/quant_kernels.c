@@ -56,11 +56,11 @@ static size_t up64(size_t n)
     return (n + 63) / 64 * 64;
 }
 
-/* Sizes of the pieces, in layout order: q, d, s, s4, bs (n tokens), then u, d, m, scp, sc, mn. */
+/* Sizes of the pieces, in layout order: q, d, s, qs, bs (n tokens), then u, d, m, scp, sc, mn. */
 static void sizes(int64_t k, int n, size_t sz[11])
 {
     size_t K = (size_t)k, N = (size_t)n;
-    size_t v[11] = {N * K, N * K / 32 * 4, N * K / 32 * 4, N * K / 4 * 4, N * K / 16 * 2,
+    size_t v[11] = {N * K, N * K / 32 * 4, N * K / 32 * 4, N * K / 32 * 4, N * K / 16 * 2,
                     K, K / 32 * 4, K / 32 * 4, K / 2 * 2, K / 16 * 2, K / 16 * 2};
     for (int i = 0; i < 11; i++) sz[i] = up64(v[i]);
 }
@@ -113,7 +113,7 @@ static float fp16_round(float f)
 }
 
 /* Blocks of 32 (ggml's quantize_row_q8_0 / q8_1, its SIMD rounding: to nearest even). */
-static void quantize32(const float *x, int64_t k, int8_t *q, float *d, float *s, int32_t *s4)
+static void quantize32(const float *x, int64_t k, int8_t *q, float *d, float *s, int32_t *qs)
 {
     for (int64_t b = 0; b < k / 32; b++, x += 32, q += 32) {
         float amax = 0.0f;
@@ -121,8 +121,7 @@ static void quantize32(const float *x, int64_t k, int8_t *q, float *d, float *s,
         float db = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int i = 0; i < 32; i++) sum += q[i] = (int8_t)nearbyintf(x[i] * id);
-        d[b] = fp16_round(db), s[b] = fp16_round(db * (float)sum);
-        for (int l = 0; l < 8; l++) s4[8 * b + l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
+        d[b] = fp16_round(db), s[b] = fp16_round(db * (float)sum), qs[b] = sum;
     }
 }
 
@@ -153,7 +152,7 @@ static void scalar_quantize(const float *x, enum dtype wt, struct qk_act *a, int
     int64_t k = a->k;
     if (qk_type_of(wt).k_type)
         quantize256(x, k, a->q + t * k, a->d + t * k / 32, a->bs + t * k / 16);
-    else quantize32(x, k, a->q + t * k, a->d + t * k / 32, a->s + t * k / 32, a->s4 + t * k / 4);
+    else quantize32(x, k, a->q + t * k, a->d + t * k / 32, a->s + t * k / 32, a->qs + t * k / 32);
 }
 
 /* ---- the reference set: rows ----------------------------------------------------------------- */

@@ -31,14 +31,14 @@ void qk_matmul(const struct ops *o, int thread, const struct weight *w, int64_t 
                const float *x, int64_t ldx, int n, float *y, int64_t ldy);
 
 /* Quantised activations of some tokens, all of row length k. Token t's values are at
- * q + t·k, d + t·k/32, s + t·k/32, s4 + t·k/4, bs + t·k/16. */
+ * q + t·k, d + t·k/32, s + t·k/32, qs + t·k/32, bs + t·k/16. */
 struct qk_act {
     int64_t k;
     int8_t *q;   /* the quants */
     float *d;    /* 32-value types: each block's scale (an fp16 value); K types: each
                   * super-block's f32 scale (the first k/256 entries) */
     float *s;    /* 32-value types: each block's fp16(d · Σq) */
-    int32_t *s4; /* 32-value types: the sum of each 4 consecutive quants */
+    int32_t *qs; /* 32-value types: each block's Σq */
     int16_t *bs; /* K types: the sum of each 16 consecutive quants */
 };
 

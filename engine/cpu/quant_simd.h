@@ -72,7 +72,7 @@ static inline __m256i QS(pack32)(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m
     return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-static void QS(quantize32)(const float *x, int64_t k, int8_t *q, float *d, float *s, int32_t *s4)
+static void QS(quantize32)(const float *x, int64_t k, int8_t *q, float *d, float *s, int32_t *qs)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < k / 32; b++, x += 32) {
@@ -91,8 +91,8 @@ static void QS(quantize32)(const float *x, int64_t k, int8_t *q, float *d, float
                                 _mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT),
                                 _mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT), &sum);
         _mm256_storeu_si256((__m256i *)(q + 32 * b), qv);
-        _mm256_storeu_si256((__m256i *)(s4 + 8 * b), QS(dot4)(_mm256_set1_epi8(1), qv));
-        d[b] = QS(round16)(db), s[b] = QS(round16)(db * (float)QS(hsum_i)(sum));
+        qs[b] = QS(hsum_i)(sum);
+        d[b] = QS(round16)(db), s[b] = QS(round16)(db * (float)qs[b]);
     }
 }
 
@@ -138,7 +138,7 @@ static void QS(quantize)(const float *x, enum dtype wt, struct qk_act *a, int t)
 {
     int64_t k = a->k;
     if (qk_type_of(wt).k_type) QS(quantize256)(x, k, a->q + t * k, a->d + t * k / 32, a->bs + t * k / 16);
-    else QS(quantize32)(x, k, a->q + t * k, a->d + t * k / 32, a->s + t * k / 32, a->s4 + t * k / 4);
+    else QS(quantize32)(x, k, a->q + t * k, a->d + t * k / 32, a->s + t * k / 32, a->qs + t * k / 32);
 }
 
 /* ---- rows ------------------------------------------------------------------------------------ */
@@ -162,21 +162,39 @@ static inline __m256i QS(bits5)(const uint8_t *p)
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(16));
 }
 
+/* One row of a 32-value type T (a constant at each call: the switch folds). Weights stream from
+ * memory once per token batch, so the row four ahead is prefetched as this one is decoded. */
+static inline __attribute__((always_inline)) void QS(unpack32_t)(const enum dtype T,
+    const uint8_t *p, int64_t nb, size_t row_bytes, struct qk_row *row)
+{
+    const size_t bs = T == DT_Q8_0 ? 34 : T == DT_Q4_0 ? 18 : T == DT_Q4_1 ? 20 : T == DT_Q5_0 ? 22 : 24;
+    uint8_t *u = row->u;
+    float *d = row->d, *m = row->m;
+    for (int64_t b = 0; b < nb; b++, p += bs) {
+        __m256i v;
+        _mm_prefetch((const char *)p + 4 * row_bytes, _MM_HINT_T0);
+        d[b] = QS(f16)(p);
+        m[b] = T == DT_Q4_1 || T == DT_Q5_1 ? QS(f16)(p + 2) : 0.0f;
+        switch (T) {
+        case DT_Q8_0: v = _mm256_loadu_si256((const __m256i *)(p + 2)); break;
+        case DT_Q4_0: v = QS(nibbles)(p + 2); break;
+        case DT_Q4_1: v = QS(nibbles)(p + 4); break;
+        case DT_Q5_0: v = _mm256_or_si256(QS(nibbles)(p + 6), QS(bits5)(p + 2)); break;
+        default: v = _mm256_or_si256(QS(nibbles)(p + 8), QS(bits5)(p + 4)); break;
+        }
+        _mm256_storeu_si256((__m256i *)(u + 32 * b), v);
+    }
+}
+
 static void QS(unpack_legacy)(enum dtype t, const uint8_t *p, int64_t nb, struct qk_row *row)
 {
-    size_t bs = dtype_size(t);
-    for (int64_t b = 0; b < nb; b++, p += bs) {
-        __m256i u;
-        row->d[b] = QS(f16)(p);
-        row->m[b] = 0.0f;
-        switch (t) {
-        case DT_Q8_0: u = _mm256_loadu_si256((const __m256i *)(p + 2)); break;
-        case DT_Q4_0: u = QS(nibbles)(p + 2); break;
-        case DT_Q4_1: u = QS(nibbles)(p + 4), row->m[b] = QS(f16)(p + 2); break;
-        case DT_Q5_0: u = _mm256_or_si256(QS(nibbles)(p + 6), QS(bits5)(p + 2)); break;
-        default: u = _mm256_or_si256(QS(nibbles)(p + 8), QS(bits5)(p + 4)), row->m[b] = QS(f16)(p + 2); break;
-        }
-        _mm256_storeu_si256((__m256i *)(row->u + 32 * b), u);
+    size_t rb = (size_t)nb * dtype_size(t);
+    switch (t) {
+    case DT_Q8_0: QS(unpack32_t)(DT_Q8_0, p, nb, rb, row); break;
+    case DT_Q4_0: QS(unpack32_t)(DT_Q4_0, p, nb, rb, row); break;
+    case DT_Q4_1: QS(unpack32_t)(DT_Q4_1, p, nb, rb, row); break;
+    case DT_Q5_0: QS(unpack32_t)(DT_Q5_0, p, nb, rb, row); break;
+    default: QS(unpack32_t)(DT_Q5_1, p, nb, rb, row); break;
     }
 }
 
@@ -265,8 +283,10 @@ static void QS(unpack)(const struct weight *w, int64_t r, struct qk_row *row)
         QS(unpack_legacy)(t, p, w->cols / 32, row);
         return;
     }
+    size_t rb = dtype_row_bytes(t, w->cols);
     for (int64_t b = 0; b < w->cols / 256; b++, p += dtype_size(t)) {
         int16_t *sc = row->sc + 16 * b;
+        for (size_t o = 0; o < dtype_size(t); o += 64) _mm_prefetch((const char *)p + 4 * rb + o, _MM_HINT_T0);
         QS(codes_k)(t, p, row->u + 256 * b);
         QS(scales_k)(t, p, &row->d[b], &row->m[b], sc, row->mn + 16 * b);
         for (int g = 0; g < 16; g++) /* each pair of codes gets its group's scale */
@@ -276,31 +296,62 @@ static void QS(unpack)(const struct weight *w, int64_t r, struct qk_row *row)
 
 /* ---- dots ------------------------------------------------------------------------------------ */
 
+/* The 8 lane totals of v[0..8) as one vector: [Σv0, Σv1, ..., Σv7]. */
+static inline __m256i QS(reduce8)(const __m256i v[8])
+{
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
 /* NT tokens from t0 against one row of a 32-value type. SHIFT: the zero point 2^SHIFT (-1:
- * none); MINS: + m·s per block; SGN: signed codes. Constants at every call, so the branches
- * fold and the NT accumulators stay in registers. */
+ * none); MINS: + m·s per block; SGN: signed codes. Eight blocks at a time: their integer dots
+ * are reduced to one vector of 8 block totals, then scaled by the 8 products d_w·d_x at once;
+ * the blocks past the last group of 8 go one by one. Constants at every call, so the branches
+ * fold and the accumulators stay in registers. */
 static inline __attribute__((always_inline)) void QS(dot32_nt)(const struct qk_row *row,
     const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS, const int SGN,
     float *y, int64_t ldy)
 {
-    int64_t k = a->k, nb = k / 32;
-    __m256 acc[4];
-    float summ[4] = {0, 0, 0, 0};
-    for (int j = 0; j < NT; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 32 * b));
-        float dw = row->d[b];
+    int64_t k = a->k, nb = k / 32, b = 0;
+    __m256 acc[4], accm[4];
+    float tail[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) acc[j] = accm[j] = _mm256_setzero_ps();
+    for (; b + 8 <= nb; b += 8) {
+        __m256 dw = _mm256_loadu_ps(row->d + b), mw = MINS ? _mm256_loadu_ps(row->m + b) : dw;
+#pragma GCC unroll 4
         for (int j = 0; j < NT; j++) {
             int64_t t = t0 + j;
-            __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + t * k + 32 * b));
-            __m256i p = SGN ? QS(dot4s)(u, q) : QS(dot4)(u, q);
+            const int8_t *q = a->q + t * k + 32 * b;
+            __m256i p[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 32 * (b + i)));
+                __m256i qv = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
+                p[i] = SGN ? QS(dot4s)(u, qv) : QS(dot4)(u, qv);
+            }
+            __m256i r = QS(reduce8)(p);
             if (SHIFT >= 0)
-                p = _mm256_sub_epi32(p, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(a->s4 + t * k / 4 + 8 * b)), SHIFT));
-            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * a->d[t * nb + b]), acc[j]);
-            if (MINS) summ[j] += row->m[b] * a->s[t * nb + b];
+                r = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(a->qs + t * nb + b)), SHIFT));
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_mul_ps(dw, _mm256_loadu_ps(a->d + t * nb + b)), acc[j]);
+            if (MINS) accm[j] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(a->s + t * nb + b), accm[j]);
         }
     }
-    for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(acc[j]) + summ[j];
+    for (; b < nb; b++) {
+        __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 32 * b));
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            int64_t t = t0 + j;
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(a->q + t * k + 32 * b));
+            int isum = QS(hsum_i)(SGN ? QS(dot4s)(u, qv) : QS(dot4)(u, qv));
+            if (SHIFT >= 0) isum -= a->qs[t * nb + b] << SHIFT;
+            tail[j] += (float)isum * (row->d[b] * a->d[t * nb + b]);
+            if (MINS) tail[j] += row->m[b] * a->s[t * nb + b];
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(_mm256_add_ps(acc[j], accm[j])) + tail[j];
 }
 
 /* NT tokens against one row of a K type: per super-block, the group scales are applied to the
@@ -311,13 +362,16 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const struct qk_
 {
     int64_t k = a->k, nb = k / 256;
     __m256 acc[4], accm[4];
+#pragma GCC unroll 4
     for (int j = 0; j < NT; j++) acc[j] = accm[j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m256i isum[4];
+#pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm256_setzero_si256();
         for (int c = 0; c < 8; c++) {
             __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 256 * b + 32 * c));
             __m256i sc = _mm256_loadu_si256((const __m256i *)(row->scp + 128 * b + 16 * c));
+#pragma GCC unroll 4
             for (int j = 0; j < NT; j++) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + (t0 + j) * k + 256 * b + 32 * c));
                 isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), sc));
@@ -325,6 +379,7 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const struct qk_
         }
         __m256i sc16 = _mm256_loadu_si256((const __m256i *)(row->sc + 16 * b));
         __m256i mn16 = _mm256_loadu_si256((const __m256i *)(row->mn + 16 * b));
+#pragma GCC unroll 4
         for (int j = 0; j < NT; j++) {
             int64_t t = t0 + j;
             __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + t * k / 16 + 16 * b));
@@ -335,6 +390,7 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const struct qk_
                 accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(row->m[b] * dx), accm[j]);
         }
     }
+#pragma GCC unroll 4
     for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(acc[j]) - (MINS ? QS(hsum)(accm[j]) : 0.0f);
 }
 

@@ -121,7 +121,7 @@ START_TEST(sets_agree_with_scalar)
                     ck_assert(!memcmp(a0.d + tk * k / 32, a1.d + tk * k / 32, (size_t)per * sizeof(float)));
                 if (!qk_type_of(t).k_type) {
                     ck_assert(!memcmp(a0.s, a1.s, 5 * (size_t)k / 32 * sizeof(float)));
-                    ck_assert(!memcmp(a0.s4, a1.s4, 5 * (size_t)k / 4 * sizeof(int32_t)));
+                    ck_assert(!memcmp(a0.qs, a1.qs, 5 * (size_t)k / 32 * sizeof(int32_t)));
                 } else {
                     ck_assert_msg(!memcmp(a0.bs, a1.bs, 5 * (size_t)k / 16 * sizeof(int16_t)), "%s bsums", sets[s]->name);
                 }
