@@ -155,12 +155,16 @@ format:
 # Tokenizer encode throughput, seekd and HF tokenizers (single thread) on the same corpus.
 # BENCH_PYTHON needs `tokenizers` installed; without it only the seekd figure is printed.
 BENCH_PYTHON ?= $(PYTHON)
-# Then seekd against llama.cpp's server on the same BF16 weights with BENCH_THREADS threads
-# (tests/bench/engines.sh; first run: installs llama-cpp-python into .venv-bench, builds
-# llama-server from its sources, writes a 2.3 GiB model to BENCH_DIR — allow 20 minutes).
+# The quantised matmul kernels alone (one thread, CPU time). Then seekd against llama.cpp's
+# server with BENCH_THREADS threads on the same weights: BF16, SmolLM2 Q4_1, a Q4_K_M DeepSeek
+# GGUF (tests/bench/engines.sh, BENCH_MODELS picks; first run: installs llama-cpp-python into
+# .venv-bench, builds llama-server from its sources, writes 3 GiB of models to BENCH_DIR — allow
+# 30 minutes).
 BENCH_THREADS ?= $(shell nproc)
 BENCH_DIR ?= bench-out
-bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw seekd
+bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw \
+       build/release/tests/bench/bench_qmatmul seekd
 	build/release/tests/bench/bench_tokenizer tests/fixtures/tokenizer 3
 	$(BENCH_PYTHON) tests/bench/bench_tokenizer_hf.py tests/fixtures/tokenizer 3
+	build/release/tests/bench/bench_qmatmul 1
 	tests/bench/engines.sh $(BENCH_DIR) $(BENCH_THREADS)

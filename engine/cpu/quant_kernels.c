@@ -56,7 +56,8 @@ static size_t up64(size_t n)
     return (n + 63) / 64 * 64;
 }
 
-/* Sizes of the pieces, in layout order: q, d, s, qs, bs (n tokens), then u, d, m, scp, sc, mn. */
+/* Sizes of the pieces, in layout order: q, d, s, qs, bs (n tokens), then each row's u, d, m,
+ * scp, sc, mn. */
 static void sizes(int64_t k, int n, size_t sz[11])
 {
     size_t K = (size_t)k, N = (size_t)n;
@@ -65,36 +66,63 @@ static void sizes(int64_t k, int n, size_t sz[11])
     for (int i = 0; i < 11; i++) sz[i] = up64(v[i]);
 }
 
-size_t qk_scratch_bytes(int64_t k, int n)
+size_t qk_scratch_bytes(int64_t k, int n, int n_rows)
 {
     size_t sz[11], total = 0;
     sizes(k, n, sz);
-    for (int i = 0; i < 11; i++) total += sz[i];
+    for (int i = 0; i < 11; i++) total += i < 5 ? sz[i] : (size_t)n_rows * sz[i];
     return total;
 }
 
-void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *row)
+void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *rows, int n_rows)
 {
     size_t sz[11];
-    uint8_t *p[11], *at = buf;
+    uint8_t *p[5], *at = buf;
     sizes(k, n, sz);
-    for (int i = 0; i < 11; i++) p[i] = at, at += sz[i];
+    for (int i = 0; i < 5; i++) p[i] = at, at += sz[i];
     *a = (struct qk_act){k, (int8_t *)p[0], (float *)p[1], (float *)p[2], (int32_t *)p[3], (int16_t *)p[4]};
-    *row = (struct qk_row){p[5], (float *)p[6], (float *)p[7], (int16_t *)p[8], (int16_t *)p[9], (int16_t *)p[10]};
+    for (int r = 0; r < n_rows; r++) {
+        uint8_t *q[6];
+        for (int i = 0; i < 6; i++) q[i] = at, at += sz[5 + i];
+        rows[r] = (struct qk_row){q[0], (float *)q[1], (float *)q[2], (int16_t *)q[3], (int16_t *)q[4], (int16_t *)q[5]};
+    }
 }
 
-/* Quantises the tokens, then unpacks each row once and dots it with every token. */
+struct qk_act qk_act_at(const struct qk_act *a, int t)
+{
+    int64_t k = a->k;
+    return (struct qk_act){k, a->q + t * k, a->d + t * k / 32, a->s + t * k / 32, a->qs + t * k / 32,
+                           a->bs + t * k / 16};
+}
+
+enum {
+    QK_ROWS = 8,    /* rows unpacked together, then dotted with each block of tokens */
+    QK_TOKENS = 32, /* tokens per block: their quants (32 · k bytes) stay in cache for the rows */
+};
+
+/* Quantises the tokens; then, QK_ROWS rows at a time, unpacks the rows once and dots them with
+ * the tokens QK_TOKENS at a time. Every (row, token) result is the set's one order of
+ * operations whatever the blocking. */
 static void matmul_q8(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                       int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
     const struct qk_set *s = qk_set_for(o->k);
     struct qk_act a;
-    struct qk_row row;
-    qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, n)), w->cols, n, &a, &row);
+    struct qk_row rows[QK_ROWS];
+    qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, n, QK_ROWS)), w->cols, n, &a, rows, QK_ROWS);
     for (int t = 0; t < n; t++) s->quantize(x + t * ldx, w->dtype, &a, t);
-    for (int64_t r = r0; r < r1; r++) {
-        s->unpack(w, r, &row);
-        s->dot(w->dtype, &row, &a, n, y + (r - r0), ldy);
+    if (n <= s->packed_max && dtype_block(w->dtype) == 32) {
+        for (int64_t r = r0; r < r1; r++) s->dot_packed(w, r, &a, n, y + (r - r0), ldy);
+        return;
+    }
+    for (int64_t rb = r0; rb < r1; rb += QK_ROWS) {
+        int nr = r1 - rb < QK_ROWS ? (int)(r1 - rb) : QK_ROWS;
+        for (int i = 0; i < nr; i++) s->unpack(w, rb + i, &rows[i]);
+        for (int t0 = 0; t0 < n; t0 += QK_TOKENS) {
+            struct qk_act at = qk_act_at(&a, t0);
+            int nt = n - t0 < QK_TOKENS ? n - t0 : QK_TOKENS;
+            for (int i = 0; i < nr; i++) s->dot(w->dtype, &rows[i], &at, nt, y + t0 * ldy + (rb + i - r0), ldy);
+        }
     }
 }
 
@@ -306,7 +334,7 @@ static void scalar_dot(enum dtype wt, const struct qk_row *row, const struct qk_
     for (int t = 0; t < nt; t++) y[t * ldy] = ty.k_type ? dot_k(ty, row, a, t) : dot_legacy(ty, row, a, t);
 }
 
-static const struct qk_set scalar_set = {"scalar", scalar_quantize, scalar_unpack, scalar_dot};
+static const struct qk_set scalar_set = {"scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0};
 
 const struct qk_set *qk_scalar(void)
 {

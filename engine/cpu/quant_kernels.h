@@ -13,8 +13,9 @@
  *    the float sums differs.
  *
  * In the 8-bit path a weight row is first unpacked once into codes u (one byte per value) plus its
- * scales, then dotted with every token of the batch, so a decode batch reads and unpacks each
- * weight once. Each (row, token) result is computed whole, in one fixed order, by one thread:
+ * scales, then dotted with every token of the batch, so a batch reads and unpacks each weight
+ * once; for a few tokens the 32-value types skip the unpacked copy and dot straight from the
+ * blocks (dot_packed), with the same results. Each (row, token) result is computed whole, in one fixed order, by one thread:
  * results do not depend on the batch, the tile or the thread count. */
 #ifndef SEEKD_QUANT_KERNELS_H
 #define SEEKD_QUANT_KERNELS_H
@@ -61,6 +62,11 @@ struct qk_set {
     /* y[t · ldy] = the row's dot with token t, t < nt. */
     void (*dot)(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
                 float *y, int64_t ldy);
+    /* The same results as unpack + dot for row r of a 32-value type, decoding the blocks into
+     * registers rather than through the unpacked row: faster for a few tokens (NULL: none). */
+    void (*dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
+                       float *y, int64_t ldy);
+    int packed_max; /* batches of up to this many tokens take dot_packed */
 };
 
 /* The 8-bit set that goes with a SIMD kernel set (by name: scalar, avx2, avx512). */
@@ -79,8 +85,11 @@ struct qk_type {
 };
 struct qk_type qk_type_of(enum dtype t);
 
-/* Scratch bytes for qk_act of n tokens and one qk_row of length k, and their layout in buf. */
-size_t qk_scratch_bytes(int64_t k, int n);
-void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *row);
+/* Scratch bytes for qk_act of n tokens and n_rows qk_rows of length k, and their layout. */
+size_t qk_scratch_bytes(int64_t k, int n, int n_rows);
+void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *rows, int n_rows);
+
+/* The activations from token t on (a view into a). */
+struct qk_act qk_act_at(const struct qk_act *a, int t);
 
 #endif

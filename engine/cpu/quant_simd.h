@@ -1,7 +1,7 @@
 /* quant_simd: the 8-bit quantised path's kernels (quant_kernels.h) written once over 256-bit
  * vectors, compiled by quant_avx2.c (AVX2: maddubs + madd) and quant_avx512.c (AVX-512 VL with
  * VNNI: dpbusd). The including file defines QS(name) (a prefix for every function), QS_VNNI
- * (0/1) and puts the code under its target pragma.
+ * (0/1) and puts the code under its target pragma; with QS_OWN_DOT it defines QS(dot) itself.
  *
  * Integer arithmetic is the reference set's, lane for lane: a lane holds the sum of 4 adjacent
  * code×quant products (maddubs + madd, or dpbusd, give the same exact int32), so the results
@@ -46,6 +46,12 @@ static inline __m256i QS(dot4)(__m256i u, __m256i q)
 static inline __m256i QS(dot4s)(__m256i w, __m256i q)
 {
     return QS(dot4)(_mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
+}
+
+/* Lane mask of the first n (0..8) 32-bit lanes. */
+static inline __m256i QS(first_lanes)(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 static inline float QS(f16)(const uint8_t *p)
@@ -162,28 +168,54 @@ static inline __m256i QS(bits5)(const uint8_t *p)
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(16));
 }
 
+/* The 32 codes of one block of a 32-value type T at p. */
+static inline __attribute__((always_inline)) __m256i QS(codes32)(const enum dtype T, const uint8_t *p)
+{
+    switch (T) {
+    case DT_Q8_0: return _mm256_loadu_si256((const __m256i *)(p + 2));
+    case DT_Q4_0: return QS(nibbles)(p + 2);
+    case DT_Q4_1: return QS(nibbles)(p + 4);
+    case DT_Q5_0: return _mm256_or_si256(QS(nibbles)(p + 6), QS(bits5)(p + 2));
+    default: return _mm256_or_si256(QS(nibbles)(p + 8), QS(bits5)(p + 4));
+    }
+}
+
+/* Bytes per block of a 32-value type. */
+static inline size_t QS(bsize32)(const enum dtype T)
+{
+    return T == DT_Q8_0 ? 34 : T == DT_Q4_0 ? 18 : T == DT_Q4_1 ? 20 : T == DT_Q5_0 ? 22 : 24;
+}
+
 /* One row of a 32-value type T (a constant at each call: the switch folds). Weights stream from
  * memory once per token batch, so the row four ahead is prefetched as this one is decoded. */
 static inline __attribute__((always_inline)) void QS(unpack32_t)(const enum dtype T,
     const uint8_t *p, int64_t nb, size_t row_bytes, struct qk_row *row)
 {
-    const size_t bs = T == DT_Q8_0 ? 34 : T == DT_Q4_0 ? 18 : T == DT_Q4_1 ? 20 : T == DT_Q5_0 ? 22 : 24;
-    uint8_t *u = row->u;
-    float *d = row->d, *m = row->m;
+    const size_t bs = QS(bsize32)(T);
     for (int64_t b = 0; b < nb; b++, p += bs) {
-        __m256i v;
         _mm_prefetch((const char *)p + 4 * row_bytes, _MM_HINT_T0);
-        d[b] = QS(f16)(p);
-        m[b] = T == DT_Q4_1 || T == DT_Q5_1 ? QS(f16)(p + 2) : 0.0f;
-        switch (T) {
-        case DT_Q8_0: v = _mm256_loadu_si256((const __m256i *)(p + 2)); break;
-        case DT_Q4_0: v = QS(nibbles)(p + 2); break;
-        case DT_Q4_1: v = QS(nibbles)(p + 4); break;
-        case DT_Q5_0: v = _mm256_or_si256(QS(nibbles)(p + 6), QS(bits5)(p + 2)); break;
-        default: v = _mm256_or_si256(QS(nibbles)(p + 8), QS(bits5)(p + 4)); break;
-        }
-        _mm256_storeu_si256((__m256i *)(u + 32 * b), v);
+        row->d[b] = QS(f16)(p);
+        row->m[b] = T == DT_Q4_1 || T == DT_Q5_1 ? QS(f16)(p + 2) : 0.0f;
+        _mm256_storeu_si256((__m256i *)(row->u + 32 * b), QS(codes32)(T, p));
     }
+}
+
+/* Eight blocks of a packed row from p straight into registers (the first nblk; the rest zero):
+ * the codes, and the scales and mins as unpack would store them (the first four bytes of each
+ * block gathered at once: d, then m for the types with mins). */
+static inline __attribute__((always_inline)) void QS(decode8)(const enum dtype T, const uint8_t *p,
+    int nblk, __m256i v[8], __m256 *dw, __m256 *mw)
+{
+    const int bs = (int)QS(bsize32)(T);
+    __m256i lanes = QS(first_lanes)(nblk);
+    __m256i idx = _mm256_setr_epi32(0, bs, 2 * bs, 3 * bs, 4 * bs, 5 * bs, 6 * bs, 7 * bs);
+    __m256i dm = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)p, idx, lanes, 1);
+    __m256i lo = _mm256_and_si256(dm, _mm256_set1_epi32(0xffff)), hi = _mm256_srli_epi32(dm, 16);
+    __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xd8); /* d0..7, m0..7 */
+    *dw = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    *mw = T == DT_Q4_1 || T == DT_Q5_1 ? _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) v[i] = i < nblk ? QS(codes32)(T, p + i * bs) : _mm256_setzero_si256();
 }
 
 static void QS(unpack_legacy)(enum dtype t, const uint8_t *p, int64_t nb, struct qk_row *row)
@@ -244,53 +276,88 @@ static void QS(codes_k)(enum dtype t, const uint8_t *p, uint8_t *u)
     }
 }
 
-/* Group scales and mins of one K block (the reference's, scalar: 16 of each). */
-static void QS(scales_k)(enum dtype t, const uint8_t *p, float *d, float *dmin, int16_t *sc, int16_t *mn)
+/* The 6-bit scales and mins of Q4_K / Q5_K (quant_k4_scale_min's) for all eight sub-blocks at
+ * once: bytes 0..7 the scales, 8..15 the mins. */
+static inline __m128i QS(k4_scales)(const uint8_t *s)
+{
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    uint32_t sc_lo = u[0] & m6, sc_hi = (u[2] & m4) | ((u[0] >> 6) & m2) << 4;
+    uint32_t mn_lo = u[1] & m6, mn_hi = ((u[2] >> 4) & m4) | ((u[1] >> 6) & m2) << 4;
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+}
+
+/* Group scales and mins of one K block as 16 int16 each (the reference's values), built in
+ * registers: a scalar build read back as a vector would stall on store forwarding. */
+static inline void QS(scales_k)(enum dtype t, const uint8_t *p, float *d, float *dmin, __m256i *sc,
+                                __m256i *mn)
 {
     switch (t) {
-    case DT_Q2_K:
-        for (int g = 0; g < 16; g++) sc[g] = p[g] & 15, mn[g] = p[g] >> 4;
+    case DT_Q2_K: {
+        __m128i v = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(15);
+        *sc = _mm256_cvtepu8_epi16(_mm_and_si128(v, m));
+        *mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m));
         *d = QS(f16)(p + 80), *dmin = QS(f16)(p + 82);
         break;
+    }
     case DT_Q3_K: {
-        int8_t s[16];
-        quant_q3k_scales(p + 96, s);
-        for (int g = 0; g < 16; g++) sc[g] = s[g], mn[g] = 0;
+        int8_t s8[16];
+        quant_q3k_scales(p + 96, s8);
+        *sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s8));
+        *mn = _mm256_setzero_si256();
         *d = QS(f16)(p + 108), *dmin = 0.0f;
         break;
     }
     case DT_Q4_K:
-    case DT_Q5_K:
-        for (int j = 0; j < 8; j++) {
-            uint8_t s, m;
-            quant_k4_scale_min(p + 4, j, &s, &m);
-            sc[2 * j] = sc[2 * j + 1] = s, mn[2 * j] = mn[2 * j + 1] = m;
-        }
+    case DT_Q5_K: { /* each sub-block of 32 is two groups of 16 */
+        __m128i v = QS(k4_scales)(p + 4);
+        *sc = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
+        *mn = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v));
         *d = QS(f16)(p), *dmin = QS(f16)(p + 2);
         break;
+    }
     default: /* Q6_K */
-        for (int g = 0; g < 16; g++) sc[g] = (int8_t)p[192 + g], mn[g] = 0;
+        *sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + 192)));
+        *mn = _mm256_setzero_si256();
         *d = QS(f16)(p + 208), *dmin = 0.0f;
         break;
+    }
+}
+
+/* Each pair of codes' group scale from the 16 group scales: 8 vectors of 16, vector i holding
+ * group 2i's scale 8 times, then group 2i+1's. */
+static inline void QS(pair_scales)(__m256i sc, int16_t *scp)
+{
+    __m256i halves[2] = {_mm256_broadcastsi128_si256(_mm256_castsi256_si128(sc)),
+                         _mm256_broadcastsi128_si256(_mm256_extracti128_si256(sc, 1))};
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        char lo = (char)(4 * (i % 4)), hi = (char)(4 * (i % 4) + 2); /* bytes of words 2i, 2i+1 */
+        __m256i ctl = _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
+                                       lo + 1, lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1,
+                                       hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1);
+        _mm256_storeu_si256((__m256i *)(scp + 16 * i), _mm256_shuffle_epi8(halves[i / 4], ctl));
     }
 }
 
 static void QS(unpack)(const struct weight *w, int64_t r, struct qk_row *row)
 {
     enum dtype t = w->dtype;
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(t, w->cols);
+    size_t rb = dtype_row_bytes(t, w->cols), bsz = dtype_size(t);
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * rb;
     if (dtype_block(t) == 32) {
         QS(unpack_legacy)(t, p, w->cols / 32, row);
         return;
     }
-    size_t rb = dtype_row_bytes(t, w->cols);
-    for (int64_t b = 0; b < w->cols / 256; b++, p += dtype_size(t)) {
-        int16_t *sc = row->sc + 16 * b;
-        for (size_t o = 0; o < dtype_size(t); o += 64) _mm_prefetch((const char *)p + 4 * rb + o, _MM_HINT_T0);
+    for (int64_t b = 0; b < w->cols / 256; b++, p += bsz) {
+        __m256i sc, mn;
+        for (size_t o = 0; o < bsz; o += 64) _mm_prefetch((const char *)p + 4 * rb + o, _MM_HINT_T0);
         QS(codes_k)(t, p, row->u + 256 * b);
-        QS(scales_k)(t, p, &row->d[b], &row->m[b], sc, row->mn + 16 * b);
-        for (int g = 0; g < 16; g++) /* each pair of codes gets its group's scale */
-            _mm_storeu_si128((__m128i *)(row->scp + 128 * b + 8 * g), _mm_set1_epi16(sc[g]));
+        QS(scales_k)(t, p, &row->d[b], &row->m[b], &sc, &mn);
+        _mm256_storeu_si256((__m256i *)(row->sc + 16 * b), sc);
+        _mm256_storeu_si256((__m256i *)(row->mn + 16 * b), mn);
+        QS(pair_scales)(sc, row->scp + 128 * b);
     }
 }
 
@@ -304,54 +371,67 @@ static inline __m256i QS(reduce8)(const __m256i v[8])
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
 }
 
-/* NT tokens from t0 against one row of a 32-value type. SHIFT: the zero point 2^SHIFT (-1:
- * none); MINS: + m·s per block; SGN: signed codes. Eight blocks at a time: their integer dots
- * are reduced to one vector of 8 block totals, then scaled by the 8 products d_w·d_x at once;
- * the blocks past the last group of 8 go one by one. Constants at every call, so the branches
+/* One group of eight blocks from block b (codes u[8], scales dw, mins mw; those past nblk unread)
+ * against NT tokens from t0. SHIFT: the zero point 2^SHIFT (-1: none); MINS: + m·s per block;
+ * SGN: signed codes. The integer dots of the eight blocks are reduced to one vector of block
+ * totals, then scaled by the 8 products d_w·d_x at once. Constants at every call, so the branches
  * fold and the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void QS(dot32_nt)(const struct qk_row *row,
-    const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS, const int SGN,
-    float *y, int64_t ldy)
+static inline __attribute__((always_inline)) void QS(group32)(const struct qk_act *a, int t0,
+    const int NT, const int SHIFT, const int MINS, const int SGN, int64_t b, int nblk,
+    const __m256i *u, __m256 dw, __m256 mw, __m256 *acc, __m256 *accm)
 {
-    int64_t k = a->k, nb = k / 32, b = 0;
+    int64_t k = a->k, nb = k / 32;
+    __m256i lanes = QS(first_lanes)(nblk);
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) {
+        int64_t t = t0 + j;
+        const int8_t *q = a->q + t * k + 32 * b;
+        __m256i p[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            if (i >= nblk) {
+                p[i] = _mm256_setzero_si256();
+                continue;
+            }
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + 32 * i)), ui = _mm256_loadu_si256(u + i);
+            p[i] = SGN ? QS(dot4s)(ui, qv) : QS(dot4)(ui, qv);
+        }
+        __m256i r = QS(reduce8)(p);
+        if (SHIFT >= 0)
+            r = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_maskload_epi32(a->qs + t * nb + b, lanes), SHIFT));
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_mul_ps(dw, _mm256_maskload_ps(a->d + t * nb + b, lanes)), acc[j]);
+        if (MINS) accm[j] = _mm256_fmadd_ps(mw, _mm256_maskload_ps(a->s + t * nb + b, lanes), accm[j]);
+    }
+}
+
+/* NT tokens from t0 against one row of a 32-value type, from its unpacked form (PACKED == 0:
+ * src is a qk_row) or straight from the packed blocks (src: the row's first block); the same
+ * arithmetic either way. */
+static inline __attribute__((always_inline)) void QS(dot32_nt)(const void *src, const enum dtype T,
+    const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT,
+    const int MINS, const int SGN, float *y, int64_t ldy)
+{
+    int64_t nb = a->k / 32;
     __m256 acc[4], accm[4];
-    float tail[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
     for (int j = 0; j < NT; j++) acc[j] = accm[j] = _mm256_setzero_ps();
-    for (; b + 8 <= nb; b += 8) {
-        __m256 dw = _mm256_loadu_ps(row->d + b), mw = MINS ? _mm256_loadu_ps(row->m + b) : dw;
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) {
-            int64_t t = t0 + j;
-            const int8_t *q = a->q + t * k + 32 * b;
-            __m256i p[8];
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) {
-                __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 32 * (b + i)));
-                __m256i qv = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
-                p[i] = SGN ? QS(dot4s)(u, qv) : QS(dot4)(u, qv);
-            }
-            __m256i r = QS(reduce8)(p);
-            if (SHIFT >= 0)
-                r = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(a->qs + t * nb + b)), SHIFT));
-            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_mul_ps(dw, _mm256_loadu_ps(a->d + t * nb + b)), acc[j]);
-            if (MINS) accm[j] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(a->s + t * nb + b), accm[j]);
+    for (int64_t b = 0; b < nb; b += 8) {
+        int nblk = nb - b < 8 ? (int)(nb - b) : 8;
+        __m256i dec[8];
+        const __m256i *u = dec; /* the codes: decoded here, or read where unpack put them */
+        __m256 dw, mw;
+        if (PACKED) {
+            QS(decode8)(T, (const uint8_t *)src + b * QS(bsize32)(T), nblk, dec, &dw, &mw);
+        } else {
+            const struct qk_row *row = src;
+            __m256i lanes = QS(first_lanes)(nblk);
+            dw = _mm256_maskload_ps(row->d + b, lanes), mw = MINS ? _mm256_maskload_ps(row->m + b, lanes) : dw;
+            u = (const __m256i *)(row->u + 32 * b);
         }
-    }
-    for (; b < nb; b++) {
-        __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 32 * b));
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) {
-            int64_t t = t0 + j;
-            __m256i qv = _mm256_loadu_si256((const __m256i *)(a->q + t * k + 32 * b));
-            int isum = QS(hsum_i)(SGN ? QS(dot4s)(u, qv) : QS(dot4)(u, qv));
-            if (SHIFT >= 0) isum -= a->qs[t * nb + b] << SHIFT;
-            tail[j] += (float)isum * (row->d[b] * a->d[t * nb + b]);
-            if (MINS) tail[j] += row->m[b] * a->s[t * nb + b];
-        }
+        QS(group32)(a, t0, NT, SHIFT, MINS, SGN, b, nblk, u, dw, mw, acc, accm);
     }
 #pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(_mm256_add_ps(acc[j], accm[j])) + tail[j];
+    for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(_mm256_add_ps(acc[j], accm[j]));
 }
 
 /* NT tokens against one row of a K type: per super-block, the group scales are applied to the
@@ -394,6 +474,7 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const struct qk_
     for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(acc[j]) - (MINS ? QS(hsum)(accm[j]) : 0.0f);
 }
 
+#ifndef QS_OWN_DOT /* the including file may bring wider dots of its own */
 /* Dispatches a run of up to 4 tokens to the kernel specialised for the type. */
 #define QS_NT(CALL)                                                                                \
     switch (nt - t) {                                                                              \
@@ -408,10 +489,10 @@ static void QS(dot)(enum dtype wt, const struct qk_row *row, const struct qk_act
 {
     for (int t = 0; t < nt; t += 4) {
         float *yt = y + t * ldy;
-#define Q4_0(N) QS(dot32_nt)(row, a, t, N, 3, 0, 0, yt, ldy)
-#define Q5_0(N) QS(dot32_nt)(row, a, t, N, 4, 0, 0, yt, ldy)
-#define QMIN(N) QS(dot32_nt)(row, a, t, N, -1, 1, 0, yt, ldy)
-#define Q8_0(N) QS(dot32_nt)(row, a, t, N, -1, 0, 1, yt, ldy)
+#define Q4_0(N) QS(dot32_nt)(row, DT_Q4_0, 0, a, t, N, 3, 0, 0, yt, ldy)
+#define Q5_0(N) QS(dot32_nt)(row, DT_Q5_0, 0, a, t, N, 4, 0, 0, yt, ldy)
+#define QMIN(N) QS(dot32_nt)(row, DT_Q4_1, 0, a, t, N, -1, 1, 0, yt, ldy)
+#define Q8_0(N) QS(dot32_nt)(row, DT_Q8_0, 0, a, t, N, -1, 0, 1, yt, ldy)
 #define KMIN(N) QS(dot256_nt)(row, a, t, N, -1, 1, yt, ldy)
 #define Q3_K(N) QS(dot256_nt)(row, a, t, N, 2, 0, yt, ldy)
 #define Q6_K(N) QS(dot256_nt)(row, a, t, N, 5, 0, yt, ldy)
@@ -434,4 +515,34 @@ static void QS(dot)(enum dtype wt, const struct qk_row *row, const struct qk_act
     }
 }
 
+/* Row r of a 32-value type dotted with nt tokens straight from its blocks. */
+static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
+                           float *y, int64_t ldy)
+{
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
+    for (int t = 0; t < nt; t += 4) {
+        float *yt = y + t * ldy;
+#define P(T, SHIFT, MINS, SGN, N) QS(dot32_nt)(p, T, 1, a, t, N, SHIFT, MINS, SGN, yt, ldy)
+#define Q4_0(N) P(DT_Q4_0, 3, 0, 0, N)
+#define Q5_0(N) P(DT_Q5_0, 4, 0, 0, N)
+#define Q4_1(N) P(DT_Q4_1, -1, 1, 0, N)
+#define Q5_1(N) P(DT_Q5_1, -1, 1, 0, N)
+#define Q8_0(N) P(DT_Q8_0, -1, 0, 1, N)
+        switch (w->dtype) {
+        case DT_Q4_0: QS_NT(Q4_0) break;
+        case DT_Q5_0: QS_NT(Q5_0) break;
+        case DT_Q4_1: QS_NT(Q4_1) break;
+        case DT_Q5_1: QS_NT(Q5_1) break;
+        default: QS_NT(Q8_0) break;
+        }
+#undef P
+#undef Q4_0
+#undef Q5_0
+#undef Q4_1
+#undef Q5_1
+#undef Q8_0
+    }
+}
+
 #undef QS_NT
+#endif /* QS_OWN_DOT */

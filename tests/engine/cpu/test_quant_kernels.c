@@ -86,8 +86,8 @@ static void find_sets(void)
 /* Scratch for n tokens of length k, laid out. */
 static void *alloc_layout(int64_t k, int n, struct qk_act *a, struct qk_row *r)
 {
-    void *buf = aligned_alloc(64, qk_scratch_bytes(k, n));
-    qk_layout(buf, k, n, a, r);
+    void *buf = aligned_alloc(64, qk_scratch_bytes(k, n, 1));
+    qk_layout(buf, k, n, a, r, 1);
     return buf;
 }
 
@@ -213,21 +213,56 @@ START_TEST(exact_path_widens_exactly)
 }
 END_TEST
 
+/* dot_packed gives the bits of unpack + dot, for every length (whole groups of eight blocks and
+ * a last partial one) and 1..4 tokens. */
+START_TEST(packed_equals_unpacked)
+{
+    find_sets();
+    const int64_t ks[] = {32, 96, 256, 576};
+    for (int s = 1; s < n_sets; s++) {
+        if (!sets[s]->dot_packed) continue;
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            enum dtype t = TYPES[ti];
+            if (qk_type_of(t).k_type) continue;
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                int64_t k = ks[ki];
+                struct weight w = make_weight(t, 3, k);
+                float *x = make_x(4, k), y0[4], y1[4];
+                struct qk_act a;
+                struct qk_row r;
+                void *buf = alloc_layout(k, 4, &a, &r);
+                for (int tk = 0; tk < 4; tk++) sets[s]->quantize(x + tk * k, t, &a, tk);
+                for (int64_t row = 0; row < 3; row++)
+                    for (int nt = 1; nt <= 4; nt++) {
+                        sets[s]->unpack(&w, row, &r);
+                        sets[s]->dot(t, &r, &a, nt, y0, 1);
+                        sets[s]->dot_packed(&w, row, &a, nt, y1, 1);
+                        ck_assert_msg(!memcmp(y0, y1, (size_t)nt * sizeof(float)), "%s %s k=%lld nt=%d: %g vs %g",
+                                      sets[s]->name, dtype_name(t), (long long)k, nt, y0[0], y1[0]);
+                    }
+                free(buf), free(x), free((void *)w.data);
+            }
+        }
+    }
+}
+END_TEST
+
 /* Token t's outputs are the same bits alone, in a batch of 1..5, with 1..3 threads, in both
  * arithmetics, for every set. */
 START_TEST(batch_and_thread_invariance)
 {
     const char *names[] = {"scalar", "avx2", "avx512"};
     for (size_t ti = 0; ti < N_TYPES; ti++) {
-        struct weight w = make_weight(TYPES[ti], 70, 256);
-        float *x = make_x(5, 256), alone[70], y[5 * 70];
+        int64_t cols = qk_type_of(TYPES[ti]).k_type ? 512 : 576; /* 576: a partial group of blocks */
+        struct weight w = make_weight(TYPES[ti], 70, cols);
+        float *x = make_x(5, cols), alone[70], y[5 * 70];
         for (int ni = 0; ni < 3; ni++) {
             const struct simd_kernels *k = simd_by_name(names[ni]);
             if (!k) continue;
             for (int q8 = 0; q8 < 2; q8++) {
                 struct tp *tp1 = tp_create(1);
                 struct ops o1 = {.tp = tp1, .k = k, .q8 = q8};
-                ops_matmul(&o1, &w, x + 2 * 256, 1, alone); /* token 2 alone */
+                ops_matmul(&o1, &w, x + 2 * cols, 1, alone); /* token 2 alone */
                 tp_destroy(tp1);
                 for (int th = 1; th <= 3; th++)
                     for (int n = 3; n <= 5; n++) {
@@ -253,6 +288,7 @@ int main(void)
     tcase_add_test(tc, sets_agree_with_scalar);
     tcase_add_test(tc, dot_semantics);
     tcase_add_test(tc, exact_path_widens_exactly);
+    tcase_add_test(tc, packed_equals_unpacked);
     tcase_add_test(tc, batch_and_thread_invariance);
     suite_add_tcase(s, tc);
     return check_run(s, 1);
