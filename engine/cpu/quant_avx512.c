@@ -114,34 +114,57 @@ static inline __attribute__((always_inline)) void z_dot32_nt(const void *src, co
     for (int j = 0; j < NT; j++) y[j * ldy] = z_hsum(acc[j]) + avx512q_hsum(acc8[j]);
 }
 
-/* NT tokens against a row of a K type: per super-block four vectors of 64 codes, the pair sums
- * (maddubs) times their group scales accumulated by dpwssd; the zero point and the mins through
- * the quants' sums of 16, as in quant_simd.h. */
-static inline __attribute__((always_inline)) void z_dot256_nt(const struct qk_row *row,
-    const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS, float *y,
-    int64_t ldy)
+/* Pair scales for codes [64c, 64c + 64) of a K block from its 16 group scales (lane i: group
+ * 4c + i/8), as unpack lays them out. */
+static inline __m512i z_pair_scales(__m256i sc16, const int c)
+{
+    __m512i idx = _mm512_set_epi16(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3,
+                                   4 * c + 3, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2,
+                                   4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
+                                   4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c,
+                                   4 * c);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
+}
+
+/* NT tokens against a row of a K type, unpacked or packed (avx512q_load256): per super-block
+ * four vectors of 64 codes, the pair sums (maddubs) times their group scales accumulated by
+ * dpwssd; the zero point and the mins through the quants' sums of 16, as in quant_simd.h. */
+static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, const enum dtype T,
+    const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
+    float *y, int64_t ldy)
 {
     int64_t k = a->k, nb = k / 256;
     __m512 acc[4];
     __m256 accm[4];
+    uint8_t codes[256] __attribute__((aligned(64)));
+    const int16_t *scp = PACKED ? NULL : ((const struct qk_row *)src)->scp;
 #pragma GCC unroll 4
     for (int j = 0; j < NT; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m512i isum[4];
+        __m256i sc16, mn16;
+        const uint8_t *u;
+        float dw, mw;
+        avx512q_load256(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            __m512i u = _mm512_loadu_si512(row->u + 256 * b + 64 * c);
-            __m512i sc = _mm512_loadu_si512(row->scp + 128 * b + 32 * c);
+            __m512i uc, sc;
+            if (PACKED) { /* two loads, each of one earlier store: they forward */
+                uc = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(u + 64 * c))),
+                                        _mm256_load_si256((const __m256i *)(u + 64 * c + 32)), 1);
+                sc = z_pair_scales(sc16, c);
+            } else {
+                uc = _mm512_loadu_si512(u + 64 * c);
+                sc = _mm512_loadu_si512(scp + 128 * b + 32 * c);
+            }
 #pragma GCC unroll 4
             for (int j = 0; j < NT; j++) {
                 __m512i q = _mm512_loadu_si512(a->q + (t0 + j) * k + 256 * b + 64 * c);
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(u, q), sc);
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(uc, q), sc);
             }
         }
-        __m256i sc16 = _mm256_loadu_si256((const __m256i *)(row->sc + 16 * b));
-        __m256i mn16 = _mm256_loadu_si256((const __m256i *)(row->mn + 16 * b));
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) {
             int64_t t = t0 + j;
@@ -151,9 +174,9 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const struct qk_ro
                 isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(off));
             }
             float dx = a->d[t * k / 32 + b];
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(row->d[b] * dx), acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(dw * dx), acc[j]);
             if (MINS)
-                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(row->m[b] * dx), accm[j]);
+                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(mw * dx), accm[j]);
         }
     }
 #pragma GCC unroll 4
@@ -177,9 +200,9 @@ static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk
 #define Q5_0(N) z_dot32_nt(row, DT_Q5_0, 0, a, t, N, 4, 0, 0, yt, ldy)
 #define QMIN(N) z_dot32_nt(row, DT_Q4_1, 0, a, t, N, -1, 1, 0, yt, ldy)
 #define Q8_0(N) z_dot32_nt(row, DT_Q8_0, 0, a, t, N, -1, 0, 1, yt, ldy)
-#define KMIN(N) z_dot256_nt(row, a, t, N, -1, 1, yt, ldy)
-#define Q3_K(N) z_dot256_nt(row, a, t, N, 2, 0, yt, ldy)
-#define Q6_K(N) z_dot256_nt(row, a, t, N, 5, 0, yt, ldy)
+#define KMIN(N) z_dot256_nt(row, DT_Q4_K, 0, a, t, N, -1, 1, yt, ldy)
+#define Q3_K(N) z_dot256_nt(row, DT_Q3_K, 0, a, t, N, 2, 0, yt, ldy)
+#define Q6_K(N) z_dot256_nt(row, DT_Q6_K, 0, a, t, N, 5, 0, yt, ldy)
         switch (wt) {
         case DT_Q4_0: Z_NT(Q4_0) break;
         case DT_Q5_0: Z_NT(Q5_0) break;
@@ -199,7 +222,7 @@ static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk
     }
 }
 
-/* Row r of a 32-value type dotted with nt tokens straight from its blocks. */
+/* Row r dotted with nt tokens straight from its blocks. */
 static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
                                float *y, int64_t ldy)
 {
@@ -212,13 +235,30 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct q
 #define Q4_1(N) P(DT_Q4_1, -1, 1, 0, N)
 #define Q5_1(N) P(DT_Q5_1, -1, 1, 0, N)
 #define Q8_0(N) P(DT_Q8_0, -1, 0, 1, N)
+#define K(T, SHIFT, MINS, N) z_dot256_nt(p, T, 1, a, t, N, SHIFT, MINS, yt, ldy)
+#define Q2_K(N) K(DT_Q2_K, -1, 1, N)
+#define Q3_K(N) K(DT_Q3_K, 2, 0, N)
+#define Q4_K(N) K(DT_Q4_K, -1, 1, N)
+#define Q5_K(N) K(DT_Q5_K, -1, 1, N)
+#define Q6_K(N) K(DT_Q6_K, 5, 0, N)
         switch (w->dtype) {
         case DT_Q4_0: Z_NT(Q4_0) break;
         case DT_Q5_0: Z_NT(Q5_0) break;
         case DT_Q4_1: Z_NT(Q4_1) break;
         case DT_Q5_1: Z_NT(Q5_1) break;
-        default: Z_NT(Q8_0) break;
+        case DT_Q8_0: Z_NT(Q8_0) break;
+        case DT_Q2_K: Z_NT(Q2_K) break;
+        case DT_Q3_K: Z_NT(Q3_K) break;
+        case DT_Q4_K: Z_NT(Q4_K) break;
+        case DT_Q5_K: Z_NT(Q5_K) break;
+        default: Z_NT(Q6_K) break;
         }
+#undef K
+#undef Q2_K
+#undef Q3_K
+#undef Q4_K
+#undef Q5_K
+#undef Q6_K
 #undef P
 #undef Q4_0
 #undef Q5_0

@@ -111,7 +111,7 @@ static void matmul_q8(const struct ops *o, int thread, const struct weight *w, i
     struct qk_row rows[QK_ROWS];
     qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, n, QK_ROWS)), w->cols, n, &a, rows, QK_ROWS);
     for (int t = 0; t < n; t++) s->quantize(x + t * ldx, w->dtype, &a, t);
-    if (n <= s->packed_max && dtype_block(w->dtype) == 32) {
+    if (n <= s->packed_max) {
         for (int64_t r = r0; r < r1; r++) s->dot_packed(w, r, &a, n, y + (r - r0), ldy);
         return;
     }

@@ -14,8 +14,8 @@
  *
  * In the 8-bit path a weight row is first unpacked once into codes u (one byte per value) plus its
  * scales, then dotted with every token of the batch, so a batch reads and unpacks each weight
- * once; for a few tokens the 32-value types skip the unpacked copy and dot straight from the
- * blocks (dot_packed), with the same results. Each (row, token) result is computed whole, in one fixed order, by one thread:
+ * once; for a few tokens the kernels skip the unpacked copy and dot straight from the blocks
+ * (dot_packed), with the same results. Each (row, token) result is computed whole, in one fixed order, by one thread:
  * results do not depend on the batch, the tile or the thread count. */
 #ifndef SEEKD_QUANT_KERNELS_H
 #define SEEKD_QUANT_KERNELS_H
@@ -62,8 +62,8 @@ struct qk_set {
     /* y[t · ldy] = the row's dot with token t, t < nt. */
     void (*dot)(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
                 float *y, int64_t ldy);
-    /* The same results as unpack + dot for row r of a 32-value type, decoding the blocks into
-     * registers rather than through the unpacked row: faster for a few tokens (NULL: none). */
+    /* The same results as unpack + dot for row r, decoding its blocks as it goes rather than
+     * into an unpacked row first: faster for a few tokens (NULL: none). */
     void (*dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
                        float *y, int64_t ldy);
     int packed_max; /* batches of up to this many tokens take dot_packed */

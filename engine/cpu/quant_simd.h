@@ -237,8 +237,8 @@ static inline __m256i QS(field)(__m256i v, int s, int mask)
     return _mm256_and_si256(_mm256_srli_epi16(v, s), _mm256_set1_epi8((char)mask));
 }
 
-/* The 256 codes of one K block into u. */
-static void QS(codes_k)(enum dtype t, const uint8_t *p, uint8_t *u)
+/* The 256 codes of one K block into u (inlined: a constant t folds its branches). */
+static inline __attribute__((always_inline)) void QS(codes_k)(enum dtype t, const uint8_t *p, uint8_t *u)
 {
     __m256i *o = (__m256i *)u;
     if (t == DT_Q2_K || t == DT_Q3_K) {
@@ -290,7 +290,7 @@ static inline __m128i QS(k4_scales)(const uint8_t *s)
 
 /* Group scales and mins of one K block as 16 int16 each (the reference's values), built in
  * registers: a scalar build read back as a vector would stall on store forwarding. */
-static inline void QS(scales_k)(enum dtype t, const uint8_t *p, float *d, float *dmin, __m256i *sc,
+static inline __attribute__((always_inline)) void QS(scales_k)(enum dtype t, const uint8_t *p, float *d, float *dmin, __m256i *sc,
                                 __m256i *mn)
 {
     switch (t) {
@@ -325,20 +325,48 @@ static inline void QS(scales_k)(enum dtype t, const uint8_t *p, float *d, float 
     }
 }
 
-/* Each pair of codes' group scale from the 16 group scales: 8 vectors of 16, vector i holding
- * group 2i's scale 8 times, then group 2i+1's. */
+/* Each pair of codes' group scale for codes [32i, 32i + 32) of a K block, from its 16 group
+ * scales: group 2i's scale 8 times, then group 2i+1's. */
+static inline __m256i QS(pair_scale)(__m256i sc, const int i)
+{
+    __m256i half = _mm256_broadcastsi128_si256(i < 4 ? _mm256_castsi256_si128(sc) : _mm256_extracti128_si256(sc, 1));
+    char lo = (char)(4 * (i % 4)), hi = (char)(4 * (i % 4) + 2); /* bytes of words 2i, 2i+1 */
+    return _mm256_shuffle_epi8(half, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
+                                                      lo + 1, lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1,
+                                                      hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
+}
+
 static inline void QS(pair_scales)(__m256i sc, int16_t *scp)
 {
-    __m256i halves[2] = {_mm256_broadcastsi128_si256(_mm256_castsi256_si128(sc)),
-                         _mm256_broadcastsi128_si256(_mm256_extracti128_si256(sc, 1))};
 #pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        char lo = (char)(4 * (i % 4)), hi = (char)(4 * (i % 4) + 2); /* bytes of words 2i, 2i+1 */
-        __m256i ctl = _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
-                                       lo + 1, lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1,
-                                       hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1);
-        _mm256_storeu_si256((__m256i *)(scp + 16 * i), _mm256_shuffle_epi8(halves[i / 4], ctl));
+    for (int i = 0; i < 8; i++) _mm256_storeu_si256((__m256i *)(scp + 16 * i), QS(pair_scale)(sc, i));
+}
+
+/* Bytes per block of a K type. */
+static inline size_t QS(bsize256)(const enum dtype T)
+{
+    return T == DT_Q2_K ? 84 : T == DT_Q3_K ? 110 : T == DT_Q4_K ? 144 : T == DT_Q5_K ? 176 : 210;
+}
+
+/* Super-block b of a K-type row: its codes (*u), group scales and mins, d and dmin — read from
+ * the unpacked row (PACKED == 0: src a qk_row), or decoded from the packed row (src its first
+ * block), the codes into the 256 bytes at codes and the rest into registers. */
+static inline __attribute__((always_inline)) void QS(load256)(const void *src, const enum dtype T,
+    const int PACKED, int64_t b, uint8_t *codes, const uint8_t **u, __m256i *sc16, __m256i *mn16,
+    float *d, float *m)
+{
+    if (PACKED) {
+        const uint8_t *p = (const uint8_t *)src + b * QS(bsize256)(T);
+        QS(codes_k)(T, p, codes);
+        QS(scales_k)(T, p, d, m, sc16, mn16);
+        *u = codes;
+        return;
     }
+    const struct qk_row *row = src;
+    *u = row->u + 256 * b;
+    *sc16 = _mm256_loadu_si256((const __m256i *)(row->sc + 16 * b));
+    *mn16 = _mm256_loadu_si256((const __m256i *)(row->mn + 16 * b));
+    *d = row->d[b], *m = row->m[b];
 }
 
 static void QS(unpack)(const struct weight *w, int64_t r, struct qk_row *row)
@@ -434,40 +462,45 @@ static inline __attribute__((always_inline)) void QS(dot32_nt)(const void *src, 
     for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(_mm256_add_ps(acc[j], accm[j]));
 }
 
-/* NT tokens against one row of a K type: per super-block, the group scales are applied to the
- * pair sums (madd), the zero point and the mins through the quants' sums of 16. */
-static inline __attribute__((always_inline)) void QS(dot256_nt)(const struct qk_row *row,
-    const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS, float *y,
-    int64_t ldy)
+/* NT tokens against one row of a K type, unpacked or packed (QS(load256)): per super-block, the
+ * group scales are applied to the pair sums (madd), the zero point and the mins through the
+ * quants' sums of 16. */
+static inline __attribute__((always_inline)) void QS(dot256_nt)(const void *src, const enum dtype T,
+    const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
+    float *y, int64_t ldy)
 {
     int64_t k = a->k, nb = k / 256;
     __m256 acc[4], accm[4];
+    uint8_t codes[256] __attribute__((aligned(32)));
+    const int16_t *scp = PACKED ? NULL : ((const struct qk_row *)src)->scp;
 #pragma GCC unroll 4
     for (int j = 0; j < NT; j++) acc[j] = accm[j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        __m256i isum[4];
+        __m256i isum[4], sc16, mn16;
+        const uint8_t *u;
+        float dw, mw;
+        QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
-            __m256i u = _mm256_loadu_si256((const __m256i *)(row->u + 256 * b + 32 * c));
-            __m256i sc = _mm256_loadu_si256((const __m256i *)(row->scp + 128 * b + 16 * c));
+            __m256i uc = _mm256_loadu_si256((const __m256i *)(u + 32 * c));
+            __m256i sc = PACKED ? QS(pair_scale)(sc16, c) : _mm256_loadu_si256((const __m256i *)(scp + 128 * b + 16 * c));
 #pragma GCC unroll 4
             for (int j = 0; j < NT; j++) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + (t0 + j) * k + 256 * b + 32 * c));
-                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), sc));
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(uc, q), sc));
             }
         }
-        __m256i sc16 = _mm256_loadu_si256((const __m256i *)(row->sc + 16 * b));
-        __m256i mn16 = _mm256_loadu_si256((const __m256i *)(row->mn + 16 * b));
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) {
             int64_t t = t0 + j;
             __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + t * k / 16 + 16 * b));
             if (SHIFT >= 0) isum[j] = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsv), SHIFT));
             float dx = a->d[t * k / 32 + b];
-            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(row->d[b] * dx), acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(dw * dx), acc[j]);
             if (MINS)
-                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(row->m[b] * dx), accm[j]);
+                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(mw * dx), accm[j]);
         }
     }
 #pragma GCC unroll 4
@@ -493,9 +526,9 @@ static void QS(dot)(enum dtype wt, const struct qk_row *row, const struct qk_act
 #define Q5_0(N) QS(dot32_nt)(row, DT_Q5_0, 0, a, t, N, 4, 0, 0, yt, ldy)
 #define QMIN(N) QS(dot32_nt)(row, DT_Q4_1, 0, a, t, N, -1, 1, 0, yt, ldy)
 #define Q8_0(N) QS(dot32_nt)(row, DT_Q8_0, 0, a, t, N, -1, 0, 1, yt, ldy)
-#define KMIN(N) QS(dot256_nt)(row, a, t, N, -1, 1, yt, ldy)
-#define Q3_K(N) QS(dot256_nt)(row, a, t, N, 2, 0, yt, ldy)
-#define Q6_K(N) QS(dot256_nt)(row, a, t, N, 5, 0, yt, ldy)
+#define KMIN(N) QS(dot256_nt)(row, DT_Q4_K, 0, a, t, N, -1, 1, yt, ldy)
+#define Q3_K(N) QS(dot256_nt)(row, DT_Q3_K, 0, a, t, N, 2, 0, yt, ldy)
+#define Q6_K(N) QS(dot256_nt)(row, DT_Q6_K, 0, a, t, N, 5, 0, yt, ldy)
         switch (wt) {
         case DT_Q4_0: QS_NT(Q4_0) break;
         case DT_Q5_0: QS_NT(Q5_0) break;
@@ -515,7 +548,7 @@ static void QS(dot)(enum dtype wt, const struct qk_row *row, const struct qk_act
     }
 }
 
-/* Row r of a 32-value type dotted with nt tokens straight from its blocks. */
+/* Row r dotted with nt tokens straight from its blocks. */
 static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
                            float *y, int64_t ldy)
 {
@@ -528,13 +561,30 @@ static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_ac
 #define Q4_1(N) P(DT_Q4_1, -1, 1, 0, N)
 #define Q5_1(N) P(DT_Q5_1, -1, 1, 0, N)
 #define Q8_0(N) P(DT_Q8_0, -1, 0, 1, N)
+#define K(T, SHIFT, MINS, N) QS(dot256_nt)(p, T, 1, a, t, N, SHIFT, MINS, yt, ldy)
+#define Q2_K(N) K(DT_Q2_K, -1, 1, N)
+#define Q3_K(N) K(DT_Q3_K, 2, 0, N)
+#define Q4_K(N) K(DT_Q4_K, -1, 1, N)
+#define Q5_K(N) K(DT_Q5_K, -1, 1, N)
+#define Q6_K(N) K(DT_Q6_K, 5, 0, N)
         switch (w->dtype) {
         case DT_Q4_0: QS_NT(Q4_0) break;
         case DT_Q5_0: QS_NT(Q5_0) break;
         case DT_Q4_1: QS_NT(Q4_1) break;
         case DT_Q5_1: QS_NT(Q5_1) break;
-        default: QS_NT(Q8_0) break;
+        case DT_Q8_0: QS_NT(Q8_0) break;
+        case DT_Q2_K: QS_NT(Q2_K) break;
+        case DT_Q3_K: QS_NT(Q3_K) break;
+        case DT_Q4_K: QS_NT(Q4_K) break;
+        case DT_Q5_K: QS_NT(Q5_K) break;
+        default: QS_NT(Q6_K) break;
         }
+#undef K
+#undef Q2_K
+#undef Q3_K
+#undef Q4_K
+#undef Q5_K
+#undef Q6_K
 #undef P
 #undef Q4_0
 #undef Q5_0

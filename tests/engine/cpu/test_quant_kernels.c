@@ -213,19 +213,18 @@ START_TEST(exact_path_widens_exactly)
 }
 END_TEST
 
-/* dot_packed gives the bits of unpack + dot, for every length (whole groups of eight blocks and
- * a last partial one) and 1..4 tokens. */
+/* dot_packed gives the bits of unpack + dot, for every type and length (for the 32-value types
+ * whole groups of eight blocks and a last partial one) and 1..4 tokens. */
 START_TEST(packed_equals_unpacked)
 {
     find_sets();
-    const int64_t ks[] = {32, 96, 256, 576};
+    const int64_t ks[] = {32, 96, 256, 576}, kks[] = {256, 512, 768, 1280}; /* 32-value, K types */
     for (int s = 1; s < n_sets; s++) {
         if (!sets[s]->dot_packed) continue;
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             enum dtype t = TYPES[ti];
-            if (qk_type_of(t).k_type) continue;
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
-                int64_t k = ks[ki];
+                int64_t k = qk_type_of(t).k_type ? kks[ki] : ks[ki];
                 struct weight w = make_weight(t, 3, k);
                 float *x = make_x(4, k), y0[4], y1[4];
                 struct qk_act a;
