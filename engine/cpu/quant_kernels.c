@@ -100,21 +100,48 @@ enum {
     QK_TOKENS = 32, /* tokens per block: their quants (32 · k bytes) stay in cache for the rows */
 };
 
-/* Quantises the tokens; then, QK_ROWS rows at a time, unpacks the rows once and dots them with
- * the tokens QK_TOKENS at a time. Every (row, token) result is the set's one order of
- * operations whatever the blocking. */
+/* What a thread's kept activations were quantised from: the loop (tp_loop), the input and its
+ * shape, the format. Tasks of one loop often share an input (every row range of a matmul, every
+ * chunk of an expert), which is then quantised once per thread and loop rather than per task. */
+struct qk_key {
+    uint64_t loop; /* 0: nothing kept */
+    const float *x;
+    int64_t ldx, k;
+    int n, k_type;
+};
+
+/* Token activations of x for this call: the thread's kept ones when they match, else quantised
+ * into the thread's keep buffer (after the key, one 64-byte line). */
+static struct qk_act activations(const struct ops *o, int thread, const struct qk_set *s, enum dtype t,
+                                 const float *x, int64_t ldx, int n, int64_t k)
+{
+    int fresh;
+    uint8_t *buf = tp_keep(o->tp, thread, 64 + qk_scratch_bytes(k, n, 0), &fresh);
+    struct qk_key *kept = (struct qk_key *)buf, want = {tp_loop(o->tp), x, ldx, k, n, qk_type_of(t).k_type};
+    struct qk_act a;
+    qk_layout(buf + 64, k, n, &a, NULL, 0);
+    if (!fresh && want.loop && kept->loop == want.loop && kept->x == x && kept->ldx == ldx &&
+        kept->k == k && kept->n == n && kept->k_type == want.k_type)
+        return a;
+    for (int i = 0; i < n; i++) s->quantize(x + i * ldx, t, &a, i);
+    *kept = want;
+    return a;
+}
+
+/* Quantises the tokens (or finds them quantised); then, QK_ROWS rows at a time, unpacks the
+ * rows once and dots them with the tokens QK_TOKENS at a time. Every (row, token) result is the
+ * set's one order of operations whatever the blocking. */
 static void matmul_q8(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                       int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
     const struct qk_set *s = qk_set_for(o->k);
-    struct qk_act a;
-    struct qk_row rows[QK_ROWS];
-    qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, n, QK_ROWS)), w->cols, n, &a, rows, QK_ROWS);
-    for (int t = 0; t < n; t++) s->quantize(x + t * ldx, w->dtype, &a, t);
+    struct qk_act a = activations(o, thread, s, w->dtype, x, ldx, n, w->cols), unused;
     if (n <= s->packed_max) {
         for (int64_t r = r0; r < r1; r++) s->dot_packed(w, r, &a, n, y + (r - r0), ldy);
         return;
     }
+    struct qk_row rows[QK_ROWS];
+    qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, 0, QK_ROWS)), w->cols, 0, &unused, rows, QK_ROWS);
     for (int64_t rb = r0; rb < r1; rb += QK_ROWS) {
         int nr = r1 - rb < QK_ROWS ? (int)(r1 - rb) : QK_ROWS;
         for (int i = 0; i < nr; i++) s->unpack(w, rb + i, &rows[i]);

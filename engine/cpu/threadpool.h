@@ -10,6 +10,7 @@
 #define SEEKD_THREADPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct tp;
 
@@ -28,5 +29,15 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg);
 /* A per-thread scratch buffer of at least `bytes`, 64-byte aligned, kept between calls. Only
  * the thread `thread` may use its buffer, and only inside a task. */
 void *tp_scratch(struct tp *tp, int thread, size_t bytes);
+
+/* The number of the loop now running, distinct for every loop of the pool's life; 0 outside a
+ * loop and for a NULL pool. What a loop's tasks only read stays the same for the whole loop, so
+ * a kernel may key what it derives from such input on this number (with the input's address). */
+uint64_t tp_loop(const struct tp *tp);
+
+/* A second per-thread buffer like tp_scratch, for what a kernel keeps from one of its calls to
+ * the next (tp_scratch is any code's within a task). *fresh is 1 when the buffer was just
+ * (re)allocated: its contents are then undefined. */
+void *tp_keep(struct tp *tp, int thread, size_t bytes, int *fresh);
 
 #endif

@@ -279,6 +279,30 @@ START_TEST(batch_and_thread_invariance)
 }
 END_TEST
 
+/* The activations a thread keeps between the tasks of one loop are never used by a later loop:
+ * the same input buffer with new values gives the new values' results, in a pool of 1 and of 2
+ * threads, as a fresh pool computes them. */
+START_TEST(kept_activations_end_with_their_loop)
+{
+    struct weight w = make_weight(DT_Q4_K, 64, 512);
+    float *x = make_x(2, 512), want[2 * 64], got[2 * 64];
+    for (int th = 1; th <= 2; th++) {
+        struct tp *tp = tp_create(th);
+        struct ops o = {.tp = tp, .k = simd_best(), .q8 = 1};
+        ops_matmul(&o, &w, x, 2, got);
+        for (int i = 0; i < 2 * 512; i++) x[i] = -0.5f * x[i] + 0.25f;
+        ops_matmul(&o, &w, x, 2, got);
+        struct tp *fresh = tp_create(1);
+        struct ops of = {.tp = fresh, .k = simd_best(), .q8 = 1};
+        ops_matmul(&of, &w, x, 2, want);
+        tp_destroy(fresh);
+        ck_assert_msg(!memcmp(want, got, sizeof want), "%d threads: stale activations", th);
+        tp_destroy(tp);
+    }
+    free(x), free((void *)w.data);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("quant_kernels");
@@ -289,6 +313,7 @@ int main(void)
     tcase_add_test(tc, exact_path_widens_exactly);
     tcase_add_test(tc, packed_equals_unpacked);
     tcase_add_test(tc, batch_and_thread_invariance);
+    tcase_add_test(tc, kept_activations_end_with_their_loop);
     suite_add_tcase(s, tc);
     return check_run(s, 1);
 }
