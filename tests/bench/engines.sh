@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# engines.sh: seekd against llama.cpp's server, side by side, same machine, same BF16 weights,
-# same thread count. Run by `make bench`; see docs/PERFORMANCE.md.
+# engines.sh: seekd against llama.cpp's server, side by side, same machine, same weights, same
+# thread count. Run by `make bench`; see docs/PERFORMANCE.md. Three models (BENCH_MODELS picks):
+#   bf16     a random DeepSeek-V3-architecture checkpoint in BF16 (seekd reads the safetensors,
+#            llama.cpp its GGUF conversion)
+#   smollm2  the default model, SmolLM2-135M-Instruct Q4_1 GGUF (the same file for both)
+#   q4km     a random DeepSeek-V3-architecture GGUF in a Q4_K_M mix (the same file for both)
 #
 #   tests/bench/engines.sh OUT_DIR THREADS
 #
-# Everything it makes goes under OUT_DIR (git-ignored): the bench checkpoint and its GGUF,
-# .venv-bench's llama.cpp sources, the llama-server build, results/*.json. Steps already done
-# are kept (delete OUT_DIR to start over).
+# Everything it makes goes under OUT_DIR (git-ignored): the bench models, .venv-bench's
+# llama.cpp sources, the llama-server build, results/<model>/*.json (RES overrides the results
+# directory). Steps already done are kept (delete OUT_DIR to start over). The machine's load
+# average is recorded before and after each model's runs (results/<model>/load.txt).
 set -euo pipefail
 OUT=${1:-bench-out}
 THREADS=${2:-$(nproc)}
 LLAMA_CPP_PYTHON=0.3.36
 PORT_SEEKD=${PORT_SEEKD:-8391}
 PORT_LLAMA=${PORT_LLAMA:-8392}
-TOK=tests/fixtures/tokenizer/v3
-RES=$OUT/results
-mkdir -p "$OUT" "$RES"
+BENCH_MODELS=${BENCH_MODELS:-bf16 smollm2 q4km}
+RES_ROOT=${RES:-$OUT/results}
+mkdir -p "$OUT" "$RES_ROOT"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -46,7 +51,7 @@ setup_llama() {
     fi
 }
 
-setup_model() {
+setup_bf16() {
     if [ ! -f "$OUT/model-bf16/model.safetensors" ]; then
         log "writing the bench checkpoint (random weights, BF16)"
         .venv-bench/bin/python tests/bench/mkmodel.py --out "$OUT/model-bf16" --dtype bf16
@@ -54,6 +59,14 @@ setup_model() {
     if [ ! -f "$OUT/model-bf16.gguf" ]; then
         log "converting it to GGUF"
         .venv-bench/bin/python tests/bench/to_gguf.py "$OUT/model-bf16" "$OUT/model-bf16.gguf"
+    fi
+}
+
+setup_q4km() {
+    if [ ! -f "$OUT/model-q4km.gguf" ]; then
+        log "writing the Q4_K_M bench GGUF (random weights, 0.7 GB)"
+        .venv-bench/bin/python tests/bench/mkgguf.py --out "$OUT/model-q4km.gguf.tmp"
+        mv "$OUT/model-q4km.gguf.tmp" "$OUT/model-q4km.gguf"
     fi
 }
 
@@ -67,32 +80,44 @@ wait_up() { # url pid
 }
 
 # The scenarios, identical for every engine: name, prompts, concurrency, input, output.
-SCENARIOS="decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"
+SCENARIOS_BF16="decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"
+SCENARIOS_GGUF="decode:4:1:32:128 c16:16:16:128:64"
 REPEATS=${REPEATS:-2}
 
+# CPU time (user + system clock ticks) a process has used so far, all its threads.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # Prompts differ between scenarios and repeats (--seed), never between engines: a prompt seen
-# before would be answered from the server's prefix cache.
-one_run() { # engine url scenario-spec rep seed
-    local name np mc il ol
+# before would be answered from the server's prefix cache. The server's CPU time over the run
+# goes to .cpu (seconds): on a machine shared with other work it measures the work done, where
+# wall time also measures the waiting.
+one_run() { # engine url scenario-spec rep seed server-pid
+    local name np mc il ol t0
     IFS=: read -r name np mc il ol <<<"$3"
+    t0=$(cpu_ticks "$6")
     ./seekd bench --base-url "$2" --num-prompts "$np" --max-concurrency "$mc" --seed "$5" \
         --random-input-len "$il" --random-output-len "$ol" --tokenizer "$TOK" \
         --label "$1 $name #$4" --result-file "$RES/$1-$name-$4.json" >"$RES/$1-$name-$4.txt"
+    echo "$(( $(cpu_ticks "$6") - t0 )) $(getconf CLK_TCK)" | awk '{print $1 / $2}' >"$RES/$1-$name-$4.cpu"
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # Both servers stay up and every scenario runs on one, then the other, REPEATS times: a
 # machine shared with other work then slows both alike; the report keeps each one's best run.
-bench_both() {
-    log "seekd serve and llama-server, $THREADS threads each"
-    ./seekd serve --model "$OUT/model-bf16" --host 127.0.0.1 --port "$PORT_SEEKD" \
+bench_both() { # name seekd-model llama-model tokenizer scenarios slots
+    local name=$1 SCENARIOS=$5
+    RES=$RES_ROOT/$name TOK=$4
+    mkdir -p "$RES"
+    log "$name: seekd serve and llama-server, $THREADS threads each"
+    echo "before: $(cat /proc/loadavg)" >"$RES/load.txt"
+    ./seekd serve --model "$2" --host 127.0.0.1 --port "$PORT_SEEKD" \
         --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 >"$RES/seekd.log" 2>&1 &
-    local spid=$!
-    "$OUT/llama-build/bin/llama-server" -m "$OUT/model-bf16.gguf" --host 127.0.0.1 \
-        --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np 64 -c 81920 --no-webui \
+    spid=$!
+    "$OUT/llama-build/bin/llama-server" -m "$3" --host 127.0.0.1 \
+        --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np "$6" -c $(($6 * 1280)) --no-webui \
         >"$RES/llama.log" 2>&1 &
-    local lpid=$!
+    lpid=$!
     trap 'stop $spid; stop $lpid' EXIT
     wait_up "http://127.0.0.1:$PORT_SEEKD" "$spid"
     wait_up "http://127.0.0.1:$PORT_LLAMA" "$lpid"
@@ -100,18 +125,33 @@ bench_both() {
     for rep in $(seq 1 "$REPEATS"); do
         for s in $SCENARIOS; do
             seed=$((seed + 1))
-            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep" "$seed"
-            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed"
+            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep" "$seed" "$spid"
+            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed" "$lpid"
         done
     done
     stop "$spid"
     stop "$lpid"
     trap - EXIT
+    echo "after: $(cat /proc/loadavg)" >>"$RES/load.txt"
 }
 
 setup_llama
-setup_model
 log "memory bandwidth, $THREADS threads"
-build/release/tests/bench/membw "$THREADS" | tee "$RES/membw.json"
-bench_both
-.venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" | tee "$RES/report.md"
+build/release/tests/bench/membw "$THREADS" | tee "$RES_ROOT/membw.json"
+for m in $BENCH_MODELS; do
+    case $m in
+    bf16)
+        setup_bf16
+        bench_both bf16 "$OUT/model-bf16" "$OUT/model-bf16.gguf" tests/fixtures/tokenizer/v3 \
+            "$SCENARIOS_BF16" 64 ;;
+    smollm2)
+        smol=$(tools/default-model.sh)
+        bench_both smollm2 "$smol" "$smol" "$smol" "$SCENARIOS_GGUF" 16 ;;
+    q4km)
+        setup_q4km
+        bench_both q4km "$OUT/model-q4km.gguf" "$OUT/model-q4km.gguf" tests/fixtures/tokenizer/v3 \
+            "$SCENARIOS_GGUF" 16 ;;
+    *) echo "engines.sh: unknown model '$m' (bf16, smollm2, q4km)" >&2; exit 2 ;;
+    esac
+done
+.venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" "$RES_ROOT" | tee "$RES_ROOT/report.md"

@@ -60,7 +60,7 @@ def main():
     w.add_rope_dimension_count(DR)
     w.add_rope_freq_base(10000.0)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
-    make_gguf.add_vocab(w, "deepseek-v3", None, 3278, 3279, True)
+    make_gguf.add_vocab(w, "deepseek-v3", (make_gguf.TOKDIR / "template_v3.jinja").read_text(), 3278, 3279, True)
 
     def add(name, shape, qtype, std=None):
         std = std if std is not None else 1.0 / np.sqrt(shape[-1])
