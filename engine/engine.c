@@ -13,11 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/dp.h"
 #include "engine/gen.h"
+#include "engine/grammar/vocab.h"
+#include "engine/masker.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
 #include "engine/sched.h"
 #include "engine/vocab.h"
+#include "engine/wire.h"
 
 struct engine {
     struct model *m;
@@ -33,6 +37,11 @@ struct engine {
     float *logits;              /* [max_num_seqs, vocab] */
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
+    struct gv *gv;              /* the vocabulary as a byte trie, for grammars */
+    struct masker *masker;      /* computes a step's masks during the forward pass */
+    uint64_t *masks;            /* [max_num_seqs, words] one step's grammar masks */
+    int *job_of;                /* [max_num_seqs] mask job of each batch entry, -1: none */
+    uint64_t *fork_mask;        /* [words] a sibling's first mask (n > 1) */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;         /* guards incoming, n_incoming, stop */
@@ -45,6 +54,8 @@ struct engine {
     uint64_t next_serial;
     int64_t heartbeat_ns;       /* monotonic time of the last loop iteration */
     struct metrics metrics;
+    int n_live_seqs;            /* sequences of submitted requests not yet ended (atomic) */
+    struct dp *dp;              /* data parallelism, rank 0: routes to other ranks; else NULL */
 };
 
 static int64_t now_ns(void)
@@ -146,10 +157,42 @@ static void reap(struct engine *eng)
             continue;
         }
         *pp = g->next;
+        __atomic_sub_fetch(&eng->n_live_seqs, g->p.n, __ATOMIC_RELAXED);
         record_done(eng, g);
         gen_notify(g);
         gen_unref(g);
     }
+}
+
+/* ---- grammar masks ----------------------------------------------------------------------------- */
+
+/* Hands the masks of the sequences about to sample under a grammar to the masker; returns how
+ * many there are. */
+static int masks_start(struct engine *eng, const struct sched_out *out)
+{
+    int words = gv_words(eng->gv);
+    masker_clear(eng->masker);
+    for (int i = 0; i < out->batch.n_seqs; i++) {
+        int c;
+        struct gen *g = out->sample[i] ? find_gen(eng, out->seq_ids[i], &c) : NULL;
+        struct gm *m = g ? gen_matcher(g, c) : NULL;
+        eng->job_of[i] = m ? masker_add(eng->masker, m, g->stop_ids, g->n_stop_ids,
+                                        eng->masks + (size_t)i * (size_t)words)
+                           : -1;
+    }
+    return masker_run(eng->masker);
+}
+
+/* Waits for the step's n masks; counts the wait (what the forward did not hide) and the work. */
+static void masks_wait(struct engine *eng, int n)
+{
+    double t0 = now_s(), cpu;
+    masker_wait(eng->masker, &cpu);
+    pthread_mutex_lock(&eng->metrics.mu);
+    eng->metrics.grammar_wait_seconds += now_s() - t0;
+    eng->metrics.grammar_mask_cpu_seconds += cpu;
+    eng->metrics.grammar_masks += n;
+    pthread_mutex_unlock(&eng->metrics.mu);
 }
 
 /* ---- one step -------------------------------------------------------------------------------- */
@@ -183,21 +226,39 @@ static int start_sibling(struct engine *eng, struct gen *g, int c, int32_t token
     return rc;
 }
 
+/* The mask of choice c's first token (the parent's logits); NULL when unconstrained. */
+static const uint64_t *sibling_mask(struct engine *eng, struct gen *g, int c, struct err *e,
+                                    int *failed)
+{
+    struct gm *m = gen_matcher(g, c);
+    *failed = 0;
+    if (!m) return NULL;
+    if (gm_fill_mask(m, eng->gv, eng->fork_mask, g->stop_ids, g->n_stop_ids, e) != 0) *failed = 1;
+    return eng->fork_mask;
+}
+
 /* n > 1: the siblings take their first token from the parent's first logits. */
 static void fork_siblings(struct engine *eng, struct gen *g, const float *logits)
 {
     struct err e = {{0}};
     for (int c = 1; c < g->p.n; c++) {
         struct smp_result r;
-        if (smp_sample(g->ch[c].smp, &g->p.sampling, logits, eng->m->cfg.vocab_size, &r, &e) != 0) {
+        int failed;
+        const uint64_t *mask = sibling_mask(eng, g, c, &e, &failed);
+        if (failed || smp_sample_masked(g->ch[c].smp, &g->p.sampling, logits,
+                                        eng->m->cfg.vocab_size, mask, &r, &e) != 0) {
             gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
             continue;
         }
         smp_accept(g->ch[c].smp, r.token);
-        bool stop = gen_take_token(g, c, &r);
+        enum gen_take t = gen_take_token(g, c, &r);
+        if (t == GEN_FAILED) {
+            gen_end_choice(g, c, GEN_FINISH_ERROR, g->ch[c].error);
+            continue;
+        }
         if (!g->ch[c].ended && start_sibling(eng, g, c, r.token, &e) != 0)
             gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
-        if (stop && !g->ch[c].ended) {
+        if (t == GEN_STOPPED && !g->ch[c].ended) {
             gen_end_choice(g, c, GEN_FINISH_STOP, NULL);
             sched_abort(eng->sched, seq_id_of(g, c));
         }
@@ -232,6 +293,18 @@ static void record_scheduled(struct engine *eng, const struct sched_out *out)
     }
 }
 
+/* The grammar mask of batch entry i, NULL when unconstrained; *failed when computing it failed
+ * (the message in e). */
+static const uint64_t *mask_of(struct engine *eng, int i, struct err *e, int *failed)
+{
+    int j = eng->job_of[i];
+    *failed = 0;
+    if (j < 0) return NULL;
+    const uint64_t *mask = masker_result(eng->masker, j, e);
+    *failed = !mask;
+    return mask;
+}
+
 /* Samples the sequences that asked; returns how many forks are pending into forks[]. */
 static int sample_all(struct engine *eng, const struct sched_out *out, struct gen **forks,
                       const float **fork_logits)
@@ -244,11 +317,12 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
         eng->sampled[i] = 0;
         eng->stopped[i] = false;
         if (!out->sample[i]) continue;
-        int c;
+        int c, failed;
         struct gen *g = find_gen(eng, out->seq_ids[i], &c);
         struct smp_result r;
-        if (!g || smp_sample(g->ch[c].smp, &g->p.sampling, lg, V, &r, &e) != 0) {
-            eng->stopped[i] = true; /* a broken row: end the sequence, say why */
+        const uint64_t *mask = g ? mask_of(eng, i, &e, &failed) : NULL;
+        if (!g || failed || smp_sample_masked(g->ch[c].smp, &g->p.sampling, lg, V, mask, &r, &e) != 0) {
+            eng->stopped[i] = true; /* a broken row or grammar: end the sequence, say why */
             if (g) gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
             continue;
         }
@@ -259,7 +333,9 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
             forks[n_forks] = g;
             fork_logits[n_forks++] = lg;
         }
-        eng->stopped[i] = gen_take_token(g, c, &r);
+        enum gen_take t = gen_take_token(g, c, &r);
+        eng->stopped[i] = t != GEN_GO_ON;
+        if (t == GEN_FAILED) gen_end_choice(g, c, GEN_FINISH_ERROR, g->ch[c].error);
     }
     return n_forks;
 }
@@ -283,6 +359,7 @@ static bool step(struct engine *eng)
 {
     struct sched_out out;
     struct err e = {{0}};
+    double t0 = now_s();
     sched_step(eng->sched, &out);
     if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
     if (out.batch.n_seqs == 0) {
@@ -290,14 +367,19 @@ static bool step(struct engine *eng)
         return false;
     }
     record_scheduled(eng, &out);
+    int n_masks = masks_start(eng, &out); /* computed while the forward runs */
     if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
         ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
+    if (n_masks) masks_wait(eng, n_masks);
     struct gen *forks[256];
     const float *fork_logits[256];
     int n_forks = sample_all(eng, &out, forks, fork_logits);
     sched_update(eng->sched, eng->sampled, eng->stopped);
     for (int i = 0; i < n_forks; i++) fork_siblings(eng, forks[i], fork_logits[i]);
     finish_all(eng);
+    pthread_mutex_lock(&eng->metrics.mu);
+    eng->metrics.step_seconds += now_s() - t0;
+    pthread_mutex_unlock(&eng->metrics.mu);
     return true;
 }
 
@@ -416,6 +498,13 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
     eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
     eng->stopped = xcalloc((size_t)o->max_num_seqs, sizeof *eng->stopped);
+    eng->gv = gv_create(eng->tok, eng->m->cfg.vocab_size);
+    size_t words = (size_t)gv_words(eng->gv);
+    eng->masks = xmalloc((size_t)o->max_num_seqs * words * sizeof *eng->masks);
+    eng->job_of = xcalloc((size_t)o->max_num_seqs, sizeof *eng->job_of);
+    eng->fork_mask = xmalloc(words * sizeof *eng->fork_mask);
+    eng->masker = masker_create(eng->gv, o->max_num_seqs, e);
+    if (!eng->masker) goto fail;
     eng->heartbeat_ns = now_ns();
     if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
         err_set(e, "cannot start the engine thread");
@@ -440,6 +529,7 @@ static void abort_everything(struct engine *eng)
 void engine_destroy(struct engine *eng)
 {
     if (!eng) return;
+    dp_destroy(eng->dp); /* the other ranks stop; requests relayed there end */
     if (eng->thread_started) {
         pthread_mutex_lock(&eng->mu);
         eng->stop = 1;
@@ -448,6 +538,11 @@ void engine_destroy(struct engine *eng)
         pthread_join(eng->thread, NULL);
         abort_everything(eng);
     }
+    masker_destroy(eng->masker);
+    gv_destroy(eng->gv);
+    free(eng->masks);
+    free(eng->job_of);
+    free(eng->fork_mask);
     if (eng->be) eng->bops->destroy(eng->be);
     free(eng->logits);
     free(eng->sampled);
@@ -466,9 +561,37 @@ const struct tok *engine_tokenizer(const struct engine *eng)
     return eng->tok;
 }
 
+const struct gv *engine_vocab(const struct engine *eng)
+{
+    return eng->gv;
+}
+
 void engine_metrics(struct engine *eng, struct metrics *out)
 {
     metrics_snapshot(&eng->metrics, out);
+    if (eng->dp) dp_metrics_add(eng->dp, out);
+}
+
+void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
+                         int32_t min_blocks)
+{
+    eng->scfg.n_blocks = min_blocks; /* a request must fit whichever rank takes it */
+    eng->dp = dp_create(w, stall_s);
+}
+
+int engine_routed(struct engine *eng, int64_t *out, int max)
+{
+    return eng->dp ? dp_routed(eng->dp, out, max) : 0;
+}
+
+int engine_fault(struct engine *eng, char *msg, size_t n)
+{
+    return eng->dp ? dp_fault(eng->dp, msg, n) : 0;
+}
+
+double engine_idle_s(const struct engine *eng)
+{
+    return (double)(now_ns() - __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE)) * 1e-9;
 }
 
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start)
@@ -484,8 +607,7 @@ int engine_max_model_len(const struct engine *eng)
 
 int engine_alive(const struct engine *eng, double max_stall_s)
 {
-    int64_t last = __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE);
-    return (double)(now_ns() - last) * 1e-9 <= max_stall_s;
+    return engine_idle_s(eng) <= max_stall_s;
 }
 
 /* The checks that give a request its 400 before anything is queued. */
@@ -514,25 +636,65 @@ static int check_request(const struct engine *eng, struct gen_params *p, struct 
     return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
 }
 
+/* Which rank runs a request: 0 is this engine; -1 when every queue it may go to is full.
+ * Constrained requests and those whose tool calls are parsed stay on this rank: their compiled
+ * grammar and parser state do not travel on the wire. */
+static int pick_rank(struct engine *eng, const struct gen_params *p, int *queued)
+{
+    pthread_mutex_lock(&eng->mu);
+    *queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&eng->mu);
+    bool local_only = p->grammar || p->tool_format != TC_NONE;
+    if (!eng->dp || local_only) {
+        if (*queued >= eng->max_queued) return -1;
+        if (eng->dp) dp_route_local(eng->dp);
+        return 0;
+    }
+    int live = __atomic_load_n(&eng->n_live_seqs, __ATOMIC_RELAXED);
+    return dp_route(eng->dp, live, *queued, p->n, eng->max_queued);
+}
+
+/* Hands a request to another rank's engine; the relay takes its events (data parallelism). */
+static struct gen *submit_remote(struct engine *eng, int rank, const struct gen_params *p,
+                                 void (*notify)(void *arg), void *arg)
+{
+    struct gen *g = gen_create_relay(p, eng->tok, eng->eos);
+    g->notify = notify;
+    g->arg = arg;
+    g->t_arrival = now_s();
+    pthread_mutex_lock(&eng->mu);
+    g->serial = ++eng->next_serial;
+    pthread_mutex_unlock(&eng->mu);
+    struct wire w;
+    size_t n;
+    wire_init(&w);
+    wire_put_i64(&w, (int64_t)g->serial);
+    wire_put_params(&w, p);
+    uint8_t *msg = wire_take(&w, &n);
+    dp_send(eng->dp, rank, g, msg, n);
+    return g;
+}
+
 struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
                           void (*notify)(void *arg), void *arg, int *busy, struct err *e)
 {
     struct gen_params p = *params;
+    int queued;
     *busy = 0;
     if (check_request(eng, &p, e) != 0) return NULL;
-    pthread_mutex_lock(&eng->mu);
-    int queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
-    pthread_mutex_unlock(&eng->mu);
-    if (queued >= eng->max_queued) {
+    int rank = pick_rank(eng, &p, &queued);
+    if (rank < 0) {
         *busy = 1;
         err_set(e, "the server is at capacity (%d requests waiting); retry shortly", queued);
         return NULL;
     }
-    struct gen *g = gen_create(&p, eng->tok, eng->m->cfg.vocab_size, eng->eos, e);
+    if (rank > 0) return submit_remote(eng, rank, &p, notify, arg);
+    struct gen *g = gen_create(&p, eng->tok, eng->gv, eng->m->cfg.vocab_size, eng->eos, e);
     if (!g) return NULL;
     g->notify = notify;
     g->arg = arg;
     g->t_arrival = now_s();
+    __atomic_add_fetch(&eng->n_live_seqs, p.n, __ATOMIC_RELAXED);
     pthread_mutex_lock(&eng->mu);
     g->serial = ++eng->next_serial;
     g->next = eng->incoming;

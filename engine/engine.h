@@ -14,12 +14,15 @@
 
 #include "engine/backend.h"
 #include "engine/err.h"
+#include "engine/grammar/grammar.h"
 #include "engine/model/model.h"
 #include "engine/sampler.h"
 #include "engine/text/tokenizer.h"
+#include "engine/text/toolcall.h"
 
 struct engine;
 struct gen;
+struct gv;
 
 struct engine_opts {
     const char *model_dir;
@@ -60,7 +63,10 @@ struct gen_event {
     size_t reasoning_len;
     int32_t token;              /* GEN_EV_TOKEN */
     struct smp_result lp;       /* GEN_EV_TOKEN with logprobs: the token's and the top ones */
+    struct tc_delta *tools;     /* [n_tools] tool-call pieces that became final (TOKEN, FINISH) */
+    int n_tools;
     enum gen_finish finish;     /* GEN_EV_FINISH */
+    int n_tool_calls;           /* GEN_EV_FINISH: calls this choice made */
     char *error;                /* GEN_FINISH_ERROR: message */
     int prompt_tokens, completion_tokens, cached_tokens; /* GEN_EV_DONE */
 };
@@ -80,6 +86,15 @@ struct gen_params {
     int n_stop_token_ids;
     int skip_special_tokens;
     int reasoning;              /* split text at </think> into reasoning and content */
+    /* Constrained decoding: each choice's output must match the grammar (after the reasoning,
+     * when the text is split). Lazy: it applies only once the trigger (a token id, or a text)
+     * has been generated freely, and starts right after it. engine_submit takes a reference. */
+    struct gram *grammar;
+    int32_t grammar_trigger;    /* -1: none */
+    const char *grammar_trigger_text; /* NULL: none; copied */
+    /* Tool calls are parsed out of the text in this format (TC_NONE: the text is content). */
+    enum tc_format tool_format;
+    int32_t tool_markers[TC_N_MARKERS]; /* TC_DEEPSEEK marker ids */
 };
 
 #define GEN_MAX_CHOICES 128
@@ -102,6 +117,24 @@ struct metrics;
 void engine_metrics(struct engine *eng, struct metrics *out);
 /* 1 when the engine loop made progress (stepped or idled) within max_stall_s seconds. */
 int engine_alive(const struct engine *eng, double max_stall_s);
+/* Seconds since the engine loop last made progress. */
+double engine_idle_s(const struct engine *eng);
+
+struct comm_mpi;
+/* Data parallelism, on rank 0 of an MPI job whose other ranks serve with dp_rank_start: from
+ * now on engine_submit sends each request to the rank with the least work (this engine or
+ * another rank's), /metrics sums every rank, and engine_fault reports a rank that went away.
+ * min_blocks: the smallest KV pool of any rank (what a request must fit). Call before serving. */
+void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
+                         int32_t min_blocks);
+/* Data parallelism: requests routed to each rank so far into out [max]; the number of ranks
+ * (0 without data parallelism). */
+int engine_routed(struct engine *eng, int64_t *out, int max);
+/* 1 with the message when another rank failed (the whole job must stop); 0 otherwise. */
+int engine_fault(struct engine *eng, char *msg, size_t n);
+
+/* The vocabulary trie constrained decoding walks (read-only; any thread may use it). */
+const struct gv *engine_vocab(const struct engine *eng);
 
 /* Queues a request. Fails with a message when it can never fit (prompt + max_tokens over the
  * context: e->msg says the numbers) or the admission queue is full (*busy set to 1).

@@ -37,6 +37,94 @@ static void copy_params(struct gen *g, const struct gen_params *p, int32_t eos, 
     g->bias = xmalloc(((size_t)nb + 1) * sizeof *g->bias);
     if (nb) memcpy(g->bias, p->sampling.logit_bias, (size_t)nb * sizeof *g->bias);
     g->p.sampling.logit_bias = g->bias;
+    if (p->grammar) gram_ref(p->grammar);
+    if (p->grammar_trigger_text) g->trigger_text = strdup(p->grammar_trigger_text);
+    g->p.grammar_trigger_text = g->trigger_text;
+}
+
+/* ---- the grammar ----------------------------------------------------------------------------- */
+
+static int fail(struct gen_choice *ch, const char *msg)
+{
+    free(ch->error);
+    ch->error = strdup(msg);
+    return -1;
+}
+
+/* The grammar applies from the next token on. */
+static int activate(struct gen *g, struct gen_choice *ch)
+{
+    struct err e = {{0}};
+    ch->gm = gm_create(g->p.grammar, &e);
+    if (!ch->gm) return fail(ch, e.msg);
+    ch->gphase = GP_ACTIVE;
+    return 0;
+}
+
+static bool has_trigger(const struct gen *g)
+{
+    return g->p.grammar_trigger >= 0 || g->trigger_text;
+}
+
+/* Watches for the trigger; the grammar starts right after it (the rest of this token's bytes, if
+ * the trigger was a text ending inside it, are the grammar's first input). */
+static int watch_trigger(struct gen *g, struct gen_choice *ch, int32_t t)
+{
+    if (g->p.grammar_trigger >= 0) return t == g->p.grammar_trigger ? activate(g, ch) : 0;
+    size_t n, k = strlen(g->trigger_text);
+    const uint8_t *s = tok_bytes(g->gv->tok, t, &n);
+    if (!s || !n) return 0;
+    struct tok_text *w = &ch->trig;
+    w->s = xrealloc(w->s, w->n + n + 1);
+    memcpy(w->s + w->n, s, n);
+    w->n += n;
+    char *at = memmem(w->s, w->n, g->trigger_text, k);
+    if (!at) {
+        size_t keep = w->n < k ? w->n : k - 1;
+        memmove(w->s, w->s + w->n - keep, keep);
+        w->n = keep;
+        return 0;
+    }
+    size_t rest = w->n - (size_t)(at - w->s) - k;
+    struct err e = {{0}};
+    if (activate(g, ch) != 0) return -1;
+    if (rest && gm_accept_bytes(ch->gm, (const uint8_t *)at + k, rest, &e) != 0) return fail(ch, e.msg);
+    w->n = 0;
+    return 0;
+}
+
+/* Advances choice ch's grammar by token t. -1 when the grammar refuses it. */
+static int grammar_token(struct gen *g, struct gen_choice *ch, int32_t t)
+{
+    struct err e = {{0}};
+    switch (ch->gphase) {
+    case GP_REASONING:
+        if (t != g->think_end) return 0;
+        if (has_trigger(g)) return ch->gphase = GP_TRIGGER, 0;
+        return activate(g, ch);
+    case GP_TRIGGER: return watch_trigger(g, ch, t);
+    case GP_ACTIVE:
+        if (gen_is_stop_id(g, t)) return 0;
+        return gm_accept_token(ch->gm, g->gv, t, &e) == 0 ? 0 : fail(ch, e.msg);
+    default: return 0;
+    }
+}
+
+struct gm *gen_matcher(const struct gen *g, int c)
+{
+    return g->ch[c].gphase == GP_ACTIVE ? g->ch[c].gm : NULL;
+}
+
+/* Sets up choice c's grammar phase and tool-call parser. */
+static int choice_setup(struct gen *g, struct gen_choice *ch, struct err *e)
+{
+    tc_init(&ch->tc, g->p.tool_format, g->p.tool_markers);
+    if (!g->p.grammar) return 0;
+    if (!g->gv) return err_set(e, "a grammar needs the vocabulary");
+    if (ch->in_reasoning) ch->gphase = GP_REASONING;
+    else if (has_trigger(g)) ch->gphase = GP_TRIGGER;
+    else if (activate(g, ch) != 0) return err_set(e, "%s", ch->error);
+    return 0;
 }
 
 /* R1's template leaves the prompt inside "<think>\n": then the output starts as reasoning. */
@@ -48,12 +136,15 @@ static int starts_in_reasoning(const struct gen *g)
     return 0;
 }
 
-struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_t n_vocab,
-                       int32_t eos, struct err *e)
+/* A request with its choices; with samplers and matchers unless it only relays another rank's
+ * events. */
+static struct gen *gen_new(const struct gen_params *p, const struct tok *tok, const struct gv *gv,
+                           int32_t n_vocab, int32_t eos, bool samplers, struct err *e)
 {
     struct gen *g = xcalloc(1, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
     g->refs = 2;
+    g->gv = gv;
     copy_params(g, p, eos, tok_eot_id(tok)); /* the end of a turn ends generation too */
     g->think_start = tok_added_id(tok, "<think>");
     g->think_end = tok_added_id(tok, "</think>");
@@ -62,16 +153,33 @@ struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_
     for (int c = 0; c < p->n; c++) {
         struct smp_params sp = g->p.sampling;
         sp.seed += (uint64_t)c;
-        g->ch[c].smp = smp_state_create(&sp, n_vocab, g->prompt, p->n_prompt, ent + (uint64_t)c, e);
-        if (!g->ch[c].smp) {
+        if (samplers)
+            g->ch[c].smp = smp_state_create(&sp, n_vocab, g->prompt, p->n_prompt, ent + (uint64_t)c, e);
+        if (samplers && !g->ch[c].smp) {
             g->refs = 1;
             gen_unref(g);
             return NULL;
         }
         tok_stream_init(&g->ch[c].ts, tok, p->skip_special_tokens);
         g->ch[c].in_reasoning = starts_in_reasoning(g);
+        if (samplers && choice_setup(g, &g->ch[c], e) != 0) {
+            g->refs = 1;
+            gen_unref(g);
+            return NULL;
+        }
     }
     return g;
+}
+
+struct gen *gen_create(const struct gen_params *p, const struct tok *tok, const struct gv *gv,
+                       int32_t n_vocab, int32_t eos, struct err *e)
+{
+    return gen_new(p, tok, gv, n_vocab, eos, true, e);
+}
+
+struct gen *gen_create_relay(const struct gen_params *p, const struct tok *tok, int32_t eos)
+{
+    return gen_new(p, tok, NULL, 0, eos, false, NULL);
 }
 
 static void free_event(struct gen_event *ev)
@@ -79,6 +187,8 @@ static void free_event(struct gen_event *ev)
     free(ev->content);
     free(ev->reasoning);
     free(ev->error);
+    for (int i = 0; i < ev->n_tools; i++) free(ev->tools[i].name), free(ev->tools[i].args);
+    free(ev->tools);
 }
 
 void gen_event_clear(struct gen_event *ev)
@@ -99,9 +209,17 @@ void gen_unref(struct gen *g)
         free(n);
     }
     for (int c = 0; g->ch && c < g->p.n; c++) {
-        smp_state_destroy(g->ch[c].smp);
-        tok_text_free(&g->ch[c].hold);
+        struct gen_choice *ch = &g->ch[c];
+        smp_state_destroy(ch->smp);
+        tok_text_free(&ch->hold);
+        tok_text_free(&ch->piece);
+        tok_text_free(&ch->trig);
+        tc_free(&ch->tc);
+        gm_destroy(ch->gm);
+        free(ch->error);
     }
+    gram_unref(g->p.grammar);
+    free(g->trigger_text);
     for (int i = 0; i < g->p.n_stop; i++) free(g->stop[i]);
     free(g->stop);
     free(g->ch);
@@ -121,6 +239,44 @@ static void push(struct gen *g, const struct gen_event *ev)
     else g->head = n;
     g->tail = n;
     pthread_mutex_unlock(&g->mu);
+}
+
+/* The last event of a request: its usage. */
+static void queue_done(struct gen *g)
+{
+    struct gen_event done = {.kind = GEN_EV_DONE, .prompt_tokens = g->p.n_prompt,
+                             .cached_tokens = g->cached_tokens};
+    for (int i = 0; i < g->p.n; i++) done.completion_tokens += g->ch[i].n_generated;
+    g->done_queued = 1;
+    push(g, &done);
+}
+
+void gen_relay(struct gen *g, struct gen_event *ev)
+{
+    struct gen_choice *ch = ev->choice < g->p.n ? &g->ch[ev->choice] : NULL;
+    if (g->done_queued || (ev->kind != GEN_EV_DONE && !ch)) {
+        gen_event_clear(ev); /* after the request ended here (shutdown), or not one of its choices */
+        return;
+    }
+    if (ev->kind == GEN_EV_TOKEN) ch->n_generated++;
+    if (ev->kind == GEN_EV_FINISH && !ch->ended) {
+        ch->ended = 1;
+        ch->finish = ev->finish;
+        g->n_ended++;
+    }
+    if (ev->kind == GEN_EV_DONE) {
+        for (int c = 0; c < g->p.n; c++) g->ch[c].ended = 1;
+        g->n_ended = g->p.n;
+        g->done_queued = 1;
+    }
+    push(g, ev);
+    *ev = (struct gen_event){0};
+}
+
+void gen_abort_relay(struct gen *g)
+{
+    for (int c = 0; c < g->p.n; c++) gen_end_choice(g, c, GEN_FINISH_ABORT, NULL);
+    if (!g->done_queued) queue_done(g);
 }
 
 int gen_poll(struct gen *g, struct gen_event *ev)
@@ -186,6 +342,19 @@ static long find_stop(const struct gen *g, const char *s, size_t n)
     return best;
 }
 
+/* Appends n bytes to a text buffer (kept NUL-terminated). */
+static void ev_add_text_to(struct tok_text *t, const char *s, size_t n)
+{
+    if (!n) return;
+    if (t->n + n + 1 > t->cap) {
+        t->cap = (t->n + n + 1) * 2;
+        t->s = xrealloc(t->s, t->cap);
+    }
+    memcpy(t->s + t->n, s, n);
+    t->n += n;
+    t->s[t->n] = 0;
+}
+
 /* Appends text to the event's channel (content or reasoning). */
 static void ev_add_text(struct gen_event *ev, int reasoning, const char *s, size_t n)
 {
@@ -225,13 +394,31 @@ bool gen_is_stop_id(const struct gen *g, int32_t t)
     return false;
 }
 
-bool gen_take_token(struct gen *g, int c, const struct smp_result *r)
+/* The current token's text (in ch->piece) goes to the tool-call parser, whose content (or the
+ * text itself, without a parser or while reasoning) joins the held text. */
+static void route_piece(struct gen_choice *ch, int32_t token, struct gen_event *ev, bool last)
+{
+    if (ch->in_reasoning || ch->tc.fmt == TC_NONE) {
+        ev_add_text_to(&ch->hold, ch->piece.s, ch->piece.n);
+        return;
+    }
+    struct tc_out o = {0};
+    tc_push(&ch->tc, token, ch->piece.s, ch->piece.n, &o);
+    if (last) tc_finish(&ch->tc, &o);
+    ev_add_text_to(&ch->hold, o.content.s, o.content.n);
+    ev->tools = o.d, ev->n_tools = o.n_d;
+    o.d = NULL, o.n_d = 0;
+    tc_out_clear(&o);
+}
+
+enum gen_take gen_take_token(struct gen *g, int c, const struct smp_result *r)
 {
     struct gen_choice *ch = &g->ch[c];
     struct gen_event ev = {.kind = GEN_EV_TOKEN, .choice = c, .token = r->token};
-    bool stop = false;
+    enum gen_take res = GEN_GO_ON;
     if (g->p.sampling.logprobs) ev.lp = *r;
     ch->n_generated++;
+    if (grammar_token(g, ch, r->token) != 0) res = GEN_FAILED;
     if (g->p.reasoning && r->token == g->think_end && ch->in_reasoning) {
         ev_add_text(&ev, 1, ch->hold.s, ch->hold.n); /* stop strings apply per channel */
         ch->hold.n = 0;
@@ -239,11 +426,14 @@ bool gen_take_token(struct gen *g, int c, const struct smp_result *r)
     } else if (g->p.reasoning && r->token == g->think_start && ch->n_generated == 1) {
         ch->in_reasoning = 1;
     } else if (!gen_is_stop_id(g, r->token)) {
-        tok_stream_push(&ch->ts, r->token, &ch->hold, NULL);
-        stop = release_text(g, ch, &ev);
+        ch->piece.n = 0;
+        tok_stream_push(&ch->ts, r->token, &ch->piece, NULL);
+        route_piece(ch, r->token, &ev, false);
+        if (release_text(g, ch, &ev) && res == GEN_GO_ON) res = GEN_STOPPED;
     }
+    if (res == GEN_GO_ON && ch->gphase == GP_ACTIVE && gm_finished(ch->gm)) res = GEN_STOPPED;
     push(g, &ev);
-    return stop;
+    return res;
 }
 
 void gen_end_choice(struct gen *g, int c, enum gen_finish why, const char *error)
@@ -252,18 +442,17 @@ void gen_end_choice(struct gen *g, int c, enum gen_finish why, const char *error
     struct gen_event ev = {.kind = GEN_EV_FINISH, .choice = c, .finish = why};
     if (ch->ended) return;
     if (!ch->stopped_by_string) {
-        tok_stream_flush(&ch->ts, &ch->hold);
+        ch->piece.n = 0;
+        tok_stream_flush(&ch->ts, &ch->piece);
+        route_piece(ch, -1, &ev, true);
         ev_add_text(&ev, ch->in_reasoning, ch->hold.s, ch->hold.n);
     }
     ch->hold.n = 0;
+    ev.n_tool_calls = ch->tc.n_calls;
     if (error) ev.error = strdup(error);
     ch->ended = 1;
     ch->finish = why;
     g->n_ended++;
     push(g, &ev);
-    if (!gen_done(g)) return;
-    struct gen_event done = {.kind = GEN_EV_DONE, .prompt_tokens = g->p.n_prompt,
-                             .cached_tokens = g->cached_tokens};
-    for (int i = 0; i < g->p.n; i++) done.completion_tokens += g->ch[i].n_generated;
-    push(g, &done);
+    if (gen_done(g)) queue_done(g);
 }

@@ -11,20 +11,38 @@
 #include <stdbool.h>
 
 #include "engine/engine.h"
+#include "engine/grammar/match.h"
 
 struct gen_node;
+
+/* Where a choice stands with its grammar. */
+enum gen_grammar_phase {
+    GP_OFF,       /* no grammar */
+    GP_REASONING, /* free until </think> */
+    GP_TRIGGER,   /* free until the trigger token or text */
+    GP_ACTIVE,    /* every token masked by the matcher */
+};
 
 struct gen_choice {
     int64_t seq_id;
     struct smp_state *smp;
     struct tok_stream ts;
     struct tok_text hold;   /* decoded text not yet final: it may begin a stop string */
+    struct tok_text piece;  /* scratch: the text of the current token */
     int in_reasoning;
     int ended;
     enum gen_finish finish;
     int stopped_by_string;  /* the stop string and what followed it are dropped */
     int n_generated;
+    enum gen_grammar_phase gphase;
+    struct gm *gm;          /* the matcher, once the grammar applies */
+    struct tok_text trig;   /* raw bytes watched for the trigger text */
+    struct tc_parser tc;    /* tool calls in the output (fmt TC_NONE: off) */
+    char *error;            /* why the grammar ended the choice */
 };
+
+/* What a token did to its choice. */
+enum gen_take { GEN_GO_ON = 0, GEN_STOPPED, GEN_FAILED };
 
 struct gen {
     pthread_mutex_t mu;
@@ -37,9 +55,12 @@ struct gen {
                              * stop_token_ids */
     int n_stop_ids;
     struct smp_bias *bias;
+    char *trigger_text;     /* copy of p.grammar_trigger_text */
+    const struct gv *gv;    /* the vocabulary the grammar is matched against */
     int think_start, think_end; /* ids of <think> and </think>, or -1 */
     struct gen_choice *ch;  /* [p.n] */
     int n_ended;
+    int done_queued;        /* GEN_EV_DONE is in the queue (or was taken) */
     int cached_tokens;
     struct gen_node *head, *tail;
     void (*notify)(void *arg);
@@ -50,13 +71,31 @@ struct gen {
     struct gen *next;       /* the engine's list */
 };
 
-/* Copies the parameters; seeds each choice's sampler. NULL with a message on bad input. */
-struct gen *gen_create(const struct gen_params *p, const struct tok *tok, int32_t n_vocab,
-                       int32_t eos, struct err *e);
+/* Copies the parameters (a reference to the grammar); seeds each choice's sampler and makes its
+ * matcher. gv: the vocabulary trie (may be NULL without a grammar). NULL with a message on bad
+ * input. */
+struct gen *gen_create(const struct gen_params *p, const struct tok *tok, const struct gv *gv,
+                       int32_t n_vocab, int32_t eos, struct err *e);
 
-/* Records choice c's sampled token: text (stop strings, reasoning split), logprobs, event.
- * Returns true when a stop string ended the choice. */
-bool gen_take_token(struct gen *g, int c, const struct smp_result *r);
+/* A request whose choices run on another rank (data parallelism): the same parameters and event
+ * queue, no samplers; its events arrive through gen_relay. */
+struct gen *gen_create_relay(const struct gen_params *p, const struct tok *tok, int32_t eos);
+
+/* Queues an event another rank produced for this request and keeps the choice bookkeeping
+ * (tokens counted, choices ended) so that a local abort ends only what is still open. Takes
+ * the event's strings; events after the request is done are dropped. */
+void gen_relay(struct gen *g, struct gen_event *ev);
+/* Ends a relayed request here (the other rank is gone or the service stops): every open choice
+ * ends with GEN_FINISH_ABORT, then GEN_EV_DONE unless it was queued already. */
+void gen_abort_relay(struct gen *g);
+
+/* Records choice c's sampled token: the grammar's state, text (tool calls, stop strings,
+ * reasoning split), logprobs, event. GEN_STOPPED when a stop string or a complete grammar ends
+ * the choice; GEN_FAILED when the grammar refused the token (ch[c].error says why). */
+enum gen_take gen_take_token(struct gen *g, int c, const struct smp_result *r);
+
+/* The matcher whose mask applies to choice c's next token, or NULL (unconstrained now). */
+struct gm *gen_matcher(const struct gen *g, int c);
 
 /* Ends choice c (flushing held text unless a stop string ended it); after the last choice,
  * queues GEN_EV_DONE with the usage. */

@@ -39,3 +39,29 @@ void metrics_snapshot(struct metrics *m, struct metrics *out)
     memcpy(out, m, sizeof *out);
     pthread_mutex_unlock(&m->mu);
 }
+
+void metrics_add(struct metrics *sum, const struct metrics *x)
+{
+    int32_t total = sum->kv_blocks_total + x->kv_blocks_total;
+    double used = sum->kv_cache_usage * sum->kv_blocks_total + x->kv_cache_usage * x->kv_blocks_total;
+    sum->kv_cache_usage = total > 0 ? used / total : 0;
+    sum->n_running += x->n_running;
+    sum->n_waiting += x->n_waiting;
+    sum->kv_blocks_used += x->kv_blocks_used;
+    sum->kv_blocks_total = total;
+    sum->prefix_cache_queries += x->prefix_cache_queries;
+    sum->prefix_cache_hits += x->prefix_cache_hits;
+    sum->n_preemptions += x->n_preemptions;
+    sum->prompt_tokens += x->prompt_tokens;
+    sum->generation_tokens += x->generation_tokens;
+    sum->grammar_masks += x->grammar_masks;
+    sum->grammar_mask_cpu_seconds += x->grammar_mask_cpu_seconds;
+    sum->grammar_wait_seconds += x->grammar_wait_seconds;
+    sum->step_seconds += x->step_seconds;
+    for (int i = 0; i < MR_COUNT; i++) sum->request_success[i] += x->request_success[i];
+    for (int h = 0; h < MH_COUNT; h++) {
+        for (int b = 0; b < METRICS_N_BUCKETS; b++) sum->hist[h].buckets[b] += x->hist[h].buckets[b];
+        sum->hist[h].count += x->hist[h].count;
+        sum->hist[h].sum += x->hist[h].sum;
+    }
+}

@@ -35,6 +35,10 @@ struct metrics {
     int64_t prefix_cache_queries, prefix_cache_hits, n_preemptions;
     int64_t prompt_tokens, generation_tokens;
     int64_t request_success[MR_COUNT];
+    int64_t grammar_masks;           /* token masks computed for constrained sequences */
+    double grammar_mask_cpu_seconds; /* CPU time the mask thread spent on them */
+    double grammar_wait_seconds;     /* time steps waited for masks after the forward */
+    double step_seconds;             /* time spent in engine steps (schedule to update) */
     struct metrics_hist_data hist[MH_COUNT];
 };
 
@@ -49,5 +53,8 @@ void metrics_destroy(struct metrics *m);
 void metrics_observe(struct metrics *m, enum metrics_hist h, double seconds);
 /* Copies everything under the lock (the copy's mutex is not initialised). */
 void metrics_snapshot(struct metrics *m, struct metrics *out);
+/* Adds another engine's snapshot x into sum (data parallelism: /metrics sums the ranks). Gauges
+ * and counters add; kv_cache_usage becomes the share of all the ranks' blocks in use. */
+void metrics_add(struct metrics *sum, const struct metrics *x);
 
 #endif

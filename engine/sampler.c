@@ -21,6 +21,7 @@ struct smp_state {
     int32_t n_seen;
     float *val;   /* [n_vocab] scratch: processed logits, then weights */
     int32_t *ids; /* [n_vocab] scratch: candidate ids */
+    float *masked; /* [n_vocab] the logits under a grammar mask (allocated on first use) */
 };
 
 /* ---- RNG: splitmix64 to seed, xoshiro256** to draw ------------------------------------------ */
@@ -165,6 +166,7 @@ void smp_state_destroy(struct smp_state *s)
     free(s->seen_ids);
     free(s->val);
     free(s->ids);
+    free(s->masked);
     free(s);
 }
 
@@ -468,18 +470,39 @@ static void fill_logprobs(const struct smp_params *p, const float *logits, int32
 
 /* ---- the pipeline ---------------------------------------------------------------------------- */
 
-int smp_sample(struct smp_state *s, const struct smp_params *p, const float *logits,
-               int32_t n_vocab, struct smp_result *out, struct err *e)
+/* dst = src with every token outside allow at -inf. */
+static void apply_mask(float *dst, const float *src, int32_t n, const uint64_t *allow)
+{
+    for (int32_t w = 0; w * 64 < n; w++) {
+        int32_t lo = w * 64, hi = lo + 64 < n ? lo + 64 : n;
+        uint64_t bits = allow[w];
+        if (bits == ~0ull) {
+            memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+            continue;
+        }
+        for (int32_t t = lo; t < hi; t++) dst[t] = (bits >> (t - lo) & 1) ? src[t] : -INFINITY;
+    }
+}
+
+int smp_sample_masked(struct smp_state *s, const struct smp_params *p, const float *logits,
+                      int32_t n_vocab, const uint64_t *allow, struct smp_result *out,
+                      struct err *e)
 {
     if (n_vocab != s->n_vocab)
         ERR_FATAL("smp_sample: %d logits for a vocabulary of %d", (int)n_vocab, (int)s->n_vocab);
     memset(out, 0, sizeof *out);
+    if (allow) {
+        if (!s->masked) s->masked = xmalloc((size_t)n_vocab * sizeof *s->masked);
+        apply_mask(s->masked, logits, n_vocab, allow);
+        logits = s->masked;
+    }
     memcpy(s->val, logits, (size_t)n_vocab * sizeof *logits);
     smp_adjust(s, p, s->val, n_vocab);
     int32_t max_at, n = collect_finite(s, &max_at);
     if (n == 0)
-        return err_set(e, "sampler: no token can be sampled (every logit is NaN or -inf, or "
-                          "banned by logit_bias)");
+        return err_set(e, allow ? "sampler: the grammar allows no token the model can produce here"
+                                : "sampler: no token can be sampled (every logit is NaN or -inf, or "
+                                  "banned by logit_bias)");
     if (p->temperature == 0.0f) {
         out->token = max_at;
     } else {
@@ -488,4 +511,10 @@ int smp_sample(struct smp_state *s, const struct smp_params *p, const float *log
     }
     if (p->logprobs) fill_logprobs(p, logits, n_vocab, out);
     return 0;
+}
+
+int smp_sample(struct smp_state *s, const struct smp_params *p, const float *logits,
+               int32_t n_vocab, struct smp_result *out, struct err *e)
+{
+    return smp_sample_masked(s, p, logits, n_vocab, NULL, out, e);
 }

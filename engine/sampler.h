@@ -4,7 +4,7 @@
  * smp_params_check), the per-request state (RNG, token counts for penalties, scratch), and the
  * pipeline, in vLLM's order:
  *
- *   logit_bias -> repetition, frequency, presence penalties
+ *   grammar mask (smp_sample_masked) -> logit_bias -> repetition, frequency, presence penalties
  *     -> greedy (temperature 0): argmax, ties to the lowest id; no RNG draw
  *     -> else: temperature -> top-k -> top-p -> min-p -> softmax
  *              -> one uniform draw -> inverse CDF over the survivors in ascending id order
@@ -107,5 +107,13 @@ void smp_adjust(const struct smp_state *s, const struct smp_params *p, float *lo
  * and n_vocab must be the state's. 0 on success; -1 with a message when no token can be drawn. */
 int smp_sample(struct smp_state *s, const struct smp_params *p, const float *logits,
                int32_t n_vocab, struct smp_result *out, struct err *e);
+
+/* The same under a grammar: allow [ceil(n_vocab / 64)] has bit t set when token t may be drawn
+ * (NULL: every token). Disallowed tokens are removed before anything else — bias, penalties,
+ * temperature, filters — so they can never be drawn, and logprobs are those of the masked
+ * logits (disallowed tokens have none). A mask that allows nothing fails with a message. */
+int smp_sample_masked(struct smp_state *s, const struct smp_params *p, const float *logits,
+                      int32_t n_vocab, const uint64_t *allow, struct smp_result *out,
+                      struct err *e);
 
 #endif

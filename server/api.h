@@ -12,6 +12,8 @@
 
 #include "engine/text/chat.h"
 #include "engine/engine.h"
+#include "engine/grammar/cache.h"
+#include "server/api_compile.h"
 #include "server/http.h"
 #include "server/log.h"
 
@@ -26,6 +28,8 @@ struct api {
     int aborting;               /* 1 after a second signal: end every stream with an error now */
     const char *const *names;   /* served model names; names[0] is the reported id */
     const struct chat *chat;    /* the chat template */
+    struct gcache *grammars;    /* compiled grammars of recent requests, by schema text */
+    struct api_compiler *compiler; /* compiles grammars off the event loop (NULL: inline) */
     time_t created;
     int max_model_len;
     double request_timeout_s;   /* 0: none */
@@ -33,8 +37,8 @@ struct api {
     double stall_s;             /* /health turns 503 when the engine loop stalls this long */
 };
 
-extern const struct http_route api_routes[];
-extern const int api_n_routes;
+/* The routes to serve: every endpoint, and the chat page at / when webui is set. */
+const struct http_route *api_route_table(int webui, int *n);
 
 /* ---- api_json: typed access to request fields; on a bad value they reply 400 and return -1 -- */
 
@@ -59,24 +63,43 @@ int api_check_ready(struct http_req *r);
 /* ---- api_params: the sampling fields shared by chat and completions ----------------------- */
 
 struct api_params {
-    struct gen_params gp;
+    struct gen_params gp;       /* gp.grammar: a reference p owns (api_params_release) */
     struct smp_bias bias[300];
     const char *stop[GEN_MAX_STOP];
     int32_t stop_ids[64];
     int stream, include_usage, echo;
     int tokens_as_ids;          /* logprobs name tokens "token_id:N" (vLLM's flag) */
     json_t *body;               /* the request (for the model name) */
+    struct chat_tool *tools;    /* [n_tools] chat: the functions, for the prompt */
+    int n_tools;
+    char **tool_texts;          /* [n_tools] the parameters' JSON text behind tools */
+    struct compile_job *compiling; /* the grammar being compiled (api_params_ready), or NULL */
+    const char *compiling_param;   /* the param its errors name */
 };
 
 /* Fills p from the body (chat: max_completion_tokens too). -1 after replying 400.
- * p keeps pointers into body: body must outlive p. */
+ * p keeps pointers into body: body must outlive p. Release p with api_params_release. */
 int api_read_params(struct http_req *r, json_t *body, int chat, struct api_params *p);
+void api_params_release(struct api_params *p);
+
+/* ---- api_structured: response_format, structured_outputs, guided_*, tools -------------------- */
+
+/* Reads the output constraints into p->gp (grammar, trigger, tool format) and, for chat, the
+ * tools into p->tools. -1 after replying (400 naming the param; 503 when too many grammars are
+ * compiling). A grammar not compiled before is compiled off the event loop: p->compiling is
+ * then set, and the caller parks the connection until api_params_ready says it is done. */
+int api_read_structured(struct http_req *r, json_t *body, int chat, struct api_params *p);
+/* 0: p->gp.grammar is ready; 1: still compiling (park and look again when woken); -1: the
+ * grammar failed to compile (400 replied). */
+int api_params_ready(struct http_req *r, struct api_params *p);
 
 /* ---- api_chat: messages → prompt ids through the chat template ------------------------------ */
 
-/* Reads messages (+ add_generation_prompt) and renders the template into ids. *reasoning (may be
- * NULL) is set when the template opened a reasoning block. -1 after replying 400. */
-int api_chat_prompt(struct http_req *r, json_t *body, struct tok_ids *ids, int *reasoning);
+/* Reads messages (+ add_generation_prompt) and renders the template, with the tools (may be
+ * none), into ids. *reasoning (may be NULL) is set when the template opened a reasoning block.
+ * -1 after replying 400. */
+int api_chat_prompt(struct http_req *r, json_t *body, const struct chat_tool *tools, int n_tools,
+                    struct tok_ids *ids, int *reasoning);
 
 /* GET /metrics (api_metrics.c). */
 int api_metrics(struct http_req *r);

@@ -120,14 +120,16 @@ static int read_messages(struct http_req *r, json_t *body, struct msgs *s)
     return 0;
 }
 
-int api_chat_prompt(struct http_req *r, json_t *body, struct tok_ids *ids, int *reasoning)
+int api_chat_prompt(struct http_req *r, json_t *body, const struct chat_tool *tools, int n_tools,
+                    struct tok_ids *ids, int *reasoning)
 {
     struct api *a = r->app;
     struct msgs s = {0};
     struct err e = {{0}};
     int add_gen, rc = -1;
     if (api_get_bool(r, body, "add_generation_prompt", 1, &add_gen) == 0 && read_messages(r, body, &s) == 0) {
-        if (chat_render(a->chat, s.m, s.n, add_gen, ids, &e) != 0) api_bad(r, "messages", "%s", e.msg);
+        if (chat_render(a->chat, s.m, s.n, tools, n_tools, add_gen, ids, &e) != 0)
+            api_bad(r, "messages", "%s", e.msg);
         else rc = 0;
     }
     if (reasoning) *reasoning = chat_kind(a->chat) == CHAT_DEEPSEEK_R1;

@@ -10,6 +10,13 @@
 #include "server/api.h"
 #include "server/commands.h"
 
+struct tool_call {
+    char id[32];                /* call_<hex> */
+    char *name;
+    char *args;                 /* non-streamed: the whole arguments text */
+    size_t n_args;
+};
+
 struct job_choice {
     char *content, *reasoning;  /* non-streamed replies accumulate here */
     size_t n_content, n_reasoning;
@@ -17,6 +24,8 @@ struct job_choice {
     size_t text_offset;         /* completions logprobs: where the next token's text starts */
     enum gen_finish finish;
     char *error;
+    struct tool_call *calls;    /* [n_calls] */
+    int n_calls;
 };
 
 struct job {
@@ -55,6 +64,8 @@ static void job_free(struct job *j)
         free(j->ch[i].reasoning);
         free(j->ch[i].error);
         json_decref(j->ch[i].lp);
+        for (int k = 0; k < j->ch[i].n_calls; k++) free(j->ch[i].calls[k].name), free(j->ch[i].calls[k].args);
+        free(j->ch[i].calls);
     }
     free(j->gens);
     free(j->prompts);
@@ -81,6 +92,73 @@ static const char *finish_name(enum gen_finish f)
     case GEN_FINISH_ABORT: return "abort";
     default: return "error";
     }
+}
+
+/* A choice that made tool calls and stopped on its own finished with "tool_calls". */
+static const char *choice_finish(const struct job_choice *ch)
+{
+    return ch->n_calls && ch->finish == GEN_FINISH_STOP ? "tool_calls" : finish_name(ch->finish);
+}
+
+/* ---- tool calls ------------------------------------------------------------------------------ */
+
+/* The call a delta belongs to; a delta carrying a name starts a new one. NULL when the index is
+ * not one this choice started (a parser fault: ignored). */
+static struct tool_call *call_of(struct job_choice *ch, const struct tc_delta *d)
+{
+    if (d->name && d->index == ch->n_calls) {
+        ch->calls = xrealloc(ch->calls, (size_t)(ch->n_calls + 1) * sizeof *ch->calls);
+        struct tool_call *c = &ch->calls[ch->n_calls++];
+        memset(c, 0, sizeof *c);
+        uint64_t rnd[2] = {0};
+        if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) rnd[0] = (uint64_t)(uintptr_t)c;
+        snprintf(c->id, sizeof c->id, "call_%016llx%08llx", (unsigned long long)rnd[0],
+                 (unsigned long long)(rnd[1] & 0xffffffffu));
+        c->name = strdup(d->name);
+        return c;
+    }
+    return d->index >= 0 && d->index < ch->n_calls ? &ch->calls[d->index] : NULL;
+}
+
+/* Streamed: OpenAI's pieces — id, type and name first (arguments ""), then argument
+ * fragments. */
+static json_t *tool_deltas(struct job_choice *ch, const struct gen_event *ev)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < ev->n_tools; i++) {
+        const struct tc_delta *d = &ev->tools[i];
+        struct tool_call *c = call_of(ch, d);
+        if (!c) continue;
+        if (d->name)
+            json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", d->index,
+                                                 "id", c->id, "type", "function", "function",
+                                                 "name", c->name, "arguments", ""));
+        if (d->args)
+            json_array_append_new(arr, json_pack("{s:i, s:{s:s%}}", "index", d->index, "function",
+                                                 "arguments", d->args, d->n_args));
+    }
+    return arr;
+}
+
+/* Non-streamed: arguments accumulate per call. */
+static void collect_tools(struct job_choice *ch, const struct gen_event *ev)
+{
+    for (int i = 0; i < ev->n_tools; i++) {
+        struct tool_call *c = call_of(ch, &ev->tools[i]);
+        if (c) append(&c->args, &c->n_args, ev->tools[i].args, ev->tools[i].n_args);
+    }
+}
+
+static json_t *tool_calls_json(const struct job_choice *ch)
+{
+    json_t *arr = json_array();
+    for (int k = 0; k < ch->n_calls; k++) {
+        const struct tool_call *c = &ch->calls[k];
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:{s:s, s:s%}}", "id", c->id, "type",
+                                             "function", "function", "name", c->name, "arguments",
+                                             c->args ? c->args : "", c->n_args));
+    }
+    return arr;
 }
 
 /* ---- logprobs -------------------------------------------------------------------------------- */
@@ -199,6 +277,7 @@ static json_t *chunk(struct job *j, json_t *choice)
 static json_t *piece(struct job *j, int index, const struct gen_event *ev, json_t *lp,
                      const char *finish)
 {
+    json_t *tools = ev->n_tools && j->chat ? tool_deltas(&j->ch[index], ev) : NULL;
     json_t *c = json_pack("{s:i, s:o, s:o}", "index", index, "logprobs", lp ? lp : json_null(),
                           "finish_reason", finish ? json_string(finish) : json_null());
     if (!j->chat) {
@@ -209,6 +288,8 @@ static json_t *piece(struct job *j, int index, const struct gen_event *ev, json_
     if (ev->content) json_object_set_new(delta, "content", json_stringn(ev->content, ev->content_len));
     if (ev->reasoning)
         json_object_set_new(delta, "reasoning_content", json_stringn(ev->reasoning, ev->reasoning_len));
+    if (tools && json_array_size(tools)) json_object_set(delta, "tool_calls", tools);
+    json_decref(tools);
     json_object_set_new(c, "delta", delta);
     return c;
 }
@@ -216,7 +297,7 @@ static json_t *piece(struct job *j, int index, const struct gen_event *ev, json_
 static void stream_event(struct job *j, int index, const struct gen_event *ev)
 {
     struct job_choice *ch = &j->ch[index];
-    int has_text = ev->content_len || ev->reasoning_len;
+    int has_text = ev->content_len || ev->reasoning_len || ev->n_tools;
     if (ev->kind == GEN_EV_TOKEN) {
         json_t *lp = NULL;
         lp_add(j, &lp, &ev->lp, &ch->text_offset);
@@ -232,7 +313,7 @@ static void stream_event(struct job *j, int index, const struct gen_event *ev)
         sse(j, err);
     }
     struct gen_event none = {0};
-    sse(j, chunk(j, piece(j, index, &none, NULL, finish_name(ev->finish))));
+    sse(j, chunk(j, piece(j, index, &none, NULL, choice_finish(ch))));
 }
 
 /* Role chunks first, as OpenAI sends them: one per choice, delta {role, content ""}. */
@@ -272,6 +353,7 @@ static void collect_event(struct job *j, int index, const struct gen_event *ev)
     struct job_choice *ch = &j->ch[index];
     append(&ch->content, &ch->n_content, ev->content, ev->content_len);
     append(&ch->reasoning, &ch->n_reasoning, ev->reasoning, ev->reasoning_len);
+    collect_tools(ch, ev);
     if (ev->kind == GEN_EV_TOKEN) lp_add(j, &ch->lp, &ev->lp, &ch->text_offset);
     if (ev->kind == GEN_EV_FINISH) {
         ch->finish = ev->finish;
@@ -312,7 +394,7 @@ static json_t *choice_json(struct job *j, int index)
     struct job_choice *ch = &j->ch[index];
     json_t *c = json_pack("{s:i, s:o, s:s}", "index", index, "logprobs",
                           ch->lp ? json_incref(ch->lp) : json_null(), "finish_reason",
-                          finish_name(ch->finish));
+                          choice_finish(ch));
     if (!j->chat) {
         const char *echo = j->prompts[index / j->n].echo;
         char *text = NULL;
@@ -325,6 +407,10 @@ static json_t *choice_json(struct job *j, int index)
     }
     json_t *msg = json_pack("{s:s, s:s%}", "role", "assistant", "content",
                             ch->content ? ch->content : "", ch->n_content);
+    if (ch->n_calls) { /* OpenAI: content is null when the reply is only calls */
+        if (!ch->n_content) json_object_set_new(msg, "content", json_null());
+        json_object_set_new(msg, "tool_calls", tool_calls_json(ch));
+    }
     if (j->reasoning)
         json_object_set_new(msg, "reasoning_content",
                             ch->reasoning ? json_stringn(ch->reasoning, ch->n_reasoning) : json_null());

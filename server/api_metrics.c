@@ -53,6 +53,18 @@ static void histogram(struct text *t, const char *name, const struct metrics_his
     put(t, "seekd:%s_sum %.17g\nseekd:%s_count %llu\n", name, h->sum, name, (unsigned long long)h->count);
 }
 
+/* Data parallelism: how many requests each rank was given (the sums above cover every rank). */
+static void routed(struct text *t, struct engine *eng)
+{
+    int64_t counts[64];
+    int n = engine_routed(eng, counts, 64);
+    if (!n) return;
+    put(t, "# HELP seekd:data_parallel_requests Requests routed to each data-parallel rank.\n"
+           "# TYPE seekd:data_parallel_requests counter\n");
+    for (int r = 0; r < n; r++)
+        put(t, "seekd:data_parallel_requests_total{rank=\"%d\"} %lld\n", r, (long long)counts[r]);
+}
+
 int api_metrics(struct http_req *r)
 {
     struct api *a = r->app;
@@ -70,12 +82,19 @@ int api_metrics(struct http_req *r)
     counter(&t, "num_preemptions", "Sequences preempted for lack of KV blocks.", (double)m.n_preemptions);
     counter(&t, "prompt_tokens", "Prompt tokens of finished requests.", (double)m.prompt_tokens);
     counter(&t, "generation_tokens", "Generated tokens.", (double)m.generation_tokens);
+    counter(&t, "engine_step_seconds", "Time spent in engine steps.", m.step_seconds);
+    counter(&t, "grammar_masks", "Token masks computed for constrained outputs.", (double)m.grammar_masks);
+    counter(&t, "grammar_mask_cpu_seconds", "CPU time spent computing those masks.",
+            m.grammar_mask_cpu_seconds);
+    counter(&t, "grammar_wait_seconds", "Time steps waited for masks after the forward pass.",
+            m.grammar_wait_seconds);
     put(&t, "# HELP seekd:request_success Finished requests by finish reason.\n"
             "# TYPE seekd:request_success counter\n");
     for (int i = 0; i < MR_COUNT; i++)
         put(&t, "seekd:request_success_total{finished_reason=\"%s\"} %lld\n", metrics_reason_names[i],
             (long long)m.request_success[i]);
     for (int h = 0; h < MH_COUNT; h++) histogram(&t, metrics_hist_names[h], &m.hist[h]);
+    routed(&t, a->eng);
     int rc = http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", t.s, t.n);
     free(t.s);
     return rc;

@@ -150,6 +150,19 @@ int api_read_params(struct http_req *r, json_t *body, int chat, struct api_param
         api_get_bool(r, body, "return_tokens_as_token_ids", 0, &p->tokens_as_ids) || (!chat && api_get_bool(r, body, "echo", 0, &p->echo)))
         return -1;
     p->gp.n = (int)n;
+    p->gp.grammar_trigger = -1;
     p->body = body;
-    return 0;
+    return api_read_structured(r, body, chat, p);
+}
+
+void api_params_release(struct api_params *p)
+{
+    api_compile_drop(p->compiling);
+    p->compiling = NULL;
+    gram_unref(p->gp.grammar);
+    p->gp.grammar = NULL;
+    for (int i = 0; i < p->n_tools; i++) free(p->tool_texts[i]);
+    free(p->tool_texts);
+    free(p->tools);
+    p->tools = NULL, p->tool_texts = NULL, p->n_tools = 0;
 }

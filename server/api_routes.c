@@ -4,6 +4,7 @@
 
 #include "server/api.h"
 #include "server/commands.h"
+#include "server/webui.h"
 
 /* ---- small endpoints ------------------------------------------------------------------------- */
 
@@ -134,21 +135,6 @@ static int read_prompts(struct http_req *r, json_t *body, int echo, struct api_p
     return 0;
 }
 
-static int h_completions(struct http_req *r)
-{
-    struct api_params p;
-    struct api_prompt *prompts = NULL;
-    int n_prompts = 0, rc = -1;
-    if (api_check_ready(r) != 0) return 0;
-    json_t *body = api_parse_body(r);
-    if (!body) return 0;
-    if (api_check_model(r, body) == 0 && api_read_params(r, body, 0, &p) == 0 &&
-        read_prompts(r, body, p.echo, &prompts, &n_prompts) == 0)
-        rc = api_generate(r, &p, prompts, n_prompts, 0);
-    json_decref(body);
-    return rc < 0 && r->replied ? 0 : rc;
-}
-
 /* ---- tokenize / detokenize (vLLM's shapes) --------------------------------------------------- */
 
 static int h_tokenize(struct http_req *r)
@@ -164,7 +150,7 @@ static int h_tokenize(struct http_req *r)
         api_get_bool(r, body, "parse_special_tokens", 0, &specials))
         goto done;
     if (msgs) {
-        if (api_chat_prompt(r, body, &ids, NULL) != 0) goto done;
+        if (api_chat_prompt(r, body, NULL, 0, &ids, NULL) != 0) goto done;
     } else {
         json_t *p = json_object_get(body, "prompt");
         if (!json_is_string(p)) {
@@ -204,31 +190,90 @@ static int h_detokenize(struct http_req *r)
     return rc;
 }
 
-/* ---- chat ----------------------------------------------------------------------------------------- */
+/* ---- generation: chat and completions ---------------------------------------------------- */
 
-static int h_chat(struct http_req *r)
+/* The prompt and the job, once the parameters (and their grammar) are ready. */
+static int start(struct http_req *r, json_t *body, struct api_params *p, int chat)
 {
-    struct api_params p;
-    struct tok_ids ids = {0};
-    int rc = 0, reasoning = 0;
-    if (api_check_ready(r) != 0) return 0;
-    json_t *body = api_parse_body(r);
-    if (!body) return 0;
-    if (api_check_model(r, body) == 0 && api_read_params(r, body, 1, &p) == 0 &&
-        api_chat_prompt(r, body, &ids, &reasoning) == 0) {
-        struct api_prompt *prompt = xcalloc(1, sizeof *prompt);
-        prompt->ids = ids.v;
-        prompt->n_ids = (int)ids.n;
-        ids = (struct tok_ids){0};
-        p.gp.reasoning = reasoning;
-        rc = api_generate(r, &p, prompt, 1, 1);
+    struct api_prompt *prompts = NULL;
+    int n_prompts = 0, reasoning = 0;
+    if (!chat) {
+        if (read_prompts(r, body, p->echo, &prompts, &n_prompts) != 0) return -1;
+        return api_generate(r, p, prompts, n_prompts, 0);
     }
-    tok_ids_free(&ids);
-    json_decref(body);
+    struct tok_ids ids = {0};
+    if (api_chat_prompt(r, body, p->tools, p->n_tools, &ids, &reasoning) != 0) return -1;
+    prompts = xcalloc(1, sizeof *prompts);
+    prompts->ids = ids.v;
+    prompts->n_ids = (int)ids.n;
+    p->gp.reasoning = reasoning;
+    return api_generate(r, p, prompts, 1, 1);
+}
+
+/* A request parked while its grammar compiles. */
+struct pending {
+    json_t *body;
+    struct api_params p;
+    int chat;
+};
+
+static void pending_free(struct pending *w)
+{
+    api_params_release(&w->p);
+    json_decref(w->body);
+    free(w);
+}
+
+static void pending_close(struct http_req *r, int client_gone)
+{
+    pending_free(r->user);
+    r->user = NULL;
+}
+
+/* Woken by the compile thread: on with the request, or its 400. */
+static int pending_resume(struct http_req *r)
+{
+    struct pending *w = r->user;
+    int rc;
+    while ((rc = api_params_ready(r, &w->p)) == 1)
+        if (http_suspend(r)) return 0;
+    r->user = NULL, r->on_close = NULL, r->on_resume = NULL;
+    if (rc == 0) rc = start(r, w->body, &w->p, w->chat); /* installs its own callbacks */
+    pending_free(w);
     return rc < 0 && r->replied ? 0 : rc;
 }
 
-const struct http_route api_routes[] = {
+static int h_generate(struct http_req *r, int chat)
+{
+    if (api_check_ready(r) != 0) return 0;
+    json_t *body = api_parse_body(r);
+    if (!body) return 0;
+    struct pending *w = xcalloc(1, sizeof *w);
+    w->body = body, w->chat = chat;
+    if (api_check_model(r, body) != 0 || api_read_params(r, body, chat, &w->p) != 0) {
+        pending_free(w);
+        return 0;
+    }
+    r->user = w, r->on_close = pending_close, r->on_resume = pending_resume;
+    return pending_resume(r);
+}
+
+static int h_completions(struct http_req *r)
+{
+    return h_generate(r, 0);
+}
+
+static int h_chat(struct http_req *r)
+{
+    return h_generate(r, 1);
+}
+
+/* The chat page's routes come first, so that api_route_table can leave them out. Public: the
+ * page itself holds no secret, and asks for the API key the endpoints need. */
+#define N_WEBUI_ROUTES 2
+static const struct http_route routes[] = {
+    {"GET", "/", webui_serve, 1},
+    {"HEAD", "/", webui_serve, 1},
     {"GET", "/health", h_health, 1},
     {"GET", "/version", h_version, 1},
     {"GET", "/metrics", api_metrics, 1},
@@ -239,4 +284,10 @@ const struct http_route api_routes[] = {
     {"POST", "/tokenize", h_tokenize, 0},
     {"POST", "/detokenize", h_detokenize, 0},
 };
-const int api_n_routes = sizeof api_routes / sizeof api_routes[0];
+
+const struct http_route *api_route_table(int webui, int *n)
+{
+    int skip = webui ? 0 : N_WEBUI_ROUTES;
+    *n = (int)(sizeof routes / sizeof routes[0]) - skip;
+    return routes + skip;
+}

@@ -1,7 +1,11 @@
 /* cmd_logits: `seekd logits` — runs token ids through the model and writes float32 logits
  * [n_tokens, vocab] as a .npy file. One prefill by default; --chunk N prefills N tokens per
  * step; --decode feeds one token per step through the KV cache. Tests and benchmarks use it to
- * compare seekd with the reference implementation. */
+ * compare seekd with the reference implementation.
+ *
+ * Under MPI (`mpirun -np N seekd logits --data-parallel-size N ...`) every rank loads the model;
+ * rank 0 plans each step and broadcasts the plan (stepcast), every rank runs it, rank 0 checks
+ * that every rank's logits are bit-identical to its own and writes the file. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -10,7 +14,9 @@
 
 #include "engine/backend.h"
 #include "engine/model/model.h"
+#include "engine/stepcast.h"
 #include "server/commands.h"
+#include "server/launch.h"
 
 struct logits_opts {
     const char *model, *out, *tokens;
@@ -22,6 +28,8 @@ struct logits_opts {
     enum numerics numerics;
     int devices[BACKEND_MAX_DEVICES];
     int n_devices;
+    struct launch_layout layout;
+    int stats;       /* print the backend's figures to stderr at the end */
 };
 
 static void logits_usage(FILE *f)
@@ -29,7 +37,8 @@ static void logits_usage(FILE *f)
     fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
                "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda] [--numerics auto|ref|fast]\n"
-               "                    [--gpus LIST]\n"
+               "                    [--gpus LIST] [--stats] [--data-parallel-size N]\n"
+               "                    [--tensor-parallel-size N] [--enable-expert-parallel]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
                "  --decode        one token per step through the KV cache\n"
@@ -39,7 +48,11 @@ static void logits_usage(FILE *f)
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
                "  --numerics M    step arithmetic: auto (default), ref or fast\n"
-               "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n");
+               "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
+               "  --stats         print the backend's figures (steps, forward seconds, bytes)\n"
+               "  --data-parallel-size N   under mpirun -np N: every rank runs the steps rank 0\n"
+               "                  plans; their logits must be identical\n"
+               "  --tensor-parallel-size N, --enable-expert-parallel: not implemented yet\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -68,9 +81,14 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"decode", no_argument, 0, 'd'},      {"block-size", required_argument, 0, 'b'},
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
-        {"gpus", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},
+        {"tensor-parallel-size", required_argument, 0, 'T'},
+        {"data-parallel-size", required_argument, 0, 'D'},
+        {"enable-expert-parallel", no_argument, 0, 'E'}, {0, 0, 0, 0}};
     *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO,
-                              .numerics = NUMERICS_AUTO};
+                              .numerics = NUMERICS_AUTO,
+                              .layout = {.tensor_parallel_size = 1, .data_parallel_size = 1}};
     struct err e = {{0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -103,6 +121,16 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             o->n_devices = backend_parse_devices(optarg, o->devices, BACKEND_MAX_DEVICES, &e);
             if (o->n_devices < 0) return fprintf(stderr, "seekd logits: --gpus %s\n", e.msg), -1;
             break;
+        case 'T':
+            o->layout.tensor_parallel_size = atoi(optarg);
+            if (o->layout.tensor_parallel_size < 1) return -1;
+            break;
+        case 'D':
+            o->layout.data_parallel_size = atoi(optarg);
+            if (o->layout.data_parallel_size < 1) return -1;
+            break;
+        case 'E': o->layout.enable_expert_parallel = true; break;
+        case 'S': o->stats = 1; break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
@@ -129,19 +157,25 @@ static int write_npy(const char *path, const float *data, int rows, int cols)
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-/* Runs the tokens through the model in steps of `chunk` tokens; logits of every position. */
-static int run_steps(const struct backend_ops *ops, const struct model *m,
-                     const struct logits_opts *o, const int32_t *tokens, int n, float *logits,
-                     struct err *e)
+/* One line of the backend's figures, for benchmarks (tests/cuda/device_check.sh reads it). */
+static void print_stats(const struct backend_ops *ops, const struct backend *b)
+{
+    struct backend_stats st;
+    ops->stats(b, &st);
+    fprintf(stderr,
+            "stats: backend %s, steps %llu, forward_s %.6f, weight_bytes %llu, kv_bytes %llu, "
+            "workspace_bytes %llu, device %s\n",
+            ops->name, (unsigned long long)st.steps, st.t_forward,
+            (unsigned long long)st.weight_bytes, (unsigned long long)st.kv_bytes,
+            (unsigned long long)st.workspace_bytes, st.device);
+}
+
+/* Rank 0: plans each step of `chunk` tokens, sends the plan to the other ranks, runs it. */
+static int lead_steps(const struct backend_ops *ops, struct backend *b, struct comm *c,
+                      const struct logits_opts *o, const int32_t *tokens, int n, float *logits,
+                      int vocab, struct err *e)
 {
     int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
-    struct backend_opts bo = {.numerics = backend_numerics(ops, m, o->numerics),
-                              .max_tokens = chunk, .max_logits = chunk,
-                              .block_size = o->block_size, .kv_dtype = o->kv_dtype,
-                              .kv_blocks = n_blocks, .threads = o->threads,
-                              .devices = o->devices, .n_devices = o->n_devices};
-    struct backend *b = ops->create(m, &bo, e);
-    if (!b) return -1;
     /* Blocks in reverse order, so that logical and physical positions differ. */
     int32_t *table = malloc((size_t)n_blocks * sizeof *table);
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i;
@@ -151,10 +185,103 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
         struct batch_seq seq = {.start = 0, .n_tokens = len, .pos0 = p, .block_table = table,
                                 .logits = BATCH_LOGITS_ALL};
         struct batch bt = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
-        rc = ops->forward(b, &bt, logits + (size_t)p * m->cfg.vocab_size, e);
+        rc = stepcast_send(c, STEPCAST_STEP, &bt, o->block_size, NULL, 0, e);
+        if (rc == 0) rc = ops->forward(b, &bt, logits + (size_t)p * vocab, e);
     }
-    ops->destroy(b);
     free(table);
+    return rc == 0 ? stepcast_send(c, STEPCAST_STOP, NULL, 0, NULL, 0, e) : rc;
+}
+
+/* The other ranks: run rank 0's plans until it says stop; logits rows back to back. */
+static int follow_steps(const struct backend_ops *ops, struct backend *b, struct comm *c,
+                        float *logits, int vocab, struct err *e)
+{
+    struct wire_step plan;
+    int kind, rc = 0;
+    while (rc == 0 && (kind = stepcast_recv(c, 0, &plan, e)) == STEPCAST_STEP) {
+        rc = ops->forward(b, &plan.batch, logits, e);
+        logits += (size_t)batch_n_logits(&plan.batch) * vocab;
+        wire_step_free(&plan);
+    }
+    return rc == 0 && kind == STEPCAST_STOP ? 0 : -1;
+}
+
+/* Every rank says whether it is ready; -1 naming the ranks that are not (this one: its own
+ * message stays). */
+static int all_ready(struct comm *c, int ok, struct err *e)
+{
+    int64_t mine = ok, *all = calloc((size_t)c->size, sizeof *all);
+    struct err ce;
+    if (comm_exchange(c, &mine, 1, all, &ce) != 0) ok = 0, *e = ce;
+    for (int r = 0; r < c->size && ok; r++)
+        if (!all[r]) ok = 0, err_set(e, "rank %d failed to start (its output says why)", r);
+    free(all);
+    return ok ? 0 : -1;
+}
+
+/* Runs the tokens through the model on every rank of c; logits of every position. */
+static int run_steps(const struct backend_ops *ops, const struct model *m,
+                     const struct logits_opts *o, struct comm *c, const int32_t *tokens, int n,
+                     float *logits, struct err *e)
+{
+    int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
+    struct backend_opts bo = {.numerics = m ? backend_numerics(ops, m, o->numerics) : o->numerics,
+                              .max_tokens = chunk, .max_logits = chunk,
+                              .block_size = o->block_size, .kv_dtype = o->kv_dtype,
+                              .kv_blocks = n_blocks, .threads = o->threads,
+                              .devices = o->devices, .n_devices = o->n_devices};
+    struct backend *b = m && logits ? ops->create(m, &bo, e) : NULL;
+    if (all_ready(c, b != NULL, e) != 0) {
+        if (b) ops->destroy(b);
+        return -1;
+    }
+    int vocab = m->cfg.vocab_size;
+    int rc = c->rank == 0 ? lead_steps(ops, b, c, o, tokens, n, logits, vocab, e)
+                          : follow_steps(ops, b, c, logits, vocab, e);
+    if (o->stats && rc == 0 && c->rank == 0) print_stats(ops, b);
+    ops->destroy(b);
+    return rc;
+}
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Data parallelism: every rank ran the same steps; their logits must be identical. */
+static int same_on_every_rank(struct comm *c, const float *logits, size_t n, struct err *e)
+{
+    int64_t mine = (int64_t)fnv1a(logits, n * sizeof *logits);
+    int64_t *all = calloc((size_t)c->size, sizeof *all);
+    int rc = comm_exchange(c, &mine, 1, all, e);
+    for (int r = 1; r < c->size && rc == 0; r++)
+        if (all[r] != all[0]) rc = err_set(e, "rank %d's logits differ from rank 0's", r);
+    free(all);
+    return rc;
+}
+
+/* Loads the model, runs the steps on every rank, checks the ranks agree; rank 0 writes. */
+static int logits_on(struct comm *c, const struct logits_opts *o, const int32_t *tokens, int n)
+{
+    struct err e = {{0}};
+    char note[320] = "";
+    int rc = 1;
+    const struct backend_ops *ops = backend_select(o->backend, note, sizeof note, &e);
+    struct model *m = ops ? model_load(o->model, &e) : NULL;
+    if (note[0] && c->rank == 0) fprintf(stderr, "seekd logits: %s\n", note);
+    size_t count = m ? (size_t)n * (size_t)m->cfg.vocab_size : 0;
+    float *logits = m ? malloc(count * sizeof *logits) : NULL;
+    if (m && !logits) err_set(&e, "cannot allocate logits for %d tokens", n);
+    if (run_steps(ops ? ops : backend_cpu(), m, o, c, tokens, n, logits, &e) != 0 ||
+        (c->size > 1 && same_on_every_rank(c, logits, count, &e) != 0))
+        fprintf(stderr, "seekd: %s\n", e.msg);
+    else if (c->rank == 0 && write_npy(o->out, logits, n, m->cfg.vocab_size) != 0)
+        fprintf(stderr, "seekd: cannot write %s: %s\n", o->out, strerror(errno));
+    else rc = 0;
+    free(logits);
+    model_destroy(m);
     return rc;
 }
 
@@ -169,23 +296,18 @@ int cmd_logits(int argc, char **argv)
         free(tokens);
         return 2;
     }
-    char note[320];
-    const struct backend_ops *ops = backend_select(o.backend, note, sizeof note, &e);
-    struct model *m = ops ? model_load(o.model, &e) : NULL;
-    if (note[0]) fprintf(stderr, "seekd logits: %s\n", note);
-    if (!m) {
-        fprintf(stderr, "seekd: %s\n", e.msg);
+    struct launch ln;
+    if (launch_start(&ln, &o.layout, &e) != 0) {
+        if (ln.rank == 0) fprintf(stderr, "seekd logits: %s\n", e.msg);
         free(tokens);
-        return 1;
+        return 2;
     }
-    float *logits = malloc((size_t)n * (size_t)m->cfg.vocab_size * sizeof *logits);
-    if (!logits) fprintf(stderr, "seekd: cannot allocate logits for %d tokens\n", n);
-    else if (run_steps(ops, m, &o, tokens, n, logits, &e) != 0) fprintf(stderr, "seekd: %s\n", e.msg);
-    else if (write_npy(o.out, logits, n, m->cfg.vocab_size) != 0)
-        fprintf(stderr, "seekd: cannot write %s: %s\n", o.out, strerror(errno));
-    else rc = 0;
-    free(logits);
+    o.n_devices = launch_devices(&ln, o.devices, o.n_devices);
+    struct comm *c = ln.w ? comm_mpi_split(ln.w, 0, ln.rank, &e) : comm_self();
+    if (!c) fprintf(stderr, "seekd logits: %s\n", e.msg);
+    else rc = logits_on(c, &o, tokens, n);
+    comm_destroy(c);
+    launch_finish(&ln);
     free(tokens);
-    model_destroy(m);
     return rc;
 }

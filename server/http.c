@@ -44,7 +44,7 @@ static void add_common_headers(struct http_req *r, struct MHD_Response *resp)
 
 void http_set_header(struct http_req *r, const char *name, const char *value)
 {
-    if (r->n_hdrs == 4) return;
+    if (r->n_hdrs == (int)(sizeof r->hdr_name / sizeof r->hdr_name[0])) return;
     r->hdr_name[r->n_hdrs] = strdup(name);
     r->hdr_value[r->n_hdrs++] = strdup(value);
 }

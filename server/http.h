@@ -63,7 +63,7 @@ struct http_req {
     int timed_out;             /* and wakes the connection */
     size_t cap_body;
     char *origin;              /* allowed CORS origin to echo, or NULL */
-    char *hdr_name[4], *hdr_value[4];
+    char *hdr_name[8], *hdr_value[8];
     int n_hdrs;
     struct http_req *prev, *next; /* the server's list of live requests */
 };

@@ -21,6 +21,7 @@ struct log {
     char *path;         /* NULL: stderr */
     enum log_format fmt;
     enum log_level min;
+    char prefix[32];    /* put before every message ("rank 1: "); set before any thread logs */
 };
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -50,6 +51,11 @@ void log_destroy(struct log *l)
     pthread_mutex_destroy(&l->mu);
     free(l->path);
     free(l);
+}
+
+void log_set_prefix(struct log *l, const char *prefix)
+{
+    snprintf(l->prefix, sizeof l->prefix, "%s", prefix);
 }
 
 int log_reopen(struct log *l, struct err *e)
@@ -159,8 +165,9 @@ void log_msg(struct log *l, enum log_level lv, const char *fmt, ...)
     if (!log_enabled(l, lv)) return;
     char msg[LINE_MAX_BYTES / 2], buf[LINE_MAX_BYTES];
     va_list ap;
+    size_t at = l ? (size_t)snprintf(msg, sizeof msg, "%s", l->prefix) : 0;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(msg + at, sizeof msg - at, fmt, ap);
     va_end(ap);
     size_t n = log_format_msg(l ? l->fmt : LOG_TEXT, lv, wall_now(), msg, buf, sizeof buf);
     write_line(l, buf, n);

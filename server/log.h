@@ -30,6 +30,10 @@ struct log_access {
 struct log *log_create(const char *path, enum log_format fmt, enum log_level min, struct err *e);
 void log_destroy(struct log *l);
 
+/* Puts prefix before every message line from now on (a rank of an MPI job names itself). Call
+ * before other threads log. */
+void log_set_prefix(struct log *l, const char *prefix);
+
 /* Reopens the file (after logrotate moved it); stderr needs nothing. -1: the old file stays. */
 int log_reopen(struct log *l, struct err *e);
 

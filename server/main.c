@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/backend.h"
 #include "server/commands.h"
 
 static void usage(FILE *out)
@@ -29,7 +30,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("seekd %s\n", SEEKD_VERSION);
+        printf("seekd %s\nbackends: cpu%s\n", SEEKD_VERSION, backend_cuda() ? ", cuda" : "");
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

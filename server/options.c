@@ -63,6 +63,8 @@ static const struct opt_def opt_table[] = {
      .help = "accepted bearer tokens (also SEEKD_API_KEY); none = no authentication"},
     {LIST(cors_allowed_origins), .flag = "--cors-allowed-origins", .def = "", .group = "Server",
      .metavar = "ORIGIN", .help = "origins browsers may call from (\"*\" = any); none = CORS off"},
+    {BOOL(webui), .flag = "--webui", .def = "true", .group = "Server",
+     .help = "serve the chat page at /; --no-webui: / answers 404"},
     /* model */
     {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
      .metavar = "PATH",
@@ -127,6 +129,15 @@ static const struct opt_def opt_table[] = {
     {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},
+    /* parallelism */
+    {INT(tensor_parallel_size), .flag = "--tensor-parallel-size", .def = "1", .min = 1,
+     .max = 1024, .group = "Parallelism", .metavar = "N",
+     .help = "ranks that split each layer (heads, MLP, experts); not implemented yet"},
+    {INT(data_parallel_size), .flag = "--data-parallel-size", .def = "1", .min = 1, .max = 1024,
+     .group = "Parallelism", .metavar = "N",
+     .help = "ranks that each run the whole model on their own requests (under mpirun)"},
+    {BOOL(enable_expert_parallel), .flag = "--enable-expert-parallel", .def = "false",
+     .group = "Parallelism", .help = "split the experts across the ranks; not implemented yet"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},

@@ -46,6 +46,7 @@ struct seekd_options {
     int port;                             /* TCP port */
     struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
+    bool webui;                           /* the chat page at / */
     /* model */
     char *model;                       /* checkpoint directory; "" until set */
     char *tokenizer;                   /* tokenizer directory; "" = the model's */
@@ -74,6 +75,10 @@ struct seekd_options {
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
     enum opt_numerics numerics; /* ref: F32 reference arithmetic; fast; auto */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
+    /* parallelism (vLLM's names); ranks = tensor_parallel_size * data_parallel_size */
+    int tensor_parallel_size;
+    int data_parallel_size;
+    bool enable_expert_parallel;
     /* logging */
     enum opt_log_level log_level;
     enum opt_log_format log_format;

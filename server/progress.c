@@ -32,37 +32,47 @@ size_t progress_format(const struct load_status *s, double elapsed, char *buf, s
     return n < 0 ? 0 : (size_t)n;
 }
 
+/* The last report of a stage: the mapping ("done") or a GPU backend's upload ("uploaded"). */
+static int stage_end(const struct load_status *s)
+{
+    return strcmp(s->stage, "done") == 0 || strcmp(s->stage, "uploaded") == 0;
+}
+
 static void draw_bar(const struct load_status *s, const char *text)
 {
-    int done = strcmp(s->stage, "done") == 0; /* unused (MTP) tensors are never bound */
+    int done = stage_end(s); /* unused (MTP) tensors are never bound */
     double f = done || !s->n_bytes_total ? 1 : (double)s->n_bytes / (double)s->n_bytes_total;
     char bar[BAR_WIDTH + 1];
     int fill = (int)(f * BAR_WIDTH + 0.5);
     for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < fill ? '#' : '.';
     bar[BAR_WIDTH] = 0;
-    fprintf(stderr, "\rloading [%s] %3.0f%% %s\033[K%s", bar, f * 100, text,
-            done ? "\n" : "");
+    fprintf(stderr, "\r%s [%s] %3.0f%% %s\033[K%s", strncmp(s->stage, "upload", 6) ? "loading" : "uploading",
+            bar, f * 100, text, done ? "\n" : "");
 }
 
 static void report(void *arg, const struct load_status *s)
 {
     struct progress *p = arg;
     double now = http_now(), elapsed = now - p->t0;
-    int done = strcmp(s->stage, "done") == 0;
+    int done = stage_end(s), upload = strncmp(s->stage, "upload", 6) == 0;
     char text[160];
     progress_format(s, elapsed, text, sizeof text);
     if (p->tty) draw_bar(s, text);
     notify_send(p->nt, "WATCHDOG=1"); /* loading is progress */
     if (!done && now - p->last_line < LINE_EVERY_S) return;
     p->last_line = now;
-    notify_send(p->nt, "STATUS=Loading model: %s", text);
+    notify_send(p->nt, upload ? "STATUS=Uploading weights: %s" : "STATUS=Loading model: %s", text);
     if (done) {
         char size[24];
         human_bytes((double)s->n_bytes_total, size, sizeof size);
-        log_msg(p->log, LOGL_INFO, "model mapped: %lld tensors, %s in %.2fs (no copy)",
-                (long long)s->n_tensors, size, elapsed);
+        if (upload)
+            log_msg(p->log, LOGL_INFO, "weights uploaded to the device: %lld tensors, %s, %.2fs "
+                    "after the load began", (long long)s->n_tensors, size, elapsed);
+        else
+            log_msg(p->log, LOGL_INFO, "model mapped: %lld tensors, %s in %.2fs (no copy)",
+                    (long long)s->n_tensors, size, elapsed);
     } else if (!p->tty)
-        log_msg(p->log, LOGL_INFO, "loading: %s", text);
+        log_msg(p->log, LOGL_INFO, "%s: %s", upload ? "uploading" : "loading", text);
 }
 
 void progress_init(struct progress *p, struct log *log, struct notify *nt, int tty)

@@ -6,7 +6,12 @@
  * the log and reloads the API keys; between signals it sends the systemd watchdog ping while the
  * engine loop is alive. SIGTERM/SIGINT drain: no new connections, /health 503, in-flight requests
  * finish within shutdown_timeout. A second signal (or the timeout) ends every stream with an
- * error event and exits at once. */
+ * error event and exits at once.
+ *
+ * Under MPI (data parallelism) every rank loads its own engine; rank 0 does all of the above and
+ * routes requests, the other ranks serve rank 0's requests (dp_rank) until it tells them to
+ * stop. All ranks meet once after loading (who started, how big each KV pool is); afterwards any
+ * rank that fails or stalls ends the whole job with a log line naming it. */
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
@@ -17,8 +22,10 @@
 
 #include <unistd.h>
 
+#include "engine/dp.h"
 #include "server/api.h"
 #include "server/commands.h"
+#include "server/launch.h"
 #include "server/log.h"
 #include "server/notify.h"
 #include "server/options.h"
@@ -102,6 +109,9 @@ struct daemon {
     struct notify nt;
     struct api a;
     struct http_server *h;
+    struct launch ln;           /* alone, or one rank of an MPI job */
+    struct comm *cm;            /* every rank (MPI only): the start-up exchange */
+    struct dp_rank *dpr;        /* ranks 1..: the loop serving rank 0's requests */
 };
 
 /* The backend and its devices; logs why auto fell back to the CPU. */
@@ -113,7 +123,9 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
     eo->devices = devices;
     eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
-    return eo->n_devices < 0 ? -1 : 0;
+    if (eo->n_devices < 0) return -1;
+    eo->n_devices = launch_devices(&d->ln, devices, eo->n_devices);
+    return 0;
 }
 
 /* One line saying what runs the model and what it holds. */
@@ -193,13 +205,29 @@ static int warm_up(struct daemon *d, struct err *e)
     return 0;
 }
 
-/* Serves until SIGTERM/SIGINT; handles SIGHUP and the watchdog meanwhile. */
+/* Tells the person at the terminal where to point a browser (a wildcard address is reached
+ * locally through loopback). */
+static void log_page_url(struct daemon *d)
+{
+    const char *h = d->o.host;
+    if (!d->o.webui) return;
+    if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
+    else if (strcmp(h, "::") == 0) h = "::1";
+    int v6 = strchr(h, ':') != NULL;
+    log_msg(d->log, LOGL_INFO, "chat page: http://%s%s%s:%d/", v6 ? "[" : "", h, v6 ? "]" : "",
+            http_port(d->h));
+}
+
+static void check_ranks(struct daemon *d);
+
+/* Serves until SIGTERM/SIGINT; handles SIGHUP, the watchdog and (under MPI) the ranks meanwhile. */
 static int run(struct daemon *d)
 {
     for (;;) {
         int sig = wait_signal(d, tick_s(d));
         if (sig == SIGHUP) reload(d);
         else if (sig) return sig;
+        check_ranks(d);
         watchdog(d);
     }
 }
@@ -234,17 +262,18 @@ static void drain(struct daemon *d, int sig)
             log_msg(d->log, LOGL_WARN, "second signal: ending %d request(s) now", http_n_live(d->h));
             return abort_streams(d);
         }
+        check_ranks(d);
         watchdog(d);
     }
     log_msg(d->log, LOGL_INFO, "drained");
 }
 
-/* Loads the engine and the chat template, warms up; -1 with a message. */
-static int load(struct daemon *d, struct chat **chat, struct err *e)
+/* Loads the engine and warms it up; -1 with a message. */
+static int load_engine(struct daemon *d, struct err *e)
 {
     struct engine_opts eo;
     struct progress pr;
-    progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file);
+    progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file && d->ln.size == 1);
     fill_engine_opts(&d->o, &eo, &pr.cb);
     int devices[BACKEND_MAX_DEVICES];
     if (pick_backend(d, &eo, devices, e) != 0) return -1;
@@ -253,14 +282,122 @@ static int load(struct daemon *d, struct chat **chat, struct err *e)
     if (!d->a.eng) return -1;
     log_backend(d);
     d->a.tok = engine_tokenizer(d->a.eng);
-    d->a.chat = *chat = chat_create(d->a.tok, template_option(d->o.chat_template), e);
-    if (!*chat) return -1;
     d->a.max_model_len = engine_max_model_len(d->a.eng);
     notify_send(&d->nt, "STATUS=Warming up");
     double t0 = http_now();
     if (warm_up(d, e) != 0) return -1;
     log_msg(d->log, LOGL_INFO, "warm-up step: %.3fs", http_now() - t0);
     return 0;
+}
+
+/* Loads the engine and the chat template, warms up; -1 with a message. */
+static int load(struct daemon *d, struct chat **chat, struct err *e)
+{
+    if (load_engine(d, e) != 0) return -1;
+    d->a.chat = *chat = chat_create(d->a.tok, template_option(d->o.chat_template), e);
+    return *chat ? 0 : -1;
+}
+
+/* ---- ranks ------------------------------------------------------------------------------------ */
+
+/* Logs why and ends every rank of the job (non-zero exit). */
+static void stop_job(struct daemon *d, const char *why)
+{
+    log_msg(d->log, LOGL_ERROR, "%s; stopping every rank", why);
+    notify_send(&d->nt, "STATUS=Failed: %s", why);
+    comm_mpi_abort(d->ln.w, 1);
+}
+
+/* The failed ranks of an exchange of {ok, n_blocks} pairs, as "1, 3". */
+static void failed_ranks(const int64_t *all, int size, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (int r = 0; r < size && used < n; r++)
+        if (!all[2 * r])
+            used += (size_t)snprintf(out + used, n - used, "%s%d", used ? ", " : "", r);
+}
+
+/* Every rank says whether it started and how many KV blocks it holds; then rank 0 routes
+ * requests and the other ranks serve them. -1 with a message when any rank failed (this one:
+ * its own message stays). */
+static int join_ranks(struct daemon *d, int ok, struct err *e)
+{
+    struct backend_stats st = {0};
+    if (!d->ln.w) return ok ? 0 : -1;
+    if (ok) engine_backend(d->a.eng, &st);
+    int64_t mine[2] = {ok, st.n_blocks}, *all = xcalloc(2 * (size_t)d->ln.size, sizeof *all);
+    struct err ce = {{0}};
+    int rc = comm_exchange(d->cm, mine, 2, all, &ce);
+    if (rc != 0) stop_job(d, ce.msg);
+    char failed[256];
+    int64_t min_blocks = st.n_blocks;
+    for (int r = 0; r < d->ln.size; r++)
+        if (all[2 * r + 1] < min_blocks) min_blocks = all[2 * r + 1];
+    failed_ranks(all, d->ln.size, failed, sizeof failed);
+    free(all);
+    if (!ok) return -1;
+    if (failed[0]) return err_set(e, "rank(s) %s failed to start (their log says why)", failed);
+    if (d->ln.size == 1) return 0; /* mpirun -np 1: nothing to route */
+    if (d->ln.rank == 0)
+        engine_start_router(d->a.eng, d->ln.w, d->o.engine_stall_timeout, (int32_t)min_blocks);
+    else
+        d->dpr = dp_rank_start(d->a.eng, d->ln.w, d->o.engine_stall_timeout);
+    return 0;
+}
+
+/* Rank 0 under MPI: a rank that failed or stalled (this one included) ends the job. */
+static void check_ranks(struct daemon *d)
+{
+    char why[512];
+    if (!d->ln.w || !d->a.eng) return;
+    if (engine_fault(d->a.eng, why, sizeof why)) stop_job(d, why);
+    if (!engine_alive(d->a.eng, d->o.engine_stall_timeout)) {
+        snprintf(why, sizeof why, "rank 0: its engine has made no progress for %.1fs",
+                 engine_idle_s(d->a.eng));
+        stop_job(d, why);
+    }
+}
+
+/* Ranks 1..: serves until rank 0 says stop; signals other than SIGHUP are left to rank 0. */
+static int follow(struct daemon *d)
+{
+    int told = 0;
+    for (;;) {
+        char why[512];
+        struct err e = {{0}};
+        int sig = wait_signal(d, 0.1);
+        if (sig == SIGHUP && log_reopen(d->log, &e) != 0)
+            log_msg(d->log, LOGL_ERROR, "SIGHUP: %s", e.msg); /* API keys are rank 0's */
+        else if (sig && sig != SIGHUP && !told++)
+            log_msg(d->log, LOGL_INFO, "%s: rank 0 decides when every rank stops", strsignal(sig));
+        int state = dp_rank_state(d->dpr, why, sizeof why);
+        if (state > 0) return 0;
+        if (state < 0) stop_job(d, why);
+    }
+}
+
+/* The life of a rank other than 0: load, join, serve rank 0's requests, stop when told. */
+static int serve_rank(struct daemon *d)
+{
+    struct err e = {{0}};
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "rank %d: ", d->ln.rank);
+    log_set_prefix(d->log, prefix);
+    log_msg(d->log, LOGL_INFO, "one of %d ranks, on %s (pid %d); loading %s", d->ln.size,
+            comm_mpi_host(d->ln.w), (int)getpid(), d->o.model);
+    int ok = load_engine(d, &e) == 0, rc = 1;
+    if (!ok) log_msg(d->log, LOGL_ERROR, "%s", e.msg);
+    if (join_ranks(d, ok, &e) != 0) {
+        if (ok) log_msg(d->log, LOGL_ERROR, "%s", e.msg);
+    } else {
+        log_msg(d->log, LOGL_INFO, "ready (pid %d): serving rank 0's requests", (int)getpid());
+        rc = follow(d);
+    }
+    dp_rank_destroy(d->dpr);
+    engine_destroy(d->a.eng);
+    log_msg(d->log, LOGL_INFO, "exit %d", rc);
+    return rc;
 }
 
 static int serve(struct daemon *d)
@@ -272,19 +409,29 @@ static int serve(struct daemon *d)
     d->a = (struct api){.names = (const char *const *)names, .created = time(NULL),
                         .stall_s = d->o.engine_stall_timeout, .log = d->log,
                         .request_timeout_s = d->o.request_timeout,
-                        .default_max_tokens = d->o.default_max_tokens};
+                        .default_max_tokens = d->o.default_max_tokens,
+                        .grammars = gcache_create(64)};
+    d->a.compiler = api_compiler_create(64, &e);
     fill_http_config(&d->o, &hc);
-    d->h = http_start(&hc, api_routes, api_n_routes, &d->a, &e);
-    int rc = 1;
-    if (!d->h) goto out;
-    log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
-            d->o.host, http_port(d->h), d->o.model);
-    if (load(d, &chat, &e) != 0) goto out;
+    int n_routes;
+    const struct http_route *routes = api_route_table(d->o.webui, &n_routes);
+    d->h = http_start(&hc, routes, n_routes, &d->a, &e);
+    int rc = 1, ok = d->h != NULL && d->a.compiler != NULL;
+    if (ok)
+        log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
+                d->o.host, http_port(d->h), d->o.model);
+    if (ok && d->ln.w)
+        log_msg(d->log, LOGL_INFO, "data parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
+                "routes requests to %d engines", d->ln.size, comm_mpi_host(d->ln.w), (int)getpid(),
+                d->ln.size);
+    ok = ok && load(d, &chat, &e) == 0;
+    if (join_ranks(d, ok, &e) != 0) goto out; /* every rank learns whether all started */
     __atomic_store_n(&d->a.ready, 1, __ATOMIC_RELEASE);
     notify_send(&d->nt, "READY=1\nSTATUS=Serving '%s' on %s port %d", names[0], d->o.host,
                 http_port(d->h));
     log_msg(d->log, LOGL_INFO, "ready: serving '%s' on %s port %d", names[0], d->o.host,
             http_port(d->h));
+    log_page_url(d);
     drain(d, run(d));
     rc = 0;
 out:
@@ -295,23 +442,52 @@ out:
     http_stop(d->h);
     chat_destroy(chat);
     engine_destroy(d->a.eng);
+    api_compiler_destroy(d->a.compiler); /* after http_stop: no connection waits on it any more */
+    gcache_destroy(d->a.grammars);
     log_msg(d->log, LOGL_INFO, "exit %d", rc);
     if (!d->o.served_model_name.n_items) free(names[0]);
     free(names);
     return rc;
 }
 
-/* The log and the systemd notification socket; -1 with a message on stderr. */
-static int open_outputs(struct daemon *d)
+/* The log; -1 with a message on stderr. */
+static int open_log(struct daemon *d)
 {
     struct err e = {{0}};
     d->log = log_create(d->o.log_file, d->o.log_format == OPT_LOG_JSON ? LOG_JSON : LOG_TEXT,
                         (enum log_level)d->o.log_level, &e);
-    if (!d->log || notify_open(&d->nt, &e) != 0) {
-        fprintf(stderr, "seekd serve: %s\n", e.msg);
+    if (d->log) return 0;
+    fprintf(stderr, "seekd serve: %s\n", e.msg);
+    return -1;
+}
+
+/* The log and the systemd notification socket (rank 0 only: it is the service's voice). */
+static int open_outputs(struct daemon *d)
+{
+    struct err e = {{0}};
+    if (open_log(d) != 0) return -1;
+    if (notify_open(&d->nt, &e) == 0) return 0;
+    fprintf(stderr, "seekd serve: %s\n", e.msg);
+    return -1;
+}
+
+/* MPI when launched by it, and the communicator of the start-up exchange. */
+static int start_launch(struct daemon *d)
+{
+    struct err e = {{0}};
+    struct launch_layout lay = {.tensor_parallel_size = d->o.tensor_parallel_size,
+                                .data_parallel_size = d->o.data_parallel_size,
+                                .enable_expert_parallel = d->o.enable_expert_parallel};
+    if (launch_start(&d->ln, &lay, &e) != 0) {
+        if (d->ln.rank == 0) fprintf(stderr, "seekd serve: %s\n", e.msg);
         return -1;
     }
-    return 0;
+    if (!d->ln.w) return 0;
+    d->cm = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
+    if (d->cm) return 0;
+    fprintf(stderr, "seekd serve: rank %d: %s\n", d->ln.rank, e.msg);
+    launch_finish(&d->ln);
+    return -1;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -325,9 +501,16 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&d.signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &d.signals, NULL); /* every thread started after this inherits it */
     signal(SIGPIPE, SIG_IGN);
-    rc = open_outputs(&d) == 0 ? serve(&d) : 1;
+    if (start_launch(&d) != 0) {
+        opt_free(&d.o);
+        return 2;
+    }
+    if (d.ln.rank == 0) rc = open_outputs(&d) == 0 ? serve(&d) : 1;
+    else rc = open_log(&d) == 0 ? serve_rank(&d) : 1;
     notify_close(&d.nt);
     log_destroy(d.log);
     opt_free(&d.o);
+    comm_destroy(d.cm);
+    launch_finish(&d.ln);
     return rc;
 }

@@ -359,8 +359,36 @@ static int check(const struct chat *c, const struct chat_msg *msgs, int n_msgs, 
     return 0;
 }
 
+/* The tools, after the system messages: how to call them (the markers as tokens, exactly the
+ * form the model writes and the tool-call parser reads), then each function. */
+static void tools_section(struct render *r, const struct chat_tool *t, int n)
+{
+    cstr(r, "## Tools\n\nTo call functions, reply with the calls alone, in this form (one line per "
+            "call):\n");
+    marker(r, M_CALLS_BEGIN), marker(r, M_CALL_BEGIN);
+    cstr(r, "function");
+    marker(r, M_SEP);
+    cstr(r, "NAME\n```json\nARGUMENTS\n```");
+    marker(r, M_CALL_END), marker(r, M_CALLS_END);
+    cstr(r, "\nOtherwise answer normally.");
+    for (int i = 0; i < n; i++) {
+        cstr(r, "\n\n### "), cstr(r, t[i].name);
+        if (t[i].description && t[i].description[0]) cstr(r, "\n"), cstr(r, t[i].description);
+        cstr(r, "\nParameters: "), cstr(r, t[i].parameters ? t[i].parameters : "{}");
+    }
+}
+
+enum tc_format chat_tool_format(const struct chat *c, int32_t *marker)
+{
+    static const enum marker order[TC_N_MARKERS] = {M_CALLS_BEGIN, M_CALLS_END, M_CALL_BEGIN,
+                                                    M_CALL_END, M_SEP};
+    for (int i = 0; marker && i < TC_N_MARKERS; i++) marker[i] = c->marker[order[i]];
+    return TC_DEEPSEEK;
+}
+
 int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
-                bool add_generation_prompt, struct tok_ids *out, struct err *e)
+                const struct chat_tool *tools, int n_tools, bool add_generation_prompt,
+                struct tok_ids *out, struct err *e)
 {
     if (check(c, msgs, n_msgs, e)) return -1;
     size_t n0 = out->n;
@@ -379,6 +407,10 @@ int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
         if (!first_system) cstr(&r, "\n\n");
         text(&r, msgs[i].content, msgs[i].content_len);
         first_system = false;
+    }
+    if (n_tools > 0) {
+        if (!first_system) cstr(&r, "\n\n");
+        tools_section(&r, tools, n_tools);
     }
     for (int i = 0; i < n_msgs; i++) message(&r, &msgs[i]);
     if (r.is_tool) marker(&r, M_OUTPUTS_END);

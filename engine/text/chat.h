@@ -9,6 +9,7 @@
 #define SEEKD_CHAT_H
 
 #include "engine/text/tokenizer.h"
+#include "engine/text/toolcall.h"
 
 enum chat_role { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT, CHAT_TOOL };
 
@@ -22,6 +23,14 @@ struct chat_msg {
     size_t content_len;
     const struct chat_tool_call *calls; /* assistant only */
     int n_calls;
+};
+
+/* A function the model may call: rendered into the prompt (the system part) so the model knows
+ * it and the format to call it in. */
+struct chat_tool {
+    const char *name;
+    const char *description; /* NULL: none */
+    const char *parameters;  /* its parameters schema as JSON text */
 };
 
 enum chat_template { CHAT_DEEPSEEK_V3, CHAT_DEEPSEEK_R1, CHAT_CHATML, CHAT_LLAMA3 };
@@ -40,10 +49,16 @@ enum chat_template chat_kind(const struct chat *c);
 /* The token that ends an assistant turn in this template (-1 when the tokenizer lacks it). */
 int32_t chat_end_of_turn(const struct chat *c);
 
-/* Appends the ids of the rendered conversation to out.  -1 on a message the template cannot
- * render (missing content) or invalid UTF-8, with out unchanged. */
+/* Appends the ids of the rendered conversation to out, the tools (may be none) described after
+ * the system messages.  -1 on a message the template cannot render (missing content) or invalid
+ * UTF-8, with out unchanged. */
 int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
-                bool add_generation_prompt, struct tok_ids *out, struct err *e);
+                const struct chat_tool *tools, int n_tools, bool add_generation_prompt,
+                struct tok_ids *out, struct err *e);
+
+/* The format the template's model writes tool calls in, and (TC_DEEPSEEK) its marker token ids
+ * into marker[TC_N_MARKERS]. */
+enum tc_format chat_tool_format(const struct chat *c, int32_t *marker);
 
 /* The recognition hash of a template text (whitespace and "\n" escapes ignored). */
 uint64_t chat_template_hash(const char *text);

@@ -58,6 +58,18 @@ bool tok_is_special(const struct tok *t, int32_t id)
     return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_F_SPECIAL);
 }
 
+bool tok_is_added(const struct tok *t, int32_t id)
+{
+    return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_F_ADDED);
+}
+
+const uint8_t *tok_bytes(const struct tok *t, int32_t id, size_t *len)
+{
+    *len = 0;
+    if (id < 0 || id >= t->n_vocab || !(t->flags[id] & TOK_F_ASSIGNED)) return NULL;
+    return tok_piece(t, id, len);
+}
+
 static bool merge_get(const struct tok *t, int32_t a, int32_t b, uint64_t *val)
 {
     uint64_t key = (uint64_t)a << 32 | (uint32_t)b;

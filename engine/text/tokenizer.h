@@ -94,6 +94,12 @@ int32_t tok_bos_id(const struct tok *t);     /* -1 when not configured */
 int32_t tok_eos_id(const struct tok *t);     /* -1 when not configured */
 int32_t tok_eot_id(const struct tok *t);     /* end of a turn (<|im_end|>, <|eot_id|>, ...), -1 */
 bool tok_is_special(const struct tok *t, int32_t id);
+/* An added (control) token: matched atomically, never produced by BPE from plain text. */
+bool tok_is_added(const struct tok *t, int32_t id);
+/* The raw bytes id decodes to (an added token: its text), *len set; NULL for an id outside the
+ * vocabulary or one that was never assigned.  Valid while t lives.  Constrained decoding walks
+ * the vocabulary through this, whatever file the tokenizer came from. */
+const uint8_t *tok_bytes(const struct tok *t, int32_t id, size_t *len);
 /* The chat_template text from tokenizer_config.json, or NULL. */
 const char *tok_chat_template(const struct tok *t);
 

@@ -3,7 +3,8 @@
 
 The output directory gets config.json, model.safetensors (Hugging Face tensor names, written by
 hand: an 8-byte header length, the JSON header, then the tensors back to back) and the fixture
-tokenizer (tests/fixtures/tokenizer/v3). Weights are N(0, 1/cols); norms are 1. The text such a
+tokenizer (tests/fixtures/tokenizer/v3), or another (--tokenizer, with --vocab its size).
+Weights are N(0, 1/cols); norms are 1. The text such a
 model produces is noise; its speed is the speed of a real model of the same shapes.
 
 Default shapes: about 1.2 B parameters in all, 0.27 B active per token (hidden 1024, 16 layers of
@@ -38,14 +39,14 @@ def config(a):
         "qk_rope_head_dim": a.rope, "rms_norm_eps": 1e-6, "rope_scaling": None,
         "rope_theta": 10000, "routed_scaling_factor": 2.5, "scoring_func": "sigmoid",
         "tie_word_embeddings": False, "topk_group": a.topk_groups, "topk_method": "noaux_tc",
-        "torch_dtype": "bfloat16", "use_cache": True, "v_head_dim": a.v_head, "vocab_size": 4096,
+        "torch_dtype": "bfloat16", "use_cache": True, "v_head_dim": a.v_head, "vocab_size": a.vocab,
     }
 
 
 def tensors(a):
     """(name, shape, kind): kind is 'proj' (quantised under fp8), 'bf16', 'norm' or 'f32'."""
     D, H, qk = a.hidden, a.heads, a.nope + a.rope
-    out = [("model.embed_tokens.weight", (4096, D), "bf16")]
+    out = [("model.embed_tokens.weight", (a.vocab, D), "bf16")]
     for i in range(a.layers):
         p = f"model.layers.{i}."
         out += [(p + "input_layernorm.weight", (D,), "norm"),
@@ -69,7 +70,7 @@ def tensors(a):
                 out.append((p + f"mlp.experts.{e}.{n}_proj.weight", s, "proj"))
         for n, s in (("gate", (F, D)), ("up", (F, D)), ("down", (D, F))):
             out.append((p + f"mlp.shared_experts.{n}_proj.weight", s, "proj"))
-    out += [("model.norm.weight", (D,), "norm"), ("lm_head.weight", (4096, D), "bf16")]
+    out += [("model.norm.weight", (D,), "norm"), ("lm_head.weight", (a.vocab, D), "bf16")]
     return out
 
 
@@ -159,8 +160,9 @@ def write(a):
           f"{off / 2**30:.2f} GiB in {a.out}", file=sys.stderr)
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(config(a), f, indent=2)
-    for name in os.listdir(TOKENIZER):
-        shutil.copy(os.path.join(TOKENIZER, name), a.out)
+    for name in os.listdir(a.tokenizer):
+        if name.startswith("tokenizer"):
+            shutil.copy(os.path.join(a.tokenizer, name), a.out)
 
 
 def active_params(a):
@@ -169,7 +171,7 @@ def active_params(a):
         + H * (a.nope + a.v_head) * a.kv_lora + D * H * a.v_head
     moe = (a.top_k + 1) * 3 * D * a.moe_intermediate + a.experts * D
     dense = 3 * D * a.intermediate
-    return a.layers * attn + a.dense_layers * dense + (a.layers - a.dense_layers) * moe + 4096 * D
+    return a.layers * attn + a.dense_layers * dense + (a.layers - a.dense_layers) * moe + a.vocab * D
 
 
 def main():
@@ -192,6 +194,8 @@ def main():
     ap.add_argument("--groups", type=int, default=8)
     ap.add_argument("--topk-groups", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vocab", type=int, default=4096, help="rows of embed_tokens and lm_head")
+    ap.add_argument("--tokenizer", default=TOKENIZER, help="directory whose tokenizer files are copied")
     a = ap.parse_args()
     print(f"mkmodel: {active_params(a) / 1e9:.3f} B active parameters per token", file=sys.stderr)
     write(a)

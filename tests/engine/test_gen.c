@@ -1,10 +1,13 @@
 /* Tests of engine/gen: the text a request emits — stop strings matched across token boundaries
  * and never emitted, text held back only while it could still begin a stop string, R1's
- * reasoning split at </think>, the final flush, and the usage of the DONE event. */
+ * reasoning split at </think>, the final flush, and the usage of the DONE event; relays of
+ * requests that run on another rank. */
 #include <check.h>
 #include <string.h>
 
 #include "engine/gen.h"
+#include "engine/grammar/schema.h"
+#include "engine/grammar/vocab.h"
 #include "tests/check_run.h"
 
 #define FIX "tests/fixtures/tokenizer/"
@@ -31,7 +34,7 @@ static struct gen *make(const char *const *stop, int n_stop, int reasoning, cons
     struct gen_params p = {.prompt = prompt, .n_prompt = n_prompt, .n = 1, .max_tokens = 64,
                            .sampling = smp_params_default(), .stop = stop, .n_stop = n_stop,
                            .skip_special_tokens = 1, .reasoning = reasoning};
-    struct gen *g = gen_create(&p, tok, tok_n_vocab(tok), tok_eos_id(tok), &e);
+    struct gen *g = gen_create(&p, tok, NULL, tok_n_vocab(tok), tok_eos_id(tok), &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     return g;
 }
@@ -189,6 +192,161 @@ START_TEST(eos_adds_no_text)
 }
 END_TEST
 
+/* ---- grammars and tool calls ---- */
+
+/* A lazy Hermes tool grammar: free text until "<tool_call>", then one call to f({}). */
+static struct gen *make_tools(struct gv **v)
+{
+    static struct jss params;
+    params = jss_default("params");
+    params.types = JSS_OBJECT;
+    static struct jss_doc doc = {.root = &params};
+    static const struct gram_tool fn = {"f", &doc};
+    struct gram_tools t = {.format = GRAM_TOOLS_HERMES, .tools = &fn, .n_tools = 1, .lazy = true};
+    struct err e = {{0}};
+    *v = gv_create(tok, tok_n_vocab(tok));
+    struct gram *gr = gram_tools(&t, tok_n_vocab(tok), NULL, &e);
+    ck_assert_msg(gr != NULL, "%s", e.msg);
+    struct gen_params p = {.prompt = prompt, .n_prompt = 3, .n = 1, .max_tokens = 64,
+                           .sampling = smp_params_default(), .skip_special_tokens = 1,
+                           .grammar = gr, .grammar_trigger = -1,
+                           .grammar_trigger_text = "<tool_call>", .tool_format = TC_HERMES};
+    struct gen *g = gen_create(&p, tok, *v, tok_n_vocab(tok), tok_eos_id(tok), &e);
+    gram_unref(gr); /* the request holds its own reference */
+    ck_assert_msg(g != NULL, "%s", e.msg);
+    return g;
+}
+
+/* The trigger text starts the grammar (mid-token is fine); the call is parsed into tool deltas;
+ * the complete document stops the choice; text before the call stays content. */
+START_TEST(lazy_tool_grammar_and_parser)
+{
+    struct gv *v;
+    struct gen *g = make_tools(&v);
+    struct tok_ids ids = {0};
+    const char *text = "Sure.<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
+    tok_encode(tok, text, strlen(text), 0, &ids, NULL);
+    enum gen_take last = GEN_GO_ON;
+    int constrained = 0;
+    for (size_t i = 0; i < ids.n && last == GEN_GO_ON; i++) {
+        struct smp_result r = {.token = ids.v[i]};
+        constrained += gen_matcher(g, 0) != NULL;
+        last = gen_take_token(g, 0, &r);
+    }
+    ck_assert_int_eq(last, GEN_STOPPED); /* the grammar is complete */
+    ck_assert_int_gt(constrained, 3);
+    char name[64] = "", args[256] = "", content[256] = "";
+    int calls = 0;
+    gen_end_choice(g, 0, GEN_FINISH_STOP, NULL);
+    struct gen_event ev;
+    while (gen_poll(g, &ev)) {
+        if (ev.content) strncat(content, ev.content, sizeof content - strlen(content) - 1);
+        for (int k = 0; k < ev.n_tools; k++) {
+            if (ev.tools[k].name) strcpy(name, ev.tools[k].name), calls++;
+            if (ev.tools[k].args) strncat(args, ev.tools[k].args, ev.tools[k].n_args);
+        }
+        if (ev.kind == GEN_EV_FINISH) ck_assert_int_eq(ev.n_tool_calls, 1);
+        gen_event_clear(&ev);
+    }
+    ck_assert_str_eq(content, "Sure.");
+    ck_assert_int_eq(calls, 1);
+    ck_assert_str_eq(name, "f");
+    ck_assert_str_eq(args, "{}");
+    tok_ids_free(&ids);
+    gen_unref(g);
+    gen_release(g);
+    gv_destroy(v);
+}
+END_TEST
+
+/* A token the active grammar refuses fails the choice with the matcher's message. */
+START_TEST(grammar_refusal_fails_the_choice)
+{
+    struct gv *v;
+    struct gen *g = make_tools(&v);
+    struct tok_ids ids = {0};
+    const char *text = "<tool_call>\n[";
+    tok_encode(tok, text, strlen(text), 0, &ids, NULL);
+    enum gen_take last = GEN_GO_ON;
+    for (size_t i = 0; i < ids.n && last == GEN_GO_ON; i++) {
+        struct smp_result r = {.token = ids.v[i]};
+        last = gen_take_token(g, 0, &r);
+    }
+    ck_assert_int_eq(last, GEN_FAILED);
+    ck_assert_ptr_nonnull(g->ch[0].error);
+    tok_ids_free(&ids);
+    struct seen s = {0};
+    finish(g, GEN_FINISH_ERROR, &s);
+    gv_destroy(v);
+}
+END_TEST
+
+/* ---- relays (data parallelism: the choices run on another rank) ---------------------------- */
+
+static struct gen *make_relay(int n)
+{
+    struct gen_params p = {.prompt = prompt, .n_prompt = 3, .n = n, .max_tokens = 64,
+                           .sampling = smp_params_default()};
+    return gen_create_relay(&p, tok, tok_eos_id(tok));
+}
+
+static void relay(struct gen *g, enum gen_event_kind kind, int choice, const char *text)
+{
+    struct gen_event ev = {.kind = kind, .choice = choice, .finish = GEN_FINISH_STOP,
+                           .completion_tokens = 7};
+    if (text) ev.content = strdup(text), ev.content_len = strlen(text);
+    gen_relay(g, &ev);
+}
+
+/* Events from the other rank come out unchanged and in order; after DONE nothing more does. */
+START_TEST(relay_passes_events_through)
+{
+    struct gen *g = make_relay(1);
+    struct gen_event ev;
+    relay(g, GEN_EV_TOKEN, 0, "Hi");
+    relay(g, GEN_EV_FINISH, 0, NULL);
+    relay(g, GEN_EV_DONE, 0, NULL);
+    relay(g, GEN_EV_TOKEN, 0, "late"); /* dropped */
+    ck_assert(gen_poll(g, &ev) && ev.kind == GEN_EV_TOKEN && strcmp(ev.content, "Hi") == 0);
+    gen_event_clear(&ev);
+    ck_assert(gen_poll(g, &ev) && ev.kind == GEN_EV_FINISH && ev.finish == GEN_FINISH_STOP);
+    gen_event_clear(&ev);
+    ck_assert(gen_poll(g, &ev) && ev.kind == GEN_EV_DONE && ev.completion_tokens == 7);
+    gen_event_clear(&ev);
+    ck_assert(!gen_poll(g, &ev));
+    gen_abort_relay(g); /* after DONE: adds nothing */
+    ck_assert(!gen_poll(g, &ev));
+    gen_unref(g);
+    gen_release(g);
+}
+END_TEST
+
+/* A relay ended here (the rank went away): only the open choices end, then one DONE counting the
+ * tokens that did arrive. */
+START_TEST(relay_abort_ends_open_choices)
+{
+    struct gen *g = make_relay(2);
+    struct gen_event ev;
+    relay(g, GEN_EV_TOKEN, 0, "a");
+    relay(g, GEN_EV_TOKEN, 1, "b");
+    relay(g, GEN_EV_FINISH, 1, NULL);
+    gen_abort_relay(g);
+    int finishes = 0, dones = 0, aborted0 = 0, completion = -1;
+    while (gen_poll(g, &ev)) {
+        if (ev.kind == GEN_EV_FINISH) finishes++;
+        if (ev.kind == GEN_EV_FINISH && ev.choice == 0) aborted0 = ev.finish == GEN_FINISH_ABORT;
+        if (ev.kind == GEN_EV_DONE) dones++, completion = ev.completion_tokens;
+        gen_event_clear(&ev);
+    }
+    ck_assert_int_eq(finishes, 2);
+    ck_assert(aborted0);
+    ck_assert_int_eq(dones, 1);
+    ck_assert_int_eq(completion, 2);
+    gen_unref(g);
+    gen_release(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gen");
@@ -196,7 +354,9 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     const TTest *tests[] = {stop_string_across_tokens_not_emitted, holdback_released_when_no_match,
                             flush_on_length, earliest_stop_wins, reasoning_split,
-                            no_reasoning_without_think, eos_adds_no_text};
+                            no_reasoning_without_think, eos_adds_no_text,
+                            lazy_tool_grammar_and_parser, grammar_refusal_fails_the_choice,
+                            relay_passes_events_through, relay_abort_ends_open_choices};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return check_run(s, 1);

@@ -631,6 +631,40 @@ START_TEST(state_rejects_bad_prompt)
 }
 END_TEST
 
+/* A grammar mask comes first: disallowed tokens are never drawn, whatever their logit, bias or
+ * temperature; logprobs are those of the masked logits; a mask allowing nothing is an error. */
+START_TEST(grammar_mask)
+{
+    enum { N = 130 };
+    float l[N];
+    uint64_t allow[3] = {0};
+    for (int i = 0; i < N; i++) l[i] = (float)(i % 7);
+    l[5] = 50.0f;                         /* the model's clear favourite, not allowed */
+    allow[0] = 1ull << 3 | 1ull << 10;    /* tokens 3, 10 */
+    allow[2] = 1ull << (129 - 128);       /* token 129 */
+    struct smp_bias bias = {.token = 64, .bias = 100.0f};
+    struct smp_params p = seeded(11, 100.0f);
+    p.logit_bias = &bias, p.n_logit_bias = 1, p.logprobs = 1, p.n_logprobs = 5;
+    struct smp_state *s = mk(&p, N);
+    struct err e = {0};
+    int seen[N] = {0};
+    for (int k = 0; k < 400; k++) {
+        struct smp_result r;
+        ck_assert_int_eq(smp_sample_masked(s, &p, l, N, allow, &r, &e), 0);
+        ck_assert_msg(r.token == 3 || r.token == 10 || r.token == 129, "drew %d", r.token);
+        seen[r.token]++;
+        ck_assert_int_le(r.n_top, 3);
+        ck_assert(r.logprob > -10.0f && r.logprob <= 0.0f);
+    }
+    ck_assert(seen[3] && seen[10] && seen[129]);
+    uint64_t none[3] = {0};
+    struct smp_result r;
+    ck_assert_int_eq(smp_sample_masked(s, &p, l, N, none, &r, &e), -1);
+    ck_assert_ptr_nonnull(strstr(e.msg, "grammar"));
+    smp_state_destroy(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("sampler");
@@ -660,6 +694,7 @@ int main(void)
     tcase_add_test(tc, params_check_rejects);
     tcase_add_test(tc, params_check_accepts_bounds);
     tcase_add_test(tc, state_rejects_bad_prompt);
+    tcase_add_test(tc, grammar_mask);
     suite_add_tcase(su, tc);
     return check_run(su, 1);
 }

@@ -108,14 +108,14 @@ START_TEST(chat_templates_match)
         }
         const char *name = json_string_value(json_object_get(c, "template"));
         struct tok_ids ids = {0};
-        ck_assert_int_eq(chat_render(!strcmp(name, "chatml") ? chatml : llama3, m, (int)n,
+        ck_assert_int_eq(chat_render(!strcmp(name, "chatml") ? chatml : llama3, m, (int)n, NULL, 0,
                                      json_is_true(json_object_get(c, "generation")), &ids, &e), 0);
         expect_ids(&ids, json_object_get(c, "ids"), name, json_string_value(json_object_get(c, "text")));
         tok_ids_free(&ids);
     }
     struct chat_msg call = {CHAT_ASSISTANT, "", 0, &(struct chat_tool_call){"function", "f", "{}"}, 1};
     struct tok_ids ids = {0};
-    ck_assert_int_eq(chat_render(chatml, &call, 1, true, &ids, &e), -1);
+    ck_assert_int_eq(chat_render(chatml, &call, 1, NULL, 0, true, &ids, &e), -1);
     ck_assert_ptr_nonnull(strstr(e.msg, "tool calls are not supported with the chatml chat template"));
     chat_destroy(chatml);
     chat_destroy(llama3);

@@ -8,11 +8,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 
 # The plain build and the AddressSanitizer/UBSan build; each test runs against both.
-# SEEKD_BUILDS picks others (make test runs the concurrency tests again under ThreadSanitizer).
+# SEEKD_BUILDS picks others (make test runs the concurrency tests again under ThreadSanitizer, and
+# the backend-choice tests against the CUDA builds).
 ALL_BINARIES = {
     "release": ROOT / "seekd",
     "asan": ROOT / "build" / "asan" / "seekd",
     "tsan": ROOT / "build" / "tsan" / "seekd",
+    "cuda": ROOT / "build" / "cuda-release" / "seekd",
+    "cuda-asan": ROOT / "build" / "cuda-asan" / "seekd",
+    "bundle": ROOT / ".devbundle" / "bin" / "seekd",  # tests/cuda/device_check.sh on a GPU
 }
 BINARIES = {n: ALL_BINARIES[n] for n in os.environ.get("SEEKD_BUILDS", "release,asan").split(",")}
 
@@ -39,15 +43,17 @@ def free_port():
 
 
 class Server:
-    """A real `seekd serve` on 127.0.0.1, serving a fixture model."""
+    """A real `seekd serve` on 127.0.0.1, serving a fixture model; launcher (e.g. mpirun and
+    its arguments) goes in front of the command."""
 
-    def __init__(self, binary, env, model, tokenizer=None, args=(), host="127.0.0.1"):
+    def __init__(self, binary, env, model, tokenizer=None, args=(), host="127.0.0.1",
+                 launcher=()):
         import subprocess
         import tempfile
         self.port = free_port()
         self.base = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")
-        cmd = [binary, "serve", "--model", str(model), "--port", str(self.port),
+        cmd = [*launcher, binary, "serve", "--model", str(model), "--port", str(self.port),
                "--kv-cache-memory", "64MiB", "--kv-cache-dtype", "f32", *args]
         if tokenizer:
             cmd += ["--tokenizer", str(tokenizer)]

@@ -28,6 +28,22 @@ def test_logits_cuda_without_gpu(binary, tmp_path):
     assert not (tmp_path / "x.npy").exists()
 
 
+def built_with_cuda(binary):
+    out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30).stdout
+    return "cuda" in out.splitlines()[-1]
+
+
+def test_cuda_refusal_names_the_runtime_reason(binary, tmp_path):
+    """A CUDA build says what the CUDA runtime answered; a CPU build says it lacks CUDA."""
+    if gpu_here():
+        return
+    p = logits(binary, "--backend", "cuda", out=tmp_path / "x.npy")
+    if built_with_cuda(binary):
+        assert "CUDA runtime 13." in p.stderr and "cudaError" in p.stderr, p.stderr
+    else:
+        assert "built without CUDA (make CUDA=1)" in p.stderr, p.stderr
+
+
 def test_logits_auto_falls_back(binary, tmp_path):
     if gpu_here():
         return

@@ -69,7 +69,9 @@ def health_on(conn):
 
 
 def test_drain_eight_streams(seekd_bin, seekd_env):
-    s = Server(seekd_bin, seekd_env, SERVE_MODEL, TOKENIZER, LONG)
+    # the drain waits for the streams, however long they take (a loaded ASan run can pass the
+    # 30 s default, which would end them with an error instead)
+    s = Server(seekd_bin, seekd_env, SERVE_MODEL, TOKENIZER, LONG + ("--shutdown-timeout", "10m"))
     try:
         keep = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
         assert health_on(keep)[0] == 200

@@ -4,8 +4,14 @@ Each fixture is a tiny random checkpoint in the real hub layout, with reference 
 by transformers in float32 (tests/golden/make_golden.py for DeepSeek V3/V2, make_dense.py for
 LlamaForCausalLM and Qwen2ForCausalLM). Every prompt runs as one prefill, in
 chunks, and one token at a time; every position must match within 1e-3 of the largest reference
-logit, and the argmax must agree everywhere."""
+logit, and the argmax must agree everywhere.
+
+SEEKD_LOGITS_ARGS (environment) is appended to every `seekd logits` run: the GPU check runs this
+file with SEEKD_LOGITS_ARGS="--backend cuda --numerics ref", which also turns on the comparison
+of that backend's logits with the CPU backend's (<= 1e-4 of max |logit|)."""
 import json
+import os
+import shlex
 import subprocess
 
 import numpy as np
@@ -15,6 +21,7 @@ from conftest import FIXTURES
 
 MODELS = sorted(p.parent for p in (FIXTURES / "models").glob("*/golden.json"))
 MODES = {"prefill": [], "chunk16": ["--chunk", "16"], "decode": ["--decode"]}
+EXTRA = shlex.split(os.environ.get("SEEKD_LOGITS_ARGS", ""))
 
 
 def cases():
@@ -24,9 +31,10 @@ def cases():
             yield pytest.param(model, prompt, id=f"{model.name}-{prompt['name']}")
 
 
-def run_logits(seekd_bin, env, model, tokens, extra, out):
+def run_logits(seekd_bin, env, model, tokens, extra, out, with_env_args=True):
     cmd = [seekd_bin, "logits", "--model", str(model), "--tokens",
-           ",".join(map(str, tokens)), "--out", str(out), *extra]
+           ",".join(map(str, tokens)), "--out", str(out), *extra,
+           *(EXTRA if with_env_args else [])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return np.load(out)
@@ -69,3 +77,20 @@ def test_bf16_cache_close(seekd_bin, seekd_env, tmp_path, model):
     bound = 2e-3 if golden["model_type"].startswith("deepseek") else 1e-2
     assert np.median(per_pos) <= bound * np.abs(ref).max()
     assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.95
+
+
+@pytest.mark.parametrize("mode", ["prefill", "decode"])
+@pytest.mark.parametrize("model,prompt", list(cases()))
+def test_backend_matches_cpu(seekd_bin, seekd_env, tmp_path, model, prompt, mode):
+    """The backend SEEKD_LOGITS_ARGS names against the CPU backend on the same binary: within
+    1e-4 of the CPU's max |logit| (F32 arithmetic in another order), the argmax everywhere."""
+    if "--backend" not in EXTRA or EXTRA[EXTRA.index("--backend") + 1:][:1] == ["cpu"]:
+        pytest.skip("SEEKD_LOGITS_ARGS names no other backend")
+    got = run_logits(seekd_bin, seekd_env, model, prompt["tokens"], MODES[mode],
+                     tmp_path / "got.npy")
+    cpu = run_logits(seekd_bin, seekd_env, model, prompt["tokens"], MODES[mode] + ["--backend", "cpu"],
+                     tmp_path / "cpu.npy", with_env_args=False)
+    scale = np.abs(cpu).max()
+    err = np.abs(got - cpu).max()
+    assert err <= 1e-4 * scale, f"max |diff| {err:g} vs max |cpu| {scale:g}"
+    assert (got.argmax(-1) == cpu.argmax(-1)).all()

@@ -132,8 +132,9 @@ def test_dockerfile_contract():
     assert any(w == "COPY" and r.endswith("/etc/seekd/seekd.yaml") for w, r in final)
     # The build uses the same make targets as the tests; each must exist.
     runs = " ".join(r for w, r in ins if w == "RUN")
-    targets = set(re.findall(r"\bmake (?:-j\"\$\(nproc\)\" )?(\w+)", runs))
-    assert {"seekd", "unit", "install"} <= targets, targets
+    targets = set(re.findall(r"\bmake (?:-j\"\$\(nproc\)\" )?(?:[A-Z_]+=\S+ )*([\w-]+)", runs))
+    assert {"seekd", "cuda-unit", "install"} <= targets, targets
+    assert "make -j\"$(nproc)\" CUDA=1 seekd" in runs and "make install CUDA=1" in runs
     for t in targets:
         r = subprocess.run(["make", "-n", t], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr

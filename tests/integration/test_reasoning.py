@@ -62,3 +62,17 @@ def test_streamed_reasoning_deltas(r1):
     assert deltas[0] == {"role": "assistant", "content": ""}
     text = "".join(d.get("reasoning_content", "") for d in deltas)
     assert text.startswith("Hello") and all("content" not in d for d in deltas[1:])
+
+
+def test_structured_output_starts_after_reasoning(r1):
+    """The grammar leaves the reasoning free and constrains the answer after </think>."""
+    (end,) = ids_of(r1, "</think>")
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["n"]}
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 30, "seed": 1,
+            "logit_bias": {str(end): 100},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}}
+    r = requests.post(r1.base + "/v1/chat/completions", json=body).json()["choices"][0]
+    assert r["finish_reason"] == "stop"
+    assert r["message"]["reasoning_content"] is None
+    assert 0 <= json.loads(r["message"]["content"])["n"] <= 9

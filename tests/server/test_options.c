@@ -101,6 +101,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(o.kv_cache_memory.bytes, 0);
     ck_assert_int_eq(o.kv_cache_dtype, OPT_KV_BF16);
     ck_assert(o.enable_prefix_caching);
+    ck_assert(o.webui);
     ck_assert_int_eq(o.log_level, OPT_LOG_INFO);
     ck_assert_int_eq(opt_validate(&o, NULL), 0);
     /* Defaults are written canonically: formatting a default gives its text back. */
@@ -308,7 +309,7 @@ START_TEST(flag_forms)
     int rc = opt_parse(&o,
                        ARGS("--port", "9000", "--host=::1", "-m", "/models/v3", "--max_num_seqs",
                             "8", "--no-enable-prefix-caching", "--kv-cache-memory=24GiB",
-                            "--log-format", "json"),
+                            "--log-format", "json", "--no-webui"),
                        &e);
     ck_assert_msg(rc == 0, "%s", e.msg);
     ck_assert_int_eq(o.port, 9000);
@@ -318,6 +319,7 @@ START_TEST(flag_forms)
     ck_assert(!o.enable_prefix_caching);
     ck_assert_uint_eq(o.kv_cache_memory.bytes, 24ull << 30);
     ck_assert_int_eq(o.log_format, OPT_LOG_JSON);
+    ck_assert(!o.webui);
     opt_free(&o);
     /* The last of a repeated scalar flag wins; --flag=false works for booleans. */
     rc = opt_parse(&o, ARGS("--port", "1", "--port", "2", "--enable-prefix-caching=false"), &e);
@@ -514,6 +516,7 @@ START_TEST(yaml_values)
                                "max_body_size: 8MB\n"
                                "idle_timeout: 1.5m\n"
                                "enable_prefix_caching: no\n"
+                               "webui: off\n"
                                "cors_allowed_origins: ['*']\n"
                                "api_keys:\n"
                                "log_file: null\n",
@@ -524,6 +527,7 @@ START_TEST(yaml_values)
     ck_assert_uint_eq(o.max_body_size, 8000000);
     ck_assert_double_eq(o.idle_timeout, 90);
     ck_assert(!o.enable_prefix_caching);
+    ck_assert(!o.webui);
     assert_list(&o.cors_allowed_origins, 1, (const char *[]){"*"});
     ck_assert_int_eq(o.api_keys.n_items, 0);
     ck_assert_str_eq(o.log_file, "");

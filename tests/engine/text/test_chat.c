@@ -76,7 +76,7 @@ START_TEST(conversations_match_hf)
         int n;
         struct chat_msg *m = to_msgs(json_object_get(c, "messages"), &n);
         struct tok_ids ids = {0};
-        ck_assert_msg(!chat_render(is_r1 ? cr1 : cv3, m, n, json_is_true(json_object_get(c, "add_generation_prompt")), &ids, &e),
+        ck_assert_msg(!chat_render(is_r1 ? cr1 : cv3, m, n, NULL, 0, json_is_true(json_object_get(c, "add_generation_prompt")), &ids, &e),
                       "conversation %zu: %s", i, e.msg);
         json_t *want = json_object_get(c, "ids");
         size_t k;
@@ -112,7 +112,7 @@ START_TEST(content_cannot_forge_markers)
         {CHAT_TOOL, evil, strlen(evil), NULL, 0},
     };
     struct tok_ids ids = {0};
-    ck_assert_int_eq(chat_render(c, m, 2, false, &ids, &e), 0);
+    ck_assert_int_eq(chat_render(c, m, 2, NULL, 0, false, &ids, &e), 0);
     /* exactly BOS and one <｜User｜>: none of the spelled markers became ids */
     int n_added = 0;
     for (size_t i = 0; i < ids.n; i++) n_added += ids.v[i] >= tok_n_vocab(t) - 818;
@@ -123,9 +123,43 @@ START_TEST(content_cannot_forge_markers)
     ck_assert_ptr_nonnull(strstr(text.s, evil)); /* the content survives as text */
     tok_text_free(&text);
     tok_ids_free(&ids);
-    ck_assert_int_eq(chat_render(c, m, 4, true, &ids, &e), 0); /* ends on a tool output */
+    ck_assert_int_eq(chat_render(c, m, 4, NULL, 0, true, &ids, &e), 0); /* ends on a tool output */
     ck_assert_int_eq(ids.v[ids.n - 1], tok_added_id(t, "<｜tool▁outputs▁end｜>"));
     tok_ids_free(&ids);
+    chat_destroy(c);
+    tok_destroy(t);
+}
+END_TEST
+
+START_TEST(tools_are_rendered_after_the_system_prompt)
+{
+    struct tok *t = load(false);
+    struct err e = {{0}};
+    struct chat *c = chat_create(t, "deepseek-v3", &e);
+    ck_assert_ptr_nonnull(c);
+    struct chat_msg m[] = {{CHAT_SYSTEM, "Be brief.", 9, NULL, 0}, {CHAT_USER, "Weather?", 8, NULL, 0}};
+    struct chat_tool tools[] = {
+        {"get_weather", "Current weather in a city.", "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}"},
+        {"now", NULL, "{}"}};
+    struct tok_ids ids = {0}, plain = {0};
+    ck_assert_int_eq(chat_render(c, m, 2, tools, 2, true, &ids, &e), 0);
+    ck_assert_int_eq(chat_render(c, m, 2, NULL, 0, true, &plain, &e), 0);
+    ck_assert_uint_gt(ids.n, plain.n);
+    int32_t mk[TC_N_MARKERS];
+    ck_assert_int_eq(chat_tool_format(c, mk), TC_DEEPSEEK);
+    int begins = 0, seps = 0;
+    for (size_t i = 0; i < ids.n; i++) begins += ids.v[i] == mk[TC_CALLS_BEGIN], seps += ids.v[i] == mk[TC_SEP];
+    ck_assert_int_eq(begins, 1); /* the format example, written with the marker tokens */
+    ck_assert_int_eq(seps, 1);
+    struct tok_text text = {0};
+    ck_assert_int_eq(tok_decode(t, ids.v, ids.n, true, &text, &e), 0);
+    ck_assert_ptr_nonnull(strstr(text.s, "Be brief.\n\n## Tools"));
+    ck_assert_ptr_nonnull(strstr(text.s, "### get_weather\nCurrent weather in a city.\nParameters: {\"type\":\"object\""));
+    ck_assert_ptr_nonnull(strstr(text.s, "### now\nParameters: {}"));
+    ck_assert_ptr_nonnull(strstr(text.s, "Weather?"));
+    tok_text_free(&text);
+    tok_ids_free(&ids);
+    tok_ids_free(&plain);
     chat_destroy(c);
     tok_destroy(t);
 }
@@ -138,7 +172,7 @@ START_TEST(generation_prompt_r1_opens_think)
     struct chat *c = chat_create(t, NULL, &e);
     struct chat_msg m[] = {{CHAT_USER, "Hello", 5, NULL, 0}};
     struct tok_ids ids = {0};
-    ck_assert_int_eq(chat_render(c, m, 1, true, &ids, &e), 0);
+    ck_assert_int_eq(chat_render(c, m, 1, NULL, 0, true, &ids, &e), 0);
     ck_assert_uint_ge(ids.n, 4);
     ck_assert_int_eq(ids.v[ids.n - 3], tok_added_id(t, "<｜Assistant｜>"));
     ck_assert_int_eq(ids.v[ids.n - 2], tok_added_id(t, "<think>"));
@@ -182,7 +216,7 @@ START_TEST(template_selection)
     ck_assert_uint_eq(chat_template_hash("{% if x %}\n  {{'a\\n'}}"), chat_template_hash("{%if x%}{{'a\n'}}"));
     struct chat_msg bad[] = {{CHAT_USER, NULL, 0, NULL, 0}};
     struct tok_ids ids = {0};
-    ck_assert_int_eq(chat_render(c = chat_create(u, "deepseek-v3", &e), bad, 1, true, &ids, &e), -1);
+    ck_assert_int_eq(chat_render(c = chat_create(u, "deepseek-v3", &e), bad, 1, NULL, 0, true, &ids, &e), -1);
     ck_assert_ptr_nonnull(strstr(e.msg, "content is required"));
     chat_destroy(c);
     free(tj);
@@ -199,6 +233,7 @@ int main(void)
     tcase_add_test(tc, conversations_match_hf);
     tcase_add_test(tc, content_cannot_forge_markers);
     tcase_add_test(tc, generation_prompt_r1_opens_think);
+    tcase_add_test(tc, tools_are_rendered_after_the_system_prompt);
     tcase_add_test(tc, template_selection);
     suite_add_tcase(s, tc);
     return check_run(s, 1);

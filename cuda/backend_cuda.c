@@ -1,0 +1,178 @@
+/* backend_cuda: the CUDA backend behind the seam — one Hopper GPU, reference numerics. create()
+ * checks the model and options, opens the device, checks that the weights, the step scratch and
+ * one KV block fit, uploads the weights, then sizes the paged latent cache from what is free. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda/cu_backend.h"
+
+static void cuda_destroy(struct backend *b)
+{
+    if (!b) return;
+    if (b->stream) cudaSetDevice(b->dev.ordinal), cudaStreamSynchronize(b->stream);
+    if (b->kv) cudaFree(b->kv);
+    if (b->scratch) cudaFree(b->scratch);
+    if (b->d_sp) cudaFree(b->d_sp);
+    if (b->d_mp) cudaFree(b->d_mp);
+    if (b->stream) cudaStreamDestroy(b->stream);
+    cu_model_free(&b->w);
+    sp_free(&b->sp);
+    mp_free(&b->mp);
+    free(b->h_sel);
+    free(b);
+}
+
+static void route_cfg(const struct model_config *c, struct core_route_cfg *r)
+{
+    *r = (struct core_route_cfg){.n_experts = c->n_routed_experts, .k = c->n_experts_per_tok,
+                                 .n_group = c->n_group, .topk_group = c->topk_group,
+                                 .sigmoid = c->scoring == SCORE_SIGMOID, .method = (int)c->topk_method,
+                                 .normalise = c->norm_topk_prob && c->arch == ARCH_DEEPSEEK_V3,
+                                 .factor = c->routed_scaling_factor};
+}
+
+/* Step scratch and the MoE plan's device copy, for max_tokens tokens. */
+static int make_scratch(struct backend *b, struct err *e)
+{
+    const struct model_config *c = b->c;
+    size_t moe_elems = (size_t)(2 * c->n_routed_experts + 1) +
+                       2 * (size_t)b->o.max_tokens * (size_t)c->n_experts_per_tok;
+    cudaError_t rc = cudaMalloc((void **)&b->scratch, b->at.bytes);
+    if (rc == cudaSuccess) rc = cudaMalloc((void **)&b->d_mp, moe_elems * sizeof(int32_t));
+    if (rc != cudaSuccess) return cu_err(e, rc, "cannot allocate the step scratch");
+    b->h_sel = xcalloc((size_t)b->o.max_tokens * (size_t)(c->n_experts_per_tok + 1), sizeof *b->h_sel);
+    b->st.workspace_bytes = b->at.bytes + moe_elems * sizeof(int32_t);
+    return 0;
+}
+
+/* The paged latent cache: kv_blocks blocks, or kv_memory of what is free now. */
+static int make_kv(struct backend *b, struct err *e)
+{
+    const struct model_config *c = b->c;
+    size_t esize = b->o.kv_dtype == DT_BF16 ? 2 : 4, free_b = 0, total = 0;
+    b->kv_dtype = b->o.kv_dtype == DT_BF16 ? CORE_BF16 : CORE_F32;
+    b->kv_block_bytes = (size_t)b->o.block_size * (size_t)config_kv_width(c) * esize;
+    size_t per_block = b->kv_block_bytes * (size_t)c->n_layers;
+    cudaError_t rc = cudaMemGetInfo(&free_b, &total);
+    if (rc != cudaSuccess) return cu_err(e, rc, "cannot read the device's free memory");
+    uint64_t budget = b->o.kv_blocks > 0 ? (uint64_t)b->o.kv_blocks * per_block
+                                         : backend_kv_budget(b->o.kv_memory, free_b);
+    int64_t n = (int64_t)(budget / per_block);
+    if (n > INT32_MAX / 2) n = INT32_MAX / 2;
+    if (n < 1)
+        return err_set(e, "kv_cache_memory of %llu bytes holds no KV block (%zu bytes each, %zu "
+                          "bytes free on the device)",
+                       (unsigned long long)budget, per_block, free_b);
+    if ((rc = cudaMalloc(&b->kv, (size_t)n * per_block)) != cudaSuccess) {
+        b->kv = NULL;
+        char what[160];
+        snprintf(what, sizeof what, "cannot allocate %lld KV blocks (%llu bytes; %zu free)",
+                 (long long)n, (unsigned long long)((uint64_t)n * per_block), free_b);
+        return cu_err(e, rc, what);
+    }
+    CU_CHECK(cudaMemset(b->kv, 0, (size_t)n * per_block));
+    b->st.n_blocks = (int32_t)n;
+    b->st.kv_bytes = (uint64_t)n * per_block;
+    return 0;
+}
+
+/* Weights + scratch + one KV block must fit what the device has free. */
+static int check_fit(struct backend *b, struct err *e)
+{
+    size_t free_b = 0, total = 0;
+    cudaError_t rc = cudaMemGetInfo(&free_b, &total);
+    if (rc != cudaSuccess) return cu_err(e, rc, "cannot read the device's free memory");
+    size_t esize = b->o.kv_dtype == DT_BF16 ? 2 : 4;
+    uint64_t block = (uint64_t)b->o.block_size * (uint64_t)config_kv_width(b->c) * esize *
+                     (uint64_t)b->c->n_layers;
+    char dev[160];
+    snprintf(dev, sizeof dev, "device %d (%s)", b->dev.ordinal, b->dev.name);
+    return wl_check_fit(dev, free_b, b->w.plan.total, b->at.bytes, block, e);
+}
+
+static int set_up(struct backend *b, int ordinal, struct err *e)
+{
+    const struct backend_opts *o = &b->o;
+    if (cu_open(ordinal, &b->dev, e) != 0) return -1;
+    cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
+    if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
+    cu_model_plan(&b->w, b->m);
+    wl_scratch_plan(b->c, o->max_tokens, o->max_logits, &b->at);
+    if (check_fit(b, e) != 0) return -1;
+    if (cu_model_upload(&b->w, b->m, o->progress, e) != 0) return -1;
+    if (make_scratch(b, e) != 0 || make_kv(b, e) != 0) return -1;
+    b->st.weight_bytes = b->w.plan.total;
+    cu_describe(&b->dev, b->st.device, sizeof b->st.device);
+    /* the cache's memset ran on the default stream, which the step stream does not wait for */
+    CU_CHECK(cudaDeviceSynchronize());
+    return 0;
+}
+
+static struct backend *cuda_create(const struct model *m, const struct backend_opts *o,
+                                   struct err *e)
+{
+    if (cu_check_opts(m, o, e) != 0) {
+        err_prefix(e, "backend cuda");
+        return NULL;
+    }
+    struct backend *b = xcalloc(1, sizeof *b);
+    b->m = m, b->c = &m->cfg, b->o = *o;
+    b->o.devices = NULL; /* the caller's array need not outlive create */
+    rope_init(&b->rope, b->c);
+    route_cfg(b->c, &b->route);
+    if (set_up(b, o->n_devices ? o->devices[0] : 0, e) != 0) {
+        err_prefix(e, "backend cuda");
+        cuda_destroy(b);
+        return NULL;
+    }
+    backend_limits(m, o, b->st.n_blocks, &b->lim);
+    return b;
+}
+
+/* Every layer of each pair in one strided copy: a block's rows in all layers. */
+static void cuda_copy_blocks(struct backend *b, const struct kvb_copy *c, int n)
+{
+    size_t pitch = (size_t)b->st.n_blocks * b->kv_block_bytes;
+    CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
+    for (int i = 0; i < n; i++)
+        CU_CHECK(cudaMemcpy2DAsync((char *)b->kv + (size_t)c[i].dst * b->kv_block_bytes, pitch,
+                                   (char *)b->kv + (size_t)c[i].src * b->kv_block_bytes, pitch,
+                                   b->kv_block_bytes, (size_t)b->c->n_layers,
+                                   cudaMemcpyDeviceToDevice, b->stream));
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cuda_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e)
+{
+    double t0 = seconds();
+    CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
+    int rc = cu_forward(b, bt, logits, e);
+    if (rc == 0) b->st.steps++, b->st.t_forward += seconds() - t0;
+    return rc;
+}
+
+static void cuda_stats(const struct backend *b, struct backend_stats *out)
+{
+    *out = b->st;
+}
+
+static int cuda_usable(char *why, size_t n_why)
+{
+    return cu_usable(why, n_why);
+}
+
+const struct backend_ops *backend_cuda(void)
+{
+    static const struct backend_ops ops = {
+        .name = "cuda", .usable = cuda_usable, .create = cuda_create, .destroy = cuda_destroy,
+        .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats};
+    return &ops;
+}

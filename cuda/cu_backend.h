@@ -1,0 +1,50 @@
+/* cu_backend: the CUDA backend's state, shared by its set-up (backend_cuda.c) and its step
+ * (cu_forward.c): the device, the weights, the paged latent cache, the step scratch and the
+ * host-side plans that say where every token's data goes. */
+#ifndef SEEKD_CU_BACKEND_H
+#define SEEKD_CU_BACKEND_H
+
+#include <cuda_runtime_api.h>
+
+#include "cuda/cu_dev.h"
+#include "cuda/cu_model.h"
+#include "engine/backend.h"
+#include "engine/model/rope.h"
+#include "engine/plan/moeplan.h"
+#include "engine/plan/stepplan.h"
+#include "engine/plan/wlayout.h"
+
+struct backend {
+    const struct model *m;
+    const struct model_config *c;
+    struct backend_opts o;
+    struct cu_devinfo dev;
+    cudaStream_t stream;            /* every step's copies and kernels, in order */
+    struct cu_model w;              /* the weights in device memory */
+    struct rope rope;               /* the host computes every token's cos/sin (stepplan) */
+    struct core_route_cfg route;
+    struct wl_scratch at;           /* offsets into scratch */
+    unsigned char *scratch;         /* device, at.bytes */
+    void *kv;                       /* device [n_layers][n_blocks][block_size][width] */
+    int kv_dtype;                   /* CORE_F32 or CORE_BF16 */
+    size_t kv_block_bytes;          /* one block of one layer */
+    struct sp_plan sp;              /* this step's per-token arrays (host) */
+    unsigned char *d_sp;            /* their device copy */
+    size_t d_sp_cap;
+    struct mp_plan mp;              /* this MoE layer's token lists (host) */
+    int32_t *d_mp;                  /* their device copy, sized for max_tokens */
+    int32_t *h_sel;                 /* [max_tokens * k] the routing, copied back to plan */
+    struct batch_limits lim;
+    struct backend_stats st;
+};
+
+/* One step (the backend's forward): batch_check, then the whole model on the device. */
+int cu_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e);
+
+/* A scratch array of the step by its offset. */
+static inline float *cu_scr(const struct backend *b, size_t off)
+{
+    return (float *)(void *)(b->scratch + off);
+}
+
+#endif

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# device_check: the one command of a GPU run. On a machine with one Hopper GPU, the CUDA toolkit
+# and no network, it takes the build from .devbundle/ (make devbundle, made beforehand on a
+# build machine) or rebuilds there with the bundled headers and libraries, runs the kernel tests
+# against the CPU references, runs tests/integration/test_logits.py with --backend cuda
+# --numerics ref, and measures decode steps per second and the memory bandwidth they achieve.
+# Every step has a timeout and the whole run a limit (DEVICE_CHECK_LIMIT, 450 s); the report
+# ($OUT/device-report.md, OUT defaulting to ./device-out) is appended to after every step, so a
+# run cut short still says what it saw. A step that needs a GPU where none is usable is recorded
+# as unavailable, with the runtime's reason.
+#
+# usage: tests/cuda/device_check.sh [STEPS]
+#        STEPS: comma list of env,build,kernels,golden,serve,bench (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+export ROOT=$PWD
+export OUT=${OUT:-$ROOT/device-out}
+export BUNDLE=${SEEKD_BUNDLE:-$ROOT/.devbundle}
+LIMIT=${DEVICE_CHECK_LIMIT:-450}
+STEPS=${1:-env,build,kernels,golden,serve,bench}
+START=$(date +%s)
+REPORT=$OUT/device-report.md
+mkdir -p "$OUT/logs"
+SUMMARY=()
+GPU_WHY=""
+
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
+left() { echo $((START + LIMIT - $(date +%s))); }
+
+# A section of the report: the step, its status and time, the end of its log.
+record() {
+    local name=$1 status=$2 secs=$3 log=${4:-}
+    SUMMARY+=("| $name | $status | ${secs} s |")
+    {
+        echo "## $name: $status (${secs} s)"
+        echo
+        if [ -n "$log" ] && [ -s "$log" ]; then
+            echo '```'
+            tail -n 80 "$log"
+            echo '```'
+        fi
+        echo
+    } >> "$REPORT"
+}
+
+# run_step NAME BUDGET FUNCTION: the function under a timeout (the smaller of BUDGET and the
+# time left), its output in logs/NAME.log. Returns its status.
+run_step() {
+    local name=$1 budget=$2 fn=$3 t rc t0 status
+    t=$(left)
+    ((t > budget)) && t=$budget
+    if ((t < 5)); then
+        record "$name" "skipped: the run's time limit was reached" 0
+        return 124
+    fi
+    t0=$(date +%s)
+    timeout -k 5 "$t" bash -c "$fn" > "$OUT/logs/$name.log" 2>&1
+    rc=$?
+    case $rc in
+    0) status=ok ;;
+    124 | 137) status="TIMEOUT after ${t} s" ;;
+    *) status="FAILED (exit $rc)" ;;
+    esac
+    record "$name" "$status" $(($(date +%s) - t0)) "$OUT/logs/$name.log"
+    return $rc
+}
+
+# ---- where the CUDA libraries are -----------------------------------------------------------
+cuda_lib_dirs() {
+    local d
+    {
+        [ -n "${CUDA_HOME:-}" ] && echo "$CUDA_HOME/lib64"
+        ls -d /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 /usr/local/cuda-*/lib 2>/dev/null
+        ldconfig -p 2>/dev/null | awk '/libcublasLt\.so\.13|libnccl\.so\.2/ { print $NF }' | xargs -r -n1 dirname
+        python3 - <<'PY' 2>/dev/null
+import glob, site
+for p in site.getsitepackages() + [site.getusersitepackages()]:
+    for d in glob.glob(p + "/nvidia/*/lib"):
+        print(d)
+PY
+    } | while read -r d; do
+        [ -e "$d/libcublasLt.so.13" ] || [ -e "$d/libnccl.so.2" ] && echo "$d"
+    done | awk '!seen[$0]++' | paste -sd: -
+}
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+export CUDA_HOME=${CUDA_HOME:-$( [ -n "$NVCC" ] && dirname "$(dirname "$NVCC")")}
+export LD_LIBRARY_PATH="$BUNDLE/lib:$(cuda_lib_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="${CUDA_HOME:+$CUDA_HOME/bin:}$PATH"
+
+# ---- Python for the golden test: the machine's, or the bundled pytest and numpy ---------------
+python_setup() {
+    python3 -c 'import pytest, numpy' 2>/dev/null && return 0
+    local want have dir=${TMPDIR:-/tmp}/seekd-py
+    want=$(cat "$BUNDLE/py/PYTHON_VERSION" 2>/dev/null)
+    have=python$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+    export PYTHONPATH="$BUNDLE/py${PYTHONPATH:+:$PYTHONPATH}"
+    if ! python3 -c 'import numpy' 2>/dev/null && [ "$want" = "$have" ]; then
+        mkdir -p "$dir" && tar -xJf "$BUNDLE/py/numpy.tar.xz" -C "$dir" && export PYTHONPATH="$dir:$PYTHONPATH"
+    fi
+    python3 -c 'import pytest, numpy' 2>/dev/null
+}
+
+{
+    echo "# seekd device check"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), steps $STEPS"
+    echo
+} > "$REPORT"
+
+# ---- steps ------------------------------------------------------------------------------------
+step_env() {
+    nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.max.sm,clocks.max.mem \
+        --format=csv || echo "nvidia-smi: unavailable"
+    nvcc --version 2>/dev/null | tail -2 || echo "nvcc: unavailable"
+    uname -srm
+    ldd --version 2>&1 | head -1
+    python3 --version 2>&1
+    echo "CUDA_HOME=$CUDA_HOME"
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    for b in "$BUNDLE"/bin/*; do
+        echo "ldd $b:"
+        ldd "$b" | grep -E 'not found|cublas|nccl|microhttpd|jansson|yaml|pcre2'
+    done
+}
+
+# Uses the bundle where it is when its seekd starts here; else builds build/cuda-release/.
+step_build() {
+    if [ "$BUILD_NAME" = bundle ]; then
+        echo "the bundled binaries start here"
+    else
+        echo "the bundled seekd does not start here; building with this machine's nvcc"
+        make -j"$(nproc)" CUDA_HOME="$CUDA_HOME" build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
+            PKG_CFLAGS="-I$BUNDLE/sysroot/include" CHECK_CFLAGS= CHECK_LIBS= \
+            PKG_LIBS="-L$BUNDLE/lib -Wl,-rpath-link,$BUNDLE/lib -l:libjansson.so.4 -l:libpcre2-8.so.0 -l:libmicrohttpd.so.12 -l:libyaml-0.so.2" ||
+            return 1
+    fi
+    "$SEEKD" version
+}
+
+step_kernels() {
+    "$DEV_KERNELS" tests/fixtures/models/v3-fp8 \
+        tests/fixtures/models/v3-bf16-sharded tests/fixtures/models/v2-lite
+}
+
+step_golden() {
+    SEEKD_BUILDS=$BUILD_NAME SEEKD_LOGITS_ARGS="--backend cuda --numerics ref" \
+        python3 -m pytest -q -p no:cacheprovider -rf tests/integration/test_logits.py
+}
+
+# seekd serve on the GPU behind the real scheduler and sampler: two concurrent chat completions,
+# one asking for n = 2 (its second choice forks the first's blocks: copy_blocks on the device).
+step_serve() {
+    local port=18123 pid rc=0
+    "$SEEKD" serve --model tests/fixtures/models/v3-bf16-sharded \
+        --tokenizer tests/fixtures/tokenizer/v3 --backend cuda --port $port \
+        --kv-cache-memory 256MiB &
+    pid=$!
+    python3 - "$port" <<'PY' || rc=1
+import json, sys, threading, time, urllib.request
+base = "http://127.0.0.1:%s" % sys.argv[1]
+for _ in range(600):
+    try:
+        if urllib.request.urlopen(base + "/health", timeout=2).status == 200:
+            break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("seekd did not become ready")
+out = {}
+def ask(name, body):
+    req = urllib.request.Request(base + "/v1/chat/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    out[name] = json.load(urllib.request.urlopen(req, timeout=60))
+msgs = [{"role": "user", "content": "Hello there, GPU!"}]
+ts = [threading.Thread(target=ask, args=("n2", {"messages": msgs, "max_tokens": 24, "n": 2,
+                                               "temperature": 0})),
+      threading.Thread(target=ask, args=("one", {"messages": msgs, "max_tokens": 24, "seed": 7}))]
+[t.start() for t in ts]
+[t.join() for t in ts]
+for name, r in sorted(out.items()):
+    for c in r["choices"]:
+        print(name, c["index"], c["finish_reason"], repr(c["message"]["content"][:60]))
+assert len(out) == 2 and len(out["n2"]["choices"]) == 2, out
+a, b = (c["message"]["content"] for c in out["n2"]["choices"])
+assert a == b, "greedy choices of one prompt differ: %r %r" % (a, b)
+print("serve: ok")
+PY
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" || rc=1
+    return $rc
+}
+
+# Decode of a dense model whose every weight is read each step (embedding rows aside): steps per
+# second, and those bytes over the step time against the device's own copy bandwidth.
+step_bench() {
+    local m=${TMPDIR:-/tmp}/seekd-bench-model toks
+    "$DEV_KERNELS" --membw
+    [ -e "$m/config.json" ] || python3 tests/bench/mkmodel.py --out "$m" --dtype bf16 --hidden 4096 \
+        --layers 4 --dense-layers 4 --intermediate 14336 --heads 32 --q-lora 1024 --kv-lora 512 \
+        --nope 128 --rope 64 --v-head 128 || return 1
+    toks=$(seq -s, 1 129)
+    "$SEEKD" logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-decode.npy" --decode \
+        --backend cuda --stats 2>&1 | sed 's/^stats:/decode stats:/'
+    toks=$(seq -s, 1 1024)
+    "$SEEKD" logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-prefill.npy" \
+        --backend cuda --stats 2>&1 | sed 's/^stats:/prefill stats:/'
+}
+export -f step_env step_build step_kernels step_golden step_serve step_bench
+
+# The figures of the bench log, as report lines.
+bench_figures() {
+    awk -v D=4096 '
+        /copy_bandwidth_GBps/ { copy = $2 }
+        /stats:/ {
+            for (i = 1; i <= NF; i++) { k = $i; v = $(i + 1); sub(/,$/, "", v); f[k] = v }
+            steps = f["steps"]; s = f["forward_s"]; w = f["weight_bytes"] - 4096 * D * 2
+            if ($1 == "decode" && s > 0) {
+                bw = w * steps / s / 1e9
+                printf "- decode, batch 1: %.1f steps/s (%.3f ms/step); %.1f GB/s of weights", steps / s, 1000 * s / steps, bw
+                if (copy > 0) printf " = %.0f%% of the measured copy bandwidth (%.0f GB/s)", 100 * bw / copy, copy
+                printf "\n"
+            }
+            if ($1 == "prefill" && s > 0) printf "- prefill, one 1,024-token step: %.0f tokens/s\n", 1024 / s
+        }' "$1"
+}
+
+# The binaries: the bundle's where they start (SEEKD_BUILDS name "bundle" in the integration
+# tests), else the ones the build step makes ("cuda").
+if "$BUNDLE/bin/seekd" version 2>/dev/null | grep -q cuda; then
+    export BUILD_NAME=bundle SEEKD=$BUNDLE/bin/seekd DEV_KERNELS=$BUNDLE/bin/dev_kernels
+else
+    export BUILD_NAME=cuda SEEKD=build/cuda-release/seekd DEV_KERNELS=build/cuda-release/tests/cuda/dev_kernels
+fi
+
+if want env; then run_step env 30 step_env; fi
+if want build; then run_step build 240 step_build || GPU_WHY="no build"; fi
+if [ -z "$GPU_WHY" ] && [ -x "$SEEKD" ]; then
+    "$SEEKD" logits --model tests/fixtures/models/v2-lite --tokens 1 --out "$OUT/logs/probe.npy" \
+        --backend cuda > "$OUT/logs/probe.log" 2>&1 || GPU_WHY=$(tail -1 "$OUT/logs/probe.log")
+    rm -f "$OUT/logs/probe.npy"
+elif [ -z "$GPU_WHY" ]; then
+    GPU_WHY="no seekd binary (run the build step)"
+fi
+for s in kernels golden serve bench; do
+    want $s || continue
+    if [ -n "$GPU_WHY" ]; then
+        record $s "unavailable: $GPU_WHY" 0
+        continue
+    fi
+    case $s in
+    kernels) run_step kernels 90 step_kernels ;;
+    golden) python_setup && run_step golden 240 step_golden ||
+        { [ -s "$OUT/logs/golden.log" ] || record golden "unavailable: python3 lacks pytest or numpy" 0; } ;;
+    serve) run_step serve 60 step_serve ;;
+    bench) python_setup; run_step bench 120 step_bench && bench_figures "$OUT/logs/bench.log" >> "$REPORT" ;;
+    esac
+done
+
+{
+    echo "## Summary"
+    echo
+    echo "| step | result | time |"
+    echo "|---|---|---|"
+    printf '%s\n' "${SUMMARY[@]}"
+    echo
+    [ -s "$OUT/logs/kernels.log" ] && echo "- kernel cases: $(grep -c ' PASS$' "$OUT/logs/kernels.log") passed, $(grep -c ' FAIL$' "$OUT/logs/kernels.log") failed"
+    [ -s "$OUT/logs/golden.log" ] && echo "- golden: $(grep -E '[0-9]+ (passed|failed)' "$OUT/logs/golden.log" | tail -1)"
+    [ -s "$OUT/logs/bench.log" ] && bench_figures "$OUT/logs/bench.log"
+    echo "- total: $(($(date +%s) - START)) s"
+} >> "$REPORT"
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
+sed -n '/^## Summary/,$p' "$REPORT"

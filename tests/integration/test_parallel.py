@@ -1,0 +1,328 @@
+"""Several ranks under real MPI on this machine (mpirun, Open MPI): `seekd logits` and a
+data-parallel `seekd serve` against the single-rank answers, the launch checks, and a rank that
+dies or hangs stopping the whole service."""
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, SERVE_MODEL, TOKENIZER, Server, free_port
+
+MODELS = sorted(p.parent for p in (FIXTURES / "models").glob("*/golden.json"))
+MODES = {"prefill": [], "chunk5": ["--chunk", "5"], "decode": ["--decode"]}
+MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none"]
+
+
+def mpi_env(binary):
+    """The environment of an mpirun: root allowed (CI runs as root); under ASan, whole stacks
+    so that Open MPI's own never-freed allocations are suppressed by library."""
+    env = dict(os.environ)
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    env["LSAN_OPTIONS"] = f"suppressions={FIXTURES.parent / 'lsan-mpi.supp'}"
+    env["TSAN_OPTIONS"] = f"halt_on_error=1:suppressions={FIXTURES.parent / 'tsan-mpi.supp'}"
+    return env
+
+
+def logits(cmd_prefix, binary, model, tokens, extra, out, env):
+    cmd = [*cmd_prefix, binary, "logits", "--model", str(model), "--tokens",
+           ",".join(map(str, tokens)), "--out", str(out), "--threads", "1", *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Sanitizer" not in proc.stderr and "runtime error:" not in proc.stderr, proc.stderr
+    return np.load(out)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+def test_data_parallel_logits_identical(binary, tmp_path, model, mode):
+    """Every rank runs rank 0's step plans; the result is bit-identical to one rank's."""
+    golden = json.loads((model / "golden.json").read_text())
+    tokens = max(golden["prompts"], key=lambda p: len(p["tokens"]))["tokens"][:12]
+    env = mpi_env(binary)
+    one = logits([], binary, model, tokens, MODES[mode], tmp_path / "one.npy", env)
+    two = logits([*MPIRUN, "-np", "2"], binary, model, tokens,
+                 ["--data-parallel-size", "2", *MODES[mode]], tmp_path / "two.npy", env)
+    assert one.shape[0] == len(tokens)
+    assert np.array_equal(one, two)
+
+
+def test_logits_three_ranks(binary, tmp_path):
+    model = MODELS[0]
+    env = mpi_env(binary)
+    tokens = [1, 5, 17, 33, 2, 99, 100]
+    one = logits([], binary, model, tokens, ["--chunk", "3"], tmp_path / "one.npy", env)
+    three = logits([*MPIRUN, "-np", "3"], binary, model, tokens,
+                   ["--data-parallel-size", "3", "--chunk", "3"], tmp_path / "three.npy", env)
+    assert np.array_equal(one, three)
+
+
+# ---- launch checks ---------------------------------------------------------------------------
+
+def run(cmd, env, timeout=120):
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_launch_refusals(binary, tmp_path):
+    env = mpi_env(binary)
+    base = ["serve", "--model", str(SERVE_MODEL), "--tokenizer", str(TOKENIZER)]
+    proc = run([binary, *base, "--data-parallel-size", "2"], env)
+    assert proc.returncode == 2
+    assert "data_parallel_size 2 needs 2 ranks" in proc.stderr and "mpirun -np 2" in proc.stderr
+    proc = run([binary, *base, "--tensor-parallel-size", "2"], env)
+    assert proc.returncode == 2 and "not implemented yet" in proc.stderr, proc.stderr
+    proc = run([binary, *base, "--enable-expert-parallel"], env)
+    assert proc.returncode == 2 and "expert parallelism is not implemented yet" in proc.stderr
+    proc = run([*MPIRUN, "-np", "2", binary, *base], env)
+    assert proc.returncode != 0
+    assert "started as 2 MPI ranks" in proc.stderr + proc.stdout
+    proc = run([*MPIRUN, "-np", "2", binary, "logits", "--model", str(MODELS[0]), "--tokens", "1",
+                "--out", str(tmp_path / "x.npy"), "--data-parallel-size", "2",
+                "--tensor-parallel-size", "2"], env)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and out.count("tensor parallelism is not implemented yet") == 1, out
+
+
+def test_rank_that_cannot_load_stops_every_rank(binary, tmp_path):
+    """A rank whose start-up fails makes every rank exit non-zero, and rank 0 names it."""
+    env = mpi_env(binary)
+    script = tmp_path / "launch.sh"  # rank 1 is given a model directory that does not exist
+    script.write_text('#!/bin/sh\n[ "$OMPI_COMM_WORLD_RANK" = 1 ] && set -- "$@" --model '
+                      f'{tmp_path}/missing\nexec "$@"\n')
+    script.chmod(0o755)
+    proc = run([*MPIRUN, "-np", "2", str(script), binary, "serve", "--model", str(SERVE_MODEL),
+                "--tokenizer", str(TOKENIZER), "--port", str(free_port()), "--data-parallel-size", "2",
+                "--kv-cache-memory", "64MiB", "--threads", "1"], env)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode != 0, out
+    assert re.search(r"rank 1: .*missing", out), out  # rank 1 says why
+    assert "rank(s) 1 failed to start" in out, out  # rank 0 names it
+
+
+# ---- a data-parallel server ------------------------------------------------------------------
+
+class MpiServer(Server):
+    """`mpirun -np N seekd serve --data-parallel-size N` on 127.0.0.1."""
+
+    def __init__(self, binary, n, args=()):
+        super().__init__(binary, mpi_env(binary), SERVE_MODEL, TOKENIZER,
+                         ("--data-parallel-size", str(n), "--threads", "1", *args),
+                         launcher=(*MPIRUN, "-np", str(n)))
+
+    def rank_pid(self, rank):
+        """A rank's process id, from its log line."""
+        pat = (r"pid (\d+)\) serves HTTP" if rank == 0
+               else rf"rank {rank}: one of \d+ ranks, on \S+ \(pid (\d+)\)")
+        m = re.search(pat, self.output())
+        assert m, self.output()
+        return int(m.group(1))
+
+    def stop(self):
+        """SIGTERM to rank 0: it drains, then stops the other ranks; every rank exits 0."""
+        try:
+            if self.proc.poll() is None:
+                assert self.blocks_in_use() == 0, "KV blocks still in use after the tests"
+                os.kill(self.rank_pid(0), signal.SIGTERM)
+                self.proc.wait(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        out = self.output()
+        assert "Sanitizer" not in out and "runtime error:" not in out, out
+        assert self.proc.returncode == 0, out
+        return out
+
+
+def get(base, path):
+    with urllib.request.urlopen(base + path, timeout=30) as r:
+        return r.read().decode()
+
+
+def complete(base, prompt, max_tokens=12, stream=False):
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                       "stream": stream}).encode()
+    req = urllib.request.Request(base + "/v1/completions", body,
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        text = r.read().decode()
+    if stream:
+        return text
+    return json.loads(text)["choices"][0]["text"]
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+PROMPTS = [f"Request {i}: " + "lorem ipsum " * (i % 5) + str(i * 7919) for i in range(32)]
+
+
+def answers(base):
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        return list(pool.map(lambda p: complete(base, p), PROMPTS))
+
+
+def test_data_parallel_server_matches_one_rank(binary):
+    """32 concurrent greedy requests: each answer equals the one-rank server's, both ranks
+    served some, /metrics sums the ranks, and every KV block is free afterwards."""
+    env = mpi_env(binary)
+    one = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--threads", "1"))
+    try:
+        want = answers(one.base)
+        one_total = metric(get(one.base, "/metrics"), "seekd:kv_cache_blocks_total")
+    finally:
+        one.stop()
+    dp = MpiServer(binary, 2)
+    try:
+        got = answers(dp.base)
+        assert got == want
+        assert dp.blocks_in_use() == 0
+        text = get(dp.base, "/metrics")
+        assert metric(text, "seekd:kv_cache_blocks_total") == 2 * one_total
+        routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+        assert sum(routed) == 32 and min(routed) >= 8, routed
+        deadline = time.time() + 10  # rank 1's counters arrive with its next heartbeat
+        while metric(text, 'seekd:request_success_total{finished_reason="length"}') < 34:
+            assert time.time() < deadline, text
+            time.sleep(0.1)
+            text = get(dp.base, "/metrics")
+        assert metric(text, "seekd:generation_tokens_total") == 32 * 12 + 2  # + 2 warm-ups
+    finally:
+        dp.stop()
+
+
+def test_constrained_requests_run_on_rank_zero(binary):
+    """Requests with a JSON schema stay on rank 0, whose process holds the compiled grammar,
+    however the load falls; every reply satisfies the schema."""
+    schema = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                                               "b": {"enum": ["x", "y"]}},
+              "required": ["a", "b"], "additionalProperties": False}
+
+    def constrained(i):
+        body = json.dumps({"prompt": f"Record {i}:", "max_tokens": 40, "seed": i,
+                           "response_format": {"type": "json_schema",
+                                               "json_schema": {"name": "r", "schema": schema}}})
+        req = urllib.request.Request(dp.base + "/v1/completions", body.encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return json.loads(r.read())["choices"][0]
+
+    dp = MpiServer(binary, 2)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            choices = list(pool.map(constrained, range(8)))
+        for c in choices:
+            doc = json.loads(c["text"])
+            assert c["finish_reason"] == "stop" and 0 <= doc["a"] <= 99 and doc["b"] in "xy", c
+            assert set(doc) == {"a", "b"}, c
+        text = get(dp.base, "/metrics")
+        routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+        assert routed == [8, 0], routed
+        assert complete(dp.base, "and a free one")  # the router still balances the rest
+    finally:
+        dp.stop()
+
+
+def test_disconnect_on_another_rank_frees_its_blocks(binary):
+    """Streaming clients that go away mid-answer, one on each rank: each rank cancels its
+    request and frees its blocks."""
+    import socket
+    dp = MpiServer(binary, 2, ("--max-model-len", "8192"))
+    try:
+        socks = []
+        for _ in range(2):  # the second goes to rank 1: rank 0 already has a sequence
+            s = socket.create_connection(("127.0.0.1", dp.port), timeout=30)
+            body = json.dumps({"prompt": [1, 2, 3], "max_tokens": 8000, "ignore_eos": True,
+                               "stream": True}).encode()
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            data = b""
+            while b"data:" not in data:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            socks.append(s)
+        for s in socks:
+            s.close()
+        deadline = time.time() + 30
+        key = 'seekd:request_success_total{finished_reason="abort"}'
+        while metric(get(dp.base, "/metrics"), key) < 2:
+            assert time.time() < deadline, get(dp.base, "/metrics")
+            time.sleep(0.05)
+        assert dp.blocks_in_use() == 0
+        text = get(dp.base, "/metrics")
+        assert metric(text, 'seekd:data_parallel_requests_total{rank="1"}') == 1
+    finally:
+        dp.stop()
+
+
+def test_drain_finishes_requests_on_every_rank(binary):
+    """SIGHUP to every rank (logrotate's `pkill -HUP seekd`) changes nothing; SIGTERM to rank 0
+    while requests run on both ranks: they finish, then every rank exits 0."""
+    dp = MpiServer(binary, 2)
+    for rank in (0, 1):
+        os.kill(dp.rank_pid(rank), signal.SIGHUP)
+    assert complete(dp.base, "still here")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(complete, dp.base, p, 200) for p in PROMPTS[:4]]
+        time.sleep(0.5)
+        os.kill(dp.rank_pid(0), signal.SIGTERM)
+        texts = [f.result(timeout=120) for f in futs]
+    assert all(texts)
+    dp.proc.wait(timeout=60)
+    assert dp.proc.returncode == 0, dp.output()
+    assert "rank 1: exit 0" in dp.output()
+
+
+def test_killed_rank_stops_the_service(binary):
+    """kill -9 of rank 1: the whole service exits non-zero within seconds, naming the rank."""
+    dp = MpiServer(binary, 2)
+    try:
+        t0 = time.time()
+        os.kill(dp.rank_pid(1), signal.SIGKILL)
+        dp.proc.wait(timeout=30)
+        took = time.time() - t0
+        assert dp.proc.returncode != 0
+        assert took < 15, took
+        assert re.search(r"rank 1\b", dp.output()[dp.output().find("ready: serving"):]), dp.output()
+    finally:
+        if dp.proc.poll() is None:
+            dp.proc.kill()
+            dp.proc.wait()
+
+
+def test_hung_rank_stops_the_service(binary):
+    """A rank that stops answering (SIGSTOP: no exit for mpirun to see): rank 0 notices the
+    silence within engine_stall_timeout, logs the rank, and ends the job non-zero."""
+    dp = MpiServer(binary, 2, ("--engine-stall-timeout", "2s"))
+    pid = dp.rank_pid(1)
+    try:
+        t0 = time.time()
+        os.kill(pid, signal.SIGSTOP)
+        dp.proc.wait(timeout=60)
+        took = time.time() - t0
+        assert dp.proc.returncode != 0
+        assert took < 20, took
+        assert "rank 1 has sent nothing for" in dp.output(), dp.output()
+        assert "stopping every rank" in dp.output()
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if dp.proc.poll() is None:
+            dp.proc.kill()
+            dp.proc.wait()
