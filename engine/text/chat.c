@@ -1,7 +1,8 @@
 /* chat: DeepSeek-V3 (original hub template) and DeepSeek-R1 (hub template of Feb 2025, also the
  * R1-Distill models'), ChatML and Llama 3 rendered to token ids. No template text is ever run:
  * the model's template only chooses among these renderers (and, for ChatML, may supply the
- * default system prompt).
+ * default system prompt). Tools and past calls take DeepSeek's marker tokens in the DeepSeek
+ * templates and the Hermes text form (<tools>, <tool_call>) in ChatML and Llama 3.
  *
  * Rendering keeps a pending text buffer: template literals and message content are appended to
  * it, and each marker (an added token such as <｜User｜>) first flushes the buffer through the
@@ -10,6 +11,7 @@
  * on its own in both cases: the ids agree, except that content spelling a marker stays text. */
 #include "engine/text/chat.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,43 +303,108 @@ static void trimmed(const char **s, size_t *n)
     while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\n' || (*s)[*n - 1] == '\r')) (*n)--;
 }
 
-/* <|im_start|>ROLE\nCONTENT<|im_end|>\n */
-static void chatml_turn(struct render *r, const char *role, const char *s, size_t n)
+/* The role's header: <|im_start|>ROLE\n or <|start_header_id|>ROLE<|end_header_id|>\n\n. */
+static void turn_open(struct render *r, const char *role)
 {
-    marker(r, M_IM_START);
-    cstr(r, role), cstr(r, "\n");
-    text(r, s, n);
-    marker(r, M_IM_END);
-    cstr(r, "\n");
+    if (r->c->kind == CHAT_CHATML) {
+        marker(r, M_IM_START), cstr(r, role), cstr(r, "\n");
+        return;
+    }
+    marker(r, M_HEADER_START), cstr(r, role), marker(r, M_HEADER_END), cstr(r, "\n\n");
 }
 
-/* <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT (trimmed)<|eot_id|> */
-static void llama3_turn(struct render *r, const char *role, const char *s, size_t n)
+/* The turn's end: <|im_end|>\n or <|eot_id|>. */
+static void turn_close(struct render *r)
 {
-    marker(r, M_HEADER_START);
-    cstr(r, role);
-    marker(r, M_HEADER_END);
-    cstr(r, "\n\n");
-    trimmed(&s, &n);
-    text(r, s, n);
-    marker(r, M_EOT_ID);
+    if (r->c->kind == CHAT_CHATML) marker(r, M_IM_END), cstr(r, "\n");
+    else marker(r, M_EOT_ID);
 }
 
-static void render_headers(struct render *r, const struct chat_msg *msgs, int n_msgs, bool gen)
+/* A turn's content: as given for ChatML, trimmed for Llama 3. */
+static void turn_text(struct render *r, const char *s, size_t n)
+{
+    if (r->c->kind == CHAT_LLAMA3) trimmed(&s, &n);
+    text(r, s, n);
+}
+
+/* s as a JSON string literal: quotes, backslashes and control characters escaped. */
+static void json_string(struct render *r, const char *s)
+{
+    cstr(r, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+        if (ch == '"' || ch == '\\') esc[0] = '\\', esc[1] = (char)ch, esc[2] = 0;
+        else if (ch == '\n') strcpy(esc, "\\n");
+        else if (ch < 0x20) snprintf(esc, sizeof esc, "\\u%04x", ch);
+        else esc[0] = (char)ch, esc[1] = 0;
+        cstr(r, esc);
+    }
+    cstr(r, "\"");
+}
+
+/* The tools in the Hermes form both families' fine-tunes know: each function's schema as JSON
+ * inside <tools>, and the <tool_call> form a call takes (what the tool-call parser reads). */
+static void hermes_tools(struct render *r, const struct chat_tool *t, int n)
+{
+    cstr(r, "# Tools\n\nYou may call one or more of these functions. Their signatures, one JSON "
+            "object per line, are inside <tools></tools>:\n<tools>");
+    for (int i = 0; i < n; i++) {
+        cstr(r, "\n{\"type\": \"function\", \"function\": {\"name\": \""), cstr(r, t[i].name);
+        cstr(r, "\"");
+        if (t[i].description && t[i].description[0]) {
+            cstr(r, ", \"description\": ");
+            json_string(r, t[i].description);
+        }
+        cstr(r, ", \"parameters\": "), cstr(r, t[i].parameters ? t[i].parameters : "{}"), cstr(r, "}}");
+    }
+    cstr(r, "\n</tools>\n\nTo call a function, write a JSON object with its name and arguments "
+            "inside <tool_call></tool_call>, one per call:\n<tool_call>\n{\"name\": NAME, "
+            "\"arguments\": ARGUMENTS}\n</tool_call>");
+}
+
+/* An assistant message's calls, after its content, in the Hermes form. */
+static void hermes_calls(struct render *r, const struct chat_msg *m)
+{
+    for (int k = 0; k < m->n_calls; k++) {
+        if (k || m->content_len) cstr(r, "\n");
+        cstr(r, "<tool_call>\n{\"name\": \""), cstr(r, m->calls[k].name);
+        cstr(r, "\", \"arguments\": "), cstr(r, m->calls[k].arguments), cstr(r, "}\n</tool_call>");
+    }
+}
+
+/* The system turn: the first system message (or ChatML's default prompt), then the tools. */
+static int system_turn(struct render *r, const struct chat_msg *msgs, int n_msgs,
+                       const struct chat_tool *tools, int n_tools)
 {
     const struct chat *c = r->c;
-    bool chatml = c->kind == CHAT_CHATML;
-    if (!chatml) marker(r, M_BEGIN_TEXT);
-    if (chatml && c->default_system && (!n_msgs || msgs[0].role != CHAT_SYSTEM))
-        chatml_turn(r, "system", c->default_system, strlen(c->default_system));
-    for (int i = 0; i < n_msgs; i++) {
-        const char *role = ROLE_NAME[msgs[i].role];
-        if (chatml) chatml_turn(r, role, msgs[i].content, msgs[i].content_len);
-        else llama3_turn(r, msgs[i].role == CHAT_TOOL ? "ipython" : role, msgs[i].content, msgs[i].content_len);
+    bool given = n_msgs && msgs[0].role == CHAT_SYSTEM;
+    const char *s = given ? msgs[0].content : c->kind == CHAT_CHATML ? c->default_system : NULL;
+    size_t n = given ? msgs[0].content_len : s ? strlen(s) : 0;
+    if (!s && !n_tools) return 0;
+    turn_open(r, "system");
+    if (s) turn_text(r, s, n);
+    if (n_tools) {
+        if (s && n) cstr(r, "\n\n");
+        hermes_tools(r, tools, n_tools);
     }
-    if (!gen) return;
-    if (chatml) marker(r, M_IM_START), cstr(r, "assistant\n");
-    else marker(r, M_HEADER_START), cstr(r, "assistant"), marker(r, M_HEADER_END), cstr(r, "\n\n");
+    turn_close(r);
+    return given;
+}
+
+static void render_headers(struct render *r, const struct chat_msg *msgs, int n_msgs,
+                           const struct chat_tool *tools, int n_tools, bool gen)
+{
+    if (r->c->kind == CHAT_LLAMA3) marker(r, M_BEGIN_TEXT);
+    for (int i = system_turn(r, msgs, n_msgs, tools, n_tools); i < n_msgs; i++) {
+        const struct chat_msg *m = &msgs[i];
+        bool ipython = r->c->kind == CHAT_LLAMA3 && m->role == CHAT_TOOL;
+        turn_open(r, ipython ? "ipython" : ROLE_NAME[m->role]);
+        if (m->content) turn_text(r, m->content, m->content_len);
+        hermes_calls(r, m);
+        turn_close(r);
+    }
+    if (gen) turn_open(r, "assistant");
 }
 
 /* Content the templates would fail on (null where they concatenate it) is refused. */
@@ -345,13 +412,11 @@ static int check(const struct chat *c, const struct chat_msg *msgs, int n_msgs, 
 {
     for (int i = 0; i < n_msgs; i++) {
         const struct chat_msg *m = &msgs[i];
-        bool deepseek = c->kind == CHAT_DEEPSEEK_V3 || c->kind == CHAT_DEEPSEEK_R1;
-        bool may_be_null = deepseek && m->role == CHAT_ASSISTANT && (c->kind == CHAT_DEEPSEEK_V3 || m->n_calls);
+        bool may_be_null = m->role == CHAT_ASSISTANT && (c->kind == CHAT_DEEPSEEK_V3 || m->n_calls);
         if (!m->content && !may_be_null) return err_set(e, "messages[%d]: content is required", i);
         if (m->role < CHAT_SYSTEM || m->role > CHAT_TOOL) return err_set(e, "messages[%d]: unknown role", i);
-        if (!deepseek && m->n_calls)
-            return err_set(e, "messages[%d]: tool calls are not supported with the %s chat template", i,
-                           TEMPLATE_NAMES[c->kind]);
+        if (m->n_calls && m->role != CHAT_ASSISTANT)
+            return err_set(e, "messages[%d]: only assistant messages carry tool calls", i);
         for (int k = 0; k < m->n_calls; k++)
             if (!m->calls[k].type || !m->calls[k].name || !m->calls[k].arguments)
                 return err_set(e, "messages[%d].tool_calls[%d]: type, name and arguments are required", i, k);
@@ -380,6 +445,10 @@ static void tools_section(struct render *r, const struct chat_tool *t, int n)
 
 enum tc_format chat_tool_format(const struct chat *c, int32_t *marker)
 {
+    if (c->kind == CHAT_CHATML || c->kind == CHAT_LLAMA3) { /* text tags, no marker tokens */
+        for (int i = 0; marker && i < TC_N_MARKERS; i++) marker[i] = -1;
+        return TC_HERMES;
+    }
     static const enum marker order[TC_N_MARKERS] = {M_CALLS_BEGIN, M_CALLS_END, M_CALL_BEGIN,
                                                     M_CALL_END, M_SEP};
     for (int i = 0; marker && i < TC_N_MARKERS; i++) marker[i] = c->marker[order[i]];
@@ -394,7 +463,7 @@ int chat_render(const struct chat *c, const struct chat_msg *msgs, int n_msgs,
     size_t n0 = out->n;
     struct render r = {.c = c, .out = out, .e = e, .is_output_first = true};
     if (c->kind == CHAT_CHATML || c->kind == CHAT_LLAMA3) {
-        render_headers(&r, msgs, n_msgs, add_generation_prompt);
+        render_headers(&r, msgs, n_msgs, tools, n_tools, add_generation_prompt);
         flush(&r);
         free(r.buf);
         if (r.rc) out->n = n0;

@@ -113,10 +113,23 @@ START_TEST(chat_templates_match)
         expect_ids(&ids, json_object_get(c, "ids"), name, json_string_value(json_object_get(c, "text")));
         tok_ids_free(&ids);
     }
-    struct chat_msg call = {CHAT_ASSISTANT, "", 0, &(struct chat_tool_call){"function", "f", "{}"}, 1};
-    struct tok_ids ids = {0};
-    ck_assert_int_eq(chat_render(chatml, &call, 1, NULL, 0, true, &ids, &e), -1);
-    ck_assert_ptr_nonnull(strstr(e.msg, "tool calls are not supported with the chatml chat template"));
+    /* Tools and calls in the Hermes form, which the tool-call parser reads back. */
+    struct chat_msg call[2] = {{CHAT_USER, "hi", 2, NULL, 0},
+                               {CHAT_ASSISTANT, NULL, 0, &(struct chat_tool_call){"function", "f", "{\"a\": 1}"}, 1}};
+    struct chat_tool tool = {"f", "says \"hi\"\n", "{\"type\": \"object\"}"};
+    for (int k = 0; k < 2; k++) {
+        struct chat *ch = k ? llama3 : chatml;
+        struct tok_ids ids = {0};
+        struct tok_text txt = {0};
+        ck_assert_int_eq(chat_tool_format(ch, NULL), TC_HERMES);
+        ck_assert_msg(!chat_render(ch, call, 2, &tool, 1, false, &ids, &e), "%s", e.msg);
+        ck_assert_int_eq(tok_decode(t, ids.v, ids.n, false, &txt, &e), 0);
+        ck_assert_ptr_nonnull(strstr(txt.s, "\"function\": {\"name\": \"f\", \"description\": \"says \\\"hi\\\"\\n\", "
+                                            "\"parameters\": {\"type\": \"object\"}}}\n</tools>"));
+        ck_assert_ptr_nonnull(strstr(txt.s, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>"));
+        tok_ids_free(&ids);
+        tok_text_free(&txt);
+    }
     chat_destroy(chatml);
     chat_destroy(llama3);
     tok_destroy(t);
