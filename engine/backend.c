@@ -90,6 +90,14 @@ uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes)
     return (uint64_t)((double)avail_bytes * kv_memory);
 }
 
+enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
+                               enum numerics want)
+{
+    if (want != NUMERICS_AUTO) return want;
+    if (ops != backend_cpu()) return NUMERICS_FAST;
+    return model_is_quantised(m) ? NUMERICS_FAST : NUMERICS_BF16;
+}
+
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,
                     struct batch_limits *lim)
 {

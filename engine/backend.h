@@ -23,15 +23,20 @@ struct backend;
 
 enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 
-/* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
- * every kernel is checked against. BF16: matmuls of BF16 weights take activations rounded to
- * BF16 with F32 sums, where the backend has faster kernels for that (CPU: AMX, AVX-512-BF16 —
- * engine/cpu/matrix.h); everything else as REF, and a backend without such kernels (CUDA) runs
- * all of it as REF. FAST: DeepSeek's FP8 recipe (docs/ARCHITECTURE.md, "The numerics contract
- * of fast"); the CPU backend emulates it exactly (engine/cpu/forward_fast.h), the reference the
- * GPU's fast kernels are checked against. The option value auto is resolved before a backend
- * is made: FAST on CUDA, BF16 on the CPU. */
-enum numerics { NUMERICS_REF, NUMERICS_BF16, NUMERICS_FAST };
+/* What arithmetic a step runs (docs/ARCHITECTURE.md, "The numerics contract"). REF: F32
+ * activations, weights widened exactly (GGUF quantisation blocks dequantised as ggml does), the
+ * reference every kernel is checked against. BF16: matmuls of BF16 weights take activations
+ * rounded to BF16 with F32 sums, where the backend has faster kernels for that (CPU: AMX,
+ * AVX-512-BF16 — engine/cpu/matrix.h); everything else as REF, and a backend without such
+ * kernels (CUDA) runs all of it as REF. FAST: the backend's fastest arithmetic for the model's
+ * weights. For checkpoints, DeepSeek's FP8 recipe ("The numerics contract of fast"); the CPU
+ * emulates it exactly (engine/cpu/forward_fast.h), the reference the GPU's fast kernels are
+ * checked against. For a GGUF file with quantisation blocks (CPU only): those weights meet
+ * activations quantised to 8 bits per block of 32, with integer dot products, as llama.cpp
+ * computes (engine/cpu/quant_kernels.h); every other weight as REF. AUTO, resolved by
+ * backend_numerics once backend and model are known: FAST on CUDA; on the CPU, FAST for a GGUF
+ * file with quantisation blocks, else BF16. */
+enum numerics { NUMERICS_REF, NUMERICS_BF16, NUMERICS_FAST, NUMERICS_AUTO };
 
 struct backend_opts {
     enum numerics numerics;
@@ -126,6 +131,12 @@ int backend_parse_devices(const char *s, int *out, int max, struct err *e);
 
 /* The KV pool's byte budget: kv_memory as bytes, or as a fraction of avail_bytes. */
 uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
+
+/* The arithmetic a request for `want` means with this backend and model: AUTO becomes FAST on
+ * CUDA; on the CPU, FAST for a model with GGUF quantisation blocks, else BF16. The others stay
+ * as asked. */
+enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
+                               enum numerics want);
 
 /* Fills a batch_limits from a model and the sizes a backend was made with. */
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,

@@ -21,6 +21,7 @@
 #include "engine/model/model.h"
 #include "engine/sampler_cand.h"
 #include "engine/sched.h"
+#include "engine/vocab.h"
 #include "engine/wire.h"
 
 struct engine {
@@ -29,6 +30,7 @@ struct engine {
     const struct backend_ops *bops;
     struct backend *be;         /* runs the model: weights, KV pool, step scratch */
     struct backend_stats be_start; /* the backend's stats once set up */
+    enum numerics numerics;     /* the step arithmetic, AUTO resolved (backend_numerics) */
     struct sched *sched;
     struct sched_config scfg;
     int max_model_len;
@@ -489,14 +491,6 @@ static void *engine_main(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-static struct tok *load_tokenizer(const char *dir, struct err *e)
-{
-    char tj[4096], tc[4096];
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", dir);
-    return tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, e);
-}
-
 /* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
 static int setup_backend(struct engine *eng, const struct engine_opts *o, struct err *e)
 {
@@ -508,6 +502,7 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .devices = o->devices, .n_devices = o->n_devices,
                               .progress = o->progress, .graphs = o->cuda_graphs};
     eng->bops = o->backend ? o->backend : backend_cpu();
+    bo.numerics = eng->numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
     if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
     eng->be = eng->bops->create(eng->m, &bo, e);
@@ -553,7 +548,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     pthread_cond_init(&eng->cv, NULL);
     eng->m = model_load_progress(o->model_dir, o->progress, e);
     if (!eng->m) goto fail;
-    eng->tok = load_tokenizer(o->tokenizer_dir && o->tokenizer_dir[0] ? o->tokenizer_dir : o->model_dir, e);
+    eng->tok = vocab_load(eng->m, o->model_dir, o->tokenizer_dir, e);
     if (!eng->tok) goto fail;
     if (tok_n_vocab(eng->tok) > eng->m->cfg.vocab_size) {
         err_set(e, "%s: the tokenizer has %d ids but the model only %d", o->model_dir,
@@ -670,6 +665,11 @@ const char *engine_backend(const struct engine *eng, struct backend_stats *at_st
 {
     *at_start = eng->be_start;
     return eng->bops->name;
+}
+
+enum numerics engine_numerics(const struct engine *eng)
+{
+    return eng->numerics;
 }
 
 int engine_max_model_len(const struct engine *eng)

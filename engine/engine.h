@@ -43,7 +43,8 @@ struct engine_opts {
     int threads;                /* CPU worker threads; 0: all cores */
     int huge_pages;             /* CPU: weights in anonymous huge pages (st_move_to_huge_pages) */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
-    enum numerics numerics;     /* arithmetic of a step (engine/backend.h) */
+    enum numerics numerics;     /* arithmetic of a step (engine/backend.h); AUTO: backend_numerics
+                                 * decides once the model is loaded */
     int cuda_graphs;            /* CUDA, fast numerics: decode steps replayed from graphs */
     int sample_prefilter;       /* sample from pre-filtered rows where provably the same
                                  * (engine/sampler_cand.h), when the backend offers it */
@@ -120,6 +121,8 @@ void engine_destroy(struct engine *eng);
 const struct tok *engine_tokenizer(const struct engine *eng);
 /* The backend's name and what it held once set up (weights, KV pool, device), for the log. */
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
+/* The arithmetic the steps run: the engine_opts' numerics with AUTO resolved. */
+enum numerics engine_numerics(const struct engine *eng);
 /* The longest context (prompt + completion) a request may use. */
 int engine_max_model_len(const struct engine *eng);
 /* The context limits, for the start-up log: a max_model_len below model_context was clamped

@@ -18,7 +18,7 @@ static uint64_t entropy(void)
 }
 
 /* Copies the caller's arrays so the request outlives the HTTP handler's buffers. */
-static void copy_params(struct gen *g, const struct gen_params *p, int32_t eos)
+static void copy_params(struct gen *g, const struct gen_params *p, int32_t eos, int32_t eot)
 {
     g->p = *p;
     g->prompt = xmalloc((size_t)p->n_prompt * sizeof *g->prompt);
@@ -27,8 +27,9 @@ static void copy_params(struct gen *g, const struct gen_params *p, int32_t eos)
     g->stop = xcalloc((size_t)p->n_stop + 1, sizeof *g->stop);
     for (int i = 0; i < p->n_stop; i++) g->stop[i] = strdup(p->stop[i]);
     g->p.stop = (const char *const *)g->stop;
-    g->stop_ids = xmalloc(((size_t)p->n_stop_token_ids + 1) * sizeof *g->stop_ids);
+    g->stop_ids = xmalloc(((size_t)p->n_stop_token_ids + 2) * sizeof *g->stop_ids);
     if (!p->ignore_eos && eos >= 0) g->stop_ids[g->n_stop_ids++] = eos;
+    if (!p->ignore_eos && eot >= 0 && eot != eos) g->stop_ids[g->n_stop_ids++] = eot;
     for (int i = 0; i < p->n_stop_token_ids; i++) g->stop_ids[g->n_stop_ids++] = p->stop_token_ids[i];
     g->p.stop_token_ids = g->stop_ids;
     g->p.n_stop_token_ids = g->n_stop_ids;
@@ -144,7 +145,7 @@ static struct gen *gen_new(const struct gen_params *p, const struct tok *tok, co
     pthread_mutex_init(&g->mu, NULL);
     g->refs = 2;
     g->gv = gv;
-    copy_params(g, p, eos);
+    copy_params(g, p, eos, tok_eot_id(tok)); /* the end of a turn ends generation too */
     g->think_start = tok_added_id(tok, "<think>");
     g->think_end = tok_added_id(tok, "</think>");
     g->ch = xcalloc((size_t)p->n, sizeof *g->ch);

@@ -51,7 +51,8 @@ struct gen {
     struct gen_params p;    /* pointers below are owned copies */
     int32_t *prompt;
     char **stop;
-    int32_t *stop_ids;      /* eos (unless ignore_eos) + stop_token_ids */
+    int32_t *stop_ids;      /* eos and the tokenizer's end-of-turn (unless ignore_eos) +
+                             * stop_token_ids */
     int n_stop_ids;
     struct smp_bias *bias;
     char *trigger_text;     /* copy of p.grammar_trigger_text */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/text/tokenizer.h"
+#include "engine/vocab.h"
 #include "server/bench_http.h"
 #include "server/commands.h"
 
@@ -104,13 +105,26 @@ static char *random_prompt(const struct tok *t, int n, unsigned long long *seed,
     return s;
 }
 
-static int load_random(struct bench *b)
+/* The tokenizer of --tokenizer: a directory's tokenizer.json, or a GGUF file's vocabulary. */
+static struct tok *bench_tokenizer(const char *path, struct err *e)
 {
     char tj[4096], tc[4096];
+    if (gguf_is_gguf(path)) {
+        struct gguf_set g;
+        if (gguf_open(&g, path, e) != 0) return NULL;
+        struct tok *t = vocab_from_gguf(&g, NULL, e);
+        gguf_close(&g);
+        return t;
+    }
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", path);
+    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", path);
+    return tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, e);
+}
+
+static int load_random(struct bench *b)
+{
     struct err e = {{0}};
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", b->o.tokenizer);
-    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", b->o.tokenizer);
-    struct tok *t = tok_load(tj, access(tc, R_OK) == 0 ? tc : NULL, &e);
+    struct tok *t = bench_tokenizer(b->o.tokenizer, &e);
     if (!t) {
         fprintf(stderr, "seekd bench: %s\n", e.msg);
         return -1;
@@ -357,7 +371,7 @@ static void bench_usage(FILE *f)
     fprintf(f,
             "usage: seekd bench [--base-url URL] [--num-prompts N] [--max-concurrency N]\n"
             "                   [--request-rate R] [--random-input-len N] [--random-output-len N]\n"
-            "                   [--tokenizer DIR | --dataset-path FILE] [--model NAME]\n"
+            "                   [--tokenizer PATH | --dataset-path FILE] [--model NAME]\n"
             "                   [--result-file FILE] [--label TEXT] [--seed N] [--disable-tqdm]\n"
             "\n"
             "Load-tests an OpenAI-compatible server (POST /v1/completions, streamed, ignore_eos).\n"
@@ -368,7 +382,7 @@ static void bench_usage(FILE *f)
             "  --request-rate R        Poisson arrivals, R per second (default inf: all at once)\n"
             "  --random-input-len N    prompt tokens of the random prompts (default 1024)\n"
             "  --random-output-len N   tokens generated per request (default 128)\n"
-            "  --tokenizer DIR         tokenizer.json used to make the random prompts\n"
+            "  --tokenizer PATH        tokenizer.json's directory, or a GGUF file: makes the random prompts\n"
             "  --dataset-path FILE     prompts instead: a JSON array of strings, or one per line\n"
             "  --model NAME            model field of the requests (default: GET /v1/models)\n"
             "  --result-file FILE      also write the results as JSON\n"

@@ -26,10 +26,9 @@ struct logits_opts {
     int block_size;
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
-    int kv_dtype_set;      /* else: bf16 under fast numerics, f32 under ref and bf16 */
+    int kv_dtype_set;      /* else: bf16 under fast numerics of a checkpoint, else f32 */
     enum backend_kind backend;
     enum numerics numerics;
-    int numerics_auto;     /* --numerics auto: fast on CUDA, bf16 on the CPU */
     const char *dump_dir;  /* --dump-stages */
     const char *synthetic; /* a config.json whose weights come from --seed (engine/model/synth.h) */
     uint64_t seed;
@@ -61,14 +60,16 @@ static void logits_usage(FILE *f)
                "                  say (a prefill, then decode steps)\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
                "  --kv-dtype T    KV cache storage: f32 or bf16 (default: bf16 under fast\n"
-               "                  numerics, else f32)\n"
+               "                  numerics of a checkpoint, else f32)\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
                "  --numerics M    step arithmetic: ref (default: exact F32, the reference), bf16\n"
                "                  (BF16 matmul inputs where the backend has faster kernels; CUDA\n"
-               "                  runs it as ref), fast (DeepSeek's FP8 recipe; on the CPU an exact\n"
-               "                  emulation of the GPU's) or auto (as seekd serve: fast on CUDA,\n"
-               "                  bf16 on the CPU)\n"
+               "                  runs it as ref), fast (DeepSeek's FP8 recipe, on the CPU an exact\n"
+               "                  emulation of the GPU's; for a GGUF file's quantisation blocks,\n"
+               "                  8-bit activations with integer dots) or auto (as seekd serve:\n"
+               "                  fast on CUDA; on the CPU fast for GGUF quantisation blocks,\n"
+               "                  else bf16)\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
                "  --stats         print the backend's figures (steps, forward seconds, bytes)\n"
                "  --dump-stages D write every stage of every layer of every step under D (fast\n"
@@ -142,8 +143,8 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             if (strcmp(optarg, "ref") == 0) o->numerics = NUMERICS_REF;
             else if (strcmp(optarg, "bf16") == 0) o->numerics = NUMERICS_BF16;
             else if (strcmp(optarg, "fast") == 0) o->numerics = NUMERICS_FAST;
-            else if (strcmp(optarg, "auto") != 0) return -1;
-            o->numerics_auto = strcmp(optarg, "auto") == 0;
+            else if (strcmp(optarg, "auto") == 0) o->numerics = NUMERICS_AUTO;
+            else return -1;
             break;
         case 'G':
             o->n_devices = backend_parse_devices(optarg, o->devices, BACKEND_MAX_DEVICES, &e);
@@ -252,6 +253,16 @@ static int all_ready(struct comm *c, int ok, struct err *e)
     return ok ? 0 : -1;
 }
 
+/* Numerics auto made what it means for this backend and model (backend_numerics), and the
+ * default KV dtype: bf16 where the fast numerics emulate DeepSeek's FP8 recipe (its latent
+ * cache is BF16), else f32 — also under fast for GGUF quantisation blocks. */
+static void resolve_numerics(struct logits_opts *o, const struct backend_ops *ops, const struct model *m)
+{
+    o->numerics = backend_numerics(ops, m, o->numerics);
+    if (!o->kv_dtype_set)
+        o->kv_dtype = o->numerics == NUMERICS_FAST && !model_is_quantised(m) ? DT_BF16 : DT_F32;
+}
+
 /* Runs the tokens through the model on every rank of c; logits of every position. */
 static int run_steps(const struct backend_ops *ops, const struct model *m,
                      const struct logits_opts *o, struct comm *c, const int32_t *tokens, int n,
@@ -303,13 +314,12 @@ static int logits_on(struct comm *c, struct logits_opts *o, const int32_t *token
     char note[320] = "";
     int rc = 1;
     const struct backend_ops *ops = backend_select(o->backend, note, sizeof note, &e);
-    if (ops && o->numerics_auto) o->numerics = strcmp(ops->name, "cuda") == 0 ? NUMERICS_FAST : NUMERICS_BF16;
-    if (!o->kv_dtype_set) o->kv_dtype = o->numerics == NUMERICS_FAST ? DT_BF16 : DT_F32;
     int fill = ops && strcmp(ops->name, "cpu") == 0; /* a GPU generates synthetic weights itself */
     struct model *m = !ops ? NULL
                       : o->synthetic ? synth_load(o->synthetic, o->seed, fill, o->threads, &e)
                                      : model_load(o->model, &e);
     if (note[0] && c->rank == 0) fprintf(stderr, "seekd logits: %s\n", note);
+    if (m) resolve_numerics(o, ops, m);
     size_t count = m ? (size_t)n * (size_t)m->cfg.vocab_size : 0;
     float *logits = m ? malloc(count * sizeof *logits) : NULL;
     if (m && !logits) err_set(&e, "cannot allocate logits for %d tokens", n);

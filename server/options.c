@@ -20,7 +20,7 @@
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const char *const kv_dtypes[] = {"bf16", "f32", NULL};
-static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", NULL};
+static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", "chatml", "llama3", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
@@ -75,9 +75,10 @@ static const struct opt_def opt_table[] = {
      .help = "serve the chat page at /; --no-webui: / answers 404"},
     /* model */
     {STR(model), .flag = "--model", .short_flag = 'm', .def = "", .group = "Model",
-     .metavar = "DIR", .help = "checkpoint directory (config.json, *.safetensors); required"},
+     .metavar = "PATH",
+     .help = "checkpoint directory (config.json, *.safetensors) or GGUF file; required"},
     {STR(tokenizer), .flag = "--tokenizer", .def = "", .group = "Model", .metavar = "DIR",
-     .help = "directory of tokenizer.json and tokenizer_config.json; empty = the model's"},
+     .help = "directory of tokenizer.json and tokenizer_config.json; empty = the model's own"},
     {LIST(served_model_name), .flag = "--served-model-name", .def = "", .group = "Model",
      .metavar = "NAME", .help = "model id in the API, then aliases; none = the directory's name"},
     {ENUM(chat_template, enum opt_chat_template, templates), .flag = "--chat-template",
@@ -152,7 +153,8 @@ static const struct opt_def opt_table[] = {
     {ENUM(numerics, enum opt_numerics, numerics_modes), .flag = "--numerics", .def = "auto",
      .group = "Engine",
      .help = "step arithmetic: ref = F32 reference, bf16 = BF16 matmul inputs where faster (CPU), "
-             "fast = DeepSeek's FP8 recipe; auto = fast on CUDA, bf16 on the CPU"},
+             "fast = DeepSeek's FP8 recipe (CPU, GGUF quantisation blocks: 8-bit activations); "
+             "auto = fast on CUDA, on the CPU fast for GGUF quantisation blocks, else bf16"},
     {BOOL(cuda_graphs), .flag = "--cuda-graphs", .def = "true", .group = "Engine",
      .help = "replay decode steps from CUDA graphs (CUDA, fast numerics)"},
     {ENUM(sample_prefilter, enum opt_switch, switches), .flag = "--sample-prefilter", .def = "auto",

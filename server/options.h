@@ -32,7 +32,10 @@ enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
 enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
 enum opt_numerics { OPT_NUMERICS_AUTO, OPT_NUMERICS_REF, OPT_NUMERICS_BF16, OPT_NUMERICS_FAST };
 enum opt_switch { OPT_SWITCH_AUTO, OPT_SWITCH_ON, OPT_SWITCH_OFF };
-enum opt_chat_template { OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1 };
+enum opt_chat_template {
+    OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1, OPT_TEMPLATE_CHATML,
+    OPT_TEMPLATE_LLAMA3
+};
 enum opt_log_level { OPT_LOG_DEBUG, OPT_LOG_INFO, OPT_LOG_WARN, OPT_LOG_ERROR };
 enum opt_log_format { OPT_LOG_TEXT, OPT_LOG_JSON };
 
@@ -82,7 +85,8 @@ struct seekd_options {
     bool huge_pages; /* CPU: weights copied into anonymous huge pages at start */
     enum opt_backend backend;   /* auto: CUDA when a usable GPU exists, else the CPU */
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
-    enum opt_numerics numerics; /* auto: fast on CUDA, bf16 on the CPU (engine/backend.h) */
+    enum opt_numerics numerics; /* auto: fast on CUDA; on the CPU fast for GGUF quantisation
+                                 * blocks, else bf16 (engine/backend.h) */
     bool cuda_graphs;           /* replay decode steps from CUDA graphs (CUDA, fast numerics) */
     enum opt_switch sample_prefilter; /* auto: where the GPU pre-filters (CUDA, fast numerics) */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */

@@ -85,7 +85,8 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .huge_pages = o->huge_pages,
         .numerics = o->numerics == OPT_NUMERICS_FAST   ? NUMERICS_FAST
                     : o->numerics == OPT_NUMERICS_BF16 ? NUMERICS_BF16
-                                                       : NUMERICS_REF, /* auto: pick_backend */
+                    : o->numerics == OPT_NUMERICS_REF  ? NUMERICS_REF
+                                                       : NUMERICS_AUTO, /* pick_backend, engine */
         .cuda_graphs = o->cuda_graphs,
     };
 }
@@ -95,7 +96,8 @@ static enum backend_kind backend_kind_of(enum opt_backend b)
     return b == OPT_BACKEND_CPU ? BACKEND_CPU : b == OPT_BACKEND_CUDA ? BACKEND_CUDA : BACKEND_AUTO;
 }
 
-/* The served names: --served-model-name, else the model directory's base name. */
+/* The served names: --served-model-name, else the model directory's or file's base name (a
+ * GGUF's without ".gguf"). */
 static char **model_names(const struct seekd_options *o)
 {
     int n = o->served_model_name.n_items;
@@ -106,6 +108,8 @@ static char **model_names(const struct seekd_options *o)
         size_t len = strlen(dup);
         while (len > 1 && dup[len - 1] == '/') dup[--len] = 0;
         names[0] = strdup(basename(dup));
+        size_t bl = strlen(names[0]);
+        if (bl > 5 && !strcmp(names[0] + bl - 5, ".gguf")) names[0][bl - 5] = 0;
         free(dup);
     }
     return names;
@@ -113,7 +117,8 @@ static char **model_names(const struct seekd_options *o)
 
 static const char *template_option(enum opt_chat_template t)
 {
-    return t == OPT_TEMPLATE_DEEPSEEK_V3 ? "deepseek-v3" : t == OPT_TEMPLATE_DEEPSEEK_R1 ? "deepseek-r1" : "auto";
+    static const char *const names[] = {"auto", "deepseek-v3", "deepseek-r1", "chatml", "llama3"};
+    return names[t];
 }
 
 /* Everything `seekd serve` holds while it runs. */
@@ -131,8 +136,8 @@ struct daemon {
     struct dp_rank *dpr;        /* ranks 1..: the loop serving rank 0's requests */
 };
 
-/* The backend and its devices, and what numerics auto runs there (fast on CUDA, bf16 on the
- * CPU); logs why auto fell back to the CPU. */
+/* The backend and its devices, and numerics auto on CUDA (fast; on the CPU the engine decides
+ * once the model is loaded: backend_numerics); logs why auto fell back to the CPU. */
 static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, struct err *e)
 {
     char note[320];
@@ -140,7 +145,7 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     if (!eo->backend) return -1;
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
     int cuda = strcmp(eo->backend->name, "cuda") == 0;
-    if (d->o.numerics == OPT_NUMERICS_AUTO) eo->numerics = cuda ? NUMERICS_FAST : NUMERICS_BF16;
+    if (d->o.numerics == OPT_NUMERICS_AUTO && cuda) eo->numerics = NUMERICS_FAST;
     eo->sample_prefilter = d->o.sample_prefilter == OPT_SWITCH_ON ||
                            (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics == NUMERICS_FAST);
     eo->devices = devices;
@@ -308,7 +313,7 @@ static int load_engine(struct daemon *d, struct err *e)
     notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
     d->a.eng = engine_create(&eo, e);
     if (!d->a.eng) return -1;
-    log_backend(d, eo.numerics);
+    log_backend(d, engine_numerics(d->a.eng));
     d->a.tok = engine_tokenizer(d->a.eng);
     d->a.max_token_text = 3 * tok_max_piece_bytes(d->a.tok) + 4;
     d->a.max_model_len = engine_max_model_len(d->a.eng);

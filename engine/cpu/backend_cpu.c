@@ -17,8 +17,8 @@
 struct backend {
     const struct model *m;
     struct tp *tp;
-    struct fwd *fwd;      /* numerics ref and bf16 */
-    struct ffw *ffw;      /* numerics fast: the emulation of the GPU's FP8 recipe */
+    struct fwd *fwd;      /* numerics ref and bf16, and fast of GGUF quantisation blocks */
+    struct ffw *ffw;      /* numerics fast of a checkpoint: the emulation of the GPU's FP8 recipe */
     struct sd dump;       /* stage dumps, when dumping */
     int dumping;
     struct kv_cache *kv;
@@ -70,11 +70,11 @@ static int make_kv(struct backend *b, const struct backend_opts *o, struct err *
  * the matrix set of numerics bf16 (NULL: none); rate: matrix_best's measure. */
 static void describe(struct backend *b, enum numerics nm, const struct matrix_kernels *mx, double rate)
 {
-    int n = nm == NUMERICS_FAST
-                ? snprintf(b->st.device, sizeof b->st.device,
-                           "CPU, %d threads, emulating the fast numerics", tp_size(b->tp))
-                : snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels",
-                           tp_size(b->tp), simd_best()->name);
+    int n = b->ffw ? snprintf(b->st.device, sizeof b->st.device,
+                              "CPU, %d threads, emulating the fast numerics", tp_size(b->tp))
+                   : snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels%s",
+                              tp_size(b->tp), simd_best()->name,
+                              nm == NUMERICS_FAST ? ", 8-bit activations" : "");
     if (mx)
         n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", %s for BF16 weights", mx->name);
     else if (nm == NUMERICS_BF16 && rate > 0)
@@ -108,6 +108,7 @@ static void read_report(void *arg, uint64_t done, uint64_t total)
  * their addresses (the model's pointers hold), only the pages behind them change. */
 static int huge_pages(struct backend *b, const struct load_progress *p, struct err *e)
 {
+    if (b->m->gguf.n_tensors) return err_set(e, "not for GGUF files yet");
     struct read_report r = {p, b->m, seconds()};
     struct st_read_report rep = {read_report, &r};
     if (st_move_to_huge_pages((struct st_set *)&b->m->st, &rep, e) != 0) return -1;
@@ -126,18 +127,39 @@ static void cpu_destroy(struct backend *b)
     free(b);
 }
 
+/* Which forward numerics fast means for this model: 1, the exact emulation of DeepSeek's FP8
+ * recipe (forward_fast) for a checkpoint; 0, forward.c's 8-bit path for a GGUF file with
+ * quantisation blocks (and for every other numerics); -1 (message in e) where neither fits. */
+static int emulates_fp8(const struct model *m, const struct backend_opts *o, struct err *e)
+{
+    int emulate = o->numerics == NUMERICS_FAST && !model_is_quantised(m);
+    if (emulate && m->gguf.n_tensors)
+        return err_set(e, "numerics fast on the CPU needs a GGUF file with quantisation blocks "
+                          "(Q4_K, Q8_0, ...); this one has none (use --numerics ref or bf16)");
+    if (emulate && !config_is_mla(&m->cfg))
+        return err_set(e, "numerics fast emulates DeepSeek's FP8 recipe, for MLA models only (use "
+                          "--numerics ref or bf16)");
+    if (o->dump_dir && o->numerics != NUMERICS_FAST)
+        return err_set(e, "stage dumps are written under numerics fast only");
+    if (o->dump_dir && !emulate)
+        return err_set(e, "stage dumps are written for DeepSeek's FP8 recipe, not for GGUF "
+                          "quantisation blocks");
+    return emulate;
+}
+
 /* The forward of the chosen numerics (mx: numerics bf16's matrix set, NULL: F32), its prefill
  * chunk, and the dump directory. */
 static int make_forward(struct backend *b, const struct backend_opts *o,
                         const struct matrix_kernels *mx, struct err *e)
 {
-    if (o->dump_dir && o->numerics != NUMERICS_FAST)
-        return err_set(e, "stage dumps are written under numerics fast only");
+    int emulate = emulates_fp8(b->m, o, e);
+    if (emulate < 0) return -1;
     if (o->dump_dir && sd_open(&b->dump, o->dump_dir, e) != 0) return -1;
     b->dumping = o->dump_dir != NULL;
-    if (o->numerics != NUMERICS_FAST) {
+    if (!emulate) {
         b->fwd = fwd_create(b->m, o->max_tokens, b->tp);
         fwd_use_matrix(b->fwd, mx);
+        fwd_set_q8(b->fwd, o->numerics == NUMERICS_FAST);
         b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
         return 0;
     }
@@ -147,8 +169,11 @@ static int make_forward(struct backend *b, const struct backend_opts *o,
     return b->ffw ? 0 : -1;
 }
 
-static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
+static struct backend *cpu_create(const struct model *m, const struct backend_opts *opts, struct err *e)
 {
+    struct backend_opts ro = *opts; /* numerics auto resolved */
+    ro.numerics = backend_numerics(backend_cpu(), m, opts->numerics);
+    const struct backend_opts *o = &ro;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
     struct err he = {{0}};
@@ -163,7 +188,7 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
     if (o->sample_prefilter) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
-    b->st.weight_bytes = m->st.n_bytes; /* mapped in place, or moved into huge pages: one copy */
+    b->st.weight_bytes = model_bytes(m); /* mapped in place, or moved into huge pages: one copy */
     describe(b, o->numerics, mx, rate);
     return b;
 }

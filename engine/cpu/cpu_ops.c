@@ -9,7 +9,7 @@
 
 void cpu_weight_row(const struct weight *w, int64_t r, float *out)
 {
-    const char *row = (const char *)w->data + (size_t)(r * w->cols) * dtype_size(w->dtype);
+    const char *row = (const char *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
     dtype_to_f32(w->dtype, row, out, (size_t)w->cols);
     if (!w->scale) return;
     int64_t n_cb = (w->cols + w->block_cols - 1) / w->block_cols;

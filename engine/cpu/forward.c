@@ -1,6 +1,6 @@
-/* forward: the spine of the model — embedding, decoder layers (MLA + dense MLP or MoE),
- * final norm and lm_head — over one batch. Shapes use D hidden, H heads, dn/dr/dv head dims,
- * dc the latent rank, T the tokens in the batch. */
+/* forward: the spine of the model — embedding, decoder layers (MLA or dense GQA attention, then
+ * a dense MLP or MoE), final norm and lm_head — over one batch; and MLA attention. Shapes use D
+ * hidden, H heads, dn/dr/dv head dims, dc the latent rank, T the tokens in the batch. */
 #include "engine/cpu/forward.h"
 
 #include <math.h>
@@ -9,46 +9,9 @@
 #include <time.h>
 
 #include "engine/cpu/cpu_ops.h"
+#include "engine/cpu/forward_internal.h"
 #include "engine/cpu/moe.h"
-#include "engine/cpu/ops.h"
 #include "engine/model/rope.h"
-
-enum {
-    FUSE_T = 256,  /* batches up to this many tokens run all experts in one loop */
-    FUSE_ROWS = 128 /* output rows per task in those loops */
-};
-
-struct fwd {
-    const struct model *m;
-    const struct model_config *c;
-    struct ops ops;      /* thread pool and SIMD kernels */
-    struct tp *own_tp;   /* the pool, when fwd_create made it */
-    int max_tokens;
-    struct rope rope;    /* frequencies, YaRN factors, softmax scale */
-    float *cos, *sin;    /* [T, dr/2] rotation of each token's position */
-    int *pos;            /* [T] position of each token */
-    int *seq_of;         /* [T] index of each token's sequence in the batch */
-    int *unit;           /* [T] first token of each attention token group */
-    float *h;            /* [T, D] residual stream */
-    float *xn;           /* [T, D] normed input of a block */
-    float *out;          /* [T, D] block output */
-    float *cq;           /* [T, q_lora] */
-    float *q;            /* [T, H*(dn+dr)] */
-    float *kva;          /* [T, dc+dr] */
-    float *qlat;         /* [T, H, dc + dr] query folded through W_UK, then its rope part */
-    float *ctx;          /* [T, H, dc] attention-weighted latents */
-    float *attn;         /* [T, H*dv] */
-    float *ff_a, *ff_b;  /* [T, widest MLP] */
-    float *xg, *yg;      /* [T, D] tokens gathered for one expert, and their output */
-    /* decode-sized batches run every expert of a layer in two parallel loops (moe_fused) */
-    float *fx, *fy;      /* [FUSE_T * k, D] tokens gathered per expert, outputs */
-    float *fa, *fb;      /* [FUSE_T * (k + 1), widest expert] gate and up activations */
-    int *fwho;           /* [FUSE_T * k] token of each gathered row */
-    float *fwgt;         /* [FUSE_T * k] its routing weight */
-    float *router;       /* [T, E] */
-    int *sel;            /* [T, k] chosen experts */
-    float *selw;         /* [T, k] their weights */
-};
 
 static float *alloc_f(size_t n)
 {
@@ -75,7 +38,11 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     f->cq = alloc_f(T * (size_t)(c->q_lora_rank ? c->q_lora_rank : 1));
     f->q = alloc_f(T * H * qk);
     f->kva = alloc_f(T * (size_t)config_kv_width(c));
-    f->qlat = alloc_f(T * H * (size_t)config_kv_width(c)), f->ctx = alloc_f(T * H * dc);
+    size_t kvh = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    f->kn = alloc_f(T * kvh), f->vn = alloc_f(T * kvh);
+    f->bias = alloc_f(H * (size_t)(c->head_dim > 0 ? c->head_dim : 1) + D);
+    size_t qlat_w = config_is_mla(c) ? (size_t)config_kv_width(c) : 0; /* dense: unused */
+    f->qlat = alloc_f(T * H * qlat_w), f->ctx = alloc_f(T * H * dc);
     f->attn = alloc_f(T * H * (size_t)c->v_head_dim);
     f->ff_a = alloc_f(T * wide), f->ff_b = alloc_f(T * wide);
     f->xg = alloc_f(T * D), f->yg = alloc_f(T * D);
@@ -86,7 +53,18 @@ struct fwd *fwd_create(const struct model *m, int max_tokens, struct tp *tp)
     f->sel = xcalloc(T * (size_t)(c->n_experts_per_tok + 1), sizeof *f->sel);
     f->selw = alloc_f(T * (size_t)(c->n_experts_per_tok + 1));
     rope_init(&f->rope, c);
+    if (m->rope_freqs.data) {
+        float *fac = alloc_f((size_t)f->rope.n_pairs);
+        cpu_weight_row(&m->rope_freqs, 0, fac);
+        rope_freq_factors(&f->rope, fac);
+        free(fac);
+    }
     return f;
+}
+
+void fwd_set_q8(struct fwd *f, int on)
+{
+    f->ops.q8 = on;
 }
 
 void fwd_destroy(struct fwd *f)
@@ -94,7 +72,7 @@ void fwd_destroy(struct fwd *f)
     if (!f) return;
     float *bufs[] = {f->cos, f->sin, f->h, f->xn, f->out, f->cq, f->q, f->kva, f->qlat, f->ctx,
                      f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw,
-                     f->fx, f->fy, f->fa, f->fb, f->fwgt};
+                     f->fx, f->fy, f->fa, f->fb, f->fwgt, f->kn, f->vn, f->bias};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(f->pos);
     free(f->seq_of);
@@ -270,33 +248,45 @@ static void absorb(struct fwd *f, const float *w_uk, int t0, int t1, int h)
         k->axpy_rows(f->qlat + ((size_t)t * H + h) * W, f->q + ((size_t)t * H + h) * qk, w_uk, dc, dn, dc);
 }
 
-/* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for one head h (a task), every token: the query seen through
- * the key up-projection, accumulated over d in order (axpy_rows = n axpys, bit for bit). */
+/* qlat[t][h] = W_UK_hᵀ q_nope[t][h] for head h, every token: the query seen through the key
+ * up-projection. From kv_b: the head's W_UK widened, accumulated over d in order (axpy_rows = n
+ * axpys, bit for bit). From the split layout's k_b (W_UK_hᵀ itself, [dc, dn]): a matmul. */
+static void absorb_head(struct fwd *f, const struct layer *L, int thread, int T, int h)
+{
+    const struct model_config *c = f->c;
+    int H = c->n_heads, dn = c->qk_nope_head_dim, dc = c->kv_lora_rank, qk = config_qk_head_dim(c);
+    int W = config_kv_width(c);
+    if (L->k_b.data) {
+        ops_matmul_serial(&f->ops, thread, &L->k_b, (int64_t)h * dc, (int64_t)(h + 1) * dc,
+                          f->q + (size_t)h * qk, (int64_t)H * qk, T, f->qlat + (size_t)h * W,
+                          (int64_t)H * W);
+        return;
+    }
+    float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
+    f->ops.k->widen_rows(&L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
+    absorb(f, w_uk, 0, T, h);
+}
+
+/* The absorbed query of one head (a task), every token. */
 static void absorb_task(void *arg, int h, int thread)
 {
     const struct attn_job *j = arg;
-    struct fwd *f = j->f;
-    const struct model_config *c = f->c;
-    int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank;
-    float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
-    f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
-    absorb(f, w_uk, 0, j->T, h);
+    absorb_head(j->f, j->L, thread, j->T, h);
 }
 
-/* attn[t][h] = W_UV_h ctx[t][h] for tokens [t, t + n). */
+/* attn[t][h] = W_UV_h ctx[t][h] for tokens [t, t + n): rows of kv_b, or of the split v_b. */
 static void value_rows(struct fwd *f, const struct layer *L, int thread, int t, int n, int h)
 {
     const struct model_config *c = f->c;
     int H = c->n_heads, dc = c->kv_lora_rank, dv = c->v_head_dim, stride = c->qk_nope_head_dim + dv;
-    ops_matmul_serial(&f->ops, thread, &L->kv_b, (int64_t)h * stride + c->qk_nope_head_dim,
-                      (int64_t)(h + 1) * stride, f->ctx + ((size_t)t * H + h) * dc, (int64_t)H * dc, n,
-                      f->attn + ((size_t)t * H + h) * dv, (int64_t)H * dv);
+    const struct weight *w = L->v_b.data ? &L->v_b : &L->kv_b;
+    int64_t r0 = L->v_b.data ? (int64_t)h * dv : (int64_t)h * stride + c->qk_nope_head_dim;
+    ops_matmul_serial(&f->ops, thread, w, r0, r0 + dv, f->ctx + ((size_t)t * H + h) * dc,
+                      (int64_t)H * dc, n, f->attn + ((size_t)t * H + h) * dv, (int64_t)H * dv);
 }
 
-/* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
- * widened (with the kernel set's exact widening) into buf. */
-static const float *cache_block(const struct simd_kernels *k, const struct kv_cache *kv, int il,
-                                int block, int n, float *buf)
+const float *fwd_cache_block(const struct simd_kernels *k, const struct kv_cache *kv, int il,
+                             int block, int n, float *buf)
 {
     if (kv->dtype == DT_F32) return (const float *)kv_cache_row(kv, il, block, 0);
     struct weight rows = {.name = "kv", .dtype = kv->dtype, .rows = n, .cols = kv->width,
@@ -324,7 +314,7 @@ static void attn_scores(struct fwd *f, const struct attn_job *j, const struct at
     int H = f->c->n_heads, W = j->kv->width, bs = j->kv->block_size;
     for (int p0 = 0; p0 < a->n_max; p0 += bs) {
         int m = a->n_max - p0 < bs ? a->n_max - p0 : bs;
-        const float *rows = cache_block(k, j->kv, j->il, a->table[p0 / bs], m, a->buf);
+        const float *rows = fwd_cache_block(k, j->kv, j->il, a->table[p0 / bs], m, a->buf);
         for (int t = a->t0; t < a->t1; t++) {
             int mt = f->pos[t] + 1 - p0 < m ? f->pos[t] + 1 - p0 : m;
             float *sc = a->scores + (size_t)(t - a->t0) * a->G * a->n_max + p0;
@@ -343,7 +333,7 @@ static void attn_context(struct fwd *f, const struct attn_job *j, const struct a
         memset(f->ctx + ((size_t)t * H + a->h0) * dc, 0, (size_t)a->G * dc * sizeof(float));
     for (int p0 = 0; p0 < a->n_max; p0 += bs) {
         int m = a->n_max - p0 < bs ? a->n_max - p0 : bs;
-        const float *rows = cache_block(k, j->kv, j->il, a->table[p0 / bs], m, a->buf);
+        const float *rows = fwd_cache_block(k, j->kv, j->il, a->table[p0 / bs], m, a->buf);
         for (int t = a->t0; t < a->t1; t++) {
             int mt = f->pos[t] + 1 - p0 < m ? f->pos[t] + 1 - p0 : m, h = 0;
             const float *pr = a->scores + (size_t)(t - a->t0) * a->G * a->n_max + p0;
@@ -403,14 +393,9 @@ static void whole_task(void *arg, int task, int thread)
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
-    int dn = c->qk_nope_head_dim, dc = c->kv_lora_rank;
     int h0 = task * j->group, h1 = h0 + j->group < c->n_heads ? h0 + j->group : c->n_heads;
     query_heads(f, j->L, thread, h0, h1, j->T);
-    for (int h = h0; h < h1; h++) {
-        float *w_uk = tp_scratch(f->ops.tp, thread, (size_t)dn * dc * sizeof(float)); /* [dn, dc] */
-        f->ops.k->widen_rows(&j->L->kv_b, (int64_t)h * (dn + c->v_head_dim), dn, w_uk, dc);
-        absorb(f, w_uk, 0, j->T, h);
-    }
+    for (int h = h0; h < h1; h++) absorb_head(f, j->L, thread, j->T, h);
     for (int u = 0; u < j->n_units; u++) {
         struct attn_part a = attn_plan(f, j, u * j->n_heads + task);
         attn_part_run(f, j, &a, thread);
@@ -643,7 +628,8 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *lo
     for (int il = 0; il < c->n_layers; il++) {
         const struct layer *L = &f->m->layers[il];
         cpu_rmsnorm(f->h, &L->attn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
-        attention(f, L, il, kv, b);
+        if (config_is_mla(c)) attention(f, L, il, kv, b);
+        else gqa_attention(f, L, il, kv, b);
         add_residual(f, T);
         cpu_rmsnorm(f->h, &L->ffn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
         if (L->is_moe) moe(f, L, T);

@@ -1,10 +1,11 @@
-/* forward: one step of the model over a batch of sequences, reading and writing the paged
- * latent KV cache (engine/batch.h describes the batch). CPU implementation, F32 accumulation.
+/* forward: one step of the model over a batch of sequences, reading and writing the paged KV
+ * cache (engine/batch.h describes the batch). CPU implementation, F32 accumulation.
  *
- * Attention always runs in the absorbed MLA form: the cache holds only latents, and each
- * token attends over them with W_UK folded into its query and W_UV applied after the
- * weighted sum — the same arithmetic for prefill chunks and decode tokens, so prefilling in
- * one go, in chunks, or token by token gives the same logits. */
+ * DeepSeek attention always runs in the absorbed MLA form: the cache holds only latents, and
+ * each token attends over them with W_UK folded into its query and W_UV applied after the
+ * weighted sum. Dense models (llama, qwen2) cache each KV head's rotated key and value. Either
+ * way prefill chunks and decode tokens run the same arithmetic, so prefilling in one go, in
+ * chunks, or token by token gives the same logits. */
 #ifndef SEEKD_FORWARD_H
 #define SEEKD_FORWARD_H
 
@@ -31,6 +32,10 @@ void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx);
  * 90% of their best throughput here — measured now, on the calling thread's CPU time, in a few
  * milliseconds. Needs the forward idle (it uses the pool's first scratch). */
 int fwd_prefill_chunk(struct fwd *f, int max_tokens);
+
+/* on: quantised weights meet 8-bit activations (integer dot products, llama.cpp's scheme); off
+ * (the default): they are dequantised exactly and multiplied in F32. */
+void fwd_set_q8(struct fwd *f, int on);
 
 /* Runs the batch; logits receives batch_n_logits(b) rows of vocab_size floats, in batch order.
  * The caller has checked the batch against this forward's max_tokens and the cache (batch_check);

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include "engine/cpu/quant_kernels.h"
 #include "engine/err.h"
 
 enum {
@@ -67,6 +68,7 @@ static size_t align64(size_t n)
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                        int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
 {
+    if (dtype_is_quant(w->dtype)) { qk_matmul(o, thread, w, r0, r1, x, ldx, n, y, ldy); return; }
     if (takes_mx(o, w)) { /* pack here: one task's own matmul */
         size_t xb = align64(o->mx->packed_bytes(n, (int)w->cols));
         char *buf = tp_scratch(o->tp, thread, xb + o->mx->scratch_bytes((int)w->cols));

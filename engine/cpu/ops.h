@@ -21,6 +21,9 @@ struct ops {
     const struct simd_kernels *k;    /* never NULL */
     int64_t block_bytes;             /* widened rows, and activations, per cache block; 0: 192 KiB */
     const struct matrix_kernels *mx; /* BF16 weights' matmuls (numerics bf16); NULL: all F32 */
+    int q8;                          /* GGUF quantised weights meet activations quantised to 8
+                                      * bits (integer dot products, numerics fast); 0: exact
+                                      * widening */
 };
 
 /* A block size for this machine's L2 (a tenth of it, 64 to 256 KiB): two blocks stay in L2. */

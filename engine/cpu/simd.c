@@ -9,6 +9,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/isa.h"
 #include "engine/cpu/softmax.h"
+#include "engine/cpu/quant_kernels.h"
 
 /* ---- scalar: the reference kernels of cpu_ops ------------------------------------------------ */
 
@@ -111,6 +112,7 @@ static void avx2_widen_row(const struct weight *w, int64_t r, float *out)
 
 static void avx2_widen_rows(const struct weight *w, int64_t r, int n, float *out, int64_t ld)
 {
+    if (dtype_is_quant(w->dtype)) { qk_widen_rows(w, r, n, out, ld); return; }
     for (int i = 0; i < n; i++) avx2_widen_row(w, r + i, out + i * ld);
 }
 
@@ -241,6 +243,7 @@ static void avx512_widen_row(const struct weight *w, int64_t r, float *out)
 
 static void avx512_widen_rows(const struct weight *w, int64_t r, int n, float *out, int64_t ld)
 {
+    if (dtype_is_quant(w->dtype)) { qk_widen_rows(w, r, n, out, ld); return; }
     for (int i = 0; i < n; i++) avx512_widen_row(w, r + i, out + i * ld);
 }
 

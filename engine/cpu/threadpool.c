@@ -18,7 +18,9 @@ enum { SPIN_ROUNDS = 1 << 12 }; /* pauses before sleeping: tens of microseconds 
 struct tp_slot {
     void *buf; /* the thread's scratch */
     size_t cap;
-    char pad[64 - sizeof(void *) - sizeof(size_t)];
+    void *keep; /* tp_keep's buffer */
+    size_t keep_cap;
+    char pad[64 - 2 * sizeof(void *) - 2 * sizeof(size_t)];
 };
 
 /* One loop's description; two alternate so that a late reader of the last one is harmless.
@@ -42,6 +44,8 @@ struct tp {
     _Atomic uint64_t claim; /* gen << 32 | next task */
     _Atomic int n_done;     /* tasks of the current loop finished */
     _Atomic int stop;
+    _Atomic uint64_t loop; /* the running loop's number (tp_loop), 0 between loops */
+    uint64_t n_loops;      /* loops started (the caller's alone) */
 };
 
 struct tp_worker_arg {
@@ -141,7 +145,7 @@ void tp_destroy(struct tp *tp)
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
     for (int i = 1; i < tp->n_threads; i++) pthread_join(tp->workers[i - 1], NULL);
-    for (int i = 0; i <= tp->n_threads; i++) free(tp->slots[i].buf);
+    for (int i = 0; i <= tp->n_threads; i++) free(tp->slots[i].buf), free(tp->slots[i].keep);
     pthread_cond_destroy(&tp->cv);
     pthread_cond_destroy(&tp->done_cv);
     pthread_mutex_destroy(&tp->mu);
@@ -155,13 +159,31 @@ int tp_size(const struct tp *tp)
     return tp ? tp->n_threads : 1;
 }
 
+static void run_loop(struct tp *tp, int n_tasks, tp_fn fn, void *arg);
+
 void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
 {
     if (n_tasks <= 0) return;
-    if (!tp || tp->n_threads == 1 || n_tasks == 1) {
+    if (!tp) {
         for (int i = 0; i < n_tasks; i++) fn(arg, i, 0);
         return;
     }
+    /* Stored before the loop's claim is published (release), read by tasks after theirs. */
+    atomic_store_explicit(&tp->loop, ++tp->n_loops, memory_order_relaxed);
+    if (tp->n_threads == 1 || n_tasks == 1)
+        for (int i = 0; i < n_tasks; i++) fn(arg, i, 0);
+    else run_loop(tp, n_tasks, fn, arg);
+    atomic_store_explicit(&tp->loop, 0, memory_order_relaxed);
+}
+
+uint64_t tp_loop(const struct tp *tp)
+{
+    return tp ? atomic_load_explicit(&tp->loop, memory_order_relaxed) : 0;
+}
+
+/* The loop on the workers: publish, take part, wait for the last task. */
+static void run_loop(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
+{
     uint32_t gen = current_gen(tp) + 1;
     struct tp_job *j = &tp->jobs[gen % 2];
     atomic_store_explicit(&j->fn, fn, memory_order_relaxed);
@@ -183,26 +205,37 @@ void tp_run(struct tp *tp, int n_tasks, tp_fn fn, void *arg)
     pthread_mutex_unlock(&tp->mu);
 }
 
-/* Slot i's buffer, grown to at least bytes. */
-static void *slot_buffer(struct tp_slot *s, size_t bytes)
+/* *buf of at least bytes (64-byte aligned), grown when smaller; 1 when it was (re)allocated. */
+static int grow(void **buf, size_t *cap, size_t bytes)
 {
-    if (s->cap < bytes) {
-        free(s->buf);
-        size_t cap = (bytes + 63) / 64 * 64;
-        if (posix_memalign(&s->buf, 64, cap) != 0) ERR_FATAL("out of memory (%zu bytes)", cap);
-        s->cap = cap;
-    }
-    return s->buf;
+    if (*cap >= bytes) return 0;
+    free(*buf);
+    size_t c = (bytes + 63) / 64 * 64;
+    if (posix_memalign(buf, 64, c) != 0) ERR_FATAL("out of memory (%zu bytes)", c);
+    *cap = c;
+    return 1;
 }
 
 void *tp_scratch(struct tp *tp, int thread, size_t bytes)
 {
     if (!tp) ERR_FATAL("tp_scratch needs a pool");
-    return slot_buffer(&tp->slots[thread], bytes);
+    struct tp_slot *s = &tp->slots[thread];
+    grow(&s->buf, &s->cap, bytes);
+    return s->buf;
 }
 
 void *tp_shared_scratch(struct tp *tp, size_t bytes)
 {
     if (!tp) ERR_FATAL("tp_shared_scratch needs a pool");
-    return slot_buffer(&tp->slots[tp->n_threads], bytes);
+    struct tp_slot *s = &tp->slots[tp->n_threads];
+    grow(&s->buf, &s->cap, bytes);
+    return s->buf;
+}
+
+void *tp_keep(struct tp *tp, int thread, size_t bytes, int *fresh)
+{
+    if (!tp) ERR_FATAL("tp_keep needs a pool");
+    struct tp_slot *s = &tp->slots[thread];
+    *fresh = grow(&s->keep, &s->keep_cap, bytes);
+    return s->keep;
 }

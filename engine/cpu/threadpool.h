@@ -10,6 +10,7 @@
 #define SEEKD_THREADPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct tp;
 
@@ -33,5 +34,15 @@ void *tp_scratch(struct tp *tp, int thread, size_t bytes);
  * tasks of the next loop read (activations prepared once for all of them). Kept between calls;
  * only the caller may ask for it, never inside a task. */
 void *tp_shared_scratch(struct tp *tp, size_t bytes);
+
+/* The number of the loop now running, distinct for every loop of the pool's life; 0 outside a
+ * loop and for a NULL pool. What a loop's tasks only read stays the same for the whole loop, so
+ * a kernel may key what it derives from such input on this number (with the input's address). */
+uint64_t tp_loop(const struct tp *tp);
+
+/* A second per-thread buffer like tp_scratch, for what a kernel keeps from one of its calls to
+ * the next (tp_scratch is any code's within a task). *fresh is 1 when the buffer was just
+ * (re)allocated: its contents are then undefined. */
+void *tp_keep(struct tp *tp, int thread, size_t bytes, int *fresh);
 
 #endif

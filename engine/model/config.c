@@ -1,4 +1,6 @@
-/* config: config.json → struct model_config, with bounds on every value. */
+/* config: config.json → struct model_config, with bounds on every value. DeepSeek (MLA + MoE)
+ * and the dense llama / qwen2 decoders have their own key tables; the cross-field checks are
+ * shared with the GGUF reader (config_check). */
 #include "engine/model/config.h"
 
 #include <jansson.h>
@@ -17,7 +19,7 @@ struct int_key {
 };
 
 #define K(name, field, lo, hi, req, dflt) {name, offsetof(struct model_config, field), lo, hi, req, dflt}
-static const struct int_key int_keys[] = {
+static const struct int_key mla_keys[] = {
     K("vocab_size", vocab_size, 1, 1 << 22, 1, 0),
     K("hidden_size", hidden_size, 1, 1 << 16, 1, 0),
     K("num_hidden_layers", n_layers, 1, 1024, 1, 0),
@@ -40,16 +42,31 @@ static const struct int_key int_keys[] = {
     K("max_position_embeddings", max_position_embeddings, 1, 1 << 24, 0, 4096),
     K("bos_token_id", bos_token_id, 0, 1 << 22, 0, 0),
     K("eos_token_id", eos_token_id, 0, 1 << 22, 0, 1),
+    {NULL, 0, 0, 0, 0, 0},
+};
+static const struct int_key dense_keys[] = {
+    K("vocab_size", vocab_size, 1, 1 << 22, 1, 0),
+    K("hidden_size", hidden_size, 1, 1 << 16, 1, 0),
+    K("num_hidden_layers", n_layers, 1, 1024, 1, 0),
+    K("num_attention_heads", n_heads, 1, 1024, 1, 0),
+    K("num_key_value_heads", n_kv_heads, 0, 1024, 0, 0),
+    K("head_dim", head_dim, 0, 4096, 0, 0),
+    K("intermediate_size", intermediate_size, 1, 1 << 20, 1, 0),
+    K("max_position_embeddings", max_position_embeddings, 1, 1 << 24, 0, 4096),
+    K("bos_token_id", bos_token_id, 0, 1 << 22, 0, 0),
+    K("eos_token_id", eos_token_id, 0, 1 << 22, 0, 1),
+    {NULL, 0, 0, 0, 0, 0},
 };
 #undef K
 
-/* Reads the integer keys of the table; JSON null means "absent" (q_lora_rank: null). */
-static int read_ints(struct model_config *c, json_t *root, struct err *e)
+/* Reads the integer keys of a table; JSON null means "absent" (q_lora_rank: null). A list of
+ * ids (Llama 3.1's eos_token_id) gives its first. */
+static int read_ints(struct model_config *c, const struct int_key *keys, json_t *root, struct err *e)
 {
-    for (size_t i = 0; i < sizeof int_keys / sizeof int_keys[0]; i++) {
-        const struct int_key *k = &int_keys[i];
+    for (const struct int_key *k = keys; k->key; k++) {
         int *dst = (int *)((char *)c + k->offset);
         json_t *v = json_object_get(root, k->key);
+        if (json_is_array(v) && json_array_size(v) && strstr(k->key, "token_id")) v = json_array_get(v, 0);
         if (!v || json_is_null(v)) {
             if (k->required) return err_set(e, "missing \"%s\"", k->key);
             *dst = k->dflt;
@@ -112,9 +129,25 @@ static int read_rope(struct model_config *c, json_t *root, struct err *e)
     const char *type = json_string_value(json_object_get(rs, "type"));
     if (!type) type = json_string_value(json_object_get(rs, "rope_type"));
     if (!type || strcmp(type, "default") == 0) return 0;
-    if (strcmp(type, "yarn") != 0)
-        return err_set(e, "rope scaling type \"%s\" is not supported (only yarn)", type);
     double orig;
+    if (!strcmp(type, "linear")) {
+        c->rope_linear = 1;
+        return read_num(rs, "factor", 1.0, 1.0, 1e6, &c->rope_factor, e) ? err_prefix(e, "rope_scaling") : 0;
+    }
+    if (!strcmp(type, "llama3")) {
+        c->rope_llama3 = 1;
+        if (read_num(rs, "factor", 1.0, 1.0, 1e6, &c->rope_factor, e) ||
+            read_num(rs, "low_freq_factor", 1.0, 1e-6, 1e6, &c->rope_low_freq, e) ||
+            read_num(rs, "high_freq_factor", 4.0, 1e-6, 1e6, &c->rope_high_freq, e) ||
+            read_num(rs, "original_max_position_embeddings", 8192, 1, 1 << 24, &orig, e))
+            return err_prefix(e, "rope_scaling");
+        if (c->rope_high_freq <= c->rope_low_freq)
+            return err_set(e, "rope_scaling: high_freq_factor must exceed low_freq_factor");
+        c->rope_orig_max_pos = (int)orig;
+        return 0;
+    }
+    if (strcmp(type, "yarn") != 0)
+        return err_set(e, "rope scaling type \"%s\" is not supported (yarn, linear, llama3)", type);
     c->rope_yarn = 1;
     if (read_num(rs, "factor", 1.0, 1.0, 1e6, &c->rope_factor, e) ||
         read_num(rs, "original_max_position_embeddings", c->max_position_embeddings, 1, 1 << 24,
@@ -164,6 +197,12 @@ static int read_moe(struct model_config *c, json_t *root, struct err *e)
     c->routed_scaling_factor = (float)f;
     json_t *n = json_object_get(root, "norm_topk_prob");
     c->norm_topk_prob = json_is_true(n);
+    return 0;
+}
+
+/* The routed experts, their groups and the top-k agree with each other. */
+static int check_moe(const struct model_config *c, struct err *e)
+{
     if (!c->n_routed_experts) return 0;
     if (!c->moe_intermediate_size || !c->n_experts_per_tok)
         return err_set(e, "MoE needs moe_intermediate_size and num_experts_per_tok");
@@ -179,18 +218,57 @@ static int read_moe(struct model_config *c, json_t *root, struct err *e)
     return 0;
 }
 
-static int check_consistency(struct model_config *c, json_t *root, struct err *e)
+int config_check(const struct model_config *c, struct err *e)
 {
-    const char *act = json_string_value(json_object_get(root, "hidden_act"));
-    if (act && strcmp(act, "silu") != 0) return err_set(e, "hidden_act \"%s\" is not supported", act);
-    if (c->qk_rope_head_dim % 2) return err_set(e, "qk_rope_head_dim must be even");
+    if (c->qk_rope_head_dim % 2 || c->qk_rope_head_dim < 2)
+        return err_set(e, "the rotary dimension %d must be even and at least 2", c->qk_rope_head_dim);
     if (c->first_k_dense_replace > c->n_layers)
         return err_set(e, "first_k_dense_replace %d exceeds num_hidden_layers %d",
                        c->first_k_dense_replace, c->n_layers);
     if (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
         return err_set(e, "bos/eos token id outside the vocabulary");
-    json_t *tie = json_object_get(root, "tie_word_embeddings");
-    if (json_is_true(tie)) return err_set(e, "tie_word_embeddings true is not supported");
+    if (config_is_mla(c)) return check_moe(c, e);
+    if (c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
+        return err_set(e, "%d attention heads are not a multiple of %d key/value heads", c->n_heads,
+                       c->n_kv_heads);
+    if (c->qk_rope_head_dim > c->head_dim)
+        return err_set(e, "the rotary dimension %d exceeds the head size %d", c->qk_rope_head_dim,
+                       c->head_dim);
+    return 0;
+}
+
+/* llama / qwen2: GQA attention, SwiGLU MLP, RoPE on whole heads (rotate_half pairing). */
+static int parse_dense(struct model_config *c, json_t *root, struct err *e)
+{
+    if (read_ints(c, dense_keys, root, e)) return -1;
+    if (!c->n_kv_heads) c->n_kv_heads = c->n_heads;
+    if (!c->head_dim) {
+        if (c->hidden_size % c->n_heads)
+            return err_set(e, "hidden_size %d is not a multiple of %d heads", c->hidden_size, c->n_heads);
+        c->head_dim = c->hidden_size / c->n_heads;
+    }
+    double partial;
+    if (read_num(root, "partial_rotary_factor", 1.0, 0.0, 1.0, &partial, e)) return -1;
+    if (partial != 1.0) return err_set(e, "partial_rotary_factor %g is not supported", partial);
+    if (json_is_true(json_object_get(root, "mlp_bias"))) return err_set(e, "mlp_bias true is not supported");
+    if (json_is_true(json_object_get(root, "use_sliding_window")))
+        return err_set(e, "use_sliding_window true is not supported");
+    int bias = json_is_true(json_object_get(root, "attention_bias"));
+    c->qkv_bias = c->arch == ARCH_QWEN2 || bias;
+    c->o_bias = bias;
+    c->qk_rope_head_dim = c->head_dim;
+    c->v_head_dim = c->head_dim;
+    c->rope_neox = 1;
+    c->tie_embeddings = json_is_true(json_object_get(root, "tie_word_embeddings"));
+    c->n_group = c->topk_group = c->moe_layer_freq = 1;
+    return 0;
+}
+
+static int parse_mla(struct model_config *c, json_t *root, struct err *e)
+{
+    if (read_ints(c, mla_keys, root, e) || read_quant(c, root, e) || read_moe(c, root, e)) return -1;
+    if (json_is_true(json_object_get(root, "tie_word_embeddings")))
+        return err_set(e, "tie_word_embeddings true is not supported");
     return 0;
 }
 
@@ -201,13 +279,19 @@ static int parse(struct model_config *c, json_t *root, struct err *e)
     if (!type) return err_set(e, "missing \"model_type\"");
     if (strcmp(type, "deepseek_v3") == 0) c->arch = ARCH_DEEPSEEK_V3;
     else if (strcmp(type, "deepseek_v2") == 0) c->arch = ARCH_DEEPSEEK_V2;
-    else return err_set(e, "model_type \"%s\" is not supported (deepseek_v3, deepseek_v2)", type);
+    else if (strcmp(type, "llama") == 0) c->arch = ARCH_LLAMA;
+    else if (strcmp(type, "qwen2") == 0) c->arch = ARCH_QWEN2;
+    else
+        return err_set(e, "model_type \"%s\" is not supported (deepseek_v3, deepseek_v2, llama, qwen2)",
+                       type);
     double eps;
-    if (read_ints(c, root, e) || read_num(root, "rms_norm_eps", 1e-6, 0.0, 1.0, &eps, e) ||
-        read_rope(c, root, e) || read_quant(c, root, e) || read_moe(c, root, e))
+    if ((config_is_mla(c) ? parse_mla(c, root, e) : parse_dense(c, root, e)) ||
+        read_num(root, "rms_norm_eps", 1e-6, 0.0, 1.0, &eps, e) || read_rope(c, root, e))
         return -1;
     c->rms_norm_eps = (float)eps;
-    return check_consistency(c, root, e);
+    const char *act = json_string_value(json_object_get(root, "hidden_act"));
+    if (act && strcmp(act, "silu") != 0) return err_set(e, "hidden_act \"%s\" is not supported", act);
+    return config_check(c, e);
 }
 
 int config_load(struct model_config *c, const char *path, struct err *e)

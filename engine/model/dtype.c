@@ -3,19 +3,37 @@
 
 #include <math.h>
 
+#include "engine/model/quant.h"
+
 static const struct {
     const char *name;
-    size_t size;
+    size_t size; /* bytes per element, or per block */
+    int block;   /* values per block */
 } dtype_info[DT_COUNT] = {
-    [DT_F32] = {"F32", 4},
-    [DT_BF16] = {"BF16", 2},
-    [DT_F16] = {"F16", 2},
-    [DT_F8E4M3] = {"F8_E4M3", 1},
+    [DT_F32] = {"F32", 4, 1},
+    [DT_BF16] = {"BF16", 2, 1},
+    [DT_F16] = {"F16", 2, 1},
+    [DT_F8E4M3] = {"F8_E4M3", 1, 1},
+    [DT_Q8_0] = {"Q8_0", sizeof(struct blk_q8_0), QK32},
+    [DT_Q4_0] = {"Q4_0", sizeof(struct blk_q4_0), QK32},
+    [DT_Q4_1] = {"Q4_1", sizeof(struct blk_q4_1), QK32},
+    [DT_Q5_0] = {"Q5_0", sizeof(struct blk_q5_0), QK32},
+    [DT_Q5_1] = {"Q5_1", sizeof(struct blk_q5_1), QK32},
+    [DT_Q2_K] = {"Q2_K", sizeof(struct blk_q2_k), QK256},
+    [DT_Q3_K] = {"Q3_K", sizeof(struct blk_q3_k), QK256},
+    [DT_Q4_K] = {"Q4_K", sizeof(struct blk_q4_k), QK256},
+    [DT_Q5_K] = {"Q5_K", sizeof(struct blk_q5_k), QK256},
+    [DT_Q6_K] = {"Q6_K", sizeof(struct blk_q6_k), QK256},
 };
 
 size_t dtype_size(enum dtype t)
 {
     return dtype_info[t].size;
+}
+
+int dtype_block(enum dtype t)
+{
+    return dtype_info[t].block;
 }
 
 const char *dtype_name(enum dtype t)
@@ -26,7 +44,7 @@ const char *dtype_name(enum dtype t)
 int dtype_parse(const char *s, enum dtype *out)
 {
     for (int t = 0; t < DT_COUNT; t++) {
-        if (strcmp(s, dtype_info[t].name) == 0) {
+        if (!dtype_is_quant((enum dtype)t) && strcmp(s, dtype_info[t].name) == 0) {
             *out = (enum dtype)t;
             return 0;
         }
@@ -42,6 +60,22 @@ float f16_to_f32(uint16_t h)
     else if (e == 31) v = m ? NAN : INFINITY;
     else v = ldexpf((float)(m | 1024), e - 25);
     return s ? -v : v;
+}
+
+uint16_t f32_to_f16(float f)
+{
+    uint32_t x, ax;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return sign | 0x7e00;         /* NaN */
+    if (ax >= 0x477ff000u) return sign | 0x7c00;        /* 65520 and up round to infinity */
+    if (ax < 0x38800000u) {                             /* below 2^-14: a subnormal (or 0) */
+        float v;
+        memcpy(&v, &ax, sizeof v);
+        return sign | (uint16_t)nearbyintf(v * 16777216.0f); /* units of 2^-24, ties to even */
+    }
+    return sign | (uint16_t)((ax + 0xfffu + ((ax >> 13) & 1u) - 0x38000000u) >> 13);
 }
 
 float fp8e4m3_to_f32(uint8_t b)
@@ -79,6 +113,9 @@ void dtype_to_f32(enum dtype t, const void *src, float *dst, size_t n)
         for (size_t i = 0; i < n; i++) dst[i] = fp8e4m3_to_f32(p[i]);
         break;
     case DT_COUNT:
+        break;
+    default:
+        quant_dequant(t, src, dst, n);
         break;
     }
 }

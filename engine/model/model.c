@@ -1,20 +1,16 @@
-/* model: binds checkpoint tensors to the layer structs by their Hugging Face names. */
+/* model: opens a checkpoint (a Hugging Face directory or a GGUF file) and binds safetensors
+ * tensors to the layer structs by their Hugging Face names (GGUF: gguf_model.c). */
 #include "engine/model/model.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-struct binder {
-    struct model *m;
-    struct err *e;
-    int failed;
-    const struct load_progress *progress; /* may be NULL */
-    struct load_status status;
-};
+#include "engine/model/model_internal.h"
 
-static void report(struct binder *b, const char *stage)
+void model_report(struct binder *b, const char *stage)
 {
     if (!b->progress || !b->progress->fn) return;
     b->status.stage = stage;
@@ -139,13 +135,33 @@ static void bind_moe(struct binder *b, struct layer *L, int il)
     }
 }
 
+/* llama / qwen2: q, k, v, o projections, biases where the config says. */
+static void bind_dense_attention(struct binder *b, struct layer *L, int il)
+{
+    const struct model_config *c = &b->m->cfg;
+    int64_t D = c->hidden_size, Q = (int64_t)c->n_heads * c->head_dim;
+    int64_t KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const char *p = "model.layers";
+    bind(b, &L->q, Q, D, 1, "%s.%d.self_attn.q_proj.weight", p, il);
+    bind(b, &L->k, KV, D, 1, "%s.%d.self_attn.k_proj.weight", p, il);
+    bind(b, &L->v, KV, D, 1, "%s.%d.self_attn.v_proj.weight", p, il);
+    bind(b, &L->o, D, Q, 1, "%s.%d.self_attn.o_proj.weight", p, il);
+    if (c->qkv_bias) {
+        bind(b, &L->q_bias, 0, Q, 0, "%s.%d.self_attn.q_proj.bias", p, il);
+        bind(b, &L->k_bias, 0, KV, 0, "%s.%d.self_attn.k_proj.bias", p, il);
+        bind(b, &L->v_bias, 0, KV, 0, "%s.%d.self_attn.v_proj.bias", p, il);
+    }
+    if (c->o_bias) bind(b, &L->o_bias, 0, D, 0, "%s.%d.self_attn.o_proj.bias", p, il);
+}
+
 static void bind_layer(struct binder *b, struct layer *L, int il)
 {
     const struct model_config *c = &b->m->cfg;
     int64_t D = c->hidden_size, I = c->intermediate_size;
     bind(b, &L->attn_norm, 0, D, 0, "model.layers.%d.input_layernorm.weight", il);
     bind(b, &L->ffn_norm, 0, D, 0, "model.layers.%d.post_attention_layernorm.weight", il);
-    bind_attention(b, L, il);
+    if (config_is_mla(c)) bind_attention(b, L, il);
+    else bind_dense_attention(b, L, il);
     L->is_moe = config_layer_is_moe(c, il);
     if (L->is_moe) {
         bind_moe(b, L, il);
@@ -183,34 +199,47 @@ static int bind_all(struct binder *b)
     int64_t V = c->vocab_size, D = c->hidden_size;
     bind(b, &b->m->embed, V, D, 0, "model.embed_tokens.weight");
     bind(b, &b->m->norm, 0, D, 0, "model.norm.weight");
-    bind(b, &b->m->lm_head, V, D, 0, "lm_head.weight");
+    struct st_tensor *head = st_find(&b->m->st, "lm_head.weight");
+    if (c->tie_embeddings) {
+        b->m->lm_head = b->m->embed; /* a stored copy, if any, is the same matrix */
+        if (head) head->used = 1;
+    } else {
+        bind(b, &b->m->lm_head, V, D, 0, "lm_head.weight");
+    }
     b->m->layers = xcalloc((size_t)c->n_layers, sizeof *b->m->layers);
     for (int il = 0; il < c->n_layers && !b->failed; il++) {
         bind_layer(b, &b->m->layers[il], il);
-        report(b, "binding");
+        model_report(b, "binding");
     }
     if (b->failed) return -1;
     return check_leftovers(b);
 }
 
-struct model *model_load(const char *dir, struct err *e)
+struct model *model_load(const char *path, struct err *e)
 {
-    return model_load_progress(dir, NULL, e);
+    return model_load_progress(path, NULL, e);
 }
 
-struct model *model_load_progress(const char *dir, const struct load_progress *p, struct err *e)
+/* Binds m's safetensors (m->cfg and m->st set) by the checkpoint's names. */
+static int bind_hf(struct model *m, const struct load_progress *p, struct err *e)
 {
-    struct model_config c;
-    struct st_set st = {0};
+    struct binder b = {.m = m, .e = e, .progress = p};
+    b.status.n_tensors_total = m->st.n_tensors;
+    b.status.n_bytes_total = m->st.n_bytes;
+    model_report(&b, "mapping");
+    if (bind_all(&b) != 0) return -1;
+    model_report(&b, "done");
+    return 0;
+}
+
+/* config.json + safetensors in dir. */
+static int load_hf(struct model *m, const char *dir, const struct load_progress *p, struct err *e)
+{
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (config_load(&c, path, e) != 0 || st_open_dir(&st, dir, e) != 0) {
-        st_close(&st);
-        return NULL;
-    }
-    struct model *m = model_bind(&c, &st, p, e);
-    if (!m) err_prefix(e, "%s", dir);
-    return m;
+    if (config_load(&m->cfg, path, e) != 0 || st_open_dir(&m->st, dir, e) != 0) return -1;
+    if (bind_hf(m, p, e) != 0) return err_prefix(e, "%s", dir);
+    return 0;
 }
 
 struct model *model_bind(const struct model_config *c, struct st_set *st,
@@ -219,16 +248,49 @@ struct model *model_bind(const struct model_config *c, struct st_set *st,
     struct model *m = xcalloc(1, sizeof *m);
     m->cfg = *c, m->st = *st;
     *st = (struct st_set){0};
+    if (bind_hf(m, p, e) == 0) return m;
+    model_destroy(m);
+    return NULL;
+}
+
+/* A GGUF file (or a split set): metadata, then tensors by llama.cpp's names. */
+static int load_gguf(struct model *m, const char *path, const struct load_progress *p, struct err *e)
+{
+    if (gguf_open(&m->gguf, path, e) != 0) return -1;
+    if (gguf_config_read(&m->cfg, &m->gguf, e) != 0) return err_prefix(e, "%s", path);
     struct binder b = {.m = m, .e = e, .progress = p};
-    b.status.n_tensors_total = m->st.n_tensors;
-    b.status.n_bytes_total = m->st.n_bytes;
-    report(&b, "mapping");
-    if (bind_all(&b) != 0) {
-        model_destroy(m);
-        return NULL;
-    }
-    report(&b, "done");
-    return m;
+    b.status.n_tensors_total = m->gguf.n_tensors;
+    b.status.n_bytes_total = m->gguf.n_bytes;
+    model_report(&b, "mapping");
+    if (gguf_model_bind(&b) != 0) return err_prefix(e, "%s", path);
+    model_report(&b, "done");
+    return 0;
+}
+
+struct model *model_load_progress(const char *path, const struct load_progress *p, struct err *e)
+{
+    struct model *m = xcalloc(1, sizeof *m);
+    struct stat st;
+    int rc;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = load_hf(m, path, p, e);
+    else if (gguf_is_gguf(path)) rc = load_gguf(m, path, p, e);
+    else if (stat(path, &st) != 0) rc = err_set(e, "%s: no such file or directory", path);
+    else rc = err_set(e, "%s: neither a checkpoint directory (config.json + safetensors) nor a GGUF file", path);
+    if (rc == 0) return m;
+    model_destroy(m);
+    return NULL;
+}
+
+uint64_t model_bytes(const struct model *m)
+{
+    return m->st.n_bytes + m->gguf.n_bytes;
+}
+
+int model_is_quantised(const struct model *m)
+{
+    for (int i = 0; i < m->gguf.n_tensors; i++)
+        if (dtype_is_quant(m->gguf.tensors[i].dtype)) return 1;
+    return 0;
 }
 
 void model_destroy(struct model *m)
@@ -241,5 +303,6 @@ void model_destroy(struct model *m)
     }
     free(m->layers);
     st_close(&m->st);
+    gguf_close(&m->gguf);
     free(m);
 }

@@ -27,6 +27,22 @@ static void yarn_blend(struct rope *r, const struct model_config *c)
     }
 }
 
+/* Llama 3's frequency-dependent scaling: long wavelengths divided by the factor, short ones kept,
+ * a smooth blend between (transformers' _compute_llama3_parameters). */
+static void llama3_scale(struct rope *r, const struct model_config *c)
+{
+    double L0 = c->rope_orig_max_pos, lo = c->rope_low_freq, hi = c->rope_high_freq, f = c->rope_factor;
+    for (int i = 0; i < r->n_pairs; i++) {
+        double inv = r->inv_freq[i], wavelen = 2 * M_PI / inv;
+        if (wavelen > L0 / lo) inv /= f;
+        else if (wavelen >= L0 / hi) {
+            double smooth = (L0 / wavelen - lo) / (hi - lo);
+            inv = (1 - smooth) * inv / f + smooth * inv;
+        }
+        r->inv_freq[i] = (float)inv;
+    }
+}
+
 void rope_init(struct rope *r, const struct model_config *c)
 {
     int dim = c->qk_rope_head_dim;
@@ -35,6 +51,10 @@ void rope_init(struct rope *r, const struct model_config *c)
     *r = (struct rope){.n_pairs = dim / 2, .mag = 1.0f};
     r->softmax_scale = 1.0f / sqrtf((float)config_qk_head_dim(c));
     for (int i = 0; i < r->n_pairs; i++) r->inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+    if (!config_is_mla(c)) r->softmax_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (c->rope_linear)
+        for (int i = 0; i < r->n_pairs; i++) r->inv_freq[i] /= (float)c->rope_factor;
+    if (c->rope_llama3) llama3_scale(r, c);
     if (!c->rope_yarn) return;
     double factor = c->rope_factor;
     yarn_blend(r, c);
@@ -57,11 +77,25 @@ void rope_angles(const struct rope *r, int pos, float *cos_out, float *sin_out)
     }
 }
 
+void rope_freq_factors(struct rope *r, const float *factors)
+{
+    for (int i = 0; i < r->n_pairs; i++) r->inv_freq[i] /= factors[i];
+}
+
 void rope_apply(float *x, int n_pairs, const float *cos_v, const float *sin_v)
 {
     for (int i = 0; i < n_pairs; i++) {
         float a = x[2 * i], b = x[2 * i + 1], c = cos_v[i], s = sin_v[i];
         x[2 * i] = a * c - b * s;
         x[2 * i + 1] = a * s + b * c;
+    }
+}
+
+void rope_apply_neox(float *x, int n_pairs, const float *cos_v, const float *sin_v)
+{
+    for (int i = 0; i < n_pairs; i++) {
+        float a = x[i], b = x[i + n_pairs], c = cos_v[i], s = sin_v[i];
+        x[i] = a * c - b * s;
+        x[i + n_pairs] = a * s + b * c;
     }
 }

@@ -1,4 +1,5 @@
-/* chat: the DeepSeek-V3 and DeepSeek-R1 chat templates, written in C.
+/* chat: the DeepSeek-V3, DeepSeek-R1 (and R1-Distill), ChatML and Llama 3 chat templates, written
+ * in C — a model's own template text is never executed, only recognised.
  *
  * Renders a conversation straight to token ids, identical to HF apply_chat_template(...,
  * tokenize=True) with the official template texts, with one deliberate difference: message
@@ -32,16 +33,21 @@ struct chat_tool {
     const char *parameters;  /* its parameters schema as JSON text */
 };
 
-enum chat_template { CHAT_DEEPSEEK_V3, CHAT_DEEPSEEK_R1 };
+enum chat_template { CHAT_DEEPSEEK_V3, CHAT_DEEPSEEK_R1, CHAT_CHATML, CHAT_LLAMA3 };
 
 struct chat;
 
-/* Picks the template: option "deepseek-v3" / "deepseek-r1" (the config option chat_template), or
- * NULL / "auto" to recognise tokenizer_config.json's chat_template.  NULL on error, with a message
- * naming the option. */
+/* Picks the template: option "deepseek-v3" / "deepseek-r1" / "chatml" / "llama3" (the config
+ * option chat_template), or NULL / "auto" to recognise the model's own template (tokenizer_config
+ * .json or a GGUF's tokenizer.chat_template): the official DeepSeek texts by hash, otherwise the
+ * family by the markers it writes (as llama.cpp does).  A ChatML template's literal default
+ * system prompt is kept and used when a conversation has no system message.  NULL on error,
+ * with a message naming the option. */
 struct chat *chat_create(const struct tok *t, const char *option, struct err *e);
 void chat_destroy(struct chat *c);
 enum chat_template chat_kind(const struct chat *c);
+/* The token that ends an assistant turn in this template (-1 when the tokenizer lacks it). */
+int32_t chat_end_of_turn(const struct chat *c);
 
 /* Appends the ids of the rendered conversation to out, the tools (may be none) described after
  * the system messages.  -1 on a message the template cannot render (missing content) or invalid

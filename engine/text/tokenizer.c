@@ -50,6 +50,7 @@ int32_t tok_added_id(const struct tok *t, const char *content)
 int32_t tok_n_vocab(const struct tok *t) { return t->n_vocab; }
 int32_t tok_bos_id(const struct tok *t) { return t->bos_id; }
 int32_t tok_eos_id(const struct tok *t) { return t->eos_id; }
+int32_t tok_eot_id(const struct tok *t) { return t->eot_id; }
 const char *tok_chat_template(const struct tok *t) { return t->chat_template; }
 
 size_t tok_max_piece_bytes(const struct tok *t)
@@ -160,7 +161,8 @@ static void push_pair(struct enc *x, int32_t pos)
 {
     int32_t nx = x->syms[pos].next;
     uint64_t v;
-    if (nx >= 0 && merge_get(x->t, x->syms[pos].id, x->syms[nx].id, &v))
+    if (nx >= 0 && x->syms[pos].id >= 0 && x->syms[nx].id >= 0 && /* a byte without a token */
+        merge_get(x->t, x->syms[pos].id, x->syms[nx].id, &v))
         heap_push(x, (struct cand){(uint32_t)(v >> 32), pos, (int32_t)(uint32_t)v});
 }
 
@@ -180,7 +182,7 @@ static void bpe(struct enc *x, const uint8_t *s, size_t n)
     const struct tok *t = x->t;
     int32_t whole = t->ignore_merges ? word_id(t, s, n) : -1;
     if (n == 1 || whole >= 0) {
-        tok_ids_push(x->out, whole >= 0 ? whole : t->byte_id[s[0]]);
+        if (whole >= 0 || t->byte_id[s[0]] >= 0) tok_ids_push(x->out, whole >= 0 ? whole : t->byte_id[s[0]]);
         return;
     }
     reserve(x, n);
@@ -200,7 +202,8 @@ static void bpe(struct enc *x, const uint8_t *s, size_t n)
         if (a->prev >= 0) push_pair(x, a->prev);
         push_pair(x, c.pos);
     }
-    for (int32_t i = 0; i >= 0; i = x->syms[i].next) tok_ids_push(x->out, x->syms[i].id);
+    for (int32_t i = 0; i >= 0; i = x->syms[i].next)
+        if (x->syms[i].id >= 0) tok_ids_push(x->out, x->syms[i].id); /* GGUF vocabularies may lack bytes */
 }
 
 /* ---- pre-tokenizer -------------------------------------------------------------------------- */

@@ -35,6 +35,29 @@ enum tok_encode_flags {
     TOK_ADD_SPECIAL = 1u << 1,   /* prepend BOS / append EOS as tokenizer_config.json says */
 };
 
+/* A vocabulary as a GGUF file stores it (tokenizer.ggml.*); strings need not be NUL-terminated. */
+struct tok_vocab {
+    int32_t n;                        /* tokens */
+    const char *const *text;          /* [n] token texts (the byte-level alphabet for vocabulary
+                                       * tokens, plain UTF-8 for control / user-defined ones) */
+    const size_t *len;                /* [n] their lengths */
+    const int32_t *type;              /* [n] 1 normal, 2 unknown, 3 control, 4 user-defined,
+                                       * 5 unused, 6 byte; NULL: all normal */
+    int64_t n_merges;
+    const char *const *merges;        /* [n_merges] "a b", in rank order */
+    const size_t *merge_len;
+    const char *model;                /* tokenizer.ggml.model: only "gpt2" (byte-level BPE) */
+    const char *pre;                  /* tokenizer.ggml.pre: llama.cpp's pre-tokenizer name */
+    int32_t bos, eos, eot;            /* special ids, -1 when absent */
+    int add_bos, add_eos;             /* 0/1, or -1: the pre-tokenizer's default */
+    const char *chat_template;        /* NULL when absent */
+};
+
+/* Rebuilds a tokenizer from a GGUF vocabulary; encodes as llama.cpp does for that pre-tokenizer
+ * (deepseek-v3, deepseek-llm, deepseek-r1-qwen, qwen2, llama-bpe, smollm, gpt2, ...). NULL with a
+ * message naming the key on anything it cannot honour. */
+struct tok *tok_load_vocab(const struct tok_vocab *v, struct err *e);
+
 /* Loads tokenizer.json and (optionally, NULL to skip) tokenizer_config.json.  NULL on error, with
  * a message naming the file and the part that cannot be honoured. */
 struct tok *tok_load(const char *tokenizer_json, const char *config_json, struct err *e);
@@ -69,6 +92,7 @@ int32_t tok_added_id(const struct tok *t, const char *content);
 int32_t tok_n_vocab(const struct tok *t);    /* highest id + 1 */
 int32_t tok_bos_id(const struct tok *t);     /* -1 when not configured */
 int32_t tok_eos_id(const struct tok *t);     /* -1 when not configured */
+int32_t tok_eot_id(const struct tok *t);     /* end of a turn (<|im_end|>, <|eot_id|>, ...), -1 */
 bool tok_is_special(const struct tok *t, int32_t id);
 /* The most bytes one id decodes to (its text is at most 3x that: U+FFFD for stray bytes). */
 size_t tok_max_piece_bytes(const struct tok *t);

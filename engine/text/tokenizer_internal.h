@@ -64,11 +64,30 @@ struct tok {
     int n_splits;
 
     int32_t bos_id, eos_id;
+    int32_t eot_id;     /* end of a turn (<|im_end|>, <|eot_id|>, ...): generation stops; -1 */
     bool add_bos, add_eos;
     char *chat_template;
 };
 
 #define TOK_MERGE_EMPTY UINT64_MAX
+
+/* ---- builders shared by the two loaders (tokenizer_load.c: tokenizer.json; tokenizer_gguf.c:
+ * a GGUF vocabulary) ---- */
+
+/* The GPT-2 byte -> code point table, inverted: byte_of[cp] for cp < 324, or -1. */
+void tokb_byte_level_inverse(int16_t byte_of[324]);
+/* Bytes the n-byte token string s decodes to: the byte-level mapping when every character is in
+ * the alphabet, else the string's own UTF-8 (what the HF ByteLevel decoder does). */
+size_t tokb_token_bytes(const char *s, size_t n, const int16_t byte_of[324], uint8_t *out);
+/* The merge table, sized for n merges; then one entry per merge. */
+void tokb_merges_alloc(struct tok *t, size_t n);
+void tokb_merge_put(struct tok *t, uint64_t key, uint64_t val);
+void tokb_trie_insert(struct tok_trie *tr, const char *s, size_t n, int32_t added);
+/* Appends a Split step (a regex in Oniguruma syntax, rewritten for PCRE2, or a literal). */
+int tokb_add_split(struct tok *t, const char *pattern, bool literal,
+                   enum tok_split_behavior behavior, size_t step, struct err *e);
+/* Sets eot_id from the added tokens' texts when no file said (llama.cpp's list). */
+void tokb_find_eot(struct tok *t);
 
 static inline size_t tok_hash64(uint64_t k, size_t cap)
 {

@@ -21,7 +21,7 @@ static const char GPT2_REGEX[] =
 /* ---- byte-level alphabet -------------------------------------------------------------------- */
 
 /* The GPT-2 byte -> code point table, inverted: byte_of[cp] for cp < 324, or -1. */
-static void byte_level_inverse(int16_t byte_of[324])
+void tokb_byte_level_inverse(int16_t byte_of[324])
 {
     for (int i = 0; i < 324; i++) byte_of[i] = -1;
     int extra = 0;
@@ -31,11 +31,9 @@ static void byte_level_inverse(int16_t byte_of[324])
     }
 }
 
-/* Bytes a token string decodes to: the byte-level mapping when every character is in the
- * alphabet, else the string's own UTF-8 (what the HF ByteLevel decoder does). */
-static size_t token_bytes(const char *s, const int16_t byte_of[324], uint8_t *out)
+size_t tokb_token_bytes(const char *s, size_t n, const int16_t byte_of[324], uint8_t *out)
 {
-    size_t n = strlen(s), i = 0, k = 0, len;
+    size_t i = 0, k = 0, len;
     uint32_t cp;
     while (i < n) {
         if (utf8_scan((const uint8_t *)s + i, n - i, &len, &cp) != UTF8_CHAR || cp >= 324 ||
@@ -99,7 +97,7 @@ static int32_t max_id(json_t *vocab, json_t *added)
 static int build_pieces(struct tok *t, json_t *vocab, json_t *added, struct err *e)
 {
     int16_t byte_of[324];
-    byte_level_inverse(byte_of);
+    tokb_byte_level_inverse(byte_of);
     const char **text = xcalloc((size_t)t->n_vocab, sizeof *text);
     const char *key;
     json_t *v;
@@ -118,7 +116,7 @@ static int build_pieces(struct tok *t, json_t *vocab, json_t *added, struct err 
     for (int32_t id = 0; id < t->n_vocab; id++) {
         t->piece_off[id] = off;
         if (!text[id]) continue;
-        off += (uint32_t)token_bytes(text[id], byte_of, t->pieces + off);
+        off += (uint32_t)tokb_token_bytes(text[id], strlen(text[id]), byte_of, t->pieces + off);
         t->flags[id] = TOK_F_ASSIGNED;
     }
     t->piece_off[t->n_vocab] = off;
@@ -130,7 +128,7 @@ static int build_pieces(struct tok *t, json_t *vocab, json_t *added, struct err 
 static int find_byte_tokens(struct tok *t, json_t *vocab, struct err *e)
 {
     int16_t byte_of[324];
-    byte_level_inverse(byte_of);
+    tokb_byte_level_inverse(byte_of);
     for (int cp = 0; cp < 324; cp++) {
         if (byte_of[cp] < 0) continue;
         char s[4];
@@ -168,7 +166,16 @@ static void build_word_table(struct tok *t, json_t *vocab)
 
 /* ---- merges --------------------------------------------------------------------------------- */
 
-static void merge_put(struct tok *t, uint64_t key, uint64_t val)
+void tokb_merges_alloc(struct tok *t, size_t n)
+{
+    t->merge_cap = 16;
+    while (t->merge_cap < 2 * n + 2) t->merge_cap *= 2;
+    t->merge_key = xmalloc(t->merge_cap * sizeof *t->merge_key);
+    t->merge_val = xmalloc(t->merge_cap * sizeof *t->merge_val);
+    memset(t->merge_key, 0xFF, t->merge_cap * sizeof *t->merge_key);
+}
+
+void tokb_merge_put(struct tok *t, uint64_t key, uint64_t val)
 {
     size_t h = tok_hash64(key, t->merge_cap);
     while (t->merge_key[h] != TOK_MERGE_EMPTY && t->merge_key[h] != key)
@@ -211,11 +218,7 @@ static int load_merges(struct tok *t, json_t *vocab, json_t *merges, struct err 
 {
     if (!json_is_array(merges)) return err_set(e, "model.merges is missing or not an array");
     size_t n = json_array_size(merges), i;
-    t->merge_cap = 16;
-    while (t->merge_cap < 2 * n + 2) t->merge_cap *= 2;
-    t->merge_key = xmalloc(t->merge_cap * sizeof *t->merge_key);
-    t->merge_val = xmalloc(t->merge_cap * sizeof *t->merge_val);
-    memset(t->merge_key, 0xFF, t->merge_cap * sizeof *t->merge_key);
+    tokb_merges_alloc(t, n);
     char *buf = NULL, *joined = NULL;
     size_t buf_cap = 0, joined_cap = 0;
     json_t *m;
@@ -235,7 +238,7 @@ static int load_merges(struct tok *t, json_t *vocab, json_t *merges, struct err 
             break;
         }
         uint64_t key = (uint64_t)json_integer_value(ia) << 32 | (uint32_t)json_integer_value(ib);
-        merge_put(t, key, (uint64_t)i << 32 | (uint32_t)json_integer_value(ij));
+        tokb_merge_put(t, key, (uint64_t)i << 32 | (uint32_t)json_integer_value(ij));
     }
     free(buf);
     free(joined);
@@ -265,7 +268,7 @@ static int load_model(struct tok *t, json_t *model, json_t *added, struct err *e
 
 /* ---- added tokens --------------------------------------------------------------------------- */
 
-static void trie_insert(struct tok_trie *tr, const char *s, size_t n, int32_t added)
+void tokb_trie_insert(struct tok_trie *tr, const char *s, size_t n, int32_t added)
 {
     if (!tr->nodes) {
         tr->cap = 64;
@@ -312,7 +315,7 @@ static int load_added(struct tok *t, json_t *added, struct err *e)
                                  json_flag(a, "special"), json_flag(a, "lstrip"),
                                  json_flag(a, "rstrip"), json_flag(a, "normalized")};
         t->flags[ad->id] |= TOK_F_ADDED | (ad->special ? TOK_F_SPECIAL : 0);
-        trie_insert(ad->normalized ? &t->norm_trie : &t->raw_trie, ad->text, ad->len, t->n_added);
+        tokb_trie_insert(ad->normalized ? &t->norm_trie : &t->raw_trie, ad->text, ad->len, t->n_added);
         t->n_added++;
     }
     return 0;
@@ -363,8 +366,8 @@ static char *onig_to_pcre2(const char *p)
     return out;
 }
 
-static int add_split(struct tok *t, const char *pattern, bool literal,
-                     enum tok_split_behavior behavior, size_t step, struct err *e)
+int tokb_add_split(struct tok *t, const char *pattern, bool literal,
+                   enum tok_split_behavior behavior, size_t step, struct err *e)
 {
     if (t->n_splits == TOK_MAX_SPLITS)
         return err_set(e, "pre_tokenizer: more than %d Split steps", TOK_MAX_SPLITS);
@@ -399,7 +402,7 @@ static int load_split(struct tok *t, json_t *s, size_t step, struct err *e)
     const char *re = json_string_value(json_object_get(pat, "Regex"));
     const char *str = json_string_value(json_object_get(pat, "String"));
     if (!re && !str) return err_set(e, "pre_tokenizer step %zu: Split has no pattern", step);
-    return add_split(t, re ? re : str, !re, b, step, e);
+    return tokb_add_split(t, re ? re : str, !re, b, step, e);
 }
 
 /* One pre-tokenizer step; *byte_level is set once ByteLevel (which must come last) is seen. */
@@ -413,7 +416,7 @@ static int load_step(struct tok *t, json_t *s, size_t step, bool *byte_level, st
     if (json_flag(s, "add_prefix_space")) return err_set(e, "pre_tokenizer: ByteLevel add_prefix_space is not supported");
     *byte_level = true;
     json_t *use_regex = json_object_get(s, "use_regex");
-    if (!use_regex || json_is_true(use_regex)) return add_split(t, GPT2_REGEX, false, TOK_SPLIT_ISOLATED, step, e);
+    if (!use_regex || json_is_true(use_regex)) return tokb_add_split(t, GPT2_REGEX, false, TOK_SPLIT_ISOLATED, step, e);
     return 0;
 }
 
@@ -499,7 +502,7 @@ static struct tok *load_texts(const char *tj, const char *cj, const char *tname,
                               const char *cname, struct err *e)
 {
     struct tok *t = xcalloc(1, sizeof *t);
-    t->bos_id = t->eos_id = -1;
+    t->bos_id = t->eos_id = t->eot_id = -1;
     json_t *root = parse(tj, tname, e);
     if (!root) goto fail;
     int rc = load_tokenizer(t, root, e);
@@ -508,16 +511,32 @@ static struct tok *load_texts(const char *tj, const char *cj, const char *tname,
         err_prefix(e, "%s", tname);
         goto fail;
     }
-    if (!cj) return t;
+    if (!cj) {
+        tokb_find_eot(t);
+        return t;
+    }
     json_t *cfg = parse(cj, cname, e);
     if (!cfg) goto fail;
     rc = load_config(t, cfg, e);
     json_decref(cfg);
-    if (!rc) return t;
+    if (!rc) {
+        tokb_find_eot(t);
+        return t;
+    }
     err_prefix(e, "%s", cname);
 fail:
     tok_destroy(t);
     return NULL;
+}
+
+void tokb_find_eot(struct tok *t)
+{
+    static const char *const names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>",
+                                        "<|end_of_text|>", "<｜end▁of▁sentence｜>"};
+    size_t n = sizeof names / sizeof names[0];
+    for (size_t i = 0; t->eot_id < 0 && t->eos_id >= 0 && i < n; i++) /* eos itself, if it is one */
+        if (tok_added_id(t, names[i]) == t->eos_id) t->eot_id = t->eos_id;
+    for (size_t i = 0; t->eot_id < 0 && i < n; i++) t->eot_id = tok_added_id(t, names[i]);
 }
 
 struct tok *tok_load_str(const char *tokenizer_json, const char *config_json, struct err *e)

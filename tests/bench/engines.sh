@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# engines.sh: seekd against llama.cpp's server, side by side, same machine, same BF16 weights,
-# same thread count. Run by `make bench`; see docs/PERFORMANCE.md.
+# engines.sh: seekd against llama.cpp's server, side by side, same machine, same weights, same
+# thread count. Run by `make bench`; see docs/PERFORMANCE.md. Three models (BENCH_MODELS picks):
+#   bf16     a random DeepSeek-V3-architecture checkpoint in BF16 (seekd reads the safetensors,
+#            llama.cpp its GGUF conversion)
+#   smollm2  the default model, SmolLM2-135M-Instruct Q4_1 GGUF (the same file for both)
+#   q4km     a random DeepSeek-V3-architecture GGUF in a Q4_K_M mix (the same file for both)
 #
 #   tests/bench/engines.sh OUT_DIR THREADS
 #
-# Everything it makes goes under OUT_DIR (git-ignored): the bench checkpoint and its GGUF,
-# .venv-bench's llama.cpp sources, the llama-server build, results/*.json. Steps already done
-# are kept (delete OUT_DIR to start over).
+# Everything it makes goes under OUT_DIR (git-ignored): the bench models, .venv-bench's
+# llama.cpp sources, the llama-server build, results/<model>/*.json (RES overrides the results
+# directory). Steps already done are kept (delete OUT_DIR to start over). The machine's load
+# average is recorded before and after each model's runs (results/<model>/load.txt).
 #
-# Environment: REPEATS (2), SCENARIOS (all: see below), SEEKD_ARGS (more `seekd serve` flags),
-# LLAMA_BUILD (a llama.cpp build directory other than OUT_DIR/llama-build, e.g. one with other
-# GGML options; its CMake options are reported).
+# Environment: BENCH_MODELS (all three), REPEATS (2), SCENARIOS (each model's own list: see
+# below), SEEKD_ARGS (more `seekd serve` flags), LLAMA_BUILD (a llama.cpp build directory other
+# than OUT_DIR/llama-build, e.g. one with other GGML options; its CMake options are reported).
 #
-# Fairness: the machine's load average is recorded before and after, and for every run the CPU
-# time that other work took from the machine (all busy time, steal included, less the two
-# servers' and the load generator's own); report.py marks a figure, and the report, disturbed
-# when that exceeds a tenth of the machine's cores over the run.
+# Fairness: for every run, the CPU time that other work took from the machine (all busy time,
+# steal included, less the two servers' and the load generator's own); report.py marks a figure,
+# and its table, disturbed when that exceeds a tenth of the machine's cores over the run.
 set -euo pipefail
 OUT=${1:-bench-out}
 THREADS=${2:-$(nproc)}
@@ -24,9 +28,9 @@ LLAMA_CPP_PYTHON=0.3.36
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT_SEEKD=${PORT_SEEKD:-$(free_port)}
 PORT_LLAMA=${PORT_LLAMA:-$(free_port)}
-TOK=tests/fixtures/tokenizer/v3
-RES=$OUT/results
-mkdir -p "$OUT" "$RES"
+BENCH_MODELS=${BENCH_MODELS:-bf16 smollm2 q4km}
+RES_ROOT=${RES:-$OUT/results}
+mkdir -p "$OUT" "$RES_ROOT"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -57,7 +61,7 @@ setup_llama() {
     fi
 }
 
-setup_model() {
+setup_bf16() {
     if [ ! -f "$OUT/model-bf16/model.safetensors" ]; then
         log "writing the bench checkpoint (random weights, BF16)"
         .venv-bench/bin/python tests/bench/mkmodel.py --out "$OUT/model-bf16" --dtype bf16
@@ -65,6 +69,14 @@ setup_model() {
     if [ ! -f "$OUT/model-bf16.gguf" ]; then
         log "converting it to GGUF"
         .venv-bench/bin/python tests/bench/to_gguf.py "$OUT/model-bf16" "$OUT/model-bf16.gguf"
+    fi
+}
+
+setup_q4km() {
+    if [ ! -f "$OUT/model-q4km.gguf" ]; then
+        log "writing the Q4_K_M bench GGUF (random weights, 0.7 GB)"
+        .venv-bench/bin/python tests/bench/mkgguf.py --out "$OUT/model-q4km.gguf.tmp"
+        mv "$OUT/model-q4km.gguf.tmp" "$OUT/model-q4km.gguf"
     fi
 }
 
@@ -78,11 +90,15 @@ wait_up() { # url pid — until /health answers 200: loaded, warmed up, serving
 }
 
 # The scenarios, identical for every engine: name, prompts, concurrency, input, output.
-SCENARIOS=${SCENARIOS:-"decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"}
+SCENARIOS_BF16=${SCENARIOS:-"decode:4:1:32:128 prompt:3:1:1024:1 c1:4:1:128:64 c4:8:4:128:64 c16:16:16:128:64 c64:64:64:128:64"}
+SCENARIOS_GGUF=${SCENARIOS:-"decode:4:1:32:128 c16:16:16:128:64"}
 REPEATS=${REPEATS:-2}
 LLAMA_BUILD=${LLAMA_BUILD:-$OUT/llama-build}
 HZ=$(getconf CLK_TCK)
 NCPU=$(nproc)
+
+# CPU time (user + system clock ticks) a process has used so far, all its threads.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Busy jiffies of the whole machine (user, nice, system, irq, softirq, steal), and of processes.
 machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
@@ -93,17 +109,20 @@ pids_busy() {
 }
 
 # Prompts differ between scenarios and repeats (--seed), never between engines: a prompt seen
-# before would be answered from the server's prefix cache. Beside each result, .cpu.json: the
-# run's wall time and the CPU seconds other work took meanwhile.
-one_run() { # engine url scenario-spec rep seed
-    local name np mc il ol b0 p0 w0 client
+# before would be answered from the server's prefix cache. The server's CPU time over the run
+# goes to .cpu (seconds): on a machine shared with other work it measures the work done, where
+# wall time also measures the waiting. Beside it, .cpu.json: the run's wall time and the CPU
+# seconds other work took meanwhile.
+one_run() { # engine url scenario-spec rep seed server-pid
+    local name np mc il ol t0 b0 p0 w0 client
     IFS=: read -r name np mc il ol <<<"$3"
     local out="$RES/$1-$name-$4"
-    b0=$(machine_busy) p0=$(pids_busy $SERVER_PIDS) w0=$(date +%s.%N)
+    t0=$(cpu_ticks "$6") b0=$(machine_busy) p0=$(pids_busy $SERVER_PIDS) w0=$(date +%s.%N)
     { TIMEFORMAT='%3U %3S'; time ./seekd bench --base-url "$2" --num-prompts "$np" \
         --max-concurrency "$mc" --seed "$5" --random-input-len "$il" --random-output-len "$ol" \
         --tokenizer "$TOK" --label "$1 $name #$4" --result-file "$out.json" >"$out.txt" 2>&3; } \
         3>&2 2>"$out.time"
+    echo "$(( $(cpu_ticks "$6") - t0 )) $HZ" | awk '{print $1 / $2}' >"$out.cpu"
     client=$(tail -1 "$out.time")
     awk -v b="$(( $(machine_busy) - b0 ))" -v p="$(( $(pids_busy $SERVER_PIDS) - p0 ))" \
         -v w0="$w0" -v w1="$(date +%s.%N)" -v c="$client" -v hz="$HZ" -v n="$NCPU" \
@@ -112,43 +131,6 @@ one_run() { # engine url scenario-spec rep seed
 }
 
 stop() { [ -n "$1" ] || return 0; kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
-# Both servers stay up and every scenario runs on one, then the other, REPEATS times: a
-# machine shared with other work then slows both alike; the report keeps each one's best run.
-bench_both() {
-    log "seekd serve and llama-server, $THREADS threads each"
-    for port in "$PORT_SEEKD" "$PORT_LLAMA"; do # a server left over would answer for ours
-        if curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1; then
-            echo "engines.sh: something already listens on port $port" >&2
-            exit 1
-        fi
-    done
-    # shellcheck disable=SC2086 # SEEKD_ARGS: words
-    ./seekd serve --model "$OUT/model-bf16" --host 127.0.0.1 --port "$PORT_SEEKD" \
-        --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 ${SEEKD_ARGS:-} \
-        >"$RES/seekd.log" 2>&1 &
-    SPID=$!
-    "$LLAMA_BUILD/bin/llama-server" -m "$OUT/model-bf16.gguf" --host 127.0.0.1 \
-        --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np 64 -c 81920 --no-webui \
-        >"$RES/llama.log" 2>&1 &
-    LPID=$!
-    trap 'stop "${SPID:-}"; stop "${LPID:-}"' EXIT
-    wait_up "http://127.0.0.1:$PORT_SEEKD" "$SPID"
-    wait_up "http://127.0.0.1:$PORT_LLAMA" "$LPID"
-    SERVER_PIDS="$SPID $LPID"
-    record_kernels
-    local seed=0
-    for rep in $(seq 1 "$REPEATS"); do
-        for s in $SCENARIOS; do
-            seed=$((seed + 1))
-            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep" "$seed"
-            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed"
-        done
-    done
-    stop "$SPID"
-    stop "$LPID"
-    trap - EXIT
-}
 
 # What each engine runs: seekd's kernel choice (its backend log line), llama.cpp's build options
 # and the CPU features its log reports.
@@ -164,12 +146,66 @@ record_kernels() {
     } >"$RES/kernels.txt"
 }
 
+# Both servers stay up and every scenario runs on one, then the other, REPEATS times: a
+# machine shared with other work then slows both alike; the report keeps each one's best run.
+bench_both() { # name seekd-model llama-model tokenizer scenarios slots
+    local name=$1 SCENARIOS=$5
+    RES=$RES_ROOT/$name TOK=$4
+    mkdir -p "$RES"
+    rm -f "$RES"/*.json "$RES"/*.txt "$RES"/*.time "$RES"/*.cpu
+    log "$name: seekd serve and llama-server, $THREADS threads each"
+    for port in "$PORT_SEEKD" "$PORT_LLAMA"; do # a server left over would answer for ours
+        if curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1; then
+            echo "engines.sh: something already listens on port $port" >&2
+            exit 1
+        fi
+    done
+    echo "before: $(cat /proc/loadavg)" >"$RES/load.txt"
+    # shellcheck disable=SC2086 # SEEKD_ARGS: words
+    ./seekd serve --model "$2" --host 127.0.0.1 --port "$PORT_SEEKD" \
+        --threads "$THREADS" --kv-cache-memory 2GiB --max-model-len 2048 ${SEEKD_ARGS:-} \
+        >"$RES/seekd.log" 2>&1 &
+    SPID=$!
+    "$LLAMA_BUILD/bin/llama-server" -m "$3" --host 127.0.0.1 \
+        --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" -np "$6" -c $(($6 * 1280)) --no-webui \
+        >"$RES/llama.log" 2>&1 &
+    LPID=$!
+    trap 'stop "${SPID:-}"; stop "${LPID:-}"' EXIT
+    wait_up "http://127.0.0.1:$PORT_SEEKD" "$SPID"
+    wait_up "http://127.0.0.1:$PORT_LLAMA" "$LPID"
+    SERVER_PIDS="$SPID $LPID"
+    record_kernels
+    local seed=0
+    for rep in $(seq 1 "$REPEATS"); do
+        for s in $SCENARIOS; do
+            seed=$((seed + 1))
+            one_run seekd "http://127.0.0.1:$PORT_SEEKD" "$s" "$rep" "$seed" "$SPID"
+            one_run llama.cpp "http://127.0.0.1:$PORT_LLAMA" "$s" "$rep" "$seed" "$LPID"
+        done
+    done
+    stop "$SPID"
+    stop "$LPID"
+    trap - EXIT
+    echo "after: $(cat /proc/loadavg)" >>"$RES/load.txt"
+}
+
 if [ "${LLAMA_BUILD}" = "$OUT/llama-build" ]; then setup_llama; fi
-setup_model
-rm -f "$RES"/*.json "$RES"/*.txt "$RES"/*.time
-cat /proc/loadavg >"$RES/load-before"
 log "memory bandwidth, $THREADS threads"
-build/release/tests/bench/membw "$THREADS" | tee "$RES/membw.json"
-bench_both
-cat /proc/loadavg >"$RES/load-after"
-.venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" | tee "$RES/report.md"
+build/release/tests/bench/membw "$THREADS" | tee "$RES_ROOT/membw.json"
+for m in $BENCH_MODELS; do
+    case $m in
+    bf16)
+        setup_bf16
+        bench_both bf16 "$OUT/model-bf16" "$OUT/model-bf16.gguf" tests/fixtures/tokenizer/v3 \
+            "$SCENARIOS_BF16" 64 ;;
+    smollm2)
+        smol=$(tools/default-model.sh)
+        bench_both smollm2 "$smol" "$smol" "$smol" "$SCENARIOS_GGUF" 16 ;;
+    q4km)
+        setup_q4km
+        bench_both q4km "$OUT/model-q4km.gguf" "$OUT/model-q4km.gguf" tests/fixtures/tokenizer/v3 \
+            "$SCENARIOS_GGUF" 16 ;;
+    *) echo "engines.sh: unknown model '$m' (bf16, smollm2, q4km)" >&2; exit 2 ;;
+    esac
+done
+.venv-bench/bin/python tests/bench/report.py "$OUT" "$THREADS" "$RES_ROOT" | tee "$RES_ROOT/report.md"

@@ -1,7 +1,8 @@
 """`seekd logits` against the Hugging Face reference logits of the golden fixtures.
 
 Each fixture is a tiny random checkpoint in the real hub layout, with reference logits computed
-by transformers in float32 (tests/golden/make_golden.py). Every prompt runs as one prefill, in
+by transformers in float32 (tests/golden/make_golden.py for DeepSeek V3/V2, make_dense.py for
+LlamaForCausalLM and Qwen2ForCausalLM). Every prompt runs as one prefill, in
 chunks, and one token at a time; every position must match within 1e-3 of the largest reference
 logit, and the argmax must agree everywhere.
 
@@ -40,7 +41,7 @@ def run_logits(seekd_bin, env, model, tokens, extra, out, with_env_args=True):
 
 
 def test_fixtures_present():
-    assert len(MODELS) >= 3, "golden fixtures missing: run tests/golden/make_golden.py"
+    assert len(MODELS) >= 5, "golden fixtures missing: run tests/golden/make_golden.py, make_dense.py"
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -59,17 +60,22 @@ def test_matches_reference(seekd_bin, seekd_env, tmp_path, model, prompt, mode):
 
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_bf16_cache_close(seekd_bin, seekd_env, tmp_path, model):
-    """The serving default stores latents in BF16: close to the reference, not equal.
+    """The serving default stores the KV cache in BF16: close to the reference, not equal.
 
     Rounding a latent can flip a near-tie expert choice at a few positions, which moves those
-    logits a lot; so the bound is on the typical position and on argmax agreement."""
+    logits a lot; so the bound is on the typical position and on argmax agreement. MLA caches
+    RMS-normalised latents, which W_UK and W_UV mix over 96-160 channels: 2e-3. The dense
+    fixtures cache raw rotated keys and values of 16-channel heads, so each BF16 rounding
+    (2^-9) reaches the scores almost unaveraged: measured 5.8e-3 (llama) and 4.8e-3 (qwen2)
+    at the median position; bound 1e-2."""
     golden = json.loads((model / "golden.json").read_text())
     prompt = max(golden["prompts"], key=lambda p: len(p["tokens"]))
     ref = np.load(model / prompt["logits"])
     got = run_logits(seekd_bin, seekd_env, model, prompt["tokens"], ["--kv-dtype", "bf16"],
                      tmp_path / "out.npy")
     per_pos = np.abs(got - ref).max(-1)
-    assert np.median(per_pos) <= 2e-3 * np.abs(ref).max()
+    bound = 2e-3 if golden["model_type"].startswith("deepseek") else 1e-2
+    assert np.median(per_pos) <= bound * np.abs(ref).max()
     assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.95
 
 

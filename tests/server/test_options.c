@@ -279,7 +279,7 @@ START_TEST(bools_enums_hosts)
     ck_assert_int_eq(o.chat_template, OPT_TEMPLATE_DEEPSEEK_R1);
     ck_assert_int_eq(set_one(&o, "log_level", "verbose", &e), -1);
     ck_assert_str_eq(e.msg, "'verbose' is not one of: debug, info, warn, error");
-    ck_assert_int_eq(o.numerics, OPT_NUMERICS_AUTO); /* fast on CUDA, bf16 on the CPU */
+    ck_assert_int_eq(o.numerics, OPT_NUMERICS_AUTO); /* engine/backend.h: backend_numerics */
     static const char *const arith[] = {"auto", "ref", "bf16", "fast"};
     static const enum opt_numerics arith_v[] = {OPT_NUMERICS_AUTO, OPT_NUMERICS_REF,
                                                 OPT_NUMERICS_BF16, OPT_NUMERICS_FAST};
@@ -412,7 +412,7 @@ START_TEST(help)
     ck_assert_has(text, "--port N");
     ck_assert_has(text, "[port: 8000; 1..65535]");
     ck_assert_has(text, "--[no-]enable-prefix-caching");
-    ck_assert_has(text, "-m, --model DIR");
+    ck_assert_has(text, "-m, --model PATH");
     ck_assert_has(text, "--log-level debug|info|warn|error");
     ck_assert_has(text, "[max_body_size: 4MiB; 1KiB..1GiB]");
     free(text);

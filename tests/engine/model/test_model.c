@@ -217,7 +217,7 @@ START_TEST(config_errors)
 {
     expect_config_fail("\"hidden_size\":48", "\"hidden_size\":-5", "\"hidden_size\" is -5");
     expect_config_fail("\"hidden_size\":48", "\"hidden_size\":1e9", "\"hidden_size\" must be an integer");
-    expect_config_fail("\"deepseek_v3\"", "\"llama\"", "model_type \"llama\" is not supported");
+    expect_config_fail("\"deepseek_v3\"", "\"mistral\"", "model_type \"mistral\" is not supported");
     expect_config_fail("\"num_hidden_layers\":2,", "", "missing \"num_hidden_layers\"");
     expect_config_fail("\"n_group\":4", "\"n_group\":3", "n_group 3");
     expect_config_fail("\"num_experts_per_tok\":2", "\"num_experts_per_tok\":9", "exceeds n_routed_experts");

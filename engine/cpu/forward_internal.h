@@ -1,0 +1,60 @@
+/* forward_internal: the state of a forward pass, shared by forward.c (the spine, MLA attention,
+ * the MLP and MoE) and attn_gqa.c (dense GQA attention). Not for use outside engine/cpu/. */
+#ifndef SEEKD_FORWARD_INTERNAL_H
+#define SEEKD_FORWARD_INTERNAL_H
+
+#include "engine/cpu/forward.h"
+#include "engine/cpu/ops.h"
+#include "engine/model/rope.h"
+
+enum {
+    FUSE_T = 256,  /* batches up to this many tokens run all experts in one loop */
+    FUSE_ROWS = 128 /* output rows per task in those loops */
+};
+
+struct fwd {
+    const struct model *m;
+    const struct model_config *c;
+    struct ops ops;      /* thread pool and SIMD kernels */
+    struct tp *own_tp;   /* the pool, when fwd_create made it */
+    int max_tokens;
+    struct rope rope;    /* frequencies, YaRN factors, softmax scale */
+    float *cos, *sin;    /* [T, dr/2] rotation of each token's position */
+    int *pos;            /* [T] position of each token */
+    int *seq_of;         /* [T] index of each token's sequence in the batch */
+    int *unit;           /* [T] first token of each attention token group (MLA) */
+    float *h;            /* [T, D] residual stream */
+    float *xn;           /* [T, D] normed input of a block */
+    float *out;          /* [T, D] block output */
+    float *cq;           /* [T, q_lora] */
+    float *q;            /* [T, H*(dn+dr)]; dense: [T, H*hd] */
+    float *kva;          /* [T, dc+dr]; dense: [T, 2*Hkv*hd] the cache rows (keys, values) */
+    float *kn, *vn;      /* dense: [T, Hkv*hd] new keys and values */
+    float *bias;         /* dense: [max(H*hd, D)] one bias vector, widened */
+    float *qlat;         /* [T, H, dc + dr] query folded through W_UK, then its rope part (MLA) */
+    float *ctx;          /* [T, H, dc] attention-weighted latents */
+    float *attn;         /* [T, H*dv]; dense: [T, H*hd] */
+    float *ff_a, *ff_b;  /* [T, widest MLP] */
+    float *xg, *yg;      /* [T, D] tokens gathered for one expert, and their output */
+    /* decode-sized batches run every expert of a layer in two parallel loops (moe_fused) */
+    float *fx, *fy;      /* [FUSE_T * k, D] tokens gathered per expert, outputs */
+    float *fa, *fb;      /* [FUSE_T * (k + 1), widest expert] gate and up activations */
+    int *fwho;           /* [FUSE_T * k] token of each gathered row */
+    float *fwgt;         /* [FUSE_T * k] its routing weight */
+    float *router;       /* [T, E] */
+    int *sel;            /* [T, k] chosen experts */
+    float *selw;         /* [T, k] their weights */
+};
+
+/* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
+ * widened (with the kernel set's exact widening) into buf. */
+const float *fwd_cache_block(const struct simd_kernels *k, const struct kv_cache *kv, int il,
+                             int block, int n, float *buf);
+
+/* Dense GQA attention of the whole batch (attn_gqa.c): q/k/v projections, RoPE, the new keys
+ * and values into the cache, softmax attention over each sequence's cached positions, W_o;
+ * result in f->out. */
+void gqa_attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
+                   const struct batch *b);
+
+#endif

@@ -1,0 +1,289 @@
+/* quant_avx512: the AVX-512 set of the 8-bit quantised path — quant_simd.h's activation
+ * quantisation and row unpacking, with dots of its own on 512-bit vectors: dpbusd (VNNI) sums of
+ * 4 byte products for the 32-value types, two blocks per vector, the eight block scales of a
+ * group spread over lanes with one permute per vector; maddubs + dpwssd (the group scales applied
+ * to pair sums and accumulated in one instruction) for the K types. The integers are the other
+ * sets' exactly. Without VNNI the AVX2 set serves, as its results are the same integers. */
+#include "engine/cpu/isa.h"
+#include "engine/cpu/quant_kernels.h"
+
+#if SIMD_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+#define QS(name) avx512q_##name
+#define QS_VNNI 1
+#define QS_OWN_DOT 1
+#include "engine/cpu/quant_simd.h"
+
+static inline float z_hsum(__m512 v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+
+/* 64 code bytes against 64 quants: sums of 4 products in 16 lanes; signed codes take |w| and
+ * the quants' signs flipped where w < 0. */
+static inline __m512i z_dot4(__m512i u, __m512i q, const int SGN)
+{
+    if (SGN) {
+        __mmask64 neg = _mm512_movepi8_mask(u);
+        q = _mm512_mask_sub_epi8(q, neg, _mm512_setzero_si512(), q);
+        u = _mm512_abs_epi8(u);
+    }
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, q);
+}
+
+/* One group of eight blocks from block b (fewer, under masks, at a row's end: FULL == 0) against
+ * NT tokens from t0: codes u as four vectors of two blocks, scales dw, mins mw. Each vector's
+ * lanes are scaled by their block's d_w·d_x (spread by a permute) and summed in acc; the zero
+ * point as -2^SHIFT·Σq·d_w·d_x per block and the mins m·s accumulated apart in acc8. */
+static inline __attribute__((always_inline)) void z_group32(const struct qk_act *a, int t0,
+    const int NT, const int SHIFT, const int MINS, const int SGN, int64_t b, const int FULL,
+    int nblk, const __m512i u[4], __m256 dw, __m256 mw, __m512 *acc, __m256 *acc8)
+{
+    int64_t k = a->k, nb = k / 32;
+    __mmask8 lanes = FULL ? 0xff : (__mmask8)((1u << nblk) - 1);
+    __mmask64 bytes[4]; /* the bytes of vector i that belong to real blocks */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) bytes[i] = FULL || 2 * i + 1 < nblk ? ~0ull : 2 * i < nblk ? 0xffffffffull : 0;
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) {
+        int64_t t = t0 + j;
+        const int8_t *q = a->q + t * k + 32 * b;
+        __m256 sc = _mm256_mul_ps(dw, _mm256_maskz_loadu_ps(lanes, a->d + t * nb + b));
+        __m512 sc16 = _mm512_castps256_ps512(sc);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            if (!FULL && !bytes[i]) continue;
+            __m512i spread = _mm512_set_epi32(2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1,
+                                              2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i, 2 * i, 2 * i,
+                                              2 * i, 2 * i, 2 * i, 2 * i, 2 * i);
+            __m512i p = z_dot4(u[i], _mm512_maskz_loadu_epi8(bytes[i], q + 64 * i), SGN);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread, sc16), acc[j]);
+        }
+        if (SHIFT >= 0) {
+            __m256i qs = _mm256_slli_epi32(_mm256_maskz_loadu_epi32(lanes, a->qs + t * nb + b), SHIFT);
+            acc8[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(qs), sc, acc8[j]);
+        }
+        if (MINS) acc8[j] = _mm256_fmadd_ps(mw, _mm256_maskz_loadu_ps(lanes, a->s + t * nb + b), acc8[j]);
+    }
+}
+
+/* The codes, scales and mins of the group from block b: from the unpacked row (PACKED == 0:
+ * src a qk_row) or decoded from the packed blocks (src the row's first block). */
+static inline __attribute__((always_inline)) void z_load32(const void *src, const enum dtype T,
+    const int PACKED, int64_t b, const int FULL, int nblk, __m512i u[4], __m256 *dw, __m256 *mw)
+{
+    if (PACKED) {
+        __m256i v[8];
+        avx512q_decode8(T, (const uint8_t *)src + b * avx512q_bsize32(T), FULL ? 8 : nblk, v, dw, mw);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) u[i] = _mm512_inserti64x4(_mm512_castsi256_si512(v[2 * i]), v[2 * i + 1], 1);
+        return;
+    }
+    const struct qk_row *row = src;
+    __mmask8 lanes = FULL ? 0xff : (__mmask8)((1u << nblk) - 1);
+    *dw = _mm256_maskz_loadu_ps(lanes, row->d + b);
+    *mw = _mm256_maskz_loadu_ps(lanes, row->m + b);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __mmask64 m = FULL || 2 * i + 1 < nblk ? ~0ull : 2 * i < nblk ? 0xffffffffull : 0;
+        u[i] = _mm512_maskz_loadu_epi8(m, row->u + 32 * b + 64 * i);
+    }
+}
+
+/* NT tokens from t0 against a row of a 32-value type: whole groups of eight blocks, then the
+ * last group under masks. */
+static inline __attribute__((always_inline)) void z_dot32_nt(const void *src, const enum dtype T,
+    const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT,
+    const int MINS, const int SGN, float *y, int64_t ldy)
+{
+    int64_t nb = a->k / 32, b = 0;
+    __m512 acc[4];
+    __m256 acc8[4], dw, mw;
+    __m512i u[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) acc[j] = _mm512_setzero_ps(), acc8[j] = _mm256_setzero_ps();
+    for (; b + 8 <= nb; b += 8) {
+        z_load32(src, T, PACKED, b, 1, 8, u, &dw, &mw);
+        z_group32(a, t0, NT, SHIFT, MINS, SGN, b, 1, 8, u, dw, mw, acc, acc8);
+    }
+    if (b < nb) {
+        z_load32(src, T, PACKED, b, 0, (int)(nb - b), u, &dw, &mw);
+        z_group32(a, t0, NT, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, acc, acc8);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) y[j * ldy] = z_hsum(acc[j]) + avx512q_hsum(acc8[j]);
+}
+
+/* Pair scales for codes [64c, 64c + 64) of a K block from its 16 group scales (lane i: group
+ * 4c + i/8), as unpack lays them out. */
+static inline __m512i z_pair_scales(__m256i sc16, const int c)
+{
+    __m512i idx = _mm512_set_epi16(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3,
+                                   4 * c + 3, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2,
+                                   4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
+                                   4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c,
+                                   4 * c);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
+}
+
+/* NT tokens against a row of a K type, unpacked or packed (avx512q_load256): per super-block
+ * four vectors of 64 codes, the pair sums (maddubs) times their group scales accumulated by
+ * dpwssd; the zero point and the mins through the quants' sums of 16, as in quant_simd.h. */
+static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, const enum dtype T,
+    const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
+    float *y, int64_t ldy)
+{
+    int64_t k = a->k, nb = k / 256;
+    __m512 acc[4];
+    __m256 accm[4];
+    uint8_t codes[256] __attribute__((aligned(64)));
+    const int16_t *scp = PACKED ? NULL : ((const struct qk_row *)src)->scp;
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i isum[4];
+        __m256i sc16, mn16;
+        const uint8_t *u;
+        float dw, mw;
+        avx512q_load256(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) isum[j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i uc, sc;
+            if (PACKED) { /* two loads, each of one earlier store: they forward */
+                uc = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(u + 64 * c))),
+                                        _mm256_load_si256((const __m256i *)(u + 64 * c + 32)), 1);
+                sc = z_pair_scales(sc16, c);
+            } else {
+                uc = _mm512_loadu_si512(u + 64 * c);
+                sc = _mm512_loadu_si512(scp + 128 * b + 32 * c);
+            }
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) {
+                __m512i q = _mm512_loadu_si512(a->q + (t0 + j) * k + 256 * b + 64 * c);
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(uc, q), sc);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            int64_t t = t0 + j;
+            __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + t * k / 16 + 16 * b));
+            if (SHIFT >= 0) {
+                __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsv), SHIFT);
+                isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(off));
+            }
+            float dx = a->d[t * k / 32 + b];
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(dw * dx), acc[j]);
+            if (MINS)
+                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(mw * dx), accm[j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) y[j * ldy] = z_hsum(acc[j]) - (MINS ? avx512q_hsum(accm[j]) : 0.0f);
+}
+
+#define Z_NT(CALL)                                                                                 \
+    switch (nt - t) {                                                                              \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    default: CALL(4); break;                                                                       \
+    }
+
+static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
+                        float *y, int64_t ldy)
+{
+    for (int t = 0; t < nt; t += 4) {
+        float *yt = y + t * ldy;
+#define Q4_0(N) z_dot32_nt(row, DT_Q4_0, 0, a, t, N, 3, 0, 0, yt, ldy)
+#define Q5_0(N) z_dot32_nt(row, DT_Q5_0, 0, a, t, N, 4, 0, 0, yt, ldy)
+#define QMIN(N) z_dot32_nt(row, DT_Q4_1, 0, a, t, N, -1, 1, 0, yt, ldy)
+#define Q8_0(N) z_dot32_nt(row, DT_Q8_0, 0, a, t, N, -1, 0, 1, yt, ldy)
+#define KMIN(N) z_dot256_nt(row, DT_Q4_K, 0, a, t, N, -1, 1, yt, ldy)
+#define Q3_K(N) z_dot256_nt(row, DT_Q3_K, 0, a, t, N, 2, 0, yt, ldy)
+#define Q6_K(N) z_dot256_nt(row, DT_Q6_K, 0, a, t, N, 5, 0, yt, ldy)
+        switch (wt) {
+        case DT_Q4_0: Z_NT(Q4_0) break;
+        case DT_Q5_0: Z_NT(Q5_0) break;
+        case DT_Q4_1: case DT_Q5_1: Z_NT(QMIN) break;
+        case DT_Q8_0: Z_NT(Q8_0) break;
+        case DT_Q3_K: Z_NT(Q3_K) break;
+        case DT_Q6_K: Z_NT(Q6_K) break;
+        default: Z_NT(KMIN) break; /* Q2_K, Q4_K, Q5_K */
+        }
+#undef Q4_0
+#undef Q5_0
+#undef QMIN
+#undef Q8_0
+#undef KMIN
+#undef Q3_K
+#undef Q6_K
+    }
+}
+
+/* Row r dotted with nt tokens straight from its blocks. */
+static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
+                               float *y, int64_t ldy)
+{
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
+    for (int t = 0; t < nt; t += 4) {
+        float *yt = y + t * ldy;
+#define P(T, SHIFT, MINS, SGN, N) z_dot32_nt(p, T, 1, a, t, N, SHIFT, MINS, SGN, yt, ldy)
+#define Q4_0(N) P(DT_Q4_0, 3, 0, 0, N)
+#define Q5_0(N) P(DT_Q5_0, 4, 0, 0, N)
+#define Q4_1(N) P(DT_Q4_1, -1, 1, 0, N)
+#define Q5_1(N) P(DT_Q5_1, -1, 1, 0, N)
+#define Q8_0(N) P(DT_Q8_0, -1, 0, 1, N)
+#define K(T, SHIFT, MINS, N) z_dot256_nt(p, T, 1, a, t, N, SHIFT, MINS, yt, ldy)
+#define Q2_K(N) K(DT_Q2_K, -1, 1, N)
+#define Q3_K(N) K(DT_Q3_K, 2, 0, N)
+#define Q4_K(N) K(DT_Q4_K, -1, 1, N)
+#define Q5_K(N) K(DT_Q5_K, -1, 1, N)
+#define Q6_K(N) K(DT_Q6_K, 5, 0, N)
+        switch (w->dtype) {
+        case DT_Q4_0: Z_NT(Q4_0) break;
+        case DT_Q5_0: Z_NT(Q5_0) break;
+        case DT_Q4_1: Z_NT(Q4_1) break;
+        case DT_Q5_1: Z_NT(Q5_1) break;
+        case DT_Q8_0: Z_NT(Q8_0) break;
+        case DT_Q2_K: Z_NT(Q2_K) break;
+        case DT_Q3_K: Z_NT(Q3_K) break;
+        case DT_Q4_K: Z_NT(Q4_K) break;
+        case DT_Q5_K: Z_NT(Q5_K) break;
+        default: Z_NT(Q6_K) break;
+        }
+#undef K
+#undef Q2_K
+#undef Q3_K
+#undef Q4_K
+#undef Q5_K
+#undef Q6_K
+#undef P
+#undef Q4_0
+#undef Q5_0
+#undef Q4_1
+#undef Q5_1
+#undef Q8_0
+    }
+}
+
+#undef QS_OWN_DOT
+#undef QS_VNNI
+#undef QS
+#pragma GCC pop_options
+
+static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4};
+#endif
+
+const struct qk_set *qk_avx512(void)
+{
+#if SIMD_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return &avx512_qset;
+#endif
+    return qk_avx2();
+}
