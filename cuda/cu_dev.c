@@ -98,6 +98,20 @@ _Static_assert((int)CORE_F32 == (int)DT_F32 && (int)CORE_BF16 == (int)DT_BF16 &&
 
 enum { MAX_ATTN_SHARED = 48 * 1024 };
 
+/* The shapes the fast kernels take: rows of whole 16-element steps where GEMM outputs land. */
+static int check_fast(const struct model_config *c, const struct backend_opts *o, struct err *e)
+{
+    if (o->kv_dtype != DT_BF16)
+        return err_set(e, "numerics fast keeps the latent cache in bf16 (kv cache dtype f32 given)");
+    if (c->hidden_size % 16 || (c->n_heads * config_qk_head_dim(c)) % 16 || c->qk_rope_head_dim % 2)
+        return err_set(e, "numerics fast needs hidden_size and heads × qk_head_dim in multiples of "
+                          "16 (%d, %d); use --numerics ref",
+                       c->hidden_size, c->n_heads * config_qk_head_dim(c));
+    if (c->hidden_size > 49152 || c->moe_intermediate_size > 49152 || c->intermediate_size > 49152)
+        return err_set(e, "numerics fast quantises rows of at most 49152 values in shared memory");
+    return 0;
+}
+
 int cu_check_opts(const struct model *m, const struct backend_opts *o, struct err *e)
 {
     const struct model_config *c = &m->cfg;
@@ -107,10 +121,14 @@ int cu_check_opts(const struct model *m, const struct backend_opts *o, struct er
     if (model_is_quantised(m))
         return err_set(e, "the CUDA backend does not run GGUF block-quantised weights (Q4_K, Q8_0, "
                           "...) yet; use --backend cpu for this model");
-    if (o->numerics != NUMERICS_REF)
-        return err_set(e, "numerics 'fast' (DeepSeek's FP8 recipe) is not implemented yet; use 'ref'");
+    if (!m->layers[0].kv_b.data)
+        return err_set(e, "the CUDA backend reads kv_b whole, and this GGUF splits it into k_b and "
+                          "v_b; use --backend cpu for this model");
     if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16)
         return err_set(e, "the CUDA backend stores the KV cache as f32 or bf16");
+    if (o->numerics == NUMERICS_FAST && check_fast(c, o, e) != 0) return -1;
+    if (o->numerics != NUMERICS_FAST && o->dump_dir)
+        return err_set(e, "stage dumps are written under numerics fast only");
     if (o->n_devices > 1)
         return err_set(e, "the CUDA backend drives one GPU so far, and %d are listed (gpus)",
                        o->n_devices);

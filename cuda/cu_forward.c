@@ -65,7 +65,7 @@ static void attn_inputs(struct backend *b, const struct cu_layer *L, int il, int
     K(k_rope(q, T, H, (int64_t)H * qk, qk, c->qk_nope_head_dim, cos, sin, np, b->stream));
     rmsnorm(b, kva, w, &L->kv_a_norm, T, dc, kva, w);
     K(k_rope(kva, T, 1, w, 0, dc, cos, sin, np, b->stream));
-    char *layer = (char *)b->kv + (size_t)il * (size_t)b->st.n_blocks * b->kv_block_bytes;
+    char *layer = (char *)b->kv + (size_t)il * (size_t)b->kv_layer_blocks * b->kv_block_bytes;
     K(k_kv_store(kva, T, w, plan_i32(b, b->sp.at.slot), layer, b->kv_dtype, b->stream));
 }
 
@@ -79,7 +79,7 @@ static void attention(struct backend *b, const struct cu_layer *L, int il, int T
     float *q = cu_scr(b, b->at.q), *qlat = cu_scr(b, b->at.qlat), *ctx = cu_scr(b, b->at.ctx);
     K(k_absorb(q, T, H, qk, dn, dv, &L->kv_b, qlat, b->stream));
     struct cu_attn a = {
-        .qlat = qlat, .q = q, .cache = (char *)b->kv + (size_t)il * (size_t)b->st.n_blocks * b->kv_block_bytes,
+        .qlat = qlat, .q = q, .cache = (char *)b->kv + (size_t)il * (size_t)b->kv_layer_blocks * b->kv_block_bytes,
         .cache_dtype = b->kv_dtype, .tables = plan_i32(b, b->sp.at.tables),
         .table_off = plan_i32(b, b->sp.at.table_off), .pos = plan_i32(b, b->sp.at.pos), .ctx = ctx,
         .n = T, .n_heads = H, .dc = dc, .dr = c->qk_rope_head_dim, .dn = dn, .qk = qk,

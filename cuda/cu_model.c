@@ -125,17 +125,18 @@ static void report(const struct load_progress *pr, const char *stage, int64_t jo
 
 /* The arena, a staging buffer's worth at a time: memcpy out of the mapping (where the page cache
  * faults in) while the other buffer's copy to the device runs. */
-static int stream_in(struct cu_model *d, const struct load_progress *pr, struct err *e)
+int cu_stage_upload(const struct wl_plan *plan, void *arena, const struct load_progress *pr,
+                    struct err *e)
 {
     struct stage s;
-    int rc = stage_init(&s, d->plan.total, e);
-    for (uint64_t lo = 0, i = 0; rc == 0 && lo < d->plan.total; lo += s.size, i++) {
-        uint64_t n = d->plan.total - lo < s.size ? d->plan.total - lo : s.size;
+    int rc = stage_init(&s, plan->total, e);
+    for (uint64_t lo = 0, i = 0; rc == 0 && lo < plan->total; lo += s.size, i++) {
+        uint64_t n = plan->total - lo < s.size ? plan->total - lo : s.size;
         CU_CHECK(cudaEventSynchronize(s.done[i % 2]));
-        int jobs = wl_fill(&d->plan, lo, n, s.buf[i % 2]);
-        CU_CHECK(cudaMemcpyAsync((char *)d->arena + lo, s.buf[i % 2], n, cudaMemcpyHostToDevice, s.stream));
+        int jobs = wl_fill(plan, lo, n, s.buf[i % 2]);
+        CU_CHECK(cudaMemcpyAsync((char *)arena + lo, s.buf[i % 2], n, cudaMemcpyHostToDevice, s.stream));
         CU_CHECK(cudaEventRecord(s.done[i % 2], s.stream));
-        report(pr, "uploading", jobs, d->plan.n, lo + n, d->plan.total);
+        report(pr, "uploading", jobs, plan->n, lo + n, plan->total);
     }
     if (rc == 0) CU_CHECK(cudaStreamSynchronize(s.stream));
     stage_free(&s);
@@ -153,7 +154,7 @@ int cu_model_upload(struct cu_model *d, const struct model *m, const struct load
                  (unsigned long long)d->plan.total);
         return cu_err(e, rc, what);
     }
-    if (stream_in(d, pr, e) != 0) return -1;
+    if (cu_stage_upload(&d->plan, d->arena, pr, e) != 0) return -1;
     each_weight(m, d, relocate, d->arena);
     report(pr, "uploaded", d->plan.n, d->plan.n, d->plan.total, d->plan.total);
     return 0;

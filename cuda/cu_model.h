@@ -36,4 +36,9 @@ int cu_model_upload(struct cu_model *d, const struct model *m, const struct load
 
 void cu_model_free(struct cu_model *d);
 
+/* Uploads an arena plan through two pinned staging buffers (fill jobs computed on the host as
+ * they stage); progress reports "uploading". -1 with a message when the staging cannot be set up. */
+int cu_stage_upload(const struct wl_plan *plan, void *arena, const struct load_progress *pr,
+                    struct err *e);
+
 #endif

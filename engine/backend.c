@@ -27,6 +27,27 @@ const struct backend_ops *backend_select(enum backend_kind kind, char *note, siz
     return backend_cpu();
 }
 
+void backend_rowcands_init(struct backend_rowcands *r, int cap, int V)
+{
+    *r = (struct backend_rowcands){.cap = cap, .V = V};
+    r->rows = xmalloc((size_t)cap * (size_t)V * sizeof *r->rows);
+    r->ids = xmalloc((size_t)cap * SMP_CAND_K * sizeof *r->ids);
+    r->vals = xmalloc((size_t)cap * SMP_CAND_K * sizeof *r->vals);
+}
+
+void backend_rowcands_fill(struct backend_rowcands *r, int n, struct smp_cands *cands)
+{
+    for (int i = 0; i < n; i++)
+        smp_prefilter(r->rows + (size_t)i * r->V, r->V, SMP_CAND_K, r->ids + (size_t)i * SMP_CAND_K,
+                      r->vals + (size_t)i * SMP_CAND_K, &cands[i]);
+}
+
+void backend_rowcands_free(struct backend_rowcands *r)
+{
+    free(r->rows), free(r->ids), free(r->vals);
+    *r = (struct backend_rowcands){0};
+}
+
 /* One ordinal at *s, advancing *s past it. */
 static int device_number(const char **s, const char *all, struct err *e)
 {
@@ -73,7 +94,13 @@ enum numerics backend_numerics(const struct backend_ops *ops, const struct model
                                enum numerics want)
 {
     if (want != NUMERICS_AUTO) return want;
-    return ops == backend_cpu() && model_is_quantised(m) ? NUMERICS_FAST : NUMERICS_REF;
+    if (ops != backend_cpu()) return NUMERICS_FAST;
+    return model_is_quantised(m) ? NUMERICS_FAST : NUMERICS_REF;
+}
+
+int backend_fp8_recipe(const struct model *m, enum numerics n)
+{
+    return n == NUMERICS_FAST && !model_is_quantised(m);
 }
 
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,

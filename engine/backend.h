@@ -17,16 +17,20 @@
 #include "engine/kv_blocks.h"
 #include "engine/model/dtype.h"
 #include "engine/model/model.h"
+#include "engine/sampler_cand.h"
 
 struct backend;
 
 enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 
-/* What arithmetic a step runs. REF: F32 activations, weights widened exactly, the reference
- * every kernel is checked against. FAST: the backend's faster arithmetic — on the CPU, weights
- * in ggml's quantised blocks meet activations quantised to 8 bits (integer dot products, as
- * llama.cpp computes); DeepSeek's FP8 recipe for FP8 checkpoints is not available yet. AUTO:
- * FAST where the backend has it for the model's weights, else REF (backend_numerics). */
+/* What arithmetic a step runs (docs/ARCHITECTURE.md, "Numerics"). REF: F32 activations,
+ * weights widened exactly, the reference every kernel is checked against. FAST: the fast
+ * arithmetic of the checkpoint's weight format — weights in ggml's quantised blocks (GGUF) meet
+ * activations quantised to 8 bits with integer dot products, as llama.cpp computes (CPU); every
+ * other DeepSeek checkpoint runs DeepSeek's FP8 recipe ("The numerics contract of fast"), which
+ * the CPU emulates exactly (engine/cpu/forward_fast.h), the reference the GPU's fast kernels are
+ * checked against. AUTO: FAST on CUDA; on the CPU FAST for GGUF quantised weights, else REF
+ * (backend_numerics; each backend's create resolves it). */
 enum numerics { NUMERICS_REF, NUMERICS_FAST, NUMERICS_AUTO };
 
 struct backend_opts {
@@ -42,6 +46,12 @@ struct backend_opts {
     const int *devices;       /* CUDA device ordinals; n_devices 0: device 0 */
     int n_devices;
     const struct load_progress *progress; /* weight upload reports; NULL: none */
+    const char *dump_dir;     /* debug: write every stage of every step there (stage_dump.h);
+                               * NULL: none */
+    int sample_prefilter;     /* forward_cands will be called (its buffers are made) */
+    int graphs;               /* CUDA, numerics fast: 1 replays decode steps from CUDA graphs;
+                               * 2 (a test's reference) pads them to the same buckets and runs
+                               * them eagerly; 0 neither */
 };
 
 struct backend_stats {
@@ -50,8 +60,13 @@ struct backend_stats {
     uint64_t workspace_bytes; /* per-step scratch */
     int32_t n_blocks;         /* KV blocks the scheduler may use */
     uint64_t steps;           /* forward calls */
+    uint64_t graph_steps;     /* of them, replayed from a captured CUDA graph */
+    uint64_t eager_steps;     /* of them, launched kernel by kernel (fast numerics on CUDA) */
     double t_forward;         /* seconds spent in forward, cumulative */
     char device[128];         /* what runs the steps, for logs: "CPU, 2 threads, avx512" */
+    char paths[256];          /* which kernels and libraries a step runs on ("" when one kind) */
+    uint64_t cand_rows;       /* logits rows handed out pre-filtered (forward_cands) */
+    uint64_t fetched_rows;    /* of them, fetched whole afterwards (fetch_row) */
 };
 
 struct backend_ops {
@@ -68,7 +83,28 @@ struct backend_ops {
      * -1 with a message on a batch outside the contract (batch_check). */
     int (*forward)(struct backend *b, const struct batch *bt, float *logits, struct err *e);
     void (*stats)(const struct backend *b, struct backend_stats *out);
+    /* The step as forward, but each logits row comes back pre-filtered (engine/sampler_cand.h:
+     * its 64 best logits, the best outside, the outside mass) instead of whole — a GPU reduces
+     * the rows where they are. The rows stay with the backend until its next step; fetch_row
+     * copies row i whole for the sampler when the candidates cannot speak for it. The arrays
+     * cands[i] points into belong to the backend until then too. Needs sample_prefilter. */
+    int (*forward_cands)(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                         struct err *e);
+    void (*fetch_row)(struct backend *b, int row, float *out);
 };
+
+/* forward_cands for a backend whose logits rows are in host memory: rows [cap][V], the
+ * candidates' arrays, the pre-filter (smp_prefilter) of each row. */
+struct backend_rowcands {
+    int cap, V;
+    float *rows;
+    int32_t *ids;            /* [cap][SMP_CAND_K] */
+    float *vals;
+};
+void backend_rowcands_init(struct backend_rowcands *r, int cap, int V);
+/* cands[i] for rows 0..n-1 of r->rows. */
+void backend_rowcands_fill(struct backend_rowcands *r, int n, struct smp_cands *cands);
+void backend_rowcands_free(struct backend_rowcands *r);
 
 const struct backend_ops *backend_cpu(void);
 /* NULL when seekd was built without CUDA. */
@@ -89,9 +125,14 @@ int backend_parse_devices(const char *s, int *out, int max, struct err *e);
 uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
 
 /* The arithmetic a request for `want` means with this backend and model: AUTO becomes FAST on
- * the CPU for a model with quantised weights, else REF; REF and FAST stay as asked. */
+ * CUDA, and on the CPU FAST for a model with quantised weights, else REF; REF and FAST stay as
+ * asked. */
 enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
                                enum numerics want);
+
+/* Whether numerics n (resolved) on m is DeepSeek's FP8 recipe: FAST for a model without GGUF
+ * quantised weights. Its latent cache is BF16, and only it writes stage dumps. */
+int backend_fp8_recipe(const struct model *m, enum numerics n);
 
 /* Fills a batch_limits from a model and the sizes a backend was made with. */
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,

@@ -19,6 +19,7 @@
 #include "engine/masker.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
+#include "engine/sampler_cand.h"
 #include "engine/sched.h"
 #include "engine/vocab.h"
 #include "engine/wire.h"
@@ -32,9 +33,14 @@ struct engine {
     struct sched *sched;
     struct sched_config scfg;
     int max_model_len;
-    int max_queued;
+    int max_queued;             /* choices waiting, at most */
+    int64_t max_request_bytes;  /* per request (gen_cost); 0: no limit */
+    int64_t budget_bytes;       /* all admitted requests together; 0: no limit */
+    int64_t admitted_bytes;     /* what admitted requests may hold now (atomic; gen_unref gives back) */
+    size_t max_text;            /* the longest text one token decodes to, bytes */
     int32_t eos;
     float *logits;              /* [max_num_seqs, vocab] */
+    struct smp_cands *cands;    /* [max_num_seqs] the step's pre-filtered rows, or NULL: whole rows */
     int32_t *sampled;           /* [max_num_seqs] */
     bool *stopped;              /* [max_num_seqs] */
     struct gv *gv;              /* the vocabulary as a byte trie, for grammars */
@@ -305,14 +311,43 @@ static const uint64_t *mask_of(struct engine *eng, int i, struct err *e, int *fa
     return mask;
 }
 
+/* Logits row `row` of the step whole, in eng->logits (fetched when the step pre-filtered). */
+static const float *whole_row(struct engine *eng, int row)
+{
+    float *lg = eng->logits + (size_t)row * (size_t)eng->m->cfg.vocab_size;
+    if (eng->cands) eng->bops->fetch_row(eng->be, row, lg);
+    return lg;
+}
+
+/* Samples one row: from its candidates when smp_sample_candidates proves them the same as the
+ * whole row, else from the whole row. Anything that constrains a row beyond struct smp_params
+ * (smp_sample_candidates cannot see it) must take the whole row: a grammar mask does. *lg: the
+ * whole row when it was fetched, else NULL. */
+static int sample_row(struct engine *eng, int row, struct gen *g, int c, const uint64_t *mask,
+                      struct smp_result *r, const float **lg, struct err *e)
+{
+    *lg = NULL;
+    int from_cands = eng->cands && !mask &&
+                     smp_sample_candidates(g->ch[c].smp, &g->p.sampling, &eng->cands[row], r);
+    pthread_mutex_lock(&eng->metrics.mu);
+    if (from_cands) eng->metrics.sampled_candidates++;
+    else eng->metrics.sampled_whole++;
+    pthread_mutex_unlock(&eng->metrics.mu);
+    if (from_cands) return 0;
+    *lg = whole_row(eng, row);
+    return smp_sample_masked(g->ch[c].smp, &g->p.sampling, *lg, eng->m->cfg.vocab_size, mask, r,
+                             e);
+}
+
 /* Samples the sequences that asked; returns how many forks are pending into forks[]. */
 static int sample_all(struct engine *eng, const struct sched_out *out, struct gen **forks,
                       const float **fork_logits)
 {
-    int row = 0, n_forks = 0, V = eng->m->cfg.vocab_size;
+    int row = 0, n_forks = 0;
     struct err e = {{0}};
     for (int i = 0; i < out->batch.n_seqs; i++) {
-        const float *lg = eng->logits + (size_t)row * V;
+        int my_row = row;
+        const float *lg = NULL;
         if (out->batch.seqs[i].logits != BATCH_LOGITS_NONE) row++;
         eng->sampled[i] = 0;
         eng->stopped[i] = false;
@@ -321,7 +356,7 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
         struct gen *g = find_gen(eng, out->seq_ids[i], &c);
         struct smp_result r;
         const uint64_t *mask = g ? mask_of(eng, i, &e, &failed) : NULL;
-        if (!g || failed || smp_sample_masked(g->ch[c].smp, &g->p.sampling, lg, V, mask, &r, &e) != 0) {
+        if (!g || failed || sample_row(eng, my_row, g, c, mask, &r, &lg, &e) != 0) {
             eng->stopped[i] = true; /* a broken row or grammar: end the sequence, say why */
             if (g) gen_end_choice(g, c, GEN_FINISH_ERROR, e.msg);
             continue;
@@ -329,9 +364,9 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
         eng->sampled[i] = r.token;
         smp_accept(g->ch[c].smp, r.token);
         record_token(eng, g, c);
-        if (c == 0 && g->ch[0].n_generated == 0 && g->p.n > 1) {
+        if (c == 0 && g->ch[0].n_generated == 0 && g->p.n > 1) { /* the siblings sample the whole row */
             forks[n_forks] = g;
-            fork_logits[n_forks++] = lg;
+            fork_logits[n_forks++] = lg ? lg : whole_row(eng, my_row);
         }
         enum gen_take t = gen_take_token(g, c, &r);
         eng->stopped[i] = t != GEN_GO_ON;
@@ -368,8 +403,9 @@ static bool step(struct engine *eng)
     }
     record_scheduled(eng, &out);
     int n_masks = masks_start(eng, &out); /* computed while the forward runs */
-    if (eng->bops->forward(eng->be, &out.batch, eng->logits, &e) != 0)
-        ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
+    int rc = eng->cands ? eng->bops->forward_cands(eng->be, &out.batch, eng->cands, &e)
+                        : eng->bops->forward(eng->be, &out.batch, eng->logits, &e);
+    if (rc != 0) ERR_FATAL("the scheduler built a batch the model refused: %s", e.msg);
     if (n_masks) masks_wait(eng, n_masks);
     struct gen *forks[256];
     const float *fork_logits[256];
@@ -462,9 +498,11 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
                               .kv_memory = o->kv_cache_memory, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices,
-                              .progress = o->progress};
+                              .progress = o->progress, .graphs = o->cuda_graphs};
     eng->bops = o->backend ? o->backend : backend_cpu();
     bo.numerics = backend_numerics(eng->bops, eng->m, o->numerics);
+    bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
+    if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
     eng->be = eng->bops->create(eng->m, &bo, e);
     if (!eng->be) return -1;
     eng->bops->stats(eng->be, &eng->be_start);
@@ -474,6 +512,28 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                                       .no_prefix_caching = !o->enable_prefix_caching};
     eng->sched = sched_create(&eng->scfg, e);
     return eng->sched ? 0 : -1;
+}
+
+/* The context a request may use: max_model_len when set, else the model's own. Longer than the
+ * model's context needs allow_long_max_model_len; longer than the KV pool holds is an error when
+ * asked for, and clamped (engine_limits tells) when derived: a server whose every request
+ * without max_tokens would be refused is worse than a shorter context. */
+static int set_context(struct engine *eng, const struct engine_opts *o, struct err *e)
+{
+    int model_len = eng->m->cfg.max_position_embeddings;
+    int64_t pool = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size;
+    if (o->max_model_len > model_len && !o->allow_long_max_model_len)
+        return err_set(e, "max_model_len %d is longer than the model's context of %d tokens "
+                          "(max_position_embeddings in config.json): positions past it were "
+                          "never trained. Lower it, or pass --allow-long-max-model-len to serve "
+                          "it anyway", o->max_model_len, model_len);
+    if (o->max_model_len > pool)
+        return err_set(e, "max_model_len %d is longer than the KV cache holds (%lld tokens in "
+                          "kv_cache_memory): raise kv_cache_memory or lower max_model_len",
+                       o->max_model_len, (long long)pool);
+    eng->max_model_len = o->max_model_len > 0 ? o->max_model_len
+                                              : (int)(model_len < pool ? model_len : pool);
+    return 0;
 }
 
 struct engine *engine_create(const struct engine_opts *o, struct err *e)
@@ -491,9 +551,11 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
                 tok_n_vocab(eng->tok), eng->m->cfg.vocab_size);
         goto fail;
     }
-    if (setup_backend(eng, o, e) != 0) goto fail;
-    eng->max_model_len = o->max_model_len > 0 ? o->max_model_len : eng->m->cfg.max_position_embeddings;
+    if (setup_backend(eng, o, e) != 0 || set_context(eng, o, e) != 0) goto fail;
     eng->max_queued = o->max_queued_requests;
+    eng->max_request_bytes = o->max_request_memory;
+    eng->budget_bytes = o->request_memory_budget;
+    eng->max_text = 3 * tok_max_piece_bytes(eng->tok) + 4;
     eng->eos = tok_eos_id(eng->tok) >= 0 ? tok_eos_id(eng->tok) : eng->m->cfg.eos_token_id;
     eng->logits = xmalloc((size_t)o->max_num_seqs * (size_t)eng->m->cfg.vocab_size * sizeof(float));
     eng->sampled = xcalloc((size_t)o->max_num_seqs, sizeof *eng->sampled);
@@ -545,6 +607,7 @@ void engine_destroy(struct engine *eng)
     free(eng->fork_mask);
     if (eng->be) eng->bops->destroy(eng->be);
     free(eng->logits);
+    free(eng->cands);
     free(eng->sampled);
     free(eng->stopped);
     sched_destroy(eng->sched);
@@ -605,9 +668,61 @@ int engine_max_model_len(const struct engine *eng)
     return eng->max_model_len;
 }
 
+void engine_limits(const struct engine *eng, struct engine_limits *out)
+{
+    *out = (struct engine_limits){
+        .max_model_len = eng->max_model_len,
+        .model_context = eng->m->cfg.max_position_embeddings,
+        .kv_tokens = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size,
+    };
+}
+
 int engine_alive(const struct engine *eng, double max_stall_s)
 {
     return engine_idle_s(eng) <= max_stall_s;
+}
+
+int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *params)
+{
+    struct gen_params p = *params;
+    if (p.max_tokens < 0) p.max_tokens = eng->max_model_len - p.n_prompt;
+    return gen_cost(&p, eng->m->cfg.vocab_size, eng->max_text);
+}
+
+int64_t engine_max_request_memory(const struct engine *eng)
+{
+    return eng->max_request_bytes;
+}
+
+/* A request must be able to run whole: its n choices side by side in the KV pool (else they
+ * would only evict one another), and within max_request_memory. */
+static int check_admissible(const struct engine *eng, const struct gen_params *p, struct err *e)
+{
+    int64_t kv_tokens = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size;
+    int64_t need = (int64_t)p->n_prompt + (int64_t)p->n * p->max_tokens;
+    if (p->n > 1 && need > kv_tokens)
+        return err_set(e, "n=%d choices of up to %d tokens after a %d-token prompt need %lld tokens "
+                          "of KV cache, which holds %lld: lower n or max_tokens", p->n,
+                       p->max_tokens, p->n_prompt, (long long)need, (long long)kv_tokens);
+    int64_t bytes = engine_request_bytes(eng, p);
+    if (eng->max_request_bytes && bytes > eng->max_request_bytes)
+        return err_set(e, "this request could hold %lld MiB (n=%d, max_tokens=%d%s), over the "
+                          "server's max_request_memory of %lld MiB: lower n, max_tokens or "
+                          "top_logprobs", (long long)(bytes >> 20), p->n, p->max_tokens,
+                       p->sampling.logprobs ? ", with logprobs" : "",
+                       (long long)(eng->max_request_bytes >> 20));
+    return 0;
+}
+
+/* Reserves bytes of the memory budget; 0 when it fit. */
+static int reserve_bytes(struct engine *eng, int64_t bytes)
+{
+    int64_t cur = __atomic_load_n(&eng->admitted_bytes, __ATOMIC_ACQUIRE);
+    do {
+        if (eng->budget_bytes && cur + bytes > eng->budget_bytes) return -1;
+    } while (!__atomic_compare_exchange_n(&eng->admitted_bytes, &cur, cur + bytes, true,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    return 0;
 }
 
 /* The checks that give a request its 400 before anything is queued. */
@@ -633,6 +748,7 @@ static int check_request(const struct engine *eng, struct gen_params *p, struct 
         if (p->prompt[i] < 0 || p->prompt[i] >= eng->m->cfg.vocab_size)
             return err_set(e, "token id %d is outside the vocabulary (0..%d)", p->prompt[i], eng->m->cfg.vocab_size - 1);
     if (sched_check_fit(&eng->scfg, p->n_prompt, p->max_tokens, e) != 0) return -1;
+    if (check_admissible(eng, p, e) != 0) return -1;
     return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
 }
 
@@ -646,7 +762,7 @@ static int pick_rank(struct engine *eng, const struct gen_params *p, int *queued
     pthread_mutex_unlock(&eng->mu);
     bool local_only = p->grammar || p->tool_format != TC_NONE;
     if (!eng->dp || local_only) {
-        if (*queued >= eng->max_queued) return -1;
+        if (*queued + p->n > eng->max_queued) return -1;
         if (eng->dp) dp_route_local(eng->dp);
         return 0;
     }
@@ -684,13 +800,32 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
     if (check_request(eng, &p, e) != 0) return NULL;
     int rank = pick_rank(eng, &p, &queued);
     if (rank < 0) {
-        *busy = 1;
-        err_set(e, "the server is at capacity (%d requests waiting); retry shortly", queued);
+        *busy = 1; /* n counts as n: a request of n choices queues n sequences */
+        err_set(e, "the server is at capacity (%d sequences waiting, this request adds %d); "
+                   "retry shortly", queued, p.n);
         return NULL;
     }
-    if (rank > 0) return submit_remote(eng, rank, &p, notify, arg);
+    int64_t bytes = engine_request_bytes(eng, &p);
+    if (reserve_bytes(eng, bytes) != 0) {
+        *busy = 1;
+        err_set(e, "the requests running hold the server's request_memory_budget; retry shortly");
+        return NULL;
+    }
+    if (rank > 0) { /* its reply is held here too: the same reservation */
+        struct gen *remote = submit_remote(eng, rank, &p, notify, arg);
+        remote->cost = bytes;
+        remote->ledger = &eng->admitted_bytes;
+        return remote;
+    }
     struct gen *g = gen_create(&p, eng->tok, eng->gv, eng->m->cfg.vocab_size, eng->eos, e);
-    if (!g) return NULL;
+    if (!g) { /* out of memory (503: this request fails, the server goes on), or a grammar that
+                 cannot start (400) */
+        __atomic_sub_fetch(&eng->admitted_bytes, bytes, __ATOMIC_ACQ_REL);
+        *busy = !strncmp(e->msg, "out of memory", 13);
+        return NULL;
+    }
+    g->cost = bytes;
+    g->ledger = &eng->admitted_bytes;
     g->notify = notify;
     g->arg = arg;
     g->t_arrival = now_s();
@@ -699,7 +834,7 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
     g->serial = ++eng->next_serial;
     g->next = eng->incoming;
     eng->incoming = g;
-    eng->n_incoming++;
+    eng->n_incoming += p.n;
     pthread_cond_signal(&eng->cv);
     pthread_mutex_unlock(&eng->mu);
     return g;

@@ -29,15 +29,22 @@ struct engine_opts {
     const char *tokenizer_dir;  /* NULL or "": model_dir */
     int max_num_seqs;           /* sequences per step */
     int max_num_batched_tokens; /* tokens per step (prefill chunks + decode tokens) */
-    int max_model_len;          /* 0: max_position_embeddings of the model */
+    int max_model_len;          /* 0: max_position_embeddings of the model (clamped to the KV
+                                   pool); more than either is an error */
+    int allow_long_max_model_len; /* 1: max_model_len may exceed the model's context */
     int block_size;             /* KV cache tokens per block */
     double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */
     int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
     int enable_prefix_caching;
-    int max_queued_requests;    /* admission bound: submissions beyond it are refused */
+    int max_queued_requests;    /* admission bound: choices waiting beyond it are refused */
+    int64_t max_request_memory; /* bytes one request may hold at most (gen_cost); 0: no limit */
+    int64_t request_memory_budget; /* bytes all admitted requests may hold; 0: no limit */
     int threads;                /* CPU worker threads; 0: all cores */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
     enum numerics numerics;     /* arithmetic of a step (AUTO: backend_numerics decides) */
+    int cuda_graphs;            /* CUDA, fast numerics: decode steps replayed from graphs */
+    int sample_prefilter;       /* sample from pre-filtered rows where provably the same
+                                 * (engine/sampler_cand.h), when the backend offers it */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */
     int n_devices;
     const char *chat_template;  /* "auto", "deepseek-v3", "deepseek-r1" */
@@ -86,6 +93,7 @@ struct gen_params {
     int n_stop_token_ids;
     int skip_special_tokens;
     int reasoning;              /* split text at </think> into reasoning and content */
+    size_t out_bytes_per_token; /* what the server keeps per generated token (admission) */
     /* Constrained decoding: each choice's output must match the grammar (after the reasoning,
      * when the text is split). Lazy: it applies only once the trigger (a token id, or a text)
      * has been generated freely, and starts right after it. engine_submit takes a reference. */
@@ -112,6 +120,14 @@ const struct tok *engine_tokenizer(const struct engine *eng);
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
 /* The longest context (prompt + completion) a request may use. */
 int engine_max_model_len(const struct engine *eng);
+/* The context limits, for the start-up log: a max_model_len below model_context was clamped
+ * to the KV pool (when not set explicitly). */
+struct engine_limits {
+    int max_model_len;          /* tokens a request may use */
+    int model_context;          /* max_position_embeddings of the model */
+    int64_t kv_tokens;          /* token slots in the KV pool */
+};
+void engine_limits(const struct engine *eng, struct engine_limits *out);
 struct metrics;
 /* A consistent copy of the engine's counters and histograms (engine/metrics.h). */
 void engine_metrics(struct engine *eng, struct metrics *out);
@@ -136,8 +152,14 @@ int engine_fault(struct engine *eng, char *msg, size_t n);
 /* The vocabulary trie constrained decoding walks (read-only; any thread may use it). */
 const struct gv *engine_vocab(const struct engine *eng);
 
-/* Queues a request. Fails with a message when it can never fit (prompt + max_tokens over the
- * context: e->msg says the numbers) or the admission queue is full (*busy set to 1).
+/* The most memory p can hold (bytes), as admission counts it; and the per-request limit. */
+int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *p);
+int64_t engine_max_request_memory(const struct engine *eng);
+
+/* Queues a request. Fails with a message when it can never run (prompt + max_tokens over the
+ * context, its n choices over the KV pool, over max_request_memory: e->msg says the numbers), or
+ * with *busy set to 1 when it cannot run now (the queue holds max_queued_requests choices, the
+ * admitted requests hold request_memory_budget, or memory ran out).
  * notify(arg) is called on the engine thread whenever events are ready. */
 struct gen *engine_submit(struct engine *eng, const struct gen_params *p,
                           void (*notify)(void *arg), void *arg, int *busy, struct err *e);

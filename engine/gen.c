@@ -197,12 +197,25 @@ void gen_event_clear(struct gen_event *ev)
     memset(ev, 0, sizeof *ev);
 }
 
+int64_t gen_cost(const struct gen_params *p, int32_t n_vocab, size_t max_text)
+{
+    int64_t per_choice = (int64_t)(smp_state_bytes(n_vocab) + sizeof(struct gen_choice) + 256);
+    /* a token is held either as a queued event (a stream whose client is slow) or by the server
+       (a reply being collected, whose events are taken as they come): the larger counts */
+    int64_t event = (int64_t)(sizeof(struct gen_node) + 32 + max_text);
+    int64_t per_token = event > (int64_t)p->out_bytes_per_token ? event : (int64_t)p->out_bytes_per_token;
+    int64_t tokens = p->max_tokens > 0 ? p->max_tokens : 0;
+    return (int64_t)sizeof(struct gen) + (int64_t)p->n_prompt * 4 +
+           (int64_t)p->n * (per_choice + tokens * per_token);
+}
+
 void gen_unref(struct gen *g)
 {
     pthread_mutex_lock(&g->mu);
     int left = --g->refs;
     pthread_mutex_unlock(&g->mu);
     if (left) return;
+    if (g->ledger) __atomic_sub_fetch(g->ledger, g->cost, __ATOMIC_ACQ_REL);
     for (struct gen_node *n = g->head, *next; n; n = next) {
         next = n->next;
         free_event(&n->ev);

@@ -68,6 +68,8 @@ struct gen {
     int cancel;             /* set by the server */
     int cancel_sent;        /* the engine has aborted the sequences */
     double t_arrival, t_scheduled, t_first_token, t_last_token; /* seconds, monotonic */
+    int64_t cost;           /* bytes admitted for this request (gen_cost) */
+    int64_t *ledger;        /* the engine's admitted total; cost is given back when freed */
     struct gen *next;       /* the engine's list */
 };
 
@@ -76,6 +78,11 @@ struct gen {
  * input. */
 struct gen *gen_create(const struct gen_params *p, const struct tok *tok, const struct gv *gv,
                        int32_t n_vocab, int32_t eos, struct err *e);
+
+/* The most memory a request can hold, in bytes: per choice its sampler and text state, per
+ * generated token a queued event (max_text: the longest token text) or what the server keeps of
+ * it (p->out_bytes_per_token), whichever is larger. Admission counts it against the budgets. */
+int64_t gen_cost(const struct gen_params *p, int32_t n_vocab, size_t max_text);
 
 /* A request whose choices run on another rank (data parallelism): the same parameters and event
  * queue, no samplers; its events arrive through gen_relay. */

@@ -54,6 +54,8 @@ void metrics_add(struct metrics *sum, const struct metrics *x)
     sum->n_preemptions += x->n_preemptions;
     sum->prompt_tokens += x->prompt_tokens;
     sum->generation_tokens += x->generation_tokens;
+    sum->sampled_candidates += x->sampled_candidates;
+    sum->sampled_whole += x->sampled_whole;
     sum->grammar_masks += x->grammar_masks;
     sum->grammar_mask_cpu_seconds += x->grammar_mask_cpu_seconds;
     sum->grammar_wait_seconds += x->grammar_wait_seconds;

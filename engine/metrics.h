@@ -34,6 +34,7 @@ struct metrics {
     /* counters */
     int64_t prefix_cache_queries, prefix_cache_hits, n_preemptions;
     int64_t prompt_tokens, generation_tokens;
+    int64_t sampled_candidates, sampled_whole; /* tokens sampled from pre-filtered / whole rows */
     int64_t request_success[MR_COUNT];
     int64_t grammar_masks;           /* token masks computed for constrained sequences */
     double grammar_mask_cpu_seconds; /* CPU time the mask thread spent on them */

@@ -145,17 +145,29 @@ struct smp_state *smp_state_create(const struct smp_params *p, int32_t n_vocab,
                 (int)prompt[i], (int)i, (int)n_vocab - 1);
         return NULL;
     }
-    struct smp_state *s = xcalloc(1, sizeof *s);
+    struct smp_state *s = calloc(1, sizeof *s);
+    if (!s) return err_set(e, "out of memory for the sampler state"), NULL;
     s->n_vocab = n_vocab;
-    s->counts = xcalloc((size_t)n_vocab, sizeof *s->counts);
-    s->seen = xcalloc((size_t)n_vocab, sizeof *s->seen);
-    s->seen_ids = xmalloc((size_t)n_vocab * sizeof *s->seen_ids);
-    s->val = xmalloc((size_t)n_vocab * sizeof *s->val);
-    s->ids = xmalloc((size_t)n_vocab * sizeof *s->ids);
+    s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+    s->seen = calloc((size_t)n_vocab, sizeof *s->seen);
+    s->seen_ids = malloc((size_t)n_vocab * sizeof *s->seen_ids);
+    s->val = malloc((size_t)n_vocab * sizeof *s->val);
+    s->ids = malloc((size_t)n_vocab * sizeof *s->ids);
+    if (!s->counts || !s->seen || !s->seen_ids || !s->val || !s->ids) { /* a request's, not ours */
+        smp_state_destroy(s);
+        return err_set(e, "out of memory for the sampler state (%d-token vocabulary)", n_vocab), NULL;
+    }
     uint64_t x = p->has_seed ? p->seed : entropy;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     for (int32_t i = 0; i < n_prompt; i++) mark_seen(s, prompt[i]);
     return s;
+}
+
+size_t smp_state_bytes(int32_t n_vocab)
+{
+    struct smp_state *s = NULL;
+    return sizeof *s + (size_t)n_vocab * (sizeof *s->counts + sizeof *s->seen + sizeof *s->seen_ids +
+                                          sizeof *s->val + sizeof *s->ids);
 }
 
 void smp_state_destroy(struct smp_state *s)
@@ -517,4 +529,21 @@ int smp_sample(struct smp_state *s, const struct smp_params *p, const float *log
                int32_t n_vocab, struct smp_result *out, struct err *e)
 {
     return smp_sample_masked(s, p, logits, n_vocab, NULL, out, e);
+}
+
+/* ---- for the candidate sampler (engine/sampler_cand.c) --------------------------------------- */
+
+int smp_seen(const struct smp_state *s, int32_t token)
+{
+    return s->seen[token];
+}
+
+uint32_t smp_count(const struct smp_state *s, int32_t token)
+{
+    return s->counts[token];
+}
+
+double smp_draw(struct smp_state *s)
+{
+    return rng_uniform(s->rng);
 }

@@ -94,6 +94,8 @@ struct smp_state *smp_state_create(const struct smp_params *p, int32_t n_vocab,
                                    const int32_t *prompt, int32_t n_prompt, uint64_t entropy,
                                    struct err *e);
 void smp_state_destroy(struct smp_state *s);
+/* The memory one state takes for a vocabulary of n_vocab (admission counts it per choice). */
+size_t smp_state_bytes(int32_t n_vocab);
 
 /* Records a token the request emitted (for the penalties); call once per kept token. */
 void smp_accept(struct smp_state *s, int32_t token);
@@ -115,5 +117,11 @@ int smp_sample(struct smp_state *s, const struct smp_params *p, const float *log
 int smp_sample_masked(struct smp_state *s, const struct smp_params *p, const float *logits,
                       int32_t n_vocab, const uint64_t *allow, struct smp_result *out,
                       struct err *e);
+
+/* The state as engine/sampler_cand.c needs it: whether a token was seen (prompt or output), how
+ * often it was generated, and the one uniform draw of a non-greedy sample (consumes it). */
+int smp_seen(const struct smp_state *s, int32_t token);
+uint32_t smp_count(const struct smp_state *s, int32_t token);
+double smp_draw(struct smp_state *s);
 
 #endif

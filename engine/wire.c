@@ -344,6 +344,8 @@ void wire_put_metrics(struct wire *w, const struct metrics *m)
     wire_put_i64(w, m->n_preemptions);
     wire_put_i64(w, m->prompt_tokens);
     wire_put_i64(w, m->generation_tokens);
+    wire_put_i64(w, m->sampled_candidates);
+    wire_put_i64(w, m->sampled_whole);
     wire_put_i64(w, m->grammar_masks);
     wire_put_f64(w, m->grammar_mask_cpu_seconds);
     wire_put_f64(w, m->grammar_wait_seconds);
@@ -365,6 +367,8 @@ int wire_get_metrics(struct wire_rd *r, struct metrics *m, struct err *e)
     m->n_preemptions = wire_get_i64(r);
     m->prompt_tokens = wire_get_i64(r);
     m->generation_tokens = wire_get_i64(r);
+    m->sampled_candidates = wire_get_i64(r);
+    m->sampled_whole = wire_get_i64(r);
     m->grammar_masks = wire_get_i64(r);
     m->grammar_mask_cpu_seconds = wire_get_f64(r);
     m->grammar_wait_seconds = wire_get_f64(r);

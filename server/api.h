@@ -35,6 +35,8 @@ struct api {
     double request_timeout_s;   /* 0: none */
     int default_max_tokens;     /* when a request sets none; 0: chat the rest, completions 16 */
     double stall_s;             /* /health turns 503 when the engine loop stalls this long */
+    size_t max_token_text;      /* the longest text one token can decode to, bytes */
+    int public_metrics;         /* 1: /metrics needs no API key */
 };
 
 /* The routes to serve: every endpoint, and the chat page at / when webui is set. */
@@ -57,8 +59,10 @@ int api_get_str(struct http_req *r, json_t *o, const char *key, const char *dflt
 int api_reply_json(struct http_req *r, int status, json_t *doc);
 /* The model field: one of the served names, else 404 model_not_found. */
 int api_check_model(struct http_req *r, json_t *body);
-/* 503 while loading or draining. */
+/* 503 while loading, draining, or while the engine loop is stalled. */
 int api_check_ready(struct http_req *r);
+/* 503 while loading only. */
+int api_check_loaded(struct http_req *r);
 
 /* ---- api_params: the sampling fields shared by chat and completions ----------------------- */
 
@@ -73,7 +77,7 @@ struct api_params {
     struct chat_tool *tools;    /* [n_tools] chat: the functions, for the prompt */
     int n_tools;
     char **tool_texts;          /* [n_tools] the parameters' JSON text behind tools */
-    struct compile_job *compiling; /* the grammar being compiled (api_params_ready), or NULL */
+    struct compile_job *compiling; /* the grammar being compiled (api_params_wait), or NULL */
     const char *compiling_param;   /* the param its errors name */
 };
 
@@ -86,12 +90,12 @@ void api_params_release(struct api_params *p);
 
 /* Reads the output constraints into p->gp (grammar, trigger, tool format) and, for chat, the
  * tools into p->tools. -1 after replying (400 naming the param; 503 when too many grammars are
- * compiling). A grammar not compiled before is compiled off the event loop: p->compiling is
- * then set, and the caller parks the connection until api_params_ready says it is done. */
+ * compiling). A grammar not compiled before is queued for the compile thread: p->compiling is
+ * then set, and api_params_wait waits for it (on an HTTP worker, never the event loop). */
 int api_read_structured(struct http_req *r, json_t *body, int chat, struct api_params *p);
-/* 0: p->gp.grammar is ready; 1: still compiling (park and look again when woken); -1: the
- * grammar failed to compile (400 replied). */
-int api_params_ready(struct http_req *r, struct api_params *p);
+/* Waits for the grammar being compiled, if any. 0: p->gp.grammar is ready; -1: it failed to
+ * compile (400 replied). */
+int api_params_wait(struct http_req *r, struct api_params *p);
 
 /* ---- api_chat: messages → prompt ids through the chat template ------------------------------ */
 
@@ -110,6 +114,7 @@ struct api_prompt {
     int32_t *ids;
     int n_ids;
     char *echo;                 /* completions echo: the prompt text */
+    size_t n_echo;              /* its bytes (it may hold NULs) */
 };
 
 /* Submits every prompt and answers: an SSE stream or, when all is done, one JSON body.

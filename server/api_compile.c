@@ -9,7 +9,6 @@ struct compile_job {
     compile_fn fn;
     void *arg;
     void (*free_arg)(void *arg);
-    struct http_req *r; /* NULL once the request let go */
     int refs;           /* the queue/thread and the request */
     int done;
     struct gram *g;
@@ -19,8 +18,9 @@ struct compile_job {
 
 struct api_compiler {
     pthread_t thread;
-    pthread_mutex_t mu; /* guards the queue, every job's r, refs, done, and quit */
-    pthread_cond_t cv;
+    pthread_mutex_t mu; /* guards the queue, every job's refs and done, and quit */
+    pthread_cond_t cv;  /* work for the thread */
+    pthread_cond_t done_cv; /* a job finished (its waiter looks at its own) */
     struct compile_job *head, *tail;
     int n_queued, max_queued;
     int quit;
@@ -33,7 +33,7 @@ static void unref(struct compile_job *j)
     free(j);
 }
 
-/* Runs one job without the lock, then publishes it and wakes its request. */
+/* Runs one job without the lock, then publishes it and wakes its waiter. */
 static void run(struct api_compiler *c, struct compile_job *j)
 {
     pthread_mutex_unlock(&c->mu);
@@ -42,7 +42,7 @@ static void run(struct api_compiler *c, struct compile_job *j)
     if (j->free_arg) j->free_arg(j->arg);
     pthread_mutex_lock(&c->mu);
     j->g = g, j->e = e, j->done = 1;
-    if (j->r) http_wake(j->r);
+    pthread_cond_broadcast(&c->done_cv);
     unref(j);
 }
 
@@ -70,11 +70,13 @@ struct api_compiler *api_compiler_create(int max_queued, struct err *e)
     struct api_compiler *c = xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    pthread_cond_init(&c->done_cv, NULL);
     c->max_queued = max_queued;
     if (pthread_create(&c->thread, NULL, compiler_main, c) != 0) {
         err_set(e, "cannot start the grammar compile thread");
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
+        pthread_cond_destroy(&c->done_cv);
         free(c);
         return NULL;
     }
@@ -94,16 +96,16 @@ void api_compiler_destroy(struct api_compiler *c)
         if (j->free_arg) j->free_arg(j->arg);
         err_set(&j->e, "the server is shutting down");
         j->done = 1;
-        if (j->r) http_wake(j->r);
         unref(j);
     }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->done_cv);
     free(c);
 }
 
-struct compile_job *api_compile_start(struct api_compiler *c, struct http_req *r, compile_fn fn,
-                                      void *arg, void (*free_arg)(void *arg))
+struct compile_job *api_compile_start(struct api_compiler *c, compile_fn fn, void *arg,
+                                      void (*free_arg)(void *arg))
 {
     pthread_mutex_lock(&c->mu);
     if (c->n_queued >= c->max_queued || c->quit) {
@@ -112,7 +114,7 @@ struct compile_job *api_compile_start(struct api_compiler *c, struct http_req *r
     }
     struct compile_job *j = xcalloc(1, sizeof *j);
     *j =
-        (struct compile_job){.c = c, .fn = fn, .arg = arg, .free_arg = free_arg, .r = r, .refs = 2};
+        (struct compile_job){.c = c, .fn = fn, .arg = arg, .free_arg = free_arg, .refs = 2};
     if (c->tail)
         c->tail->next = j;
     else
@@ -124,12 +126,11 @@ struct compile_job *api_compile_start(struct api_compiler *c, struct http_req *r
     return j;
 }
 
-int api_compile_done(struct compile_job *j)
+void api_compile_wait(struct compile_job *j)
 {
     pthread_mutex_lock(&j->c->mu);
-    int done = j->done;
+    while (!j->done) pthread_cond_wait(&j->c->done_cv, &j->c->mu);
     pthread_mutex_unlock(&j->c->mu);
-    return done;
 }
 
 struct gram *api_compile_result(struct compile_job *j, struct err *e)
@@ -146,7 +147,6 @@ void api_compile_drop(struct compile_job *j)
     if (!j) return;
     struct api_compiler *c = j->c;
     pthread_mutex_lock(&c->mu);
-    j->r = NULL;
     unref(j);
     pthread_mutex_unlock(&c->mu);
 }

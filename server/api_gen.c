@@ -1,90 +1,82 @@
 /* api_gen: one generation job — submits each prompt to the engine, drains the engine's events
- * and answers the OpenAI way: one JSON body, or an SSE stream of chunks ending in [DONE].
- * Choice i of prompt k has index k * n + i, as OpenAI numbers batched prompts. */
+ * and answers the OpenAI way: an SSE stream of chunks ending in [DONE], or one JSON body
+ * (api_reply.c). Choice i of prompt k has index k * n + i, as OpenAI numbers batched prompts.
+ *
+ * Memory: the engine admits a request only within its budgets (engine_submit), counting what
+ * this file keeps per token (reply_bytes_per_token). A stream never converts more than
+ * STREAM_AHEAD bytes of events ahead of the client: the rest wait, compact, in the engine's
+ * queue. Every request-sized allocation here may fail; that ends the request (503), never the
+ * process. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
-#include "server/api.h"
+#include "server/api_job.h"
 #include "server/commands.h"
 
-struct tool_call {
-    char id[32];                /* call_<hex> */
-    char *name;
-    char *args;                 /* non-streamed: the whole arguments text */
-    size_t n_args;
-};
-
-struct job_choice {
-    char *content, *reasoning;  /* non-streamed replies accumulate here */
-    size_t n_content, n_reasoning;
-    json_t *lp;                 /* logprob entries, in the endpoint's format */
-    size_t text_offset;         /* completions logprobs: where the next token's text starts */
-    enum gen_finish finish;
-    char *error;
-    struct tool_call *calls;    /* [n_calls] */
-    int n_calls;
-};
-
-struct job {
-    struct api *api;
-    struct http_req *r;
-    int chat, stream, include_usage, reasoning, tokens_as_ids;
-    struct smp_params sampling; /* what was asked, for logprobs */
-    int n, n_prompts, n_live;
-    struct gen **gens;          /* [n_prompts]; NULL once its DONE arrived */
-    struct api_prompt *prompts;
-    struct job_choice *ch;      /* [n_prompts * n] */
-    int prompt_tokens, completion_tokens, cached_tokens;
-    char id[48], *model;
-    time_t created;
-    char *out;                  /* stream bytes not yet handed to the connection */
-    size_t n_out, out_pos, cap_out;
-    int ended;                  /* [DONE] (or the final error) is in out */
-    int status;                 /* HTTP status, for the access line */
-    double t_start, t_first;    /* monotonic seconds: submitted, first token (0: none yet) */
-};
+#define STREAM_AHEAD (256u << 10) /* SSE bytes prepared ahead of the client, at most */
 
 static void job_notify(void *arg)
 {
     http_wake(arg);
 }
 
+void job_append(struct job *j, struct job_buf *b, const char *s, size_t n)
+{
+    if (!n || j->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap += cap / 2;
+        char *grown = realloc(b->s, cap);
+        if (!grown) {
+            j->oom = 1;
+            return;
+        }
+        b->s = grown;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+void job_free_calls(struct job_choice *ch)
+{
+    for (int k = 0; k < ch->n_calls; k++) free(ch->calls[k].name), free(ch->calls[k].args.s);
+    free(ch->calls);
+    ch->calls = NULL;
+    ch->n_calls = 0;
+}
+
 static void job_free(struct job *j)
 {
     for (int i = 0; i < j->n_prompts; i++) {
-        if (j->gens[i]) gen_cancel(j->gens[i]), gen_release(j->gens[i]);
+        if (j->gens[i] && !j->done[i]) gen_cancel(j->gens[i]);
+        if (j->gens[i]) gen_release(j->gens[i]); /* gives the admitted memory back */
         free(j->prompts[i].ids);
         free(j->prompts[i].echo);
     }
     for (int i = 0; i < j->n_prompts * j->n; i++) {
-        free(j->ch[i].content);
-        free(j->ch[i].reasoning);
+        free(j->ch[i].content.s);
+        free(j->ch[i].reasoning.s);
         free(j->ch[i].error);
-        json_decref(j->ch[i].lp);
-        for (int k = 0; k < j->ch[i].n_calls; k++) free(j->ch[i].calls[k].name), free(j->ch[i].calls[k].args);
-        free(j->ch[i].calls);
+        free(j->ch[i].lp);
+        job_free_calls(&j->ch[i]);
     }
+    reply_free(j);
     free(j->gens);
+    free(j->done);
     free(j->prompts);
     free(j->ch);
+    free(j->text_offset);
     free(j->model);
-    free(j->out);
+    free(j->out.s);
     free(j);
 }
 
-static void append(char **s, size_t *n, const char *add, size_t len)
-{
-    if (!len) return;
-    *s = xrealloc(*s, *n + len + 1);
-    memcpy(*s + *n, add, len);
-    *n += len;
-    (*s)[*n] = 0;
-}
-
-static const char *finish_name(enum gen_finish f)
+const char *job_finish_name(enum gen_finish f)
 {
     switch (f) {
     case GEN_FINISH_STOP: return "stop";
@@ -95,9 +87,9 @@ static const char *finish_name(enum gen_finish f)
 }
 
 /* A choice that made tool calls and stopped on its own finished with "tool_calls". */
-static const char *choice_finish(const struct job_choice *ch)
+const char *job_choice_finish(const struct job_choice *ch)
 {
-    return ch->n_calls && ch->finish == GEN_FINISH_STOP ? "tool_calls" : finish_name(ch->finish);
+    return ch->n_calls && ch->finish == GEN_FINISH_STOP ? "tool_calls" : job_finish_name(ch->finish);
 }
 
 /* ---- tool calls ------------------------------------------------------------------------------ */
@@ -141,110 +133,27 @@ static json_t *tool_deltas(struct job_choice *ch, const struct gen_event *ev)
 }
 
 /* Non-streamed: arguments accumulate per call. */
-static void collect_tools(struct job_choice *ch, const struct gen_event *ev)
+static void collect_tools(struct job *j, struct job_choice *ch, const struct gen_event *ev)
 {
     for (int i = 0; i < ev->n_tools; i++) {
         struct tool_call *c = call_of(ch, &ev->tools[i]);
-        if (c) append(&c->args, &c->n_args, ev->tools[i].args, ev->tools[i].n_args);
+        if (c) job_append(j, &c->args, ev->tools[i].args, ev->tools[i].n_args);
     }
 }
 
-static json_t *tool_calls_json(const struct job_choice *ch)
+json_t *job_tool_calls_json(const struct job_choice *ch)
 {
     json_t *arr = json_array();
     for (int k = 0; k < ch->n_calls; k++) {
         const struct tool_call *c = &ch->calls[k];
         json_array_append_new(arr, json_pack("{s:s, s:s, s:{s:s, s:s%}}", "id", c->id, "type",
                                              "function", "function", "name", c->name, "arguments",
-                                             c->args ? c->args : "", c->n_args));
+                                             c->args.s ? c->args.s : "", c->args.n));
     }
     return arr;
 }
 
-/* ---- logprobs -------------------------------------------------------------------------------- */
-
-static json_t *token_text(const struct job *j, int32_t id)
-{
-    if (j->tokens_as_ids) return json_sprintf("token_id:%d", id);
-    struct tok_text t = {0};
-    tok_decode(j->api->tok, &id, 1, false, &t, NULL);
-    json_t *s = json_stringn(t.s ? t.s : "", t.n);
-    tok_text_free(&t);
-    return s;
-}
-
-static json_t *bytes_of(json_t *s)
-{
-    json_t *a = json_array();
-    const unsigned char *p = (const unsigned char *)json_string_value(s);
-    for (size_t i = 0; i < json_string_length(s); i++) json_array_append_new(a, json_integer(p[i]));
-    return a;
-}
-
-static double finite_lp(float lp)
-{
-    return isfinite(lp) ? lp : -9999.0;
-}
-
-/* Chat format: {"token", "logprob", "bytes", "top_logprobs": [...]}. */
-static json_t *chat_lp_entry(const struct job *j, const struct smp_result *r)
-{
-    json_t *tok = token_text(j, r->token), *top = json_array();
-    for (int k = 0; k < r->n_top && k < j->sampling.n_logprobs; k++) {
-        json_t *t = token_text(j, r->top[k].token);
-        json_array_append_new(top, json_pack("{s:O, s:f, s:o}", "token", t, "logprob",
-                                             finite_lp(r->top[k].logprob), "bytes", bytes_of(t)));
-        json_decref(t);
-    }
-    json_t *e = json_pack("{s:O, s:f, s:o, s:o}", "token", tok, "logprob", finite_lp(r->logprob),
-                          "bytes", bytes_of(tok), "top_logprobs", top);
-    json_decref(tok);
-    return e;
-}
-
-/* Completions (legacy) format, one token: appended to the four parallel arrays of lp. */
-static void completion_lp_add(const struct job *j, json_t *lp, const struct smp_result *r,
-                              size_t *offset)
-{
-    json_t *tok = token_text(j, r->token), *top = json_object();
-    for (int k = 0; k < r->n_top && k < j->sampling.n_logprobs; k++) {
-        json_t *t = token_text(j, r->top[k].token);
-        json_object_set_new(top, json_string_value(t), json_real(finite_lp(r->top[k].logprob)));
-        json_decref(t);
-    }
-    json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)*offset));
-    *offset += json_string_length(tok);
-    json_array_append_new(json_object_get(lp, "tokens"), tok);
-    json_array_append_new(json_object_get(lp, "token_logprobs"), json_real(finite_lp(r->logprob)));
-    json_array_append_new(json_object_get(lp, "top_logprobs"), top);
-}
-
-static json_t *new_lp(int chat)
-{
-    if (chat) return json_pack("{s:[]}", "content");
-    return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
-}
-
-/* Adds one token's logprobs to lp (created on first use). */
-static void lp_add(struct job *j, json_t **lp, const struct smp_result *r, size_t *offset)
-{
-    if (!j->sampling.logprobs) return;
-    if (!*lp) *lp = new_lp(j->chat);
-    if (j->chat) json_array_append_new(json_object_get(*lp, "content"), chat_lp_entry(j, r));
-    else completion_lp_add(j, *lp, r, offset);
-}
-
 /* ---- streaming ------------------------------------------------------------------------------- */
-
-static void out_add(struct job *j, const char *s, size_t n)
-{
-    if (j->n_out + n + 1 > j->cap_out) {
-        j->cap_out = (j->n_out + n + 1) * 2;
-        j->out = xrealloc(j->out, j->cap_out);
-    }
-    memcpy(j->out + j->n_out, s, n);
-    j->n_out += n;
-}
 
 /* Writes "data: <json>\n\n" and frees the document; a document jansson could not build (NULL)
  * becomes an error event rather than a crash. */
@@ -254,10 +163,10 @@ static void sse(struct job *j, json_t *doc)
                                  "event\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    out_add(j, "data: ", 6);
-    if (text) out_add(j, text, strlen(text));
-    else out_add(j, broken, sizeof broken - 1);
-    out_add(j, "\n\n", 2);
+    job_append(j, &j->out, "data: ", 6);
+    if (text) job_append(j, &j->out, text, strlen(text));
+    else job_append(j, &j->out, broken, sizeof broken - 1);
+    job_append(j, &j->out, "\n\n", 2);
     free(text);
 }
 
@@ -296,24 +205,22 @@ static json_t *piece(struct job *j, int index, const struct gen_event *ev, json_
 
 static void stream_event(struct job *j, int index, const struct gen_event *ev)
 {
-    struct job_choice *ch = &j->ch[index];
     int has_text = ev->content_len || ev->reasoning_len || ev->n_tools;
     if (ev->kind == GEN_EV_TOKEN) {
-        json_t *lp = NULL;
-        lp_add(j, &lp, &ev->lp, &ch->text_offset);
+        json_t *lp = j->sampling.logprobs ? reply_lp_piece(j, &ev->lp, &j->text_offset[index]) : NULL;
         if (has_text || lp) sse(j, chunk(j, piece(j, index, ev, lp, NULL)));
         return;
     }
-    ch->finish = ev->finish;
+    j->ch[index].finish = ev->finish;
     if (has_text) sse(j, chunk(j, piece(j, index, ev, NULL, NULL)));
     if (ev->finish == GEN_FINISH_ERROR) {
         json_t *err = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message",
-                                ev->error ? ev->error : "generation failed", "type", "server_error",
+                                ev->error ? ev->error : "generation failed", "type", HTTP_ERR_SERVER,
                                 "param", "code");
         sse(j, err);
     }
     struct gen_event none = {0};
-    sse(j, chunk(j, piece(j, index, &none, NULL, choice_finish(ch))));
+    sse(j, chunk(j, piece(j, index, &none, NULL, job_choice_finish(&j->ch[index]))));
 }
 
 /* Role chunks first, as OpenAI sends them: one per choice, delta {role, content ""}. */
@@ -327,7 +234,7 @@ static void stream_begin(struct job *j)
     }
 }
 
-static json_t *usage(const struct job *j)
+json_t *job_usage(const struct job *j)
 {
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", j->prompt_tokens,
                      "completion_tokens", j->completion_tokens, "total_tokens",
@@ -339,10 +246,10 @@ static void stream_end(struct job *j)
 {
     if (j->include_usage) {
         json_t *c = chunk(j, NULL);
-        json_object_set_new(c, "usage", usage(j));
+        json_object_set_new(c, "usage", job_usage(j));
         sse(j, c);
     }
-    out_add(j, "data: [DONE]\n\n", 14);
+    job_append(j, &j->out, "data: [DONE]\n\n", 14);
     j->ended = 1;
 }
 
@@ -351,87 +258,44 @@ static void stream_end(struct job *j)
 static void collect_event(struct job *j, int index, const struct gen_event *ev)
 {
     struct job_choice *ch = &j->ch[index];
-    append(&ch->content, &ch->n_content, ev->content, ev->content_len);
-    append(&ch->reasoning, &ch->n_reasoning, ev->reasoning, ev->reasoning_len);
-    collect_tools(ch, ev);
-    if (ev->kind == GEN_EV_TOKEN) lp_add(j, &ch->lp, &ev->lp, &ch->text_offset);
+    job_append(j, &ch->content, ev->content, ev->content_len);
+    job_append(j, &ch->reasoning, ev->reasoning, ev->reasoning_len);
+    if (ev->kind == GEN_EV_TOKEN && j->sampling.logprobs) reply_lp_keep(j, ch, &ev->lp);
+    collect_tools(j, ch, ev);
     if (ev->kind == GEN_EV_FINISH) {
         ch->finish = ev->finish;
         if (ev->error) ch->error = strdup(ev->error);
     }
 }
 
-/* Takes every waiting event of every prompt; true when all prompts are done. */
+static void take_event(struct job *j, int k, const struct gen_event *ev)
+{
+    int index = k * j->n + ev->choice;
+    if (ev->kind == GEN_EV_TOKEN && !j->t_first) j->t_first = http_now();
+    if (ev->kind == GEN_EV_DONE) {
+        j->prompt_tokens += ev->prompt_tokens;
+        j->completion_tokens += ev->completion_tokens;
+        j->cached_tokens += ev->cached_tokens;
+        j->done[k] = 1;
+        j->n_live--;
+    } else if (j->stream) {
+        stream_event(j, index, ev);
+    } else {
+        collect_event(j, index, ev);
+    }
+}
+
+/* Takes the waiting events of every prompt (a stream: until STREAM_AHEAD bytes are ready); true
+ * when all prompts are done. */
 static bool drain(struct job *j)
 {
     struct gen_event ev;
-    for (int k = 0; k < j->n_prompts; k++) {
-        while (j->gens[k] && gen_poll(j->gens[k], &ev)) {
-            int index = k * j->n + ev.choice;
-            if (ev.kind == GEN_EV_TOKEN && !j->t_first) j->t_first = http_now();
-            if (ev.kind == GEN_EV_DONE) {
-                j->prompt_tokens += ev.prompt_tokens;
-                j->completion_tokens += ev.completion_tokens;
-                j->cached_tokens += ev.cached_tokens;
-                gen_release(j->gens[k]);
-                j->gens[k] = NULL;
-                j->n_live--;
-            } else if (j->stream) {
-                stream_event(j, index, &ev);
-            } else {
-                collect_event(j, index, &ev);
-            }
+    for (int k = 0; k < j->n_prompts; k++)
+        while (!j->done[k] && !(j->stream && j->out.n >= STREAM_AHEAD) && gen_poll(j->gens[k], &ev)) {
+            take_event(j, k, &ev);
             gen_event_clear(&ev);
         }
-    }
     return j->n_live == 0;
-}
-
-/* ---- the complete (non-streamed) reply ----------------------------------------------------- */
-
-static json_t *choice_json(struct job *j, int index)
-{
-    struct job_choice *ch = &j->ch[index];
-    json_t *c = json_pack("{s:i, s:o, s:s}", "index", index, "logprobs",
-                          ch->lp ? json_incref(ch->lp) : json_null(), "finish_reason",
-                          choice_finish(ch));
-    if (!j->chat) {
-        const char *echo = j->prompts[index / j->n].echo;
-        char *text = NULL;
-        size_t n = 0;
-        if (echo) append(&text, &n, echo, strlen(echo));
-        append(&text, &n, ch->content, ch->n_content);
-        json_object_set_new(c, "text", json_stringn(text ? text : "", n));
-        free(text);
-        return c;
-    }
-    json_t *msg = json_pack("{s:s, s:s%}", "role", "assistant", "content",
-                            ch->content ? ch->content : "", ch->n_content);
-    if (ch->n_calls) { /* OpenAI: content is null when the reply is only calls */
-        if (!ch->n_content) json_object_set_new(msg, "content", json_null());
-        json_object_set_new(msg, "tool_calls", tool_calls_json(ch));
-    }
-    if (j->reasoning)
-        json_object_set_new(msg, "reasoning_content",
-                            ch->reasoning ? json_stringn(ch->reasoning, ch->n_reasoning) : json_null());
-    json_object_set_new(c, "message", msg);
-    return c;
-}
-
-static int reply_complete(struct job *j)
-{
-    j->status = 200;
-    for (int i = 0; i < j->n_prompts * j->n; i++)
-        if (j->ch[i].finish == GEN_FINISH_ERROR)
-            return j->status = 500, http_reply_error(j->r, 500, "server_error", NULL, NULL, "%s",
-                                    j->ch[i].error ? j->ch[i].error : "generation failed");
-    json_t *doc = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:o}", "id", j->id, "object",
-                            j->chat ? "chat.completion" : "text_completion", "created",
-                            (json_int_t)j->created, "model", j->model, "system_fingerprint",
-                            "seekd-" SEEKD_VERSION, "choices", "usage", usage(j));
-    for (int i = 0; i < j->n_prompts * j->n; i++)
-        json_array_append_new(json_object_get(doc, "choices"), choice_json(j, i));
-    return api_reply_json(j->r, 200, doc);
 }
 
 /* ---- connection callbacks -------------------------------------------------------------------- */
@@ -439,7 +303,7 @@ static int reply_complete(struct job *j)
 static void cancel_all(struct job *j)
 {
     for (int k = 0; k < j->n_prompts; k++)
-        if (j->gens[k]) gen_cancel(j->gens[k]);
+        if (!j->done[k]) gen_cancel(j->gens[k]);
 }
 
 static int aborting(const struct job *j)
@@ -447,12 +311,21 @@ static int aborting(const struct job *j)
     return __atomic_load_n(&j->api->aborting, __ATOMIC_ACQUIRE);
 }
 
+static int out_of_memory(struct job *j)
+{
+    cancel_all(j);
+    j->status = 503;
+    http_set_header(j->r, "Retry-After", "1");
+    return http_reply_error(j->r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                            "the server ran out of memory for this request");
+}
+
 static int timeout_reply(struct job *j)
 {
     cancel_all(j);
     if (aborting(j)) {
         j->status = 503;
-        return http_reply_error(j->r, 503, "server_error", NULL, "shutting_down",
+        return http_reply_error(j->r, 503, HTTP_ERR_UNAVAILABLE, NULL, "shutting_down",
                                 "the server is shutting down");
     }
     j->status = 408;
@@ -466,7 +339,9 @@ static int job_resume(struct http_req *r)
     struct job *j = r->user;
     for (;;) {
         if (r->timed_out || aborting(j)) return timeout_reply(j);
-        if (drain(j)) return reply_complete(j);
+        bool done = drain(j);
+        if (j->oom) return out_of_memory(j);
+        if (done) return reply_complete(j);
         if (http_suspend(r)) return 0;
     }
 }
@@ -477,8 +352,20 @@ static void stream_error(struct job *j, const char *msg, const char *type, const
     cancel_all(j);
     for (int i = 0; i < j->n_prompts * j->n; i++)
         if (!j->ch[i].finish) j->ch[i].finish = GEN_FINISH_ABORT;
+    j->oom = 0; /* the error event itself is small: let it through */
+    j->out.n = j->out_pos = 0;
     sse(j, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type", type, "param",
                      "code", code));
+}
+
+/* Hands out prepared bytes; 0 when none are left. */
+size_t job_hand_out(struct job *j, char *buf, size_t max)
+{
+    size_t n = j->out.n - j->out_pos < max ? j->out.n - j->out_pos : max;
+    memcpy(buf, j->out.s + j->out_pos, n);
+    j->out_pos += n;
+    if (j->out_pos == j->out.n) j->out_pos = j->out.n = 0;
+    return n;
 }
 
 /* Streamed: hands out buffered SSE bytes; parks when none are ready. */
@@ -486,16 +373,10 @@ static ssize_t job_read(struct http_req *r, char *buf, size_t max)
 {
     struct job *j = r->user;
     for (;;) {
-        if (j->out_pos < j->n_out) {
-            size_t n = j->n_out - j->out_pos < max ? j->n_out - j->out_pos : max;
-            memcpy(buf, j->out + j->out_pos, n);
-            j->out_pos += n;
-            if (j->out_pos == j->n_out) j->out_pos = j->n_out = 0;
-            return (ssize_t)n;
-        }
-        if (j->ended) return -1; /* MHD_CONTENT_READER_END_OF_STREAM */
+        if (j->out_pos < j->out.n) return (ssize_t)job_hand_out(j, buf, max);
+        if (j->ended) return HTTP_READ_END;
         if (aborting(j)) { /* shutdown: the error is the last event, no [DONE] */
-            stream_error(j, "the server is shutting down", "server_error", "shutting_down");
+            stream_error(j, "the server is shutting down", HTTP_ERR_UNAVAILABLE, "shutting_down");
             j->ended = 1;
             continue;
         }
@@ -504,11 +385,15 @@ static ssize_t job_read(struct http_req *r, char *buf, size_t max)
             stream_end(j);
             continue;
         }
-        if (drain(j)) {
-            stream_end(j);
+        bool done = drain(j);
+        if (j->oom) {
+            stream_error(j, "the server ran out of memory for this request", HTTP_ERR_UNAVAILABLE,
+                         "out_of_memory");
+            j->ended = 1;
             continue;
         }
-        if (j->n_out == 0 && http_suspend(r)) return 0;
+        if (done && j->out.n == 0) stream_end(j);
+        if (j->out.n == 0 && !done && http_suspend(r)) return 0;
     }
 }
 
@@ -521,7 +406,7 @@ static void log_job(const struct job *j, int client_gone)
         .id = j->id, .path = j->r->path, .status = j->status,
         .prompt_tokens = j->prompt_tokens, .completion_tokens = j->completion_tokens,
         .ttft_s = j->t_first ? j->t_first - j->t_start : -1, .duration_s = now - j->t_start,
-        .finish = f ? finish_name(f) : client_gone ? "abort" : NULL,
+        .finish = f ? job_finish_name(f) : client_gone ? "abort" : NULL,
     };
     log_access(j->api->log, &a);
 }
@@ -551,14 +436,47 @@ static struct job *job_create(struct http_req *r, const struct api_params *p,
     const char *model = json_string_value(json_object_get(p->body, "model"));
     j->model = strdup(model ? model : a->names[0]);
     j->gens = xcalloc((size_t)n_prompts, sizeof *j->gens);
+    j->done = xcalloc((size_t)n_prompts, sizeof *j->done);
     j->ch = xcalloc((size_t)n_prompts * (size_t)p->gp.n, sizeof *j->ch);
+    j->text_offset = xcalloc((size_t)n_prompts * (size_t)p->gp.n, sizeof *j->text_offset);
     return j;
 }
 
-/* Submits every prompt; on refusal cancels what was submitted and replies 400 or 503. */
+/* The whole request within max_request_memory: every prompt's share together. */
+static int check_request_memory(struct job *j, struct api_params *p)
+{
+    struct engine *eng = j->api->eng;
+    int64_t total = 0, limit = engine_max_request_memory(eng);
+    struct gen_params gp = p->gp;
+    for (int k = 0; k < j->n_prompts; k++) { /* a prompt over the context: the engine says so */
+        int room = j->api->max_model_len - j->prompts[k].n_ids;
+        gp.prompt = j->prompts[k].ids;
+        gp.n_prompt = j->prompts[k].n_ids;
+        gp.max_tokens = p->gp.max_tokens < 0 || p->gp.max_tokens > room ? room : p->gp.max_tokens;
+        total += gp.max_tokens > 0 ? engine_request_bytes(eng, &gp) : 0;
+    }
+    if (!limit || total <= limit) return 0;
+    const char *param = p->gp.sampling.n_logprobs ? (j->chat ? "top_logprobs" : "logprobs")
+                        : p->gp.n > 1 ? "n" : "max_tokens";
+    char mt[64];
+    if (p->gp.max_tokens < 0) snprintf(mt, sizeof mt, "max_tokens unset: the rest of the context");
+    else snprintf(mt, sizeof mt, "max_tokens=%d", p->gp.max_tokens);
+    j->status = 400;
+    http_reply_error(j->r, 400, HTTP_ERR_INVALID, param, "request_too_large",
+                     "this request could hold %lld MiB (%d prompt%s, n=%d, %s%s), over the "
+                     "server's max_request_memory of %lld MiB: lower n, max_tokens or "
+                     "top_logprobs", (long long)(total >> 20), j->n_prompts,
+                     j->n_prompts > 1 ? "s" : "", p->gp.n, mt,
+                     p->gp.sampling.logprobs ? ", with logprobs" : "", (long long)(limit >> 20));
+    return -1;
+}
+
+/* Submits every prompt; on refusal replies 400 or 503 (what was submitted is cancelled when the
+ * job is freed). */
 static int submit_all(struct job *j, struct api_params *p)
 {
     struct err e = {{0}};
+    if (check_request_memory(j, p) != 0) return 0;
     for (int k = 0; k < j->n_prompts; k++) {
         int busy = 0;
         p->gp.prompt = j->prompts[k].ids;
@@ -568,12 +486,13 @@ static int submit_all(struct job *j, struct api_params *p)
             j->n_live++;
             continue;
         }
+        j->done[k] = 1;
         j->status = busy ? 503 : 400;
         if (busy) {
             http_set_header(j->r, "Retry-After", "1");
-            return http_reply_error(j->r, 503, "server_error", NULL, "server_busy", "%s", e.msg);
+            return http_reply_error(j->r, 503, HTTP_ERR_UNAVAILABLE, NULL, "server_busy", "%s", e.msg);
         }
-        return api_bad(j->r, NULL, "%s", e.msg);
+        return http_reply_error(j->r, 400, HTTP_ERR_INVALID, NULL, NULL, "%s", e.msg);
     }
     return 1;
 }
@@ -584,6 +503,7 @@ int api_generate(struct http_req *r, struct api_params *p, struct api_prompt *pr
     struct job *j = job_create(r, p, prompts, n_prompts, chat);
     r->user = j;
     r->on_close = job_close;
+    p->gp.out_bytes_per_token = reply_bytes_per_token(j->api, p);
     int rc = submit_all(j, p);
     if (rc <= 0) return rc;
     if (j->api->request_timeout_s > 0) r->deadline = http_now() + j->api->request_timeout_s;
@@ -594,7 +514,7 @@ int api_generate(struct http_req *r, struct api_params *p, struct api_prompt *pr
         if (p->echo && prompts[0].echo)
             for (int i = 0; i < n_prompts * j->n; i++) {
                 struct gen_event ev = {.content = prompts[i / j->n].echo,
-                                       .content_len = strlen(prompts[i / j->n].echo)};
+                                       .content_len = prompts[i / j->n].n_echo};
                 sse(j, chunk(j, piece(j, i, &ev, NULL, NULL)));
             }
         return http_stream(r, 200, "text/event-stream");

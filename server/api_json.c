@@ -21,6 +21,12 @@ json_t *api_parse_body(struct http_req *r)
     json_error_t je;
     if (r->n_body == 0) return api_bad(r, NULL, "the request body is empty; expected JSON"), NULL;
     json_t *root = json_loadb(r->body, r->n_body, JSON_REJECT_DUPLICATES, &je);
+    if (!root && json_error_code(&je) == json_error_out_of_memory) {
+        http_set_header(r, "Retry-After", "1");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                         "no memory to parse the request now");
+        return NULL;
+    }
     if (!root)
         return api_bad(r, NULL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text), NULL;
     if (!json_is_object(root)) {
@@ -78,17 +84,28 @@ int api_reply_json(struct http_req *r, int status, json_t *doc)
     return http_reply_json(r, status, doc);
 }
 
+int api_check_loaded(struct http_req *r)
+{
+    struct api *a = r->app;
+    if (__atomic_load_n(&a->ready, __ATOMIC_ACQUIRE)) return 0;
+    http_set_header(r, "Retry-After", "5");
+    http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "model_loading", "the model is still loading");
+    return -1;
+}
+
 int api_check_ready(struct http_req *r)
 {
     struct api *a = r->app;
     if (__atomic_load_n(&a->draining, __ATOMIC_ACQUIRE)) {
         http_set_header(r, "Retry-After", "5");
-        http_reply_error(r, 503, "server_error", NULL, "shutting_down", "the server is shutting down");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "shutting_down", "the server is shutting down");
         return -1;
     }
-    if (!__atomic_load_n(&a->ready, __ATOMIC_ACQUIRE)) {
+    if (api_check_loaded(r) != 0) return -1;
+    if (!engine_alive(a->eng, a->stall_s)) { /* queued work would only wait behind the hang */
         http_set_header(r, "Retry-After", "5");
-        http_reply_error(r, 503, "server_error", NULL, "model_loading", "the model is still loading");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "engine_stalled",
+                         "the engine has made no progress for %g seconds", a->stall_s);
         return -1;
     }
     return 0;
@@ -102,7 +119,7 @@ int api_check_model(struct http_req *r, json_t *body)
     if (!model) return 0; /* like vLLM: the served model when omitted */
     for (const char *const *n = a->names; *n; n++)
         if (strcmp(*n, model) == 0) return 0;
-    http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+    http_reply_error(r, 404, HTTP_ERR_NOT_FOUND, "model", "model_not_found",
                      "The model '%s' does not exist; this server serves '%s'", model, a->names[0]);
     return -1;
 }

@@ -69,8 +69,9 @@ int api_metrics(struct http_req *r)
 {
     struct api *a = r->app;
     struct metrics m;
+    if (!a->public_metrics && !http_authorized(r)) return http_reply_unauthorized(r);
+    if (api_check_loaded(r) != 0) return 0; /* served while draining or stalled: when it matters */
     struct text t = {xmalloc(4096), 0, 4096};
-    if (api_check_ready(r) != 0) return 0;
     engine_metrics(a->eng, &m);
     gauge(&t, "num_requests_running", "Requests in the running batch.", m.n_running);
     gauge(&t, "num_requests_waiting", "Requests waiting to be scheduled.", m.n_waiting);
@@ -82,6 +83,9 @@ int api_metrics(struct http_req *r)
     counter(&t, "num_preemptions", "Sequences preempted for lack of KV blocks.", (double)m.n_preemptions);
     counter(&t, "prompt_tokens", "Prompt tokens of finished requests.", (double)m.prompt_tokens);
     counter(&t, "generation_tokens", "Generated tokens.", (double)m.generation_tokens);
+    counter(&t, "sampled_from_candidates", "Tokens sampled from a row's pre-filtered candidates.",
+            (double)m.sampled_candidates);
+    counter(&t, "sampled_from_whole_rows", "Tokens sampled from a whole logits row.", (double)m.sampled_whole);
     counter(&t, "engine_step_seconds", "Time spent in engine steps.", m.step_seconds);
     counter(&t, "grammar_masks", "Token masks computed for constrained outputs.", (double)m.grammar_masks);
     counter(&t, "grammar_mask_cpu_seconds", "CPU time spent computing those masks.",

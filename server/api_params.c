@@ -39,11 +39,13 @@ static int read_bias(struct http_req *r, json_t *body, struct api_params *p)
     const char *key;
     json_t *b;
     int n = 0;
+    long n_vocab = tok_n_vocab(((struct api *)r->app)->tok);
     json_object_foreach(v, key, b) {
         char *end;
         long id = strtol(key, &end, 10);
-        if (!key[0] || *end || id < 0 || id > INT32_MAX)
-            return api_bad(r, "logit_bias", "logit_bias key '%s' is not a token id", key);
+        if (!key[0] || *end || id < 0 || id >= n_vocab)
+            return api_bad(r, "logit_bias", "logit_bias key '%s' is not a token id in the "
+                                            "vocabulary (0..%ld)", key, n_vocab - 1);
         if (!json_is_number(b) || json_number_value(b) < -100 || json_number_value(b) > 100)
             return api_bad(r, "logit_bias", "logit_bias for token %ld must be a number in [-100, 100]", id);
         p->bias[n++] = (struct smp_bias){.token = (int32_t)id, .bias = (float)json_number_value(b)};
@@ -56,14 +58,16 @@ static int read_bias(struct http_req *r, json_t *body, struct api_params *p)
 static int read_stop_ids(struct http_req *r, json_t *body, struct api_params *p)
 {
     json_t *v = json_object_get(body, "stop_token_ids");
+    int32_t n_vocab = tok_n_vocab(((struct api *)r->app)->tok);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_array(v) || json_array_size(v) > sizeof p->stop_ids / sizeof p->stop_ids[0])
         return api_bad(r, "stop_token_ids", "'stop_token_ids' must be a list of at most 64 token ids");
     size_t i;
     json_t *t;
     json_array_foreach(v, i, t) {
-        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
-            return api_bad(r, "stop_token_ids", "'stop_token_ids' must hold token ids");
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab)
+            return api_bad(r, "stop_token_ids", "'stop_token_ids' must hold token ids in the "
+                                                "vocabulary (0..%d)", (int)n_vocab - 1);
         p->stop_ids[p->gp.n_stop_token_ids++] = (int32_t)json_integer_value(t);
     }
     p->gp.stop_token_ids = p->stop_ids;
@@ -135,6 +139,23 @@ static int read_stream(struct http_req *r, json_t *body, struct api_params *p)
     return api_get_bool(r, so, "include_usage", 0, &p->include_usage);
 }
 
+/* ---- fields not supported yet ------------------------------------------------------------
+ * Each of these would change what the request means. Ignoring one would silently answer a
+ * different question, so a non-neutral value gets a 400 naming it. Support for one of them
+ * (structured outputs: guided_*) replaces its refusal here. */
+static int refuse_unsupported(struct http_req *r, json_t *body, long n)
+{
+    json_t *best_of = json_object_get(body, "best_of");
+    if (best_of && !json_is_null(best_of) &&
+        !(json_is_integer(best_of) && json_integer_value(best_of) == n))
+        return api_bad(r, "best_of", "'best_of' other than n is not supported");
+    json_t *tmpl = json_object_get(body, "chat_template");
+    if (tmpl && !json_is_null(tmpl))
+        return api_bad(r, "chat_template", "a request-supplied 'chat_template' is not supported; "
+                                           "the server's template is set by its chat_template option");
+    return 0; /* guided_* fields other than the supported ones: api_read_structured */
+}
+
 int api_read_params(struct http_req *r, json_t *body, int chat, struct api_params *p)
 {
     long n;
@@ -147,7 +168,8 @@ int api_read_params(struct http_req *r, json_t *body, int chat, struct api_param
         api_get_bool(r, body, "ignore_eos", 0, &p->gp.ignore_eos) ||
         api_get_bool(r, body, "skip_special_tokens", 1, &p->gp.skip_special_tokens) ||
         api_get_str(r, body, "user", NULL, &user) ||
-        api_get_bool(r, body, "return_tokens_as_token_ids", 0, &p->tokens_as_ids) || (!chat && api_get_bool(r, body, "echo", 0, &p->echo)))
+        api_get_bool(r, body, "return_tokens_as_token_ids", 0, &p->tokens_as_ids) || (!chat && api_get_bool(r, body, "echo", 0, &p->echo)) ||
+        refuse_unsupported(r, body, n))
         return -1;
     p->gp.n = (int)n;
     p->gp.grammar_trigger = -1;

@@ -45,7 +45,7 @@ static int h_model(struct http_req *r)
     const char *id = r->path + strlen("/v1/models/");
     for (const char *const *n = a->names; *n; n++)
         if (strcmp(*n, id) == 0) return api_reply_json(r, 200, model_card(a, *n));
-    return http_reply_error(r, 404, "invalid_request_error", "model", "model_not_found",
+    return http_reply_error(r, 404, HTTP_ERR_NOT_FOUND, "model", "model_not_found",
                             "The model '%s' does not exist", id);
 }
 
@@ -75,13 +75,25 @@ static int read_ids(struct http_req *r, json_t *arr, const char *param, struct t
     return 0;
 }
 
-static char *decode_ids(const struct api *a, const struct tok_ids *ids)
+/* The text of ids (invalid UTF-8 as U+FFFD), malloc'd; *n its length (it may hold NULs). */
+static char *decode_ids(const struct api *a, const struct tok_ids *ids, size_t *n)
 {
     struct tok_text t = {0};
     tok_decode(a->tok, ids->v, ids->n, false, &t, NULL);
-    char *s = strdup(t.s ? t.s : "");
+    char *s = xmalloc(t.n + 1);
+    if (t.n) memcpy(s, t.s, t.n);
+    s[t.n] = 0;
+    *n = t.n;
     tok_text_free(&t);
     return s;
+}
+
+static char *copy_text(const char *s, size_t n)
+{
+    char *c = xmalloc(n + 1);
+    memcpy(c, s, n);
+    c[n] = 0;
+    return c;
 }
 
 /* One element of "prompt": a string or a list of token ids. */
@@ -100,7 +112,8 @@ static int one_prompt(struct http_req *r, json_t *v, int specials, int add_speci
     }
     out->ids = ids.v;
     out->n_ids = (int)ids.n;
-    if (echo) out->echo = json_is_string(v) ? strdup(json_string_value(v)) : decode_ids(r->app, &ids);
+    if (echo && json_is_string(v)) out->echo = copy_text(json_string_value(v), out->n_echo = json_string_length(v));
+    else if (echo) out->echo = decode_ids(r->app, &ids, &out->n_echo);
     return 0;
 }
 
@@ -137,14 +150,14 @@ static int read_prompts(struct http_req *r, json_t *body, int echo, struct api_p
 
 /* ---- tokenize / detokenize (vLLM's shapes) --------------------------------------------------- */
 
-static int h_tokenize(struct http_req *r)
+/* Worker: the whole request (a long text or a long list of ids is request-sized work). */
+static void tokenize(struct http_req *r)
 {
     struct api *a = r->app;
     struct tok_ids ids = {0};
-    int add, specials, rc = 0;
-    if (api_check_ready(r) != 0) return 0;
+    int add, specials;
     json_t *body = api_parse_body(r);
-    if (!body) return 0;
+    if (!body) return;
     json_t *msgs = json_object_get(body, "messages");
     if (api_check_model(r, body) || api_get_bool(r, body, "add_special_tokens", 1, &add) ||
         api_get_bool(r, body, "parse_special_tokens", 0, &specials))
@@ -161,101 +174,119 @@ static int h_tokenize(struct http_req *r)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < ids.n; i++) json_array_append_new(arr, json_integer(ids.v[i]));
-    rc = api_reply_json(r, 200, json_pack("{s:i, s:i, s:o, s:n}", "count", (int)ids.n, "max_model_len",
-                                          a->max_model_len, "tokens", arr, "token_strs"));
+    api_reply_json(r, 200, json_pack("{s:i, s:i, s:o, s:n}", "count", (int)ids.n, "max_model_len",
+                                     a->max_model_len, "tokens", arr, "token_strs"));
 done:
     tok_ids_free(&ids);
     json_decref(body);
-    return rc;
 }
 
-static int h_detokenize(struct http_req *r)
+static void detokenize(struct http_req *r)
 {
     struct tok_ids ids = {0};
-    int rc = 0;
-    if (api_check_ready(r) != 0) return 0;
     json_t *body = api_parse_body(r);
-    if (!body) return 0;
+    if (!body) return;
     json_t *toks = json_object_get(body, "tokens");
     if (api_check_model(r, body) == 0) {
         if (!json_is_array(toks)) api_bad(r, "tokens", "'tokens' must be a list of token ids");
         else if (read_ids(r, toks, "tokens", &ids) == 0) {
-            char *text = decode_ids(r->app, &ids);
-            rc = api_reply_json(r, 200, json_pack("{s:s}", "prompt", text));
+            size_t n;
+            char *text = decode_ids(r->app, &ids, &n);
+            api_reply_json(r, 200, json_pack("{s:s%}", "prompt", text, n));
             free(text);
         }
     }
     tok_ids_free(&ids);
     json_decref(body);
-    return rc;
 }
 
-/* ---- generation: chat and completions ---------------------------------------------------- */
-
-/* The prompt and the job, once the parameters (and their grammar) are ready. */
-static int start(struct http_req *r, json_t *body, struct api_params *p, int chat)
+static int h_tokenize(struct http_req *r)
 {
-    struct api_prompt *prompts = NULL;
-    int n_prompts = 0, reasoning = 0;
-    if (!chat) {
-        if (read_prompts(r, body, p->echo, &prompts, &n_prompts) != 0) return -1;
-        return api_generate(r, p, prompts, n_prompts, 0);
-    }
-    struct tok_ids ids = {0};
-    if (api_chat_prompt(r, body, p->tools, p->n_tools, &ids, &reasoning) != 0) return -1;
-    prompts = xcalloc(1, sizeof *prompts);
-    prompts->ids = ids.v;
-    prompts->n_ids = (int)ids.n;
-    p->gp.reasoning = reasoning;
-    return api_generate(r, p, prompts, 1, 1);
+    return api_check_ready(r) != 0 ? 0 : http_offload(r, tokenize, NULL);
 }
 
-/* A request parked while its grammar compiles. */
-struct pending {
+static int h_detokenize(struct http_req *r)
+{
+    return api_check_ready(r) != 0 ? 0 : http_offload(r, detokenize, NULL);
+}
+
+/* ---- generation: prepared off the event loop, submitted on it ------------------------------ */
+
+/* A generation request while a worker prepares it: parsed, checked, its grammar obtained and
+ * its prompts tokenised. */
+struct prep {
     json_t *body;
-    struct api_params p;
+    struct api_params p;        /* points into body */
+    struct api_prompt *prompts;
+    int n_prompts;
     int chat;
 };
 
-static void pending_free(struct pending *w)
+static void prep_free(struct prep *pr)
 {
-    api_params_release(&w->p);
-    json_decref(w->body);
-    free(w);
+    if (!pr) return;
+    if (pr->prompts) free_prompts(pr->prompts, pr->n_prompts);
+    api_params_release(&pr->p);
+    json_decref(pr->body);
+    free(pr);
 }
 
-static void pending_close(struct http_req *r, int client_gone)
+static void prep_close(struct http_req *r, int client_gone)
 {
-    pending_free(r->user);
+    (void)client_gone;
+    prep_free(r->user);
     r->user = NULL;
 }
 
-/* Woken by the compile thread: on with the request, or its 400. */
-static int pending_resume(struct http_req *r)
+/* The chat prompt: messages (and tools) through the template, then the tokeniser. */
+static int chat_prompts(struct http_req *r, struct prep *pr)
 {
-    struct pending *w = r->user;
-    int rc;
-    while ((rc = api_params_ready(r, &w->p)) == 1)
-        if (http_suspend(r)) return 0;
-    r->user = NULL, r->on_close = NULL, r->on_resume = NULL;
-    if (rc == 0) rc = start(r, w->body, &w->p, w->chat); /* installs its own callbacks */
-    pending_free(w);
+    struct tok_ids ids = {0};
+    int reasoning = 0;
+    if (api_chat_prompt(r, pr->body, pr->p.tools, pr->p.n_tools, &ids, &reasoning) != 0) {
+        tok_ids_free(&ids);
+        return -1;
+    }
+    pr->prompts = xcalloc(1, sizeof *pr->prompts);
+    pr->prompts[0] = (struct api_prompt){.ids = ids.v, .n_ids = (int)ids.n};
+    pr->n_prompts = 1;
+    pr->p.gp.reasoning = reasoning;
+    return 0;
+}
+
+/* Worker: body → parameters → grammar (waiting for the compile thread) → prompt ids. Replies
+ * on a bad request. */
+static void prep_generation(struct http_req *r)
+{
+    struct prep *pr = r->user;
+    pr->body = api_parse_body(r);
+    if (!pr->body || api_check_model(r, pr->body) != 0 ||
+        api_read_params(r, pr->body, pr->chat, &pr->p) != 0 || api_params_wait(r, &pr->p) != 0)
+        return;
+    if (pr->chat) chat_prompts(r, pr);
+    else read_prompts(r, pr->body, pr->p.echo, &pr->prompts, &pr->n_prompts);
+}
+
+/* Event loop: submits what the worker prepared. */
+static int submit_generation(struct http_req *r)
+{
+    struct prep *pr = r->user;
+    r->user = NULL;
+    r->on_close = NULL;
+    int rc = api_generate(r, &pr->p, pr->prompts, pr->n_prompts, pr->chat);
+    pr->prompts = NULL; /* api_generate owns them */
+    prep_free(pr);
     return rc < 0 && r->replied ? 0 : rc;
 }
 
 static int h_generate(struct http_req *r, int chat)
 {
     if (api_check_ready(r) != 0) return 0;
-    json_t *body = api_parse_body(r);
-    if (!body) return 0;
-    struct pending *w = xcalloc(1, sizeof *w);
-    w->body = body, w->chat = chat;
-    if (api_check_model(r, body) != 0 || api_read_params(r, body, chat, &w->p) != 0) {
-        pending_free(w);
-        return 0;
-    }
-    r->user = w, r->on_close = pending_close, r->on_resume = pending_resume;
-    return pending_resume(r);
+    struct prep *pr = xcalloc(1, sizeof *pr);
+    pr->chat = chat;
+    r->user = pr;
+    r->on_close = prep_close;
+    return http_offload(r, prep_generation, submit_generation);
 }
 
 static int h_completions(struct http_req *r)
@@ -276,7 +307,7 @@ static const struct http_route routes[] = {
     {"HEAD", "/", webui_serve, 1},
     {"GET", "/health", h_health, 1},
     {"GET", "/version", h_version, 1},
-    {"GET", "/metrics", api_metrics, 1},
+    {"GET", "/metrics", api_metrics, 1}, /* checks the key itself unless public_metrics */
     {"GET", "/v1/models", h_models, 0},
     {"GET", "/v1/models/*", h_model, 0},
     {"POST", "/v1/completions", h_completions, 0},

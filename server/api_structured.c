@@ -476,7 +476,7 @@ static int obtain(struct http_req *r, struct api_params *p, struct deferred *d, 
         p->gp.grammar = g;
         return 0;
     }
-    p->compiling = api_compile_start(a->compiler, r, deferred_run, d, deferred_free);
+    p->compiling = api_compile_start(a->compiler, deferred_run, d, deferred_free);
     p->compiling_param = param;
     if (p->compiling) return 0;
     deferred_free(d);
@@ -486,10 +486,10 @@ static int obtain(struct http_req *r, struct api_params *p, struct deferred *d, 
     return -1;
 }
 
-int api_params_ready(struct http_req *r, struct api_params *p)
+int api_params_wait(struct http_req *r, struct api_params *p)
 {
     if (!p->compiling) return 0;
-    if (!api_compile_done(p->compiling)) return 1;
+    api_compile_wait(p->compiling);
     struct err e = {{0}};
     struct gram *g = api_compile_result(p->compiling, &e);
     api_compile_drop(p->compiling);

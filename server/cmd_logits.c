@@ -14,6 +14,7 @@
 
 #include "engine/backend.h"
 #include "engine/model/model.h"
+#include "engine/model/synth.h"
 #include "engine/stepcast.h"
 #include "server/commands.h"
 #include "server/launch.h"
@@ -21,11 +22,17 @@
 struct logits_opts {
     const char *model, *out, *tokens;
     int chunk;       /* tokens per step; 0 = all at once */
+    int first;       /* --first: tokens of the first step (then chunk per step); 0: chunk */
     int block_size;
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
+    int kv_dtype_set;      /* else: bf16 under DeepSeek's FP8 recipe, f32 otherwise */
     enum backend_kind backend;
-    enum numerics numerics;
+    enum numerics numerics; /* AUTO until the model is loaded (backend_numerics) */
+    const char *dump_dir;  /* --dump-stages */
+    const char *synthetic; /* a config.json whose weights come from --seed (engine/model/synth.h) */
+    uint64_t seed;
+    int no_graphs;         /* --no-cuda-graphs */
     int devices[BACKEND_MAX_DEVICES];
     int n_devices;
     struct launch_layout layout;
@@ -34,22 +41,37 @@ struct logits_opts {
 
 static void logits_usage(FILE *f)
 {
-    fprintf(f, "usage: seekd logits --model DIR --tokens ID,ID,... --out FILE.npy\n"
-               "                    [--decode | --chunk N] [--block-size N] [--kv-dtype f32|bf16]\n"
+    fprintf(f, "usage: seekd logits (--model PATH | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
+               "                    --out FILE.npy\n"
+               "                    [--decode | --chunk N] [--first N] [--block-size N]\n"
+               "                    [--kv-dtype f32|bf16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda] [--numerics auto|ref|fast]\n"
-               "                    [--gpus LIST] [--stats] [--data-parallel-size N]\n"
-               "                    [--tensor-parallel-size N] [--enable-expert-parallel]\n"
+               "                    [--gpus LIST] [--stats] [--dump-stages DIR] [--no-cuda-graphs]\n"
+               "                    [--data-parallel-size N] [--tensor-parallel-size N]\n"
+               "                    [--enable-expert-parallel]\n"
                "\n"
                "Writes float32 logits [n_tokens, vocab_size] of every position.\n"
+               "  --synthetic C   the model of config.json C with weights generated from --seed\n"
+               "                  (default 1) instead of a checkpoint\n"
                "  --decode        one token per step through the KV cache\n"
                "  --chunk N       prefill N tokens per step\n"
+               "  --first N       the first step takes N tokens, the rest as --decode or --chunk\n"
+               "                  say (a prefill, then decode steps)\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
-               "  --kv-dtype T    KV cache storage: f32 (default here) or bf16\n"
+               "  --kv-dtype T    KV cache storage: f32 or bf16 (default: bf16 under DeepSeek's\n"
+               "                  FP8 recipe, f32 otherwise)\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
-               "  --numerics M    step arithmetic: auto (default), ref or fast\n"
+               "  --numerics M    step arithmetic: ref (exact F32), fast (the weights' format's\n"
+               "                  fast arithmetic: 8-bit activations on GGUF quantised blocks, else\n"
+               "                  DeepSeek's FP8 recipe, which the CPU emulates exactly) or auto\n"
+               "                  (default: fast on CUDA; on the CPU fast for GGUF quantised\n"
+               "                  weights, else ref)\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
                "  --stats         print the backend's figures (steps, forward seconds, bytes)\n"
+               "  --dump-stages D write every stage of every layer of every step under D (fast\n"
+               "                  numerics), for seekd check-stages\n"
+               "  --no-cuda-graphs  run decode steps kernel by kernel (CUDA, fast numerics)\n"
                "  --data-parallel-size N   under mpirun -np N: every rank runs the steps rank 0\n"
                "                  plans; their logits must be identical\n"
                "  --tensor-parallel-size N, --enable-expert-parallel: not implemented yet\n");
@@ -82,11 +104,13 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"kv-dtype", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"backend", required_argument, 0, 'B'}, {"numerics", required_argument, 0, 'N'},
         {"gpus", required_argument, 0, 'G'}, {"stats", no_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},
+        {"dump-stages", required_argument, 0, 'P'}, {"synthetic", required_argument, 0, 'Y'},
+        {"seed", required_argument, 0, 'R'}, {"no-cuda-graphs", no_argument, 0, 'g'},
+        {"first", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
         {"tensor-parallel-size", required_argument, 0, 'T'},
         {"data-parallel-size", required_argument, 0, 'D'},
         {"enable-expert-parallel", no_argument, 0, 'E'}, {0, 0, 0, 0}};
-    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO,
+    *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO, .seed = 1,
                               .numerics = NUMERICS_AUTO,
                               .layout = {.tensor_parallel_size = 1, .data_parallel_size = 1}};
     struct err e = {{0}};
@@ -98,11 +122,13 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         case 'o': o->out = optarg; break;
         case 'c': o->chunk = atoi(optarg); if (o->chunk < 1) return -1; break;
         case 'd': o->chunk = 1; break;
+        case 'F': o->first = atoi(optarg); if (o->first < 1) return -1; break;
         case 'b': o->block_size = atoi(optarg); if (o->block_size < 1) return -1; break;
         case 'k':
             if (strcmp(optarg, "f32") == 0) o->kv_dtype = DT_F32;
             else if (strcmp(optarg, "bf16") == 0) o->kv_dtype = DT_BF16;
             else return -1;
+            o->kv_dtype_set = 1;
             break;
         case 'j': o->threads = atoi(optarg); if (o->threads < 0) return -1; break;
         case 'B':
@@ -131,11 +157,15 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
             break;
         case 'E': o->layout.enable_expert_parallel = true; break;
         case 'S': o->stats = 1; break;
+        case 'P': o->dump_dir = optarg; break;
+        case 'Y': o->synthetic = optarg; break;
+        case 'R': o->seed = strtoull(optarg, NULL, 10); break;
+        case 'g': o->no_graphs = 1; break;
         case 'h': logits_usage(stdout); exit(0);
         default: return -1;
         }
     }
-    return o->model && o->out && o->tokens && optind == argc ? 0 : -1;
+    return !o->model != !o->synthetic && o->out && o->tokens && optind == argc ? 0 : -1;
 }
 
 /* Writes a C-order float32 2-D array in .npy format version 1.0. */
@@ -180,8 +210,9 @@ static int lead_steps(const struct backend_ops *ops, struct backend *b, struct c
     int32_t *table = malloc((size_t)n_blocks * sizeof *table);
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks - 1 - i;
     int rc = 0;
-    for (int p = 0; p < n && rc == 0; p += chunk) {
-        int len = n - p < chunk ? n - p : chunk;
+    for (int p = 0, len; p < n && rc == 0; p += len) {
+        int step = p == 0 && o->first ? o->first : chunk;
+        len = n - p < step ? n - p : step;
         struct batch_seq seq = {.start = 0, .n_tokens = len, .pos0 = p, .block_table = table,
                                 .logits = BATCH_LOGITS_ALL};
         struct batch bt = {.n_tokens = len, .tokens = tokens + p, .n_seqs = 1, .seqs = &seq};
@@ -225,11 +256,12 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                      float *logits, struct err *e)
 {
     int chunk = o->chunk ? o->chunk : n, n_blocks = (n + o->block_size - 1) / o->block_size;
-    struct backend_opts bo = {.numerics = m ? backend_numerics(ops, m, o->numerics) : o->numerics,
-                              .max_tokens = chunk, .max_logits = chunk,
+    if (o->first > chunk) chunk = o->first < n ? o->first : n;
+    struct backend_opts bo = {.numerics = o->numerics, .max_tokens = chunk, .max_logits = chunk,
                               .block_size = o->block_size, .kv_dtype = o->kv_dtype,
                               .kv_blocks = n_blocks, .threads = o->threads,
-                              .devices = o->devices, .n_devices = o->n_devices};
+                              .devices = o->devices, .n_devices = o->n_devices,
+                              .dump_dir = o->dump_dir, .graphs = !o->no_graphs};
     struct backend *b = m && logits ? ops->create(m, &bo, e) : NULL;
     if (all_ready(c, b != NULL, e) != 0) {
         if (b) ops->destroy(b);
@@ -263,14 +295,19 @@ static int same_on_every_rank(struct comm *c, const float *logits, size_t n, str
 }
 
 /* Loads the model, runs the steps on every rank, checks the ranks agree; rank 0 writes. */
-static int logits_on(struct comm *c, const struct logits_opts *o, const int32_t *tokens, int n)
+static int logits_on(struct comm *c, struct logits_opts *o, const int32_t *tokens, int n)
 {
     struct err e = {{0}};
     char note[320] = "";
     int rc = 1;
     const struct backend_ops *ops = backend_select(o->backend, note, sizeof note, &e);
-    struct model *m = ops ? model_load(o->model, &e) : NULL;
+    int fill = ops && strcmp(ops->name, "cpu") == 0; /* a GPU generates synthetic weights itself */
+    struct model *m = !ops ? NULL
+                      : o->synthetic ? synth_load(o->synthetic, o->seed, fill, o->threads, &e)
+                                     : model_load(o->model, &e);
     if (note[0] && c->rank == 0) fprintf(stderr, "seekd logits: %s\n", note);
+    if (m) o->numerics = backend_numerics(ops, m, o->numerics);
+    if (m && !o->kv_dtype_set) o->kv_dtype = backend_fp8_recipe(m, o->numerics) ? DT_BF16 : DT_F32;
     size_t count = m ? (size_t)n * (size_t)m->cfg.vocab_size : 0;
     float *logits = m ? malloc(count * sizeof *logits) : NULL;
     if (m && !logits) err_set(&e, "cannot allocate logits for %d tokens", n);

@@ -7,5 +7,6 @@
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_check_stages(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,20 +17,7 @@
 #include <jansson.h>
 
 #include "engine/text/utf8.h"
-
-struct http_server {
-    struct MHD_Daemon *d;
-    struct http_config cfg;
-    const struct http_route *routes;
-    int n_routes;
-    void *app;
-    pthread_mutex_t mu;        /* guards the list of live requests */
-    struct http_req *live;
-    pthread_mutex_t keys_mu;   /* guards keys (replaced on SIGHUP) */
-    char **keys;               /* owned copy of the API keys, NULL-terminated */
-    pthread_t sweeper;
-    int stopping;
-};
+#include "server/http_internal.h"
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
@@ -51,6 +39,7 @@ void http_set_header(struct http_req *r, const char *name, const char *value)
 
 static int queue(struct http_req *r, int status, struct MHD_Response *resp)
 {
+    if (!resp) return -1; /* out of memory: the connection closes, the server goes on */
     add_common_headers(r, resp);
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -58,12 +47,47 @@ static int queue(struct http_req *r, int status, struct MHD_Response *resp)
     return ok == MHD_YES ? 0 : -1;
 }
 
+/* A worker's reply is kept until the event loop can send it. */
+static int record_reply(struct http_req *r, int status, const char *content_type,
+                        const char *body, size_t len)
+{
+    free(r->pending.body);
+    free(r->pending.content_type);
+    r->pending.body = malloc(len + 1);
+    r->pending.content_type = content_type ? strdup(content_type) : NULL;
+    if (!r->pending.body) { /* sent as a fixed 503 instead */
+        r->pending.status = 503;
+        r->pending.len = 0;
+        return 0;
+    }
+    memcpy(r->pending.body, body, len);
+    r->pending.status = status;
+    r->pending.len = len;
+    return 0;
+}
+
+int http_send_pending(struct http_req *r)
+{
+    static const char no_memory[] = "{\"error\":{\"message\":\"no memory for the reply\",\"type\":"
+                                    "\"service_unavailable_error\",\"param\":null,\"code\":"
+                                    "\"out_of_memory\"}}";
+    if (!r->pending.body)
+        return http_reply(r, 503, "application/json", no_memory, sizeof no_memory - 1);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(r->pending.len, r->pending.body,
+                                                                MHD_RESPMEM_MUST_FREE);
+    if (resp) r->pending.body = NULL; /* libmicrohttpd frees it */
+    if (resp && r->pending.content_type)
+        MHD_add_response_header(resp, "Content-Type", r->pending.content_type);
+    return queue(r, r->pending.status, resp);
+}
+
 int http_reply(struct http_req *r, int status, const char *content_type, const char *body,
                size_t len)
 {
+    if (r->deferred) return record_reply(r, status, content_type, body, len);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
+    if (resp && content_type) MHD_add_response_header(resp, "Content-Type", content_type);
     return queue(r, status, resp);
 }
 
@@ -132,10 +156,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
 int http_stream(struct http_req *r, int status, const char *content_type)
 {
+    if (r->deferred) ERR_FATAL("http_stream called from offloaded work");
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, r, NULL);
-    MHD_add_response_header(resp, "Content-Type", content_type);
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    if (resp) MHD_add_response_header(resp, "Content-Type", content_type);
+    if (resp) MHD_add_response_header(resp, "Cache-Control", "no-cache");
     return queue(r, status, resp);
 }
 
@@ -143,6 +168,7 @@ int http_stream(struct http_req *r, int status, const char *content_type)
 
 int http_suspend(struct http_req *r)
 {
+    if (r->deferred) ERR_FATAL("http_suspend called from offloaded work");
     pthread_mutex_lock(&r->mu);
     int news = r->wake_pending || r->peer_gone;
     r->wake_pending = 0;
@@ -216,26 +242,52 @@ static void req_destroy(struct http_req *r)
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < r->n_hdrs; i++) free(r->hdr_name[i]), free(r->hdr_value[i]);
     pthread_mutex_destroy(&r->mu);
+    free(r->pending.body);
+    free(r->pending.content_type);
     free(r->origin);
     free(r->path);
     free(r->body);
     free(r);
 }
 
-/* Appends upload data, up to the body limit (past it the rest is read and dropped). */
-static void take_body(struct http_req *r, const char *data, size_t n)
+/* Makes room for need bytes of body; on allocation failure marks the request (a request's
+ * memory, not the process's: it gets 503). */
+static int grow_body(struct http_req *r, size_t need)
 {
-    if (r->too_large || r->n_body + n > r->srv->cfg.max_body) {
+    size_t cap = r->cap_body;
+    while (cap < need) cap = cap * 2 < r->srv->cfg.max_body + 1 ? cap * 2 : r->srv->cfg.max_body + 1;
+    char *grown = realloc(r->body, cap);
+    if (!grown) {
+        r->no_memory = 1;
+        return -1;
+    }
+    r->body = grown;
+    r->cap_body = cap;
+    return 0;
+}
+
+/* Appends upload data up to the body limit. A declared body over it was refused with the head;
+ * a chunked one that crosses it is answered 413 at once, and what follows is read and dropped
+ * for a moment (so the client sees the answer rather than a reset), then the connection closes.
+ * Returns 0 to go on, -1 to close now. */
+static int take_body(struct http_req *r, const char *data, size_t n)
+{
+    if (r->too_large) {
+        r->n_dropped += n;
+        return http_now() - r->t_cut < 2 && r->n_dropped < (16u << 20) ? 0 : -1;
+    }
+    if (r->no_memory) return 0; /* the rest is read and dropped; dispatch answers 503 */
+    if (r->n_body + n > r->srv->cfg.max_body) {
         r->too_large = 1;
-        return;
+        r->t_cut = http_now();
+        http_guard_cut_body(r);
+        return 0;
     }
-    if (r->n_body + n + 1 > r->cap_body) {
-        while (r->n_body + n + 1 > r->cap_body) r->cap_body *= 2;
-        r->body = xrealloc(r->body, r->cap_body);
-    }
+    if (r->n_body + n + 1 > r->cap_body && grow_body(r, r->n_body + n + 1) != 0) return 0;
     memcpy(r->body + r->n_body, data, n);
     r->n_body += n;
     r->body[r->n_body] = 0;
+    return 0;
 }
 
 /* ---- policy: CORS, API keys, routing --------------------------------------------------------- */
@@ -260,7 +312,7 @@ static int same_secret(const char *a, const char *b)
     return diff == 0;
 }
 
-static int authorized(struct http_req *r)
+int http_authorized(struct http_req *r)
 {
     struct http_server *s = r->srv;
     const char *h = http_header(r, "Authorization");
@@ -270,6 +322,35 @@ static int authorized(struct http_req *r)
         for (char **k = s->keys; *k; k++) ok |= same_secret(h + 7, *k);
     pthread_mutex_unlock(&s->keys_mu);
     return ok;
+}
+
+int http_reply_unauthorized(struct http_req *r)
+{
+    http_set_header(r, "WWW-Authenticate", "Bearer");
+    return http_reply_error(r, 401, HTTP_ERR_AUTH, NULL, "invalid_api_key",
+                            "missing or invalid API key (send Authorization: Bearer KEY)");
+}
+
+struct header_counter {
+    const char *name;
+    int n;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_counter *c = cls;
+    (void)kind, (void)value;
+    if (strcasecmp(key, c->name) == 0) c->n++;
+    return MHD_YES;
+}
+
+/* How many times the request carries header name (MHD's lookup only finds the first). */
+static int header_count(struct http_req *r, const char *name)
+{
+    struct header_counter c = {name, 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &c);
+    return c.n;
 }
 
 static char **copy_keys(const char *const *keys)
@@ -326,17 +407,44 @@ static int dispatch(struct http_req *r)
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", s->routes[i].method);
         if (strcmp(s->routes[i].method, r->method) == 0) hit = &s->routes[i];
     }
-    if (!allow[0]) return http_reply_error(r, 404, "invalid_request_error", NULL, "not_found", "no route for %s %s", r->method, r->path);
+    if (!allow[0]) return http_reply_error(r, 404, HTTP_ERR_NOT_FOUND, NULL, "not_found", "no route for %s %s", r->method, r->path);
     if (strcmp(r->method, "OPTIONS") == 0) return preflight(r, allow);
     if (!hit) {
         http_set_header(r, "Allow", allow);
-        return http_reply_error(r, 405, "invalid_request_error", NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r->method, r->path, allow);
+        return http_reply_error(r, 405, HTTP_ERR_INVALID, NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r->method, r->path, allow);
     }
-    if (!hit->public && !authorized(r))
-        return http_reply_error(r, 401, "invalid_request_error", NULL, "invalid_api_key", "missing or invalid API key (send Authorization: Bearer KEY)");
-    if (r->too_large)
-        return http_reply_error(r, 413, "invalid_request_error", NULL, "request_too_large", "request body exceeds the limit of %zu bytes", s->cfg.max_body);
+    if (header_count(r, "Authorization") > 1)
+        return http_reply_error(r, 400, HTTP_ERR_INVALID, NULL, "duplicate_header", "more than one Authorization header");
+    if (!hit->public && !http_authorized(r)) return http_reply_unauthorized(r);
+    if (http_guard_json(r) != 0) return 0;
+    if (r->no_memory) {
+        http_set_header(r, "Retry-After", "1");
+        return http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                                "no memory for the request body now");
+    }
     return hit->fn(r);
+}
+
+/* A Content-Length over the limit gets 413 before the body is read (and instead of 100
+ * Continue); one within it gets its buffer now, or 503 if that memory is not there. */
+static int body_declared_too_large(struct http_req *r)
+{
+    const char *cl = http_header(r, "Content-Length");
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    if (n > r->srv->cfg.max_body) {
+        http_set_header(r, "Connection", "close");
+        http_reply_error(r, 413, HTTP_ERR_INVALID, NULL, "request_too_large",
+                         "request body exceeds the limit of %zu bytes", r->srv->cfg.max_body);
+        return 1;
+    }
+    if (n + 1 > r->cap_body && grow_body(r, (size_t)n + 1) != 0) {
+        http_set_header(r, "Connection", "close");
+        http_set_header(r, "Retry-After", "1");
+        http_reply_error(r, 503, HTTP_ERR_UNAVAILABLE, NULL, "out_of_memory",
+                         "no memory for a request body of %llu bytes now", n);
+        return 1;
+    }
+    return 0;
 }
 
 /* libmicrohttpd's access handler: first call creates the context, middle calls carry the body,
@@ -347,21 +455,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 {
     struct http_server *s = cls;
     struct http_req *r = *ctx;
-    (void)version;
     if (!r) {
         *ctx = r = req_create(s, c, url, method);
+        http_conn_body_started(s, c);
         char *q = strchr(r->path, '?');
         if (q) *q = 0;
         r->origin = cors_origin(&s->cfg, http_header(r, "Origin"));
-        const char *cl = http_header(r, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) r->too_large = 1;
+        if (http_guard_head(r, method, version) != 0 || body_declared_too_large(r))
+            r->started = 1; /* answered with the head: the body is never read */
         return MHD_YES;
     }
     if (*data_size) {
-        take_body(r, data, *data_size);
+        int rc = take_body(r, data, *data_size);
         *data_size = 0;
-        return MHD_YES;
+        return rc == 0 ? MHD_YES : MHD_NO;
     }
+    if (r->too_large) return MHD_NO; /* a cut body: its 413 is already on the wire */
     if (r->peer_gone) return MHD_NO;
     if (r->replied) return MHD_YES;
     if (r->started) {
@@ -369,6 +478,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return MHD_YES;
     }
     r->started = 1;
+    if (http_conn_body_done(s, c) != 0) return MHD_NO; /* its deadline passed: 408 sent */
     return dispatch(r) == 0 ? MHD_YES : MHD_NO;
 }
 
@@ -376,7 +486,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode why)
 {
     struct http_req *r = *ctx;
-    (void)cls, (void)c;
+    http_conn_request_done(cls, c);
     if (!r) return;
     if (r->on_close) r->on_close(r, why != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     req_destroy(r);
@@ -407,7 +517,7 @@ static void *sweeper(void *arg)
                 r->wake_pending = 1;
             }
             if (r->suspended && !r->peer_gone && peer_closed(r->conn)) r->peer_gone = 1;
-            if (r->suspended && (r->peer_gone || r->wake_pending)) {
+            if (r->suspended && !r->in_worker && (r->peer_gone || r->wake_pending)) {
                 r->suspended = 0;
                 r->wake_pending = 0;
                 MHD_resume_connection(r->conn);
@@ -415,6 +525,7 @@ static void *sweeper(void *arg)
             pthread_mutex_unlock(&r->mu);
         }
         pthread_mutex_unlock(&s->mu);
+        http_conn_sweep(s, http_now());
     }
     return NULL;
 }
@@ -452,28 +563,51 @@ struct http_server *http_start(const struct http_config *cfg, const struct http_
     *s = (struct http_server){.cfg = *cfg, .routes = routes, .n_routes = n_routes, .app = app};
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->keys_mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
     s->keys = copy_keys(cfg->api_keys);
-    s->cfg.api_keys = NULL; /* the caller's array may go; s->keys is the copy */
+    s->hosts = copy_keys(cfg->allowed_hosts);
+    s->cfg.api_keys = s->cfg.allowed_hosts = NULL; /* the caller's arrays may go: copies */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+                            /* over max_connections http_conns.c answers 503 at once; the
+                               library's own limit, which leaves clients in the backlog, is
+                               kept out of reach */
+                            MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections * 2 + 16,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
+                            MHD_OPTION_NOTIFY_CONNECTION, http_conn_event, s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory,
                             MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            /* SO_REUSEPORT only when asked: else a second server on the same
+                               port would start and silently take half the connections */
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, cfg->reuse_port ? 1u : 0u,
+#if MHD_VERSION >= 0x00097707
+                            MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1, /* no bare LF, Host required */
+#else
+                            MHD_OPTION_STRICT_FOR_CLIENT, 1, /* HTTP/1.1 needs Host */
+#endif
                             MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->mu);
         pthread_mutex_destroy(&s->keys_mu);
+        pthread_mutex_destroy(&s->conn_mu);
         free_keys(s->keys);
+        free_keys(s->hosts);
         free(s);
         err_set(e, "cannot listen on %s port %d: %s", cfg->host, cfg->port, strerror(errno));
         return NULL;
     }
+    s->pool = http_pool_create();
     pthread_create(&s->sweeper, NULL, sweeper, s);
     return s;
+}
+
+int http_add_connection(struct http_server *s, int fd, const struct sockaddr *addr,
+                        socklen_t addr_len)
+{
+    return MHD_add_connection(s->d, fd, addr, addr_len) == MHD_YES ? 0 : -1;
 }
 
 int http_n_live(struct http_server *s)
@@ -509,9 +643,12 @@ void http_stop(struct http_server *s)
     if (!s) return;
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     pthread_join(s->sweeper, NULL);
+    http_pool_destroy(s->pool); /* no worker may hold a request when the daemon frees them */
     MHD_stop_daemon(s->d);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->keys_mu);
+    pthread_mutex_destroy(&s->conn_mu);
     free_keys(s->keys);
+    free_keys(s->hosts);
     free(s);
 }

@@ -14,6 +14,7 @@ static void usage(FILE *out)
             "  serve     serve a model over an OpenAI-compatible HTTP API\n"
             "  logits    run a prompt through a model and write its logits as .npy\n"
             "  bench     load-test an OpenAI-compatible server (TTFT, TPOT, throughput)\n"
+            "  check-stages  recompute a fast-numerics stage dump on the CPU, stage by stage\n"
             "  version   print the version\n"
             "\n"
             "Run 'seekd COMMAND --help' for a command's options.\n");
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-stages") == 0) return cmd_check_stages(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("seekd %s\nbackends: cpu%s\n", SEEKD_VERSION, backend_cuda() ? ", cuda" : "");
         return 0;

@@ -24,13 +24,15 @@ static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", "c
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
-static const char *const numerics_modes[] = {"ref", "fast", "auto", NULL};
+static const char *const numerics_modes[] = {"auto", "ref", "fast", NULL};
+static const char *const switches[] = {"auto", "on", "off", NULL};
 
 /* Enum fields are written through an int. */
 _Static_assert(sizeof(enum opt_kv_dtype) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_backend) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_numerics) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum opt_switch) == sizeof(int), "enum size");
 
 /* Offset of field f, and a compile error unless its C type is ctype. */
 #define FIELD(f, ctype)                                                                            \
@@ -59,10 +61,16 @@ static const struct opt_def opt_table[] = {
      .metavar = "ADDR", .help = "address to listen on: IPv4 or IPv6 literal, or host name"},
     {INT(port), .flag = "--port", .def = "8000", .min = 1, .max = 65535, .group = "Server",
      .metavar = "N", .help = "TCP port to listen on"},
+    {BOOL(reuse_port), .flag = "--reuse-port", .def = "false", .group = "Server",
+     .help = "share the port with other processes (SO_REUSEPORT)"},
     {LIST(api_keys), .flag = "--api-key", .def = "", .group = "Server", .metavar = "KEY",
      .help = "accepted bearer tokens (also SEEKD_API_KEY); none = no authentication"},
     {LIST(cors_allowed_origins), .flag = "--cors-allowed-origins", .def = "", .group = "Server",
      .metavar = "ORIGIN", .help = "origins browsers may call from (\"*\" = any); none = CORS off"},
+    {LIST(allowed_hosts), .flag = "--allowed-hosts", .def = "", .group = "Server",
+     .metavar = "NAME", .help = "Host names served besides IP literals and localhost (*.x, *)"},
+    {BOOL(public_metrics), .flag = "--public-metrics", .def = "false", .group = "Server",
+     .help = "serve /metrics without an API key when keys are set"},
     {BOOL(webui), .flag = "--webui", .def = "true", .group = "Server",
      .help = "serve the chat page at /; --no-webui: / answers 404"},
     /* model */
@@ -78,12 +86,17 @@ static const struct opt_def opt_table[] = {
     {INT(max_model_len), .flag = "--max-model-len", .def = "0", .min = 0, .max = 1 << 20,
      .group = "Model", .metavar = "TOKENS",
      .help = "context length, prompt + output; 0 = from config.json"},
+    {BOOL(allow_long_max_model_len), .flag = "--allow-long-max-model-len", .def = "false",
+     .group = "Model", .help = "let max_model_len exceed the model's trained context"},
     {INT(default_max_tokens), .flag = "--default-max-tokens", .def = "0", .min = 0, .max = 1 << 20,
      .group = "Model", .metavar = "TOKENS",
      .help = "output limit when a request sets none; 0 = rest of the context"},
     /* HTTP and admission */
     {INT(max_connections), .flag = "--max-connections", .def = "1024", .min = 1, .max = 1000000,
-     .group = "HTTP", .metavar = "N", .help = "open connections at most; more are refused"},
+     .group = "HTTP", .metavar = "N", .help = "open connections at most; more get 503 at once"},
+    {INT(max_connections_per_ip), .flag = "--max-connections-per-ip", .def = "256", .min = 0,
+     .max = 1000000, .group = "HTTP", .metavar = "N",
+     .help = "open connections from one address; more are closed at once; 0 = no limit"},
     {SIZE(max_body_size), .flag = "--max-body-size", .def = "4MiB", .min = KiB, .max = GiB,
      .group = "HTTP", .help = "largest request body; larger gets 413"},
     {SIZE(max_header_size), .flag = "--max-header-size", .def = "16KiB", .min = KiB, .max = MiB,
@@ -93,11 +106,21 @@ static const struct opt_def opt_table[] = {
      .help = "buffer memory per connection (holds the headers)"},
     {DURATION(idle_timeout), .flag = "--idle-timeout", .def = "1m", .min = 0, .max = 86400,
      .group = "HTTP", .help = "close a connection idle this long; 0 = never"},
+    {DURATION(header_timeout), .flag = "--header-timeout", .def = "30s", .min = 0, .max = 3600,
+     .group = "HTTP", .help = "deadline for a request's line and headers (408); 0 = none"},
+    {DURATION(body_timeout), .flag = "--body-timeout", .def = "1m", .min = 0, .max = 86400,
+     .group = "HTTP", .help = "deadline for a request's body after its headers (408); 0 = none"},
     {DURATION(request_timeout), .flag = "--request-timeout", .def = "0s", .min = 0,
      .max = 7 * 86400, .group = "HTTP", .help = "cancel a request running this long; 0 = never"},
     {INT(max_queued_requests), .flag = "--max-queued-requests", .def = "256", .min = 0,
      .max = 1000000, .group = "HTTP", .metavar = "N",
-     .help = "requests waiting for a free sequence slot; more are refused"},
+     .help = "sequences waiting for a slot (a request counts n); more get 503"},
+    {SIZE(max_request_memory), .flag = "--max-request-memory", .def = "1GiB", .min = 0,
+     .max = 64 * TiB, .group = "HTTP",
+     .help = "memory one request may hold (n, max_tokens, logprobs); more gets 400"},
+    {MEMORY(request_memory_budget), .flag = "--request-memory-budget", .def = "0.25", .min = MiB,
+     .max = 64 * TiB, .group = "HTTP", .metavar = "SIZE|FRACTION",
+     .help = "memory all admitted requests may hold, or share of RAM; more get 503"},
     {DURATION(shutdown_timeout), .flag = "--shutdown-timeout", .def = "30s", .min = 0, .max = 3600,
      .group = "HTTP", .help = "on SIGTERM, wait this long for running requests"},
     /* engine */
@@ -124,8 +147,15 @@ static const struct opt_def opt_table[] = {
      .metavar = "LIST", .help = "CUDA devices to use, e.g. 0 or 0-7; empty = device 0"},
     {ENUM(numerics, enum opt_numerics, numerics_modes), .flag = "--numerics", .def = "auto",
      .group = "Engine",
-     .help = "step arithmetic: ref = F32 reference; fast = 8-bit activations on quantised GGUF "
-             "weights; auto = fast where available"},
+     .help = "step arithmetic: ref = exact F32 reference; fast = the fast arithmetic of the "
+             "weights' format (GGUF quantised blocks: 8-bit activations as llama.cpp; other "
+             "DeepSeek checkpoints: DeepSeek's FP8 recipe, emulated exactly on the CPU); auto = "
+             "fast on CUDA, on the CPU fast for GGUF quantised weights, else ref"},
+    {BOOL(cuda_graphs), .flag = "--cuda-graphs", .def = "true", .group = "Engine",
+     .help = "replay decode steps from CUDA graphs (CUDA, fast numerics)"},
+    {ENUM(sample_prefilter, enum opt_switch, switches), .flag = "--sample-prefilter", .def = "auto",
+     .group = "Engine",
+     .help = "sample from each row's 64 best logits where provably the same as the whole row; auto = on CUDA with fast numerics"},
     {DURATION(engine_stall_timeout), .flag = "--engine-stall-timeout", .def = "1m", .min = 0.1,
      .max = 86400, .group = "Engine",
      .help = "no engine progress this long: /health 503, systemd watchdog pings stop"},

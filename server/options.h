@@ -30,7 +30,8 @@ struct opt_memory {
 
 enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
 enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
-enum opt_numerics { OPT_NUMERICS_REF, OPT_NUMERICS_FAST, OPT_NUMERICS_AUTO };
+enum opt_numerics { OPT_NUMERICS_AUTO, OPT_NUMERICS_REF, OPT_NUMERICS_FAST };
+enum opt_switch { OPT_SWITCH_AUTO, OPT_SWITCH_ON, OPT_SWITCH_OFF };
 enum opt_chat_template {
     OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1, OPT_TEMPLATE_CHATML,
     OPT_TEMPLATE_LLAMA3
@@ -44,8 +45,11 @@ struct seekd_options {
     /* server */
     char *host;                           /* IPv4/IPv6 literal or host name */
     int port;                             /* TCP port */
+    bool reuse_port;                      /* SO_REUSEPORT: share the port with other processes */
     struct opt_list api_keys;             /* accepted bearer tokens; empty = no authentication */
     struct opt_list cors_allowed_origins; /* empty = CORS off; "*" = any origin */
+    struct opt_list allowed_hosts;        /* Host names served besides IPs and localhost */
+    bool public_metrics;                  /* /metrics without an API key */
     bool webui;                           /* the chat page at / */
     /* model */
     char *model;                       /* checkpoint directory; "" until set */
@@ -53,15 +57,21 @@ struct seekd_options {
     struct opt_list served_model_name; /* [0] is the id in responses, the rest aliases */
     enum opt_chat_template chat_template;
     int max_model_len;      /* tokens; 0 = from the model's config.json */
+    bool allow_long_max_model_len; /* max_model_len may exceed the model's context */
     int default_max_tokens; /* tokens; 0 = the rest of the context */
     /* HTTP limits */
     int max_connections;
+    int max_connections_per_ip;       /* 0 = no per-address limit */
     uint64_t max_body_size;           /* bytes */
     uint64_t max_header_size;         /* bytes */
     uint64_t connection_memory_limit; /* bytes */
     double idle_timeout;              /* seconds; 0 = never */
+    double header_timeout;            /* seconds; 0 = never */
+    double body_timeout;              /* seconds; 0 = never */
     double request_timeout;           /* seconds; 0 = never */
     int max_queued_requests;
+    uint64_t max_request_memory;       /* bytes one request may hold; 0 = no limit */
+    struct opt_memory request_memory_budget; /* all admitted requests; fraction: of RAM */
     double shutdown_timeout; /* seconds */
     /* engine */
     int max_num_seqs;
@@ -73,7 +83,10 @@ struct seekd_options {
     int threads; /* 0 = one per core */
     enum opt_backend backend;   /* auto: CUDA when a usable GPU exists, else the CPU */
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
-    enum opt_numerics numerics; /* ref: F32 reference arithmetic; fast; auto */
+    enum opt_numerics numerics; /* auto: fast on CUDA; on the CPU fast for GGUF quantised
+                                 * weights, else ref (backend_numerics) */
+    bool cuda_graphs;           /* replay decode steps from CUDA graphs (CUDA, fast numerics) */
+    enum opt_switch sample_prefilter; /* auto: where the GPU pre-filters (CUDA, fast numerics) */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */
     /* parallelism (vLLM's names); ranks = tensor_parallel_size * data_parallel_size */
     int tensor_parallel_size;

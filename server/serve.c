@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <unistd.h>
@@ -36,14 +37,28 @@ static void fill_http_config(const struct seekd_options *o, struct http_config *
     *h = (struct http_config){
         .host = o->host,
         .port = o->port,
+        .reuse_port = o->reuse_port,
         .max_body = o->max_body_size,
+        .max_header = o->max_header_size,
         .connection_memory = o->connection_memory_limit > o->max_header_size
                                  ? o->connection_memory_limit : o->max_header_size,
         .max_connections = (unsigned)o->max_connections,
+        .max_connections_per_ip = (unsigned)o->max_connections_per_ip,
+        .header_timeout_s = o->header_timeout,
+        .body_timeout_s = o->body_timeout,
         .idle_timeout_s = (unsigned)o->idle_timeout,
         .api_keys = (const char *const *)o->api_keys.items,
         .cors_origins = (const char *const *)o->cors_allowed_origins.items,
+        .allowed_hosts = (const char *const *)o->allowed_hosts.items,
     };
+}
+
+/* A size, or a fraction of the machine's physical memory. */
+static int64_t memory_budget(const struct opt_memory *m)
+{
+    if (m->bytes) return (int64_t)m->bytes;
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    return (int64_t)(ram * m->fraction);
 }
 
 static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *eo,
@@ -56,16 +71,20 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .max_num_seqs = o->max_num_seqs,
         .max_num_batched_tokens = o->max_num_batched_tokens,
         .max_model_len = o->max_model_len,
+        .allow_long_max_model_len = o->allow_long_max_model_len,
         .block_size = o->block_size,
         .kv_cache_memory = o->kv_cache_memory.bytes ? (double)o->kv_cache_memory.bytes
                                                     : o->kv_cache_memory.fraction,
         .kv_cache_bf16 = o->kv_cache_dtype == OPT_KV_BF16,
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
+        .max_request_memory = (int64_t)o->max_request_memory,
+        .request_memory_budget = memory_budget(&o->request_memory_budget),
         .threads = o->threads,
         .numerics = o->numerics == OPT_NUMERICS_FAST  ? NUMERICS_FAST
-                    : o->numerics == OPT_NUMERICS_AUTO ? NUMERICS_AUTO
+                    : o->numerics == OPT_NUMERICS_AUTO ? NUMERICS_AUTO /* backend_numerics */
                                                        : NUMERICS_REF,
+        .cuda_graphs = o->cuda_graphs,
     };
 }
 
@@ -121,6 +140,10 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     eo->backend = backend_select(backend_kind_of(d->o.backend), note, sizeof note, e);
     if (!eo->backend) return -1;
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
+    int cuda = strcmp(eo->backend->name, "cuda") == 0;
+    /* auto numerics is fast on CUDA whatever the model (backend_numerics) */
+    eo->sample_prefilter = d->o.sample_prefilter == OPT_SWITCH_ON ||
+                           (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics != NUMERICS_REF);
     eo->devices = devices;
     eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
     if (eo->n_devices < 0) return -1;
@@ -282,12 +305,45 @@ static int load_engine(struct daemon *d, struct err *e)
     if (!d->a.eng) return -1;
     log_backend(d);
     d->a.tok = engine_tokenizer(d->a.eng);
+    d->a.max_token_text = 3 * tok_max_piece_bytes(d->a.tok) + 4;
     d->a.max_model_len = engine_max_model_len(d->a.eng);
+    struct engine_limits lim;
+    engine_limits(d->a.eng, &lim);
+    if (!d->o.max_model_len && lim.max_model_len < lim.model_context)
+        log_msg(d->log, LOGL_WARN, "max_model_len clamped to %d tokens, all the KV cache holds "
+                "(the model's context is %d): raise kv_cache_memory for the full context",
+                lim.max_model_len, lim.model_context);
     notify_send(&d->nt, "STATUS=Warming up");
     double t0 = http_now();
     if (warm_up(d, e) != 0) return -1;
     log_msg(d->log, LOGL_INFO, "warm-up step: %.3fs", http_now() - t0);
     return 0;
+}
+
+/* Each connection holds a file descriptor. Raises the soft limit as far as the hard one allows;
+ * warns when max_connections still does not fit (accept would fail for everyone instead). */
+static void check_fd_limit(struct daemon *d)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)d->o.max_connections + 64; /* the log, epoll, pipes, model files */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need)
+        log_msg(d->log, LOGL_WARN, "max_connections (%d) needs more file descriptors than the "
+                "limit of %llu allows; raise it (ulimit -n, LimitNOFILE=) or lower max_connections",
+                d->o.max_connections, (unsigned long long)rl.rlim_cur);
+}
+
+/* Settings that open the server wider than an operator may mean to. */
+static void warn_exposure(struct daemon *d)
+{
+    for (int i = 0; i < d->o.cors_allowed_origins.n_items; i++)
+        if (strcmp(d->o.cors_allowed_origins.items[i], "*") == 0 && !d->o.api_keys.n_items)
+            log_msg(d->log, LOGL_WARN, "CORS allows any origin and no API key is set: any web "
+                                       "page a user opens can use this server");
 }
 
 /* Loads the engine and the chat template, warms up; -1 with a message. */
@@ -410,9 +466,12 @@ static int serve(struct daemon *d)
                         .stall_s = d->o.engine_stall_timeout, .log = d->log,
                         .request_timeout_s = d->o.request_timeout,
                         .default_max_tokens = d->o.default_max_tokens,
+                        .public_metrics = d->o.public_metrics,
                         .grammars = gcache_create(64)};
     d->a.compiler = api_compiler_create(64, &e);
     fill_http_config(&d->o, &hc);
+    warn_exposure(d);
+    check_fd_limit(d);
     int n_routes;
     const struct http_route *routes = api_route_table(d->o.webui, &n_routes);
     d->h = http_start(&hc, routes, n_routes, &d->a, &e);

@@ -2,11 +2,13 @@
  * mapped weights and a KV pool in host memory. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine/backend.h"
 #include "engine/cpu/forward.h"
+#include "engine/cpu/forward_fast.h"
 #include "engine/cpu/kv_cache.h"
 #include "engine/cpu/simd.h"
 #include "engine/cpu/threadpool.h"
@@ -14,10 +16,14 @@
 struct backend {
     const struct model *m;
     struct tp *tp;
-    struct fwd *fwd;
+    struct fwd *fwd;      /* numerics ref */
+    struct ffw *ffw;      /* numerics fast: the emulation of the GPU's FP8 recipe */
+    struct sd dump;       /* stage dumps, when dumping */
+    int dumping;
     struct kv_cache *kv;
     struct batch_limits lim;
     struct backend_stats st;
+    struct backend_rowcands rc; /* sample_prefilter: the last step's rows and their candidates */
 };
 
 static int cpu_usable(char *why, size_t n_why)
@@ -61,31 +67,56 @@ static void cpu_destroy(struct backend *b)
 {
     if (!b) return;
     fwd_destroy(b->fwd);
+    ffw_destroy(b->ffw);
     tp_destroy(b->tp);
     kv_cache_destroy(b->kv);
+    backend_rowcands_free(&b->rc);
     free(b);
+}
+
+/* The forward of the chosen numerics (auto resolved here), and the dump directory. Ref and the
+ * 8-bit activations of GGUF quantised weights: fwd; DeepSeek's FP8 recipe: its emulation, ffw. */
+static int make_forward(struct backend *b, const struct backend_opts *o, struct err *e)
+{
+    enum numerics nm = backend_numerics(backend_cpu(), b->m, o->numerics);
+    int recipe = backend_fp8_recipe(b->m, nm);
+    if (o->dump_dir && !recipe)
+        return err_set(e, nm == NUMERICS_FAST ? "stage dumps are written under DeepSeek's FP8 "
+                                                "recipe only, not for GGUF quantised weights"
+                                              : "stage dumps are written under numerics fast only");
+    if (o->dump_dir && sd_open(&b->dump, o->dump_dir, e) != 0) return -1;
+    b->dumping = o->dump_dir != NULL;
+    if (!recipe) {
+        b->fwd = fwd_create(b->m, o->max_tokens, b->tp);
+        fwd_set_q8(b->fwd, nm == NUMERICS_FAST);
+        return 0;
+    }
+    if (o->kv_dtype != DT_BF16)
+        return err_set(e, "numerics fast keeps the latent cache in bf16 (kv cache dtype f32 given)");
+    b->ffw = ffw_create(b->m, o->max_tokens, o->max_logits, b->tp, e);
+    return b->ffw ? 0 : -1;
 }
 
 static struct backend *cpu_create(const struct model *m, const struct backend_opts *o, struct err *e)
 {
-    if (o->numerics == NUMERICS_FAST && !model_is_quantised(m))
-        return err_set(e, "numerics 'fast' on the CPU needs weights in GGUF quantisation blocks "
-                          "(DeepSeek's FP8 recipe for FP8 checkpoints is not implemented yet); "
-                          "use 'ref' or 'auto'"), NULL;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
-    if (make_kv(b, o, e) != 0) {
+    b->tp = tp_create(o->threads);
+    if (make_forward(b, o, e) != 0 || make_kv(b, o, e) != 0) {
         cpu_destroy(b);
         return NULL;
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
-    b->tp = tp_create(o->threads);
-    b->fwd = fwd_create(m, o->max_tokens, b->tp);
-    fwd_set_q8(b->fwd, backend_numerics(backend_cpu(), m, o->numerics) == NUMERICS_FAST);
+    if (o->sample_prefilter) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
     b->st.weight_bytes = model_bytes(m); /* mapped in place, not copied */
-    snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels%s", tp_size(b->tp),
-             simd_best()->name,
-             backend_numerics(backend_cpu(), m, o->numerics) == NUMERICS_FAST ? ", 8-bit activations" : "");
+    if (b->ffw)
+        snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, emulating the fast numerics",
+                 tp_size(b->tp));
+    else
+        snprintf(b->st.device, sizeof b->st.device, "CPU, %d threads, %s kernels%s", tp_size(b->tp),
+                 simd_best()->name,
+                 backend_numerics(backend_cpu(), m, o->numerics) == NUMERICS_FAST
+                     ? ", 8-bit activations" : "");
     return b;
 }
 
@@ -105,10 +136,29 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits,
 {
     if (batch_check(bt, &b->lim, e) != 0) return -1;
     double t0 = seconds();
-    int rc = fwd_run(b->fwd, b->kv, bt, logits, e);
+    int rc = b->ffw ? ffw_run(b->ffw, b->kv, bt, logits, b->dumping ? &b->dump : NULL, e)
+                    : fwd_run(b->fwd, b->kv, bt, logits, e);
     b->st.steps++;
     b->st.t_forward += seconds() - t0;
     return rc;
+}
+
+/* The rows stay in host memory; the pre-filter runs here (its use is the sampling it saves). */
+static int cpu_forward_cands(struct backend *b, const struct batch *bt, struct smp_cands *cands,
+                             struct err *e)
+{
+    if (!b->rc.rows) return err_set(e, "the backend was not made for pre-filtered rows");
+    if (cpu_forward(b, bt, b->rc.rows, e) != 0) return -1;
+    int n = batch_n_logits(bt);
+    backend_rowcands_fill(&b->rc, n, cands);
+    b->st.cand_rows += (uint64_t)n;
+    return 0;
+}
+
+static void cpu_fetch_row(struct backend *b, int row, float *out)
+{
+    memcpy(out, b->rc.rows + (size_t)row * (size_t)b->rc.V, (size_t)b->rc.V * sizeof *out);
+    b->st.fetched_rows++;
 }
 
 static void cpu_stats(const struct backend *b, struct backend_stats *out)
@@ -120,6 +170,7 @@ const struct backend_ops *backend_cpu(void)
 {
     static const struct backend_ops ops = {
         .name = "cpu", .usable = cpu_usable, .create = cpu_create, .destroy = cpu_destroy,
-        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats};
+        .copy_blocks = cpu_copy_blocks, .forward = cpu_forward, .stats = cpu_stats,
+        .forward_cands = cpu_forward_cands, .fetch_row = cpu_fetch_row};
     return &ops;
 }

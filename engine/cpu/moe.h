@@ -12,7 +12,9 @@
 #include "engine/model/config.h"
 
 /* logits: [n_routed_experts] router outputs; bias: [n_routed_experts] or NULL; scratch: 3*E floats.
- * Writes n_experts_per_tok expert ids (ascending) and their weights. */
+ * Writes n_experts_per_tok expert ids (ascending) and their weights. Afterwards scratch holds the
+ * affinities [E], the choice scores after group masking [E] and the group scores [n_group] (the
+ * stage checker reads the routing's margins there). */
 void moe_route(const struct model_config *c, const float *logits, const float *bias,
                float *scratch, int *idx, float *weights);
 

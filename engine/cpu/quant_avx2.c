@@ -1,7 +1,15 @@
 /* quant_avx2: the AVX2 set of the 8-bit quantised path — quant_simd.h with maddubs + madd. */
 #include "engine/cpu/quant_kernels.h"
 
-#if defined(__x86_64__)
+/* Compiled with GCC's target pragmas; another compiler (clang, for the fuzz targets) builds the
+ * scalar set only, as simd.c does. */
+#if defined(__x86_64__) && !defined(__clang__)
+#define QK_X86 1
+#else
+#define QK_X86 0
+#endif
+
+#if QK_X86
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 #define QS(name) avx2q_##name
@@ -16,7 +24,7 @@ static const struct qk_set avx2_qset = {"avx2", avx2q_quantize, avx2q_unpack, av
 
 const struct qk_set *qk_avx2(void)
 {
-#if defined(__x86_64__)
+#if QK_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return &avx2_qset;

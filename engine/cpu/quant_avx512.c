@@ -6,7 +6,15 @@
  * sets' exactly. Without VNNI the AVX2 set serves, as its results are the same integers. */
 #include "engine/cpu/quant_kernels.h"
 
-#if defined(__x86_64__)
+/* Compiled with GCC's target pragmas; another compiler (clang, for the fuzz targets) builds the
+ * scalar set only, as simd.c does. */
+#if defined(__x86_64__) && !defined(__clang__)
+#define QK_X86 1
+#else
+#define QK_X86 0
+#endif
+
+#if QK_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 #define QS(name) avx512q_##name
@@ -278,7 +286,7 @@ static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_un
 
 const struct qk_set *qk_avx512(void)
 {
-#if defined(__x86_64__)
+#if QK_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))

@@ -49,7 +49,15 @@ static inline float fp8_scalar(uint8_t b, float s)
     return (f * 0x1p120f) * s;
 }
 
-#if defined(__x86_64__)
+/* The vector sets are compiled with GCC's target pragmas; another compiler (clang, for the fuzz
+ * targets) builds the scalar set only. */
+#if defined(__x86_64__) && !defined(__clang__)
+#define SIMD_X86 1
+#else
+#define SIMD_X86 0
+#endif
+
+#if SIMD_X86
 #include <immintrin.h>
 
 /* ---- AVX2 + FMA + F16C ----------------------------------------------------------------------- */
@@ -480,12 +488,12 @@ static void avx512_axpy_rows4(float *y, int64_t ldy, const float *p, int64_t ldp
 static const struct simd_kernels avx512_set = {"avx512", avx512_widen_rows, avx512_dot_tile,
                                                avx512_dot, avx512_axpy, avx512_axpy_rows,
                                                avx512_axpy_rows4, avx512_direct};
-#endif /* __x86_64__ */
+#endif /* SIMD_X86 */
 
 const struct simd_kernels *simd_by_name(const char *name)
 {
     if (strcmp(name, "scalar") == 0) return &scalar_set;
-#if defined(__x86_64__)
+#if SIMD_X86
     __builtin_cpu_init();
     int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                    __builtin_cpu_supports("f16c");

@@ -5,7 +5,10 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "engine/file.h"
 
 struct int_key {
     const char *key;
@@ -295,7 +298,11 @@ int config_load(struct model_config *c, const char *path, struct err *e)
 {
     memset(c, 0, sizeof *c);
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    size_t len;
+    char *text = file_read(path, 16u << 20, &len, e);
+    if (!text) return -1;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root) return err_set(e, "%s: %s (line %d)", path, je.text, je.line);
     int rc = parse(c, root, e);
     json_decref(root);

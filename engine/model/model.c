@@ -221,46 +221,67 @@ struct model *model_load(const char *path, struct err *e)
 }
 
 /* config.json + safetensors in dir. */
-static int load_hf(struct model *m, const char *dir, const struct load_progress *p, struct err *e)
+static struct model *load_hf(const char *dir, const struct load_progress *p, struct err *e)
 {
+    struct model_config c;
+    struct st_set st = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (config_load(&m->cfg, path, e) != 0 || st_open_dir(&m->st, dir, e) != 0) return -1;
-    struct binder b = {.m = m, .e = e, .progress = p};
-    b.status.n_tensors_total = m->st.n_tensors;
-    b.status.n_bytes_total = m->st.n_bytes;
-    model_report(&b, "mapping");
-    if (bind_all(&b) != 0) return err_prefix(e, "%s", dir);
-    model_report(&b, "done");
-    return 0;
+    if (config_load(&c, path, e) != 0 || st_open_dir(&st, dir, e) != 0) {
+        st_close(&st);
+        return NULL;
+    }
+    struct model *m = model_bind(&c, &st, p, e);
+    if (!m) err_prefix(e, "%s", dir);
+    return m;
 }
 
 /* A GGUF file (or a split set): metadata, then tensors by llama.cpp's names. */
-static int load_gguf(struct model *m, const char *path, const struct load_progress *p, struct err *e)
+static struct model *load_gguf(const char *path, const struct load_progress *p, struct err *e)
 {
-    if (gguf_open(&m->gguf, path, e) != 0) return -1;
-    if (gguf_config_read(&m->cfg, &m->gguf, e) != 0) return err_prefix(e, "%s", path);
+    struct model *m = xcalloc(1, sizeof *m);
     struct binder b = {.m = m, .e = e, .progress = p};
+    if (gguf_open(&m->gguf, path, e) != 0) goto fail;
+    if (gguf_config_read(&m->cfg, &m->gguf, e) != 0) goto fail_prefixed;
     b.status.n_tensors_total = m->gguf.n_tensors;
     b.status.n_bytes_total = m->gguf.n_bytes;
     model_report(&b, "mapping");
-    if (gguf_model_bind(&b) != 0) return err_prefix(e, "%s", path);
+    if (gguf_model_bind(&b) != 0) goto fail_prefixed;
     model_report(&b, "done");
-    return 0;
+    return m;
+fail_prefixed:
+    err_prefix(e, "%s", path);
+fail:
+    model_destroy(m);
+    return NULL;
 }
 
 struct model *model_load_progress(const char *path, const struct load_progress *p, struct err *e)
 {
-    struct model *m = xcalloc(1, sizeof *m);
     struct stat st;
-    int rc;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = load_hf(m, path, p, e);
-    else if (gguf_is_gguf(path)) rc = load_gguf(m, path, p, e);
-    else if (stat(path, &st) != 0) rc = err_set(e, "%s: no such file or directory", path);
-    else rc = err_set(e, "%s: neither a checkpoint directory (config.json + safetensors) nor a GGUF file", path);
-    if (rc == 0) return m;
-    model_destroy(m);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return load_hf(path, p, e);
+    if (gguf_is_gguf(path)) return load_gguf(path, p, e);
+    if (stat(path, &st) != 0) err_set(e, "%s: no such file or directory", path);
+    else err_set(e, "%s: neither a checkpoint directory (config.json + safetensors) nor a GGUF file", path);
     return NULL;
+}
+
+struct model *model_bind(const struct model_config *c, struct st_set *st,
+                         const struct load_progress *p, struct err *e)
+{
+    struct model *m = xcalloc(1, sizeof *m);
+    m->cfg = *c, m->st = *st;
+    *st = (struct st_set){0};
+    struct binder b = {.m = m, .e = e, .progress = p};
+    b.status.n_tensors_total = m->st.n_tensors;
+    b.status.n_bytes_total = m->st.n_bytes;
+    model_report(&b, "mapping");
+    if (bind_all(&b) != 0) {
+        model_destroy(m);
+        return NULL;
+    }
+    model_report(&b, "done");
+    return m;
 }
 
 uint64_t model_bytes(const struct model *m)

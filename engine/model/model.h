@@ -87,6 +87,11 @@ struct model *model_load(const char *path, struct err *e);
 /* The same, reporting progress to p (may be NULL) after the mapping and after each layer. */
 struct model *model_load_progress(const char *path, const struct load_progress *p, struct err *e);
 
+/* Binds a tensor set already opened (or built in memory, engine/model/synth.h) for config c; the
+ * model takes the set over (st is left empty), also on failure. */
+struct model *model_bind(const struct model_config *c, struct st_set *st,
+                         const struct load_progress *p, struct err *e);
+
 void model_destroy(struct model *m);
 
 /* Bytes of all tensor data the model maps. */

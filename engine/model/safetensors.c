@@ -5,6 +5,8 @@
  * then the data; offsets are relative to the first byte after the header. */
 #include "engine/model/safetensors.h"
 
+#include "engine/file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -15,17 +17,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ST_MAX_HEADER (256u << 20) /* a header larger than 256 MiB is not a checkpoint */
+/* The format's own bound (the reference implementation refuses larger headers). */
+#define ST_MAX_HEADER 100000000u
 
-/* Maps a whole file read-only. */
+/* Maps a whole regular file read-only (a FIFO or device is refused, never waited on). */
 static int map_file(struct st_file *f, const char *path, struct err *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    int fd = file_open_regular(path, e);
+    if (fd < 0) return -1;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return err_set(e, "%s: not a regular file", path);
+        return err_set(e, "%s: cannot stat: %s", path, strerror(errno));
     }
     f->size = (size_t)st.st_size;
     f->map = NULL;
@@ -114,7 +117,10 @@ static json_t *read_header(const struct st_file *f, size_t *hlen, struct err *e)
     uint64_t n = 0;
     if (f->size < 8) return err_set(e, "%s: file too short for a header", f->path), NULL;
     for (int i = 7; i >= 0; i--) n = n << 8 | ((const uint8_t *)f->map)[i];
-    if (n > ST_MAX_HEADER || n > f->size - 8)
+    if (n > ST_MAX_HEADER)
+        return err_set(e, "%s: header length %llu is over the format's limit of %u bytes",
+                       f->path, (unsigned long long)n, ST_MAX_HEADER), NULL;
+    if (n > f->size - 8)
         return err_set(e, "%s: header length %llu runs past the end of the file (%zu bytes)",
                        f->path, (unsigned long long)n, f->size), NULL;
     json_error_t je;
@@ -194,7 +200,11 @@ static int shard_name_ok(const char *name)
 static int open_index(struct st_set *s, const char *dir, const char *index, struct err *e)
 {
     json_error_t je;
-    json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &je);
+    size_t len;
+    char *text = file_read(index, ST_MAX_HEADER, &len, e);
+    if (!text) return -1;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root) return err_set(e, "%s: not valid JSON: %s (line %d)", index, je.text, je.line);
     json_t *map = json_object_get(root, "weight_map");
     int rc = 0;

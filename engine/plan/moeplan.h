@@ -37,4 +37,29 @@ static inline const int32_t *mp_arr(const struct mp_plan *p, size_t off)
 
 void mp_free(struct mp_plan *p);
 
+/* The grouped GEMM's permutation of one MoE layer (the reference the device's counting sort
+ * reproduces exactly): group x < E holds the rows of the tokens routed to expert x, tokens
+ * ascending; with shared experts (shared = 1) group E holds every token once, in order. Each
+ * group starts at a multiple of align rows; rows between groups are padding (token -1). */
+struct mp_grouped {
+    int32_t n_tokens, k, n_groups, align;
+    int32_t n_rows;     /* rows up to the last group's end (padding included) */
+    int32_t *buf;
+    size_t cap;         /* elements allocated */
+    size_t count;       /* [n_groups] rows of each group */
+    size_t offset;      /* [n_groups + 1] first row of each group (aligned); offset[n_groups] = n_rows */
+    size_t row_tok;     /* [n_rows] token of each row, -1 for padding */
+    size_t tok_row;     /* [n_tokens][k + shared] row of (token, choice), then of its shared row */
+    size_t n_elems;
+};
+
+/* The most rows any routing of n_tokens can need (static device buffers are sized by it). */
+int32_t mp_grouped_max_rows(int n_tokens, int k, int n_experts, int shared, int align);
+
+/* -1 (plan untouched) on an impossible routing, as mp_build. */
+int mp_grouped_build(struct mp_grouped *g, const int32_t *sel, int n_tokens, int k,
+                     int n_experts, int shared, int align);
+
+void mp_grouped_free(struct mp_grouped *g);
+
 #endif

@@ -21,20 +21,19 @@ static int32_t table_len(const struct batch_seq *q, int block_size)
     return (int32_t)(((int64_t)q->pos0 + q->n_tokens + block_size - 1) / block_size);
 }
 
-static void lay_out(struct sp_plan *p, const struct batch *b, int block_size)
+static void lay_out(struct sp_plan *p, const struct sp_caps *caps)
 {
-    size_t T = (size_t)b->n_tokens, at = 0, np = (size_t)p->n_pairs;
-    p->n_table = 0;
-    for (int s = 0; s < b->n_seqs; s++) p->n_table += table_len(&b->seqs[s], block_size);
+    size_t T = (size_t)caps->tokens, at = 0, np = (size_t)p->n_pairs;
     p->at.tokens = take(&at, T * 4);
     p->at.pos = take(&at, T * 4);
     p->at.slot = take(&at, T * 4);
     p->at.table_off = take(&at, T * 4);
-    p->at.tables = take(&at, (size_t)p->n_table * 4);
-    p->at.logit_rows = take(&at, (size_t)batch_n_logits(b) * 4);
+    p->at.logit_rows = take(&at, (size_t)caps->logits * 4);
     p->at.cos = take(&at, T * np * 4);
     p->at.sin = take(&at, T * np * 4);
+    p->at.tables = take(&at, (size_t)caps->table * 4);
     p->at.bytes = at;
+    p->at.used = p->at.tables + (size_t)p->n_table * 4;
     if (at > p->cap) {
         free(p->buf);
         p->cap = at * 2;
@@ -72,11 +71,28 @@ static void fill_logit_rows(struct sp_plan *p, const struct batch *b)
     p->n_logits = n;
 }
 
+static int32_t n_table_of(const struct batch *b, int block_size)
+{
+    int32_t n = 0;
+    for (int s = 0; s < b->n_seqs; s++) n += table_len(&b->seqs[s], block_size);
+    return n;
+}
+
 void sp_build(struct sp_plan *p, const struct batch *b, int block_size, const struct rope *r)
 {
+    struct sp_caps caps = {b->n_tokens, batch_n_logits(b), n_table_of(b, block_size)};
+    sp_build_caps(p, b, block_size, r, &caps);
+}
+
+void sp_build_caps(struct sp_plan *p, const struct batch *b, int block_size, const struct rope *r,
+                   const struct sp_caps *caps)
+{
     p->n_tokens = b->n_tokens, p->n_seqs = b->n_seqs, p->n_pairs = r->n_pairs, p->max_ctx = 0;
-    lay_out(p, b, block_size);
-    memset(p->buf, 0, p->at.bytes);
+    p->n_table = n_table_of(b, block_size);
+    if (b->n_tokens > caps->tokens || batch_n_logits(b) > caps->logits || p->n_table > caps->table)
+        ERR_FATAL("sp_build_caps: a batch beyond the plan's capacities");
+    lay_out(p, caps);
+    memset(p->buf, 0, p->at.used);
     int32_t t0 = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         int32_t n = table_len(&b->seqs[s], block_size);

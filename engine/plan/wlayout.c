@@ -9,17 +9,27 @@ static uint64_t align_up(uint64_t v)
     return (v + WL_ALIGN - 1) / WL_ALIGN * WL_ALIGN;
 }
 
-uint64_t wl_add(struct wl_plan *p, const void *src, uint64_t bytes)
+static uint64_t add_job(struct wl_plan *p, struct wl_job j)
 {
-    if (!bytes) return p->total;
+    if (!j.bytes) return p->total;
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 256;
         p->jobs = xrealloc(p->jobs, (size_t)p->cap * sizeof *p->jobs);
     }
-    uint64_t off = align_up(p->total);
-    p->jobs[p->n++] = (struct wl_job){.src = src, .off = off, .bytes = bytes};
-    p->total = off + bytes;
-    return off;
+    j.off = align_up(p->total);
+    p->jobs[p->n++] = j;
+    p->total = j.off + j.bytes;
+    return j.off;
+}
+
+uint64_t wl_add(struct wl_plan *p, const void *src, uint64_t bytes)
+{
+    return add_job(p, (struct wl_job){.src = src, .bytes = bytes});
+}
+
+uint64_t wl_add_fn(struct wl_plan *p, uint64_t bytes, wl_fill_fn fn, const void *ctx)
+{
+    return add_job(p, (struct wl_job){.bytes = bytes, .fn = fn, .ctx = ctx});
 }
 
 /* The first job that ends after lo (jobs are in arena order). */
@@ -41,7 +51,8 @@ int wl_fill(const struct wl_plan *p, uint64_t lo, uint64_t n, void *buf)
     for (; i < p->n && p->jobs[i].off < hi; i++) {
         const struct wl_job *j = &p->jobs[i];
         uint64_t a = j->off > lo ? j->off : lo, end = j->off + j->bytes, b = end < hi ? end : hi;
-        memcpy((char *)buf + (a - lo), (const char *)j->src + (a - j->off), (size_t)(b - a));
+        if (j->fn) j->fn(j->ctx, a - j->off, b - a, (char *)buf + (a - lo));
+        else memcpy((char *)buf + (a - lo), (const char *)j->src + (a - j->off), (size_t)(b - a));
         if (end > hi) return i;
     }
     return i;

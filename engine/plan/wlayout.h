@@ -15,10 +15,15 @@
 
 enum { WL_ALIGN = 256 };
 
-/* One copy from host memory (the mapping) to the arena. */
+/* Writes bytes [at, at + n) of a job's content into dst (a transform computed while staging). */
+typedef void (*wl_fill_fn)(const void *ctx, uint64_t at, uint64_t n, void *dst);
+
+/* One copy from host memory (the mapping) to the arena, or content a function computes. */
 struct wl_job {
-    const void *src;
+    const void *src;      /* the bytes, or NULL when fn computes them */
     uint64_t off, bytes;  /* arena offset, length */
+    wl_fill_fn fn;        /* with its context ctx (which must live until the upload ends) */
+    const void *ctx;
 };
 
 struct wl_plan {
@@ -30,6 +35,9 @@ struct wl_plan {
 /* Places bytes of src at the next aligned offset, which it returns. bytes 0: nothing placed,
  * returns the current end. */
 uint64_t wl_add(struct wl_plan *p, const void *src, uint64_t bytes);
+
+/* Places bytes computed by fn(ctx, ...) at the next aligned offset, which it returns. */
+uint64_t wl_add_fn(struct wl_plan *p, uint64_t bytes, wl_fill_fn fn, const void *ctx);
 
 /* Copies into buf every byte of the arena range [lo, lo + n) that some job provides (gaps stay
  * as they were): one staging buffer's worth, uploaded with one copy. Returns the jobs finished

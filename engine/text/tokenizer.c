@@ -53,6 +53,16 @@ int32_t tok_eos_id(const struct tok *t) { return t->eos_id; }
 int32_t tok_eot_id(const struct tok *t) { return t->eot_id; }
 const char *tok_chat_template(const struct tok *t) { return t->chat_template; }
 
+size_t tok_max_piece_bytes(const struct tok *t)
+{
+    size_t best = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        size_t n = t->piece_off[id + 1] - t->piece_off[id];
+        if (n > best) best = n;
+    }
+    return best;
+}
+
 bool tok_is_special(const struct tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_F_SPECIAL);

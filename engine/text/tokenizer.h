@@ -94,6 +94,8 @@ int32_t tok_bos_id(const struct tok *t);     /* -1 when not configured */
 int32_t tok_eos_id(const struct tok *t);     /* -1 when not configured */
 int32_t tok_eot_id(const struct tok *t);     /* end of a turn (<|im_end|>, <|eot_id|>, ...), -1 */
 bool tok_is_special(const struct tok *t, int32_t id);
+/* The most bytes one id decodes to (its text is at most 3x that: U+FFFD for stray bytes). */
+size_t tok_max_piece_bytes(const struct tok *t);
 /* An added (control) token: matched atomically, never produced by BPE from plain text. */
 bool tok_is_added(const struct tok *t, int32_t id);
 /* The raw bytes id decodes to (an added token: its text), *len set; NULL for an id outside the

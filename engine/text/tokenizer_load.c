@@ -6,6 +6,7 @@
  * one engine file that reads JSON (a model file, not a request). */
 #include "engine/text/tokenizer_internal.h"
 
+#include "engine/file.h"
 #include "engine/text/utf8.h"
 
 #include <jansson.h>
@@ -543,21 +544,10 @@ struct tok *tok_load_str(const char *tokenizer_json, const char *config_json, st
     return load_texts(tokenizer_json, config_json, "tokenizer.json", "tokenizer_config.json", e);
 }
 
+/* A tokenizer file: regular, at most 1 GiB (DeepSeek V3's tokenizer.json is under 8 MiB). */
 static char *read_file(const char *path, struct err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(e, "%s: cannot open", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = xmalloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    fclose(f);
-    s[got] = 0;
-    return s;
+    return file_read(path, 1u << 30, NULL, e);
 }
 
 struct tok *tok_load(const char *tokenizer_json, const char *config_json, struct err *e)

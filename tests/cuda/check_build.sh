@@ -3,13 +3,17 @@
 #   1. every kernel's ptxas report: a table (registers, shared memory, stack, spills); no
 #      kernel may use a stack frame or spill (nvcc already fails on it; this proves the reports
 #      were kept and read);
-#   2. the binary's fatbinary holds an sm_90a cubin and compute_90a PTX for every kernel file;
-#   3. its SASS: no local-memory loads or stores anywhere, and no fused multiply-add in the
-#      kernels that must round like the CPU (RoPE, the MoE combine, the residual add);
-#   4. ldd shows cuBLASLt and NCCL.
-# usage: tests/cuda/check_build.sh KERNEL_OBJ_DIR SEEKD_BINARY
+#   2. the fatbinary of the device test program (which links every kernel file; seekd leaves out
+#      what only tests call) holds an sm_90a cubin and compute_90a PTX for every kernel file;
+#   3. its SASS: no local-memory loads or stores anywhere; no fused multiply-add in the kernels
+#      that must round like the CPU (RoPE, the MoE combines, the residual add, the query's RoPE);
+#      Hopper's FP8 tensor-core instruction (QGMMA, e4m3 × e4m3) in the CUTLASS GEMM that runs
+#      the experts and the dense linears off cuBLASLt; BF16 tensor-core MMAs (HMMA) in the MLA
+#      kernel; the saturating e4m3 conversion (F2FP.SATFINITE.E4M3) in the quantisers;
+#   4. ldd shows cuBLASLt and NCCL in seekd.
+# usage: tests/cuda/check_build.sh KERNEL_OBJ_DIR SEEKD_BINARY [DEVICE_TEST_BINARY]
 set -euo pipefail
-objs=$1 bin=$2
+objs=$1 bin=$2 fat=${3:-$2}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 tools=$(ls -d "$here"/.venv/lib/python3*/site-packages/nvidia/cu13/bin 2>/dev/null | head -1)
 export PATH="${tools:+$tools:}$PATH"
@@ -38,22 +42,42 @@ echo "check_build: $n kernels"
 
 command -v cuobjdump >/dev/null || { echo "check_build: cuobjdump missing (make venv installs it)"; exit 1; }
 n_cu=$(echo "$reports" | wc -l)
-n_elf=$(cuobjdump --list-elf "$bin" | grep -c 'sm_90a\.cubin' || true)
-n_ptx=$(cuobjdump --list-ptx "$bin" | grep -c 'sm_90a\.ptx' || true)
-[ "$n_elf" -eq "$n_cu" ] || bad "$n_elf sm_90a cubins in $bin for $n_cu kernel files"
-[ "$n_ptx" -eq "$n_cu" ] || bad "$n_ptx compute_90a PTX files in $bin for $n_cu kernel files"
+n_elf=$(cuobjdump --list-elf "$fat" | grep -c 'sm_90a\.cubin' || true)
+n_ptx=$(cuobjdump --list-ptx "$fat" | grep -c 'sm_90a\.ptx' || true)
+[ "$n_elf" -eq "$n_cu" ] || bad "$n_elf sm_90a cubins in $fat for $n_cu kernel files"
+[ "$n_ptx" -eq "$n_cu" ] || bad "$n_ptx compute_90a PTX files in $fat for $n_cu kernel files"
 echo "check_build: fatbinary: $n_elf sm_90a cubins, $n_ptx compute_90a PTX"
 
 sass=$(mktemp)
 trap 'rm -f "$sass"' EXIT
-cuobjdump --dump-sass "$bin" > "$sass"
+cuobjdump --dump-sass "$fat" > "$sass"
 ! grep -Eq '\b(LDL|STL)\b' "$sass" || bad "local-memory instructions in the SASS"
-for k in rope_kernel combine_kernel add_kernel; do
-    body=$(awk -v k="$k" '/Function :/ { on = index($0, k) > 0 } on' "$sass")
+# The SASS of one kernel: a plain function name (its mangled form starts _Z<length><name>), or
+# a prefix of a mangled name.
+body_of() {
+    awk -v k="$1" '/Function :/ { f = $0; sub(/.*Function : /, "", f)
+                                  on = f ~ /^_Z[0-9]/ ? index(f, "_Z" length(k) k) == 1 : 0
+                                  if (!on) on = index(f, k) == 1 } on' "$sass"
+}
+for k in rope_kernel combine_kernel add_kernel combine_rows_kernel q_pack_kernel; do
+    body=$(body_of "$k")
     [ -n "$body" ] || bad "$k not found in the SASS"
     ! grep -q 'FFMA' <<<"$body" || bad "$k contracts to FMA: it would not round like the CPU"
 done
-echo "check_build: SASS: no LDL/STL; rope, combine and add round every operation"
+# kernel, the instruction it must hold, what that is
+while read -r k ins what; do
+    body=$(body_of "$k")
+    [ -n "$body" ] || { bad "$k not found in the SASS"; continue; }
+    n_ins=$(grep -c -- "$ins" <<<"$body" || true)
+    [ "$n_ins" -gt 0 ] || bad "$k has no $ins ($what)"
+    echo "check_build: $(echo "$k" | cut -c1-40): $n_ins x $ins ($what)"
+done <<'EOF'
+_ZN7cutlass13device_kernel QGMMA.64x[0-9]*x32.F32.E4M3.E4M3 FP8-tensor-cores
+mla_tc_kernel HMMA.16816.F32.BF16 BF16-tensor-cores
+norm_quant_kernel F2FP.SATFINITE.E4M3 e4m3-conversion
+silu_quant_kernel F2FP.SATFINITE.E4M3 e4m3-conversion
+EOF
+echo "check_build: SASS: no LDL/STL; rope, the combines, add and q_pack round every operation"
 
 libs=$(ldd "$bin")
 grep -q 'libcublasLt\.so' <<<"$libs" || bad "$bin does not link cuBLASLt"

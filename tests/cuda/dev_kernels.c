@@ -4,8 +4,11 @@
  * "kernel shape max_err tol PASS|FAIL". Then, with a model directory, the backend as a whole:
  * a step mixing a prefill chunk behind cached tokens with decode tokens, GPU against CPU
  * (≤ 1e-4 of max |logit|), and a copy-on-write fork that must decode bit for bit like its parent.
+ * The fast numerics' kernels (tests/cuda/dev_fast*.c) against the CPU emulation, and per model
+ * (a directory, or a synthetic config NAME.json) decode steps replayed from CUDA graphs against
+ * the same steps padded and run eagerly (dev_fast_backend.c).
  *
- * usage: dev_kernels [MODEL_DIR...]   exit 0 all passed, 1 a failure, 2 no usable GPU
+ * usage: dev_kernels [MODEL_DIR|CONFIG.json...]   exit 0 all passed, 1 a failure, 2 no GPU
  *        dev_kernels --membw           the device-to-device copy bandwidth */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/moe.h"
 #include "engine/model/rope.h"
+#include "tests/cuda/dev_util.h"
 
 static int n_fail;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -291,30 +295,6 @@ static void test_silu(int64_t n)
 
 int dev_backend(const char *model_dir); /* tests/cuda/dev_backend.c */
 
-/* A device-to-device copy of 4 GiB (2 GiB each way), timed with events: the memory bandwidth
- * ceiling later figures are compared with. */
-static void copy_bandwidth(void)
-{
-    size_t n = (size_t)1 << 31;
-    void *a, *b;
-    cudaEvent_t t0, t1;
-    if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess) {
-        printf("copy_bandwidth_GBps unavailable (no 4 GiB free)\n");
-        return;
-    }
-    CU_CHECK(cudaEventCreate(&t0));
-    CU_CHECK(cudaEventCreate(&t1));
-    CU_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice)); /* warm */
-    CU_CHECK(cudaEventRecord(t0, 0));
-    for (int i = 0; i < 5; i++) CU_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-    CU_CHECK(cudaEventRecord(t1, 0));
-    CU_CHECK(cudaEventSynchronize(t1));
-    float ms = 0;
-    CU_CHECK(cudaEventElapsedTime(&ms, t0, t1));
-    printf("copy_bandwidth_GBps %.1f\n", 5.0 * 2.0 * (double)n / (ms * 1e-3) / 1e9); /* read + write */
-    cudaFree(a), cudaFree(b);
-}
-
 int main(int argc, char **argv)
 {
     char why[320];
@@ -322,7 +302,12 @@ int main(int argc, char **argv)
         printf("no usable GPU: %s\n", why);
         return 2;
     }
-    if (argc > 1 && strcmp(argv[1], "--membw") == 0) return copy_bandwidth(), 0;
+    if (argc > 1 && strcmp(argv[1], "--membw") == 0) {
+        double gbps = dev_copy_gbps();
+        if (gbps > 0) printf("copy_bandwidth_GBps %.1f\n", gbps);
+        else printf("copy_bandwidth_GBps unavailable (no 4 GiB free)\n");
+        return 0;
+    }
     printf("%-10s %-28s %10s %10s %s\n", "kernel", "shape", "max_err", "tol", "result");
     const enum dtype types[] = {DT_F32, DT_BF16, DT_F16, DT_F8E4M3};
     const int shapes[][3] = {{333, 300, 1}, {64, 160, 3}, {1000, 257, 8}, {129, 512, 17},
@@ -336,9 +321,13 @@ int main(int argc, char **argv)
     test_attn(0, 70, 2, 160, 16, 4);
     test_route(256, 8, 8, 4, 1), test_route(16, 4, 4, 2, 1), test_route(64, 6, 8, 3, 0);
     test_silu(1000000);
+    n_fail += dev_fast();
     for (int i = 1; i < argc; i++) {
+        size_t len = strlen(argv[i]);
+        int synthetic = len > 5 && strcmp(argv[i] + len - 5, ".json") == 0;
         printf("backend    model %s\n", argv[i]);
-        n_fail += dev_backend(argv[i]);
+        if (!synthetic) n_fail += dev_backend(argv[i]);
+        n_fail += dev_fast_backend(argv[i]);
     }
     printf("dev_kernels: %s\n", n_fail ? "FAILED" : "all passed");
     return n_fail ? 1 : 0;

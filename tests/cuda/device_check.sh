@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # device_check: the one command of a GPU run. On a machine with one Hopper GPU, the CUDA toolkit
 # and no network, it takes the build from .devbundle/ (make devbundle, made beforehand on a
-# build machine) or rebuilds there with the bundled headers and libraries, runs the kernel tests
-# against the CPU references, runs tests/integration/test_logits.py with --backend cuda
-# --numerics ref, and measures decode steps per second and the memory bandwidth they achieve.
-# Every step has a timeout and the whole run a limit (DEVICE_CHECK_LIMIT, 450 s); the report
-# ($OUT/device-report.md, OUT defaulting to ./device-out) is appended to after every step, so a
-# run cut short still says what it saw. A step that needs a GPU where none is usable is recorded
-# as unavailable, with the runtime's reason.
+# build machine) or rebuilds there with the bundled headers and libraries (CUTLASS's included),
+# then:
+#   kernels  every kernel against its CPU reference (tests/cuda/dev_kernels: reference and fast
+#            numerics, the GEMM scale-layout probe, CUTLASS, graph replay = padded eager steps)
+#   stages   --dump-stages of the FP8 fixture and of the 2-layer V3-shaped synthetic model on the
+#            GPU, each stage recomputed on the CPU by seekd check-stages
+#   bench    tests/cuda/bench_cu: FP8 GEMMs, MLA decode, the MoE layer, end-to-end decode and a
+#            4,096-token prefill on the 8-layer V3-shaped synthetic model (tables in the report)
+#   golden   tests/integration/test_logits.py with --backend cuda --numerics ref, then the fast
+#            numerics' gates (test_fast_numerics.py with FAST_BACKEND=cuda)
+#   serve    seekd serve on the GPU behind the real scheduler and sampler
+# Every step has a timeout and the whole run a limit (DEVICE_CHECK_LIMIT, 470 s: under 8 minutes);
+# the report ($OUT/device-report.md, OUT defaulting to ./device-out) is appended to after every
+# step, so a run cut short still says what it saw. A step that needs a GPU where none is usable
+# is recorded as unavailable, with the runtime's reason.
 #
 # usage: tests/cuda/device_check.sh [STEPS]
-#        STEPS: comma list of env,build,kernels,golden,serve,bench (default: all)
+#        STEPS: comma list of env,build,kernels,stages,bench,golden,serve (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export ROOT=$PWD
 export OUT=${OUT:-$ROOT/device-out}
 export BUNDLE=${SEEKD_BUNDLE:-$ROOT/.devbundle}
-LIMIT=${DEVICE_CHECK_LIMIT:-450}
-STEPS=${1:-env,build,kernels,golden,serve,bench}
+LIMIT=${DEVICE_CHECK_LIMIT:-470}
+STEPS=${1:-env,build,kernels,stages,bench,golden,serve}
+[ "$STEPS" = all ] && STEPS=env,build,kernels,stages,bench,golden,serve
 START=$(date +%s)
 REPORT=$OUT/device-report.md
 mkdir -p "$OUT/logs"
@@ -129,7 +138,13 @@ step_build() {
         echo "the bundled binaries start here"
     else
         echo "the bundled seekd does not start here; building with this machine's nvcc"
+        local cut
+        cut=build/cutlass-$(sed -n 1p "$BUNDLE/cutlass/VERSION" 2>/dev/null)
+        if [ -s "$BUNDLE/cutlass/headers.tar.xz" ] && [ ! -e "$cut/ok" ]; then
+            mkdir -p "$cut" && tar -xJf "$BUNDLE/cutlass/headers.tar.xz" -C "$cut" && touch "$cut/ok"
+        fi
         make -j"$(nproc)" CUDA_HOME="$CUDA_HOME" build/cuda-release/seekd build/cuda-release/tests/cuda/dev_kernels \
+            build/cuda-release/tests/cuda/bench_cu \
             PKG_CFLAGS="-I$BUNDLE/sysroot/include" CHECK_CFLAGS= CHECK_LIBS= \
             PKG_LIBS="-L$BUNDLE/lib -Wl,-rpath-link,$BUNDLE/lib -l:libjansson.so.4 -l:libpcre2-8.so.0 -l:libmicrohttpd.so.12 -l:libyaml-0.so.2" ||
             return 1
@@ -138,13 +153,33 @@ step_build() {
 }
 
 step_kernels() {
-    "$DEV_KERNELS" tests/fixtures/models/v3-fp8 \
-        tests/fixtures/models/v3-bf16-sharded tests/fixtures/models/v2-lite
+    "$DEV_KERNELS" tests/fixtures/models/v3-fp8 tests/fixtures/models/v3-bf16-sharded \
+        tests/fixtures/models/v2-lite tests/fixtures/synthetic/v3-L2.json
 }
 
+# Teacher-forced stage checks of the GPU's fast numerics: the FP8 fixture (a 128-token prefill,
+# then steps of 11), and the 2-layer V3-shaped synthetic model (32 tokens, then 8 decode steps).
+step_stages() {
+    local d=${TMPDIR:-/tmp}/seekd-stages rc=0
+    rm -rf "$d" && mkdir -p "$d"
+    "$SEEKD" logits --model tests/fixtures/models/v3-fp8 --tokens "$(seq -s, 3 5 752)" --first 128 \
+        --chunk 11 --backend cuda --numerics fast --dump-stages "$d/fixture" --out "$d/f.npy" &&
+        "$SEEKD" check-stages --model tests/fixtures/models/v3-fp8 --dump "$d/fixture" || rc=1
+    "$SEEKD" logits --synthetic tests/fixtures/synthetic/v3-L2.json --seed 3 --tokens "$(seq -s, 11 97 3890)" \
+        --first 32 --decode --backend cuda --numerics fast --dump-stages "$d/v3" --out "$d/v.npy" &&
+        "$SEEKD" check-stages --synthetic tests/fixtures/synthetic/v3-L2.json --seed 3 --dump "$d/v3" || rc=1
+    rm -rf "$d"
+    return $rc
+}
+
+# The reference numerics against the golden logits and the CPU; the fast numerics' gates.
 step_golden() {
+    local rc=0
     SEEKD_BUILDS=$BUILD_NAME SEEKD_LOGITS_ARGS="--backend cuda --numerics ref" \
-        python3 -m pytest -q -p no:cacheprovider -rf tests/integration/test_logits.py
+        python3 -m pytest -q -p no:cacheprovider -rf tests/integration/test_logits.py || rc=1
+    SEEKD_BUILDS=$BUILD_NAME FAST_BACKEND=cuda \
+        python3 -m pytest -q -p no:cacheprovider -rf tests/integration/test_fast_numerics.py || rc=1
+    return $rc
 }
 
 # seekd serve on the GPU behind the real scheduler and sampler: two concurrent chat completions,
@@ -190,46 +225,39 @@ PY
     return $rc
 }
 
-# Decode of a dense model whose every weight is read each step (embedding rows aside): steps per
-# second, and those bytes over the step time against the device's own copy bandwidth.
+# The fast path's benchmarks (tests/cuda/bench_cu), the 8-layer V3-shaped model end to end.
 step_bench() {
-    local m=${TMPDIR:-/tmp}/seekd-bench-model toks
-    "$DEV_KERNELS" --membw
-    [ -e "$m/config.json" ] || python3 tests/bench/mkmodel.py --out "$m" --dtype bf16 --hidden 4096 \
-        --layers 4 --dense-layers 4 --intermediate 14336 --heads 32 --q-lora 1024 --kv-lora 512 \
-        --nope 128 --rope 64 --v-head 128 || return 1
-    toks=$(seq -s, 1 129)
-    "$SEEKD" logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-decode.npy" --decode \
-        --backend cuda --stats 2>&1 | sed 's/^stats:/decode stats:/'
-    toks=$(seq -s, 1 1024)
-    "$SEEKD" logits --model "$m" --tokens "$toks" --out "${TMPDIR:-/tmp}/seekd-prefill.npy" \
-        --backend cuda --stats 2>&1 | sed 's/^stats:/prefill stats:/'
+    "$BENCH" gemm mla moe decode tests/fixtures/synthetic/v3-L8.json
 }
-export -f step_env step_build step_kernels step_golden step_serve step_bench
+export -f step_env step_build step_kernels step_stages step_golden step_serve step_bench
 
-# The figures of the bench log, as report lines.
+# The figures of the bench log, as report tables (key=value fields of bench_cu's lines).
 bench_figures() {
-    awk -v D=4096 '
-        /copy_bandwidth_GBps/ { copy = $2 }
-        /stats:/ {
-            for (i = 1; i <= NF; i++) { k = $i; v = $(i + 1); sub(/,$/, "", v); f[k] = v }
-            steps = f["steps"]; s = f["forward_s"]; w = f["weight_bytes"] - 4096 * D * 2
-            if ($1 == "decode" && s > 0) {
-                bw = w * steps / s / 1e9
-                printf "- decode, batch 1: %.1f steps/s (%.3f ms/step); %.1f GB/s of weights", steps / s, 1000 * s / steps, bw
-                if (copy > 0) printf " = %.0f%% of the measured copy bandwidth (%.0f GB/s)", 100 * bw / copy, copy
-                printf "\n"
-            }
-            if ($1 == "prefill" && s > 0) printf "- prefill, one 1,024-token step: %.0f tokens/s\n", 1024 / s
-        }' "$1"
+    awk '
+        function kv(   i, p) { delete f; for (i = 2; i <= NF; i++) { p = index($i, "="); if (p) f[substr($i, 1, p - 1)] = substr($i, p + 1) } }
+        /^copy_bandwidth_GBps/ { printf "- device-to-device copy: %s GB/s\n", $2 }
+        /^gemm_probe/ { print "- cuBLASLt scale-layout probe: " substr($0, 12) }
+        /^gemm path=/ { kv(); if (!g++) print "\n| GEMM path | linear | n × k | T | µs | TFLOPS | % of 1,979 | weight TB/s |\n|---|---|---|---|---|---|---|---|"
+                        printf "| %s | %s | %s × %s | %s | %s | %s | %s | %s |\n", f["path"], f["shape"], f["n"], f["k"], f["T"], f["us"], f["TFLOPS"], f["pct_peak"], f["weight_TBps"] }
+        /^gemm shape=.*does not take/ { print "- " $0 }
+        /^mla B=/ { kv(); if (!m++) print "\n| MLA decode, H 128 | context | µs | cache TB/s | % of copy | TFLOPS |\n|---|---|---|---|---|---|"
+                    printf "| B = %s | %s | %s | %s | %s | %s |\n", f["B"], f["L"], f["us"], f["TBps"], f["pct_copy"], f["TFLOPS"] }
+        /^moe T=/ { kv(); if (!e++) print "\n| MoE layer (experts side) | experts touched | µs | TB/s | % of copy | TFLOPS |\n|---|---|---|---|---|---|"
+                    printf "| T = %s | %s | %s | %s | %s | %s |\n", f["T"], f["experts"], f["us"], f["TBps"], f["pct_copy"], f["TFLOPS"] }
+        /^decode_setup/ { print "- " $0 }
+        /^prefill T=/ { kv(); printf "- prefill of %s tokens (v3-L8): %s ms, %s tokens/s\n", f["T"], f["ms"], f["tok_s"] }
+        /^decode B=/ { kv(); if (!d++) print "\n| decode v3-L8, context 1,024 | ms / step | tokens/s | rows whole to host | rows pre-filtered | roofline ms | × roofline |\n|---|---|---|---|---|---|---|"
+                       printf "| B = %s | %s | %s | %s | %s | %s | %s |\n", f["B"], f["ms"], f["tok_s"], f["ms_with_logits"], f["ms_with_cands"], f["roofline_ms"], f["x_roofline"] }
+        / unavailable/ { print "- " $0 }' "$1"
 }
 
 # The binaries: the bundle's where they start (SEEKD_BUILDS name "bundle" in the integration
 # tests), else the ones the build step makes ("cuda").
 if "$BUNDLE/bin/seekd" version 2>/dev/null | grep -q cuda; then
-    export BUILD_NAME=bundle SEEKD=$BUNDLE/bin/seekd DEV_KERNELS=$BUNDLE/bin/dev_kernels
+    export BUILD_NAME=bundle SEEKD=$BUNDLE/bin/seekd DEV_KERNELS=$BUNDLE/bin/dev_kernels BENCH=$BUNDLE/bin/bench_cu
 else
-    export BUILD_NAME=cuda SEEKD=build/cuda-release/seekd DEV_KERNELS=build/cuda-release/tests/cuda/dev_kernels
+    export BUILD_NAME=cuda SEEKD=build/cuda-release/seekd DEV_KERNELS=build/cuda-release/tests/cuda/dev_kernels \
+        BENCH=build/cuda-release/tests/cuda/bench_cu
 fi
 
 if want env; then run_step env 30 step_env; fi
@@ -241,18 +269,19 @@ if [ -z "$GPU_WHY" ] && [ -x "$SEEKD" ]; then
 elif [ -z "$GPU_WHY" ]; then
     GPU_WHY="no seekd binary (run the build step)"
 fi
-for s in kernels golden serve bench; do
+for s in kernels stages bench golden serve; do
     want $s || continue
     if [ -n "$GPU_WHY" ]; then
         record $s "unavailable: $GPU_WHY" 0
         continue
     fi
     case $s in
-    kernels) run_step kernels 90 step_kernels ;;
-    golden) python_setup && run_step golden 240 step_golden ||
+    kernels) run_step kernels 120 step_kernels ;;
+    stages) run_step stages 75 step_stages ;;
+    bench) run_step bench 150 step_bench; bench_figures "$OUT/logs/bench.log" >> "$REPORT" ;;
+    golden) python_setup && run_step golden 150 step_golden ||
         { [ -s "$OUT/logs/golden.log" ] || record golden "unavailable: python3 lacks pytest or numpy" 0; } ;;
-    serve) run_step serve 60 step_serve ;;
-    bench) python_setup; run_step bench 120 step_bench && bench_figures "$OUT/logs/bench.log" >> "$REPORT" ;;
+    serve) run_step serve 45 step_serve ;;
     esac
 done
 
@@ -264,8 +293,9 @@ done
     printf '%s\n' "${SUMMARY[@]}"
     echo
     [ -s "$OUT/logs/kernels.log" ] && echo "- kernel cases: $(grep -c ' PASS$' "$OUT/logs/kernels.log") passed, $(grep -c ' FAIL$' "$OUT/logs/kernels.log") failed"
-    [ -s "$OUT/logs/golden.log" ] && echo "- golden: $(grep -E '[0-9]+ (passed|failed)' "$OUT/logs/golden.log" | tail -1)"
-    [ -s "$OUT/logs/bench.log" ] && bench_figures "$OUT/logs/bench.log"
+    [ -s "$OUT/logs/golden.log" ] && echo "- golden (ref; fast): $(grep -E '[0-9]+ (passed|failed)' "$OUT/logs/golden.log" | paste -sd';' -)"
+    [ -s "$OUT/logs/stages.log" ] && grep '^check-stages:' "$OUT/logs/stages.log" | sed 's/^/- /'
+    [ -s "$OUT/logs/bench.log" ] && grep -E '^(prefill|decode B=(1|64|256) )' "$OUT/logs/bench.log" | sed 's/^/- /'
     echo "- total: $(($(date +%s) - START)) s"
 } >> "$REPORT"
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

@@ -8,6 +8,8 @@
 #   sysroot/  their headers, for a rebuild there if the binaries do not start (another glibc)
 #   py/       pytest and its pure-Python dependencies, and numpy as numpy.tar.xz, for a machine
 #             whose python3 lacks them
+#   cutlass/  the pinned CUTLASS headers (CUTLASS_DIR, from the Makefile) as headers.tar.xz, for
+#             that rebuild (the GPU machine cannot pip install)
 # usage: tests/cuda/make_bundle.sh DIR BINARY...
 set -euo pipefail
 dir=$1; shift
@@ -30,4 +32,10 @@ for p in pytest _pytest pluggy iniconfig packaging pygments py.py; do cp -r "$si
 find "$dir/py" -name __pycache__ -prune -exec rm -rf {} +
 basename "$(dirname "$site")" > "$dir/py/PYTHON_VERSION" # numpy's wheel is for this python only
 (cd "$site" && tar -cf - numpy numpy.libs numpy-*.dist-info | xz -1 -T2 > "$here/$dir/py/numpy.tar.xz")
+if [ -n "${CUTLASS_DIR:-}" ] && [ -e "$CUTLASS_DIR/ok" ]; then
+    mkdir -p "$dir/cutlass"
+    basename "$CUTLASS_DIR" | sed 's/^cutlass-//' > "$dir/cutlass/VERSION"
+    tar -cf - -C "$CUTLASS_DIR" cutlass_library/source/include cutlass_library/source/tools/util/include |
+        xz -1 -T2 > "$dir/cutlass/headers.tar.xz"
+fi
 echo "bundle $dir: $(du -sh "$dir" | cut -f1) ($(ls "$dir/lib" | wc -l) libraries)"

@@ -95,8 +95,12 @@ START_TEST(option_checks)
     ck_assert_int_eq(cu_check_opts(m, &o, &e), 0);
     o.kv_dtype = DT_BF16;
     ck_assert_int_eq(cu_check_opts(m, &o, &e), 0);
-    o = opts(), o.numerics = NUMERICS_FAST;
-    expect_refused(&o, "numerics 'fast'");
+    o = opts(), o.numerics = NUMERICS_FAST; /* fast: the latent cache is BF16 */
+    expect_refused(&o, "bf16");
+    o.kv_dtype = DT_BF16; /* this model's 2 heads × 12 are no whole 16-element rows */
+    expect_refused(&o, "multiples of 16");
+    o = opts(), o.dump_dir = "dumps"; /* stage dumps are a fast-numerics facility */
+    expect_refused(&o, "numerics fast only");
     o = opts(), o.kv_dtype = DT_F16;
     expect_refused(&o, "f32 or bf16");
     int two[2] = {0, 1};

@@ -1,6 +1,7 @@
 /* Tests of the backend seam with the CPU backend on a tiny random checkpoint: KV pool sizing,
  * refused options and batches, copy-on-write of blocks, and logits equal to the forward pass run
- * directly. Also batch_n_logits / batch_check, and backend_select without a GPU. */
+ * directly, pre-filtered rows (forward_cands, fetch_row). Also batch_n_logits / batch_check, and
+ * backend_select without a GPU. */
 #include <check.h>
 #include <string.h>
 
@@ -75,7 +76,10 @@ START_TEST(pool_sizing)
     expect_create_error(&o, "holds no block");
     o = opts(2);
     o.numerics = NUMERICS_FAST;
-    expect_create_error(&o, "'fast'");
+    expect_create_error(&o, "bf16");
+    o = opts(2);
+    o.dump_dir = "unused";
+    expect_create_error(&o, "numerics fast only");
     o = opts(2);
     o.kv_dtype = DT_F16;
     expect_create_error(&o, "f32 or bf16");
@@ -174,6 +178,45 @@ START_TEST(same_as_forward)
 }
 END_TEST
 
+/* forward_cands: the same step as forward, each row pre-filtered exactly as smp_prefilter does;
+ * fetch_row gives the rows forward gives; the counts in the stats. */
+START_TEST(prefiltered_rows)
+{
+    load();
+    struct backend_opts o = opts(8);
+    o.threads = 1;
+    struct backend *b = make(&o);
+    o.sample_prefilter = 1;
+    struct backend *c = make(&o);
+    int32_t toks[3] = {2, 7, 11}, t0[1] = {0}, t1[1] = {2};
+    struct batch_seq s[2] = {{0, 2, 0, t0, BATCH_LOGITS_ALL}, {2, 1, 0, t1, BATCH_LOGITS_LAST}};
+    struct batch bt = {3, toks, 2, s};
+    float rows[3][TINY_V], got[TINY_V];
+    struct smp_cands cands[3];
+    struct err e = {{0}};
+    ck_assert_msg(backend_cpu()->forward(b, &bt, rows[0], &e) == 0, "%s", e.msg);
+    ck_assert_msg(backend_cpu()->forward_cands(c, &bt, cands, &e) == 0, "%s", e.msg);
+    for (int r = 0; r < 3; r++) {
+        int32_t ids[SMP_CAND_K];
+        float vals[SMP_CAND_K];
+        struct smp_cands want;
+        smp_prefilter(rows[r], TINY_V, SMP_CAND_K, ids, vals, &want);
+        ck_assert_int_eq(cands[r].n, want.n);
+        ck_assert(memcmp(cands[r].ids, ids, sizeof ids) == 0 && memcmp(cands[r].logits, vals, sizeof vals) == 0);
+        ck_assert(cands[r].out_max == want.out_max && cands[r].out_mass == want.out_mass);
+        backend_cpu()->fetch_row(c, r, got);
+        ck_assert(memcmp(got, rows[r], sizeof got) == 0);
+    }
+    struct backend_stats st;
+    backend_cpu()->stats(c, &st);
+    ck_assert(st.cand_rows == 3 && st.fetched_rows == 3);
+    ck_assert_int_eq(backend_cpu()->forward_cands(b, &bt, cands, &e), -1); /* not made for it */
+    backend_cpu()->destroy(b);
+    backend_cpu()->destroy(c);
+    unload();
+}
+END_TEST
+
 START_TEST(n_logits)
 {
     int32_t t[6] = {0};
@@ -223,8 +266,8 @@ int main(void)
     Suite *s = suite_create("backend");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
-    const TTest *tests[] = {pool_sizing, bad_batches, copy_blocks_forks, same_as_forward, n_logits,
-                            select_without_gpu, device_lists};
+    const TTest *tests[] = {pool_sizing, bad_batches, copy_blocks_forks, same_as_forward, prefiltered_rows,
+                            n_logits, select_without_gpu, device_lists};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return check_run(s, 1);

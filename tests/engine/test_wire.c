@@ -140,6 +140,8 @@ static struct metrics sample_metrics(int k)
     m.prefix_cache_queries = 1000 * k;
     m.prefix_cache_hits = 7 * k;
     m.generation_tokens = 55 * k;
+    m.sampled_candidates = 50 * k;
+    m.sampled_whole = 5 * k;
     m.step_seconds = 1.5 * k;
     m.request_success[MR_LENGTH] = k;
     m.hist[MH_ITL].buckets[3] = (uint64_t)k;
@@ -160,12 +162,14 @@ START_TEST(metrics_round_trip_and_sum)
     ck_assert(wire_rd_end(&r));
     ck_assert(memcmp(&got.hist, &b.hist, sizeof b.hist) == 0);
     ck_assert(got.kv_blocks_total == 300 && got.prefix_cache_hits == 21);
+    ck_assert(got.sampled_candidates == 150 && got.sampled_whole == 15);
     metrics_add(&a, &got);
     ck_assert_int_eq(a.n_running, 8);
     ck_assert_int_eq(a.kv_blocks_used, 40);
     ck_assert_int_eq(a.kv_blocks_total, 400);
     ck_assert(a.kv_cache_usage > 0.0999 && a.kv_cache_usage < 0.1001);
     ck_assert_int_eq(a.request_success[MR_LENGTH], 4);
+    ck_assert_int_eq(a.sampled_candidates, 200);
     ck_assert_uint_eq(a.hist[MH_ITL].buckets[3], 4);
     ck_assert(a.hist[MH_ITL].sum == 2.0);
     ck_assert(a.step_seconds == 6.0);

@@ -51,6 +51,7 @@ class Server:
         import subprocess
         import tempfile
         self.port = free_port()
+        self.key = None  # the API key /metrics needs, when the server has keys
         self.base = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")
         cmd = [*launcher, binary, "serve", "--model", str(model), "--port", str(self.port),
@@ -86,7 +87,10 @@ class Server:
         import urllib.request
         used = None
         for _ in range(200):
-            with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
+            req = urllib.request.Request(self.base + "/metrics")
+            if self.key:
+                req.add_header("Authorization", f"Bearer {self.key}")
+            with urllib.request.urlopen(req, timeout=5) as r:
                 text = r.read().decode()
             used = running = None
             for line in text.splitlines():

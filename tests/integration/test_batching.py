@@ -14,7 +14,8 @@ import requests
 
 from conftest import SERVE_MODEL, TOKENIZER, Server
 
-SERVER_ARGS = ("--max-model-len", "8192", "--max-num-batched-tokens", "256")
+SERVER_ARGS = ("--max-model-len", "8192", "--allow-long-max-model-len",
+               "--max-num-batched-tokens", "256")
 
 
 def complete(base, prompt, max_tokens=12, **kw):

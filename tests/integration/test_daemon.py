@@ -17,7 +17,7 @@ import requests
 
 from conftest import SERVE_MODEL, TOKENIZER, Server
 
-LONG = ("--max-model-len", "8192")
+LONG = ("--max-model-len", "8192", "--allow-long-max-model-len")
 SECRET = "zebra-quartz-prompt-marker"
 
 
@@ -223,6 +223,7 @@ def test_sighup_reloads_keys_and_reopens_log(seekd_bin, seekd_env, tmp_path):
     def models(key):
         return requests.get(s.base + "/v1/models",
                             headers={"Authorization": f"Bearer {key}"}).status_code
+    s.key = "old-key"
     try:
         assert (models("old-key"), models("new-key")) == (200, 401)
         conf.write_text("api_keys: [new-key]\n")
@@ -230,6 +231,7 @@ def test_sighup_reloads_keys_and_reopens_log(seekd_bin, seekd_env, tmp_path):
         s.proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: logf.exists() and "API key(s) loaded" in logf.read_text())
         assert (models("old-key"), models("new-key")) == (401, 200)
+        s.key = "new-key"
         assert "ready" in (tmp_path / "seekd.log.1").read_text()
     finally:
         s.stop()

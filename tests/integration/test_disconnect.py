@@ -9,13 +9,14 @@ import requests
 
 from test_batching import metrics, prompts, wait_idle
 
-SERVER_ARGS = ("--max-model-len", "8192", "--max-num-batched-tokens", "256", "--max-num-seqs", "1")
+SERVER_ARGS = ("--max-model-len", "8192", "--allow-long-max-model-len",
+               "--max-num-batched-tokens", "256", "--max-num-seqs", "1")
 
 
 def open_request(server, body):
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     data = json.dumps(body).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
     return s
 

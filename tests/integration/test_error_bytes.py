@@ -38,7 +38,7 @@ def healthy(server):
 
 def test_invalid_utf8_path_404(server):
     for path in (b"/\xff\xfe", b"/v1/\xc3", b"/v1/%ff%fe%c3", b"/" + b"\xe8\xaa" * 600):
-        reply = raw(server, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = raw(server, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         status, doc = status_and_json(reply)
         assert status == 404, reply[:200]
         assert doc["error"]["code"] == "not_found"
@@ -47,7 +47,7 @@ def test_invalid_utf8_path_404(server):
 
 def test_invalid_utf8_path_405(server):
     # /v1/models/* exists for GET only: a POST gets 405 naming the path
-    reply = raw(server, b"POST /v1/models/\xff\xc3 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+    reply = raw(server, b"POST /v1/models/\xff\xc3 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
                 b"Connection: close\r\n\r\n")
     status, doc = status_and_json(reply)
     assert status == 405 and doc["error"]["code"] == "method_not_allowed"
@@ -56,7 +56,7 @@ def test_invalid_utf8_path_405(server):
 
 def test_invalid_utf8_model_card(server):
     reply = raw(server, b"GET /v1/models/\xff" + b"\xe2\x82" * 300 +
-                b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     status, doc = status_and_json(reply)
     assert status == 404 and doc["error"]["code"] == "model_not_found"
     assert healthy(server)

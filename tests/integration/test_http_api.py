@@ -179,7 +179,8 @@ def test_queue_full_is_503(binary):
 
     from conftest import TOKENIZER, Server
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
-               ("--max-queued-requests", "1", "--max-num-seqs", "1", "--max-model-len", "8192"))
+               ("--max-queued-requests", "1", "--max-num-seqs", "1", "--max-model-len", "8192",
+                "--allow-long-max-model-len"))
     try:
         body = {"prompt": [1, 2], "max_tokens": 3000, "ignore_eos": True}
         with ThreadPoolExecutor(8) as ex:
@@ -198,12 +199,14 @@ def test_request_timeout(binary):
 
     from conftest import TOKENIZER, Server
     s = Server(binary, dict(os.environ), SERVE_MODEL, TOKENIZER,
-               ("--request-timeout", "300ms", "--max-model-len", "8192"))
+               ("--request-timeout", "300ms", "--max-model-len", "8192",
+                "--allow-long-max-model-len"))
     try:
-        # 16 x 8,000 tokens: seconds of work even for the fast backend, never 300 ms
+        # 4 x 8,000 tokens: seconds of work even for the fast backend, never 300 ms (and all
+        # four fit the 64 MiB KV cache side by side, as admission requires)
         r = requests.post(s.base + "/v1/completions", timeout=60,
                           json={"prompt": [1], "max_tokens": 8000, "ignore_eos": True,
-                                "n": 16})
+                                "n": 4})
         assert r.status_code == 408 and r.json()["error"]["code"] == "request_timeout"
         assert requests.get(s.base + "/health").status_code == 200
     finally:

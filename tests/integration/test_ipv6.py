@@ -22,7 +22,7 @@ def test_ipv6_loopback(binary):
                ("--host", "::1"), host="::1")
     try:
         with socket.create_connection(("::1", s.port), timeout=10) as c:
-            c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
             assert c.recv(100).startswith(b"HTTP/1.1 200")
     finally:
         s.stop()

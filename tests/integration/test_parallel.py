@@ -240,14 +240,14 @@ def test_disconnect_on_another_rank_frees_its_blocks(binary):
     """Streaming clients that go away mid-answer, one on each rank: each rank cancels its
     request and frees its blocks."""
     import socket
-    dp = MpiServer(binary, 2, ("--max-model-len", "8192"))
+    dp = MpiServer(binary, 2, ("--max-model-len", "8192", "--allow-long-max-model-len"))
     try:
         socks = []
         for _ in range(2):  # the second goes to rank 1: rank 0 already has a sequence
             s = socket.create_connection(("127.0.0.1", dp.port), timeout=30)
             body = json.dumps({"prompt": [1, 2, 3], "max_tokens": 8000, "ignore_eos": True,
                                "stream": True}).encode()
-            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                       b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             data = b""
             while b"data:" not in data:

@@ -167,7 +167,7 @@ def test_under_preemption(seekd_env, binary):
     happens however fast the machine is."""
     block_bytes = 16 * 3 * (96 + 16) * 4
     small = Server(binary, seekd_env, SERVE_MODEL, TOKENIZER,
-                   ("--block-size", "16", "--kv-cache-memory", str(50 * block_bytes),
+                   ("--block-size", "16", "--kv-cache-memory", str(60 * block_bytes),
                     "--max-num-seqs", "48", "--max-model-len", "512"))
     try:
         for schema in SCHEMAS:  # fill the grammar cache

@@ -84,7 +84,7 @@ END_TEST
 
 START_TEST(header_length_absurd)
 {
-    expect_fail("{}", 0x7fffffffffffffffL, NULL, 0, "header length", "past the end");
+    expect_fail("{}", 0x7fffffffffffffffL, NULL, 0, "header length", "over the format's limit");
 }
 END_TEST
 

@@ -95,6 +95,54 @@ START_TEST(impossible_routings)
 }
 END_TEST
 
+/* The grouped permutation: groups aligned, each group's rows its tokens ascending (the shared
+ * group every token), padding rows -1, tok_row pointing back, and the row bound respected. */
+static void check_grouped(const struct mp_grouped *g, const int32_t *sel, int T, int k, int E,
+                          int shared, int align)
+{
+    const int32_t *count = g->buf + g->count, *offset = g->buf + g->offset;
+    const int32_t *row_tok = g->buf + g->row_tok, *tok_row = g->buf + g->tok_row;
+    int kk = k + shared, G = E + shared;
+    ck_assert_int_eq(g->n_groups, G);
+    ck_assert_int_le(g->n_rows, mp_grouped_max_rows(T, k, E, shared, align));
+    ck_assert_int_eq(offset[0], 0);
+    for (int x = 0; x < G; x++) {
+        ck_assert_int_eq(offset[x] % align, 0);
+        ck_assert_int_ge(offset[x + 1] - offset[x], count[x]);
+        ck_assert_int_lt(offset[x + 1] - offset[x] - count[x], align);
+        int r = offset[x];
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < kk; j++) {
+                int grp = j < k ? sel[t * k + j] : E;
+                if (grp != x) continue;
+                ck_assert_int_eq(row_tok[r], t);
+                ck_assert_int_eq(tok_row[t * kk + j], r);
+                r++;
+            }
+        ck_assert_int_eq(r - offset[x], count[x]);
+        for (; r < offset[x + 1]; r++) ck_assert_int_eq(row_tok[r], -1);
+    }
+    ck_assert_int_eq(offset[G], g->n_rows);
+}
+
+START_TEST(grouped_permutation)
+{
+    struct mp_grouped g = {0};
+    const int shapes[][5] = {{1, 8, 256, 1, 8}, {7, 4, 16, 1, 16}, {300, 8, 256, 1, 8},
+                             {33, 6, 64, 0, 1}, {5, 2, 2, 1, 128}, {256, 8, 256, 0, 64}};
+    static int32_t sel[300 * 8];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int T = shapes[s][0], k = shapes[s][1], E = shapes[s][2], sh = shapes[s][3], al = shapes[s][4];
+        random_routing(sel, T, k, E);
+        ck_assert_int_eq(mp_grouped_build(&g, sel, T, k, E, sh, al), 0);
+        check_grouped(&g, sel, T, k, E, sh, al);
+    }
+    int32_t bad[2] = {3, 3};
+    ck_assert_int_eq(mp_grouped_build(&g, bad, 1, 2, 8, 1, 8), -1);
+    mp_grouped_free(&g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("moeplan");
@@ -102,6 +150,7 @@ int main(void)
     tcase_add_test(tc, random_routings);
     tcase_add_test(tc, all_to_one);
     tcase_add_test(tc, impossible_routings);
+    tcase_add_test(tc, grouped_permutation);
     suite_add_tcase(s, tc);
     return check_run(s, 0);
 }

@@ -3,6 +3,7 @@
  * indexing — cache rows as kv_cache_put addresses them, angles from rope_angles, logits rows in
  * batch order — and the packed buffer's alignment and growth. */
 #include <check.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "engine/cpu/kv_cache.h"
@@ -63,13 +64,23 @@ START_TEST(mixed_step)
     ck_assert_int_eq(p.n_logits, batch_n_logits(&mixed));
     const int32_t want[6] = {0, 1, 2, 3, 4, 5};
     ck_assert(memcmp(sp_i32(&p, p.at.logit_rows), want, sizeof want) == 0);
-    size_t offs[] = {p.at.tokens, p.at.pos, p.at.slot, p.at.table_off, p.at.tables,
-                     p.at.logit_rows, p.at.cos, p.at.sin};
+    size_t offs[] = {p.at.tokens, p.at.pos, p.at.slot, p.at.table_off, p.at.logit_rows,
+                     p.at.cos, p.at.sin, p.at.tables};
     for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
         ck_assert_uint_eq(offs[i] % 256, 0);
         if (i) ck_assert_uint_gt(offs[i], offs[i - 1]);
     }
     ck_assert_uint_le(p.at.bytes, p.cap);
+    ck_assert_uint_eq(p.at.used, p.at.tables + (size_t)p.n_table * 4);
+    /* laid out for capacities: the same offsets for another batch, the tables still last */
+    struct sp_caps caps = {64, 64, 1000};
+    sp_build_caps(&p, &mixed, BS, &r, &caps);
+    struct sp_layout first = p.at;
+    struct batch one = {1, mixed.tokens, 1, mixed.seqs};
+    sp_build_caps(&p, &one, BS, &r, &caps);
+    ck_assert(memcmp(&first, &p.at, offsetof(struct sp_layout, used)) == 0);
+    ck_assert_uint_lt(p.at.used, first.used);
+    ck_assert_uint_eq(p.at.bytes, p.at.tables + 4096); /* 4000 bytes of tables, aligned */
     sp_free(&p);
 }
 END_TEST

@@ -68,6 +68,34 @@ START_TEST(staging_rebuilds_the_arena)
 }
 END_TEST
 
+/* Content a function computes: byte i of the job is (i * 7) mod 251, at any cut. */
+static void sevens(const void *ctx, uint64_t at, uint64_t n, void *dst)
+{
+    (void)ctx;
+    for (uint64_t i = at; i < at + n; i++) ((unsigned char *)dst)[i - at] = (unsigned char)(i * 7 % 251);
+}
+
+START_TEST(computed_jobs)
+{
+    struct wl_plan p = {0};
+    wl_add(&p, "abc", 3);
+    uint64_t off = wl_add_fn(&p, 5000, sevens, NULL);
+    wl_add(&p, "z", 1);
+    ck_assert_uint_eq(off, 256);
+    unsigned char *got = calloc(1, p.total), buf[333];
+    for (uint64_t lo = 0; lo < p.total; lo += sizeof buf) {
+        uint64_t n = p.total - lo < sizeof buf ? p.total - lo : sizeof buf;
+        wl_fill(&p, lo, n, buf);
+        memcpy(got + lo, buf, n);
+    }
+    ck_assert(memcmp(got, "abc", 3) == 0);
+    for (uint64_t i = 0; i < 5000; i++) ck_assert_int_eq(got[off + i], i * 7 % 251);
+    ck_assert_int_eq(got[p.total - 1], 'z');
+    free(got);
+    wl_free(&p);
+}
+END_TEST
+
 START_TEST(fit_check)
 {
     struct err e = {{0}};
@@ -136,6 +164,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, placement);
     tcase_add_test(tc, staging_rebuilds_the_arena);
+    tcase_add_test(tc, computed_jobs);
     tcase_add_test(tc, fit_check);
     tcase_add_test(tc, scratch_layouts);
     suite_add_tcase(s, tc);
