@@ -136,6 +136,9 @@ static int set_up(struct backend *b, int ordinal, struct err *e)
 static struct backend *cuda_create(const struct model *m, const struct backend_opts *o,
                                    struct err *e)
 {
+    struct backend_opts ro = *o;
+    ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
+    o = &ro;
     if (cu_check_opts(m, o, e) != 0) {
         err_prefix(e, "backend cuda");
         return NULL;

@@ -121,6 +121,9 @@ int cu_check_opts(const struct model *m, const struct backend_opts *o, struct er
     if (model_is_quantised(m))
         return err_set(e, "the CUDA backend does not run GGUF block-quantised weights (Q4_K, Q8_0, "
                           "...) yet; use --backend cpu for this model");
+    if (!m->layers[0].kv_b.data)
+        return err_set(e, "the CUDA backend reads kv_b whole, and this GGUF splits it into k_b and "
+                          "v_b; use --backend cpu for this model");
     if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16)
         return err_set(e, "the CUDA backend stores the KV cache as f32 or bf16");
     if (o->numerics == NUMERICS_FAST && check_fast(c, o, e) != 0) return -1;

@@ -98,6 +98,11 @@ enum numerics backend_numerics(const struct backend_ops *ops, const struct model
     return model_is_quantised(m) ? NUMERICS_FAST : NUMERICS_BF16;
 }
 
+int backend_fp8_recipe(const struct model *m, enum numerics n)
+{
+    return n == NUMERICS_FAST && !model_is_quantised(m);
+}
+
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,
                     struct batch_limits *lim)
 {

@@ -138,6 +138,14 @@ uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
 enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
                                enum numerics want);
 
+/* Whether numerics n (resolved) on m is DeepSeek's FP8 recipe: FAST for a model without GGUF
+ * quantised weights. Its latent cache is BF16, and only it writes stage dumps. */
+int backend_fp8_recipe(const struct model *m, enum numerics n);
+
+/* Whether numerics n (resolved) on m is DeepSeek's FP8 recipe: FAST for a model without GGUF
+ * quantised weights. Its latent cache is BF16, and only it writes stage dumps. */
+int backend_fp8_recipe(const struct model *m, enum numerics n);
+
 /* Fills a batch_limits from a model and the sizes a backend was made with. */
 void backend_limits(const struct model *m, const struct backend_opts *o, int32_t n_blocks,
                     struct batch_limits *lim);

@@ -26,9 +26,9 @@ struct logits_opts {
     int block_size;
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
-    int kv_dtype_set;      /* else: bf16 under fast numerics of a checkpoint, else f32 */
+    int kv_dtype_set;      /* else: bf16 under DeepSeek's FP8 recipe, f32 otherwise */
     enum backend_kind backend;
-    enum numerics numerics;
+    enum numerics numerics; /* AUTO until the model is loaded (backend_numerics) */
     const char *dump_dir;  /* --dump-stages */
     const char *synthetic; /* a config.json whose weights come from --seed (engine/model/synth.h) */
     uint64_t seed;
@@ -41,7 +41,7 @@ struct logits_opts {
 
 static void logits_usage(FILE *f)
 {
-    fprintf(f, "usage: seekd logits (--model DIR | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
+    fprintf(f, "usage: seekd logits (--model PATH | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
                "                    --out FILE.npy\n"
                "                    [--decode | --chunk N] [--first N] [--block-size N]\n"
                "                    [--kv-dtype f32|bf16]\n"
@@ -59,8 +59,8 @@ static void logits_usage(FILE *f)
                "  --first N       the first step takes N tokens, the rest as --decode or --chunk\n"
                "                  say (a prefill, then decode steps)\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
-               "  --kv-dtype T    KV cache storage: f32 or bf16 (default: bf16 under fast\n"
-               "                  numerics of a checkpoint, else f32)\n"
+               "  --kv-dtype T    KV cache storage: f32 or bf16 (default: bf16 under DeepSeek's\n"
+               "                  FP8 recipe, f32 otherwise)\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
                "  --numerics M    step arithmetic: ref (default: exact F32, the reference), bf16\n"
@@ -260,7 +260,7 @@ static void resolve_numerics(struct logits_opts *o, const struct backend_ops *op
 {
     o->numerics = backend_numerics(ops, m, o->numerics);
     if (!o->kv_dtype_set)
-        o->kv_dtype = o->numerics == NUMERICS_FAST && !model_is_quantised(m) ? DT_BF16 : DT_F32;
+        o->kv_dtype = backend_fp8_recipe(m, o->numerics) ? DT_BF16 : DT_F32;
 }
 
 /* Runs the tokens through the model on every rank of c; logits of every position. */

@@ -147,7 +147,7 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     int cuda = strcmp(eo->backend->name, "cuda") == 0;
     if (d->o.numerics == OPT_NUMERICS_AUTO && cuda) eo->numerics = NUMERICS_FAST;
     eo->sample_prefilter = d->o.sample_prefilter == OPT_SWITCH_ON ||
-                           (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics == NUMERICS_FAST);
+                           (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics != NUMERICS_REF);
     eo->devices = devices;
     eo->n_devices = backend_parse_devices(d->o.gpus, devices, BACKEND_MAX_DEVICES, e);
     if (eo->n_devices < 0) return -1;

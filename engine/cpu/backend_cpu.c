@@ -127,24 +127,17 @@ static void cpu_destroy(struct backend *b)
     free(b);
 }
 
-/* Which forward numerics fast means for this model: 1, the exact emulation of DeepSeek's FP8
- * recipe (forward_fast) for a checkpoint; 0, forward.c's 8-bit path for a GGUF file with
- * quantisation blocks (and for every other numerics); -1 (message in e) where neither fits. */
+/* Whether numerics fast here is the exact emulation of DeepSeek's FP8 recipe (1: forward_fast,
+ * which refuses what the recipe does not cover) or forward.c (0: ref, bf16, and the 8-bit path of
+ * GGUF quantised weights); -1 (message in e) for stage dumps the forward does not write. */
 static int emulates_fp8(const struct model *m, const struct backend_opts *o, struct err *e)
 {
-    int emulate = o->numerics == NUMERICS_FAST && !model_is_quantised(m);
-    if (emulate && m->gguf.n_tensors)
-        return err_set(e, "numerics fast on the CPU needs a GGUF file with quantisation blocks "
-                          "(Q4_K, Q8_0, ...); this one has none (use --numerics ref or bf16)");
-    if (emulate && !config_is_mla(&m->cfg))
-        return err_set(e, "numerics fast emulates DeepSeek's FP8 recipe, for MLA models only (use "
-                          "--numerics ref or bf16)");
-    if (o->dump_dir && o->numerics != NUMERICS_FAST)
-        return err_set(e, "stage dumps are written under numerics fast only");
-    if (o->dump_dir && !emulate)
-        return err_set(e, "stage dumps are written for DeepSeek's FP8 recipe, not for GGUF "
-                          "quantisation blocks");
-    return emulate;
+    int recipe = backend_fp8_recipe(m, o->numerics);
+    if (o->dump_dir && !recipe)
+        return err_set(e, o->numerics == NUMERICS_FAST ? "stage dumps are written under DeepSeek's "
+                                                         "FP8 recipe only, not for GGUF quantised weights"
+                                                       : "stage dumps are written under numerics fast only");
+    return recipe;
 }
 
 /* The forward of the chosen numerics (mx: numerics bf16's matrix set, NULL: F32), its prefill

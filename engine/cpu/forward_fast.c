@@ -119,6 +119,13 @@ static void alloc_stages(struct ffw *f)
 int ffw_check_model(const struct model *m, struct err *e)
 {
     const struct layer *L0 = &m->layers[0];
+    if (!config_is_mla(&m->cfg))
+        return err_set(e, "numerics fast: DeepSeek's FP8 recipe is defined for DeepSeek (MLA) "
+                          "models; this one has dense attention, and runs fast only with weights "
+                          "in GGUF quantisation blocks (use --numerics ref)");
+    if (!L0->kv_b.data)
+        return err_set(e, "numerics fast: DeepSeek's FP8 recipe reads kv_b whole, and this GGUF "
+                          "splits it into k_b and v_b (use --numerics ref)");
     int fp8 = fs_takes_fp8(m->cfg.q_lora_rank ? &L0->q_a : &L0->q);
     return check_formats(m, fp8, e) != 0 ? -1 : fp8;
 }

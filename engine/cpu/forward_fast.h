@@ -26,7 +26,8 @@ struct ffw *ffw_create(const struct model *m, int max_tokens, int max_logits, st
 void ffw_destroy(struct ffw *f);
 
 /* Whether m is inside what the fast numerics define: 1 its linear layers are FP8 (128×128
- * blocks), 0 they are BF16 (or F16 / F32); -1 with a message for mixed formats or other blocks. */
+ * blocks), 0 they are BF16 (or F16 / F32); -1 with a message for mixed formats or other blocks,
+ * a model without latent attention, or a GGUF whose kv_b is split into k_b and v_b. */
 int ffw_check_model(const struct model *m, struct err *e);
 
 /* One step (a batch that passed batch_check; a BF16 cache made for this model). logits:

@@ -92,3 +92,40 @@ def test_auto_is_fast_for_quantised(seekd_bin, seekd_env, tmp_path):
     assert run("a.npy", "--numerics", "auto").tobytes() == fast.tobytes()
     ref = run("r.npy", "--numerics", "ref")
     assert run("d.npy").tobytes() == ref.tobytes() != fast.tobytes()
+
+
+def refused(seekd_bin, env, model, extra, out):
+    cmd = [seekd_bin, "logits", "--model", str(model), "--tokens", "1,2,3", "--out", str(out),
+           "--backend", "cpu", *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and not out.exists(), proc.stderr
+    return proc.stderr
+
+
+def test_fast_refused_where_undefined(seekd_bin, seekd_env, tmp_path):
+    """fast means 8-bit activations for GGUF quantised blocks and DeepSeek's FP8 recipe for other
+    DeepSeek checkpoints; a dense model in BF16 has neither, and says so. Stage dumps belong to
+    the FP8 recipe alone."""
+    dense = FIXTURES / "models" / "llama-bf16"
+    err = refused(seekd_bin, seekd_env, dense, ["--numerics", "fast"], tmp_path / "d.npy")
+    assert "dense attention" in err and "--numerics ref" in err, err
+    err = refused(seekd_bin, seekd_env, GGUF / "qwen2-kquant.gguf",
+                  ["--numerics", "fast", "--dump-stages", str(tmp_path / "dump")], tmp_path / "q.npy")
+    assert "FP8 recipe only" in err, err
+
+
+def test_auto_is_bf16_for_float_weights(seekd_bin, seekd_env, tmp_path):
+    """On the CPU auto runs a model without quantised blocks in numerics bf16 (BF16 weights'
+    matmuls on the matrix sets where faster, else ref's kernels); `seekd logits` without
+    --numerics is the exact reference."""
+    dense = FIXTURES / "models" / "llama-bf16"
+    outs = []
+    for extra in (["--numerics", "auto"], ["--numerics", "bf16"], [], ["--numerics", "ref"]):
+        out = tmp_path / f"{len(outs)}.npy"
+        cmd = [seekd_bin, "logits", "--model", str(dense), "--tokens", "1,2,3", "--out", str(out),
+               "--backend", "cpu", *extra]
+        proc = subprocess.run(cmd, env=seekd_env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(np.load(out))
+    assert outs[0].tobytes() == outs[1].tobytes()
+    assert outs[2].tobytes() == outs[3].tobytes()
