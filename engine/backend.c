@@ -95,7 +95,9 @@ enum numerics backend_numerics(const struct backend_ops *ops, const struct model
 {
     if (want != NUMERICS_AUTO) return want;
     if (ops != backend_cpu()) return NUMERICS_FAST;
-    return model_is_quantised(m) ? NUMERICS_FAST : NUMERICS_BF16;
+    /* bf16 only when asked: its kernel set is chosen by a timing probe, which may choose
+       differently in two processes (two ranks, two servers) on the same machine */
+    return model_is_quantised(m) ? NUMERICS_FAST : NUMERICS_REF;
 }
 
 int backend_fp8_recipe(const struct model *m, enum numerics n)

@@ -35,7 +35,8 @@ enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
  * activations quantised to 8 bits per block of 32, with integer dot products, as llama.cpp
  * computes (engine/cpu/quant_kernels.h); every other weight as REF. AUTO, resolved by
  * backend_numerics once backend and model are known: FAST on CUDA; on the CPU, FAST for a GGUF
- * file with quantisation blocks, else BF16. */
+ * file with quantisation blocks, else REF (BF16 only when asked: its kernel set is picked per
+ * process by a timing probe). */
 enum numerics { NUMERICS_REF, NUMERICS_BF16, NUMERICS_FAST, NUMERICS_AUTO };
 
 struct backend_opts {
@@ -133,7 +134,7 @@ int backend_parse_devices(const char *s, int *out, int max, struct err *e);
 uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
 
 /* The arithmetic a request for `want` means with this backend and model: AUTO becomes FAST on
- * CUDA; on the CPU, FAST for a model with GGUF quantisation blocks, else BF16. The others stay
+ * CUDA; on the CPU, FAST for a model with GGUF quantisation blocks, else REF. The others stay
  * as asked. */
 enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
                                enum numerics want);

@@ -69,7 +69,7 @@ static void logits_usage(FILE *f)
                "                  emulation of the GPU's; for a GGUF file's quantisation blocks,\n"
                "                  8-bit activations with integer dots) or auto (as seekd serve:\n"
                "                  fast on CUDA; on the CPU fast for GGUF quantisation blocks,\n"
-               "                  else bf16)\n"
+               "                  else ref)\n"
                "  --gpus LIST     CUDA devices, e.g. 0 (default: device 0)\n"
                "  --stats         print the backend's figures (steps, forward seconds, bytes)\n"
                "  --dump-stages D write every stage of every layer of every step under D (fast\n"

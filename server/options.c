@@ -154,7 +154,7 @@ static const struct opt_def opt_table[] = {
      .group = "Engine",
      .help = "step arithmetic: ref = F32 reference, bf16 = BF16 matmul inputs where faster (CPU), "
              "fast = DeepSeek's FP8 recipe (CPU, GGUF quantisation blocks: 8-bit activations); "
-             "auto = fast on CUDA, on the CPU fast for GGUF quantisation blocks, else bf16"},
+             "auto = fast on CUDA, on the CPU fast for GGUF quantisation blocks, else ref"},
     {BOOL(cuda_graphs), .flag = "--cuda-graphs", .def = "true", .group = "Engine",
      .help = "replay decode steps from CUDA graphs (CUDA, fast numerics)"},
     {ENUM(sample_prefilter, enum opt_switch, switches), .flag = "--sample-prefilter", .def = "auto",

@@ -86,7 +86,7 @@ struct seekd_options {
     enum opt_backend backend;   /* auto: CUDA when a usable GPU exists, else the CPU */
     char *gpus;                 /* CUDA device list, "0", "0-7"; "" = device 0 */
     enum opt_numerics numerics; /* auto: fast on CUDA; on the CPU fast for GGUF quantisation
-                                 * blocks, else bf16 (engine/backend.h) */
+                                 * blocks, else ref (engine/backend.h) */
     bool cuda_graphs;           /* replay decode steps from CUDA graphs (CUDA, fast numerics) */
     enum opt_switch sample_prefilter; /* auto: where the GPU pre-filters (CUDA, fast numerics) */
     double engine_stall_timeout; /* seconds without engine-loop progress: unhealthy */

@@ -128,7 +128,7 @@ def test_still_serving_after_errors(server):
 
 def test_greedy_chat_equals_logits_argmax(server, tmp_path):
     """A greedy chat request yields exactly the tokens of argmax decoding with `seekd logits`
-    in the server's arithmetic (numerics auto, the serving default: bf16 on the CPU)."""
+    in the server's arithmetic (numerics auto, the serving default: ref on the CPU for this float fixture)."""
     import subprocess
 
     import numpy as np
