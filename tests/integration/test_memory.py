@@ -28,7 +28,10 @@ def first_line(base, path, body):
     """Starts a stream and returns (status, response) after its first line; the caller closes."""
     r = requests.post(base + path, json=dict(body, stream=True), stream=True, timeout=60)
     if r.status_code == 200:
-        next(r.iter_lines())
+        # the line iterator stays with the response: dropped, it would close the connection,
+        # and the server would rightly free the request at once
+        r.lines = r.iter_lines()
+        next(r.lines)
     else:
         r.content  # an error reply is whole: read it before the caller closes
     return r.status_code, r
