@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cuda/cu_backend.h"
+#include "engine/comm.h"
 
 static void cuda_destroy(struct backend *b)
 {
@@ -139,6 +140,11 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
     struct backend_opts ro = *o;
     ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
     o = &ro;
+    if (o->tp_comm && o->tp_comm->size > 1) {
+        err_set(e, "backend cuda: tensor parallelism over GPUs is not implemented yet (CPU ranks "
+                   "under mpirun run it)");
+        return NULL;
+    }
     if (cu_check_opts(m, o, e) != 0) {
         err_prefix(e, "backend cuda");
         return NULL;

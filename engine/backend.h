@@ -20,6 +20,7 @@
 #include "engine/sampler_cand.h"
 
 struct backend;
+struct comm;
 
 enum backend_kind { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA };
 
@@ -59,6 +60,9 @@ struct backend_opts {
     int graphs;               /* CUDA, numerics fast: 1 replays decode steps from CUDA graphs;
                                * 2 (a test's reference) pads them to the same buckets and runs
                                * them eagerly; 0 neither */
+    struct comm *tp_comm;     /* tensor parallelism: the ranks that split every layer, which run
+                               * every step together (this rank computes its part); NULL or one
+                               * rank: the whole model here. Kept, not owned. */
 };
 
 struct backend_stats {
@@ -138,10 +142,6 @@ uint64_t backend_kv_budget(double kv_memory, uint64_t avail_bytes);
  * as asked. */
 enum numerics backend_numerics(const struct backend_ops *ops, const struct model *m,
                                enum numerics want);
-
-/* Whether numerics n (resolved) on m is DeepSeek's FP8 recipe: FAST for a model without GGUF
- * quantised weights. Its latent cache is BF16, and only it writes stage dumps. */
-int backend_fp8_recipe(const struct model *m, enum numerics n);
 
 /* Whether numerics n (resolved) on m is DeepSeek's FP8 recipe: FAST for a model without GGUF
  * quantised weights. Its latent cache is BF16, and only it writes stage dumps. */

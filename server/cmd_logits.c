@@ -3,9 +3,11 @@
  * step; --decode feeds one token per step through the KV cache. Tests and benchmarks use it to
  * compare seekd with the reference implementation.
  *
- * Under MPI (`mpirun -np N seekd logits --data-parallel-size N ...`) every rank loads the model;
- * rank 0 plans each step and broadcasts the plan (stepcast), every rank runs it, rank 0 checks
- * that every rank's logits are bit-identical to its own and writes the file. */
+ * Under MPI (`mpirun -np N seekd logits --data-parallel-size N ...` or `--tensor-parallel-size
+ * N`) every rank loads the model; rank 0 plans each step and broadcasts the plan (stepcast), every
+ * rank runs it (with data parallelism all of it, with tensor parallelism its part, gathering the
+ * logits), rank 0 checks that every rank's logits are bit-identical to its own and writes the
+ * file. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -77,7 +79,10 @@ static void logits_usage(FILE *f)
                "  --no-cuda-graphs  run decode steps kernel by kernel (CUDA, fast numerics)\n"
                "  --data-parallel-size N   under mpirun -np N: every rank runs the steps rank 0\n"
                "                  plans; their logits must be identical\n"
-               "  --tensor-parallel-size N, --enable-expert-parallel: not implemented yet\n");
+               "  --tensor-parallel-size N under mpirun -np N: each rank computes its part of\n"
+               "                  every layer (heads, experts, MLP and vocabulary rows); the\n"
+               "                  logits are gathered on every rank\n"
+               "  --enable-expert-parallel: not implemented yet\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -274,7 +279,8 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                               .block_size = o->block_size, .kv_dtype = o->kv_dtype,
                               .kv_blocks = n_blocks, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices,
-                              .dump_dir = o->dump_dir, .graphs = !o->no_graphs};
+                              .dump_dir = o->dump_dir, .graphs = !o->no_graphs,
+                              .tp_comm = o->layout.tensor_parallel_size > 1 ? c : NULL};
     struct backend *b = m && logits ? ops->create(m, &bo, e) : NULL;
     if (all_ready(c, b != NULL, e) != 0) {
         if (b) ops->destroy(b);

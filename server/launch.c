@@ -5,11 +5,11 @@
 
 int launch_check_layout(const struct launch_layout *lay, struct err *e)
 {
-    if (lay->tensor_parallel_size > 1)
+    if (lay->tensor_parallel_size > 1 && lay->data_parallel_size > 1)
         return err_set(e,
-                       "tensor_parallel_size %d: tensor parallelism is not implemented yet "
-                       "(data_parallel_size is)",
-                       lay->tensor_parallel_size);
+                       "tensor_parallel_size %d with data_parallel_size %d: the two together are "
+                       "not implemented yet (each alone is)",
+                       lay->tensor_parallel_size, lay->data_parallel_size);
     if (lay->enable_expert_parallel)
         return err_set(e, "enable_expert_parallel: expert parallelism is not implemented yet "
                           "(data_parallel_size without it is)");
@@ -24,9 +24,9 @@ int launch_start(struct launch *l, const struct launch_layout *lay, struct err *
         if (launch_check_layout(lay, e) != 0) return -1;
         if (want == 1) return 0;
         return err_set(e,
-                       "data_parallel_size %d needs %d ranks: start seekd under MPI, e.g. "
-                       "mpirun -np %d seekd ...",
-                       lay->data_parallel_size, want, want);
+                       "tensor_parallel_size %d x data_parallel_size %d needs %d ranks: start "
+                       "seekd under MPI, e.g. mpirun -np %d seekd ...",
+                       lay->tensor_parallel_size, lay->data_parallel_size, want, want);
     }
     l->w = comm_mpi_init(e);
     if (!l->w) return -1;

@@ -551,6 +551,14 @@ static int start_launch(struct daemon *d)
         if (d->ln.rank == 0) fprintf(stderr, "seekd serve: %s\n", e.msg);
         return -1;
     }
+    if (lay.tensor_parallel_size > 1) { /* the lockstep engine is still to come */
+        if (d->ln.rank == 0)
+            fprintf(stderr, "seekd serve: tensor_parallel_size %d: serving with tensor parallelism "
+                            "is not implemented yet (seekd logits runs it; data_parallel_size "
+                            "serves)\n", lay.tensor_parallel_size);
+        launch_finish(&d->ln);
+        return -1;
+    }
     if (!d->ln.w) return 0;
     d->cm = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
     if (d->cm) return 0;

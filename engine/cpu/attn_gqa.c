@@ -10,6 +10,7 @@
 
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/forward_internal.h"
+#include "engine/cpu/shard.h"
 
 /* y[t][i] += bias[i] for n rows of width w (no bias: nothing). */
 static void add_bias(struct fwd *f, const struct weight *bias, float *y, int n, int w)
@@ -31,21 +32,25 @@ static void rope_heads(const struct fwd *f, float *x, int n_heads, int t)
     }
 }
 
-/* q, k, v of every token (one parallel loop), biases, RoPE; keys and values into the cache. */
+/* q of this rank's heads [hb, he), k and v of every KV head (one parallel loop unless sharded:
+ * each rank keeps the whole cache), biases, RoPE; keys and values into the cache. */
 static void project(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
-                    const struct batch *b)
+                    const struct batch *b, int hb, int he)
 {
     const struct model_config *c = f->c;
     int T = b->n_tokens, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
     int KV = Hkv * hd;
-    const struct weight *w[3] = {&L->q, &L->k, &L->v};
-    float *y[3] = {f->q, f->kn, f->vn};
-    ops_matmul_many(&f->ops, w, y, 3, f->xn, T);
+    const struct weight *w[3] = {&L->k, &L->v, &L->q};
+    float *y[3] = {f->kn, f->vn, f->q};
+    ops_matmul_many(&f->ops, w, y, f->sh ? 2 : 3, f->xn, T);
+    if (f->sh)
+        ops_matmul_rows(&f->ops, &L->q, (int64_t)hb * hd, (int64_t)he * hd, f->xn, c->hidden_size,
+                        T, f->q + (size_t)hb * hd, (int64_t)H * hd);
     add_bias(f, &L->q_bias, f->q, T, H * hd);
     add_bias(f, &L->k_bias, f->kn, T, KV);
     add_bias(f, &L->v_bias, f->vn, T, KV);
     for (int t = 0; t < T; t++) {
-        rope_heads(f, f->q + (size_t)t * H * hd, H, t);
+        rope_heads(f, f->q + ((size_t)t * H + hb) * hd, he - hb, t);
         rope_heads(f, f->kn + (size_t)t * KV, Hkv, t);
     }
     for (int s = 0; s < b->n_seqs; s++) {
@@ -66,6 +71,8 @@ struct gqa_job {
     const struct kv_cache *kv;
     const struct batch *b;
     int il;
+    int hb, he; /* this rank's query heads */
+    int g0, ng; /* the KV heads they read: [g0, g0 + ng) */
 };
 
 /* Softmax over each of G rows of n scores, in place. */
@@ -79,26 +86,29 @@ static void softmax_rows(float *scores, int G, int n, float scale)
     }
 }
 
-/* Token t = task / Hkv, KV head g = task % Hkv: its G query heads over the cached positions. */
+/* Token t = task / ng, KV head g = g0 + task % ng: its query heads (those of this rank, G of
+ * them unsharded) over the cached positions. */
 static void gqa_task(void *arg, int task, int thread)
 {
     const struct gqa_job *j = arg;
     struct fwd *f = j->f;
     const struct model_config *c = f->c;
     const struct simd_kernels *k = f->ops.k;
-    int H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, G = H / Hkv;
-    int t = task / Hkv, g = task % Hkv, n = f->pos[t] + 1, bs = j->kv->block_size, W = j->kv->width;
+    int H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, Gk = H / Hkv;
+    int t = task / j->ng, g = j->g0 + task % j->ng, n = f->pos[t] + 1, bs = j->kv->block_size;
+    int W = j->kv->width, q0 = g * Gk > j->hb ? g * Gk : j->hb;
+    int G = ((g + 1) * Gk < j->he ? (g + 1) * Gk : j->he) - q0;
     const int32_t *table = j->b->seqs[f->seq_of[t]].block_table;
     float *scores = tp_scratch(f->ops.tp, thread, ((size_t)G * n + (size_t)bs * W) * sizeof(float));
     float *buf = scores + (size_t)G * n;
-    const float *qg = f->q + ((size_t)t * H + (size_t)g * G) * hd;
+    const float *qg = f->q + ((size_t)t * H + (size_t)q0) * hd;
     for (int p0 = 0; p0 < n; p0 += bs) {
         int m = n - p0 < bs ? n - p0 : bs;
         const float *rows = fwd_cache_block(k, j->kv, j->il, table[p0 / bs], m, buf);
         k->dot_tile(rows + (size_t)g * hd, W, m, qg, hd, G, hd, scores + p0, n);
     }
     softmax_rows(scores, G, n, f->rope.softmax_scale);
-    float *out = f->attn + ((size_t)t * H + (size_t)g * G) * hd;
+    float *out = f->attn + ((size_t)t * H + (size_t)q0) * hd;
     memset(out, 0, (size_t)G * hd * sizeof(float));
     for (int p0 = 0; p0 < n; p0 += bs) {
         int m = n - p0 < bs ? n - p0 : bs;
@@ -113,10 +123,12 @@ static void gqa_task(void *arg, int task, int thread)
 void gqa_attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
                    const struct batch *b)
 {
-    int T = b->n_tokens;
-    project(f, L, il, kv, b);
-    struct gqa_job j = {f, kv, b, il};
-    tp_run(f->ops.tp, T * f->c->n_kv_heads, gqa_task, &j);
-    ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
-    add_bias(f, &L->o_bias, f->out, T, f->c->hidden_size);
+    int T = b->n_tokens, G = f->c->n_heads / f->c->n_kv_heads;
+    int hb = f->sh ? f->sh->h0 : 0, he = f->sh ? f->sh->h1 : f->c->n_heads;
+    project(f, L, il, kv, b, hb, he);
+    struct gqa_job j = {f, kv, b, il, hb, he, hb / G, (he + G - 1) / G - hb / G};
+    tp_run(f->ops.tp, T * j.ng, gqa_task, &j);
+    fwd_out_proj(f, L, il, T);
+    if (!f->sh || f->sh->rank == 0) /* once in the ranks' sum */
+        add_bias(f, &L->o_bias, f->out, T, f->c->hidden_size);
 }

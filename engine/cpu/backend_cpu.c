@@ -11,6 +11,7 @@
 #include "engine/cpu/forward_fast.h"
 #include "engine/cpu/kv_cache.h"
 #include "engine/cpu/matrix.h"
+#include "engine/cpu/shard.h"
 #include "engine/cpu/simd.h"
 #include "engine/cpu/threadpool.h"
 
@@ -19,6 +20,7 @@ struct backend {
     struct tp *tp;
     struct fwd *fwd;      /* numerics ref and bf16, and fast of GGUF quantisation blocks */
     struct ffw *ffw;      /* numerics fast of a checkpoint: the emulation of the GPU's FP8 recipe */
+    struct shard *sh;     /* tensor parallelism: this rank's part of the model; NULL: all of it */
     struct sd dump;       /* stage dumps, when dumping */
     int dumping;
     struct kv_cache *kv;
@@ -81,8 +83,11 @@ static void describe(struct backend *b, enum numerics nm, const struct matrix_ke
         n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n,
                       " (AVX-512-BF16 dots %.2fx F32 FMA here: F32 kept)", rate);
     if (n < (int)sizeof b->st.device && (b->huge || b->huge_failed[0]))
-        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, b->huge ? ", weights in huge-page memory"
-                 : ", weights mapped (huge pages: %s)", b->huge_failed);
+        n += snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, b->huge ? ", weights in huge-page memory"
+                      : ", weights mapped (huge pages: %s)", b->huge_failed);
+    if (n < (int)sizeof b->st.device && b->sh)
+        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", tensor-parallel rank %d of %d",
+                 b->sh->rank, b->sh->size);
 }
 
 struct read_report {
@@ -121,6 +126,7 @@ static void cpu_destroy(struct backend *b)
     if (!b) return;
     fwd_destroy(b->fwd);
     ffw_destroy(b->ffw);
+    shard_destroy(b->sh);
     tp_destroy(b->tp);
     kv_cache_destroy(b->kv);
     backend_rowcands_free(&b->rc);
@@ -149,10 +155,16 @@ static int make_forward(struct backend *b, const struct backend_opts *o,
     if (emulate < 0) return -1;
     if (o->dump_dir && sd_open(&b->dump, o->dump_dir, e) != 0) return -1;
     b->dumping = o->dump_dir != NULL;
+    int sharded = o->tp_comm && o->tp_comm->size > 1;
+    if (sharded && emulate)
+        return err_set(e, "tensor parallelism on CPU ranks runs numerics ref, bf16, or fast for GGUF "
+                          "quantised weights; the emulation of the FP8 recipe runs on one rank");
     if (!emulate) {
         b->fwd = fwd_create(b->m, o->max_tokens, b->tp);
         fwd_use_matrix(b->fwd, mx);
         fwd_set_q8(b->fwd, o->numerics == NUMERICS_FAST);
+        if (sharded && !(b->sh = shard_create(b->m, o->tp_comm, e))) return -1;
+        if (sharded) fwd_use_shard(b->fwd, b->sh);
         b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
         return 0;
     }
@@ -181,7 +193,8 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     }
     backend_limits(m, o, b->st.n_blocks, &b->lim);
     if (o->sample_prefilter) backend_rowcands_init(&b->rc, o->max_logits, m->cfg.vocab_size);
-    b->st.weight_bytes = model_bytes(m); /* mapped in place, or moved into huge pages: one copy */
+    /* mapped in place, or moved into huge pages: one copy; and a rank's column copies */
+    b->st.weight_bytes = model_bytes(m) + (b->sh ? shard_bytes(b->sh) : 0);
     describe(b, o->numerics, mx, rate);
     return b;
 }

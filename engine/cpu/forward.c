@@ -11,6 +11,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/forward_internal.h"
 #include "engine/cpu/moe.h"
+#include "engine/cpu/shard.h"
 #include "engine/model/rope.h"
 
 static float *alloc_f(size_t n)
@@ -74,6 +75,7 @@ void fwd_destroy(struct fwd *f)
                      f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw,
                      f->fx, f->fy, f->fa, f->fb, f->fwgt, f->kn, f->vn, f->bias};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(f->xs), free(f->lg), free(f->lgall), free(f->vcount);
     free(f->pos);
     free(f->seq_of);
     free(f->unit);
@@ -86,6 +88,21 @@ void fwd_destroy(struct fwd *f)
 void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx)
 {
     f->ops.mx = mx;
+}
+
+void fwd_use_shard(struct fwd *f, struct shard *sh)
+{
+    size_t T = (size_t)f->max_tokens, widest = 0, V = (size_t)f->c->vocab_size;
+    for (int il = 0; il < sh->n_layers; il++) {
+        size_t o = (size_t)sh->layers[il].o.w.cols, d = (size_t)sh->layers[il].down.w.cols;
+        widest = o > widest ? o : widest;
+        widest = d > widest ? d : widest;
+    }
+    f->sh = sh;
+    f->xs = alloc_f(T * (widest ? widest : 1));
+    f->lg = alloc_f((size_t)HEAD_ROWS * (size_t)(sh->v1 - sh->v0 ? sh->v1 - sh->v0 : 1));
+    f->lgall = alloc_f((size_t)HEAD_ROWS * V);
+    f->vcount = xcalloc((size_t)sh->size, sizeof *f->vcount);
 }
 
 /* CPU-seconds of the calling thread. */
@@ -225,6 +242,7 @@ struct attn_job {
     int group;   /* heads per task */
     int n_heads; /* head groups: tasks per token group */
     int n_units; /* token groups: runs of up to TOKEN_GROUP tokens of one sequence (f->unit) */
+    int hb, he;  /* the heads this rank computes: [hb, he) */
 };
 
 enum {
@@ -268,10 +286,10 @@ static void absorb_head(struct fwd *f, const struct layer *L, int thread, int T,
 }
 
 /* The absorbed query of one head (a task), every token. */
-static void absorb_task(void *arg, int h, int thread)
+static void absorb_task(void *arg, int task, int thread)
 {
     const struct attn_job *j = arg;
-    absorb_head(j->f, j->L, thread, j->T, h);
+    absorb_head(j->f, j->L, thread, j->T, j->hb + task);
 }
 
 /* attn[t][h] = W_UV_h ctx[t][h] for tokens [t, t + n): rows of kv_b, or of the split v_b. */
@@ -350,13 +368,13 @@ static void attn_context(struct fwd *f, const struct attn_job *j, const struct a
  * prompt see the most positions), so that the loop ends with short tasks. */
 static struct attn_part attn_plan(struct fwd *f, const struct attn_job *j, int task)
 {
-    int H = f->c->n_heads, unit = j->n_units - 1 - task / j->n_heads, t0 = f->unit[unit];
+    int unit = j->n_units - 1 - task / j->n_heads, t0 = f->unit[unit];
     const struct batch_seq *s = &j->b->seqs[f->seq_of[t0]];
     int end = s->start + s->n_tokens, t1 = t0 + TOKEN_GROUP < end ? t0 + TOKEN_GROUP : end;
-    struct attn_part a = {.t0 = t0, .h0 = task % j->n_heads * j->group, .table = s->block_table};
+    struct attn_part a = {.t0 = t0, .h0 = j->hb + task % j->n_heads * j->group, .table = s->block_table};
     if (t1 - t0 > ATTN_ROWS / j->group) t1 = t0 + (ATTN_ROWS / j->group > 0 ? ATTN_ROWS / j->group : 1);
     a.t1 = t1;
-    a.G = a.h0 + j->group < H ? j->group : H - a.h0;
+    a.G = a.h0 + j->group < j->he ? j->group : j->he - a.h0;
     a.n_max = f->pos[t1 - 1] + 1;
     return a;
 }
@@ -392,8 +410,7 @@ static void whole_task(void *arg, int task, int thread)
 {
     const struct attn_job *j = arg;
     struct fwd *f = j->f;
-    const struct model_config *c = f->c;
-    int h0 = task * j->group, h1 = h0 + j->group < c->n_heads ? h0 + j->group : c->n_heads;
+    int h0 = j->hb + task * j->group, h1 = h0 + j->group < j->he ? h0 + j->group : j->he;
     query_heads(f, j->L, thread, h0, h1, j->T);
     for (int h = h0; h < h1; h++) absorb_head(f, j->L, thread, j->T, h);
     for (int u = 0; u < j->n_units; u++) {
@@ -404,10 +421,10 @@ static void whole_task(void *arg, int task, int thread)
 }
 
 /* attn[t][h] = W_UV_h ctx[t][h] for one head h (a task), every token. */
-static void value_task(void *arg, int h, int thread)
+static void value_task(void *arg, int task, int thread)
 {
     const struct attn_job *j = arg;
-    value_rows(j->f, j->L, thread, 0, j->T, h);
+    value_rows(j->f, j->L, thread, 0, j->T, j->hb + task);
 }
 
 /* Splits each sequence's tokens into groups (f->unit: first token of each); returns how many. */
@@ -420,27 +437,52 @@ static int token_groups(struct fwd *f, const struct batch *b, int group)
     return n;
 }
 
-/* Multi-head latent attention of the whole batch; result in f->out. A small batch runs it as one
- * loop over groups of heads; a larger one as W_qb, then loops over heads (the absorbed query),
- * over (group of tokens, group of heads) for the softmax part, and over heads (W_UV). */
+void fwd_out_proj(struct fwd *f, const struct layer *L, int il, int T)
+{
+    if (!f->sh) {
+        ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
+        return;
+    }
+    const struct shard_cols *o = &f->sh->layers[il].o;
+    shard_input(o, f->attn, L->o.cols, T, f->xs);
+    ops_matmul(&f->ops, &o->w, f->xs, T, f->out);
+}
+
+/* W_qb for heads [hb, he) of every token (all of them unless sharded). */
+static void query_up(struct fwd *f, const struct layer *L, int hb, int he, int T)
+{
+    const struct model_config *c = f->c;
+    int64_t qk = config_qk_head_dim(c);
+    if (!c->q_lora_rank) return;
+    if (!f->sh) ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
+    else ops_matmul_rows(&f->ops, &L->q_b, hb * qk, he * qk, f->cq, c->q_lora_rank, T,
+                         f->q + hb * qk, (int64_t)c->n_heads * qk);
+}
+
+/* Multi-head latent attention of the whole batch, for this rank's heads; result (whole, or this
+ * rank's partial sum) in f->out. A small batch runs it as one loop over groups of heads; a
+ * larger one as W_qb, then loops over heads (the absorbed query), over (group of tokens, group
+ * of heads) for the softmax part, and over heads (W_UV). */
 static void attention(struct fwd *f, const struct layer *L, int il, struct kv_cache *kv,
                       const struct batch *b)
 {
-    int T = b->n_tokens, H = f->c->n_heads, threads = tp_size(f->ops.tp);
+    int T = b->n_tokens, threads = tp_size(f->ops.tp);
+    int hb = f->sh ? f->sh->h0 : 0, he = f->sh ? f->sh->h1 : f->c->n_heads, H = he - hb;
     attn_project(f, L, T);
     attn_write_kv(f, L, il, kv, b);
-    struct attn_job j = {f, L, kv, b, il, T, H, 1, 0};
+    struct attn_job j = {.f = f, .L = L, .kv = kv, .b = b, .il = il, .T = T, .group = H,
+                         .n_heads = 1, .hb = hb, .he = he};
     if (T <= WHOLE_ATTN_T) { /* four head groups per thread, for balance */
         int n = 4 * threads < H ? 4 * threads : H;
         j.group = (H + n - 1) / n;
         j.n_units = token_groups(f, b, j.group);
         j.n_heads = (H + j.group - 1) / j.group;
         tp_run(f->ops.tp, j.n_heads, whole_task, &j);
-        ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
+        fwd_out_proj(f, L, il, T);
         return;
     }
-    if (f->c->q_lora_rank) ops_matmul(&f->ops, &L->q_b, f->cq, T, f->q);
-    query_rope(f, 0, H, T);
+    query_up(f, L, hb, he, T);
+    query_rope(f, hb, he, T);
     j.n_units = token_groups(f, b, H);
     /* few token groups: split the heads too, so that every thread has work (each task re-reads,
      * and for a BF16 cache widens, the context it attends) */
@@ -453,7 +495,7 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
     tp_run(f->ops.tp, H, absorb_task, &j);
     tp_run(f->ops.tp, j.n_units * j.n_heads, attn_task, &j);
     tp_run(f->ops.tp, H, value_task, &j);
-    ops_matmul(&f->ops, &L->o, f->attn, T, f->out);
+    fwd_out_proj(f, L, il, T);
 }
 
 /* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x). */
@@ -465,6 +507,41 @@ static void mlp(struct fwd *f, const struct weight *gate, const struct weight *u
     ops_matmul_many(&f->ops, w, act, 2, x, n);
     cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * gate->rows);
     ops_matmul(&f->ops, down, f->ff_a, n, y);
+}
+
+/* This rank's part of a SwiGLU MLP: rows [a, a + w) of gate and up (its own intermediate rows,
+ * widened to down's column blocks), the others zeroed, down by those columns: a partial sum of
+ * y (zero when the rank has none). */
+static void mlp_part(struct fwd *f, const struct weight *gate, const struct weight *up,
+                     const struct shard_cols *down, const float *x, int n, float *y)
+{
+    int64_t a = down->a, w = down->w.cols, D = f->c->hidden_size;
+    if (!down->w.data) {
+        memset(y, 0, (size_t)n * (size_t)D * sizeof *y);
+        return;
+    }
+    ops_matmul_rows(&f->ops, gate, a, a + w, x, D, n, f->ff_a, w);
+    ops_matmul_rows(&f->ops, up, a, a + w, x, D, n, f->ff_b, w);
+    cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * w);
+    shard_mask(down, f->ff_a, n);
+    ops_matmul(&f->ops, &down->w, f->ff_a, n, y);
+}
+
+/* The dense MLP of layer il: whole, or this rank's partial sum. */
+static void dense_mlp(struct fwd *f, const struct layer *L, int il, int T)
+{
+    if (f->sh) mlp_part(f, &L->gate, &L->up, &f->sh->layers[il].down, f->xn, T, f->out);
+    else mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
+}
+
+/* out += the shared experts of layer il over every token, when the rank shards them (else they
+ * ran with the routed ones). */
+static void shared_part(struct fwd *f, const struct layer *L, int il, int T)
+{
+    size_t D = (size_t)f->c->hidden_size;
+    if (!f->sh || !f->c->n_shared_experts) return;
+    mlp_part(f, &L->sh_gate, &L->sh_up, &f->sh->layers[il].down, f->xn, T, f->yg);
+    for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, (int)D);
 }
 
 /* One expert's share of a fused MoE step: its weights, its rows of gathered input and output. */
@@ -522,8 +599,9 @@ static void moe_fused(struct fwd *f, const struct layer *L, int T)
 {
     const struct model_config *c = f->c;
     int D = c->hidden_size, E = c->n_routed_experts, k = c->n_experts_per_tok, n = 0, n_slots = 0;
+    int e0 = f->sh ? f->sh->e0 : 0, e1 = f->sh ? f->sh->e1 : E;
     struct moe_slot *slot = xcalloc((size_t)E + 1, sizeof *slot);
-    for (int x = 0; x < E; x++) {
+    for (int x = e0; x < e1; x++) {
         int first = n;
         for (int t = 0; t < T; t++)
             for (int j = 0; j < k; j++)
@@ -536,7 +614,7 @@ static void moe_fused(struct fwd *f, const struct layer *L, int T)
                                                 f->fx + (size_t)first * D, n - first, first, {0, 0}};
     }
     int n_routed = n_slots;
-    if (c->n_shared_experts)
+    if (c->n_shared_experts && !f->sh)
         slot[n_slots++] = (struct moe_slot){&L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, n, {0, 0}};
     int n2, n1 = moe_plan(slot, n_slots, D, &n2);
     struct moe_job j = {f, slot, n_slots, 0};
@@ -554,8 +632,9 @@ static void moe_fused(struct fwd *f, const struct layer *L, int T)
     free(slot);
 }
 
-/* Routed experts visited in ascending id, each over the tokens routed to it; then shared. */
-static void moe(struct fwd *f, const struct layer *L, int T)
+/* Routed experts visited in ascending id, each over the tokens routed to it; then shared. Sharded:
+ * this rank's experts and its part of the shared ones, a partial sum. */
+static void moe(struct fwd *f, const struct layer *L, int il, int T)
 {
     const struct model_config *c = f->c;
     int D = c->hidden_size, E = c->n_routed_experts, k = c->n_experts_per_tok;
@@ -571,12 +650,13 @@ static void moe(struct fwd *f, const struct layer *L, int T)
     free(scratch);
     if (T <= FUSE_T) {
         moe_fused(f, L, T);
+        shared_part(f, L, il, T);
         return;
     }
     memset(f->out, 0, (size_t)T * D * sizeof(float));
     int *who = xcalloc((size_t)T, sizeof *who);
     float *wgt = alloc_f((size_t)T);
-    for (int x = 0; x < E; x++) {
+    for (int x = f->sh ? f->sh->e0 : 0; x < (f->sh ? f->sh->e1 : E); x++) {
         int n = 0;
         for (int t = 0; t < T; t++)
             for (int j = 0; j < k; j++)
@@ -590,9 +670,22 @@ static void moe(struct fwd *f, const struct layer *L, int T)
     }
     free(who);
     free(wgt);
+    if (f->sh) {
+        shared_part(f, L, il, T);
+        return;
+    }
     if (!c->n_shared_experts) return;
     mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
     for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, D);
+}
+
+/* Sharded: every rank's partial block output summed into f->out on every rank (bit-identical
+ * everywhere, so the next router chooses the same experts on every rank). */
+static int reduce(struct fwd *f, int T, struct err *e)
+{
+    if (!f->sh) return 0;
+    return comm_allreduce_sum(f->sh->comm, f->out, (size_t)T * (size_t)f->c->hidden_size, DT_F32,
+                              NULL, e);
 }
 
 static void add_residual(struct fwd *f, int T)
@@ -601,8 +694,28 @@ static void add_residual(struct fwd *f, int T)
     for (size_t i = 0; i < n; i++) f->h[i] += f->out[i];
 }
 
+/* Rows [r0, r0 + n) of the logits, sharded: this rank's vocabulary rows of lm_head, every rank's
+ * gathered (rank blocks back to back) and put in place. */
+static int head_part(struct fwd *f, int r0, int n, float *logits, struct err *e)
+{
+    const struct shard *s = f->sh;
+    int64_t D = f->c->hidden_size, V = f->c->vocab_size, mine = s->v1 - s->v0, lo, hi;
+    ops_matmul_rows(&f->ops, &f->m->lm_head, s->v0, s->v1, f->xg + r0 * D, D, n, f->lg, mine);
+    for (int r = 0; r < s->size; r++) f->vcount[r] = s->vbytes[r] * (size_t)n;
+    if (comm_allgatherv(s->comm, f->lg, f->lgall, f->vcount, NULL, e) != 0) return -1;
+    const float *blk = f->lgall;
+    for (int r = 0; r < s->size; r++) {
+        shard_split(V, s->size, r, &lo, &hi);
+        for (int t = 0; t < n; t++)
+            memcpy(logits + (size_t)(r0 + t) * V + lo, blk + (size_t)t * (hi - lo),
+                   (size_t)(hi - lo) * sizeof *logits);
+        blk += (size_t)n * (hi - lo);
+    }
+    return 0;
+}
+
 /* Final norm and lm_head for the rows the batch asks logits of. */
-static void head(struct fwd *f, const struct batch *b, float *logits)
+static int head(struct fwd *f, const struct batch *b, float *logits, struct err *e)
 {
     const struct model_config *c = f->c;
     int D = c->hidden_size, n = 0;
@@ -613,9 +726,15 @@ static void head(struct fwd *f, const struct batch *b, float *logits)
         for (int t = first; t < q->start + q->n_tokens; t++)
             memcpy(f->xg + (size_t)n++ * D, f->h + (size_t)t * D, (size_t)D * sizeof(float));
     }
-    if (!n) return;
+    if (!n) return 0;
     cpu_rmsnorm(f->xg, &f->m->norm, n, D, D, c->rms_norm_eps, f->xg, D);
-    ops_matmul(&f->ops, &f->m->lm_head, f->xg, n, logits);
+    if (!f->sh) {
+        ops_matmul(&f->ops, &f->m->lm_head, f->xg, n, logits);
+        return 0;
+    }
+    for (int r0 = 0; r0 < n; r0 += HEAD_ROWS)
+        if (head_part(f, r0, n - r0 < HEAD_ROWS ? n - r0 : HEAD_ROWS, logits, e) != 0) return -1;
+    return 0;
 }
 
 int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *logits,
@@ -630,12 +749,13 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *lo
         cpu_rmsnorm(f->h, &L->attn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
         if (config_is_mla(c)) attention(f, L, il, kv, b);
         else gqa_attention(f, L, il, kv, b);
+        if (reduce(f, T, e) != 0) return -1;
         add_residual(f, T);
         cpu_rmsnorm(f->h, &L->ffn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
-        if (L->is_moe) moe(f, L, T);
-        else mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
+        if (L->is_moe) moe(f, L, il, T);
+        else dense_mlp(f, L, il, T);
+        if (reduce(f, T, e) != 0) return -1;
         add_residual(f, T);
     }
-    head(f, b, logits);
-    return 0;
+    return head(f, b, logits, e);
 }

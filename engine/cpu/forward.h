@@ -27,6 +27,13 @@ void fwd_destroy(struct fwd *f);
  * NULL, as created: everything in F32. */
 void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx);
 
+struct shard;
+
+/* Runs this rank's part of every step (engine/cpu/shard.h: its heads, experts, intermediate and
+ * vocabulary rows, with an all-reduce after attention and after the MLP or MoE, and the logits
+ * gathered), on every rank of sh's communicator in step; sh is kept, not owned. */
+void fwd_use_shard(struct fwd *f, struct shard *sh);
+
 /* The prefill chunk for steps that also decode: the smallest of 64, 128, ... up to max_tokens
  * at which the model's expert matmuls (over the tokens such a step routes to one expert) run at
  * 90% of their best throughput here — measured now, on the calling thread's CPU time, in a few

@@ -9,7 +9,8 @@
 
 enum {
     FUSE_T = 256,  /* batches up to this many tokens run all experts in one loop */
-    FUSE_ROWS = 128 /* output rows per task in those loops */
+    FUSE_ROWS = 128, /* output rows per task in those loops */
+    HEAD_ROWS = 64   /* sharded lm_head: logits rows gathered at a time */
 };
 
 struct fwd {
@@ -44,12 +45,21 @@ struct fwd {
     float *router;       /* [T, E] */
     int *sel;            /* [T, k] chosen experts */
     float *selw;         /* [T, k] their weights */
+    /* tensor parallelism (fwd_use_shard): this rank's part, NULL when it computes everything */
+    struct shard *sh;
+    float *xs;           /* [T, widest column copy] a sliced matmul's input */
+    float *lg, *lgall;   /* [HEAD_ROWS, this rank's vocabulary], [HEAD_ROWS, V] gathered */
+    size_t *vcount;      /* [ranks] bytes of each rank's part of a gather */
 };
 
 /* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
  * widened (with the kernel set's exact widening) into buf. */
 const float *fwd_cache_block(const struct simd_kernels *k, const struct kv_cache *kv, int il,
                              int block, int n, float *buf);
+
+/* o_proj of f->attn into f->out for layer il: whole, or (sharded) this rank's heads' columns,
+ * a partial sum. */
+void fwd_out_proj(struct fwd *f, const struct layer *L, int il, int T);
 
 /* Dense GQA attention of the whole batch (attn_gqa.c): q/k/v projections, RoPE, the new keys
  * and values into the cache, softmax attention over each sequence's cached positions, W_o;
