@@ -25,7 +25,7 @@ static void *fetch(struct backend *b, const void *dev, int64_t rows, int64_t col
 static void put(struct backend *b, int layer, const char *name, enum sd_type t, const void *data,
                 int64_t d0, int64_t d1, int64_t d2)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int64_t shape[3] = {d0, d1, d2};
     if (sd_put(&b->fast->dump, layer, name, t, data, d2 ? 3 : 2, shape, &e) != 0)
         ERR_FATAL("stage dump: %s", e.msg);

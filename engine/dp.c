@@ -142,7 +142,7 @@ int dp_fault(struct dp *d, char *msg, size_t n)
 
 static void send_or_fault(struct dp *d, int dst, int tag, struct wire *w)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t n;
     uint8_t *p = wire_take(w, &n);
     if (comm_mpi_send(d->w, dst, tag, p, n, &e) != 0) set_fault(d, "%s", e.msg);
@@ -163,7 +163,7 @@ static int send_requests(struct dp *d)
         rev = in;
     }
     for (struct relay *next; rev; rev = next, n++) {
-        struct err e = {{0}};
+        struct err e = {0};
         next = rev->next;
         if (comm_mpi_send(d->w, rev->rank, DP_REQ, rev->msg, rev->n_msg, &e) != 0)
             set_fault(d, "%s", e.msg);
@@ -230,7 +230,7 @@ static void relay_event(struct dp *d, struct relay **pp, struct gen_event *ev)
 
 static void take_events(struct dp *d, int src, struct wire_rd *r)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int32_t n = wire_get_count(r, INT32_MAX, 8);
     for (int32_t i = 0; i < n; i++) {
         uint64_t id = (uint64_t)wire_get_i64(r);
@@ -247,7 +247,7 @@ static void take_events(struct dp *d, int src, struct wire_rd *r)
 
 static void take_beat(struct dp *d, int src, struct wire_rd *r)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct metrics m;
     int32_t alive = wire_get_i32(r);
     double idle_s = wire_get_f64(r);
@@ -293,7 +293,7 @@ static void beat(struct dp *d, double now)
 /* One pass: requests out, cancellations out, messages in, heartbeats. True if anything moved. */
 static bool pass(struct dp *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct comm_mpi_msg m;
     bool moved = send_requests(d) > 0;
     send_cancels(d);
@@ -312,7 +312,7 @@ static bool pass(struct dp *d)
 /* Ends what is still out: every rank is told to stop, every relay ends with an abort. */
 static void shut_down(struct dp *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     send_requests(d); /* so that none is left behind unaborted */
     for (int r = 1; r < d->size; r++) {
         struct wire w;

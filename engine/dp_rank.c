@@ -54,7 +54,7 @@ static void set_state(struct dp_rank *r, int state, const char *msg)
 /* Takes a failure: rank 0 hears why (if it still listens), the server logs it and aborts. */
 static void fail(struct dp_rank *r, const char *msg)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct wire w;
     wire_init(&w);
     wire_put_str(&w, msg, strlen(msg));
@@ -66,7 +66,7 @@ static void fail(struct dp_rank *r, const char *msg)
 
 static void send_to_0(struct dp_rank *r, int tag, struct wire *w)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t n;
     uint8_t *p = wire_take(w, &n);
     if (comm_mpi_send(r->w, 0, tag, p, n, &e) != 0) set_state(r, -1, e.msg);
@@ -94,7 +94,7 @@ static void refuse(struct dp_rank *r, uint64_t id, const struct gen_params *p, c
 
 static void take_request(struct dp_rank *r, struct wire_rd *rd)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct wire_params wp;
     uint64_t id = (uint64_t)wire_get_i64(rd);
     if (wire_get_params(rd, &wp, &e) != 0 || !wire_rd_end(rd))
@@ -196,7 +196,7 @@ static void beat(struct dp_rank *r, double now)
 /* One pass: messages in, events out, heartbeat. True if anything moved. */
 static bool pass(struct dp_rank *r)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct comm_mpi_msg m;
     bool moved = false;
     for (int rc; (rc = comm_mpi_poll(r->w, &m, &e)) != 0; moved = true) {
@@ -215,7 +215,7 @@ static bool pass(struct dp_rank *r)
 static void *rank_main(void *arg)
 {
     struct dp_rank *r = arg;
-    struct err e = {{0}};
+    struct err e = {0};
     const struct timespec nap = {0, 500 * 1000};
     for (;;) {
         pthread_mutex_lock(&r->mu);

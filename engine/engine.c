@@ -95,7 +95,7 @@ static int64_t seq_id_of(const struct gen *g, int c)
 
 static void admit(struct engine *eng, struct gen *g)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct sched_req rq = {.id = seq_id_of(g, 0), .prompt = g->prompt, .n_prompt = g->p.n_prompt,
                            .max_tokens = g->p.max_tokens, .stop_ids = g->stop_ids,
                            .n_stop_ids = g->n_stop_ids};
@@ -247,7 +247,7 @@ static const uint64_t *sibling_mask(struct engine *eng, struct gen *g, int c, st
 /* n > 1: the siblings take their first token from the parent's first logits. */
 static void fork_siblings(struct engine *eng, struct gen *g, const float *logits)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     for (int c = 1; c < g->p.n; c++) {
         struct smp_result r;
         int failed;
@@ -345,7 +345,7 @@ static int sample_all(struct engine *eng, const struct sched_out *out, struct ge
                       const float **fork_logits)
 {
     int row = 0, n_forks = 0;
-    struct err e = {{0}};
+    struct err e = {0};
     for (int i = 0; i < out->batch.n_seqs; i++) {
         int my_row = row;
         const float *lg = NULL;
@@ -394,7 +394,7 @@ static void finish_all(struct engine *eng)
 static bool step(struct engine *eng)
 {
     struct sched_out out;
-    struct err e = {{0}};
+    struct err e = {0};
     double t0 = now_s();
     sched_step(eng->sched, &out);
     if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
@@ -830,7 +830,7 @@ struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
     if (!g) { /* out of memory (503: this request fails, the server goes on), or a grammar that
                  cannot start (400) */
         __atomic_sub_fetch(&eng->admitted_bytes, bytes, __ATOMIC_ACQ_REL);
-        *busy = !strncmp(e->msg, "out of memory", 13);
+        *busy = e->busy;
         return NULL;
     }
     g->cost = bytes;

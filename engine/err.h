@@ -10,13 +10,18 @@
 
 struct err {
     char msg[512];
+    int busy; /* 1: the server lacked a resource (memory) for this call, not the input at fault:
+               * worth a retry later (HTTP 503, not 400) */
 };
 
 /* Formats the message (printf-style) and returns -1, so `return err_set(e, ...);` reads well.
- * e may be NULL. */
+ * e may be NULL. Clears busy. */
 int err_set(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Prefixes an existing message: "prefix: old message". Returns -1. */
+/* err_set for a failure of the server's resources (sets busy). */
+int err_busy(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prefixes an existing message: "prefix: old message" (busy unchanged). Returns -1. */
 int err_prefix(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints "file:line: message" to stderr and aborts: for states no input can produce. */

@@ -54,7 +54,7 @@ static int fail(struct gen_choice *ch, const char *msg)
 /* The grammar applies from the next token on. */
 static int activate(struct gen *g, struct gen_choice *ch)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ch->gm = gm_create(g->p.grammar, &e);
     if (!ch->gm) return fail(ch, e.msg);
     ch->gphase = GP_ACTIVE;
@@ -86,7 +86,7 @@ static int watch_trigger(struct gen *g, struct gen_choice *ch, int32_t t)
         return 0;
     }
     size_t rest = w->n - (size_t)(at - w->s) - k;
-    struct err e = {{0}};
+    struct err e = {0};
     if (activate(g, ch) != 0) return -1;
     if (rest && gm_accept_bytes(ch->gm, (const uint8_t *)at + k, rest, &e) != 0) return fail(ch, e.msg);
     w->n = 0;
@@ -96,7 +96,7 @@ static int watch_trigger(struct gen *g, struct gen_choice *ch, int32_t t)
 /* Advances choice ch's grammar by token t. -1 when the grammar refuses it. */
 static int grammar_token(struct gen *g, struct gen_choice *ch, int32_t t)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     switch (ch->gphase) {
     case GP_REASONING:
         if (t != g->think_end) return 0;

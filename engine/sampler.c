@@ -146,7 +146,7 @@ struct smp_state *smp_state_create(const struct smp_params *p, int32_t n_vocab,
         return NULL;
     }
     struct smp_state *s = calloc(1, sizeof *s);
-    if (!s) return err_set(e, "out of memory for the sampler state"), NULL;
+    if (!s) return err_busy(e, "out of memory for the sampler state"), NULL;
     s->n_vocab = n_vocab;
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
     s->seen = calloc((size_t)n_vocab, sizeof *s->seen);
@@ -155,7 +155,7 @@ struct smp_state *smp_state_create(const struct smp_params *p, int32_t n_vocab,
     s->ids = malloc((size_t)n_vocab * sizeof *s->ids);
     if (!s->counts || !s->seen || !s->seen_ids || !s->val || !s->ids) { /* a request's, not ours */
         smp_state_destroy(s);
-        return err_set(e, "out of memory for the sampler state (%d-token vocabulary)", n_vocab), NULL;
+        return err_busy(e, "out of memory for the sampler state (%d-token vocabulary)", n_vocab), NULL;
     }
     uint64_t x = p->has_seed ? p->seed : entropy;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);

@@ -125,7 +125,7 @@ int api_chat_prompt(struct http_req *r, json_t *body, const struct chat_tool *to
 {
     struct api *a = r->app;
     struct msgs s = {0};
-    struct err e = {{0}};
+    struct err e = {0};
     int add_gen, rc = -1;
     if (api_get_bool(r, body, "add_generation_prompt", 1, &add_gen) == 0 && read_messages(r, body, &s) == 0) {
         if (chat_render(a->chat, s.m, s.n, tools, n_tools, add_gen, ids, &e) != 0)

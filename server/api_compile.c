@@ -37,7 +37,7 @@ static void unref(struct compile_job *j)
 static void run(struct api_compiler *c, struct compile_job *j)
 {
     pthread_mutex_unlock(&c->mu);
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = j->fn(j->arg, &e);
     if (j->free_arg) j->free_arg(j->arg);
     pthread_mutex_lock(&c->mu);

@@ -475,7 +475,7 @@ static int check_request_memory(struct job *j, struct api_params *p)
  * job is freed). */
 static int submit_all(struct job *j, struct api_params *p)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (check_request_memory(j, p) != 0) return 0;
     for (int k = 0; k < j->n_prompts; k++) {
         int busy = 0;

@@ -56,7 +56,7 @@ static int encode_text(struct http_req *r, const char *text, size_t len, int spe
                        int add_special, struct tok_ids *out)
 {
     struct api *a = r->app;
-    struct err e = {{0}};
+    struct err e = {0};
     unsigned flags = (specials ? TOK_PARSE_SPECIAL : 0) | (add_special ? TOK_ADD_SPECIAL : 0);
     if (tok_encode(a->tok, text, len, flags, out, &e) != 0) return api_bad(r, "prompt", "%s", e.msg);
     return 0;

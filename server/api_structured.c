@@ -469,7 +469,7 @@ static int obtain(struct http_req *r, struct api_params *p, struct deferred *d, 
     struct api *a = r->app;
     struct gram *g = a->grammars ? gcache_get(a->grammars, d->k.s, d->k.n) : NULL;
     if (g || !a->compiler) { /* cached, or no thread to compile on (compile here) */
-        struct err e = {{0}};
+        struct err e = {0};
         if (!g) g = deferred_run(d, &e);
         deferred_free(d);
         if (!g) return api_bad(r, param, "%s", e.msg);
@@ -490,7 +490,7 @@ int api_params_wait(struct http_req *r, struct api_params *p)
 {
     if (!p->compiling) return 0;
     api_compile_wait(p->compiling);
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = api_compile_result(p->compiling, &e);
     api_compile_drop(p->compiling);
     p->compiling = NULL;

@@ -74,7 +74,7 @@ static double rng_unit(unsigned long long *s)
 static int has_nul(const struct tok *t, int32_t id)
 {
     struct tok_text s = {0};
-    struct err e = {{0}};
+    struct err e = {0};
     tok_decode(t, &id, 1, true, &s, &e);
     int nul = s.n > 0 && memchr(s.s, 0, s.n) != NULL;
     tok_text_free(&s);
@@ -86,7 +86,7 @@ static char *random_prompt(const struct tok *t, int n, unsigned long long *seed,
 {
     struct tok_ids ids = {0}, again = {0};
     struct tok_text text = {0}, cut = {0};
-    struct err e = {{0}};
+    struct err e = {0};
     int V = tok_n_vocab(t);
     do { /* re-encoding merges some neighbours: add ids until the text has n tokens */
         int target = (int)ids.n + n + 8 - (int)again.n;
@@ -123,7 +123,7 @@ static struct tok *bench_tokenizer(const char *path, struct err *e)
 
 static int load_random(struct bench *b)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = bench_tokenizer(b->o.tokenizer, &e);
     if (!t) {
         fprintf(stderr, "seekd bench: %s\n", e.msg);

@@ -52,7 +52,7 @@ int cmd_check_stages(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = synthetic ? synth_load(synthetic, seed, 1, threads, &e) : model_load(model, &e);
     if (!m) {
         fprintf(stderr, "seekd: %s\n", e.msg);

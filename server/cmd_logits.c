@@ -120,7 +120,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         {"enable-expert-parallel", no_argument, 0, 'E'}, {0, 0, 0, 0}};
     *o = (struct logits_opts){.block_size = 64, .kv_dtype = DT_F32, .backend = BACKEND_AUTO, .seed = 1,
                               .layout = {.tensor_parallel_size = 1, .data_parallel_size = 1}};
-    struct err e = {{0}};
+    struct err e = {0};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -316,7 +316,7 @@ static int same_on_every_rank(struct comm *c, const float *logits, size_t n, str
 /* Loads the model, runs the steps on every rank, checks the ranks agree; rank 0 writes. */
 static int logits_on(struct comm *c, struct logits_opts *o, const int32_t *tokens, int n)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     char note[320] = "";
     int rc = 1;
     const struct backend_ops *ops = backend_select(o->backend, note, sizeof note, &e);
@@ -345,7 +345,7 @@ int cmd_logits(int argc, char **argv)
     struct logits_opts o;
     int32_t *tokens = NULL;
     int n = 0, rc = 1;
-    struct err e = {{0}};
+    struct err e = {0};
     if (parse_opts(argc, argv, &o) != 0 || parse_tokens(o.tokens, &tokens, &n) != 0) {
         logits_usage(stderr);
         free(tokens);

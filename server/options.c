@@ -852,7 +852,7 @@ void opt_print_help(FILE *f)
 
 int cmd_serve_options(int argc, char **argv, struct seekd_options *o)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = opt_parse(o, argc, argv, &e);
     if (rc < 0) {
         fprintf(stderr, "seekd serve: %s\nRun 'seekd serve --help' for the options.\n", e.msg);

@@ -199,7 +199,7 @@ static void watchdog(struct daemon *d)
 /* SIGHUP: reopen the log file (logrotate) and reload the API keys from the config file. */
 static void reload(struct daemon *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     notify_send(&d->nt, "RELOADING=1");
     if (log_reopen(d->log, &e) != 0) log_msg(d->log, LOGL_ERROR, "SIGHUP: %s", e.msg);
     struct seekd_options fresh;
@@ -393,7 +393,7 @@ static int join_ranks(struct daemon *d, int ok, struct err *e)
     if (!d->ln.w) return ok ? 0 : -1;
     if (ok) engine_backend(d->a.eng, &st);
     int64_t mine[2] = {ok, st.n_blocks}, *all = xcalloc(2 * (size_t)d->ln.size, sizeof *all);
-    struct err ce = {{0}};
+    struct err ce = {0};
     int rc = comm_exchange(d->cm, mine, 2, all, &ce);
     if (rc != 0) stop_job(d, ce.msg);
     char failed[256];
@@ -431,7 +431,7 @@ static int follow(struct daemon *d)
     int told = 0;
     for (;;) {
         char why[512];
-        struct err e = {{0}};
+        struct err e = {0};
         int sig = wait_signal(d, 0.1);
         if (sig == SIGHUP && log_reopen(d->log, &e) != 0)
             log_msg(d->log, LOGL_ERROR, "SIGHUP: %s", e.msg); /* API keys are rank 0's */
@@ -446,7 +446,7 @@ static int follow(struct daemon *d)
 /* The life of a rank other than 0: load, join, serve rank 0's requests, stop when told. */
 static int serve_rank(struct daemon *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     char prefix[32];
     snprintf(prefix, sizeof prefix, "rank %d: ", d->ln.rank);
     log_set_prefix(d->log, prefix);
@@ -468,7 +468,7 @@ static int serve_rank(struct daemon *d)
 
 static int serve(struct daemon *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct http_config hc;
     char **names = model_names(&d->o);
     struct chat *chat = NULL;
@@ -522,7 +522,7 @@ out:
 /* The log; -1 with a message on stderr. */
 static int open_log(struct daemon *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     d->log = log_create(d->o.log_file, d->o.log_format == OPT_LOG_JSON ? LOG_JSON : LOG_TEXT,
                         (enum log_level)d->o.log_level, &e);
     if (d->log) return 0;
@@ -533,7 +533,7 @@ static int open_log(struct daemon *d)
 /* The log and the systemd notification socket (rank 0 only: it is the service's voice). */
 static int open_outputs(struct daemon *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (open_log(d) != 0) return -1;
     if (notify_open(&d->nt, &e) == 0) return 0;
     fprintf(stderr, "seekd serve: %s\n", e.msg);
@@ -543,7 +543,7 @@ static int open_outputs(struct daemon *d)
 /* MPI when launched by it, and the communicator of the start-up exchange. */
 static int start_launch(struct daemon *d)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct launch_layout lay = {.tensor_parallel_size = d->o.tensor_parallel_size,
                                 .data_parallel_size = d->o.data_parallel_size,
                                 .enable_expert_parallel = d->o.enable_expert_parallel};

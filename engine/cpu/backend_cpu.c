@@ -181,7 +181,7 @@ static struct backend *cpu_create(const struct model *m, const struct backend_op
     const struct backend_opts *o = &ro;
     struct backend *b = xcalloc(1, sizeof *b);
     b->m = m;
-    struct err he = {{0}};
+    struct err he = {0};
     if (o->huge_pages && huge_pages(b, o->progress, &he) != 0) /* the mapping still serves */
         snprintf(b->huge_failed, sizeof b->huge_failed, "%s", he.msg);
     double rate = 0; /* the matrix set first: AMX's permission is asked before threads start */

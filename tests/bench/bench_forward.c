@@ -40,7 +40,7 @@ struct run {
 
 static int step(struct run *r, const struct batch *b, float *logits)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (fwd_run(r->f, r->kv, b, logits, &e) == 0) return 0;
     fprintf(stderr, "bench_forward: %s\n", e.msg);
     return -1;
@@ -90,7 +90,7 @@ int main(int argc, char **argv)
     if (argc > 5) threads = atoi(argv[5]);
     if (argc > 6) reps = atoi(argv[6]);
     int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0;
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = model_load(argv[1], &e);
     if (!m) return fprintf(stderr, "bench_forward: %s\n", e.msg), 1;
     if (getenv("BENCH_HUGE") && st_move_to_huge_pages(&m->st, NULL, &e) != 0)

@@ -43,7 +43,7 @@ struct pass {
 static struct pass replay(struct gram *g, const struct gv *v, const int32_t *ids, int n,
                           int32_t eos, uint64_t *mask)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct pass p = {.rejected_at = -1};
     struct gm *m = gm_create(g, &e);
     double *t = calloc((size_t)n + 1, sizeof *t);
@@ -81,7 +81,7 @@ static double mask_apply_us(const struct gv *v, const uint64_t *mask)
     float *l = malloc((size_t)n * sizeof *l);
     for (int32_t i = 0; i < n; i++) l[i] = (float)((i * 2654435761u) % 1000) * 0.01f;
     struct smp_params p = smp_params_default();
-    struct err e = {{0}};
+    struct err e = {0};
     struct smp_state *s = smp_state_create(&p, n, NULL, 0, 1, &e);
     struct smp_result r;
     double plain = 1e30, masked = 1e30;
@@ -108,7 +108,7 @@ static void run_case(json_t *c, const struct gv *v, int32_t eos, uint64_t *mask)
         ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
     struct api_schema s;
     char msg[512];
-    struct err e = {{0}};
+    struct err e = {0};
     double t0 = now_us();
     struct gram *g = NULL;
     if (api_schema_convert(json_object_get(c, "schema"), 0, &s, msg, sizeof msg) == 0)
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     char tj[1024], tc[1024];
     snprintf(tj, sizeof tj, "%s/tokenizer.json", argv[1]);
     snprintf(tc, sizeof tc, "%s/tokenizer_config.json", argv[1]);
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = tok_load(tj, tc, &e);
     if (!t) return fprintf(stderr, "%s\n", e.msg), 1;
     double t0 = now_us();

@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     snprintf(tj, sizeof tj, "%s/v3/tokenizer.json", argv[1]);
     snprintf(cj, sizeof cj, "%s/v3/tokenizer_config.json", argv[1]);
     snprintf(cp, sizeof cp, "%s/corpus.json", argv[1]);
-    struct err e = {{0}};
+    struct err e = {0};
     double t0 = now();
     struct tok *t = tok_load(tj, cj, &e);
     if (!t) {

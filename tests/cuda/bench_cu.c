@@ -351,7 +351,7 @@ static double step_bytes(const struct model_config *c, uint64_t weight_bytes, in
 
 static int fwd(struct backend *b, const struct batch *bt, float *logits)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (backend_cuda()->forward(b, bt, logits, &e) == 0) return 0;
     printf("decode forward failed: %s\n", e.msg);
     return -1;
@@ -372,7 +372,7 @@ static double decode_ms(struct backend *b, int B, int32_t *pos, int32_t *tables,
             tok[i] = (int32_t)((pos[i] * 2654435761u) % 4096u);
         }
         struct batch bt = {B, tok, B, s};
-        struct err e = {{0}};
+        struct err e = {0};
         if (logits == 2 ? backend_cuda()->forward_cands(b, &bt, cands, &e) != 0 && printf("decode: %s\n", e.msg)
                         : fwd(b, &bt, out) != 0)
             break;
@@ -384,7 +384,7 @@ static double decode_ms(struct backend *b, int B, int32_t *pos, int32_t *tables,
 
 static void bench_decode(const char *config)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = synth_load(config, 1, 0, 0, &e);
     if (!m) {
         printf("decode unavailable: %s\n", e.msg);
@@ -463,7 +463,7 @@ int main(int argc, char **argv)
         const char *w = all ? NULL : argv[i];
         if (all || strcmp(w, "gemm") == 0) {
             struct cu_blas blas;
-            struct err e = {{0}};
+            struct err e = {0};
             if (cu_blas_create(&blas, &e) != 0 || cu_blas_probe(&blas, 0, &e) != 0) {
                 printf("gemm unavailable: %s\n", e.msg);
             } else {

@@ -15,7 +15,7 @@ enum { BS = 4, N_BLOCKS = 16 };
 static int run(const struct backend_ops *ops, struct backend *b, const struct batch *bt,
                float *logits)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (ops->forward(b, bt, logits, &e) == 0) return 0;
     printf("backend    %s forward failed: %s\n", ops->name, e.msg);
     return -1;
@@ -57,7 +57,7 @@ static int fork_check(const struct backend_ops *ops, struct backend *b, int V, f
 
 static struct backend *make(const struct backend_ops *ops, const struct model *m)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct backend_opts o = {.numerics = NUMERICS_REF, .max_tokens = 16, .max_logits = 16,
                              .block_size = BS, .kv_dtype = DT_F32, .kv_blocks = N_BLOCKS, .threads = 0};
     struct backend *b = ops->create(m, &o, &e);
@@ -67,7 +67,7 @@ static struct backend *make(const struct backend_ops *ops, const struct model *m
 
 int dev_backend(const char *model_dir)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = model_load(model_dir, &e);
     if (!m) return printf("backend    cannot load %s: %s\n", model_dir, e.msg), 1;
     int V = m->cfg.vocab_size, fails = 1;

@@ -70,13 +70,13 @@ static void to_host(void *h, const void *d, size_t bytes)
 
 static void sync_ok(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     CHECK(comm_sync(nc, stream, &e) == 0, "%s", e.msg);
 }
 
 static void allreduce(enum dtype t, size_t n)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t sz = dtype_size(t);
     void *h = malloc(n * sz + 1);
     fill(h, t, nc->rank, n);
@@ -117,7 +117,7 @@ static uint8_t byte_of(int src, int dst, size_t i)
 /* Rank r contributes (r * 7 + 3) % 11 bytes, rank 1 none. */
 static void allgatherv(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t *bytes = calloc((size_t)nc->size, sizeof *bytes);
     for (int r = 0; r < nc->size; r++) bytes[r] = r == 1 ? 0 : (size_t)(r * 7 + 3) % 11 + 4096;
     size_t total = comm_offset(bytes, nc->size), mine = bytes[nc->rank];
@@ -145,7 +145,7 @@ static size_t a2a_bytes(int src, int dst)
 
 static void alltoallv(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t n = (size_t)nc->size, *send = calloc(2 * n, sizeof *send), *recv = send + n;
     for (int p = 0; p < nc->size; p++) {
         send[p] = a2a_bytes(nc->rank, p);
@@ -171,7 +171,7 @@ static void alltoallv(void)
 
 static void reduce_scatter(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t n = 1001, all = n * (size_t)nc->size;
     float *h = malloc(all * sizeof *h);
     fill(h, DT_F32, nc->rank, all);
@@ -192,7 +192,7 @@ static void reduce_scatter(void)
 
 int main(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct comm_mpi *w = comm_mpi_launched() ? comm_mpi_init(&e) : NULL;
     CHECK(!comm_mpi_launched() || w, "%s", e.msg);
     struct comm *host = w ? comm_mpi_split(w, 0, comm_mpi_rank(w), &e) : comm_self();

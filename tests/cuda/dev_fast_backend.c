@@ -18,7 +18,7 @@ enum { BS = 16, N_BLOCKS = 64, SEED = 7 };
 
 static struct backend *make(const struct model *m, int graphs)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct backend_opts o = {.numerics = NUMERICS_FAST, .max_tokens = 64, .max_logits = 16, .block_size = BS,
                              .kv_dtype = DT_BF16, .kv_blocks = N_BLOCKS, .graphs = graphs,
                              .sample_prefilter = graphs == 1};
@@ -29,7 +29,7 @@ static struct backend *make(const struct model *m, int graphs)
 
 static int step(struct backend *b, const struct batch *bt, float *logits)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (backend_cuda()->forward(b, bt, logits, &e) == 0) return 0;
     printf("fast_backend forward failed: %s\n", e.msg);
     return -1;
@@ -81,7 +81,7 @@ static double cands_err(struct backend *g, struct backend *p, int V, float *rows
     struct batch_seq s4[2] = {{0, 1, 12, ta, BATCH_LOGITS_LAST}, {1, 1, 22, tc, BATCH_LOGITS_LAST}};
     struct batch b4 = {2, d4, 2, s4};
     struct smp_cands c[2];
-    struct err e = {{0}};
+    struct err e = {0};
     if (step(p, &b4, rows) != 0 || backend_cuda()->forward_cands(g, &b4, c, &e) != 0) return INFINITY;
     double worst = 0;
     for (int r = 0; r < 2; r++) {
@@ -108,7 +108,7 @@ static struct model *load(const char *path, struct err *e)
 
 int dev_fast_backend(const char *path)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int before = dev_failures();
     struct model *m = load(path, &e);
     if (!m) {

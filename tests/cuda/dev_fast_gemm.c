@@ -142,7 +142,7 @@ static void test_dense(int64_t n, int64_t k, int T)
 
 void dev_fast_gemm(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (cu_blas_create(&blas, &e) != 0 || cu_blas_probe(&blas, 0, &e) != 0) {
         dev_report("cublas", e.msg, INFINITY);
         return;

@@ -197,7 +197,7 @@ static void test_mla(int n_seqs, const int *lens, int tokens_per_seq, int H, int
 
 void dev_fast_mla(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (cu_blas_create(&blas, &e) != 0) {
         dev_report("cublas", e.msg, INFINITY);
         return;

@@ -17,7 +17,7 @@ static struct model *m;
 
 static void load(int fp8, int q_lora)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     dir = ck_tmpdir();
     tiny_model_write(dir, &(struct tiny_opts){.q_lora = q_lora, .fp8 = fp8}, 7);
     m = model_load(dir, &e);
@@ -49,7 +49,7 @@ START_TEST(no_gpu_reason)
     char why[320];
     ck_assert_int_eq(ops->usable(why, sizeof why), 0);
     ck_assert_msg(strstr(why, why_rt) != NULL, "'%s' not in '%s'", why_rt, why);
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_ptr_null(backend_select(BACKEND_CUDA, NULL, 0, &e));
     ck_assert_msg(strncmp(e.msg, "backend cuda: ", 14) == 0 && strstr(e.msg, why_rt), "%s", e.msg);
     char note[320];
@@ -70,7 +70,7 @@ START_TEST(create_without_gpu)
     const char *why_rt = runtime_refusal();
     if (!why_rt) return;
     load(1, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     struct backend_opts o = opts();
     ck_assert_ptr_null(backend_cuda()->create(m, &o, &e));
     ck_assert_msg(strncmp(e.msg, "backend cuda: ", 14) == 0 && strstr(e.msg, why_rt), "%s", e.msg);
@@ -80,7 +80,7 @@ END_TEST
 
 static void expect_refused(const struct backend_opts *o, const char *frag)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(cu_check_opts(m, o, &e), -1);
     ck_assert_msg(strstr(e.msg, frag) != NULL, "'%s' not in: %s", frag, e.msg);
     ck_assert_ptr_null(backend_cuda()->create(m, o, &e));
@@ -90,7 +90,7 @@ static void expect_refused(const struct backend_opts *o, const char *frag)
 START_TEST(option_checks)
 {
     load(0, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     struct backend_opts o = opts();
     ck_assert_int_eq(cu_check_opts(m, &o, &e), 0);
     o.kv_dtype = DT_BF16;

@@ -18,7 +18,7 @@ static struct model *m;
 
 static void load(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     dir = ck_tmpdir();
     tiny_model_write(dir, &(struct tiny_opts){.q_lora = 1, .fp8 = 1}, 5);
     m = model_load(dir, &e);
@@ -40,7 +40,7 @@ static struct backend_opts opts(int64_t kv_blocks)
 
 static struct backend *make(const struct backend_opts *o)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct backend *b = backend_cpu()->create(m, o, &e);
     ck_assert_msg(b != NULL, "%s", e.msg);
     return b;
@@ -48,7 +48,7 @@ static struct backend *make(const struct backend_opts *o)
 
 static void expect_create_error(const struct backend_opts *o, const char *frag)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_ptr_null(backend_cpu()->create(m, o, &e));
     ck_assert_msg(strstr(e.msg, frag), "'%s' not in: %s", frag, e.msg);
 }
@@ -89,7 +89,7 @@ END_TEST
 
 static void expect_batch_error(struct backend *b, struct batch *bt, const char *frag)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     float logits[TINY_V * 8];
     ck_assert_int_eq(backend_cpu()->forward(b, bt, logits, &e), -1);
     ck_assert_msg(strstr(e.msg, frag), "'%s' not in: %s", frag, e.msg);
@@ -128,7 +128,7 @@ END_TEST
 static void step(struct backend *b, const int32_t *toks, int p0, int n, const int32_t *table,
                  float *logits)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct batch_seq s = {0, n, p0, table, BATCH_LOGITS_LAST};
     struct batch bt = {n, toks + p0, 1, &s};
     ck_assert_msg(backend_cpu()->forward(b, &bt, logits, &e) == 0, "%s", e.msg);
@@ -168,7 +168,7 @@ START_TEST(same_as_forward)
     struct fwd *f = fwd_create(m, 8, NULL);
     struct batch_seq s = {0, 7, 0, table, BATCH_LOGITS_LAST};
     struct batch bt = {7, toks, 1, &s};
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(fwd_run(f, kv, &bt, direct, &e) == 0, "%s", e.msg);
     ck_assert(memcmp(via, direct, sizeof via) == 0);
     fwd_destroy(f);
@@ -193,7 +193,7 @@ START_TEST(prefiltered_rows)
     struct batch bt = {3, toks, 2, s};
     float rows[3][TINY_V], got[TINY_V];
     struct smp_cands cands[3];
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(backend_cpu()->forward(b, &bt, rows[0], &e) == 0, "%s", e.msg);
     ck_assert_msg(backend_cpu()->forward_cands(c, &bt, cands, &e) == 0, "%s", e.msg);
     for (int r = 0; r < 3; r++) {
@@ -231,7 +231,7 @@ END_TEST
 START_TEST(select_without_gpu)
 {
     char note[256];
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_ptr_eq(backend_select(BACKEND_CPU, note, sizeof note, &e), backend_cpu());
     ck_assert_str_eq(note, "");
     ck_assert_ptr_eq(backend_select(BACKEND_AUTO, note, sizeof note, &e), backend_cpu());
@@ -244,7 +244,7 @@ END_TEST
 START_TEST(device_lists)
 {
     int d[BACKEND_MAX_DEVICES];
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(backend_parse_devices("", d, 8, &e), 0);
     ck_assert_int_eq(backend_parse_devices("3", d, 8, &e), 1);
     ck_assert_int_eq(d[0], 3);

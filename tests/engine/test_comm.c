@@ -97,7 +97,7 @@ static uint64_t fnv(const void *p, size_t n)
 /* Every rank holds the same n bytes at p (through the exchange). */
 static void assert_same_on_every_rank(const void *p, size_t n)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int64_t mine = (int64_t)fnv(p, n), *all = xmalloc((size_t)cm->size * sizeof *all);
     ck_assert_msg(comm_exchange(cm, &mine, 1, all, &e) == 0, "%s", e.msg);
     for (int r = 0; r < cm->size; r++)
@@ -133,7 +133,7 @@ static const size_t counts[] = {0, 1, 7, 1000, 65537};
 START_TEST(allreduce)
 {
     enum dtype t = types[_i];
-    struct err e = {{0}};
+    struct err e = {0};
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
         size_t n = counts[k];
         void *buf = xmalloc(n * dtype_size(t) + 1);
@@ -149,7 +149,7 @@ END_TEST
 START_TEST(reduce_scatter)
 {
     enum dtype t = types[_i];
-    struct err e = {{0}};
+    struct err e = {0};
     for (size_t k = 0; k < 4; k++) {
         size_t n = counts[k], sz = dtype_size(t);
         void *in = xmalloc((size_t)cm->size * n * sz + 1), *out = xmalloc(n * sz + 1);
@@ -164,7 +164,7 @@ END_TEST
 
 START_TEST(refuses_fp8_sums)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     uint8_t buf[4] = {0};
     uint64_t before = comm_n_ops(cm);
     ck_assert_int_eq(comm_allreduce_sum(cm, buf, 4, DT_F8E4M3, NULL, &e), -1);
@@ -176,7 +176,7 @@ END_TEST
 
 START_TEST(allgather)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     static const size_t sizes[] = {0, 1, 13, 4099};
     for (size_t k = 0; k < 4; k++) {
         size_t b = sizes[k];
@@ -198,7 +198,7 @@ static size_t gv_bytes(int r)
 
 START_TEST(allgatherv)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t *bytes = xmalloc((size_t)cm->size * sizeof *bytes);
     for (int r = 0; r < cm->size; r++) bytes[r] = gv_bytes(r);
     size_t total = comm_offset(bytes, cm->size), mine = bytes[cm->rank];
@@ -214,7 +214,7 @@ END_TEST
 
 START_TEST(alltoall)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     static const size_t sizes[] = {0, 5, 1000};
     for (size_t k = 0; k < 3; k++) {
         size_t b = sizes[k], n = (size_t)cm->size * b;
@@ -237,7 +237,7 @@ static size_t a2a_bytes(int src, int dst)
 
 START_TEST(alltoallv)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     size_t n = (size_t)cm->size, *send = xmalloc(2 * n * sizeof *send), *recv = send + n;
     for (int p = 0; p < cm->size; p++) {
         send[p] = a2a_bytes(cm->rank, p);
@@ -258,7 +258,7 @@ END_TEST
 
 START_TEST(exchange)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int64_t mine[3] = {cm->rank, (int64_t)cm->rank << 40, -cm->rank - 1};
     int64_t *all = xmalloc(3 * (size_t)cm->size * sizeof *all);
     ck_assert_msg(comm_exchange(cm, mine, 3, all, &e) == 0, "%s", e.msg);
@@ -273,7 +273,7 @@ END_TEST
 
 START_TEST(broadcast)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int root = cm->size - 1;
     uint8_t buf[1000];
     for (size_t i = 0; i < sizeof buf; i++) buf[i] = byte_of(cm->rank, 2, i);
@@ -292,7 +292,7 @@ END_TEST
  * sends in both directions must not deadlock), then receives what it is owed. */
 START_TEST(control_messages)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     const size_t big = 3u << 20;
     int me = comm_mpi_rank(world), n = comm_mpi_size(world), got = 0;
     for (int p = 0; p < n; p++) {
@@ -370,7 +370,7 @@ static int run_ranks(const char *self, int n)
 
 int main(int argc, char **argv)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (!comm_mpi_launched()) {
         cm = comm_self();
         int failed = check_run(suite(), 0);

@@ -16,7 +16,7 @@ static struct tok *tok;
 
 static void setup(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     tok = tok_load(FIX "r1/tokenizer.json", FIX "r1/tokenizer_config.json", &e);
     ck_assert_msg(tok != NULL, "%s", e.msg);
 }
@@ -30,7 +30,7 @@ static void teardown(void)
 static struct gen *make(const char *const *stop, int n_stop, int reasoning, const int32_t *prompt,
                         int n_prompt)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gen_params p = {.prompt = prompt, .n_prompt = n_prompt, .n = 1, .max_tokens = 64,
                            .sampling = smp_params_default(), .stop = stop, .n_stop = n_stop,
                            .skip_special_tokens = 1, .reasoning = reasoning};
@@ -203,7 +203,7 @@ static struct gen *make_tools(struct gv **v)
     static struct jss_doc doc = {.root = &params};
     static const struct gram_tool fn = {"f", &doc};
     struct gram_tools t = {.format = GRAM_TOOLS_HERMES, .tools = &fn, .n_tools = 1, .lazy = true};
-    struct err e = {{0}};
+    struct err e = {0};
     *v = gv_create(tok, tok_n_vocab(tok));
     struct gram *gr = gram_tools(&t, tok_n_vocab(tok), NULL, &e);
     ck_assert_msg(gr != NULL, "%s", e.msg);

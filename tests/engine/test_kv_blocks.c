@@ -9,7 +9,7 @@
 /* Asserts the invariants with these tables as the only block holders. */
 static void assert_ok(const struct kvb *kv, const struct kvb_table *const *tables, int32_t n)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = kvb_check(kv, tables, n, &e);
     ck_assert_msg(rc == 0, "kvb_check: %s", e.msg);
 }

@@ -119,7 +119,7 @@ static struct smp_params random_params(struct smp_bias *bias, const int32_t *can
 
 static struct smp_state *state(const struct smp_params *p, int V, const int32_t *hist, int n_hist)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(smp_params_check(p, V, &e) == 0, "%s", e.msg);
     struct smp_state *s = smp_state_create(p, V, hist, 3, 1, &e);
     for (int i = 3; i < n_hist; i++) smp_accept(s, hist[i]);
@@ -160,7 +160,7 @@ static void one(const float *row, int V, struct tally *t)
     for (int i = 0; i < 12; i++) hist[i] = i % 3 ? ids[next_u32() % SMP_CAND_K] : (int32_t)(next_u32() % (uint32_t)V);
     struct smp_state *full = state(&p, V, hist, 12), *cand = state(&p, V, hist, 12);
     struct smp_result rf, rc;
-    struct err e = {{0}};
+    struct err e = {0};
     int claimed = smp_sample_candidates(cand, &p, &c, &rc);
     int ok = smp_sample(full, &p, row, V, &rf, &e) == 0;
     t->tried[case_of(&p)]++;
@@ -217,7 +217,7 @@ START_TEST(common_cases_are_claimed)
             if (mode == 3) p.temperature = 0.0f, p.logprobs = 1, p.n_logprobs = 5;
             if (mode == 1) p.temperature = 0.8f, p.top_k = 50;
             if (mode == 2) p.temperature = 0.7f, p.top_p = 0.9f;
-            struct err e = {{0}};
+            struct err e = {0};
             struct smp_state *s = smp_state_create(&p, V, NULL, 0, 1, &e);
             claimed[mode] += smp_sample_candidates(s, &p, &c, &r);
             smp_state_destroy(s);
@@ -241,7 +241,7 @@ static void small_row(float *row, int V, float *lg, int32_t *ids, struct smp_can
 
 static int claims(const struct smp_params *p, const struct smp_cands *c, const int32_t *hist, int n)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct smp_result r;
     struct smp_state *s = smp_state_create(p, c->n_vocab, hist, n, 1, &e);
     int rc = smp_sample_candidates(s, p, c, &r);

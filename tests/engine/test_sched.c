@@ -51,7 +51,7 @@ static struct harness *harness_create(int32_t n_blocks, int32_t block_size, int3
 {
     struct harness *h = calloc(1, sizeof *h);
     h->cfg = (struct sched_config){n_blocks, block_size, budget, max_seqs, false, 0};
-    struct err e = {{0}};
+    struct err e = {0};
     h->s = sched_create(&h->cfg, &e);
     ck_assert_msg(h->s != NULL, "%s", e.msg);
     h->slots = calloc((size_t)n_blocks * (size_t)block_size, sizeof *h->slots);
@@ -66,7 +66,7 @@ static void harness_destroy(struct harness *h)
     kvb_stats(sched_kv(h->s), &st);
     ck_assert_int_eq(st.n_used, 0);
     ck_assert_int_eq(st.n_free + st.n_cached, st.n_blocks);
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(sched_check(h->s, &e) == 0, "%s", e.msg);
     sched_destroy(h->s);
     free(h->slots);
@@ -179,7 +179,7 @@ static struct sched_out step(struct harness *h)
     }
     if (o.batch.n_seqs > 0) sched_update(h->s, sampled, NULL);
     collect_finished(h);
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(sched_check(h->s, &e) == 0, "step %lld: %s", (long long)h->n_steps, e.msg);
     h->n_steps++;
     return o;
@@ -223,7 +223,7 @@ static void fill_prompt(int32_t *p, int32_t n, uint32_t seed)
 static int fork_child(struct harness *h, int64_t parent, int64_t id, int32_t alt)
 {
     struct req_log *pl = &h->reqs[parent];
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = sched_fork(h->s, parent, id, alt, &e);
     if (rc == 0) {
         struct req_log *l =
@@ -330,7 +330,7 @@ START_TEST(test_prefill_chunk_cap)
     struct harness *h = harness_create(1024, 16, 512, 8);
     sched_destroy(h->s);
     h->cfg.prefill_chunk = 200;
-    struct err e = {{0}};
+    struct err e = {0};
     h->s = sched_create(&h->cfg, &e);
     static int32_t longp[1000];
     int32_t shortp[10];
@@ -421,7 +421,7 @@ START_TEST(test_admission_refused)
     struct harness *h = harness_create(4, 16, 64, 4);
     int32_t p[64];
     fill_prompt(p, 64, 6);
-    struct err e = {{0}};
+    struct err e = {0};
     /* 60 + 10 tokens need 69 cached positions: 5 blocks of 16 > 4 */
     ck_assert_int_eq(add_req(h, 0, p, 60, 10, &e), -1);
     ck_assert_msg(strstr(e.msg, "5 KV cache blocks") && strstr(e.msg, "60 prompt") &&
@@ -496,7 +496,7 @@ START_TEST(test_fork_shares_prompt)
     fill_prompt(p, 40, 10);
     ck_assert_int_eq(add_req(h, 0, p, 40, 20, NULL), 0);
     step(h); /* prefill and first sample */
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(sched_fork(h->s, 5, 6, 11, &e), -1); /* unknown parent */
     ck_assert_int_eq(fork_child(h, 0, 1, 11), 0);
     ck_assert_int_eq(fork_child(h, 0, 2, 12), 0);
@@ -537,7 +537,7 @@ static void soak_add(struct harness *h, uint64_t *rng, int64_t id, const int32_t
     if (n_prefix) memcpy(p, prefixes + rnd(rng, 3) * 200, (size_t)n_prefix * sizeof *p);
     fill_prompt(p + n_prefix, n_tail, (uint32_t)rnd(rng, 1u << 30));
     int32_t max_tokens = 1 + (int32_t)rnd(rng, 80);
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(add_req(h, id, p, n_prefix + n_tail, max_tokens, &e) == 0, "%s", e.msg);
 }
 

@@ -20,7 +20,7 @@ static struct gguf_set g;
 static void setup(void)
 {
     json_error_t je;
-    struct err e = {{0}};
+    struct err e = {0};
     golden = json_load_file(FIX "tokens.json", 0, &je);
     ck_assert_msg(golden, "%s", je.text);
     ck_assert_msg(gguf_open(&g, FIX "llama-legacy.gguf", &e) == 0, "%s", e.msg);
@@ -48,7 +48,7 @@ START_TEST(pre_tokenizers_match_llama_cpp)
     int n_pre = 0;
     json_object_foreach(json_object_get(golden, "pre"), pre, cases)
     {
-        struct err e = {{0}};
+        struct err e = {0};
         struct tok *t = vocab_from_gguf(&g, pre, &e);
         ck_assert_msg(t, "%s: %s", pre, e.msg);
         size_t i;
@@ -83,7 +83,7 @@ static enum chat_role role_of(const char *s)
 
 START_TEST(chat_templates_match)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = vocab_from_gguf(&g, NULL, &e);
     ck_assert_msg(t, "%s", e.msg);
     struct chat *chatml = chat_create(t, NULL, &e); /* recognised from the file's template */
@@ -139,7 +139,7 @@ END_TEST
 /* What a GGUF's tokenizer keys say: ids, flags, end of turn, refusals naming the key. */
 START_TEST(vocabulary_keys)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = vocab_from_gguf(&g, NULL, &e);
     ck_assert_int_eq(tok_n_vocab(t), 4096);
     ck_assert_int_eq(tok_bos_id(t), 3400);

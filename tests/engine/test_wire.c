@@ -71,7 +71,7 @@ static void expect_same_params(const struct gen_params *a, const struct gen_para
 
 START_TEST(params_round_trip)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gen_params p = sample_params();
     struct wire w;
     wire_init(&w);
@@ -107,7 +107,7 @@ static struct gen_event sample_event(void)
 
 START_TEST(event_round_trip)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gen_event ev = sample_event(), got;
     struct wire w;
     wire_init(&w);
@@ -152,7 +152,7 @@ static struct metrics sample_metrics(int k)
 
 START_TEST(metrics_round_trip_and_sum)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct metrics a = sample_metrics(1), b = sample_metrics(3), got;
     struct wire w;
     wire_init(&w);
@@ -191,7 +191,7 @@ static const struct kvb_copy step_copies[] = {{1, 4}, {6, 0}};
 
 START_TEST(step_round_trip)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct wire w;
     wire_init(&w);
     wire_put_step(&w, &step_batch, 64, step_copies, 2);
@@ -220,7 +220,7 @@ END_TEST
  * prefix is copied to a buffer of exactly its size, so ASan sees any overrun). */
 START_TEST(truncations_are_refused)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gen_params p = sample_params();
     struct gen_event ev = sample_event();
     struct metrics m = sample_metrics(2);
@@ -254,7 +254,7 @@ END_TEST
 /* Counts that claim more elements than the message holds are refused before any allocation. */
 START_TEST(huge_counts_are_refused)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct wire w;
     wire_init(&w);
     wire_put_i32(&w, INT32_MAX); /* n_prompt */

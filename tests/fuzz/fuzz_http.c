@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void start_engine(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct engine_opts eo = {.model_dir = "tests/fixtures/models/v3-bf16-sharded",
                              .tokenizer_dir = "tests/fixtures/tokenizer/v3", .max_num_seqs = 8,
                              .max_num_batched_tokens = 64, .max_model_len = 32, .block_size = 16,
@@ -60,7 +60,7 @@ static void start_engine(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     (void)argc, (void)argv;
     start_engine();
     struct http_config hc = {.host = "127.0.0.1", .port = 0, .max_body = 1 << 16,

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     (void)argc, (void)argv;
     struct tok *tok = tok_load("tests/fixtures/tokenizer/v3/tokenizer.json",
                                "tests/fixtures/tokenizer/v3/tokenizer_config.json", &e);

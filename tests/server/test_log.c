@@ -81,7 +81,7 @@ START_TEST(levels_and_reopen)
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/seekd.log", dir);
     snprintf(moved, sizeof moved, "%s/seekd.log.1", dir);
-    struct err e = {{0}};
+    struct err e = {0};
     struct log *l = log_create(path, LOG_TEXT, LOGL_INFO, &e);
     ck_assert_ptr_nonnull(l);
     log_msg(l, LOGL_DEBUG, "hidden");
@@ -104,7 +104,7 @@ END_TEST
 
 START_TEST(unwritable_file)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_ptr_null(log_create("/nonexistent-dir/seekd.log", LOG_TEXT, LOGL_INFO, &e));
     ck_assert_ptr_nonnull(strstr(e.msg, "/nonexistent-dir/seekd.log"));
 }

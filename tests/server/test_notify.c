@@ -63,7 +63,7 @@ START_TEST(datagrams)
     setenv("WATCHDOG_USEC", "2000000", 1);
     unsetenv("WATCHDOG_PID");
     struct notify n;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(notify_open(&n, &e), 0);
     ck_assert_uint_eq(n.watchdog_usec, 2000000);
     ck_assert_int_eq(notify_send(&n, "STATUS=%d%%", 40), 0);

@@ -38,7 +38,7 @@ static int load_text(struct seekd_options *o, const char *text, struct err *e)
 static void expect_yaml_error(const char *text, const char *where, const char *what)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     opt_defaults(&o);
     ck_assert_int_eq(load_text(&o, text, &e), -1);
     ck_assert_has(e.msg, where);
@@ -315,7 +315,7 @@ END_TEST
 START_TEST(flag_forms)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = opt_parse(&o,
                        ARGS("--port", "9000", "--host=::1", "-m", "/models/v3", "--max_num_seqs",
                             "8", "--no-enable-prefix-caching", "--kv-cache-memory=24GiB",
@@ -343,7 +343,7 @@ END_TEST
 START_TEST(list_flags)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = opt_parse(&o,
                        ARGS("--api-key", "a", "--served-model-name", "deepseek-v3, dsv3",
                             "--api-key", "b,c", "--cors-allowed-origins=*"),
@@ -363,7 +363,7 @@ END_TEST
 START_TEST(flag_errors)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(opt_parse(&o, ARGS("--prot", "80"), &e), -1);
     ck_assert_str_eq(e.msg, "unknown option '--prot' (did you mean --port?)");
     ck_assert_int_eq(opt_parse(&o, ARGS("--max-num-seq=4"), &e), -1);
@@ -418,7 +418,7 @@ START_TEST(help)
     free(text);
 
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(parse_quietly(&o, ARGS("--help"), &e), 1);
     ck_assert_int_eq(parse_quietly(&o, ARGS("--port", "x", "-h"), &e), 1); /* help wins */
     ck_assert_int_eq(parse_quietly(&o, ARGS("--bogus", "--help"), &e), 1);
@@ -438,7 +438,7 @@ START_TEST(flags_override_file)
                "  - r1\n",
                path, sizeof path);
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(opt_parse(&o, ARGS("--config", path, "--port", "9100"), &e), 0);
     ck_assert_int_eq(o.port, 9100);
     ck_assert_int_eq(o.block_size, 128);
@@ -470,7 +470,7 @@ START_TEST(api_key_environment)
     char path[256];
     write_temp("api_keys: [file-key]\n", path, sizeof path);
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     setenv("SEEKD_API_KEY", "k1, k2", 1);
     ck_assert_int_eq(opt_parse(&o, ARGS("--port", "1"), &e), 0);
     assert_list(&o.api_keys, 2, (const char *[]){"k1", "k2"});
@@ -499,7 +499,7 @@ END_TEST
 START_TEST(cross_option_rules)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(opt_parse(&o, ARGS("--max-num-seqs", "4096"), &e), -1);
     ck_assert_has(e.msg, "max_num_batched_tokens (2048) must be at least max_num_seqs (4096)");
     ck_assert_int_eq(opt_parse(&o, ARGS("--max-header-size", "64KiB"), &e), -1);
@@ -517,7 +517,7 @@ END_TEST
 START_TEST(yaml_values)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     opt_defaults(&o);
     ck_assert_int_eq(load_text(&o,
                                "# comment\n"
@@ -553,7 +553,7 @@ END_TEST
 START_TEST(yaml_errors)
 {
     struct seekd_options o;
-    struct err e = {{0}};
+    struct err e = {0};
     opt_defaults(&o);
     ck_assert_int_eq(load_text(&o, "host: ::1\n\n\nport: 70000\n", &e), -1);
     ck_assert_str_eq(e.msg, "seekd.yaml:4: key 'port': 70000 is out of range [1, 65535]");
@@ -595,7 +595,7 @@ END_TEST
 START_TEST(reference_file)
 {
     struct seekd_options def, o;
-    struct err e = {{0}};
+    struct err e = {0};
     opt_defaults(&def);
     opt_defaults(&o);
     o.port = 1; /* so that the file must set it back */

@@ -17,7 +17,7 @@ static const struct matrix_kernels *mx_cur; /* numerics bf16's matrix set for th
 
 static void load(struct tiny_opts o)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     dir = ck_tmpdir();
     tiny_model_write(dir, &o, 11);
     m = model_load(dir, &e);
@@ -42,7 +42,7 @@ static void run_chunked_on(int chunk, enum dtype kv_dtype, struct tp *tp, float 
     int32_t table[16];
     for (int i = 0; i < n_blocks; i++) table[i] = n_blocks + 2 - i; /* scattered */
     struct fwd *f = fwd_create(m, chunk, tp);
-    struct err e = {{0}};
+    struct err e = {0};
     fwd_use_matrix(f, mx_cur);
     for (int p = 0; p < N_TOK; p += chunk) {
         int len = N_TOK - p < chunk ? N_TOK - p : chunk;
@@ -142,7 +142,7 @@ static float *run_long(int chunk, struct tp *tp)
     for (int i = 0; i < N; i++) tok[i] = (i * 29 + 3) % V;
     float *logits = malloc((size_t)N * V * sizeof *logits);
     struct fwd *f = fwd_create(m, chunk, tp);
-    struct err e = {{0}};
+    struct err e = {0};
     fwd_use_matrix(f, mx_cur);
     for (int p = 0; p < N; p += chunk) {
         int len = N - p < chunk ? N - p : chunk;
@@ -192,7 +192,7 @@ static void check_batch_invariance(void)
     struct kv_cache *kv = kv_cache_create(m->cfg.n_layers, config_kv_width(&m->cfg), BS, 32, DT_F32);
     struct tp *tp = tp_create(3);
     struct fwd *f = fwd_create(m, 32, tp);
-    struct err e = {{0}};
+    struct err e = {0};
     fwd_use_matrix(f, mx_cur);
     int32_t t0[] = {0, 1, 2, 3, 4, 5, 6, 7}, t1[] = {8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
     int32_t t2[] = {20, 21, 22};

@@ -21,7 +21,7 @@ static const int32_t toks[N_TOK] = {5, 17, 3, 60, 22, 9, 41, 9, 1, 33, 50};
 
 static struct model *load_tiny(char **dir, int fp8, int q_lora)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     *dir = ck_tmpdir();
     tiny_model_write(*dir, &(struct tiny_opts){.q_lora = q_lora, .fp8 = fp8}, 7);
     struct model *m = model_load(*dir, &e);
@@ -32,7 +32,7 @@ static struct model *load_tiny(char **dir, int fp8, int q_lora)
 /* Logits of every position, the tokens fed `chunk` at a time; dump: stage dump dir or NULL. */
 static float *run(const struct model *m, enum numerics nm, int chunk, int threads, const char *dump)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int V = m->cfg.vocab_size;
     struct backend_opts o = {.numerics = nm, .max_tokens = N_TOK, .max_logits = N_TOK,
                              .block_size = BS, .kv_dtype = nm == NUMERICS_FAST ? DT_BF16 : DT_F32,
@@ -110,7 +110,7 @@ END_TEST
 static struct sc_result check_dump(const struct model *m, const char *dump, int expect_rc,
                                    char *msg)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct sc_opts o = {.dump_dir = dump, .out = stderr};
     struct sc_result r;
     struct tp *tp = tp_create(2);
@@ -125,7 +125,7 @@ static struct sc_result check_dump(const struct model *m, const char *dump, int 
 static void nudge(const char *dump, int step, int layer, const char *name, int64_t i, int ulps)
 {
     char path[4200];
-    struct err e = {{0}};
+    struct err e = {0};
     struct sd_array a;
     sd_stage_path(dump, step, layer, name, path, sizeof path);
     ck_assert_msg(sd_load(path, &a, &e) == 0, "%s", e.msg);
@@ -161,7 +161,7 @@ END_TEST
 
 START_TEST(synthetic_weights_come_from_the_hash)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     const char *cfg = "tests/fixtures/synthetic/tiny-fp8.json";
     struct model *a = synth_load(cfg, 42, 1, 2, &e), *b = synth_load(cfg, 42, 1, 1, &e);
     struct model *z = synth_load(cfg, 42, 0, 1, &e), *c = synth_load(cfg, 43, 1, 1, &e);

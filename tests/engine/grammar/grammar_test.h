@@ -16,7 +16,7 @@
 
 static inline struct tok *gt_tok(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = tok_load(GT_FIX "tokenizer.json", GT_FIX "tokenizer_config.json", &e);
     ck_assert_msg(t != NULL, "%s", e.msg);
     return t;
@@ -25,7 +25,7 @@ static inline struct tok *gt_tok(void)
 /* Whether the whole text is a complete document of g. */
 static inline int gt_matches(struct gram *g, const char *s)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gm *m = gm_create(g, &e);
     ck_assert_msg(m != NULL, "%s", e.msg);
     int ok = gm_accept_bytes(m, (const uint8_t *)s, strlen(s), &e) == 0 && gm_can_end(m);
@@ -37,7 +37,7 @@ static inline int gt_matches(struct gram *g, const char *s)
  * of allowed tokens. */
 static inline int gt_check_mask(struct gm *m, const struct gv *v, int32_t eos)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int32_t words = gv_words(v);
     uint64_t *mask = calloc((size_t)words, sizeof *mask);
     ck_assert_msg(gm_fill_mask(m, v, mask, &eos, 1, &e) == 0, "%s", e.msg);
@@ -64,7 +64,7 @@ static inline int gt_check_mask(struct gm *m, const struct gv *v, int32_t eos)
 static inline int gt_random_walk(struct gram *g, const struct gv *v, int32_t eos, int steps,
                                  unsigned seed)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gm *m = gm_create(g, &e);
     ck_assert_msg(m != NULL, "%s", e.msg);
     int32_t words = gv_words(v);

@@ -23,7 +23,7 @@ static void teardown(void)
 
 static struct gram *regex(const char *re)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = gram_from_regex(re, strlen(re), NULL, &e);
     ck_assert_msg(g != NULL, "%s: %s", re, e.msg);
     return g;
@@ -72,7 +72,7 @@ START_TEST(regex_refusals)
     static const char *bad[] = {"(?=a)b", "(a)\\1", "a\\bb", "\\p{L}", "a++",  "(a", "a)",
                                 "[a",     "x{3,2}", "a**",   "a^b",    "(^a)", "\\", "[z-a]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct err e = {{0}};
+        struct err e = {0};
         struct gram *g = gram_from_regex(bad[i], strlen(bad[i]), NULL, &e);
         ck_assert_msg(g == NULL, "%s compiled", bad[i]);
         ck_assert_msg(strncmp(e.msg, "regex: ", 7) == 0, "%s: %s", bad[i], e.msg);
@@ -85,7 +85,7 @@ START_TEST(regex_blowups_are_bounded)
     struct gram_limits lim = gram_limits_default();
     static const char *bad[] = {"(a{1000}){1000}", "(a|b)*a(a|b){30}", "x{99999}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct err e = {{0}};
+        struct err e = {0};
         struct gram *g = gram_from_regex(bad[i], strlen(bad[i]), &lim, &e);
         ck_assert_msg(g == NULL, "%s compiled", bad[i]);
         ck_assert_msg(e.msg[0], "no message for %s", bad[i]);
@@ -101,7 +101,7 @@ START_TEST(choices)
 {
     const char *c[] = {"yes", "no", "not sure", ""};
     size_t n[] = {3, 2, 8, 0};
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = gram_from_choices(c, n, 4, NULL, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     ck_assert(gt_matches(g, "no"));
@@ -135,7 +135,7 @@ START_TEST(shallow_classes_equal_brute_force)
     lim.class_depth = 2;
     static const char *res[] = {"[a-z ]{0,40}\\.", "(foo|bar|foobar){1,6} ?baz", "\"[^\"]{3,30}\""};
     for (size_t i = 0; i < sizeof res / sizeof res[0]; i++) {
-        struct err e = {{0}};
+        struct err e = {0};
         struct gram *g = gram_from_regex(res[i], strlen(res[i]), &lim, &e);
         ck_assert_msg(g != NULL, "%s", e.msg);
         for (unsigned s = 0; s < 3; s++) gt_random_walk(g, voc, eos, 30, 7 * (unsigned)i + s);
@@ -147,7 +147,7 @@ END_TEST
 START_TEST(matcher_refuses_and_keeps_state)
 {
     struct gram *g = regex("ab(c|d)");
-    struct err e = {{0}};
+    struct err e = {0};
     struct gm *m = gm_create(g, &e);
     ck_assert_int_eq(gm_accept_bytes(m, (const uint8_t *)"ab", 2, &e), 0);
     ck_assert_int_eq(gm_accept_bytes(m, (const uint8_t *)"x", 1, &e), -1);

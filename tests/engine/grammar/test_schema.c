@@ -43,7 +43,7 @@ static int class_depth; /* 0: the default */
 static struct gram *compile(struct jss *root, struct jss *const *defs, int n_defs)
 {
     struct jss_doc d = {.root = root, .defs = defs, .n_defs = n_defs};
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram_limits lim = gram_limits_default();
     if (class_depth) lim.class_depth = class_depth;
     struct gram *g = gram_from_schema(&d, GRAM_WS_COMPACT, &lim, &e);
@@ -331,7 +331,7 @@ END_TEST
 
 START_TEST(json_object_mode)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = gram_json_object(GRAM_WS_COMPACT, NULL, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     ck_assert(gt_matches(g, "{\"a\": [1, {\"b\": null}, -0.5, true], \"c\": \"x\"}"));
@@ -367,7 +367,7 @@ START_TEST(gbnf)
                                "num ::= \"-\"? [0-9]{1,3}\n"
                                "str ::= \"\\\"\" [^\"\\x00-\\x1f]* \"\\\"\"\n"
                                "ws ::= [ ]?\n";
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = gram_from_gbnf(text, sizeof text - 1, voc->n_vocab, NULL, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     ck_assert(gt_matches(g, "[1, \"a\",null,-12]"));
@@ -409,7 +409,7 @@ START_TEST(too_ambiguous_to_start)
         n += (size_t)snprintf(text + n, cap - n, "r%d ::= \"a\"+ \"%d\"\n", i, i);
     struct gram_limits lim = gram_limits_default();
     lim.max_work = 2000000000;
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = gram_from_gbnf(text, n, voc->n_vocab, &lim, &e);
     ck_assert_ptr_null(g);
     ck_assert_msg(strstr(e.msg, "ambiguous"), "%s", e.msg);
@@ -429,7 +429,7 @@ START_TEST(tool_calls)
     struct gram_tool fns[] = {{"get_weather", &d}, {"now", &d2}};
     struct gram_tools t = {
         .format = GRAM_TOOLS_HERMES, .tools = fns, .n_tools = 2, .parallel = true};
-    struct err e = {{0}};
+    struct err e = {0};
     struct gram *g = gram_tools(&t, voc->n_vocab, NULL, &e);
     ck_assert_msg(g != NULL, "%s", e.msg);
     ck_assert(gt_matches(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "

@@ -63,7 +63,7 @@ static int open_it(struct err *e)
 /* The file fails with the path and each fragment in its one message. */
 static void expect_fail(const struct gw *b, const char *frag1, const char *frag2)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     gw_save(b, path);
     ck_assert_int_eq(open_it(&e), -1);
     ck_assert_msg(strstr(e.msg, path), "no file name in: %s", e.msg);
@@ -77,7 +77,7 @@ START_TEST(reads_valid_file)
     valid_file(&b, 8);
     gw_save(&b, path);
     struct gguf_set g;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(gguf_open(&g, path, &e) == 0, "%s", e.msg);
     ck_assert_int_eq(g.n_kv, 6);
     ck_assert_int_eq(g.n_tensors, 3);
@@ -132,7 +132,7 @@ START_TEST(alignment_key)
     for (int i = 0; i < 4; i++) gw_f32(&b, 1.0f);
     gw_save(&b, path);
     struct gguf_set g;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(gguf_open(&g, path, &e) == 0, "%s", e.msg);
     ck_assert_uint_eq(((uintptr_t)g.tensors[0].data - (uintptr_t)g.files[0].map) % 64, 0);
     ck_assert_int_eq(g.files[0].version, 2);
@@ -298,7 +298,7 @@ START_TEST(truncated_everywhere)
     int fd = open(path, O_RDWR);
     ck_assert_int_ge(fd, 0);
     for (long n = 65535; n >= 0; n--) {
-        struct err e = {{0}};
+        struct err e = {0};
         ck_assert_int_eq(ftruncate(fd, n), 0);
         ck_assert_msg(open_it(&e) == -1, "a file cut at %ld bytes opened", n);
         ck_assert_msg(strstr(e.msg, path), "cut at %ld: %s", n, e.msg);
@@ -333,7 +333,7 @@ START_TEST(split_sets)
     snprintf(second, sizeof second, "%s/m-00002-of-00003.gguf", dir);
     for (int i = 0; i < 3; i++) shard(i, 3, i, 3);
     struct gguf_set g;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(gguf_open(&g, second, &e) == 0, "%s", e.msg); /* any shard names the set */
     ck_assert_int_eq(g.n_files, 3);
     ck_assert_int_eq(g.n_tensors, 3);

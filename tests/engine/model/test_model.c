@@ -23,7 +23,7 @@ static void teardown(void)
 
 static void expect_load_fail(const char *frag1, const char *frag2)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = model_load(dir, &e);
     ck_assert_msg(m == NULL, "loaded a broken checkpoint");
     ck_assert_msg(strstr(e.msg, frag1), "'%s' not in: %s", frag1, e.msg);
@@ -32,7 +32,7 @@ static void expect_load_fail(const char *frag1, const char *frag2)
 
 static struct model *load_ok(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = model_load(dir, &e);
     ck_assert_msg(m != NULL, "%s", e.msg);
     return m;
@@ -253,7 +253,7 @@ START_TEST(progress_reports)
     tiny_model_write(dir, &o, 2);
     struct seen s = {.monotonic = 1};
     struct load_progress p = {.fn = record, .arg = &s};
-    struct err e = {{0}};
+    struct err e = {0};
     struct model *m = model_load_progress(dir, &p, &e);
     ck_assert_msg(m != NULL, "%s", e.msg);
     ck_assert_str_eq(s.first.stage, "mapping");

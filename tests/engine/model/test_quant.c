@@ -21,7 +21,7 @@ START_TEST(dequant_matches_gguf_package)
     static const enum dtype types[] = {DT_Q8_0, DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1,
                                        DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K};
     struct gguf_set g;
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_msg(gguf_open(&g, FIX, &e) == 0, "%s", e.msg);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char ref_name[32];

@@ -33,7 +33,7 @@ static int open_single(struct err *e)
 static void expect_fail(const char *header, long hlen, const void *data, size_t n,
                         const char *frag1, const char *frag2)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_raw(dir, "model.safetensors", header, hlen, data, n);
     ck_assert_int_eq(open_single(&e), -1);
     ck_assert_msg(strstr(e.msg, "model.safetensors"), "no file name in: %s", e.msg);
@@ -45,7 +45,7 @@ static const float four[4] = {1, 2, 3, 4};
 
 START_TEST(valid_file)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct st_set s;
     ck_raw(dir, "model.safetensors",
            "{\"__metadata__\":{\"format\":\"pt\"},\"b\":{\"dtype\":\"F32\",\"shape\":[2],"
@@ -69,7 +69,7 @@ END_TEST
 
 START_TEST(too_short)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_write(dir, "model.safetensors", "abc", 3);
     ck_assert_int_eq(open_single(&e), -1);
     ck_assert_ptr_nonnull(strstr(e.msg, "too short"));
@@ -168,7 +168,7 @@ END_TEST
 /* Headers need not be padded: unaligned data still loads and reads correctly. */
 START_TEST(misaligned)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct st_set s;
     float v = 0;
     ck_raw(dir, "model.safetensors",
@@ -186,7 +186,7 @@ END_TEST
 
 START_TEST(missing_everything)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(open_single(&e), -1);
     ck_assert_ptr_nonnull(strstr(e.msg, "no model.safetensors"));
 }
@@ -208,7 +208,7 @@ static void write_index(const char *map)
 
 START_TEST(sharded_ok)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct st_set s;
     write_shard("model-00001-of-00002.safetensors", "x");
     write_shard("model-00002-of-00002.safetensors", "y");
@@ -230,7 +230,7 @@ static void count_read(void *arg, uint64_t done, uint64_t total)
  * mappings 2 MiB-aligned, and reports the bytes read. */
 START_TEST(moved_to_huge_pages)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct st_set s;
     write_shard("model-00001-of-00002.safetensors", "x");
     write_shard("model-00002-of-00002.safetensors", "y");
@@ -253,7 +253,7 @@ END_TEST
 
 static void expect_index_fail(const char *frag1, const char *frag2)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(open_single(&e), -1);
     ck_assert_msg(strstr(e.msg, frag1), "'%s' not in: %s", frag1, e.msg);
     if (frag2) ck_assert_msg(strstr(e.msg, frag2), "'%s' not in: %s", frag2, e.msg);

@@ -98,7 +98,7 @@ END_TEST
 
 START_TEST(fit_check)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     uint64_t G = 1ull << 30;
     ck_assert_int_eq(wl_check_fit("device 0 (H)", 100 * G, 90 * G, G, 1 << 20, &e), 0);
     ck_assert_int_eq(wl_check_fit("device 0 (NVIDIA H200)", 139 * G, 674 * G, 2 * G, 4718592, &e), -1);

@@ -17,7 +17,7 @@
 
 static struct tok *load_v3(void)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = tok_load(FIX "v3/tokenizer.json", FIX "v3/tokenizer_config.json", &e);
     ck_assert_msg(t, "%s", e.msg);
     return t;
@@ -51,7 +51,7 @@ START_TEST(corpus_matches_hf)
     {
         json_t *text = json_object_get(c, "text");
         struct tok_ids ids = {0}, plain = {0};
-        struct err e = {{0}};
+        struct err e = {0};
         ck_assert_int_eq(tok_encode(t, json_string_value(text), json_string_length(text),
                                     TOK_PARSE_SPECIAL, &ids, &e), 0);
         assert_ids(&ids, json_object_get(c, "ids"), i, "with specials");
@@ -68,7 +68,7 @@ END_TEST
 /* Decodes ids one-shot and through tok_stream one id at a time; both must agree. */
 static void decode_both(const struct tok *t, const struct tok_ids *ids, bool skip, struct tok_text *one)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(tok_decode(t, ids->v, ids->n, skip, one, &e), 0);
     struct tok_stream st;
     struct tok_text streamed = {0};
@@ -94,7 +94,7 @@ START_TEST(decode_and_stream_match)
     {
         json_t *text = json_object_get(c, "text"), *skip = json_object_get(c, "decoded_skip");
         struct tok_ids ids = {0};
-        struct err e = {{0}};
+        struct err e = {0};
         ck_assert_int_eq(tok_encode(t, json_string_value(text), json_string_length(text), TOK_PARSE_SPECIAL, &ids, &e), 0);
         struct tok_text all = {0}, skipped = {0};
         decode_both(t, &ids, false, &all);
@@ -116,7 +116,7 @@ END_TEST
 START_TEST(stream_holds_incomplete_character)
 {
     struct tok *t = load_v3();
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok_ids ids = {0};
     /* a CJK character the fixture vocab has no token for is encoded as 3 byte tokens */
     const char *text = "\xE4\xB8\x80\xE4\xB8\x80\xE4\xB8\x80 \xF0\x9F\xA7\xBF";
@@ -150,7 +150,7 @@ START_TEST(invalid_utf8_is_an_error)
                                 "\xF4\x90\x80\x80", "\xE2\x82"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct tok_ids ids = {0};
-        struct err e = {{0}};
+        struct err e = {0};
         tok_ids_push(&ids, 7);
         ck_assert_int_eq(tok_encode(t, bad[i], strlen(bad[i]), TOK_PARSE_SPECIAL, &ids, &e), -1);
         ck_assert_ptr_nonnull(strstr(e.msg, "UTF-8"));
@@ -158,7 +158,7 @@ START_TEST(invalid_utf8_is_an_error)
         tok_ids_free(&ids);
     }
     struct tok_ids ids = {0};
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(tok_encode(t, "a\0b", 3, 0, &ids, &e), 0); /* NUL is valid UTF-8 */
     int32_t wrong = tok_n_vocab(t) + 5;
     struct tok_text out = {0};
@@ -179,7 +179,7 @@ START_TEST(specials_are_not_forged)
         int32_t special = tok_added_id(t, spellings[i]);
         ck_assert_int_ge(special, 0);
         struct tok_ids plain = {0}, parsed = {0};
-        struct err e = {{0}};
+        struct err e = {0};
         ck_assert_int_eq(tok_encode(t, text, strlen(text), 0, &plain, &e), 0);
         ck_assert_int_eq(tok_encode(t, text, strlen(text), TOK_PARSE_SPECIAL, &parsed, &e), 0);
         size_t n_in_parsed = 0;
@@ -204,7 +204,7 @@ START_TEST(add_special_prepends_bos)
 {
     struct tok *t = load_v3();
     struct tok_ids ids = {0};
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_int_eq(tok_encode(t, "Hello", 5, TOK_ADD_SPECIAL, &ids, &e), 0);
     ck_assert_int_eq(ids.v[0], tok_added_id(t, "<｜begin▁of▁sentence｜>"));
     ck_assert_int_eq(tok_bos_id(t), ids.v[0]);
@@ -226,7 +226,7 @@ static void expect_refused(void (*change)(json_t *root), const char *want)
     json_t *root = load_json(FIX "v3/tokenizer.json");
     change(root);
     char *text = json_dumps(root, 0);
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *t = tok_load_str(text, NULL, &e);
     ck_assert_msg(!t, "loaded despite: %s", want);
     ck_assert_msg(strstr(e.msg, want), "message \"%s\" lacks \"%s\"", e.msg, want);
@@ -269,7 +269,7 @@ START_TEST(malformed_tokenizer_json_is_refused)
     expect_refused(byte_fallback, "byte_fallback");
     expect_refused(single_word, "single_word");
     expect_refused(missing_byte, "no token for byte 0x00");
-    struct err e = {{0}};
+    struct err e = {0};
     ck_assert_ptr_null(tok_load_str("{not json", NULL, &e));
     ck_assert_ptr_nonnull(strstr(e.msg, "JSON error"));
     ck_assert_ptr_null(tok_load("tests/fixtures/tokenizer/nonexistent.json", NULL, &e));
@@ -280,7 +280,7 @@ END_TEST
 START_TEST(pair_form_merges_load)
 {
     /* tokenizer_r1.json stores merges as ["a", "b"]; the V3 file as "a b": same ids */
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok *r1 = tok_load(FIX "r1/tokenizer.json", FIX "r1/tokenizer_config.json", &e);
     ck_assert_msg(r1, "%s", e.msg);
     struct tok *v3 = load_v3();
