@@ -123,6 +123,11 @@ static int nc_broadcast(struct comm *c, void *buf, size_t bytes, int root, struc
     return comm_broadcast(nc_of(c)->host, buf, bytes, root, e);
 }
 
+static int nc_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
+{
+    return comm_broadcast_wait(nc_of(c)->host, buf, bytes, root, e);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -176,6 +181,7 @@ static const struct comm_ops nccl_ops = {
     .alltoallv = nc_alltoallv,
     .exchange = nc_exchange,
     .broadcast = nc_broadcast,
+    .broadcast_wait = nc_broadcast_wait,
     .sync = nc_sync,
     .destroy = nc_destroy,
 };

@@ -81,6 +81,14 @@ int comm_broadcast(struct comm *c, void *buf, size_t bytes, int root, struct err
     return c->ops->broadcast(c, buf, bytes, root, e);
 }
 
+int comm_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
+{
+    if (root < 0 || root >= c->size)
+        return err_set(e, "broadcast: root %d is not a rank (size %d)", root, c->size);
+    count(c);
+    return (c->ops->broadcast_wait ? c->ops->broadcast_wait : c->ops->broadcast)(c, buf, bytes, root, e);
+}
+
 int comm_sync(struct comm *c, void *stream, struct err *e)
 {
     return c->ops->sync(c, stream, e);

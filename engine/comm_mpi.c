@@ -190,6 +190,28 @@ static int mpi_broadcast(struct comm *c, void *buf, size_t bytes, int root, stru
     return 0;
 }
 
+/* MPI_Ibcast, then tests: back to back for the first millisecond (a step follows the last one
+ * at once while there is work), then 0.2 ms naps, 2 ms once idle for 0.1 s, so that a rank
+ * waiting for work does not keep a core busy as a blocking broadcast would. */
+static int mpi_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
+{
+    struct timespec t0, t, nap = {0, 0};
+    for (size_t off = 0; off < bytes; off += PIECE) {
+        size_t k = bytes - off < PIECE ? bytes - off : PIECE;
+        MPI_Request req;
+        int rc = MPI_Ibcast((char *)buf + off, (int)k, MPI_BYTE, root, mc_of(c)->mc, &req), done = 0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (rc == MPI_SUCCESS && !(rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) && !done) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            long waited = (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec);
+            nap.tv_nsec = waited > 100000000L ? 2000000L : 200000L;
+            if (waited > 1000000L) nanosleep(&nap, NULL);
+        }
+        if (mpi_check(rc, "broadcast", c->rank, e) != 0) return -1;
+    }
+    return 0;
+}
+
 static int mpi_sync(struct comm *c, void *stream, struct err *e)
 {
     return 0; /* host collectives are done when they return */
@@ -212,6 +234,7 @@ static const struct comm_ops mpi_ops = {
     .alltoallv = mpi_alltoallv,
     .exchange = mpi_exchange,
     .broadcast = mpi_broadcast,
+    .broadcast_wait = mpi_broadcast_wait,
     .sync = mpi_sync,
     .destroy = mpi_destroy,
 };

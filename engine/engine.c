@@ -16,6 +16,7 @@
 #include "engine/dp.h"
 #include "engine/gen.h"
 #include "engine/grammar/vocab.h"
+#include "engine/lockstep.h"
 #include "engine/masker.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
@@ -63,6 +64,9 @@ struct engine {
     struct metrics metrics;
     int n_live_seqs;            /* sequences of submitted requests not yet ended (atomic) */
     struct dp *dp;              /* data parallelism, rank 0: routes to other ranks; else NULL */
+    struct comm *tp;            /* tensor parallelism: the engine threads' communicator; NULL */
+    int tp_agreed;              /* lockstep_agree done (every rank calls it once) */
+    struct lockstep *follower;  /* tensor-parallel ranks 1..: rank 0's steps run here; NULL */
 };
 
 static int64_t now_ns(void)
@@ -397,6 +401,9 @@ static bool step(struct engine *eng)
     struct err e = {0};
     double t0 = now_s();
     sched_step(eng->sched, &out);
+    if (eng->tp && (out.n_copies || out.batch.n_seqs) &&
+        lockstep_send(eng->tp, &out.batch, eng->scfg.block_size, out.copies, out.n_copies, &e) != 0)
+        ERR_FATAL("tensor parallelism: %s", e.msg); /* the ranks can no longer agree: end the job */
     if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
     if (out.batch.n_seqs == 0) {
         finish_all(eng);
@@ -486,6 +493,18 @@ static void *engine_main(void *arg)
         }
         pthread_mutex_unlock(&eng->mu);
     }
+    struct err e = {0};
+    if (eng->tp && lockstep_stop(eng->tp, &e) != 0)
+        fprintf(stderr, "seekd: tensor parallelism: %s\n", e.msg);
+    return NULL;
+}
+
+/* The engine thread of tensor-parallel ranks 1..: rank 0's steps until it says stop. */
+static void *follower_main(void *arg)
+{
+    struct engine *eng = arg;
+    if (lockstep_follow(eng->follower) != 0)
+        fprintf(stderr, "seekd: tensor parallelism: %s\n", eng->follower->fault.msg);
     return NULL;
 }
 
@@ -505,17 +524,47 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
     bo.numerics = eng->numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
     if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
+    bo.tp_comm = eng->tp;
     eng->be = eng->bops->create(eng->m, &bo, e);
+    if (eng->be) eng->bops->stats(eng->be, &eng->be_start);
+    int32_t n_blocks = eng->be_start.n_blocks;
+    eng->tp_agreed = eng->tp != NULL;
+    if (eng->tp && lockstep_agree(eng->tp, eng->be != NULL, &n_blocks, e) != 0) return -1;
     if (!eng->be) return -1;
-    eng->bops->stats(eng->be, &eng->be_start);
-    eng->scfg = (struct sched_config){.n_blocks = eng->be_start.n_blocks, .block_size = o->block_size,
+    eng->scfg = (struct sched_config){.n_blocks = n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
                                       .max_num_seqs = o->max_num_seqs,
                                       .no_prefix_caching = !o->enable_prefix_caching,
                                       .prefill_chunk = o->prefill_chunk > 0 ? o->prefill_chunk
                                                                             : eng->be_start.prefill_chunk};
+    if (eng->tp && eng->tp->rank > 0) return 0; /* rank 0 schedules */
     eng->sched = sched_create(&eng->scfg, e);
     return eng->sched ? 0 : -1;
+}
+
+/* A tensor-parallel rank that fails before its backend is made still takes part in the
+ * start-up agreement, so that the others hear of it instead of waiting. */
+static void agree_failed(struct engine *eng)
+{
+    int32_t none = 0;
+    struct err ignored = {0};
+    if (eng->tp && !eng->tp_agreed) lockstep_agree(eng->tp, 0, &none, &ignored);
+    eng->tp_agreed = 1;
+}
+
+/* Starts the engine thread: the scheduling loop, or (tensor-parallel ranks 1..) the follower's. */
+static int start_thread(struct engine *eng, struct err *e)
+{
+    void *(*fn)(void *) = engine_main;
+    if (eng->tp && eng->tp->rank > 0) {
+        eng->follower = xcalloc(1, sizeof *eng->follower);
+        *eng->follower = (struct lockstep){.c = eng->tp, .bops = eng->bops, .be = eng->be,
+                                           .logits = eng->logits};
+        fn = follower_main;
+    }
+    if (pthread_create(&eng->thread, NULL, fn, eng) != 0) return err_set(e, "cannot start the engine thread");
+    eng->thread_started = 1;
+    return 0;
 }
 
 /* The context a request may use: max_model_len when set, else the model's own. Longer than the
@@ -546,6 +595,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     pthread_mutex_init(&eng->mu, NULL);
     metrics_init(&eng->metrics);
     pthread_cond_init(&eng->cv, NULL);
+    eng->tp = o->tp_comm && o->tp_comm->size > 1 ? o->tp_comm : NULL;
     eng->m = model_load_progress(o->model_dir, o->progress, e);
     if (!eng->m) goto fail;
     eng->tok = vocab_load(eng->m, o->model_dir, o->tokenizer_dir, e);
@@ -572,13 +622,10 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     eng->masker = masker_create(eng->gv, o->max_num_seqs, e);
     if (!eng->masker) goto fail;
     eng->heartbeat_ns = now_ns();
-    if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
-        err_set(e, "cannot start the engine thread");
-        goto fail;
-    }
-    eng->thread_started = 1;
+    if (start_thread(eng, e) != 0) goto fail;
     return eng;
 fail:
+    agree_failed(eng);
     engine_destroy(eng);
     return NULL;
 }
@@ -614,6 +661,7 @@ void engine_destroy(struct engine *eng)
     free(eng->cands);
     free(eng->sampled);
     free(eng->stopped);
+    free(eng->follower);
     sched_destroy(eng->sched);
     tok_destroy(eng->tok);
     model_destroy(eng->m);
@@ -658,6 +706,7 @@ int engine_fault(struct engine *eng, char *msg, size_t n)
 
 double engine_idle_s(const struct engine *eng)
 {
+    if (eng->follower) return lockstep_stalled_s(eng->follower, now_ns()); /* waiting is not idle */
     return (double)(now_ns() - __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE)) * 1e-9;
 }
 
@@ -688,6 +737,7 @@ void engine_limits(const struct engine *eng, struct engine_limits *out)
 
 int engine_alive(const struct engine *eng, double max_stall_s)
 {
+    if (eng->follower && __atomic_load_n(&eng->follower->failed, __ATOMIC_ACQUIRE)) return 0;
     return engine_idle_s(eng) <= max_stall_s;
 }
 
@@ -769,7 +819,7 @@ static int pick_rank(struct engine *eng, const struct gen_params *p, int *queued
     pthread_mutex_lock(&eng->mu);
     *queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&eng->mu);
-    bool local_only = p->grammar || p->tool_format != TC_NONE;
+    bool local_only = p->grammar || p->tool_format != TC_NONE || eng->tp; /* TP: one engine */
     if (!eng->dp || local_only) {
         if (*queued + p->n > eng->max_queued) return -1;
         if (eng->dp) dp_route_local(eng->dp);

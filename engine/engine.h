@@ -46,6 +46,9 @@ struct engine_opts {
     enum numerics numerics;     /* arithmetic of a step (engine/backend.h); AUTO: backend_numerics
                                  * decides once the model is loaded */
     int cuda_graphs;            /* CUDA, fast numerics: decode steps replayed from graphs */
+    struct comm *tp_comm;       /* tensor parallelism: every rank's engine thread talks on it
+                                 * (engine/lockstep.h); rank 0 schedules, the others follow and
+                                 * take no requests. NULL or one rank: none */
     int sample_prefilter;       /* sample from pre-filtered rows where provably the same
                                  * (engine/sampler_cand.h), when the backend offers it */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */

@@ -166,8 +166,7 @@ static const struct opt_def opt_table[] = {
     /* parallelism */
     {INT(tensor_parallel_size), .flag = "--tensor-parallel-size", .def = "1", .min = 1,
      .max = 1024, .group = "Parallelism", .metavar = "N",
-     .help = "ranks that split each layer (heads, MLP, experts); seekd logits runs it, "
-             "serving with it is not implemented yet"},
+     .help = "ranks that split each layer (heads, MLP, experts; CPU ranks under mpirun)"},
     {INT(data_parallel_size), .flag = "--data-parallel-size", .def = "1", .min = 1, .max = 1024,
      .group = "Parallelism", .metavar = "N",
      .help = "ranks that each run the whole model on their own requests (under mpirun)"},

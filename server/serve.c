@@ -133,6 +133,7 @@ struct daemon {
     struct http_server *h;
     struct launch ln;           /* alone, or one rank of an MPI job */
     struct comm *cm;            /* every rank (MPI only): the start-up exchange */
+    struct comm *tpc;           /* tensor parallelism: the engine threads' communicator; NULL */
     struct dp_rank *dpr;        /* ranks 1..: the loop serving rank 0's requests */
 };
 
@@ -308,6 +309,7 @@ static int load_engine(struct daemon *d, struct err *e)
     struct progress pr;
     progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file && d->ln.size == 1);
     fill_engine_opts(&d->o, &eo, &pr.cb);
+    eo.tp_comm = d->tpc;
     int devices[BACKEND_MAX_DEVICES];
     if (pick_backend(d, &eo, devices, e) != 0) return -1;
     notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
@@ -323,6 +325,7 @@ static int load_engine(struct daemon *d, struct err *e)
         log_msg(d->log, LOGL_WARN, "max_model_len clamped to %d tokens, all the KV cache holds "
                 "(the model's context is %d): raise kv_cache_memory for the full context",
                 lim.max_model_len, lim.model_context);
+    if (d->tpc && d->ln.rank > 0) return 0; /* a follower runs rank 0's warm-up step */
     notify_send(&d->nt, "STATUS=Warming up");
     double t0 = http_now();
     if (warm_up(d, e) != 0) return -1;
@@ -457,7 +460,8 @@ static int serve_rank(struct daemon *d)
     if (join_ranks(d, ok, &e) != 0) {
         if (ok) log_msg(d->log, LOGL_ERROR, "%s", e.msg);
     } else {
-        log_msg(d->log, LOGL_INFO, "ready (pid %d): serving rank 0's requests", (int)getpid());
+        log_msg(d->log, LOGL_INFO, d->tpc ? "ready (pid %d): running its part of rank 0's steps"
+                                          : "ready (pid %d): serving rank 0's requests", (int)getpid());
         rc = follow(d);
     }
     dp_rank_destroy(d->dpr);
@@ -489,7 +493,11 @@ static int serve(struct daemon *d)
     if (ok)
         log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
                 d->o.host, http_port(d->h), d->o.model);
-    if (ok && d->ln.w)
+    if (ok && d->ln.w && d->tpc)
+        log_msg(d->log, LOGL_INFO, "tensor parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
+                "schedules the steps every rank runs its part of", d->ln.size,
+                comm_mpi_host(d->ln.w), (int)getpid());
+    else if (ok && d->ln.w)
         log_msg(d->log, LOGL_INFO, "data parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
                 "routes requests to %d engines", d->ln.size, comm_mpi_host(d->ln.w), (int)getpid(),
                 d->ln.size);
@@ -551,18 +559,14 @@ static int start_launch(struct daemon *d)
         if (d->ln.rank == 0) fprintf(stderr, "seekd serve: %s\n", e.msg);
         return -1;
     }
-    if (lay.tensor_parallel_size > 1) { /* the lockstep engine is still to come */
-        if (d->ln.rank == 0)
-            fprintf(stderr, "seekd serve: tensor_parallel_size %d: serving with tensor parallelism "
-                            "is not implemented yet (seekd logits runs it; data_parallel_size "
-                            "serves)\n", lay.tensor_parallel_size);
-        launch_finish(&d->ln);
-        return -1;
-    }
     if (!d->ln.w) return 0;
     d->cm = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
-    if (d->cm) return 0;
+    if (d->cm && lay.tensor_parallel_size > 1) /* the engine threads' own */
+        d->tpc = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
+    if (d->cm && (lay.tensor_parallel_size == 1 || d->tpc)) return 0;
     fprintf(stderr, "seekd serve: rank %d: %s\n", d->ln.rank, e.msg);
+    comm_destroy(d->cm);
+    d->cm = NULL;
     launch_finish(&d->ln);
     return -1;
 }
@@ -587,6 +591,7 @@ int cmd_serve(int argc, char **argv)
     notify_close(&d.nt);
     log_destroy(d.log);
     opt_free(&d.o);
+    comm_destroy(d.tpc);
     comm_destroy(d.cm);
     launch_finish(&d.ln);
     return rc;

@@ -147,9 +147,6 @@ def test_launch_refusals(binary, tmp_path):
     proc = run([binary, *base, "--tensor-parallel-size", "2"], env)
     assert proc.returncode == 2 and "tensor_parallel_size 2 x data_parallel_size 1 needs 2 ranks" \
         in proc.stderr, proc.stderr
-    proc = run([*MPIRUN, "-np", "2", binary, *base, "--tensor-parallel-size", "2"], env)
-    out = proc.stderr + proc.stdout
-    assert proc.returncode != 0 and out.count("serving with tensor parallelism is not implemented") == 1, out
     proc = run([binary, *base, "--enable-expert-parallel"], env)
     assert proc.returncode == 2 and "expert parallelism is not implemented yet" in proc.stderr
     proc = run([*MPIRUN, "-np", "2", binary, *base], env)
@@ -181,11 +178,11 @@ def test_rank_that_cannot_load_stops_every_rank(binary, tmp_path):
 # ---- a data-parallel server ------------------------------------------------------------------
 
 class MpiServer(Server):
-    """`mpirun -np N seekd serve --data-parallel-size N` on 127.0.0.1."""
+    """`mpirun -np N seekd serve --data-parallel-size N` (or another layout flag) on 127.0.0.1."""
 
-    def __init__(self, binary, n, args=()):
+    def __init__(self, binary, n, args=(), layout="--data-parallel-size"):
         super().__init__(binary, mpi_env(binary), SERVE_MODEL, TOKENIZER,
-                         ("--data-parallel-size", str(n), "--threads", "1", *args),
+                         (layout, str(n), "--threads", "1", *args),
                          launcher=(*MPIRUN, "-np", str(n)))
 
     def rank_pid(self, rank):
@@ -396,3 +393,58 @@ def test_hung_rank_stops_the_service(binary):
         if dp.proc.poll() is None:
             dp.proc.kill()
             dp.proc.wait()
+
+
+# ---- a tensor-parallel server ----------------------------------------------------------------
+
+def test_tensor_parallel_server_matches_one_rank(binary):
+    """`mpirun -np 2 seekd serve --tensor-parallel-size 2`: rank 0 schedules, both ranks run
+    every step; 32 concurrent greedy answers equal one rank's, every request is rank 0's, and
+    every KV block is free afterwards."""
+    env = mpi_env(binary)
+    one = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--threads", "1"))
+    try:
+        want = answers(one.base)
+    finally:
+        one.stop()
+    tp = MpiServer(binary, 2, layout="--tensor-parallel-size")
+    try:
+        assert "tensor-parallel rank 1 of 2" in tp.output(), tp.output()
+        assert answers(tp.base) == want
+        assert tp.blocks_in_use() == 0
+        text = get(tp.base, "/metrics")
+        routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+        assert routed == [32, 0], routed
+    finally:
+        tp.stop()
+
+
+def test_tensor_parallel_drain_and_failures(binary):
+    """SIGTERM to rank 0 while requests run: they finish and both ranks exit 0. A follower
+    killed, or stopped (no exit for mpirun to see), ends the service non-zero naming it."""
+    tp = MpiServer(binary, 2, layout="--tensor-parallel-size")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(complete, tp.base, p, 100) for p in PROMPTS[:4]]
+        time.sleep(0.5)
+        os.kill(tp.rank_pid(0), signal.SIGTERM)
+        assert all(f.result(timeout=120) for f in futs)
+    tp.proc.wait(timeout=60)
+    assert tp.proc.returncode == 0 and "rank 1: exit 0" in tp.output(), tp.output()
+    for sig, args, says in ((signal.SIGKILL, (), r"rank 1\b"),
+                            (signal.SIGSTOP, ("--engine-stall-timeout", "2s"),
+                             "rank 1 has sent nothing for")):
+        tp = MpiServer(binary, 2, args, layout="--tensor-parallel-size")
+        pid = tp.rank_pid(1)
+        try:
+            assert complete(tp.base, "before")
+            os.kill(pid, sig)
+            tp.proc.wait(timeout=60)
+            out = tp.output()
+            assert tp.proc.returncode != 0
+            assert re.search(says, out[out.find("ready: serving"):]), out
+        finally:
+            if sig == signal.SIGSTOP:
+                os.kill(pid, signal.SIGKILL)
+            if tp.proc.poll() is None:
+                tp.proc.kill()
+                tp.proc.wait()
