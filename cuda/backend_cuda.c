@@ -140,9 +140,9 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
     struct backend_opts ro = *o;
     ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
     o = &ro;
-    if (o->tp_comm && o->tp_comm->size > 1) {
-        err_set(e, "backend cuda: tensor parallelism over GPUs is not implemented yet (CPU ranks "
-                   "under mpirun run it)");
+    if ((o->tp_comm && o->tp_comm->size > 1) || (o->ep_comm && o->ep_comm->size > 1)) {
+        err_set(e, "backend cuda: tensor and expert parallelism over GPUs are not implemented yet "
+                   "(CPU ranks under mpirun run them)");
         return NULL;
     }
     if (cu_check_opts(m, o, e) != 0) {

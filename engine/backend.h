@@ -63,6 +63,10 @@ struct backend_opts {
     struct comm *tp_comm;     /* tensor parallelism: the ranks that split every layer, which run
                                * every step together (this rank computes its part); NULL or one
                                * rank: the whole model here. Kept, not owned. */
+    struct comm *ep_comm;     /* expert parallelism with data-parallel attention: the ranks that
+                               * share the routed experts, each running its own batches in step
+                               * (forward with no sequence: serve the others' rows only). NULL:
+                               * every expert here. Kept, not owned. */
 };
 
 struct backend_stats {

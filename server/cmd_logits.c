@@ -82,7 +82,10 @@ static void logits_usage(FILE *f)
                "  --tensor-parallel-size N under mpirun -np N: each rank computes its part of\n"
                "                  every layer (heads, experts, MLP and vocabulary rows); the\n"
                "                  logits are gathered on every rank\n"
-               "  --enable-expert-parallel: not implemented yet\n");
+               "  --enable-expert-parallel  with --data-parallel-size N: each rank holds 1/N of\n"
+               "                  the experts, the routed rows travel to them and back\n"
+               "                  (all-to-all); with --tensor-parallel-size the experts are\n"
+               "                  split whole across the ranks either way\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -280,7 +283,9 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                               .kv_blocks = n_blocks, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices,
                               .dump_dir = o->dump_dir, .graphs = !o->no_graphs,
-                              .tp_comm = o->layout.tensor_parallel_size > 1 ? c : NULL};
+                              .tp_comm = o->layout.tensor_parallel_size > 1 ? c : NULL,
+                              .ep_comm = o->layout.data_parallel_size > 1 &&
+                                                 o->layout.enable_expert_parallel ? c : NULL};
     struct backend *b = m && logits ? ops->create(m, &bo, e) : NULL;
     if (all_ready(c, b != NULL, e) != 0) {
         if (b) ops->destroy(b);

@@ -10,9 +10,9 @@ int launch_check_layout(const struct launch_layout *lay, struct err *e)
                        "tensor_parallel_size %d with data_parallel_size %d: the two together are "
                        "not implemented yet (each alone is)",
                        lay->tensor_parallel_size, lay->data_parallel_size);
-    if (lay->enable_expert_parallel)
-        return err_set(e, "enable_expert_parallel: expert parallelism is not implemented yet "
-                          "(data_parallel_size without it is)");
+    if (lay->enable_expert_parallel && lay->tensor_parallel_size * lay->data_parallel_size == 1)
+        return err_set(e, "enable_expert_parallel splits the experts across ranks: it needs "
+                          "data_parallel_size or tensor_parallel_size above 1");
     return 0;
 }
 

@@ -119,6 +119,49 @@ def test_tensor_parallel_uneven_splits(binary, tmp_path, ranks):
         close_to(np.load(tmp_path / "one.npy"), np.load(tmp_path / "tp.npy"))
 
 
+MOE_MODELS = [m for m in MODELS + GGUF_MODELS if m.name.startswith(("v2", "v3", "deepseek2"))]
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("model", MOE_MODELS, ids=[m.name for m in MOE_MODELS])
+def test_expert_parallel_logits(binary, tmp_path, model, mode, ranks):
+    """Data-parallel attention, the experts split: every MoE layer sends each routed row to its
+    expert's rank and back, and each token sums its experts in one rank's order — so the logits
+    are one rank's bit for bit."""
+    tokens = [1, 5, 17, 33, 2, 99, 100, 7, 8, 9, 11, 12]
+    env = mpi_env(binary)
+    one = logits([], binary, model, tokens, MODES[mode], tmp_path / "one.npy", env)
+    many = logits([*MPIRUN, "-np", str(ranks)], binary, model, tokens,
+                  ["--data-parallel-size", str(ranks), "--enable-expert-parallel", *MODES[mode]],
+                  tmp_path / "ep.npy", env)
+    assert np.array_equal(one, many)
+
+
+def test_expert_parallel_uneven_and_with_tensor_parallel(binary, tmp_path):
+    """6 experts over 4 ranks (2, 2, 1, 1) and over 3; and --enable-expert-parallel beside
+    --tensor-parallel-size, where the experts are split whole across the ranks either way."""
+    cfg, env = uneven_model(tmp_path), mpi_env(binary)
+    base = [binary, "logits", "--synthetic", str(cfg), "--seed", "3", "--threads", "1",
+            "--numerics", "ref", "--tokens", "1,5,17,33,2,99,100,7,8,9"]
+
+    def run_ok(prefix, extra, out):
+        proc = run([*prefix, *base, "--out", str(out), *extra], env, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return np.load(out)
+
+    one = run_ok([], [], tmp_path / "one.npy")
+    for ranks in (3, 4):
+        ep = run_ok([*MPIRUN, "-np", str(ranks)], ["--data-parallel-size", str(ranks),
+                                                    "--enable-expert-parallel"], tmp_path / "ep.npy")
+        assert np.array_equal(one, ep)
+    tp = run_ok([*MPIRUN, "-np", "2"], ["--tensor-parallel-size", "2"], tmp_path / "tp.npy")
+    tpep = run_ok([*MPIRUN, "-np", "2"], ["--tensor-parallel-size", "2", "--enable-expert-parallel"],
+                  tmp_path / "tpep.npy")
+    assert np.array_equal(tp, tpep)
+    close_to(one, tpep)
+
+
 def test_tensor_parallel_refusals(binary, tmp_path):
     env = mpi_env(binary)
     base = [binary, "logits", "--model", str(MODELS[0]), "--tokens", "1,2", "--threads", "1",
@@ -148,7 +191,8 @@ def test_launch_refusals(binary, tmp_path):
     assert proc.returncode == 2 and "tensor_parallel_size 2 x data_parallel_size 1 needs 2 ranks" \
         in proc.stderr, proc.stderr
     proc = run([binary, *base, "--enable-expert-parallel"], env)
-    assert proc.returncode == 2 and "expert parallelism is not implemented yet" in proc.stderr
+    assert proc.returncode == 2 and "needs data_parallel_size or tensor_parallel_size above 1" \
+        in proc.stderr, proc.stderr
     proc = run([*MPIRUN, "-np", "2", binary, *base], env)
     assert proc.returncode != 0
     assert "started as 2 MPI ranks" in proc.stderr + proc.stdout
