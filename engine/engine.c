@@ -65,7 +65,8 @@ struct engine {
     int n_live_seqs;            /* sequences of submitted requests not yet ended (atomic) */
     struct dp *dp;              /* data parallelism, rank 0: routes to other ranks; else NULL */
     struct comm *tp;            /* tensor parallelism: the engine threads' communicator; NULL */
-    int tp_agreed;              /* lockstep_agree done (every rank calls it once) */
+    struct comm *ep;            /* expert parallelism: the engine threads' communicator; NULL */
+    int agreed;                 /* lockstep_agree done on tp or ep (every rank calls it once) */
     struct lockstep *follower;  /* tensor-parallel ranks 1..: rank 0's steps run here; NULL */
 };
 
@@ -464,6 +465,24 @@ static void fault_stall(void)
 static void fault_stall(void) {}
 #endif
 
+/* Expert parallelism: one round with the other ranks (engine/lockstep.h); whether this rank ran
+ * a step, of its own work or an empty one serving the others' rows. *quit once every rank is
+ * stopping. */
+static bool ep_round(struct engine *eng, int stop, bool *quit)
+{
+    struct err e = {0};
+    int any, all_stop, mine = sched_has_work(eng->sched);
+    if (lockstep_round(eng->ep, mine, stop, &any, &all_stop, &e) != 0)
+        ERR_FATAL("expert parallelism: %s", e.msg); /* the ranks can no longer agree: end the job */
+    *quit = all_stop;
+    if (all_stop || !any) return false;
+    if (mine && step(eng)) return true;
+    struct batch none = {0};
+    if (eng->bops->forward(eng->be, &none, eng->logits, &e) != 0)
+        ERR_FATAL("expert parallelism: %s", e.msg);
+    return true;
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *eng = arg;
@@ -473,9 +492,11 @@ static void *engine_main(void *arg)
         pthread_mutex_lock(&eng->mu);
         int stop = eng->stop;
         pthread_mutex_unlock(&eng->mu);
-        if (stop) break;
+        if (stop && !eng->ep) break; /* expert-parallel ranks stop together */
         take_requests(eng);
-        bool ran = sched_has_work(eng->sched) && step(eng);
+        bool quit = false;
+        bool ran = eng->ep ? ep_round(eng, stop, &quit) : sched_has_work(eng->sched) && step(eng);
+        if (quit) break;
         struct sched_stats st;
         sched_stats(eng->sched, &st);
         __atomic_store_n(&eng->n_waiting, st.n_requests_waiting, __ATOMIC_RELEASE);
@@ -484,10 +505,10 @@ static void *engine_main(void *arg)
         reap(eng);
         if (ran) continue;
         pthread_mutex_lock(&eng->mu);
-        if (!eng->incoming && !eng->stop) {
+        if (!eng->incoming && !eng->stop) { /* expert-parallel: the others' work is polled too */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50 * 1000 * 1000;
+            ts.tv_nsec += (eng->ep ? 5 : 50) * 1000 * 1000;
             if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
             pthread_cond_timedwait(&eng->cv, &eng->mu, &ts);
         }
@@ -524,12 +545,13 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
     bo.numerics = eng->numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
     if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
-    bo.tp_comm = eng->tp;
+    bo.tp_comm = eng->tp, bo.ep_comm = eng->ep;
     eng->be = eng->bops->create(eng->m, &bo, e);
     if (eng->be) eng->bops->stats(eng->be, &eng->be_start);
     int32_t n_blocks = eng->be_start.n_blocks;
-    eng->tp_agreed = eng->tp != NULL;
-    if (eng->tp && lockstep_agree(eng->tp, eng->be != NULL, &n_blocks, e) != 0) return -1;
+    struct comm *lc = eng->tp ? eng->tp : eng->ep; /* the ranks that must all start */
+    eng->agreed = lc != NULL; /* tensor-parallel ranks share one pool; expert-parallel, their own */
+    if (lc && lockstep_agree(lc, eng->be != NULL, eng->tp ? &n_blocks : NULL, e) != 0) return -1;
     if (!eng->be) return -1;
     eng->scfg = (struct sched_config){.n_blocks = n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
@@ -546,10 +568,10 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
  * start-up agreement, so that the others hear of it instead of waiting. */
 static void agree_failed(struct engine *eng)
 {
-    int32_t none = 0;
     struct err ignored = {0};
-    if (eng->tp && !eng->tp_agreed) lockstep_agree(eng->tp, 0, &none, &ignored);
-    eng->tp_agreed = 1;
+    struct comm *lc = eng->tp ? eng->tp : eng->ep;
+    if (lc && !eng->agreed) lockstep_agree(lc, 0, NULL, &ignored);
+    eng->agreed = 1;
 }
 
 /* Starts the engine thread: the scheduling loop, or (tensor-parallel ranks 1..) the follower's. */
@@ -596,6 +618,7 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     metrics_init(&eng->metrics);
     pthread_cond_init(&eng->cv, NULL);
     eng->tp = o->tp_comm && o->tp_comm->size > 1 ? o->tp_comm : NULL;
+    eng->ep = o->ep_comm && o->ep_comm->size > 1 ? o->ep_comm : NULL;
     eng->m = model_load_progress(o->model_dir, o->progress, e);
     if (!eng->m) goto fail;
     eng->tok = vocab_load(eng->m, o->model_dir, o->tokenizer_dir, e);

@@ -49,6 +49,9 @@ struct engine_opts {
     struct comm *tp_comm;       /* tensor parallelism: every rank's engine thread talks on it
                                  * (engine/lockstep.h); rank 0 schedules, the others follow and
                                  * take no requests. NULL or one rank: none */
+    struct comm *ep_comm;       /* expert parallelism with data-parallel ranks: the engine
+                                 * threads step together in rounds (engine/lockstep.h), each on
+                                 * its own requests. NULL or one rank: none */
     int sample_prefilter;       /* sample from pre-filtered rows where provably the same
                                  * (engine/sampler_cand.h), when the backend offers it */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */

@@ -15,7 +15,8 @@ static int64_t mono_ns(void)
 
 int lockstep_agree(struct comm *c, int ok, int32_t *n_blocks, struct err *e)
 {
-    int64_t mine[2] = {ok, ok ? *n_blocks : 0}, *all = xcalloc(2 * (size_t)c->size, sizeof *all);
+    int64_t mine[2] = {ok, ok && n_blocks ? *n_blocks : 0};
+    int64_t *all = xcalloc(2 * (size_t)c->size, sizeof *all);
     struct err ce = {0};
     int rc = comm_exchange(c, mine, 2, all, &ce);
     if (rc != 0) *e = ce;
@@ -23,8 +24,22 @@ int lockstep_agree(struct comm *c, int ok, int32_t *n_blocks, struct err *e)
     for (int r = 0; r < c->size && rc == 0; r++) {
         if (!all[2 * r])
             rc = err_set(e, "tensor-parallel rank %d failed to start (its log says why)", r);
-        else if (all[2 * r + 1] < *n_blocks)
+        else if (n_blocks && all[2 * r + 1] < *n_blocks)
             *n_blocks = (int32_t)all[2 * r + 1];
+    }
+    free(all);
+    return rc;
+}
+
+int lockstep_round(struct comm *c, int has_work, int stopping, int *any_work, int *all_stop,
+                   struct err *e)
+{
+    int64_t mine[2] = {has_work, stopping}, *all = xcalloc(2 * (size_t)c->size, sizeof *all);
+    int rc = comm_exchange_wait(c, mine, 2, all, e);
+    *any_work = 0, *all_stop = 1;
+    for (int r = 0; r < c->size && rc == 0; r++) {
+        *any_work |= all[2 * r] != 0;
+        *all_stop &= all[2 * r + 1] != 0;
     }
     free(all);
     return rc;

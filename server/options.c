@@ -171,7 +171,8 @@ static const struct opt_def opt_table[] = {
      .group = "Parallelism", .metavar = "N",
      .help = "ranks that each run the whole model on their own requests (under mpirun)"},
     {BOOL(enable_expert_parallel), .flag = "--enable-expert-parallel", .def = "false",
-     .group = "Parallelism", .help = "split the experts across the ranks; not implemented yet"},
+     .group = "Parallelism", .help = "split the routed experts across the data-parallel ranks "
+                                     "(rows exchanged by all-to-all)"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},

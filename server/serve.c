@@ -134,6 +134,7 @@ struct daemon {
     struct launch ln;           /* alone, or one rank of an MPI job */
     struct comm *cm;            /* every rank (MPI only): the start-up exchange */
     struct comm *tpc;           /* tensor parallelism: the engine threads' communicator; NULL */
+    struct comm *epc;           /* expert parallelism: the engine threads' communicator; NULL */
     struct dp_rank *dpr;        /* ranks 1..: the loop serving rank 0's requests */
 };
 
@@ -309,7 +310,7 @@ static int load_engine(struct daemon *d, struct err *e)
     struct progress pr;
     progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file && d->ln.size == 1);
     fill_engine_opts(&d->o, &eo, &pr.cb);
-    eo.tp_comm = d->tpc;
+    eo.tp_comm = d->tpc, eo.ep_comm = d->epc;
     int devices[BACKEND_MAX_DEVICES];
     if (pick_backend(d, &eo, devices, e) != 0) return -1;
     notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
@@ -561,9 +562,10 @@ static int start_launch(struct daemon *d)
     }
     if (!d->ln.w) return 0;
     d->cm = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
-    if (d->cm && lay.tensor_parallel_size > 1) /* the engine threads' own */
-        d->tpc = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
-    if (d->cm && (lay.tensor_parallel_size == 1 || d->tpc)) return 0;
+    int tp = lay.tensor_parallel_size > 1, ep = !tp && lay.enable_expert_parallel;
+    struct comm **own = tp ? &d->tpc : ep ? &d->epc : NULL; /* the engine threads' own */
+    if (d->cm && own) *own = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
+    if (d->cm && (!own || *own)) return 0;
     fprintf(stderr, "seekd serve: rank %d: %s\n", d->ln.rank, e.msg);
     comm_destroy(d->cm);
     d->cm = NULL;
@@ -592,6 +594,7 @@ int cmd_serve(int argc, char **argv)
     log_destroy(d.log);
     opt_free(&d.o);
     comm_destroy(d.tpc);
+    comm_destroy(d.epc);
     comm_destroy(d.cm);
     launch_finish(&d.ln);
     return rc;

@@ -492,3 +492,49 @@ def test_tensor_parallel_drain_and_failures(binary):
             if tp.proc.poll() is None:
                 tp.proc.kill()
                 tp.proc.wait()
+
+
+# ---- data parallelism with expert parallelism ------------------------------------------------
+
+def test_expert_parallel_server_matches_one_rank(binary):
+    """`--data-parallel-size 2 --enable-expert-parallel`: each rank schedules its own requests,
+    both step together (an idle one serving the other's expert rows); 32 concurrent greedy
+    answers equal one rank's, both ranks took some, and every KV block is free afterwards.
+    Then SIGTERM to rank 0 with requests running: they finish and both ranks exit 0."""
+    env = mpi_env(binary)
+    one = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--threads", "1"))
+    try:
+        want = answers(one.base)
+    finally:
+        one.stop()
+    ep = MpiServer(binary, 2, ("--enable-expert-parallel",))
+    assert "expert-parallel rank 1 of 2" in ep.output(), ep.output()
+    assert answers(ep.base) == want
+    assert ep.blocks_in_use() == 0
+    text = get(ep.base, "/metrics")
+    routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+    assert sum(routed) == 32 and min(routed) >= 8, routed
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(complete, ep.base, p, 100) for p in PROMPTS[:4]]
+        time.sleep(0.5)
+        os.kill(ep.rank_pid(0), signal.SIGTERM)
+        assert all(f.result(timeout=120) for f in futs)
+    ep.proc.wait(timeout=60)
+    assert ep.proc.returncode == 0 and "rank 1: exit 0" in ep.output(), ep.output()
+
+
+def test_expert_parallel_hung_rank_stops_the_service(binary):
+    ep = MpiServer(binary, 2, ("--enable-expert-parallel", "--engine-stall-timeout", "2s"))
+    pid = ep.rank_pid(1)
+    try:
+        assert complete(ep.base, "before")
+        os.kill(pid, signal.SIGSTOP)
+        ep.proc.wait(timeout=60)
+        out = ep.output()
+        assert ep.proc.returncode != 0
+        assert "rank 1 has sent nothing for" in out, out
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        if ep.proc.poll() is None:
+            ep.proc.kill()
+            ep.proc.wait()
