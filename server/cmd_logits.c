@@ -356,8 +356,13 @@ int cmd_logits(int argc, char **argv)
         free(tokens);
         return 2;
     }
-    struct launch ln;
-    if (launch_start(&ln, &o.layout, &e) != 0) {
+    struct launch ln = {.rank = 0, .size = 1};
+    int code, self = launch_self(&o.layout, argc, argv, &code, &e);
+    if (self > 0) { /* the ranks ran under mpirun, started here */
+        free(tokens);
+        return code;
+    }
+    if (self < 0 || launch_start(&ln, &o.layout, &e) != 0) {
         if (ln.rank == 0) fprintf(stderr, "seekd logits: %s\n", e.msg);
         free(tokens);
         return 2;

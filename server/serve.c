@@ -135,6 +135,7 @@ struct daemon {
     struct comm *cm;            /* every rank (MPI only): the start-up exchange */
     struct comm *tpc;           /* tensor parallelism: the engine threads' communicator; NULL */
     struct comm *epc;           /* expert parallelism: the engine threads' communicator; NULL */
+    int self_exit;              /* the exit code of ranks this process started (launch_self) */
     struct dp_rank *dpr;        /* ranks 1..: the loop serving rank 0's requests */
 };
 
@@ -549,14 +550,17 @@ static int open_outputs(struct daemon *d)
     return -1;
 }
 
-/* MPI when launched by it, and the communicator of the start-up exchange. */
+/* MPI when launched by it (or the ranks started under mpirun from here: 1 once they ended), and
+ * the communicators of the start-up exchange and the engine threads. */
 static int start_launch(struct daemon *d)
 {
     struct err e = {0};
     struct launch_layout lay = {.tensor_parallel_size = d->o.tensor_parallel_size,
                                 .data_parallel_size = d->o.data_parallel_size,
                                 .enable_expert_parallel = d->o.enable_expert_parallel};
-    if (launch_start(&d->ln, &lay, &e) != 0) {
+    int self = launch_self(&lay, d->argc, d->argv, &d->self_exit, &e);
+    if (self > 0) return 1; /* the ranks ran under mpirun, started here */
+    if (self < 0 || launch_start(&d->ln, &lay, &e) != 0) {
         if (d->ln.rank == 0) fprintf(stderr, "seekd serve: %s\n", e.msg);
         return -1;
     }
@@ -584,9 +588,9 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&d.signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &d.signals, NULL); /* every thread started after this inherits it */
     signal(SIGPIPE, SIG_IGN);
-    if (start_launch(&d) != 0) {
+    if ((rc = start_launch(&d)) != 0) {
         opt_free(&d.o);
-        return 2;
+        return rc > 0 ? d.self_exit : 2;
     }
     if (d.ln.rank == 0) rc = open_outputs(&d) == 0 ? serve(&d) : 1;
     else rc = open_log(&d) == 0 ? serve_rank(&d) : 1;

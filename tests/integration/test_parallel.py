@@ -184,12 +184,12 @@ def run(cmd, env, timeout=120):
 def test_launch_refusals(binary, tmp_path):
     env = mpi_env(binary)
     base = ["serve", "--model", str(SERVE_MODEL), "--tokenizer", str(TOKENIZER)]
-    proc = run([binary, *base, "--data-parallel-size", "2"], env)
-    assert proc.returncode == 2
-    assert "data_parallel_size 2 needs 2 ranks" in proc.stderr and "mpirun -np 2" in proc.stderr
-    proc = run([binary, *base, "--tensor-parallel-size", "2"], env)
-    assert proc.returncode == 2 and "tensor_parallel_size 2 x data_parallel_size 1 needs 2 ranks" \
-        in proc.stderr, proc.stderr
+    # several ranks and no mpirun to start them with: said, with what to do
+    for layout in ("--data-parallel-size", "--tensor-parallel-size"):
+        proc = run([binary, *base, layout, "2"], dict(env, PATH="/nonexistent"))
+        assert proc.returncode != 0
+        assert "needs 2 ranks, and mpirun cannot be started" in proc.stderr, proc.stderr
+        assert "apt-get install openmpi-bin" in proc.stderr and "mpirun -np 2" in proc.stderr
     proc = run([binary, *base, "--enable-expert-parallel"], env)
     assert proc.returncode == 2 and "needs data_parallel_size or tensor_parallel_size above 1" \
         in proc.stderr, proc.stderr
@@ -538,3 +538,21 @@ def test_expert_parallel_hung_rank_stops_the_service(binary):
         if ep.proc.poll() is None:
             ep.proc.kill()
             ep.proc.wait()
+
+
+def test_ranks_started_by_seekd_itself(binary, tmp_path):
+    """Without mpirun on the command line, a layout of several ranks starts them itself (under
+    mpirun, as a child): `seekd logits` equals the mpirun-launched run, and `seekd serve`
+    answers, then drains and exits 0 on SIGTERM to the process that was started."""
+    env, model, tokens = mpi_env(binary), MODELS[0], [1, 5, 17, 33]
+    by_hand = logits([*MPIRUN, "-np", "2"], binary, model, tokens, ["--tensor-parallel-size", "2"],
+                     tmp_path / "a.npy", env)
+    itself = logits([], binary, model, tokens, ["--tensor-parallel-size", "2"], tmp_path / "b.npy", env)
+    assert np.array_equal(by_hand, itself)
+    srv = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--tensor-parallel-size", "2", "--threads", "1"))
+    try:
+        assert "starting 2 ranks" in srv.output() and "tensor-parallel rank 1 of 2" in srv.output()
+        assert complete(srv.base, "hello")
+    finally:
+        out = srv.stop()
+    assert "rank 1: exit 0" in out, out
