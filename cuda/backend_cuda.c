@@ -81,6 +81,7 @@ static int make_kv(struct backend *b, struct err *e)
     CU_CHECK(cudaMemset(b->kv, 0, (size_t)b->kv_layer_blocks * per_block));
     b->st.n_blocks = (int32_t)n;
     b->st.kv_bytes = (uint64_t)b->kv_layer_blocks * per_block;
+    b->st.kv_dtype = b->o.kv_dtype;
     return 0;
 }
 

@@ -45,7 +45,7 @@ struct backend_opts {
     int max_tokens;           /* tokens in the largest step (max_num_batched_tokens) */
     int max_logits;           /* rows of logits the largest step asks for */
     int block_size;           /* KV cache tokens per block */
-    enum dtype kv_dtype;      /* DT_F32 or DT_BF16 */
+    enum dtype kv_dtype;      /* DT_F32, DT_BF16, or DT_F16 (CPU) */
     double kv_memory;         /* bytes (> 1) or a fraction (<= 1) of the memory free after the
                                * weights; ignored when kv_blocks > 0 */
     int64_t kv_blocks;        /* > 0: exactly this many blocks */
@@ -72,6 +72,7 @@ struct backend_opts {
 struct backend_stats {
     uint64_t weight_bytes;    /* weights the backend holds (CPU: mapped, not copied) */
     uint64_t kv_bytes;        /* the KV pool */
+    enum dtype kv_dtype;      /* its element type */
     uint64_t workspace_bytes; /* per-step scratch */
     int32_t n_blocks;         /* KV blocks the scheduler may use */
     uint64_t steps;           /* forward calls */

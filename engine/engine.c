@@ -476,12 +476,21 @@ static void *follower_main(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
+/* The KV cache's element type: as asked, or (auto) f16 for a GGUF model on the CPU, as
+ * llama.cpp keeps it, and bf16 otherwise (DeepSeek's latent cache). */
+static enum dtype kv_dtype_of(const struct engine *eng, const struct engine_opts *o)
+{
+    if (o->kv_cache_dtype >= 0) return (enum dtype)o->kv_cache_dtype;
+    int cpu = !o->backend || o->backend == backend_cpu();
+    return cpu && eng->m->gguf.n_tensors ? DT_F16 : DT_BF16;
+}
+
 /* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
 static int setup_backend(struct engine *eng, const struct engine_opts *o, struct err *e)
 {
     struct backend_opts bo = {.numerics = o->numerics, .max_tokens = o->max_num_batched_tokens,
                               .max_logits = o->max_num_seqs, .block_size = o->block_size,
-                              .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
+                              .kv_dtype = kv_dtype_of(eng, o),
                               .kv_memory = o->kv_cache_memory, .threads = o->threads,
                               .huge_pages = o->huge_pages,
                               .devices = o->devices, .n_devices = o->n_devices,

@@ -35,7 +35,8 @@ struct engine_opts {
     int allow_long_max_model_len; /* 1: max_model_len may exceed the model's context */
     int block_size;             /* KV cache tokens per block */
     double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */
-    int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
+    int kv_cache_dtype;         /* DT_F32, DT_BF16, DT_F16, or -1: auto (f16 for a GGUF model on
+                                 * the CPU, as llama.cpp keeps it; bf16 otherwise) */
     int enable_prefix_caching;
     int max_queued_requests;    /* admission bound: choices waiting beyond it are refused */
     int64_t max_request_memory; /* bytes one request may hold at most (gen_cost); 0: no limit */

@@ -46,7 +46,7 @@ static void logits_usage(FILE *f)
     fprintf(f, "usage: seekd logits (--model PATH | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
                "                    --out FILE.npy\n"
                "                    [--decode | --chunk N] [--first N] [--block-size N]\n"
-               "                    [--kv-dtype f32|bf16]\n"
+               "                    [--kv-dtype f32|bf16|f16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda]\n"
                "                    [--numerics ref|bf16|fast|auto]\n"
                "                    [--gpus LIST] [--stats] [--dump-stages DIR] [--no-cuda-graphs]\n"
@@ -61,7 +61,7 @@ static void logits_usage(FILE *f)
                "  --first N       the first step takes N tokens, the rest as --decode or --chunk\n"
                "                  say (a prefill, then decode steps)\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
-               "  --kv-dtype T    KV cache storage: f32 or bf16 (default: bf16 under DeepSeek's\n"
+               "  --kv-dtype T    KV cache storage: f32, bf16 or f16 (default: bf16 under DeepSeek's\n"
                "                  FP8 recipe, f32 otherwise)\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
@@ -137,6 +137,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         case 'k':
             if (strcmp(optarg, "f32") == 0) o->kv_dtype = DT_F32;
             else if (strcmp(optarg, "bf16") == 0) o->kv_dtype = DT_BF16;
+            else if (strcmp(optarg, "f16") == 0) o->kv_dtype = DT_F16;
             else return -1;
             o->kv_dtype_set = 1;
             break;

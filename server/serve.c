@@ -76,7 +76,10 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .block_size = o->block_size,
         .kv_cache_memory = o->kv_cache_memory.bytes ? (double)o->kv_cache_memory.bytes
                                                     : o->kv_cache_memory.fraction,
-        .kv_cache_bf16 = o->kv_cache_dtype == OPT_KV_BF16,
+        .kv_cache_dtype = o->kv_cache_dtype == OPT_KV_BF16  ? DT_BF16
+                          : o->kv_cache_dtype == OPT_KV_F32 ? DT_F32
+                          : o->kv_cache_dtype == OPT_KV_F16 ? DT_F16
+                                                            : -1,
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
         .max_request_memory = (int64_t)o->max_request_memory,
@@ -169,8 +172,9 @@ static void log_backend(struct daemon *d, enum numerics nm)
                         : strcmp(name, "cuda") == 0 ? "bf16 (run as ref: no BF16 kernels here)"
                                                      : "bf16";
     log_msg(d->log, LOGL_INFO, "backend %s (%s), numerics %s: weights %.2f GiB, KV pool %d blocks "
-            "(%.2f GiB), prefill chunks of %d tokens beside decodes", name, st.device, arith,
-            (double)st.weight_bytes / (1 << 30), st.n_blocks, (double)st.kv_bytes / (1 << 30),
+            "of %s (%.2f GiB), prefill chunks of %d tokens beside decodes", name, st.device, arith,
+            (double)st.weight_bytes / (1 << 30), st.n_blocks, dtype_name(st.kv_dtype),
+            (double)st.kv_bytes / (1 << 30),
             d->o.prefill_chunk > 0 ? d->o.prefill_chunk : st.prefill_chunk);
 }
 

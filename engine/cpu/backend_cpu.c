@@ -49,8 +49,8 @@ static uint64_t host_avail(void)
 static int make_kv(struct backend *b, const struct backend_opts *o, struct err *e)
 {
     const struct model_config *c = &b->m->cfg;
-    if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16)
-        return err_set(e, "the CPU backend stores the KV cache as f32 or bf16");
+    if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16 && o->kv_dtype != DT_F16)
+        return err_set(e, "the CPU backend stores the KV cache as f32, bf16 or f16");
     int width = config_kv_width(c);
     size_t per_block = kv_cache_block_bytes(c->n_layers, width, o->block_size, o->kv_dtype);
     uint64_t budget = o->kv_blocks > 0 ? (uint64_t)o->kv_blocks * per_block
@@ -67,6 +67,7 @@ static int make_kv(struct backend *b, const struct backend_opts *o, struct err *
                        (unsigned long long)budget);
     b->st.n_blocks = (int32_t)n_blocks;
     b->st.kv_bytes = (uint64_t)n_blocks * per_block;
+    b->st.kv_dtype = o->kv_dtype;
     return 0;
 }
 
