@@ -234,7 +234,8 @@ static int cuda_usable(char *why, size_t n_why)
 const struct backend_ops *backend_cuda(void)
 {
     static const struct backend_ops ops = {
-        .name = "cuda", .usable = cuda_usable, .create = cuda_create, .destroy = cuda_destroy,
+        .name = "cuda", .usable = cuda_usable, .supports = cu_supports, .create = cuda_create,
+        .destroy = cuda_destroy,
         .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats,
         .forward_cands = cuda_forward_cands, .fetch_row = cuda_fetch_row};
     return &ops;

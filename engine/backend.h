@@ -91,6 +91,9 @@ struct backend_ops {
     const char *name; /* "cpu", "cuda" */
     /* 1 when this backend can run here; else 0 with the reason in why ("no CUDA device", ...). */
     int (*usable)(char *why, size_t n_why);
+    /* 1 when it runs models like m (architecture, weight formats, layout); else 0 with the reason
+     * in why, so that a backend chosen by auto can give way to the CPU. NULL: every model. */
+    int (*supports)(const struct model *m, char *why, size_t n_why);
     /* Takes what the model needs (binds or uploads weights), sizes and allocates the KV pool
      * and the step scratch. NULL with a message naming the device, tensor or limit. */
     struct backend *(*create)(const struct model *m, const struct backend_opts *o, struct err *e);
@@ -134,6 +137,11 @@ const struct backend_ops *backend_select(enum backend_kind kind, char *note, siz
                                          struct err *e);
 
 #define BACKEND_MAX_DEVICES 64
+
+/* Once the model is loaded, a backend that auto chose but that does not run it gives way to the
+ * CPU, with the reason in note ("" when it runs it). */
+const struct backend_ops *backend_for_model(const struct backend_ops *chosen, const struct model *m,
+                                            char *note, size_t n_note);
 
 /* Parses a device list ("0", "0-7", "0,2,5-6"; "" = none) into out[max]: ordinals 0..1023, no
  * repeats. Returns how many, or -1 with a message naming the fault. */

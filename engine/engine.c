@@ -496,6 +496,8 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
                               .devices = o->devices, .n_devices = o->n_devices,
                               .progress = o->progress, .graphs = o->cuda_graphs};
     eng->bops = o->backend ? o->backend : backend_cpu();
+    if (o->backend_auto)
+        eng->bops = backend_for_model(eng->bops, eng->m, eng->backend_note, sizeof eng->backend_note);
     bo.numerics = eng->numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
     if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
@@ -691,6 +693,11 @@ const char *engine_backend(const struct engine *eng, struct backend_stats *at_st
 {
     *at_start = eng->be_start;
     return eng->bops->name;
+}
+
+const char *engine_backend_note(const struct engine *eng)
+{
+    return eng->backend_note;
 }
 
 enum numerics engine_numerics(const struct engine *eng)

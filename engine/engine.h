@@ -44,6 +44,8 @@ struct engine_opts {
     int threads;                /* CPU worker threads; 0: all cores */
     int huge_pages;             /* CPU: weights in anonymous huge pages (st_move_to_huge_pages) */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
+    int backend_auto;           /* that choice was auto's: a backend that does not run the model
+                                 * gives way to the CPU (engine_backend_note says why) */
     enum numerics numerics;     /* arithmetic of a step (engine/backend.h); AUTO: backend_numerics
                                  * decides once the model is loaded */
     int cuda_graphs;            /* CUDA, fast numerics: decode steps replayed from graphs */
@@ -128,6 +130,8 @@ void engine_destroy(struct engine *eng);
 const struct tok *engine_tokenizer(const struct engine *eng);
 /* The backend's name and what it held once set up (weights, KV pool, device), for the log. */
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
+/* Why the backend auto chose gave way to the CPU for this model; "" when it did not. */
+const char *engine_backend_note(const struct engine *eng);
 /* The arithmetic the steps run: the engine_opts' numerics with AUTO resolved. */
 enum numerics engine_numerics(const struct engine *eng);
 /* The longest context (prompt + completion) a request may use. */

@@ -62,6 +62,7 @@ struct engine {
     struct comm *ep;            /* expert parallelism: the engine threads' communicator; NULL */
     int agreed;                 /* lockstep_agree done on tp or ep (every rank calls it once) */
     struct lockstep *follower;  /* tensor-parallel ranks 1..: rank 0's steps run here; NULL */
+    char backend_note[320];     /* why auto's backend gave way to the CPU; "" */
 };
 
 static inline int64_t now_ns(void)

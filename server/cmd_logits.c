@@ -331,6 +331,9 @@ static int logits_on(struct comm *c, struct logits_opts *o, const int32_t *token
                       : o->synthetic ? synth_load(o->synthetic, o->seed, fill, o->threads, &e)
                                      : model_load(o->model, &e);
     if (note[0] && c->rank == 0) fprintf(stderr, "seekd logits: %s\n", note);
+    if (m && o->backend == BACKEND_AUTO) ops = backend_for_model(ops, m, note, sizeof note);
+    if (note[0] && m && o->backend == BACKEND_AUTO && c->rank == 0)
+        fprintf(stderr, "seekd logits: %s\n", note);
     if (m) resolve_numerics(o, ops, m);
     size_t count = m ? (size_t)n * (size_t)m->cfg.vocab_size : 0;
     float *logits = m ? malloc(count * sizeof *logits) : NULL;

@@ -151,7 +151,7 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     if (!eo->backend) return -1;
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
     int cuda = strcmp(eo->backend->name, "cuda") == 0;
-    if (d->o.numerics == OPT_NUMERICS_AUTO && cuda) eo->numerics = NUMERICS_FAST;
+    eo->backend_auto = d->o.backend == OPT_BACKEND_AUTO; /* numerics auto: resolved by the engine */
     eo->sample_prefilter = d->o.sample_prefilter == OPT_SWITCH_ON ||
                            (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics != NUMERICS_REF);
     eo->devices = devices;
@@ -321,6 +321,7 @@ static int load_engine(struct daemon *d, struct err *e)
     notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
     d->a.eng = engine_create(&eo, e);
     if (!d->a.eng) return -1;
+    if (engine_backend_note(d->a.eng)[0]) log_msg(d->log, LOGL_INFO, "%s", engine_backend_note(d->a.eng));
     log_backend(d, engine_numerics(d->a.eng));
     d->a.tok = engine_tokenizer(d->a.eng);
     d->a.max_token_text = 3 * tok_max_piece_bytes(d->a.tok) + 4;
