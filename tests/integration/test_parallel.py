@@ -2,6 +2,7 @@
 data-parallel `seekd serve` against the single-rank answers, the launch checks, and a rank that
 dies or hangs stopping the whole service."""
 import concurrent.futures
+import functools
 import json
 import os
 import re
@@ -275,6 +276,16 @@ def answers(base):
         return list(pool.map(lambda p: complete(base, p), PROMPTS))
 
 
+@functools.lru_cache(maxsize=None)
+def one_rank_answers(binary):
+    """The greedy answers to PROMPTS of one plain server: what every layout must give."""
+    one = Server(binary, mpi_env(binary), SERVE_MODEL, TOKENIZER, ("--threads", "1"))
+    try:
+        return answers(one.base)
+    finally:
+        one.stop()
+
+
 def test_data_parallel_server_matches_one_rank(binary):
     """32 concurrent greedy requests: each answer equals the one-rank server's, both ranks
     served some, /metrics sums the ranks, and every KV block is free afterwards."""
@@ -434,12 +445,7 @@ def test_tensor_parallel_server_matches_one_rank(binary):
     """`mpirun -np 2 seekd serve --tensor-parallel-size 2`: rank 0 schedules, both ranks run
     every step; 32 concurrent greedy answers equal one rank's, every request is rank 0's, and
     every KV block is free afterwards."""
-    env = mpi_env(binary)
-    one = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--threads", "1"))
-    try:
-        want = answers(one.base)
-    finally:
-        one.stop()
+    want = one_rank_answers(binary)
     tp = MpiServer(binary, 2, layout="--tensor-parallel-size")
     try:
         assert "tensor-parallel rank 1 of 2" in tp.output(), tp.output()
@@ -452,17 +458,21 @@ def test_tensor_parallel_server_matches_one_rank(binary):
         tp.stop()
 
 
+def drain_with_requests_running(srv):
+    """SIGTERM to rank 0 while four requests run: they finish, and every rank exits 0."""
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(complete, srv.base, p, 100) for p in PROMPTS[:4]]
+        time.sleep(0.5)
+        os.kill(srv.rank_pid(0), signal.SIGTERM)
+        assert all(f.result(timeout=120) for f in futs)
+    srv.proc.wait(timeout=60)
+    assert srv.proc.returncode == 0 and "rank 1: exit 0" in srv.output(), srv.output()
+
+
 def test_tensor_parallel_drain_and_failures(binary):
     """SIGTERM to rank 0 while requests run: they finish and both ranks exit 0. A follower
     killed, or stopped (no exit for mpirun to see), ends the service non-zero naming it."""
-    tp = MpiServer(binary, 2, layout="--tensor-parallel-size")
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futs = [pool.submit(complete, tp.base, p, 100) for p in PROMPTS[:4]]
-        time.sleep(0.5)
-        os.kill(tp.rank_pid(0), signal.SIGTERM)
-        assert all(f.result(timeout=120) for f in futs)
-    tp.proc.wait(timeout=60)
-    assert tp.proc.returncode == 0 and "rank 1: exit 0" in tp.output(), tp.output()
+    drain_with_requests_running(MpiServer(binary, 2, layout="--tensor-parallel-size"))
     for sig, args, says in ((signal.SIGKILL, (), r"rank 1\b"),
                             (signal.SIGSTOP, ("--engine-stall-timeout", "2s"),
                              "rank 1 has sent nothing for")):
@@ -490,12 +500,7 @@ def test_expert_parallel_server_matches_one_rank(binary):
     both step together (an idle one serving the other's expert rows); 32 concurrent greedy
     answers equal one rank's, both ranks took some, and every KV block is free afterwards.
     Then SIGTERM to rank 0 with requests running: they finish and both ranks exit 0."""
-    env = mpi_env(binary)
-    one = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--threads", "1"))
-    try:
-        want = answers(one.base)
-    finally:
-        one.stop()
+    want = one_rank_answers(binary)
     ep = MpiServer(binary, 2, ("--enable-expert-parallel",))
     assert "expert-parallel rank 1 of 2" in ep.output(), ep.output()
     assert answers(ep.base) == want
@@ -503,13 +508,7 @@ def test_expert_parallel_server_matches_one_rank(binary):
     text = get(ep.base, "/metrics")
     routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
     assert sum(routed) == 32 and min(routed) >= 8, routed
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futs = [pool.submit(complete, ep.base, p, 100) for p in PROMPTS[:4]]
-        time.sleep(0.5)
-        os.kill(ep.rank_pid(0), signal.SIGTERM)
-        assert all(f.result(timeout=120) for f in futs)
-    ep.proc.wait(timeout=60)
-    assert ep.proc.returncode == 0 and "rank 1: exit 0" in ep.output(), ep.output()
+    drain_with_requests_running(ep)
 
 
 def test_expert_parallel_hung_rank_stops_the_service(binary):
