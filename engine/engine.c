@@ -579,6 +579,8 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     if (!eng->m) goto fail;
     eng->tok = vocab_load(eng->m, o->model_dir, o->tokenizer_dir, e);
     if (!eng->tok) goto fail;
+    if (gencfg_load(&eng->gen, eng->m->gguf.n_tensors ? &eng->m->gguf : NULL, o->model_dir, e) != 0)
+        goto fail;
     if (tok_n_vocab(eng->tok) > eng->m->cfg.vocab_size) {
         err_set(e, "%s: the tokenizer has %d ids but the model only %d", o->model_dir,
                 tok_n_vocab(eng->tok), eng->m->cfg.vocab_size);
@@ -693,6 +695,11 @@ const char *engine_backend(const struct engine *eng, struct backend_stats *at_st
 {
     *at_start = eng->be_start;
     return eng->bops->name;
+}
+
+const struct gen_defaults *engine_gen_defaults(const struct engine *eng)
+{
+    return &eng->gen;
 }
 
 const char *engine_backend_note(const struct engine *eng)

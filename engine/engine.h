@@ -130,6 +130,9 @@ void engine_destroy(struct engine *eng);
 const struct tok *engine_tokenizer(const struct engine *eng);
 /* The backend's name and what it held once set up (weights, KV pool, device), for the log. */
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
+/* The model's own sampling defaults (engine/model/gencfg.h). */
+struct gen_defaults;
+const struct gen_defaults *engine_gen_defaults(const struct engine *eng);
 /* Why the backend auto chose gave way to the CPU for this model; "" when it did not. */
 const char *engine_backend_note(const struct engine *eng);
 /* The arithmetic the steps run: the engine_opts' numerics with AUTO resolved. */

@@ -11,6 +11,7 @@
 
 #include "engine/engine.h"
 #include "engine/metrics.h"
+#include "engine/model/gencfg.h"
 #include "engine/sched.h"
 
 struct dp;
@@ -63,6 +64,7 @@ struct engine {
     int agreed;                 /* lockstep_agree done on tp or ep (every rank calls it once) */
     struct lockstep *follower;  /* tensor-parallel ranks 1..: rank 0's steps run here; NULL */
     char backend_note[320];     /* why auto's backend gave way to the CPU; "" */
+    struct gen_defaults gen;    /* the model's own sampling defaults */
 };
 
 static inline int64_t now_ns(void)

@@ -13,6 +13,7 @@
 #include "engine/text/chat.h"
 #include "engine/engine.h"
 #include "engine/grammar/cache.h"
+#include "engine/model/gencfg.h"
 #include "server/api_compile.h"
 #include "server/http.h"
 #include "server/log.h"
@@ -34,6 +35,8 @@ struct api {
     int max_model_len;
     double request_timeout_s;   /* 0: none */
     int default_max_tokens;     /* when a request sets none; 0: chat the rest, completions 16 */
+    struct gen_defaults sampling; /* what a request that sets none samples with (has_*: set);
+                                   * all unset: OpenAI's defaults */
     double stall_s;             /* /health turns 503 when the engine loop stalls this long */
     size_t max_token_text;      /* the longest text one token can decode to, bytes */
     int public_metrics;         /* 1: /metrics needs no API key */

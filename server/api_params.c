@@ -108,14 +108,18 @@ static int read_max_tokens(struct http_req *r, json_t *body, int chat, struct ge
 
 static int read_sampling(struct http_req *r, json_t *body, struct smp_params *s)
 {
+    const struct gen_defaults *g = &((struct api *)r->app)->sampling; /* the model's defaults */
     double t, tp, mp, pp, fp, rp;
     long k;
     json_t *seed = json_object_get(body, "seed");
-    if (api_get_num(r, body, "temperature", 0, 2, 1, &t) || api_get_num(r, body, "top_p", 0, 1, 1, &tp) ||
-        api_get_int(r, body, "top_k", -1, 1L << 30, -1, &k) || api_get_num(r, body, "min_p", 0, 1, 0, &mp) ||
+    if (api_get_num(r, body, "temperature", 0, 2, g->has_temperature ? g->temperature : 1, &t) ||
+        api_get_num(r, body, "top_p", 0, 1, g->has_top_p ? g->top_p : 1, &tp) ||
+        api_get_int(r, body, "top_k", -1, 1L << 30, g->has_top_k ? g->top_k : -1, &k) ||
+        api_get_num(r, body, "min_p", 0, 1, g->has_min_p ? g->min_p : 0, &mp) ||
         api_get_num(r, body, "presence_penalty", -2, 2, 0, &pp) ||
         api_get_num(r, body, "frequency_penalty", -2, 2, 0, &fp) ||
-        api_get_num(r, body, "repetition_penalty", 1e-6, 2, 1, &rp))
+        api_get_num(r, body, "repetition_penalty", 1e-6, 2,
+                    g->has_repetition_penalty ? g->repetition_penalty : 1, &rp))
         return -1;
     if (tp <= 0) return api_bad(r, "top_p", "'top_p' must be in (0, 1]");
     *s = smp_params_default();

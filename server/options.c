@@ -26,6 +26,7 @@ static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
 static const char *const numerics_modes[] = {"auto", "ref", "bf16", "fast", NULL};
 static const char *const switches[] = {"auto", "on", "off", NULL};
+static const char *const gen_configs[] = {"auto", "none", NULL};
 
 /* Enum fields are written through an int. */
 _Static_assert(sizeof(enum opt_kv_dtype) == sizeof(int), "enum size");
@@ -33,6 +34,7 @@ _Static_assert(sizeof(enum opt_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_backend) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_numerics) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum opt_switch) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum opt_gen_config) == sizeof(int), "enum size");
 
 /* Offset of field f, and a compile error unless its C type is ctype. */
 #define FIELD(f, ctype)                                                                            \
@@ -91,6 +93,10 @@ static const struct opt_def opt_table[] = {
     {INT(default_max_tokens), .flag = "--default-max-tokens", .def = "0", .min = 0, .max = 1 << 20,
      .group = "Model", .metavar = "TOKENS",
      .help = "output limit when a request sets none; 0 = rest of the context"},
+    {ENUM(generation_config, enum opt_gen_config, gen_configs), .flag = "--generation-config",
+     .def = "auto", .group = "Model",
+     .help = "sampling defaults of requests that set none: auto = the model's "
+             "(generation_config.json; a GGUF's keys, else llama.cpp's), none = OpenAI's"}, 
     /* HTTP and admission */
     {INT(max_connections), .flag = "--max-connections", .def = "1024", .min = 1, .max = 1000000,
      .group = "HTTP", .metavar = "N", .help = "open connections at most; more get 503 at once"},

@@ -32,6 +32,7 @@ enum opt_kv_dtype { OPT_KV_AUTO, OPT_KV_BF16, OPT_KV_F32, OPT_KV_F16 };
 enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
 enum opt_numerics { OPT_NUMERICS_AUTO, OPT_NUMERICS_REF, OPT_NUMERICS_BF16, OPT_NUMERICS_FAST };
 enum opt_switch { OPT_SWITCH_AUTO, OPT_SWITCH_ON, OPT_SWITCH_OFF };
+enum opt_gen_config { OPT_GENCFG_AUTO, OPT_GENCFG_NONE };
 enum opt_chat_template {
     OPT_TEMPLATE_AUTO, OPT_TEMPLATE_DEEPSEEK_V3, OPT_TEMPLATE_DEEPSEEK_R1, OPT_TEMPLATE_CHATML,
     OPT_TEMPLATE_LLAMA3
@@ -59,6 +60,7 @@ struct seekd_options {
     int max_model_len;      /* tokens; 0 = from the model's config.json */
     bool allow_long_max_model_len; /* max_model_len may exceed the model's context */
     int default_max_tokens; /* tokens; 0 = the rest of the context */
+    enum opt_gen_config generation_config; /* auto: the model's sampling defaults; none: OpenAI's */
     /* HTTP limits */
     int max_connections;
     int max_connections_per_ip;       /* 0 = no per-address limit */

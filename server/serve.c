@@ -308,6 +308,22 @@ static void drain(struct daemon *d, int sig)
     log_msg(d->log, LOGL_INFO, "drained");
 }
 
+/* The sampling defaults of requests that set none: the model's (generation_config auto), said. */
+static void log_sampling(struct daemon *d)
+{
+    const struct gen_defaults *g = engine_gen_defaults(d->a.eng);
+    char what[160];
+    gencfg_describe(g, what, sizeof what);
+    if (d->o.generation_config == OPT_GENCFG_NONE || !what[0]) {
+        log_msg(d->log, LOGL_INFO, "sampling defaults: OpenAI's (temperature 1, top_p 1)%s",
+                what[0] ? "; the model's are not used (generation_config none)" : "");
+        return;
+    }
+    d->a.sampling = *g;
+    log_msg(d->log, LOGL_INFO, "sampling defaults from %s: %s (a request's own values win; "
+            "--generation-config none for OpenAI's)", g->source, what);
+}
+
 /* Loads the engine and warms it up; -1 with a message. */
 static int load_engine(struct daemon *d, struct err *e)
 {
@@ -326,6 +342,7 @@ static int load_engine(struct daemon *d, struct err *e)
     d->a.tok = engine_tokenizer(d->a.eng);
     d->a.max_token_text = 3 * tok_max_piece_bytes(d->a.tok) + 4;
     d->a.max_model_len = engine_max_model_len(d->a.eng);
+    log_sampling(d);
     struct engine_limits lim;
     engine_limits(d->a.eng, &lim);
     if (!d->o.max_model_len && lim.max_model_len < lim.model_context)
