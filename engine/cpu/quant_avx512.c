@@ -127,9 +127,39 @@ static inline __m512i z_pair_scales(__m256i sc16, const int c)
     return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
 }
 
-/* NT tokens against a row of a K type, unpacked or packed (avx512q_load256): per super-block
- * four vectors of 64 codes, the pair sums (maddubs) times their group scales accumulated by
- * dpwssd; the zero point and the mins through the quants' sums of 16, as in quant_simd.h. */
+/* Whether the packed path decodes type T's codes 64 at a time straight into registers
+ * (z_codes64) rather than into a buffer first (codes_k): the types of the Q4_K_M mixes. */
+static inline int z_in_regs(const enum dtype T)
+{
+    return T == DT_Q4_K || T == DT_Q6_K;
+}
+
+/* Codes [64c, 64c + 64) of the Q4_K or Q6_K block at p, in the order unpack lays them out. Each
+ * half of the vector takes its bits from the same 32 bytes broadcast to both halves, shifted by
+ * a per-half count (64-bit shifts: bits that cross into a byte from its neighbour are masked
+ * off). Q4_K: the low nibbles of qs[32c..], then the high ones. Q6_K: ql[64h..] (c = 2h + s)
+ * shifted by 4s for the low four bits, qh[32h..] shifted so that bits 4s, 4s + 2 land at 4..5. */
+static inline __attribute__((always_inline)) __m512i z_codes64(const enum dtype T, const uint8_t *p, const int c)
+{
+    if (T == DT_Q4_K) {
+        __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c)));
+        return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)),
+                                _mm512_set1_epi8(15));
+    }
+    const int h = c / 2, s = c % 2;
+    __m512i lo = _mm512_loadu_si512(p + 64 * h);
+    if (s) lo = _mm512_srli_epi16(lo, 4);
+    lo = _mm512_and_si512(lo, _mm512_set1_epi8(15));
+    __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)));
+    __m512i hi = s ? _mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2))
+                   : _mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2));
+    return _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi8(0x30), 0xf8); /* lo | (hi & 0x30) */
+}
+
+/* NT tokens against a row of a K type, unpacked or packed (avx512q_load256, or for z_in_regs
+ * types the scales alone and z_codes64): per super-block four vectors of 64 codes, the pair sums
+ * (maddubs) times their group scales accumulated by dpwssd; the zero point and the mins through
+ * the quants' sums of 16, as in quant_simd.h. */
 static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, const enum dtype T,
     const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
     float *y, int64_t ldy)
@@ -146,13 +176,22 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
         __m256i sc16, mn16;
         const uint8_t *u;
         float dw, mw;
-        avx512q_load256(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        const uint8_t *p = PACKED ? (const uint8_t *)src + b * avx512q_bsize256(T) : NULL;
+        if (PACKED && z_in_regs(T)) {
+            avx512q_scales_k(T, p, &dw, &mw, &sc16, &mn16);
+            u = NULL;
+        } else {
+            avx512q_load256(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m512i uc, sc;
-            if (PACKED) { /* two loads, each of one earlier store: they forward */
+            if (PACKED && z_in_regs(T)) {
+                uc = z_codes64(T, p, c);
+                sc = z_pair_scales(sc16, c);
+            } else if (PACKED) { /* two loads, each of one earlier store: they forward */
                 uc = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(u + 64 * c))),
                                         _mm256_load_si256((const __m256i *)(u + 64 * c + 32)), 1);
                 sc = z_pair_scales(sc16, c);
@@ -223,11 +262,10 @@ static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk
     }
 }
 
-/* Row r dotted with nt tokens straight from its blocks. */
-static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
-                               float *y, int64_t ldy)
+/* The row at p dotted with nt tokens straight from its blocks. */
+static void z_packed_row(const struct weight *w, const uint8_t *p, const struct qk_act *a, int nt,
+                         float *y, int64_t ldy)
 {
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
     for (int t = 0; t < nt; t += 4) {
         float *yt = y + t * ldy;
 #define P(T, SHIFT, MINS, SGN, N) z_dot32_nt(p, T, 1, a, t, N, SHIFT, MINS, SGN, yt, ldy)
@@ -266,6 +304,91 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct q
 #undef Q4_1
 #undef Q5_1
 #undef Q8_0
+    }
+}
+
+enum {
+    Z_ROWS = 4,        /* rows per z_k1_rows call */
+    Z_AHEAD = 8 * 1024 /* bytes of weight prefetched ahead of the rows being dotted */
+};
+
+/* Prefetches the lines of [from, from + n) that lie before end (the weight's last byte + 1): a
+ * single token's dot streams its weight once, faster than the hardware's prefetcher fetches it. */
+static inline __attribute__((always_inline)) void z_prefetch(const char *from, size_t n, const char *end)
+{
+#pragma GCC unroll 16
+    for (size_t o = 0; o < n; o += 64)
+        if (from + o < end) _mm_prefetch(from + o, _MM_HINT_T0);
+}
+
+/* One token against R rows of a Q4_K or Q6_K weight (the first at p, the next ld bytes on)
+ * straight from their blocks: each row's arithmetic is z_dot256_nt's for one token, operation for
+ * operation, the rows interleaved so that their chains overlap and they share the token's loads.
+ * The weight's rows from ahead (up to end) are prefetched meanwhile, as much as these rows. */
+static inline __attribute__((always_inline)) void z_k1_rows(const uint8_t *p, size_t ld, const enum dtype T,
+    const int R, const int SHIFT, const int MINS, const struct qk_act *a, float *y, const char *ahead,
+    const char *end)
+{
+    int64_t nb = a->k / 256;
+    const size_t bsz = avx512q_bsize256(T);
+    __m512 acc[4];
+    __m256 accm[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps(), accm[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += bsz) {
+        __m512i isum[4];
+        __m256i sc16[4], mn16[4];
+        float dw[4], mw[4];
+        z_prefetch(ahead + b * R * bsz, R * bsz, end);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            avx512q_scales_k(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
+            isum[i] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i q = _mm512_loadu_si512(a->q + 256 * b + 64 * c);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++)
+                isum[i] = _mm512_dpwssd_epi32(isum[i], _mm512_maddubs_epi16(z_codes64(T, p + i * ld, c), q),
+                                              z_pair_scales(sc16[i], c));
+        }
+        __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + 16 * b));
+        float dx = a->d[b];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            if (SHIFT >= 0) {
+                __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT);
+                isum[i] = _mm512_sub_epi32(isum[i], _mm512_zextsi256_si512(off));
+            }
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_set1_ps(dw[i] * dx), acc[i]);
+            if (MINS)
+                accm[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)), _mm256_set1_ps(mw[i] * dx), accm[i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) y[i] = z_hsum(acc[i]) - (MINS ? avx512q_hsum(accm[i]) : 0.0f);
+}
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Q4_K or
+ * Q6_K rows Z_ROWS at a time, anything else (and the rows left over) a row at a time; the
+ * weight Z_AHEAD bytes on (whole groups of rows) prefetched as they go. */
+static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
+                               int nt, float *y, int64_t ldy)
+{
+    size_t rb = dtype_row_bytes(w->dtype, w->cols), g = Z_ROWS * rb;
+    const char *p = (const char *)w->data + (size_t)r0 * rb, *end = (const char *)w->data + (size_t)w->rows * rb;
+    size_t ahead = (Z_AHEAD + g - 1) / g * g;
+    int64_t r = r0;
+#define K1(T, SHIFT, MINS)                                                                                   \
+    for (; r + Z_ROWS <= r1; r += Z_ROWS, p += g)                                                            \
+        z_k1_rows((const uint8_t *)p, rb, T, Z_ROWS, SHIFT, MINS, a, y + (r - r0), p + ahead, end);
+    if (nt == 1 && w->dtype == DT_Q4_K) K1(DT_Q4_K, -1, 1)
+    else if (nt == 1 && w->dtype == DT_Q6_K) K1(DT_Q6_K, 5, 0)
+#undef K1
+    for (; r < r1; r++, p += rb) {
+        z_prefetch(p + ahead, rb, end);
+        z_packed_row(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
     }
 }
 

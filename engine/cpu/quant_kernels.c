@@ -137,7 +137,7 @@ static void matmul_q8(const struct ops *o, int thread, const struct weight *w, i
     const struct qk_set *s = qk_set_for(o->k);
     struct qk_act a = activations(o, thread, s, w->dtype, x, ldx, n, w->cols), unused;
     if (n <= s->packed_max) {
-        for (int64_t r = r0; r < r1; r++) s->dot_packed(w, r, &a, n, y + (r - r0), ldy);
+        s->dot_packed(w, r0, r1, &a, n, y, ldy);
         return;
     }
     struct qk_row rows[QK_ROWS];

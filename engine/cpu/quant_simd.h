@@ -277,15 +277,17 @@ static inline __attribute__((always_inline)) void QS(codes_k)(enum dtype t, cons
 }
 
 /* The 6-bit scales and mins of Q4_K / Q5_K (quant_k4_scale_min's) for all eight sub-blocks at
- * once: bytes 0..7 the scales, 8..15 the mins. */
+ * once: bytes 0..7 the scales, 8..15 the mins. From the 12 bytes at s as words u0 u1 u2 (read
+ * as 16: the block goes on), in vector lanes: [u0 & m6, (u2 & m4) | (u0 >> 6 & m2) << 4,
+ * u1 & m6, (u2 >> 4 & m4) | (u1 >> 6 & m2) << 4]. */
 static inline __m128i QS(k4_scales)(const uint8_t *s)
 {
-    uint32_t u[3];
-    memcpy(u, s, 12);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    uint32_t sc_lo = u[0] & m6, sc_hi = (u[2] & m4) | ((u[0] >> 6) & m2) << 4;
-    uint32_t mn_lo = u[1] & m6, mn_hi = ((u[2] >> 4) & m4) | ((u[1] >> 6) & m2) << 4;
-    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    __m128i l = _mm_shuffle_epi32(v, 0x50), h = _mm_shuffle_epi32(v, 0xaa); /* u0 u0 u1 u1, u2 x4 */
+    __m128i lo = _mm_and_si128(l, _mm_set1_epi8(0x3f));
+    __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(l, _mm_setr_epi32(0, 6, 0, 6)), _mm_set1_epi8(3)), 4);
+    __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srlv_epi32(h, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15)), top);
+    return _mm_blend_epi32(lo, hi, 0xa);
 }
 
 /* Group scales and mins of one K block as 16 int16 each (the reference's values), built in
@@ -548,11 +550,10 @@ static void QS(dot)(enum dtype wt, const struct qk_row *row, const struct qk_act
     }
 }
 
-/* Row r dotted with nt tokens straight from its blocks. */
-static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
+/* The row at p dotted with nt tokens straight from its blocks. */
+static void QS(packed_row)(const struct weight *w, const uint8_t *p, const struct qk_act *a, int nt,
                            float *y, int64_t ldy)
 {
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
     for (int t = 0; t < nt; t += 4) {
         float *yt = y + t * ldy;
 #define P(T, SHIFT, MINS, SGN, N) QS(dot32_nt)(p, T, 1, a, t, N, SHIFT, MINS, SGN, yt, ldy)
@@ -592,6 +593,15 @@ static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_ac
 #undef Q5_1
 #undef Q8_0
     }
+}
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks. */
+static void QS(dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a, int nt,
+                           float *y, int64_t ldy)
+{
+    size_t rb = dtype_row_bytes(w->dtype, w->cols);
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)r0 * rb;
+    for (int64_t r = r0; r < r1; r++) QS(packed_row)(w, p + (size_t)(r - r0) * rb, a, nt, y + (r - r0), ldy);
 }
 
 #undef QS_NT
