@@ -370,9 +370,46 @@ static inline __attribute__((always_inline)) void z_k1_rows(const uint8_t *p, si
     for (int i = 0; i < R; i++) y[i] = z_hsum(acc[i]) - (MINS ? avx512q_hsum(accm[i]) : 0.0f);
 }
 
-/* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Q4_K or
- * Q6_K rows Z_ROWS at a time, anything else (and the rows left over) a row at a time; the
- * weight Z_AHEAD bytes on (whole groups of rows) prefetched as they go. */
+/* One token against R rows of a 32-value type T (the first at p, the next ld bytes on) straight
+ * from their blocks: each row's operations are z_dot32_nt's for one token, the rows interleaved
+ * as in z_k1_rows, the weight from ahead (up to end) prefetched as they go. */
+static inline __attribute__((always_inline)) void z_l1_rows(const uint8_t *p, size_t ld, const enum dtype T,
+    const int R, const int SHIFT, const int MINS, const int SGN, const struct qk_act *a, float *y,
+    const char *ahead, const char *end)
+{
+    int64_t nb = a->k / 32, b = 0;
+    const size_t bs = avx512q_bsize32(T);
+    __m512 acc[4];
+    __m256 acc8[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps(), acc8[i] = _mm256_setzero_ps();
+    for (; b + 8 <= nb; b += 8) {
+        z_prefetch(ahead + b * R * bs, 8 * R * bs, end);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512i u[4];
+            __m256 dw, mw;
+            z_load32(p + i * ld, T, 1, b, 1, 8, u, &dw, &mw);
+            z_group32(a, 0, 1, SHIFT, MINS, SGN, b, 1, 8, u, dw, mw, &acc[i], &acc8[i]);
+        }
+    }
+    if (b < nb) {
+        z_prefetch(ahead + b * R * bs, 8 * R * bs, end);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512i u[4];
+            __m256 dw, mw;
+            z_load32(p + i * ld, T, 1, b, 0, (int)(nb - b), u, &dw, &mw);
+            z_group32(a, 0, 1, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, &acc[i], &acc8[i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) y[i] = z_hsum(acc[i]) + avx512q_hsum(acc8[i]);
+}
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Z_ROWS rows
+ * at a time, more tokens (and the rows left over) a row at a time; the weight Z_AHEAD bytes on
+ * (whole groups of rows) prefetched as they go. */
 static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
                                int nt, float *y, int64_t ldy)
 {
@@ -383,9 +420,21 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, c
 #define K1(T, SHIFT, MINS)                                                                                   \
     for (; r + Z_ROWS <= r1; r += Z_ROWS, p += g)                                                            \
         z_k1_rows((const uint8_t *)p, rb, T, Z_ROWS, SHIFT, MINS, a, y + (r - r0), p + ahead, end);
-    if (nt == 1 && w->dtype == DT_Q4_K) K1(DT_Q4_K, -1, 1)
-    else if (nt == 1 && w->dtype == DT_Q6_K) K1(DT_Q6_K, 5, 0)
+#define L1(T, SHIFT, MINS, SGN)                                                                              \
+    for (; r + Z_ROWS <= r1; r += Z_ROWS, p += g)                                                            \
+        z_l1_rows((const uint8_t *)p, rb, T, Z_ROWS, SHIFT, MINS, SGN, a, y + (r - r0), p + ahead, end);
+    if (nt == 1) switch (w->dtype) {
+        case DT_Q4_K: K1(DT_Q4_K, -1, 1) break;
+        case DT_Q6_K: K1(DT_Q6_K, 5, 0) break;
+        case DT_Q4_0: L1(DT_Q4_0, 3, 0, 0) break;
+        case DT_Q5_0: L1(DT_Q5_0, 4, 0, 0) break;
+        case DT_Q4_1: L1(DT_Q4_1, -1, 1, 0) break;
+        case DT_Q5_1: L1(DT_Q5_1, -1, 1, 0) break;
+        case DT_Q8_0: L1(DT_Q8_0, -1, 0, 1) break;
+        default: break;
+        }
 #undef K1
+#undef L1
     for (; r < r1; r++, p += rb) {
         z_prefetch(p + ahead, rb, end);
         z_packed_row(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
