@@ -595,13 +595,21 @@ static void QS(packed_row)(const struct weight *w, const uint8_t *p, const struc
     }
 }
 
-/* Rows [r0, r1) dotted with nt tokens straight from their blocks. */
+enum { QS(AHEAD) = 8 * 1024 }; /* bytes of weight prefetched ahead of the row being dotted */
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks, the weight QS(AHEAD) bytes on
+ * (whole rows, up to its end) prefetched row by row: the hardware's prefetcher alone does not
+ * keep up with a weight streamed once. */
 static void QS(dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a, int nt,
                            float *y, int64_t ldy)
 {
-    size_t rb = dtype_row_bytes(w->dtype, w->cols);
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)r0 * rb;
-    for (int64_t r = r0; r < r1; r++) QS(packed_row)(w, p + (size_t)(r - r0) * rb, a, nt, y + (r - r0), ldy);
+    size_t rb = dtype_row_bytes(w->dtype, w->cols), ahead = (QS(AHEAD) + rb - 1) / rb * rb;
+    const char *p = (const char *)w->data + (size_t)r0 * rb, *end = (const char *)w->data + (size_t)w->rows * rb;
+    for (int64_t r = r0; r < r1; r++, p += rb) {
+        for (size_t o = 0; o < rb; o += 64)
+            if (p + ahead + o < end) _mm_prefetch(p + ahead + o, _MM_HINT_T0);
+        QS(packed_row)(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
+    }
 }
 
 #undef QS_NT
