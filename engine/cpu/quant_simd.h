@@ -464,9 +464,26 @@ static inline __attribute__((always_inline)) void QS(dot32_nt)(const void *src, 
     for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(_mm256_add_ps(acc[j], accm[j]));
 }
 
-/* NT tokens against one row of a K type, unpacked or packed (QS(load256)): per super-block, the
- * group scales are applied to the pair sums (madd), the zero point and the mins through the
- * quants' sums of 16. */
+/* Whether the packed path decodes type T's codes 32 at a time straight into registers
+ * (QS(codes32k)) rather than into a buffer first (codes_k): the types of the Q4_K_M mixes. */
+static inline int QS(in_regs)(const enum dtype T)
+{
+    return T == DT_Q4_K || T == DT_Q6_K;
+}
+
+/* Codes [32c, 32c + 32) of the Q4_K or Q6_K block at p, as codes_k lays them out. */
+static inline __attribute__((always_inline)) __m256i QS(codes32k)(const enum dtype T, const uint8_t *p, const int c)
+{
+    if (T == DT_Q4_K) return QS(field)(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (c / 2))), 4 * (c % 2), 15);
+    const int h = c / 4, s = c % 4; /* Q6_K */
+    __m256i lo = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (s % 2))), 4 * (s / 2), 15);
+    __m256i hi = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)), 2 * s, 3);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+/* NT tokens against one row of a K type, unpacked or packed (QS(load256), or for QS(in_regs)
+ * types the scales alone and QS(codes32k)): per super-block, the group scales are applied to the
+ * pair sums (madd), the zero point and the mins through the quants' sums of 16. */
 static inline __attribute__((always_inline)) void QS(dot256_nt)(const void *src, const enum dtype T,
     const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
     float *y, int64_t ldy)
@@ -481,12 +498,14 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const void *src,
         __m256i isum[4], sc16, mn16;
         const uint8_t *u;
         float dw, mw;
-        QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        const uint8_t *p = PACKED ? (const uint8_t *)src + b * QS(bsize256)(T) : NULL;
+        if (PACKED && QS(in_regs)(T)) QS(scales_k)(T, p, &dw, &mw, &sc16, &mn16), u = NULL;
+        else QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
-            __m256i uc = _mm256_loadu_si256((const __m256i *)(u + 32 * c));
+            __m256i uc = PACKED && QS(in_regs)(T) ? QS(codes32k)(T, p, c) : _mm256_loadu_si256((const __m256i *)(u + 32 * c));
             __m256i sc = PACKED ? QS(pair_scale)(sc16, c) : _mm256_loadu_si256((const __m256i *)(scp + 128 * b + 16 * c));
 #pragma GCC unroll 4
             for (int j = 0; j < NT; j++) {
