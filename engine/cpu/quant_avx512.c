@@ -308,7 +308,7 @@ static void z_packed_row(const struct weight *w, const uint8_t *p, const struct 
 }
 
 enum {
-    Z_ROWS = 4,        /* rows per z_k1_rows call */
+    Z_ROWS = 4,        /* rows dotted together with one token (half as many with two) */
     Z_AHEAD = 8 * 1024 /* bytes of weight prefetched ahead of the rows being dotted */
 };
 
@@ -321,68 +321,77 @@ static inline __attribute__((always_inline)) void z_prefetch(const char *from, s
         if (from + o < end) _mm_prefetch(from + o, _MM_HINT_T0);
 }
 
-/* One token against R rows of a Q4_K or Q6_K weight (the first at p, the next ld bytes on)
- * straight from their blocks: each row's arithmetic is z_dot256_nt's for one token, operation for
- * operation, the rows interleaved so that their chains overlap and they share the token's loads.
- * The weight's rows from ahead (up to end) are prefetched meanwhile, as much as these rows. */
-static inline __attribute__((always_inline)) void z_k1_rows(const uint8_t *p, size_t ld, const enum dtype T,
-    const int R, const int SHIFT, const int MINS, const struct qk_act *a, float *y, const char *ahead,
-    const char *end)
+/* NT tokens against R rows of a Q4_K or Q6_K weight (the first at p, the next ld bytes on;
+ * R·NT ≤ 4) straight from their blocks: each (row, token)'s arithmetic is z_dot256_nt's,
+ * operation for operation, the rows interleaved so that their chains overlap and they share the
+ * tokens' loads. The weight's rows from ahead (up to end) are prefetched meanwhile, as much as
+ * these rows. Row i's dot with token j goes to y[i + j·ldy]. */
+static inline __attribute__((always_inline)) void z_k_rows(const uint8_t *p, size_t ld, const enum dtype T,
+    const int R, const int NT, const int SHIFT, const int MINS, const struct qk_act *a, float *y, int64_t ldy,
+    const char *ahead, const char *end)
 {
-    int64_t nb = a->k / 256;
+    int64_t k = a->k, nb = k / 256;
     const size_t bsz = avx512q_bsize256(T);
     __m512 acc[4];
     __m256 accm[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps(), accm[i] = _mm256_setzero_ps();
+    for (int i = 0; i < R * NT; i++) acc[i] = _mm512_setzero_ps(), accm[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, p += bsz) {
         __m512i isum[4];
         __m256i sc16[4], mn16[4];
         float dw[4], mw[4];
         z_prefetch(ahead + b * R * bsz, R * bsz, end);
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            avx512q_scales_k(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
-            isum[i] = _mm512_setzero_si512();
-        }
+        for (int i = 0; i < R; i++) avx512q_scales_k(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
+#pragma GCC unroll 4
+        for (int i = 0; i < R * NT; i++) isum[i] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            __m512i q = _mm512_loadu_si512(a->q + 256 * b + 64 * c);
+            __m512i q[4];
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++)
-                isum[i] = _mm512_dpwssd_epi32(isum[i], _mm512_maddubs_epi16(z_codes64(T, p + i * ld, c), q),
-                                              z_pair_scales(sc16[i], c));
-        }
-        __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + 16 * b));
-        float dx = a->d[b];
+            for (int j = 0; j < NT; j++) q[j] = _mm512_loadu_si512(a->q + j * k + 256 * b + 64 * c);
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            if (SHIFT >= 0) {
-                __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT);
-                isum[i] = _mm512_sub_epi32(isum[i], _mm512_zextsi256_si512(off));
+            for (int i = 0; i < R; i++) {
+                __m512i u = z_codes64(T, p + i * ld, c), sc = z_pair_scales(sc16[i], c);
+#pragma GCC unroll 4
+                for (int j = 0; j < NT; j++)
+                    isum[i * NT + j] = _mm512_dpwssd_epi32(isum[i * NT + j], _mm512_maddubs_epi16(u, q[j]), sc);
             }
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_set1_ps(dw[i] * dx), acc[i]);
-            if (MINS)
-                accm[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)), _mm256_set1_ps(mw[i] * dx), accm[i]);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + j * k / 16 + 16 * b));
+            float dx = a->d[j * k / 32 + b];
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                int x = i * NT + j;
+                if (SHIFT >= 0) {
+                    __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT);
+                    isum[x] = _mm512_sub_epi32(isum[x], _mm512_zextsi256_si512(off));
+                }
+                acc[x] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[x]), _mm512_set1_ps(dw[i] * dx), acc[x]);
+                if (MINS)
+                    accm[x] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)), _mm256_set1_ps(mw[i] * dx), accm[x]);
+            }
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) y[i] = z_hsum(acc[i]) - (MINS ? avx512q_hsum(accm[i]) : 0.0f);
+    for (int x = 0; x < R * NT; x++) y[x / NT + x % NT * ldy] = z_hsum(acc[x]) - (MINS ? avx512q_hsum(accm[x]) : 0.0f);
 }
 
-/* One token against R rows of a 32-value type T (the first at p, the next ld bytes on) straight
- * from their blocks: each row's operations are z_dot32_nt's for one token, the rows interleaved
- * as in z_k1_rows, the weight from ahead (up to end) prefetched as they go. */
-static inline __attribute__((always_inline)) void z_l1_rows(const uint8_t *p, size_t ld, const enum dtype T,
-    const int R, const int SHIFT, const int MINS, const int SGN, const struct qk_act *a, float *y,
-    const char *ahead, const char *end)
+/* NT tokens against R rows of a 32-value type T (the first at p, the next ld bytes on;
+ * R·NT ≤ 4) straight from their blocks: each (row, token)'s operations are z_dot32_nt's, the
+ * rows interleaved as in z_k_rows, the weight from ahead (up to end) prefetched as they go. */
+static inline __attribute__((always_inline)) void z_l_rows(const uint8_t *p, size_t ld, const enum dtype T,
+    const int R, const int NT, const int SHIFT, const int MINS, const int SGN, const struct qk_act *a, float *y,
+    int64_t ldy, const char *ahead, const char *end)
 {
     int64_t nb = a->k / 32, b = 0;
     const size_t bs = avx512q_bsize32(T);
     __m512 acc[4];
     __m256 acc8[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps(), acc8[i] = _mm256_setzero_ps();
+    for (int i = 0; i < R * NT; i++) acc[i] = _mm512_setzero_ps(), acc8[i] = _mm256_setzero_ps();
     for (; b + 8 <= nb; b += 8) {
         z_prefetch(ahead + b * R * bs, 8 * R * bs, end);
 #pragma GCC unroll 4
@@ -390,7 +399,7 @@ static inline __attribute__((always_inline)) void z_l1_rows(const uint8_t *p, si
             __m512i u[4];
             __m256 dw, mw;
             z_load32(p + i * ld, T, 1, b, 1, 8, u, &dw, &mw);
-            z_group32(a, 0, 1, SHIFT, MINS, SGN, b, 1, 8, u, dw, mw, &acc[i], &acc8[i]);
+            z_group32(a, 0, NT, SHIFT, MINS, SGN, b, 1, 8, u, dw, mw, &acc[i * NT], &acc8[i * NT]);
         }
     }
     if (b < nb) {
@@ -400,16 +409,36 @@ static inline __attribute__((always_inline)) void z_l1_rows(const uint8_t *p, si
             __m512i u[4];
             __m256 dw, mw;
             z_load32(p + i * ld, T, 1, b, 0, (int)(nb - b), u, &dw, &mw);
-            z_group32(a, 0, 1, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, &acc[i], &acc8[i]);
+            z_group32(a, 0, NT, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, &acc[i * NT], &acc8[i * NT]);
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) y[i] = z_hsum(acc[i]) + avx512q_hsum(acc8[i]);
+    for (int x = 0; x < R * NT; x++) y[x / NT + x % NT * ldy] = z_hsum(acc[x]) + avx512q_hsum(acc8[x]);
+}
+
+/* The rows of [*r, r1) that fit whole groups of R, NT tokens at a time (z_k_rows, z_l_rows);
+ * *r and *p advance past them. Constants T, R, NT: one specialised loop per call site. */
+static inline __attribute__((always_inline)) void z_rows(const struct qk_act *a, const enum dtype T,
+    const int R, const int NT, int64_t *r, int64_t r1, const char **p, size_t rb, float *y, int64_t ldy,
+    size_t ahead, const char *end)
+{
+    for (; *r + R <= r1; *r += R, *p += R * rb, y += R) {
+        const uint8_t *u = (const uint8_t *)*p;
+        switch (T) {
+        case DT_Q4_K: z_k_rows(u, rb, T, R, NT, -1, 1, a, y, ldy, *p + ahead, end); break;
+        case DT_Q6_K: z_k_rows(u, rb, T, R, NT, 5, 0, a, y, ldy, *p + ahead, end); break;
+        case DT_Q4_0: z_l_rows(u, rb, T, R, NT, 3, 0, 0, a, y, ldy, *p + ahead, end); break;
+        case DT_Q5_0: z_l_rows(u, rb, T, R, NT, 4, 0, 0, a, y, ldy, *p + ahead, end); break;
+        case DT_Q8_0: z_l_rows(u, rb, T, R, NT, -1, 0, 1, a, y, ldy, *p + ahead, end); break;
+        default: z_l_rows(u, rb, T, R, NT, -1, 1, 0, a, y, ldy, *p + ahead, end); break; /* Q4_1, Q5_1 */
+        }
+    }
 }
 
 /* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Z_ROWS rows
- * at a time, more tokens (and the rows left over) a row at a time; the weight Z_AHEAD bytes on
- * (whole groups of rows) prefetched as they go. */
+ * at a time, two against half as many; more tokens (and the rows left over, and Q2_K, Q3_K,
+ * Q5_K) a row at a time. The weight Z_AHEAD bytes on (whole groups of rows) is prefetched as
+ * they go. */
 static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
                                int nt, float *y, int64_t ldy)
 {
@@ -417,24 +446,22 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, c
     const char *p = (const char *)w->data + (size_t)r0 * rb, *end = (const char *)w->data + (size_t)w->rows * rb;
     size_t ahead = (Z_AHEAD + g - 1) / g * g;
     int64_t r = r0;
-#define K1(T, SHIFT, MINS)                                                                                   \
-    for (; r + Z_ROWS <= r1; r += Z_ROWS, p += g)                                                            \
-        z_k1_rows((const uint8_t *)p, rb, T, Z_ROWS, SHIFT, MINS, a, y + (r - r0), p + ahead, end);
-#define L1(T, SHIFT, MINS, SGN)                                                                              \
-    for (; r + Z_ROWS <= r1; r += Z_ROWS, p += g)                                                            \
-        z_l1_rows((const uint8_t *)p, rb, T, Z_ROWS, SHIFT, MINS, SGN, a, y + (r - r0), p + ahead, end);
-    if (nt == 1) switch (w->dtype) {
-        case DT_Q4_K: K1(DT_Q4_K, -1, 1) break;
-        case DT_Q6_K: K1(DT_Q6_K, 5, 0) break;
-        case DT_Q4_0: L1(DT_Q4_0, 3, 0, 0) break;
-        case DT_Q5_0: L1(DT_Q5_0, 4, 0, 0) break;
-        case DT_Q4_1: L1(DT_Q4_1, -1, 1, 0) break;
-        case DT_Q5_1: L1(DT_Q5_1, -1, 1, 0) break;
-        case DT_Q8_0: L1(DT_Q8_0, -1, 0, 1) break;
-        default: break;
-        }
-#undef K1
-#undef L1
+#define ROWS(T)                                                                                    \
+    case T:                                                                                        \
+        if (nt == 1) z_rows(a, T, Z_ROWS, 1, &r, r1, &p, rb, y, ldy, ahead, end);                  \
+        else if (nt == 2) z_rows(a, T, Z_ROWS / 2, 2, &r, r1, &p, rb, y, ldy, ahead, end);         \
+        break;
+    switch (w->dtype) {
+        ROWS(DT_Q4_K)
+        ROWS(DT_Q6_K)
+        ROWS(DT_Q4_0)
+        ROWS(DT_Q5_0)
+        ROWS(DT_Q4_1)
+        ROWS(DT_Q5_1)
+        ROWS(DT_Q8_0)
+    default: break;
+    }
+#undef ROWS
     for (; r < r1; r++, p += rb) {
         z_prefetch(p + ahead, rb, end);
         z_packed_row(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
