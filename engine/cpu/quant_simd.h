@@ -614,17 +614,80 @@ static void QS(packed_row)(const struct weight *w, const uint8_t *p, const struc
     }
 }
 
-enum { QS(AHEAD) = 8 * 1024 }; /* bytes of weight prefetched ahead of the row being dotted */
+enum {
+    QS(AHEAD) = 8 * 1024, /* bytes of weight prefetched ahead of the rows being dotted */
+    QS(ROWS) = 2          /* Q4_K / Q6_K rows dotted together with one token */
+};
 
-/* Rows [r0, r1) dotted with nt tokens straight from their blocks, the weight QS(AHEAD) bytes on
- * (whole rows, up to its end) prefetched row by row: the hardware's prefetcher alone does not
- * keep up with a weight streamed once. */
+/* Prefetches the lines of [from, from + n) before end (n a constant: an unrolled loop). */
+static inline __attribute__((always_inline)) void QS(prefetch)(const char *from, const size_t n, const char *end)
+{
+#pragma GCC unroll 16
+    for (size_t o = 0; o < n; o += 64)
+        if (from + o < end) _mm_prefetch(from + o, _MM_HINT_T0);
+}
+
+/* One token against R rows of a Q4_K or Q6_K weight (the first at p, the next ld bytes on)
+ * straight from their blocks: each row's operations are QS(dot256_nt)'s for one token, the rows
+ * interleaved so that their chains overlap and they share the token's loads; the weight from
+ * ahead (up to end) prefetched as they go. */
+static inline __attribute__((always_inline)) void QS(k1_rows)(const uint8_t *p, size_t ld, const enum dtype T,
+    const int R, const int SHIFT, const int MINS, const struct qk_act *a, float *y, const char *ahead,
+    const char *end)
+{
+    int64_t nb = a->k / 256;
+    const size_t bsz = QS(bsize256)(T);
+    __m256 acc[2], accm[2];
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++) acc[i] = accm[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += bsz) {
+        __m256i isum[2], sc16[2], mn16[2];
+        float dw[2], mw[2];
+        QS(prefetch)(ahead + b * R * bsz, R * bsz, end);
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            QS(scales_k)(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
+            isum[i] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + 256 * b + 32 * c));
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++)
+                isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(_mm256_maddubs_epi16(QS(codes32k)(T, p + i * ld, c), q),
+                                                                      QS(pair_scale)(sc16[i], c)));
+        }
+        __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + 16 * b));
+        float dx = a->d[b];
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            if (SHIFT >= 0) isum[i] = _mm256_sub_epi32(isum[i], _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(dw[i] * dx), acc[i]);
+            if (MINS)
+                accm[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)), _mm256_set1_ps(mw[i] * dx), accm[i]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++) y[i] = QS(hsum)(acc[i]) - (MINS ? QS(hsum)(accm[i]) : 0.0f);
+}
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Q4_K or
+ * Q6_K rows QS(ROWS) at a time, anything else (and the rows left over) a row at a time. The
+ * weight QS(AHEAD) bytes on (whole groups of rows, up to its end) is prefetched as they go: the
+ * hardware's prefetcher alone does not keep up with a weight streamed once. */
 static void QS(dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a, int nt,
                            float *y, int64_t ldy)
 {
-    size_t rb = dtype_row_bytes(w->dtype, w->cols), ahead = (QS(AHEAD) + rb - 1) / rb * rb;
+    size_t rb = dtype_row_bytes(w->dtype, w->cols), g = QS(ROWS) * rb, ahead = (QS(AHEAD) + g - 1) / g * g;
     const char *p = (const char *)w->data + (size_t)r0 * rb, *end = (const char *)w->data + (size_t)w->rows * rb;
-    for (int64_t r = r0; r < r1; r++, p += rb) {
+    int64_t r = r0;
+#define K1(T, SHIFT, MINS)                                                                         \
+    for (; r + QS(ROWS) <= r1; r += QS(ROWS), p += g)                                              \
+        QS(k1_rows)((const uint8_t *)p, rb, T, QS(ROWS), SHIFT, MINS, a, y + (r - r0), p + ahead, end);
+    if (nt == 1 && w->dtype == DT_Q4_K) K1(DT_Q4_K, -1, 1)
+    else if (nt == 1 && w->dtype == DT_Q6_K) K1(DT_Q6_K, 5, 0)
+#undef K1
+    for (; r < r1; r++, p += rb) {
         for (size_t o = 0; o < rb; o += 64)
             if (p + ahead + o < end) _mm_prefetch(p + ahead + o, _MM_HINT_T0);
         QS(packed_row)(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
