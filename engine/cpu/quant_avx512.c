@@ -473,7 +473,7 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, c
 #undef QS
 #pragma GCC pop_options
 
-static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4};
+static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4, 8};
 #endif
 
 const struct qk_set *qk_avx512(void)

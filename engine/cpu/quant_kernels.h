@@ -67,7 +67,9 @@ struct qk_set {
      * tokens (NULL: none). */
     void (*dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
                        int nt, float *y, int64_t ldy);
-    int packed_max; /* batches of up to this many tokens take dot_packed */
+    int packed_max;   /* batches of up to this many tokens take dot_packed */
+    int packed_max_k; /* the same for Q4_K and Q6_K, whose codes the sets decode in registers:
+                       * dotting them packed beats unpacking the row for more tokens */
 };
 
 /* The 8-bit set that goes with a SIMD kernel set (by name: scalar, avx2, avx512). */
