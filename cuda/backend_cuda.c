@@ -81,6 +81,7 @@ static int make_kv(struct backend *b, struct err *e)
     CU_CHECK(cudaMemset(b->kv, 0, (size_t)b->kv_layer_blocks * per_block));
     b->st.n_blocks = (int32_t)n;
     b->st.kv_bytes = (uint64_t)b->kv_layer_blocks * per_block;
+    b->st.kv_dtype = b->o.kv_dtype;
     return 0;
 }
 
@@ -140,9 +141,9 @@ static struct backend *cuda_create(const struct model *m, const struct backend_o
     struct backend_opts ro = *o;
     ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
     o = &ro;
-    if (o->tp_comm && o->tp_comm->size > 1) {
-        err_set(e, "backend cuda: tensor parallelism over GPUs is not implemented yet (CPU ranks "
-                   "under mpirun run it)");
+    if ((o->tp_comm && o->tp_comm->size > 1) || (o->ep_comm && o->ep_comm->size > 1)) {
+        err_set(e, "backend cuda: tensor and expert parallelism over GPUs are not implemented yet "
+                   "(CPU ranks under mpirun run them)");
         return NULL;
     }
     if (cu_check_opts(m, o, e) != 0) {
@@ -233,7 +234,8 @@ static int cuda_usable(char *why, size_t n_why)
 const struct backend_ops *backend_cuda(void)
 {
     static const struct backend_ops ops = {
-        .name = "cuda", .usable = cuda_usable, .create = cuda_create, .destroy = cuda_destroy,
+        .name = "cuda", .usable = cuda_usable, .supports = cu_supports, .create = cuda_create,
+        .destroy = cuda_destroy,
         .copy_blocks = cuda_copy_blocks, .forward = cuda_forward, .stats = cuda_stats,
         .forward_cands = cuda_forward_cands, .fetch_row = cuda_fetch_row};
     return &ops;

@@ -118,9 +118,19 @@ static int nc_exchange(struct comm *c, const int64_t *mine, int n, int64_t *all,
     return comm_exchange(nc_of(c)->host, mine, n, all, e);
 }
 
+static int nc_exchange_wait(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e)
+{
+    return comm_exchange_wait(nc_of(c)->host, mine, n, all, e);
+}
+
 static int nc_broadcast(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
 {
     return comm_broadcast(nc_of(c)->host, buf, bytes, root, e);
+}
+
+static int nc_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
+{
+    return comm_broadcast_wait(nc_of(c)->host, buf, bytes, root, e);
 }
 
 static double now_s(void)
@@ -175,7 +185,9 @@ static const struct comm_ops nccl_ops = {
     .alltoall = nc_alltoall,
     .alltoallv = nc_alltoallv,
     .exchange = nc_exchange,
+    .exchange_wait = nc_exchange_wait,
     .broadcast = nc_broadcast,
+    .broadcast_wait = nc_broadcast_wait,
     .sync = nc_sync,
     .destroy = nc_destroy,
 };

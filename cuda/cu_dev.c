@@ -112,18 +112,26 @@ static int check_fast(const struct model_config *c, const struct backend_opts *o
     return 0;
 }
 
+int cu_supports(const struct model *m, char *why, size_t n)
+{
+    const struct model_config *c = &m->cfg;
+    const char *no = c->arch != ARCH_DEEPSEEK_V3 && c->arch != ARCH_DEEPSEEK_V2
+                         ? "the CUDA backend runs DeepSeek V2/V3 models only"
+                     : model_is_quantised(m)
+                         ? "the CUDA backend does not run GGUF block-quantised weights (Q4_K, Q8_0, "
+                           "...) yet"
+                     : !m->layers[0].kv_b.data
+                         ? "the CUDA backend reads kv_b whole, and this GGUF splits it into k_b and v_b"
+                         : NULL;
+    if (no) snprintf(why, n, "%s", no);
+    return no == NULL;
+}
+
 int cu_check_opts(const struct model *m, const struct backend_opts *o, struct err *e)
 {
     const struct model_config *c = &m->cfg;
-    if (c->arch != ARCH_DEEPSEEK_V3 && c->arch != ARCH_DEEPSEEK_V2)
-        return err_set(e, "the CUDA backend runs DeepSeek V2/V3 checkpoints only; use --backend cpu "
-                          "for this model");
-    if (model_is_quantised(m))
-        return err_set(e, "the CUDA backend does not run GGUF block-quantised weights (Q4_K, Q8_0, "
-                          "...) yet; use --backend cpu for this model");
-    if (!m->layers[0].kv_b.data)
-        return err_set(e, "the CUDA backend reads kv_b whole, and this GGUF splits it into k_b and "
-                          "v_b; use --backend cpu for this model");
+    char why[256];
+    if (!cu_supports(m, why, sizeof why)) return err_set(e, "%s; use --backend cpu for this model", why);
     if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16)
         return err_set(e, "the CUDA backend stores the KV cache as f32 or bf16");
     if (o->numerics == NUMERICS_FAST && check_fast(c, o, e) != 0) return -1;

@@ -49,6 +49,10 @@ void cu_describe(const struct cu_devinfo *d, char *out, size_t n);
  * device, shapes its kernels take. -1 with a message naming the option or value. */
 int cu_check_opts(const struct model *m, const struct backend_opts *o, struct err *e);
 
+/* Whether the CUDA backend runs models like m (architecture, weight formats, layout); else 0 with
+ * the reason in why. */
+int cu_supports(const struct model *m, char *why, size_t n);
+
 /* err_set with a runtime error's name and text: "what: cudaErrorMemoryAllocation (out of
  * memory)". Returns -1. */
 int cu_err(struct err *e, cudaError_t rc, const char *what);

@@ -60,6 +60,16 @@ static int device_number(const char **s, const char *all, struct err *e)
     return (int)v;
 }
 
+const struct backend_ops *backend_for_model(const struct backend_ops *chosen, const struct model *m,
+                                            char *note, size_t n_note)
+{
+    char why[256] = "";
+    note[0] = 0;
+    if (!chosen->supports || chosen->supports(m, why, sizeof why)) return chosen;
+    snprintf(note, n_note, "running on the CPU: %s", why);
+    return backend_cpu();
+}
+
 int backend_parse_devices(const char *s, int *out, int max, struct err *e)
 {
     const char *p = s;

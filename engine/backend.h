@@ -45,7 +45,7 @@ struct backend_opts {
     int max_tokens;           /* tokens in the largest step (max_num_batched_tokens) */
     int max_logits;           /* rows of logits the largest step asks for */
     int block_size;           /* KV cache tokens per block */
-    enum dtype kv_dtype;      /* DT_F32 or DT_BF16 */
+    enum dtype kv_dtype;      /* DT_F32, DT_BF16, or DT_F16 (CPU) */
     double kv_memory;         /* bytes (> 1) or a fraction (<= 1) of the memory free after the
                                * weights; ignored when kv_blocks > 0 */
     int64_t kv_blocks;        /* > 0: exactly this many blocks */
@@ -63,11 +63,16 @@ struct backend_opts {
     struct comm *tp_comm;     /* tensor parallelism: the ranks that split every layer, which run
                                * every step together (this rank computes its part); NULL or one
                                * rank: the whole model here. Kept, not owned. */
+    struct comm *ep_comm;     /* expert parallelism with data-parallel attention: the ranks that
+                               * share the routed experts, each running its own batches in step
+                               * (forward with no sequence: serve the others' rows only). NULL:
+                               * every expert here. Kept, not owned. */
 };
 
 struct backend_stats {
     uint64_t weight_bytes;    /* weights the backend holds (CPU: mapped, not copied) */
     uint64_t kv_bytes;        /* the KV pool */
+    enum dtype kv_dtype;      /* its element type */
     uint64_t workspace_bytes; /* per-step scratch */
     int32_t n_blocks;         /* KV blocks the scheduler may use */
     uint64_t steps;           /* forward calls */
@@ -86,6 +91,9 @@ struct backend_ops {
     const char *name; /* "cpu", "cuda" */
     /* 1 when this backend can run here; else 0 with the reason in why ("no CUDA device", ...). */
     int (*usable)(char *why, size_t n_why);
+    /* 1 when it runs models like m (architecture, weight formats, layout); else 0 with the reason
+     * in why, so that a backend chosen by auto can give way to the CPU. NULL: every model. */
+    int (*supports)(const struct model *m, char *why, size_t n_why);
     /* Takes what the model needs (binds or uploads weights), sizes and allocates the KV pool
      * and the step scratch. NULL with a message naming the device, tensor or limit. */
     struct backend *(*create)(const struct model *m, const struct backend_opts *o, struct err *e);
@@ -129,6 +137,11 @@ const struct backend_ops *backend_select(enum backend_kind kind, char *note, siz
                                          struct err *e);
 
 #define BACKEND_MAX_DEVICES 64
+
+/* Once the model is loaded, a backend that auto chose but that does not run it gives way to the
+ * CPU, with the reason in note ("" when it runs it). */
+const struct backend_ops *backend_for_model(const struct backend_ops *chosen, const struct model *m,
+                                            char *note, size_t n_note);
 
 /* Parses a device list ("0", "0-7", "0,2,5-6"; "" = none) into out[max]: ordinals 0..1023, no
  * repeats. Returns how many, or -1 with a message naming the fault. */

@@ -73,12 +73,26 @@ int comm_exchange(struct comm *c, const int64_t *mine, int n, int64_t *all, stru
     return c->ops->exchange(c, mine, n, all, e);
 }
 
+int comm_exchange_wait(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e)
+{
+    count(c);
+    return (c->ops->exchange_wait ? c->ops->exchange_wait : c->ops->exchange)(c, mine, n, all, e);
+}
+
 int comm_broadcast(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
 {
     if (root < 0 || root >= c->size)
         return err_set(e, "broadcast: root %d is not a rank (size %d)", root, c->size);
     count(c);
     return c->ops->broadcast(c, buf, bytes, root, e);
+}
+
+int comm_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
+{
+    if (root < 0 || root >= c->size)
+        return err_set(e, "broadcast: root %d is not a rank (size %d)", root, c->size);
+    count(c);
+    return (c->ops->broadcast_wait ? c->ops->broadcast_wait : c->ops->broadcast)(c, buf, bytes, root, e);
 }
 
 int comm_sync(struct comm *c, void *stream, struct err *e)

@@ -60,8 +60,16 @@ struct comm_ops {
     /* Host: mine [n] from every rank → all [size * n], rank r's at r * n. Also the barrier
      * that starts a lockstep step (token counts, the padded bucket = their max). */
     int (*exchange)(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e);
+    /* The same where ranks may wait long for each other (lockstep ranks with no work): they
+     * wait without keeping a core busy. Every rank of one exchange uses the same form. NULL:
+     * exchange. */
+    int (*exchange_wait)(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e);
     /* Host: root's buf [bytes] is copied into buf on every rank (a step's plan). */
     int (*broadcast)(struct comm *c, void *buf, size_t bytes, int root, struct err *e);
+    /* The same where the other ranks may wait long for root (the next step's plan, while it has
+     * no work): they wait without keeping a core busy. Every rank of one broadcast uses the same
+     * form. NULL: broadcast. */
+    int (*broadcast_wait)(struct comm *c, void *buf, size_t bytes, int root, struct err *e);
     /* Waits until the collectives enqueued on stream are done (GPU); a no-op on the host. */
     int (*sync)(struct comm *c, void *stream, struct err *e);
     void (*destroy)(struct comm *c);
@@ -95,7 +103,9 @@ int comm_alltoall(struct comm *c, const void *in, void *out, size_t bytes, void 
 int comm_alltoallv(struct comm *c, const void *in, const size_t *send, void *out,
                    const size_t *recv, void *stream, struct err *e);
 int comm_exchange(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e);
+int comm_exchange_wait(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e);
 int comm_broadcast(struct comm *c, void *buf, size_t bytes, int root, struct err *e);
+int comm_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e);
 int comm_sync(struct comm *c, void *stream, struct err *e);
 
 /* Collectives started so far (any thread). */

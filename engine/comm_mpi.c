@@ -190,6 +190,45 @@ static int mpi_broadcast(struct comm *c, void *buf, size_t bytes, int root, stru
     return 0;
 }
 
+/* Waits for a nonblocking collective without holding a core: tests back to back for the first
+ * millisecond (lockstep work follows at once while there is some), then naps of 0.2 ms, 2 ms
+ * once idle for 0.1 s. */
+static int wait_politely(MPI_Request *req)
+{
+    struct timespec t0, t, nap = {0, 0};
+    int rc, done = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!(rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) && !done) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long waited = (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec);
+        nap.tv_nsec = waited > 100000000L ? 2000000L : 200000L;
+        if (waited > 1000000L) nanosleep(&nap, NULL);
+    }
+    return rc;
+}
+
+/* MPI_Ibcast waited for politely: a rank waiting for the next step's plan keeps no core busy, as
+ * a blocking broadcast (which spins) would. */
+static int mpi_broadcast_wait(struct comm *c, void *buf, size_t bytes, int root, struct err *e)
+{
+    for (size_t off = 0; off < bytes; off += PIECE) {
+        size_t k = bytes - off < PIECE ? bytes - off : PIECE;
+        MPI_Request req;
+        int rc = MPI_Ibcast((char *)buf + off, (int)k, MPI_BYTE, root, mc_of(c)->mc, &req);
+        if (rc == MPI_SUCCESS) rc = wait_politely(&req);
+        if (mpi_check(rc, "broadcast", c->rank, e) != 0) return -1;
+    }
+    return 0;
+}
+
+static int mpi_exchange_wait(struct comm *c, const int64_t *mine, int n, int64_t *all, struct err *e)
+{
+    MPI_Request req;
+    int rc = MPI_Iallgather(mine, n, MPI_INT64_T, all, n, MPI_INT64_T, mc_of(c)->mc, &req);
+    if (rc == MPI_SUCCESS) rc = wait_politely(&req);
+    return mpi_check(rc, "exchange", c->rank, e);
+}
+
 static int mpi_sync(struct comm *c, void *stream, struct err *e)
 {
     return 0; /* host collectives are done when they return */
@@ -211,7 +250,9 @@ static const struct comm_ops mpi_ops = {
     .alltoall = mpi_alltoall,
     .alltoallv = mpi_alltoallv,
     .exchange = mpi_exchange,
+    .exchange_wait = mpi_exchange_wait,
     .broadcast = mpi_broadcast,
+    .broadcast_wait = mpi_broadcast_wait,
     .sync = mpi_sync,
     .destroy = mpi_destroy,
 };

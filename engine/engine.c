@@ -16,6 +16,7 @@
 #include "engine/dp.h"
 #include "engine/gen.h"
 #include "engine/grammar/vocab.h"
+#include "engine/lockstep.h"
 #include "engine/masker.h"
 #include "engine/metrics.h"
 #include "engine/model/model.h"
@@ -23,59 +24,8 @@
 #include "engine/sched.h"
 #include "engine/vocab.h"
 #include "engine/wire.h"
+#include "engine/engine_internal.h"
 
-struct engine {
-    struct model *m;
-    struct tok *tok;
-    const struct backend_ops *bops;
-    struct backend *be;         /* runs the model: weights, KV pool, step scratch */
-    struct backend_stats be_start; /* the backend's stats once set up */
-    enum numerics numerics;     /* the step arithmetic, AUTO resolved (backend_numerics) */
-    struct sched *sched;
-    struct sched_config scfg;
-    int max_model_len;
-    int max_queued;             /* choices waiting, at most */
-    int64_t max_request_bytes;  /* per request (gen_cost); 0: no limit */
-    int64_t budget_bytes;       /* all admitted requests together; 0: no limit */
-    int64_t admitted_bytes;     /* what admitted requests may hold now (atomic; gen_unref gives back) */
-    size_t max_text;            /* the longest text one token decodes to, bytes */
-    int32_t eos;
-    float *logits;              /* [max_num_seqs, vocab] */
-    struct smp_cands *cands;    /* [max_num_seqs] the step's pre-filtered rows, or NULL: whole rows */
-    int32_t *sampled;           /* [max_num_seqs] */
-    bool *stopped;              /* [max_num_seqs] */
-    struct gv *gv;              /* the vocabulary as a byte trie, for grammars */
-    struct masker *masker;      /* computes a step's masks during the forward pass */
-    uint64_t *masks;            /* [max_num_seqs, words] one step's grammar masks */
-    int *job_of;                /* [max_num_seqs] mask job of each batch entry, -1: none */
-    uint64_t *fork_mask;        /* [words] a sibling's first mask (n > 1) */
-    pthread_t thread;
-    int thread_started;
-    pthread_mutex_t mu;         /* guards incoming, n_incoming, stop */
-    pthread_cond_t cv;
-    struct gen *incoming;       /* submitted, not yet handed to the scheduler */
-    int n_incoming;
-    int n_waiting;              /* scheduler's waiting count, for admission control */
-    int stop;
-    struct gen *live;           /* handed to the scheduler, not yet done */
-    uint64_t next_serial;
-    int64_t heartbeat_ns;       /* monotonic time of the last loop iteration */
-    struct metrics metrics;
-    int n_live_seqs;            /* sequences of submitted requests not yet ended (atomic) */
-    struct dp *dp;              /* data parallelism, rank 0: routes to other ranks; else NULL */
-};
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double now_s(void)
-{
-    return (double)now_ns() * 1e-9;
-}
 
 static struct gen *find_gen(struct engine *eng, int64_t seq_id, int *choice)
 {
@@ -397,6 +347,9 @@ static bool step(struct engine *eng)
     struct err e = {0};
     double t0 = now_s();
     sched_step(eng->sched, &out);
+    if (eng->tp && (out.n_copies || out.batch.n_seqs) &&
+        lockstep_send(eng->tp, &out.batch, eng->scfg.block_size, out.copies, out.n_copies, &e) != 0)
+        ERR_FATAL("tensor parallelism: %s", e.msg); /* the ranks can no longer agree: end the job */
     if (out.n_copies) eng->bops->copy_blocks(eng->be, out.copies, out.n_copies);
     if (out.batch.n_seqs == 0) {
         finish_all(eng);
@@ -457,6 +410,24 @@ static void fault_stall(void)
 static void fault_stall(void) {}
 #endif
 
+/* Expert parallelism: one round with the other ranks (engine/lockstep.h); whether this rank ran
+ * a step, of its own work or an empty one serving the others' rows. *quit once every rank is
+ * stopping. */
+static bool ep_round(struct engine *eng, int stop, bool *quit)
+{
+    struct err e = {0};
+    int any, all_stop, mine = sched_has_work(eng->sched);
+    if (lockstep_round(eng->ep, mine, stop, &any, &all_stop, &e) != 0)
+        ERR_FATAL("expert parallelism: %s", e.msg); /* the ranks can no longer agree: end the job */
+    *quit = all_stop;
+    if (all_stop || !any) return false;
+    if (mine && step(eng)) return true;
+    struct batch none = {0};
+    if (eng->bops->forward(eng->be, &none, eng->logits, &e) != 0)
+        ERR_FATAL("expert parallelism: %s", e.msg);
+    return true;
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *eng = arg;
@@ -466,9 +437,11 @@ static void *engine_main(void *arg)
         pthread_mutex_lock(&eng->mu);
         int stop = eng->stop;
         pthread_mutex_unlock(&eng->mu);
-        if (stop) break;
+        if (stop && !eng->ep) break; /* expert-parallel ranks stop together */
         take_requests(eng);
-        bool ran = sched_has_work(eng->sched) && step(eng);
+        bool quit = false;
+        bool ran = eng->ep ? ep_round(eng, stop, &quit) : sched_has_work(eng->sched) && step(eng);
+        if (quit) break;
         struct sched_stats st;
         sched_stats(eng->sched, &st);
         __atomic_store_n(&eng->n_waiting, st.n_requests_waiting, __ATOMIC_RELEASE);
@@ -477,45 +450,99 @@ static void *engine_main(void *arg)
         reap(eng);
         if (ran) continue;
         pthread_mutex_lock(&eng->mu);
-        if (!eng->incoming && !eng->stop) {
+        if (!eng->incoming && !eng->stop) { /* expert-parallel: the others' work is polled too */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50 * 1000 * 1000;
+            ts.tv_nsec += (eng->ep ? 5 : 50) * 1000 * 1000;
             if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
             pthread_cond_timedwait(&eng->cv, &eng->mu, &ts);
         }
         pthread_mutex_unlock(&eng->mu);
     }
+    struct err e = {0};
+    if (eng->tp && lockstep_stop(eng->tp, &e) != 0)
+        fprintf(stderr, "seekd: tensor parallelism: %s\n", e.msg);
+    return NULL;
+}
+
+/* The engine thread of tensor-parallel ranks 1..: rank 0's steps until it says stop. */
+static void *follower_main(void *arg)
+{
+    struct engine *eng = arg;
+    if (lockstep_follow(eng->follower) != 0)
+        fprintf(stderr, "seekd: tensor parallelism: %s\n", eng->follower->fault.msg);
     return NULL;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
+
+/* The KV cache's element type: as asked, or (auto) f16 for a GGUF model on the CPU, as
+ * llama.cpp keeps it, and bf16 otherwise (DeepSeek's latent cache). */
+static enum dtype kv_dtype_of(const struct engine *eng, const struct engine_opts *o)
+{
+    if (o->kv_cache_dtype >= 0) return (enum dtype)o->kv_cache_dtype;
+    int cpu = !o->backend || o->backend == backend_cpu();
+    return cpu && eng->m->gguf.n_tensors ? DT_F16 : DT_BF16;
+}
 
 /* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
 static int setup_backend(struct engine *eng, const struct engine_opts *o, struct err *e)
 {
     struct backend_opts bo = {.numerics = o->numerics, .max_tokens = o->max_num_batched_tokens,
                               .max_logits = o->max_num_seqs, .block_size = o->block_size,
-                              .kv_dtype = o->kv_cache_bf16 ? DT_BF16 : DT_F32,
+                              .kv_dtype = kv_dtype_of(eng, o),
                               .kv_memory = o->kv_cache_memory, .threads = o->threads,
                               .huge_pages = o->huge_pages,
                               .devices = o->devices, .n_devices = o->n_devices,
                               .progress = o->progress, .graphs = o->cuda_graphs};
     eng->bops = o->backend ? o->backend : backend_cpu();
+    if (o->backend_auto)
+        eng->bops = backend_for_model(eng->bops, eng->m, eng->backend_note, sizeof eng->backend_note);
     bo.numerics = eng->numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
     if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
+    bo.tp_comm = eng->tp, bo.ep_comm = eng->ep;
     eng->be = eng->bops->create(eng->m, &bo, e);
+    if (eng->be) eng->bops->stats(eng->be, &eng->be_start);
+    int32_t n_blocks = eng->be_start.n_blocks;
+    struct comm *lc = eng->tp ? eng->tp : eng->ep; /* the ranks that must all start */
+    eng->agreed = lc != NULL; /* tensor-parallel ranks share one pool; expert-parallel, their own */
+    if (lc && lockstep_agree(lc, eng->be != NULL, eng->tp ? &n_blocks : NULL, e) != 0) return -1;
     if (!eng->be) return -1;
-    eng->bops->stats(eng->be, &eng->be_start);
-    eng->scfg = (struct sched_config){.n_blocks = eng->be_start.n_blocks, .block_size = o->block_size,
+    eng->scfg = (struct sched_config){.n_blocks = n_blocks, .block_size = o->block_size,
                                       .max_num_batched_tokens = o->max_num_batched_tokens,
                                       .max_num_seqs = o->max_num_seqs,
                                       .no_prefix_caching = !o->enable_prefix_caching,
                                       .prefill_chunk = o->prefill_chunk > 0 ? o->prefill_chunk
                                                                             : eng->be_start.prefill_chunk};
+    if (eng->tp && eng->tp->rank > 0) return 0; /* rank 0 schedules */
     eng->sched = sched_create(&eng->scfg, e);
     return eng->sched ? 0 : -1;
+}
+
+/* A tensor-parallel rank that fails before its backend is made still takes part in the
+ * start-up agreement, so that the others hear of it instead of waiting. */
+static void agree_failed(struct engine *eng)
+{
+    struct err ignored = {0};
+    struct comm *lc = eng->tp ? eng->tp : eng->ep;
+    if (lc && !eng->agreed) lockstep_agree(lc, 0, NULL, &ignored);
+    eng->agreed = 1;
+}
+
+/* Starts the engine thread: the scheduling loop, or (tensor-parallel ranks 1..) the follower's. */
+static int start_thread(struct engine *eng, struct err *e)
+{
+    void *(*fn)(void *) = engine_main;
+    if (eng->tp && eng->tp->rank > 0) {
+        eng->follower = xcalloc(1, sizeof *eng->follower);
+        *eng->follower = (struct lockstep){.c = eng->tp, .bops = eng->bops, .be = eng->be,
+                                           .logits = eng->logits};
+        fn = follower_main;
+    }
+    if (pthread_create(&eng->thread, NULL, fn, eng) != 0) return err_set(e, "cannot start the engine thread");
+    eng->thread_started = 1;
+    return 0;
 }
 
 /* The context a request may use: max_model_len when set, else the model's own. Longer than the
@@ -546,6 +573,8 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     pthread_mutex_init(&eng->mu, NULL);
     metrics_init(&eng->metrics);
     pthread_cond_init(&eng->cv, NULL);
+    eng->tp = o->tp_comm && o->tp_comm->size > 1 ? o->tp_comm : NULL;
+    eng->ep = o->ep_comm && o->ep_comm->size > 1 ? o->ep_comm : NULL;
     eng->m = model_load_progress(o->model_dir, o->progress, e);
     if (!eng->m) goto fail;
     eng->tok = vocab_load(eng->m, o->model_dir, o->tokenizer_dir, e);
@@ -572,13 +601,10 @@ struct engine *engine_create(const struct engine_opts *o, struct err *e)
     eng->masker = masker_create(eng->gv, o->max_num_seqs, e);
     if (!eng->masker) goto fail;
     eng->heartbeat_ns = now_ns();
-    if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
-        err_set(e, "cannot start the engine thread");
-        goto fail;
-    }
-    eng->thread_started = 1;
+    if (start_thread(eng, e) != 0) goto fail;
     return eng;
 fail:
+    agree_failed(eng);
     engine_destroy(eng);
     return NULL;
 }
@@ -614,6 +640,7 @@ void engine_destroy(struct engine *eng)
     free(eng->cands);
     free(eng->sampled);
     free(eng->stopped);
+    free(eng->follower);
     sched_destroy(eng->sched);
     tok_destroy(eng->tok);
     model_destroy(eng->m);
@@ -658,6 +685,7 @@ int engine_fault(struct engine *eng, char *msg, size_t n)
 
 double engine_idle_s(const struct engine *eng)
 {
+    if (eng->follower) return lockstep_stalled_s(eng->follower, now_ns()); /* waiting is not idle */
     return (double)(now_ns() - __atomic_load_n(&eng->heartbeat_ns, __ATOMIC_ACQUIRE)) * 1e-9;
 }
 
@@ -665,6 +693,11 @@ const char *engine_backend(const struct engine *eng, struct backend_stats *at_st
 {
     *at_start = eng->be_start;
     return eng->bops->name;
+}
+
+const char *engine_backend_note(const struct engine *eng)
+{
+    return eng->backend_note;
 }
 
 enum numerics engine_numerics(const struct engine *eng)
@@ -688,163 +721,7 @@ void engine_limits(const struct engine *eng, struct engine_limits *out)
 
 int engine_alive(const struct engine *eng, double max_stall_s)
 {
+    if (eng->follower && __atomic_load_n(&eng->follower->failed, __ATOMIC_ACQUIRE)) return 0;
     return engine_idle_s(eng) <= max_stall_s;
 }
 
-int64_t engine_request_bytes(const struct engine *eng, const struct gen_params *params)
-{
-    struct gen_params p = *params;
-    if (p.max_tokens < 0) p.max_tokens = eng->max_model_len - p.n_prompt;
-    return gen_cost(&p, eng->m->cfg.vocab_size, eng->max_text);
-}
-
-int64_t engine_max_request_memory(const struct engine *eng)
-{
-    return eng->max_request_bytes;
-}
-
-/* A request must be able to run whole: its n choices side by side in the KV pool (else they
- * would only evict one another), and within max_request_memory. */
-static int check_admissible(const struct engine *eng, const struct gen_params *p, struct err *e)
-{
-    int64_t kv_tokens = (int64_t)eng->scfg.n_blocks * eng->scfg.block_size;
-    int64_t need = (int64_t)p->n_prompt + (int64_t)p->n * p->max_tokens;
-    if (p->n > 1 && need > kv_tokens)
-        return err_set(e, "n=%d choices of up to %d tokens after a %d-token prompt need %lld tokens "
-                          "of KV cache, which holds %lld: lower n or max_tokens", p->n,
-                       p->max_tokens, p->n_prompt, (long long)need, (long long)kv_tokens);
-    int64_t bytes = engine_request_bytes(eng, p);
-    if (eng->max_request_bytes && bytes > eng->max_request_bytes)
-        return err_set(e, "this request could hold %lld MiB (n=%d, max_tokens=%d%s), over the "
-                          "server's max_request_memory of %lld MiB: lower n, max_tokens or "
-                          "top_logprobs", (long long)(bytes >> 20), p->n, p->max_tokens,
-                       p->sampling.logprobs ? ", with logprobs" : "",
-                       (long long)(eng->max_request_bytes >> 20));
-    return 0;
-}
-
-/* Reserves bytes of the memory budget; 0 when it fit. */
-static int reserve_bytes(struct engine *eng, int64_t bytes)
-{
-    int64_t cur = __atomic_load_n(&eng->admitted_bytes, __ATOMIC_ACQUIRE);
-    do {
-        if (eng->budget_bytes && cur + bytes > eng->budget_bytes) return -1;
-    } while (!__atomic_compare_exchange_n(&eng->admitted_bytes, &cur, cur + bytes, true,
-                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
-    return 0;
-}
-
-/* The checks that give a request its 400 before anything is queued. */
-static int check_request(const struct engine *eng, struct gen_params *p, struct err *e)
-{
-    int limit = eng->max_model_len;
-    if (p->n_prompt < 1) return err_set(e, "the prompt is empty");
-    if (p->n < 1 || p->n > GEN_MAX_CHOICES) return err_set(e, "n must be between 1 and %d", GEN_MAX_CHOICES);
-    if (p->n_stop > GEN_MAX_STOP) return err_set(e, "at most %d stop strings", GEN_MAX_STOP);
-    for (int i = 0; i < p->n_stop; i++)
-        if (!p->stop[i][0]) return err_set(e, "stop strings must not be empty");
-    if (p->n_prompt >= limit)
-        return err_set(e, "This model's maximum context length is %d tokens. However, your prompt "
-                          "has %d tokens, leaving no room for a completion.", limit, p->n_prompt);
-    if (p->max_tokens < 0) p->max_tokens = limit - p->n_prompt;
-    if (p->max_tokens < 1) return err_set(e, "max_tokens must be at least 1");
-    if ((int64_t)p->n_prompt + p->max_tokens > limit)
-        return err_set(e, "This model's maximum context length is %d tokens. However, you requested "
-                          "%lld tokens (%d in the prompt, %d for the completion). Please reduce the "
-                          "prompt or max_tokens.", limit, (long long)p->n_prompt + p->max_tokens,
-                       p->n_prompt, p->max_tokens);
-    for (int i = 0; i < p->n_prompt; i++)
-        if (p->prompt[i] < 0 || p->prompt[i] >= eng->m->cfg.vocab_size)
-            return err_set(e, "token id %d is outside the vocabulary (0..%d)", p->prompt[i], eng->m->cfg.vocab_size - 1);
-    if (sched_check_fit(&eng->scfg, p->n_prompt, p->max_tokens, e) != 0) return -1;
-    if (check_admissible(eng, p, e) != 0) return -1;
-    return smp_params_check(&p->sampling, eng->m->cfg.vocab_size, e);
-}
-
-/* Which rank runs a request: 0 is this engine; -1 when every queue it may go to is full.
- * Constrained requests and those whose tool calls are parsed stay on this rank: their compiled
- * grammar and parser state do not travel on the wire. */
-static int pick_rank(struct engine *eng, const struct gen_params *p, int *queued)
-{
-    pthread_mutex_lock(&eng->mu);
-    *queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
-    pthread_mutex_unlock(&eng->mu);
-    bool local_only = p->grammar || p->tool_format != TC_NONE;
-    if (!eng->dp || local_only) {
-        if (*queued + p->n > eng->max_queued) return -1;
-        if (eng->dp) dp_route_local(eng->dp);
-        return 0;
-    }
-    int live = __atomic_load_n(&eng->n_live_seqs, __ATOMIC_RELAXED);
-    return dp_route(eng->dp, live, *queued, p->n, eng->max_queued);
-}
-
-/* Hands a request to another rank's engine; the relay takes its events (data parallelism). */
-static struct gen *submit_remote(struct engine *eng, int rank, const struct gen_params *p,
-                                 void (*notify)(void *arg), void *arg)
-{
-    struct gen *g = gen_create_relay(p, eng->tok, eng->eos);
-    g->notify = notify;
-    g->arg = arg;
-    g->t_arrival = now_s();
-    pthread_mutex_lock(&eng->mu);
-    g->serial = ++eng->next_serial;
-    pthread_mutex_unlock(&eng->mu);
-    struct wire w;
-    size_t n;
-    wire_init(&w);
-    wire_put_i64(&w, (int64_t)g->serial);
-    wire_put_params(&w, p);
-    uint8_t *msg = wire_take(&w, &n);
-    dp_send(eng->dp, rank, g, msg, n);
-    return g;
-}
-
-struct gen *engine_submit(struct engine *eng, const struct gen_params *params,
-                          void (*notify)(void *arg), void *arg, int *busy, struct err *e)
-{
-    struct gen_params p = *params;
-    int queued;
-    *busy = 0;
-    if (check_request(eng, &p, e) != 0) return NULL;
-    int rank = pick_rank(eng, &p, &queued);
-    if (rank < 0) {
-        *busy = 1; /* n counts as n: a request of n choices queues n sequences */
-        err_set(e, "the server is at capacity (%d sequences waiting, this request adds %d); "
-                   "retry shortly", queued, p.n);
-        return NULL;
-    }
-    int64_t bytes = engine_request_bytes(eng, &p);
-    if (reserve_bytes(eng, bytes) != 0) {
-        *busy = 1;
-        err_set(e, "the requests running hold the server's request_memory_budget; retry shortly");
-        return NULL;
-    }
-    if (rank > 0) { /* its reply is held here too: the same reservation */
-        struct gen *remote = submit_remote(eng, rank, &p, notify, arg);
-        remote->cost = bytes;
-        remote->ledger = &eng->admitted_bytes;
-        return remote;
-    }
-    struct gen *g = gen_create(&p, eng->tok, eng->gv, eng->m->cfg.vocab_size, eng->eos, e);
-    if (!g) { /* out of memory (503: this request fails, the server goes on), or a grammar that
-                 cannot start (400) */
-        __atomic_sub_fetch(&eng->admitted_bytes, bytes, __ATOMIC_ACQ_REL);
-        *busy = e->busy;
-        return NULL;
-    }
-    g->cost = bytes;
-    g->ledger = &eng->admitted_bytes;
-    g->notify = notify;
-    g->arg = arg;
-    g->t_arrival = now_s();
-    __atomic_add_fetch(&eng->n_live_seqs, p.n, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&eng->mu);
-    g->serial = ++eng->next_serial;
-    g->next = eng->incoming;
-    eng->incoming = g;
-    eng->n_incoming += p.n;
-    pthread_cond_signal(&eng->cv);
-    pthread_mutex_unlock(&eng->mu);
-    return g;
-}

@@ -35,7 +35,8 @@ struct engine_opts {
     int allow_long_max_model_len; /* 1: max_model_len may exceed the model's context */
     int block_size;             /* KV cache tokens per block */
     double kv_cache_memory;     /* bytes (> 1) or a fraction of free memory (<= 1) */
-    int kv_cache_bf16;          /* 1: latents stored as BF16, 0: F32 */
+    int kv_cache_dtype;         /* DT_F32, DT_BF16, DT_F16, or -1: auto (f16 for a GGUF model on
+                                 * the CPU, as llama.cpp keeps it; bf16 otherwise) */
     int enable_prefix_caching;
     int max_queued_requests;    /* admission bound: choices waiting beyond it are refused */
     int64_t max_request_memory; /* bytes one request may hold at most (gen_cost); 0: no limit */
@@ -43,9 +44,17 @@ struct engine_opts {
     int threads;                /* CPU worker threads; 0: all cores */
     int huge_pages;             /* CPU: weights in anonymous huge pages (st_move_to_huge_pages) */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
+    int backend_auto;           /* that choice was auto's: a backend that does not run the model
+                                 * gives way to the CPU (engine_backend_note says why) */
     enum numerics numerics;     /* arithmetic of a step (engine/backend.h); AUTO: backend_numerics
                                  * decides once the model is loaded */
     int cuda_graphs;            /* CUDA, fast numerics: decode steps replayed from graphs */
+    struct comm *tp_comm;       /* tensor parallelism: every rank's engine thread talks on it
+                                 * (engine/lockstep.h); rank 0 schedules, the others follow and
+                                 * take no requests. NULL or one rank: none */
+    struct comm *ep_comm;       /* expert parallelism with data-parallel ranks: the engine
+                                 * threads step together in rounds (engine/lockstep.h), each on
+                                 * its own requests. NULL or one rank: none */
     int sample_prefilter;       /* sample from pre-filtered rows where provably the same
                                  * (engine/sampler_cand.h), when the backend offers it */
     const int *devices;         /* GPUs the backend drives; n_devices 0: device 0 */
@@ -121,6 +130,8 @@ void engine_destroy(struct engine *eng);
 const struct tok *engine_tokenizer(const struct engine *eng);
 /* The backend's name and what it held once set up (weights, KV pool, device), for the log. */
 const char *engine_backend(const struct engine *eng, struct backend_stats *at_start);
+/* Why the backend auto chose gave way to the CPU for this model; "" when it did not. */
+const char *engine_backend_note(const struct engine *eng);
 /* The arithmetic the steps run: the engine_opts' numerics with AUTO resolved. */
 enum numerics engine_numerics(const struct engine *eng);
 /* The longest context (prompt + completion) a request may use. */

@@ -6,14 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int set(struct err *e, int busy, const char *fmt, va_list ap)
+{
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    e->busy = busy;
+    return -1;
+}
+
 int err_set(struct err *e, const char *fmt, ...)
 {
     if (!e) return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    set(e, 0, fmt, ap);
     va_end(ap);
-    e->busy = 0;
     return -1;
 }
 
@@ -22,9 +28,8 @@ int err_busy(struct err *e, const char *fmt, ...)
     if (!e) return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    set(e, 1, fmt, ap);
     va_end(ap);
-    e->busy = 1;
     return -1;
 }
 

@@ -46,7 +46,7 @@ static void logits_usage(FILE *f)
     fprintf(f, "usage: seekd logits (--model PATH | --synthetic CONFIG [--seed N]) --tokens ID,ID,...\n"
                "                    --out FILE.npy\n"
                "                    [--decode | --chunk N] [--first N] [--block-size N]\n"
-               "                    [--kv-dtype f32|bf16]\n"
+               "                    [--kv-dtype f32|bf16|f16]\n"
                "                    [--threads N] [--backend auto|cpu|cuda]\n"
                "                    [--numerics ref|bf16|fast|auto]\n"
                "                    [--gpus LIST] [--stats] [--dump-stages DIR] [--no-cuda-graphs]\n"
@@ -61,7 +61,7 @@ static void logits_usage(FILE *f)
                "  --first N       the first step takes N tokens, the rest as --decode or --chunk\n"
                "                  say (a prefill, then decode steps)\n"
                "  --block-size N  KV cache block size in tokens (default 64)\n"
-               "  --kv-dtype T    KV cache storage: f32 or bf16 (default: bf16 under DeepSeek's\n"
+               "  --kv-dtype T    KV cache storage: f32, bf16 or f16 (default: bf16 under DeepSeek's\n"
                "                  FP8 recipe, f32 otherwise)\n"
                "  --threads N     worker threads (default 0: one per core)\n"
                "  --backend B     what runs the model (default auto: CUDA if usable, else CPU)\n"
@@ -82,7 +82,10 @@ static void logits_usage(FILE *f)
                "  --tensor-parallel-size N under mpirun -np N: each rank computes its part of\n"
                "                  every layer (heads, experts, MLP and vocabulary rows); the\n"
                "                  logits are gathered on every rank\n"
-               "  --enable-expert-parallel: not implemented yet\n");
+               "  --enable-expert-parallel  with --data-parallel-size N: each rank holds 1/N of\n"
+               "                  the experts, the routed rows travel to them and back\n"
+               "                  (all-to-all); with --tensor-parallel-size the experts are\n"
+               "                  split whole across the ranks either way\n");
 }
 
 /* Parses "1,2,3" into a fresh array; -1 on anything that is not a list of integers. */
@@ -134,6 +137,7 @@ static int parse_opts(int argc, char **argv, struct logits_opts *o)
         case 'k':
             if (strcmp(optarg, "f32") == 0) o->kv_dtype = DT_F32;
             else if (strcmp(optarg, "bf16") == 0) o->kv_dtype = DT_BF16;
+            else if (strcmp(optarg, "f16") == 0) o->kv_dtype = DT_F16;
             else return -1;
             o->kv_dtype_set = 1;
             break;
@@ -280,7 +284,9 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                               .kv_blocks = n_blocks, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices,
                               .dump_dir = o->dump_dir, .graphs = !o->no_graphs,
-                              .tp_comm = o->layout.tensor_parallel_size > 1 ? c : NULL};
+                              .tp_comm = o->layout.tensor_parallel_size > 1 ? c : NULL,
+                              .ep_comm = o->layout.data_parallel_size > 1 &&
+                                                 o->layout.enable_expert_parallel ? c : NULL};
     struct backend *b = m && logits ? ops->create(m, &bo, e) : NULL;
     if (all_ready(c, b != NULL, e) != 0) {
         if (b) ops->destroy(b);
@@ -325,6 +331,9 @@ static int logits_on(struct comm *c, struct logits_opts *o, const int32_t *token
                       : o->synthetic ? synth_load(o->synthetic, o->seed, fill, o->threads, &e)
                                      : model_load(o->model, &e);
     if (note[0] && c->rank == 0) fprintf(stderr, "seekd logits: %s\n", note);
+    if (m && o->backend == BACKEND_AUTO) ops = backend_for_model(ops, m, note, sizeof note);
+    if (note[0] && m && o->backend == BACKEND_AUTO && c->rank == 0)
+        fprintf(stderr, "seekd logits: %s\n", note);
     if (m) resolve_numerics(o, ops, m);
     size_t count = m ? (size_t)n * (size_t)m->cfg.vocab_size : 0;
     float *logits = m ? malloc(count * sizeof *logits) : NULL;
@@ -351,8 +360,13 @@ int cmd_logits(int argc, char **argv)
         free(tokens);
         return 2;
     }
-    struct launch ln;
-    if (launch_start(&ln, &o.layout, &e) != 0) {
+    struct launch ln = {.rank = 0, .size = 1};
+    int code, self = launch_self(&o.layout, argc, argv, &code, &e);
+    if (self > 0) { /* the ranks ran under mpirun, started here */
+        free(tokens);
+        return code;
+    }
+    if (self < 0 || launch_start(&ln, &o.layout, &e) != 0) {
         if (ln.rank == 0) fprintf(stderr, "seekd logits: %s\n", e.msg);
         free(tokens);
         return 2;

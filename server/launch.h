@@ -23,6 +23,15 @@ struct launch {
 /* Refuses what is not implemented yet, naming the option; 0 when the layout can run. */
 int launch_check_layout(const struct launch_layout *lay, struct err *e);
 
+/* A layout of several ranks in a process that MPI did not start: seekd starts them itself —
+ * `mpirun -np N --bind-to none --oversubscribe <this binary> argv...` as a child (argv: the
+ * subcommand and its arguments; each rank finds itself under MPI) — and stays as the launcher:
+ * SIGTERM, SIGINT and SIGHUP go to the ranks themselves (rank 0 drains and stops the others; mpirun
+ * would kill them a second after), and *exit_code becomes mpirun's. Returns 1 when the job ran,
+ * 0 at once when there is nothing to start (one rank, or already under MPI), -1 with a message. */
+int launch_self(const struct launch_layout *lay, int argc, char **argv, int *exit_code,
+                struct err *e);
+
 /* Starts MPI when this process was launched by it, and checks that the job has exactly the
  * ranks the layout needs. -1 with a message (MPI is finalized again then). */
 int launch_start(struct launch *l, const struct launch_layout *lay, struct err *e);

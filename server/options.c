@@ -19,7 +19,7 @@
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
-static const char *const kv_dtypes[] = {"bf16", "f32", NULL};
+static const char *const kv_dtypes[] = {"auto", "bf16", "f32", "f16", NULL};
 static const char *const templates[] = {"auto", "deepseek-v3", "deepseek-r1", "chatml", "llama3", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -135,8 +135,9 @@ static const struct opt_def opt_table[] = {
     {MEMORY(kv_cache_memory), .flag = "--kv-cache-memory", .def = "0.9", .min = MiB,
      .max = 64 * TiB, .group = "Engine", .metavar = "SIZE|FRACTION",
      .help = "KV cache size, or share of the memory free after loading the weights"},
-    {ENUM(kv_cache_dtype, enum opt_kv_dtype, kv_dtypes), .flag = "--kv-cache-dtype", .def = "bf16",
-     .group = "Engine", .help = "KV cache element type"},
+    {ENUM(kv_cache_dtype, enum opt_kv_dtype, kv_dtypes), .flag = "--kv-cache-dtype", .def = "auto",
+     .group = "Engine",
+     .help = "KV cache element type; auto: f16 for a GGUF model on the CPU, else bf16"},
     {BOOL(enable_prefix_caching), .flag = "--enable-prefix-caching", .def = "true",
      .group = "Engine", .help = "reuse the KV blocks of shared prompt prefixes"},
     {INT(prefill_chunk), .flag = "--prefill-chunk", .def = "0", .min = 0, .max = 1 << 20,
@@ -166,13 +167,13 @@ static const struct opt_def opt_table[] = {
     /* parallelism */
     {INT(tensor_parallel_size), .flag = "--tensor-parallel-size", .def = "1", .min = 1,
      .max = 1024, .group = "Parallelism", .metavar = "N",
-     .help = "ranks that split each layer (heads, MLP, experts); seekd logits runs it, "
-             "serving with it is not implemented yet"},
+     .help = "ranks that split each layer (heads, MLP, experts; CPU ranks under mpirun)"},
     {INT(data_parallel_size), .flag = "--data-parallel-size", .def = "1", .min = 1, .max = 1024,
      .group = "Parallelism", .metavar = "N",
      .help = "ranks that each run the whole model on their own requests (under mpirun)"},
     {BOOL(enable_expert_parallel), .flag = "--enable-expert-parallel", .def = "false",
-     .group = "Parallelism", .help = "split the experts across the ranks; not implemented yet"},
+     .group = "Parallelism", .help = "split the routed experts across the data-parallel ranks "
+                                     "(rows exchanged by all-to-all)"},
     /* logging */
     {ENUM(log_level, enum opt_log_level, log_levels), .flag = "--log-level", .def = "info",
      .group = "Logging", .help = "least severe message written"},

@@ -28,7 +28,7 @@ struct opt_memory {
     double fraction; /* (0, 1] */
 };
 
-enum opt_kv_dtype { OPT_KV_BF16, OPT_KV_F32 };
+enum opt_kv_dtype { OPT_KV_AUTO, OPT_KV_BF16, OPT_KV_F32, OPT_KV_F16 };
 enum opt_backend { OPT_BACKEND_AUTO, OPT_BACKEND_CPU, OPT_BACKEND_CUDA };
 enum opt_numerics { OPT_NUMERICS_AUTO, OPT_NUMERICS_REF, OPT_NUMERICS_BF16, OPT_NUMERICS_FAST };
 enum opt_switch { OPT_SWITCH_AUTO, OPT_SWITCH_ON, OPT_SWITCH_OFF };

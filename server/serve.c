@@ -76,7 +76,10 @@ static void fill_engine_opts(const struct seekd_options *o, struct engine_opts *
         .block_size = o->block_size,
         .kv_cache_memory = o->kv_cache_memory.bytes ? (double)o->kv_cache_memory.bytes
                                                     : o->kv_cache_memory.fraction,
-        .kv_cache_bf16 = o->kv_cache_dtype == OPT_KV_BF16,
+        .kv_cache_dtype = o->kv_cache_dtype == OPT_KV_BF16  ? DT_BF16
+                          : o->kv_cache_dtype == OPT_KV_F32 ? DT_F32
+                          : o->kv_cache_dtype == OPT_KV_F16 ? DT_F16
+                                                            : -1,
         .enable_prefix_caching = o->enable_prefix_caching,
         .max_queued_requests = o->max_queued_requests,
         .max_request_memory = (int64_t)o->max_request_memory,
@@ -133,6 +136,9 @@ struct daemon {
     struct http_server *h;
     struct launch ln;           /* alone, or one rank of an MPI job */
     struct comm *cm;            /* every rank (MPI only): the start-up exchange */
+    struct comm *tpc;           /* tensor parallelism: the engine threads' communicator; NULL */
+    struct comm *epc;           /* expert parallelism: the engine threads' communicator; NULL */
+    int self_exit;              /* the exit code of ranks this process started (launch_self) */
     struct dp_rank *dpr;        /* ranks 1..: the loop serving rank 0's requests */
 };
 
@@ -145,7 +151,7 @@ static int pick_backend(struct daemon *d, struct engine_opts *eo, int *devices, 
     if (!eo->backend) return -1;
     if (note[0]) log_msg(d->log, LOGL_INFO, "%s", note);
     int cuda = strcmp(eo->backend->name, "cuda") == 0;
-    if (d->o.numerics == OPT_NUMERICS_AUTO && cuda) eo->numerics = NUMERICS_FAST;
+    eo->backend_auto = d->o.backend == OPT_BACKEND_AUTO; /* numerics auto: resolved by the engine */
     eo->sample_prefilter = d->o.sample_prefilter == OPT_SWITCH_ON ||
                            (d->o.sample_prefilter == OPT_SWITCH_AUTO && cuda && eo->numerics != NUMERICS_REF);
     eo->devices = devices;
@@ -166,8 +172,9 @@ static void log_backend(struct daemon *d, enum numerics nm)
                         : strcmp(name, "cuda") == 0 ? "bf16 (run as ref: no BF16 kernels here)"
                                                      : "bf16";
     log_msg(d->log, LOGL_INFO, "backend %s (%s), numerics %s: weights %.2f GiB, KV pool %d blocks "
-            "(%.2f GiB), prefill chunks of %d tokens beside decodes", name, st.device, arith,
-            (double)st.weight_bytes / (1 << 30), st.n_blocks, (double)st.kv_bytes / (1 << 30),
+            "of %s (%.2f GiB), prefill chunks of %d tokens beside decodes", name, st.device, arith,
+            (double)st.weight_bytes / (1 << 30), st.n_blocks, dtype_name(st.kv_dtype),
+            (double)st.kv_bytes / (1 << 30),
             d->o.prefill_chunk > 0 ? d->o.prefill_chunk : st.prefill_chunk);
 }
 
@@ -308,11 +315,13 @@ static int load_engine(struct daemon *d, struct err *e)
     struct progress pr;
     progress_init(&pr, d->log, &d->nt, isatty(2) && !*d->o.log_file && d->ln.size == 1);
     fill_engine_opts(&d->o, &eo, &pr.cb);
+    eo.tp_comm = d->tpc, eo.ep_comm = d->epc;
     int devices[BACKEND_MAX_DEVICES];
     if (pick_backend(d, &eo, devices, e) != 0) return -1;
     notify_send(&d->nt, "STATUS=Loading model %s", d->o.model);
     d->a.eng = engine_create(&eo, e);
     if (!d->a.eng) return -1;
+    if (engine_backend_note(d->a.eng)[0]) log_msg(d->log, LOGL_INFO, "%s", engine_backend_note(d->a.eng));
     log_backend(d, engine_numerics(d->a.eng));
     d->a.tok = engine_tokenizer(d->a.eng);
     d->a.max_token_text = 3 * tok_max_piece_bytes(d->a.tok) + 4;
@@ -323,6 +332,7 @@ static int load_engine(struct daemon *d, struct err *e)
         log_msg(d->log, LOGL_WARN, "max_model_len clamped to %d tokens, all the KV cache holds "
                 "(the model's context is %d): raise kv_cache_memory for the full context",
                 lim.max_model_len, lim.model_context);
+    if (d->tpc && d->ln.rank > 0) return 0; /* a follower runs rank 0's warm-up step */
     notify_send(&d->nt, "STATUS=Warming up");
     double t0 = http_now();
     if (warm_up(d, e) != 0) return -1;
@@ -457,7 +467,8 @@ static int serve_rank(struct daemon *d)
     if (join_ranks(d, ok, &e) != 0) {
         if (ok) log_msg(d->log, LOGL_ERROR, "%s", e.msg);
     } else {
-        log_msg(d->log, LOGL_INFO, "ready (pid %d): serving rank 0's requests", (int)getpid());
+        log_msg(d->log, LOGL_INFO, d->tpc ? "ready (pid %d): running its part of rank 0's steps"
+                                          : "ready (pid %d): serving rank 0's requests", (int)getpid());
         rc = follow(d);
     }
     dp_rank_destroy(d->dpr);
@@ -489,7 +500,11 @@ static int serve(struct daemon *d)
     if (ok)
         log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
                 d->o.host, http_port(d->h), d->o.model);
-    if (ok && d->ln.w)
+    if (ok && d->ln.w && d->tpc)
+        log_msg(d->log, LOGL_INFO, "tensor parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
+                "schedules the steps every rank runs its part of", d->ln.size,
+                comm_mpi_host(d->ln.w), (int)getpid());
+    else if (ok && d->ln.w)
         log_msg(d->log, LOGL_INFO, "data parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
                 "routes requests to %d engines", d->ln.size, comm_mpi_host(d->ln.w), (int)getpid(),
                 d->ln.size);
@@ -540,29 +555,29 @@ static int open_outputs(struct daemon *d)
     return -1;
 }
 
-/* MPI when launched by it, and the communicator of the start-up exchange. */
+/* MPI when launched by it (or the ranks started under mpirun from here: 1 once they ended), and
+ * the communicators of the start-up exchange and the engine threads. */
 static int start_launch(struct daemon *d)
 {
     struct err e = {0};
     struct launch_layout lay = {.tensor_parallel_size = d->o.tensor_parallel_size,
                                 .data_parallel_size = d->o.data_parallel_size,
                                 .enable_expert_parallel = d->o.enable_expert_parallel};
-    if (launch_start(&d->ln, &lay, &e) != 0) {
+    int self = launch_self(&lay, d->argc, d->argv, &d->self_exit, &e);
+    if (self > 0) return 1; /* the ranks ran under mpirun, started here */
+    if (self < 0 || launch_start(&d->ln, &lay, &e) != 0) {
         if (d->ln.rank == 0) fprintf(stderr, "seekd serve: %s\n", e.msg);
-        return -1;
-    }
-    if (lay.tensor_parallel_size > 1) { /* the lockstep engine is still to come */
-        if (d->ln.rank == 0)
-            fprintf(stderr, "seekd serve: tensor_parallel_size %d: serving with tensor parallelism "
-                            "is not implemented yet (seekd logits runs it; data_parallel_size "
-                            "serves)\n", lay.tensor_parallel_size);
-        launch_finish(&d->ln);
         return -1;
     }
     if (!d->ln.w) return 0;
     d->cm = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
-    if (d->cm) return 0;
+    int tp = lay.tensor_parallel_size > 1, ep = !tp && lay.enable_expert_parallel;
+    struct comm **own = tp ? &d->tpc : ep ? &d->epc : NULL; /* the engine threads' own */
+    if (d->cm && own) *own = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
+    if (d->cm && (!own || *own)) return 0;
     fprintf(stderr, "seekd serve: rank %d: %s\n", d->ln.rank, e.msg);
+    comm_destroy(d->cm);
+    d->cm = NULL;
     launch_finish(&d->ln);
     return -1;
 }
@@ -578,15 +593,17 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&d.signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &d.signals, NULL); /* every thread started after this inherits it */
     signal(SIGPIPE, SIG_IGN);
-    if (start_launch(&d) != 0) {
+    if ((rc = start_launch(&d)) != 0) {
         opt_free(&d.o);
-        return 2;
+        return rc > 0 ? d.self_exit : 2;
     }
     if (d.ln.rank == 0) rc = open_outputs(&d) == 0 ? serve(&d) : 1;
     else rc = open_log(&d) == 0 ? serve_rank(&d) : 1;
     notify_close(&d.nt);
     log_destroy(d.log);
     opt_free(&d.o);
+    comm_destroy(d.tpc);
+    comm_destroy(d.epc);
     comm_destroy(d.cm);
     launch_finish(&d.ln);
     return rc;

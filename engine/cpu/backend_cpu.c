@@ -21,6 +21,8 @@ struct backend {
     struct fwd *fwd;      /* numerics ref and bf16, and fast of GGUF quantisation blocks */
     struct ffw *ffw;      /* numerics fast of a checkpoint: the emulation of the GPU's FP8 recipe */
     struct shard *sh;     /* tensor parallelism: this rank's part of the model; NULL: all of it */
+    int ep;               /* expert parallelism: its experts only, rows exchanged per MoE layer */
+    int ep_rank, ep_size;
     struct sd dump;       /* stage dumps, when dumping */
     int dumping;
     struct kv_cache *kv;
@@ -47,8 +49,8 @@ static uint64_t host_avail(void)
 static int make_kv(struct backend *b, const struct backend_opts *o, struct err *e)
 {
     const struct model_config *c = &b->m->cfg;
-    if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16)
-        return err_set(e, "the CPU backend stores the KV cache as f32 or bf16");
+    if (o->kv_dtype != DT_F32 && o->kv_dtype != DT_BF16 && o->kv_dtype != DT_F16)
+        return err_set(e, "the CPU backend stores the KV cache as f32, bf16 or f16");
     int width = config_kv_width(c);
     size_t per_block = kv_cache_block_bytes(c->n_layers, width, o->block_size, o->kv_dtype);
     uint64_t budget = o->kv_blocks > 0 ? (uint64_t)o->kv_blocks * per_block
@@ -65,6 +67,7 @@ static int make_kv(struct backend *b, const struct backend_opts *o, struct err *
                        (unsigned long long)budget);
     b->st.n_blocks = (int32_t)n_blocks;
     b->st.kv_bytes = (uint64_t)n_blocks * per_block;
+    b->st.kv_dtype = o->kv_dtype;
     return 0;
 }
 
@@ -88,6 +91,9 @@ static void describe(struct backend *b, enum numerics nm, const struct matrix_ke
     if (n < (int)sizeof b->st.device && b->sh)
         snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", tensor-parallel rank %d of %d",
                  b->sh->rank, b->sh->size);
+    else if (n < (int)sizeof b->st.device && b->ep)
+        snprintf(b->st.device + n, sizeof b->st.device - (size_t)n, ", expert-parallel rank %d of %d",
+                 b->ep_rank, b->ep_size);
 }
 
 struct read_report {
@@ -156,15 +162,21 @@ static int make_forward(struct backend *b, const struct backend_opts *o,
     if (o->dump_dir && sd_open(&b->dump, o->dump_dir, e) != 0) return -1;
     b->dumping = o->dump_dir != NULL;
     int sharded = o->tp_comm && o->tp_comm->size > 1;
-    if (sharded && emulate)
-        return err_set(e, "tensor parallelism on CPU ranks runs numerics ref, bf16, or fast for GGUF "
-                          "quantised weights; the emulation of the FP8 recipe runs on one rank");
+    b->ep = o->ep_comm && o->ep_comm->size > 1;
+    if (b->ep) b->ep_rank = o->ep_comm->rank, b->ep_size = o->ep_comm->size;
+    if ((sharded || b->ep) && emulate)
+        return err_set(e, "%s parallelism on CPU ranks runs numerics ref, bf16, or fast for GGUF "
+                          "quantised weights; the emulation of the FP8 recipe runs on one rank",
+                       sharded ? "tensor" : "expert");
+    if (sharded && b->ep)
+        return err_set(e, "tensor and expert parallelism over two communicators at once");
     if (!emulate) {
         b->fwd = fwd_create(b->m, o->max_tokens, b->tp);
         fwd_use_matrix(b->fwd, mx);
         fwd_set_q8(b->fwd, o->numerics == NUMERICS_FAST);
         if (sharded && !(b->sh = shard_create(b->m, o->tp_comm, e))) return -1;
         if (sharded) fwd_use_shard(b->fwd, b->sh);
+        if (b->ep) fwd_use_ep(b->fwd, o->ep_comm);
         b->st.prefill_chunk = fwd_prefill_chunk(b->fwd, o->max_tokens);
         return 0;
     }
@@ -213,6 +225,7 @@ static double seconds(void)
 
 static int cpu_forward(struct backend *b, const struct batch *bt, float *logits, struct err *e)
 {
+    if (b->ep && bt->n_seqs == 0) return fwd_run_idle(b->fwd, e); /* the others' rows only */
     if (batch_check(bt, &b->lim, e) != 0) return -1;
     double t0 = seconds();
     int rc = b->ffw ? ffw_run(b->ffw, b->kv, bt, logits, b->dumping ? &b->dump : NULL, e)

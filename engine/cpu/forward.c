@@ -76,6 +76,7 @@ void fwd_destroy(struct fwd *f)
                      f->fx, f->fy, f->fa, f->fb, f->fwgt, f->kn, f->vn, f->bias};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(f->xs), free(f->lg), free(f->lgall), free(f->vcount);
+    fwd_ep_free(f);
     free(f->pos);
     free(f->seq_of);
     free(f->unit);
@@ -499,7 +500,7 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
 }
 
 /* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x). */
-static void mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
+void fwd_mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
                 const struct weight *down, const float *x, int n, float *y)
 {
     const struct weight *w[2] = {gate, up};
@@ -531,7 +532,7 @@ static void mlp_part(struct fwd *f, const struct weight *gate, const struct weig
 static void dense_mlp(struct fwd *f, const struct layer *L, int il, int T)
 {
     if (f->sh) mlp_part(f, &L->gate, &L->up, &f->sh->layers[il].down, f->xn, T, f->out);
-    else mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
+    else fwd_mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
 }
 
 /* out += the shared experts of layer il over every token, when the rank shards them (else they
@@ -636,8 +637,9 @@ static void moe_fused(struct fwd *f, const struct layer *L, int T)
 }
 
 /* Routed experts visited in ascending id, each over the tokens routed to it; then shared. Sharded:
- * this rank's experts and its part of the shared ones, a partial sum. */
-static void moe(struct fwd *f, const struct layer *L, int il, int T)
+ * this rank's experts and its part of the shared ones, a partial sum. Expert-parallel: the rows
+ * go to their experts' ranks and back (forward_ep.c). */
+static int moe(struct fwd *f, const struct layer *L, int il, int T, struct err *e)
 {
     const struct model_config *c = f->c;
     int D = c->hidden_size, E = c->n_routed_experts, k = c->n_experts_per_tok;
@@ -651,10 +653,11 @@ static void moe(struct fwd *f, const struct layer *L, int il, int T)
     for (int t = 0; t < T; t++)
         moe_route(c, f->router + (size_t)t * E, bias, scratch, f->sel + t * k, f->selw + t * k);
     free(scratch);
+    if (f->ep) return fwd_moe_ep(f, L, T, e);
     if (T <= FUSE_T) {
         moe_fused(f, L, T);
         shared_part(f, L, il, T);
-        return;
+        return 0;
     }
     memset(f->out, 0, (size_t)T * D * sizeof(float));
     int *who = xcalloc((size_t)T, sizeof *who);
@@ -668,18 +671,19 @@ static void moe(struct fwd *f, const struct layer *L, int il, int T)
                     who[n] = t, wgt[n++] = f->selw[t * k + j];
                 }
         if (!n) continue;
-        mlp(f, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], f->xg, n, f->yg);
+        fwd_mlp(f, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], f->xg, n, f->yg);
         for (int i = 0; i < n; i++) cpu_axpy(f->out + (size_t)who[i] * D, wgt[i], f->yg + (size_t)i * D, D);
     }
     free(who);
     free(wgt);
     if (f->sh) {
         shared_part(f, L, il, T);
-        return;
+        return 0;
     }
-    if (!c->n_shared_experts) return;
-    mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
+    if (!c->n_shared_experts) return 0;
+    fwd_mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
     for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, D);
+    return 0;
 }
 
 /* Sharded: every rank's partial block output summed into f->out on every rank (bit-identical
@@ -755,8 +759,8 @@ int fwd_run(struct fwd *f, struct kv_cache *kv, const struct batch *b, float *lo
         if (reduce(f, T, e) != 0) return -1;
         add_residual(f, T);
         cpu_rmsnorm(f->h, &L->ffn_norm, T, D, D, c->rms_norm_eps, f->xn, D);
-        if (L->is_moe) moe(f, L, il, T);
-        else dense_mlp(f, L, il, T);
+        if (L->is_moe && moe(f, L, il, T, e) != 0) return -1;
+        if (!L->is_moe) dense_mlp(f, L, il, T);
         if (reduce(f, T, e) != 0) return -1;
         add_residual(f, T);
     }

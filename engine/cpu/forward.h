@@ -28,11 +28,21 @@ void fwd_destroy(struct fwd *f);
 void fwd_use_matrix(struct fwd *f, const struct matrix_kernels *mx);
 
 struct shard;
+struct comm;
 
 /* Runs this rank's part of every step (engine/cpu/shard.h: its heads, experts, intermediate and
  * vocabulary rows, with an all-reduce after attention and after the MLP or MoE, and the logits
  * gathered), on every rank of sh's communicator in step; sh is kept, not owned. */
 void fwd_use_shard(struct fwd *f, struct shard *sh);
+
+/* Expert parallelism with data-parallel attention (forward_ep.c): this rank holds its share of
+ * the routed experts, and every MoE layer exchanges rows with the other ranks of c, which run
+ * their own batches (or fwd_run_idle) in step; c is kept, not owned. */
+void fwd_use_ep(struct fwd *f, struct comm *c);
+
+/* Expert parallelism: this rank has no tokens this step but serves the others' rows in every
+ * MoE layer. */
+int fwd_run_idle(struct fwd *f, struct err *e);
 
 /* The prefill chunk for steps that also decode: the smallest of 64, 128, ... up to max_tokens
  * at which the model's expert matmuls (over the tokens such a step routes to one expert) run at

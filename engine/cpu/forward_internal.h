@@ -50,7 +50,18 @@ struct fwd {
     float *xs;           /* [T, widest column copy] a sliced matmul's input */
     float *lg, *lgall;   /* [HEAD_ROWS, this rank's vocabulary], [HEAD_ROWS, V] gathered */
     size_t *vcount;      /* [ranks] bytes of each rank's part of a gather */
+    /* expert parallelism (fwd_use_ep): this rank's experts and the exchange; NULL: none */
+    struct fwd_ep *ep;
 };
+
+/* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x); n at most max_tokens. */
+void fwd_mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
+             const struct weight *down, const float *x, int n, float *y);
+
+/* A MoE layer under expert parallelism, its routing (f->sel, f->selw) done: f->out for the T
+ * tokens of this rank (forward_ep.c). */
+int fwd_moe_ep(struct fwd *f, const struct layer *L, int T, struct err *e);
+void fwd_ep_free(struct fwd *f);
 
 /* Rows [0, n) of a cache block as floats, row stride kv->width: in place for an F32 cache, else
  * widened (with the kernel set's exact widening) into buf. */

@@ -1,4 +1,5 @@
-/* kv_cache: block storage of MLA latent rows, in F32 or BF16. */
+/* kv_cache: block storage of cache rows (MLA latents, or dense keys and values), in F32, BF16 or
+ * F16. */
 #include "engine/cpu/kv_cache.h"
 
 #include <stdlib.h>
@@ -12,7 +13,7 @@ size_t kv_cache_block_bytes(int n_layers, int width, int block_size, enum dtype 
 struct kv_cache *kv_cache_create(int n_layers, int width, int block_size, int n_blocks,
                                  enum dtype dtype)
 {
-    if (dtype != DT_F32 && dtype != DT_BF16) return NULL;
+    if (dtype != DT_F32 && dtype != DT_BF16 && dtype != DT_F16) return NULL;
     struct kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return NULL;
     *kv = (struct kv_cache){.n_layers = n_layers, .width = width, .block_size = block_size,
@@ -45,14 +46,17 @@ void kv_cache_put(struct kv_cache *kv, int layer, int block, int slot, const flo
         return;
     }
     uint16_t *dst = (uint16_t *)kv->data + i;
-    for (int k = 0; k < kv->width; k++) dst[k] = f32_to_bf16(row[k]);
+    if (kv->dtype == DT_F16)
+        for (int k = 0; k < kv->width; k++) dst[k] = f32_to_f16(row[k]);
+    else
+        for (int k = 0; k < kv->width; k++) dst[k] = f32_to_bf16(row[k]);
 }
 
 void kv_cache_get(const struct kv_cache *kv, int layer, int block, int slot, float *out)
 {
     size_t i = row_index(kv, layer, block, slot);
     if (kv->dtype == DT_F32) memcpy(out, (const float *)kv->data + i, (size_t)kv->width * sizeof(float));
-    else dtype_to_f32(DT_BF16, (const uint16_t *)kv->data + i, out, (size_t)kv->width);
+    else dtype_to_f32(kv->dtype, (const uint16_t *)kv->data + i, out, (size_t)kv->width);
 }
 
 const void *kv_cache_row(const struct kv_cache *kv, int layer, int block, int slot)

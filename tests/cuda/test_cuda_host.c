@@ -115,7 +115,26 @@ START_TEST(option_checks)
     expect_refused(&o, "kv_lora_rank 8000");
     m->cfg.kv_lora_rank = TINY_DC;
     m->cfg.arch = (enum arch)99; /* an architecture other than DeepSeek's */
-    expect_refused(&o, "DeepSeek V2/V3 checkpoints only");
+    expect_refused(&o, "DeepSeek V2/V3 models only");
+    m->cfg.arch = ARCH_DEEPSEEK_V3;
+    unload();
+}
+END_TEST
+
+/* A model the CUDA backend does not run: auto's choice gives way to the CPU, saying why (so that
+ * `make run`'s default model, a llama GGUF, serves on a GPU machine too). */
+START_TEST(auto_gives_way)
+{
+    load(0, 1);
+    char why[256], note[320];
+    ck_assert_int_eq(backend_cuda()->supports(m, why, sizeof why), 1);
+    ck_assert_ptr_eq(backend_for_model(backend_cuda(), m, note, sizeof note), backend_cuda());
+    ck_assert_str_eq(note, "");
+    m->cfg.arch = (enum arch)99;
+    ck_assert_int_eq(backend_cuda()->supports(m, why, sizeof why), 0);
+    ck_assert_ptr_eq(backend_for_model(backend_cuda(), m, note, sizeof note), backend_cpu());
+    ck_assert_msg(strstr(note, "running on the CPU: the CUDA backend runs DeepSeek V2/V3 models"),
+                  "%s", note);
     m->cfg.arch = ARCH_DEEPSEEK_V3;
     unload();
 }
@@ -187,6 +206,7 @@ int main(void)
     tcase_add_test(tc, no_gpu_reason);
     tcase_add_test(tc, create_without_gpu);
     tcase_add_test(tc, option_checks);
+    tcase_add_test(tc, auto_gives_way);
     tcase_add_test(tc, weight_plan);
     suite_add_tcase(s, tc);
     return check_run(s, 0);

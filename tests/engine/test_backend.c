@@ -81,8 +81,14 @@ START_TEST(pool_sizing)
     o.dump_dir = "unused";
     expect_create_error(&o, "numerics fast only");
     o = opts(2);
-    o.kv_dtype = DT_F16;
-    expect_create_error(&o, "f32 or bf16");
+    o.kv_dtype = DT_F16; /* half the bytes of F32 */
+    b = make(&o);
+    backend_cpu()->stats(b, &st);
+    ck_assert_uint_eq(st.kv_bytes, 2 * per / 2);
+    ck_assert_int_eq(st.kv_dtype, DT_F16);
+    backend_cpu()->destroy(b);
+    o.kv_dtype = DT_F8E4M3;
+    expect_create_error(&o, "f32, bf16 or f16");
     unload();
 }
 END_TEST

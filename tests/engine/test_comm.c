@@ -286,6 +286,22 @@ START_TEST(broadcast)
 }
 END_TEST
 
+/* The waiting form: the root arrives 20 ms after the others, which poll and nap meanwhile. */
+START_TEST(broadcast_wait)
+{
+    struct err e = {0};
+    uint8_t buf[1000];
+    for (int root = 0; root < cm->size; root++) {
+        for (size_t i = 0; i < sizeof buf; i++) buf[i] = byte_of(cm->rank, 3, i);
+        if (cm->rank == root) usleep(20 * 1000);
+        ck_assert_msg(comm_broadcast_wait(cm, buf, sizeof buf, root, &e) == 0, "%s", e.msg);
+        expect_bytes(buf, root, 3, sizeof buf);
+    }
+    ck_assert_int_eq(comm_broadcast_wait(cm, buf, 1, -1, &e), -1);
+    ck_assert_msg(strstr(e.msg, "not a rank"), "%s", e.msg);
+}
+END_TEST
+
 /* ---- the control plane (MPI only) ----------------------------------------------------------- */
 
 /* Every rank sends every other rank one small and one 3 MB message, all at once (rendezvous-size
@@ -334,6 +350,7 @@ static Suite *suite(void)
     tcase_add_test(tc, alltoallv);
     tcase_add_test(tc, exchange);
     tcase_add_test(tc, broadcast);
+    tcase_add_test(tc, broadcast_wait);
     if (world) tcase_add_test(tc, control_messages);
     suite_add_tcase(s, tc);
     return s;

@@ -103,6 +103,11 @@ class Server:
             time.sleep(0.05)
         return used
 
+    def signal_stop(self):
+        """Asks the server to drain and exit."""
+        import signal
+        self.proc.send_signal(signal.SIGTERM)
+
     def stop(self):
         """SIGTERM; checks the KV cache was left empty, a clean exit and no sanitizer report.
         The process never outlives this call."""
@@ -111,7 +116,7 @@ class Server:
             if self.proc.poll() is None:
                 # every test leaves the KV cache empty
                 assert self.blocks_in_use() == 0, "KV blocks still in use after the tests"
-                self.proc.send_signal(signal.SIGTERM)
+                self.signal_stop()
                 self.proc.wait(timeout=60)
         finally:
             if self.proc.poll() is None:

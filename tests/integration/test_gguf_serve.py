@@ -80,8 +80,10 @@ def test_chatml_tools_in_hermes_form(llama):
 
 @pytest.mark.parametrize("name", ["deepseek2-mla", "deepseek2-legacy", "qwen2-kquant"])
 def test_serves_every_fixture(binary, name):
-    s = Server(binary, {}, GGUF / f"{name}.gguf")
+    """Each with the KV cache as a GGUF model gets it by default: F16, as llama.cpp keeps it."""
+    s = Server(binary, {}, GGUF / f"{name}.gguf", args=("--kv-cache-dtype", "auto"))
     try:
+        assert " blocks of F16 " in s.output(), s.output()
         r = requests.post(s.base + "/v1/chat/completions", timeout=60, json={
             "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 4})
         assert r.status_code == 200, r.text

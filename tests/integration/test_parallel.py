@@ -2,6 +2,7 @@
 data-parallel `seekd serve` against the single-rank answers, the launch checks, and a rank that
 dies or hangs stopping the whole service."""
 import concurrent.futures
+import functools
 import json
 import os
 import re
@@ -119,6 +120,49 @@ def test_tensor_parallel_uneven_splits(binary, tmp_path, ranks):
         close_to(np.load(tmp_path / "one.npy"), np.load(tmp_path / "tp.npy"))
 
 
+MOE_MODELS = [m for m in MODELS + GGUF_MODELS if m.name.startswith(("v2", "v3", "deepseek2"))]
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("model", MOE_MODELS, ids=[m.name for m in MOE_MODELS])
+def test_expert_parallel_logits(binary, tmp_path, model, mode, ranks):
+    """Data-parallel attention, the experts split: every MoE layer sends each routed row to its
+    expert's rank and back, and each token sums its experts in one rank's order — so the logits
+    are one rank's bit for bit."""
+    tokens = [1, 5, 17, 33, 2, 99, 100, 7, 8, 9, 11, 12]
+    env = mpi_env(binary)
+    one = logits([], binary, model, tokens, MODES[mode], tmp_path / "one.npy", env)
+    many = logits([*MPIRUN, "-np", str(ranks)], binary, model, tokens,
+                  ["--data-parallel-size", str(ranks), "--enable-expert-parallel", *MODES[mode]],
+                  tmp_path / "ep.npy", env)
+    assert np.array_equal(one, many)
+
+
+def test_expert_parallel_uneven_and_with_tensor_parallel(binary, tmp_path):
+    """6 experts over 4 ranks (2, 2, 1, 1) and over 3; and --enable-expert-parallel beside
+    --tensor-parallel-size, where the experts are split whole across the ranks either way."""
+    cfg, env = uneven_model(tmp_path), mpi_env(binary)
+    base = [binary, "logits", "--synthetic", str(cfg), "--seed", "3", "--threads", "1",
+            "--numerics", "ref", "--tokens", "1,5,17,33,2,99,100,7,8,9"]
+
+    def run_ok(prefix, extra, out):
+        proc = run([*prefix, *base, "--out", str(out), *extra], env, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return np.load(out)
+
+    one = run_ok([], [], tmp_path / "one.npy")
+    for ranks in (3, 4):
+        ep = run_ok([*MPIRUN, "-np", str(ranks)], ["--data-parallel-size", str(ranks),
+                                                    "--enable-expert-parallel"], tmp_path / "ep.npy")
+        assert np.array_equal(one, ep)
+    tp = run_ok([*MPIRUN, "-np", "2"], ["--tensor-parallel-size", "2"], tmp_path / "tp.npy")
+    tpep = run_ok([*MPIRUN, "-np", "2"], ["--tensor-parallel-size", "2", "--enable-expert-parallel"],
+                  tmp_path / "tpep.npy")
+    assert np.array_equal(tp, tpep)
+    close_to(one, tpep)
+
+
 def test_tensor_parallel_refusals(binary, tmp_path):
     env = mpi_env(binary)
     base = [binary, "logits", "--model", str(MODELS[0]), "--tokens", "1,2", "--threads", "1",
@@ -141,17 +185,15 @@ def run(cmd, env, timeout=120):
 def test_launch_refusals(binary, tmp_path):
     env = mpi_env(binary)
     base = ["serve", "--model", str(SERVE_MODEL), "--tokenizer", str(TOKENIZER)]
-    proc = run([binary, *base, "--data-parallel-size", "2"], env)
-    assert proc.returncode == 2
-    assert "data_parallel_size 2 needs 2 ranks" in proc.stderr and "mpirun -np 2" in proc.stderr
-    proc = run([binary, *base, "--tensor-parallel-size", "2"], env)
-    assert proc.returncode == 2 and "tensor_parallel_size 2 x data_parallel_size 1 needs 2 ranks" \
-        in proc.stderr, proc.stderr
-    proc = run([*MPIRUN, "-np", "2", binary, *base, "--tensor-parallel-size", "2"], env)
-    out = proc.stderr + proc.stdout
-    assert proc.returncode != 0 and out.count("serving with tensor parallelism is not implemented") == 1, out
+    # several ranks and no mpirun to start them with: said, with what to do
+    for layout in ("--data-parallel-size", "--tensor-parallel-size"):
+        proc = run([binary, *base, layout, "2"], dict(env, PATH="/nonexistent"))
+        assert proc.returncode != 0
+        assert "needs 2 ranks, and mpirun cannot be started" in proc.stderr, proc.stderr
+        assert "apt-get install openmpi-bin" in proc.stderr and "mpirun -np 2" in proc.stderr
     proc = run([binary, *base, "--enable-expert-parallel"], env)
-    assert proc.returncode == 2 and "expert parallelism is not implemented yet" in proc.stderr
+    assert proc.returncode == 2 and "needs data_parallel_size or tensor_parallel_size above 1" \
+        in proc.stderr, proc.stderr
     proc = run([*MPIRUN, "-np", "2", binary, *base], env)
     assert proc.returncode != 0
     assert "started as 2 MPI ranks" in proc.stderr + proc.stdout
@@ -181,11 +223,11 @@ def test_rank_that_cannot_load_stops_every_rank(binary, tmp_path):
 # ---- a data-parallel server ------------------------------------------------------------------
 
 class MpiServer(Server):
-    """`mpirun -np N seekd serve --data-parallel-size N` on 127.0.0.1."""
+    """`mpirun -np N seekd serve --data-parallel-size N` (or another layout flag) on 127.0.0.1."""
 
-    def __init__(self, binary, n, args=()):
+    def __init__(self, binary, n, args=(), layout="--data-parallel-size"):
         super().__init__(binary, mpi_env(binary), SERVE_MODEL, TOKENIZER,
-                         ("--data-parallel-size", str(n), "--threads", "1", *args),
+                         (layout, str(n), "--threads", "1", *args),
                          launcher=(*MPIRUN, "-np", str(n)))
 
     def rank_pid(self, rank):
@@ -196,21 +238,10 @@ class MpiServer(Server):
         assert m, self.output()
         return int(m.group(1))
 
-    def stop(self):
-        """SIGTERM to rank 0: it drains, then stops the other ranks; every rank exits 0."""
-        try:
-            if self.proc.poll() is None:
-                assert self.blocks_in_use() == 0, "KV blocks still in use after the tests"
-                os.kill(self.rank_pid(0), signal.SIGTERM)
-                self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        out = self.output()
-        assert "Sanitizer" not in out and "runtime error:" not in out, out
-        assert self.proc.returncode == 0, out
-        return out
+    def signal_stop(self):
+        """SIGTERM to rank 0 (not mpirun, which would kill the ranks a second later): it
+        drains, then stops the other ranks; every rank exits 0."""
+        os.kill(self.rank_pid(0), signal.SIGTERM)
 
 
 def get(base, path):
@@ -243,6 +274,16 @@ PROMPTS = [f"Request {i}: " + "lorem ipsum " * (i % 5) + str(i * 7919) for i in 
 def answers(base):
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         return list(pool.map(lambda p: complete(base, p), PROMPTS))
+
+
+@functools.lru_cache(maxsize=None)
+def one_rank_answers(binary):
+    """The greedy answers to PROMPTS of one plain server: what every layout must give."""
+    one = Server(binary, mpi_env(binary), SERVE_MODEL, TOKENIZER, ("--threads", "1"))
+    try:
+        return answers(one.base)
+    finally:
+        one.stop()
 
 
 def test_data_parallel_server_matches_one_rank(binary):
@@ -396,3 +437,110 @@ def test_hung_rank_stops_the_service(binary):
         if dp.proc.poll() is None:
             dp.proc.kill()
             dp.proc.wait()
+
+
+# ---- a tensor-parallel server ----------------------------------------------------------------
+
+def test_tensor_parallel_server_matches_one_rank(binary):
+    """`mpirun -np 2 seekd serve --tensor-parallel-size 2`: rank 0 schedules, both ranks run
+    every step; 32 concurrent greedy answers equal one rank's, every request is rank 0's, and
+    every KV block is free afterwards."""
+    want = one_rank_answers(binary)
+    tp = MpiServer(binary, 2, layout="--tensor-parallel-size")
+    try:
+        assert "tensor-parallel rank 1 of 2" in tp.output(), tp.output()
+        assert answers(tp.base) == want
+        assert tp.blocks_in_use() == 0
+        text = get(tp.base, "/metrics")
+        routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+        assert routed == [32, 0], routed
+    finally:
+        tp.stop()
+
+
+def drain_with_requests_running(srv):
+    """SIGTERM to rank 0 while four requests run: they finish, and every rank exits 0."""
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(complete, srv.base, p, 100) for p in PROMPTS[:4]]
+        time.sleep(0.5)
+        os.kill(srv.rank_pid(0), signal.SIGTERM)
+        assert all(f.result(timeout=120) for f in futs)
+    srv.proc.wait(timeout=60)
+    assert srv.proc.returncode == 0 and "rank 1: exit 0" in srv.output(), srv.output()
+
+
+def test_tensor_parallel_drain_and_failures(binary):
+    """SIGTERM to rank 0 while requests run: they finish and both ranks exit 0. A follower
+    killed, or stopped (no exit for mpirun to see), ends the service non-zero naming it."""
+    drain_with_requests_running(MpiServer(binary, 2, layout="--tensor-parallel-size"))
+    for sig, args, says in ((signal.SIGKILL, (), r"rank 1\b"),
+                            (signal.SIGSTOP, ("--engine-stall-timeout", "2s"),
+                             "rank 1 has sent nothing for")):
+        tp = MpiServer(binary, 2, args, layout="--tensor-parallel-size")
+        pid = tp.rank_pid(1)
+        try:
+            assert complete(tp.base, "before")
+            os.kill(pid, sig)
+            tp.proc.wait(timeout=60)
+            out = tp.output()
+            assert tp.proc.returncode != 0
+            assert re.search(says, out[out.find("ready: serving"):]), out
+        finally:
+            if sig == signal.SIGSTOP:
+                os.kill(pid, signal.SIGKILL)
+            if tp.proc.poll() is None:
+                tp.proc.kill()
+                tp.proc.wait()
+
+
+# ---- data parallelism with expert parallelism ------------------------------------------------
+
+def test_expert_parallel_server_matches_one_rank(binary):
+    """`--data-parallel-size 2 --enable-expert-parallel`: each rank schedules its own requests,
+    both step together (an idle one serving the other's expert rows); 32 concurrent greedy
+    answers equal one rank's, both ranks took some, and every KV block is free afterwards.
+    Then SIGTERM to rank 0 with requests running: they finish and both ranks exit 0."""
+    want = one_rank_answers(binary)
+    ep = MpiServer(binary, 2, ("--enable-expert-parallel",))
+    assert "expert-parallel rank 1 of 2" in ep.output(), ep.output()
+    assert answers(ep.base) == want
+    assert ep.blocks_in_use() == 0
+    text = get(ep.base, "/metrics")
+    routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in (0, 1)]
+    assert sum(routed) == 32 and min(routed) >= 8, routed
+    drain_with_requests_running(ep)
+
+
+def test_expert_parallel_hung_rank_stops_the_service(binary):
+    ep = MpiServer(binary, 2, ("--enable-expert-parallel", "--engine-stall-timeout", "2s"))
+    pid = ep.rank_pid(1)
+    try:
+        assert complete(ep.base, "before")
+        os.kill(pid, signal.SIGSTOP)
+        ep.proc.wait(timeout=60)
+        out = ep.output()
+        assert ep.proc.returncode != 0
+        assert "rank 1 has sent nothing for" in out, out
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        if ep.proc.poll() is None:
+            ep.proc.kill()
+            ep.proc.wait()
+
+
+def test_ranks_started_by_seekd_itself(binary, tmp_path):
+    """Without mpirun on the command line, a layout of several ranks starts them itself (under
+    mpirun, as a child): `seekd logits` equals the mpirun-launched run, and `seekd serve`
+    answers, then drains and exits 0 on SIGTERM to the process that was started."""
+    env, model, tokens = mpi_env(binary), MODELS[0], [1, 5, 17, 33]
+    by_hand = logits([*MPIRUN, "-np", "2"], binary, model, tokens, ["--tensor-parallel-size", "2"],
+                     tmp_path / "a.npy", env)
+    itself = logits([], binary, model, tokens, ["--tensor-parallel-size", "2"], tmp_path / "b.npy", env)
+    assert np.array_equal(by_hand, itself)
+    srv = Server(binary, env, SERVE_MODEL, TOKENIZER, ("--tensor-parallel-size", "2", "--threads", "1"))
+    try:
+        assert "starting 2 ranks" in srv.output() and "tensor-parallel rank 1 of 2" in srv.output()
+        assert complete(srv.base, "hello")
+    finally:
+        out = srv.stop()
+    assert "rank 1: exit 0" in out, out

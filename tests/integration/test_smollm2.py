@@ -61,10 +61,11 @@ def test_factual_answers(smol):
 def test_greedy_tokens_equal_llama_cpp(smol):
     """Greedy tokens equal llama.cpp's on the same prompt ids: every answer up to its first
     near-tie (a step where llama.cpp's own logits put the top two within 2% of the largest —
-    about what 8-bit activations move logits by, so summation order decides), and at least four
-    of the six for all of the first 16 tokens. (Measured: four match for 16; the gold answer
-    parts at token 16 on a 0.08% tie where llama.cpp's batched and token-by-token paths disagree
-    with each other, the Brazil one at token 13 on a 0.4% one.)"""
+    about what 8-bit activations move logits by, so summation order decides), and at least five
+    of the six for all of the first 16 tokens. (Measured with the F32 cache these tests use:
+    five match for 16; the gold answer parts at its 16th token on a 0.08% tie where llama.cpp's
+    batched and token-by-token paths disagree with each other. With a BF16 or F16 cache the
+    Brazil answer also parts, at its 13th token, on a 0.4% tie.)"""
     full = 0
     for case in GOLDEN["cases"]:
         r = requests.post(smol.base + "/v1/completions", timeout=120, json={
@@ -79,7 +80,7 @@ def test_greedy_tokens_equal_llama_cpp(smol):
         tie = case["first_near_tie"]
         assert same >= min(len(want), 16 if tie is None else tie), f"{case['question']}: {got} vs {want}"
         full += same >= min(16, len(want))
-    assert full >= 4
+    assert full >= 5
 
 
 WEATHER = {"type": "function", "function": {

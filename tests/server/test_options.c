@@ -99,7 +99,7 @@ START_TEST(defaults)
     ck_assert_double_eq(o.idle_timeout, 60);
     ck_assert_double_eq(o.kv_cache_memory.fraction, 0.9);
     ck_assert_uint_eq(o.kv_cache_memory.bytes, 0);
-    ck_assert_int_eq(o.kv_cache_dtype, OPT_KV_BF16);
+    ck_assert_int_eq(o.kv_cache_dtype, OPT_KV_AUTO);
     ck_assert(o.enable_prefix_caching);
     ck_assert(o.webui);
     ck_assert_int_eq(o.log_level, OPT_LOG_INFO);
@@ -573,7 +573,7 @@ START_TEST(yaml_errors)
     expect_yaml_error("max_body_size: -1MiB\n", "seekd.yaml:1: key 'max_body_size'", "negative");
     expect_yaml_error("idle_timeout: 3 days\n", "seekd.yaml:1: key 'idle_timeout'", "unit");
     expect_yaml_error("kv_cache_dtype: fp8\n", "seekd.yaml:1: key 'kv_cache_dtype'",
-                      "'fp8' is not one of: bf16, f32");
+                      "'fp8' is not one of: auto, bf16, f32, f16");
     expect_yaml_error("enable_prefix_caching: maybe\n", "key 'enable_prefix_caching'",
                       "not a boolean");
     expect_yaml_error("port:\n", "seekd.yaml:1: key 'port'", "has no value");

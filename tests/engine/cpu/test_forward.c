@@ -131,6 +131,26 @@ START_TEST(bf16_cache_close)
 }
 END_TEST
 
+/* An F16 cache too: it rounds each stored value once, to 11 significant bits (closer than
+ * BF16's 8), and every chunking reads the same rounded rows. */
+START_TEST(f16_cache_close)
+{
+    load((struct tiny_opts){.q_lora = 1});
+    size_t n = (size_t)N_TOK * m->cfg.vocab_size;
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
+    run_chunked(N_TOK, DT_F32, a);
+    run_chunked(N_TOK, DT_F16, b);
+    run_chunked(1, DT_F16, c);
+    float d = max_diff(a, b, n), scale = max_abs(a, n);
+    ck_assert_msg(d > 0 && d <= 4e-3f * scale, "f16 cache diff %g of %g", d, scale);
+    ck_assert_msg(max_diff(b, c, n) == 0, "f16 cache: prefill and decode differ");
+    free(a);
+    free(b);
+    free(c);
+    unload();
+}
+END_TEST
+
 /* Logits of every position of a long prompt (150 tokens, scattered blocks) run in chunks. */
 static float *run_long(int chunk, struct tp *tp)
 {
@@ -314,7 +334,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     const TTest *tests[] = {modes_agree_bf16, modes_agree_fp8, modes_agree_no_q_lora,
-                            bf16_cache_close, batch_invariance, thread_invariance,
+                            bf16_cache_close, f16_cache_close, batch_invariance, thread_invariance,
                             long_prompt_chunks_bitwise};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     tcase_add_loop_test(tc, matrix_sets_keep_invariants, 0,
