@@ -139,7 +139,8 @@ static inline int z_in_regs(const enum dtype T)
  * a per-half count (64-bit shifts: bits that cross into a byte from its neighbour are masked
  * off). Q4_K: the low nibbles of qs[32c..], then the high ones. Q6_K: ql[64h..] (c = 2h + s)
  * shifted by 4s for the low four bits, qh[32h..] shifted so that bits 4s, 4s + 2 land at 4..5. */
-static inline __attribute__((always_inline)) __m512i z_codes64(const enum dtype T, const uint8_t *p, const int c)
+static inline __attribute__((always_inline)) __m512i z_codes64(const enum dtype T, const uint8_t *p,
+                                                               const int c)
 {
     if (T == DT_Q4_K) {
         __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c)));
@@ -314,7 +315,8 @@ enum {
 
 /* Prefetches the lines of [from, from + n) that lie before end (the weight's last byte + 1): a
  * single token's dot streams its weight once, faster than the hardware's prefetcher fetches it. */
-static inline __attribute__((always_inline)) void z_prefetch(const char *from, size_t n, const char *end)
+static inline __attribute__((always_inline)) void z_prefetch(const char *from, size_t n,
+                                                             const char *end)
 {
 #pragma GCC unroll 16
     for (size_t o = 0; o < n; o += 64)
@@ -326,9 +328,10 @@ static inline __attribute__((always_inline)) void z_prefetch(const char *from, s
  * operation for operation, the rows interleaved so that their chains overlap and they share the
  * tokens' loads. The weight's rows from ahead (up to end) are prefetched meanwhile, as much as
  * these rows. Row i's dot with token j goes to y[i + j·ldy]. */
-static inline __attribute__((always_inline)) void z_k_rows(const uint8_t *p, size_t ld, const enum dtype T,
-    const int R, const int NT, const int SHIFT, const int MINS, const struct qk_act *a, float *y, int64_t ldy,
-    const char *ahead, const char *end)
+static inline __attribute__((always_inline)) void
+z_k_rows(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int NT,
+         const int SHIFT, const int MINS, const struct qk_act *a, float *y, int64_t ldy,
+         const char *ahead, const char *end)
 {
     int64_t k = a->k, nb = k / 256;
     const size_t bsz = avx512q_bsize256(T);
@@ -342,7 +345,8 @@ static inline __attribute__((always_inline)) void z_k_rows(const uint8_t *p, siz
         float dw[4], mw[4];
         z_prefetch(ahead + b * R * bsz, R * bsz, end);
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) avx512q_scales_k(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
+        for (int i = 0; i < R; i++)
+            avx512q_scales_k(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
 #pragma GCC unroll 4
         for (int i = 0; i < R * NT; i++) isum[i] = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -355,7 +359,8 @@ static inline __attribute__((always_inline)) void z_k_rows(const uint8_t *p, siz
                 __m512i u = z_codes64(T, p + i * ld, c), sc = z_pair_scales(sc16[i], c);
 #pragma GCC unroll 4
                 for (int j = 0; j < NT; j++)
-                    isum[i * NT + j] = _mm512_dpwssd_epi32(isum[i * NT + j], _mm512_maddubs_epi16(u, q[j]), sc);
+                    isum[i * NT + j] =
+                        _mm512_dpwssd_epi32(isum[i * NT + j], _mm512_maddubs_epi16(u, q[j]), sc);
             }
         }
 #pragma GCC unroll 4
@@ -369,22 +374,26 @@ static inline __attribute__((always_inline)) void z_k_rows(const uint8_t *p, siz
                     __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT);
                     isum[x] = _mm512_sub_epi32(isum[x], _mm512_zextsi256_si512(off));
                 }
-                acc[x] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[x]), _mm512_set1_ps(dw[i] * dx), acc[x]);
+                acc[x] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[x]), _mm512_set1_ps(dw[i] * dx),
+                                         acc[x]);
                 if (MINS)
-                    accm[x] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)), _mm256_set1_ps(mw[i] * dx), accm[x]);
+                    accm[x] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)),
+                                              _mm256_set1_ps(mw[i] * dx), accm[x]);
             }
         }
     }
 #pragma GCC unroll 4
-    for (int x = 0; x < R * NT; x++) y[x / NT + x % NT * ldy] = z_hsum(acc[x]) - (MINS ? avx512q_hsum(accm[x]) : 0.0f);
+    for (int x = 0; x < R * NT; x++)
+        y[x / NT + x % NT * ldy] = z_hsum(acc[x]) - (MINS ? avx512q_hsum(accm[x]) : 0.0f);
 }
 
 /* NT tokens against R rows of a 32-value type T (the first at p, the next ld bytes on;
  * R·NT ≤ 4) straight from their blocks: each (row, token)'s operations are z_dot32_nt's, the
  * rows interleaved as in z_k_rows, the weight from ahead (up to end) prefetched as they go. */
-static inline __attribute__((always_inline)) void z_l_rows(const uint8_t *p, size_t ld, const enum dtype T,
-    const int R, const int NT, const int SHIFT, const int MINS, const int SGN, const struct qk_act *a, float *y,
-    int64_t ldy, const char *ahead, const char *end)
+static inline __attribute__((always_inline)) void
+z_l_rows(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int NT,
+         const int SHIFT, const int MINS, const int SGN, const struct qk_act *a, float *y,
+         int64_t ldy, const char *ahead, const char *end)
 {
     int64_t nb = a->k / 32, b = 0;
     const size_t bs = avx512q_bsize32(T);
@@ -409,28 +418,42 @@ static inline __attribute__((always_inline)) void z_l_rows(const uint8_t *p, siz
             __m512i u[4];
             __m256 dw, mw;
             z_load32(p + i * ld, T, 1, b, 0, (int)(nb - b), u, &dw, &mw);
-            z_group32(a, 0, NT, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, &acc[i * NT], &acc8[i * NT]);
+            z_group32(a, 0, NT, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, &acc[i * NT],
+                      &acc8[i * NT]);
         }
     }
 #pragma GCC unroll 4
-    for (int x = 0; x < R * NT; x++) y[x / NT + x % NT * ldy] = z_hsum(acc[x]) + avx512q_hsum(acc8[x]);
+    for (int x = 0; x < R * NT; x++)
+        y[x / NT + x % NT * ldy] = z_hsum(acc[x]) + avx512q_hsum(acc8[x]);
 }
 
 /* The rows of [*r, r1) that fit whole groups of R, NT tokens at a time (z_k_rows, z_l_rows);
  * *r and *p advance past them. Constants T, R, NT: one specialised loop per call site. */
-static inline __attribute__((always_inline)) void z_rows(const struct qk_act *a, const enum dtype T,
-    const int R, const int NT, int64_t *r, int64_t r1, const char **p, size_t rb, float *y, int64_t ldy,
-    size_t ahead, const char *end)
+static inline __attribute__((always_inline)) void
+z_rows(const struct qk_act *a, const enum dtype T, const int R, const int NT, int64_t *r,
+       int64_t r1, const char **p, size_t rb, float *y, int64_t ldy, size_t ahead, const char *end)
 {
     for (; *r + R <= r1; *r += R, *p += R * rb, y += R) {
         const uint8_t *u = (const uint8_t *)*p;
         switch (T) {
-        case DT_Q4_K: z_k_rows(u, rb, T, R, NT, -1, 1, a, y, ldy, *p + ahead, end); break;
-        case DT_Q6_K: z_k_rows(u, rb, T, R, NT, 5, 0, a, y, ldy, *p + ahead, end); break;
-        case DT_Q4_0: z_l_rows(u, rb, T, R, NT, 3, 0, 0, a, y, ldy, *p + ahead, end); break;
-        case DT_Q5_0: z_l_rows(u, rb, T, R, NT, 4, 0, 0, a, y, ldy, *p + ahead, end); break;
-        case DT_Q8_0: z_l_rows(u, rb, T, R, NT, -1, 0, 1, a, y, ldy, *p + ahead, end); break;
-        default: z_l_rows(u, rb, T, R, NT, -1, 1, 0, a, y, ldy, *p + ahead, end); break; /* Q4_1, Q5_1 */
+        case DT_Q4_K:
+            z_k_rows(u, rb, T, R, NT, -1, 1, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q6_K:
+            z_k_rows(u, rb, T, R, NT, 5, 0, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q4_0:
+            z_l_rows(u, rb, T, R, NT, 3, 0, 0, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q5_0:
+            z_l_rows(u, rb, T, R, NT, 4, 0, 0, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q8_0:
+            z_l_rows(u, rb, T, R, NT, -1, 0, 1, a, y, ldy, *p + ahead, end);
+            break;
+        default:
+            z_l_rows(u, rb, T, R, NT, -1, 1, 0, a, y, ldy, *p + ahead, end);
+            break; /* Q4_1, Q5_1 */
         }
     }
 }
@@ -439,17 +462,20 @@ static inline __attribute__((always_inline)) void z_rows(const struct qk_act *a,
  * at a time, two against half as many; more tokens (and the rows left over, and Q2_K, Q3_K,
  * Q5_K) a row at a time. The weight Z_AHEAD bytes on (whole groups of rows) is prefetched as
  * they go. */
-static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
-                               int nt, float *y, int64_t ldy)
+static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1,
+                               const struct qk_act *a, int nt, float *y, int64_t ldy)
 {
     size_t rb = dtype_row_bytes(w->dtype, w->cols), g = Z_ROWS * rb;
-    const char *p = (const char *)w->data + (size_t)r0 * rb, *end = (const char *)w->data + (size_t)w->rows * rb;
+    const char *p = (const char *)w->data + (size_t)r0 * rb,
+               *end = (const char *)w->data + (size_t)w->rows * rb;
     size_t ahead = (Z_AHEAD + g - 1) / g * g;
     int64_t r = r0;
 #define ROWS(T)                                                                                    \
     case T:                                                                                        \
-        if (nt == 1) z_rows(a, T, Z_ROWS, 1, &r, r1, &p, rb, y, ldy, ahead, end);                  \
-        else if (nt == 2) z_rows(a, T, Z_ROWS / 2, 2, &r, r1, &p, rb, y, ldy, ahead, end);         \
+        if (nt == 1)                                                                               \
+            z_rows(a, T, Z_ROWS, 1, &r, r1, &p, rb, y, ldy, ahead, end);                           \
+        else if (nt == 2)                                                                          \
+            z_rows(a, T, Z_ROWS / 2, 2, &r, r1, &p, rb, y, ldy, ahead, end);                       \
         break;
     switch (w->dtype) {
         ROWS(DT_Q4_K)
@@ -459,7 +485,8 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, c
         ROWS(DT_Q4_1)
         ROWS(DT_Q5_1)
         ROWS(DT_Q8_0)
-    default: break;
+    default:
+        break;
     }
 #undef ROWS
     for (; r < r1; r++, p += rb) {
@@ -473,7 +500,8 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1, c
 #undef QS
 #pragma GCC pop_options
 
-static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4, 8};
+static const struct qk_set avx512_qset = {
+    "avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4, 8};
 #endif
 
 const struct qk_set *qk_avx512(void)

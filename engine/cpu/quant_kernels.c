@@ -361,7 +361,8 @@ static void scalar_dot(enum dtype wt, const struct qk_row *row, const struct qk_
     for (int t = 0; t < nt; t++) y[t * ldy] = ty.k_type ? dot_k(ty, row, a, t) : dot_legacy(ty, row, a, t);
 }
 
-static const struct qk_set scalar_set = {"scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0, 0};
+static const struct qk_set scalar_set = {
+    "scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0, 0};
 
 const struct qk_set *qk_scalar(void)
 {

@@ -285,8 +285,10 @@ static inline __m128i QS(k4_scales)(const uint8_t *s)
     __m128i v = _mm_loadu_si128((const __m128i *)s);
     __m128i l = _mm_shuffle_epi32(v, 0x50), h = _mm_shuffle_epi32(v, 0xaa); /* u0 u0 u1 u1, u2 x4 */
     __m128i lo = _mm_and_si128(l, _mm_set1_epi8(0x3f));
-    __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(l, _mm_setr_epi32(0, 6, 0, 6)), _mm_set1_epi8(3)), 4);
-    __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srlv_epi32(h, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15)), top);
+    __m128i top = _mm_slli_epi32(
+        _mm_and_si128(_mm_srlv_epi32(l, _mm_setr_epi32(0, 6, 0, 6)), _mm_set1_epi8(3)), 4);
+    __m128i hi = _mm_or_si128(
+        _mm_and_si128(_mm_srlv_epi32(h, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15)), top);
     return _mm_blend_epi32(lo, hi, 0xa);
 }
 
@@ -472,11 +474,15 @@ static inline int QS(in_regs)(const enum dtype T)
 }
 
 /* Codes [32c, 32c + 32) of the Q4_K or Q6_K block at p, as codes_k lays them out. */
-static inline __attribute__((always_inline)) __m256i QS(codes32k)(const enum dtype T, const uint8_t *p, const int c)
+static inline __attribute__((always_inline)) __m256i QS(codes32k)(const enum dtype T,
+                                                                  const uint8_t *p, const int c)
 {
-    if (T == DT_Q4_K) return QS(field)(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (c / 2))), 4 * (c % 2), 15);
+    if (T == DT_Q4_K)
+        return QS(field)(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (c / 2))), 4 * (c % 2),
+                         15);
     const int h = c / 4, s = c % 4; /* Q6_K */
-    __m256i lo = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (s % 2))), 4 * (s / 2), 15);
+    __m256i lo = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (s % 2))),
+                           4 * (s / 2), 15);
     __m256i hi = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)), 2 * s, 3);
     return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
 }
@@ -499,13 +505,17 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const void *src,
         const uint8_t *u;
         float dw, mw;
         const uint8_t *p = PACKED ? (const uint8_t *)src + b * QS(bsize256)(T) : NULL;
-        if (PACKED && QS(in_regs)(T)) QS(scales_k)(T, p, &dw, &mw, &sc16, &mn16), u = NULL;
-        else QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        if (PACKED && QS(in_regs)(T))
+            QS(scales_k)(T, p, &dw, &mw, &sc16, &mn16), u = NULL;
+        else
+            QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
-            __m256i uc = PACKED && QS(in_regs)(T) ? QS(codes32k)(T, p, c) : _mm256_loadu_si256((const __m256i *)(u + 32 * c));
+            __m256i uc = PACKED && QS(in_regs)(T)
+                             ? QS(codes32k)(T, p, c)
+                             : _mm256_loadu_si256((const __m256i *)(u + 32 * c));
             __m256i sc = PACKED ? QS(pair_scale)(sc16, c) : _mm256_loadu_si256((const __m256i *)(scp + 128 * b + 16 * c));
 #pragma GCC unroll 4
             for (int j = 0; j < NT; j++) {
@@ -620,7 +630,8 @@ enum {
 };
 
 /* Prefetches the lines of [from, from + n) before end (n a constant: an unrolled loop). */
-static inline __attribute__((always_inline)) void QS(prefetch)(const char *from, const size_t n, const char *end)
+static inline __attribute__((always_inline)) void QS(prefetch)(const char *from, const size_t n,
+                                                               const char *end)
 {
 #pragma GCC unroll 16
     for (size_t o = 0; o < n; o += 64)
@@ -631,9 +642,9 @@ static inline __attribute__((always_inline)) void QS(prefetch)(const char *from,
  * straight from their blocks: each row's operations are QS(dot256_nt)'s for one token, the rows
  * interleaved so that their chains overlap and they share the token's loads; the weight from
  * ahead (up to end) prefetched as they go. */
-static inline __attribute__((always_inline)) void QS(k1_rows)(const uint8_t *p, size_t ld, const enum dtype T,
-    const int R, const int SHIFT, const int MINS, const struct qk_act *a, float *y, const char *ahead,
-    const char *end)
+static inline __attribute__((always_inline)) void
+QS(k1_rows)(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int SHIFT,
+            const int MINS, const struct qk_act *a, float *y, const char *ahead, const char *end)
 {
     int64_t nb = a->k / 256;
     const size_t bsz = QS(bsize256)(T);
@@ -654,17 +665,23 @@ static inline __attribute__((always_inline)) void QS(k1_rows)(const uint8_t *p, 
             __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + 256 * b + 32 * c));
 #pragma GCC unroll 2
             for (int i = 0; i < R; i++)
-                isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(_mm256_maddubs_epi16(QS(codes32k)(T, p + i * ld, c), q),
-                                                                      QS(pair_scale)(sc16[i], c)));
+                isum[i] = _mm256_add_epi32(
+                    isum[i],
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(QS(codes32k)(T, p + i * ld, c), q),
+                                      QS(pair_scale)(sc16[i], c)));
         }
         __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + 16 * b));
         float dx = a->d[b];
 #pragma GCC unroll 2
         for (int i = 0; i < R; i++) {
-            if (SHIFT >= 0) isum[i] = _mm256_sub_epi32(isum[i], _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT));
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(dw[i] * dx), acc[i]);
+            if (SHIFT >= 0)
+                isum[i] = _mm256_sub_epi32(
+                    isum[i], _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT));
+            acc[i] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(dw[i] * dx), acc[i]);
             if (MINS)
-                accm[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)), _mm256_set1_ps(mw[i] * dx), accm[i]);
+                accm[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)),
+                                          _mm256_set1_ps(mw[i] * dx), accm[i]);
         }
     }
 #pragma GCC unroll 2
@@ -675,17 +692,22 @@ static inline __attribute__((always_inline)) void QS(k1_rows)(const uint8_t *p, 
  * Q6_K rows QS(ROWS) at a time, anything else (and the rows left over) a row at a time. The
  * weight QS(AHEAD) bytes on (whole groups of rows, up to its end) is prefetched as they go: the
  * hardware's prefetcher alone does not keep up with a weight streamed once. */
-static void QS(dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a, int nt,
-                           float *y, int64_t ldy)
+static void QS(dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
+                           int nt, float *y, int64_t ldy)
 {
-    size_t rb = dtype_row_bytes(w->dtype, w->cols), g = QS(ROWS) * rb, ahead = (QS(AHEAD) + g - 1) / g * g;
-    const char *p = (const char *)w->data + (size_t)r0 * rb, *end = (const char *)w->data + (size_t)w->rows * rb;
+    size_t rb = dtype_row_bytes(w->dtype, w->cols), g = QS(ROWS) * rb,
+           ahead = (QS(AHEAD) + g - 1) / g * g;
+    const char *p = (const char *)w->data + (size_t)r0 * rb,
+               *end = (const char *)w->data + (size_t)w->rows * rb;
     int64_t r = r0;
 #define K1(T, SHIFT, MINS)                                                                         \
     for (; r + QS(ROWS) <= r1; r += QS(ROWS), p += g)                                              \
-        QS(k1_rows)((const uint8_t *)p, rb, T, QS(ROWS), SHIFT, MINS, a, y + (r - r0), p + ahead, end);
-    if (nt == 1 && w->dtype == DT_Q4_K) K1(DT_Q4_K, -1, 1)
-    else if (nt == 1 && w->dtype == DT_Q6_K) K1(DT_Q6_K, 5, 0)
+        QS(k1_rows)                                                                                \
+        ((const uint8_t *)p, rb, T, QS(ROWS), SHIFT, MINS, a, y + (r - r0), p + ahead, end);
+    if (nt == 1 && w->dtype == DT_Q4_K)
+        K1(DT_Q4_K, -1, 1)
+    else if (nt == 1 && w->dtype == DT_Q6_K)
+        K1(DT_Q6_K, 5, 0)
 #undef K1
     for (; r < r1; r++, p += rb) {
         for (size_t o = 0; o < rb; o += 64)

@@ -90,7 +90,8 @@ int main(int argc, char **argv)
     bb = argc > 4 ? atoi(argv[4]) : bb ? bb : a;
     if (argc > 5) threads = atoi(argv[5]);
     if (argc > 6) reps = atoi(argv[6]);
-    int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0, fast = argc > 7 && strcmp(argv[7], "fast") == 0;
+    int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0,
+        fast = argc > 7 && strcmp(argv[7], "fast") == 0;
     struct err e = {0};
     struct model *m = model_load(argv[1], &e);
     if (!m) return fprintf(stderr, "bench_forward: %s\n", e.msg), 1;

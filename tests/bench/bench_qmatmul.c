@@ -44,7 +44,8 @@ enum { STREAM_BYTES = 256 << 20 };
 
 /* One token against each of many copies of a [rows, cols] weight of type t in turn (STREAM_BYTES
  * in all, more than the caches hold), 8-bit path, each set: the best of 3 passes. */
-static void streamed(struct tp *tp, enum dtype t, int64_t rows, int64_t cols, const float *x, float *y)
+static void streamed(struct tp *tp, enum dtype t, int64_t rows, int64_t cols, const float *x,
+                     float *y)
 {
     size_t one = (size_t)rows * dtype_row_bytes(t, cols), n = STREAM_BYTES / one;
     uint8_t *all = random_weight(t, rows * (int64_t)n, cols);
@@ -56,14 +57,16 @@ static void streamed(struct tp *tp, enum dtype t, int64_t rows, int64_t cols, co
         for (int rep = 0; rep < 3; rep++) {
             double t0 = now_s();
             for (size_t i = 0; i < n; i++) {
-                struct weight w = {.name = "w", .dtype = t, .rows = rows, .cols = cols, .data = all + i * one};
+                struct weight w = {
+                    .name = "w", .dtype = t, .rows = rows, .cols = cols, .data = all + i * one};
                 ops_matmul(&o, &w, x, 1, y);
             }
             double dt = now_s() - t0;
             best = dt < best ? dt : best;
         }
-        printf("%-4s %5lldx%-5lld %-6s 8-bit streamed, 1 tok %6.1f GMAC/s %5.1f GB/s\n", dtype_name(t), (long long)rows,
-               (long long)cols, sets[s], (double)(rows * cols) * (double)n / best / 1e9, (double)(one * n) / best / 1e9);
+        printf("%-4s %5lldx%-5lld %-6s 8-bit streamed, 1 tok %6.1f GMAC/s %5.1f GB/s\n",
+               dtype_name(t), (long long)rows, (long long)cols, sets[s],
+               (double)(rows * cols) * (double)n / best / 1e9, (double)(one * n) / best / 1e9);
     }
     free(all);
 }
@@ -103,7 +106,8 @@ int main(int argc, char **argv)
             }
         free((void *)w.data);
     }
-    for (size_t c = 2; c < sizeof cases / sizeof cases[0]; c++) streamed(tp, cases[c].t, cases[c].rows, cases[c].cols, x, y);
+    for (size_t c = 2; c < sizeof cases / sizeof cases[0]; c++)
+        streamed(tp, cases[c].t, cases[c].rows, cases[c].cols, x, y);
     tp_destroy(tp);
     free(x), free(y);
     return 0;

@@ -243,9 +243,11 @@ START_TEST(packed_equals_unpacked)
                         for (int64_t r1 = r0 + 1; r1 <= PK_ROWS; r1++) {
                             sets[s]->dot_packed(&w, r0, r1, &a, nt, y1, PK_ROWS);
                             for (int tk = 0; tk < nt; tk++)
-                                ck_assert_msg(!memcmp(y0 + tk * PK_ROWS + r0, y1 + tk * PK_ROWS, (size_t)(r1 - r0) * sizeof(float)),
-                                              "%s %s k=%lld nt=%d rows %lld..%lld token %d", sets[s]->name, dtype_name(t),
-                                              (long long)k, nt, (long long)r0, (long long)r1, tk);
+                                ck_assert_msg(!memcmp(y0 + tk * PK_ROWS + r0, y1 + tk * PK_ROWS,
+                                                      (size_t)(r1 - r0) * sizeof(float)),
+                                              "%s %s k=%lld nt=%d rows %lld..%lld token %d",
+                                              sets[s]->name, dtype_name(t), (long long)k, nt,
+                                              (long long)r0, (long long)r1, tk);
                         }
                 }
                 free(buf), free(x), free((void *)w.data);
