@@ -213,7 +213,10 @@ integration: seekd build/asan/seekd venv browser
 
 # The tests that exercise the threads (engine, HTTP loop, its workers, sweeper, connection
 # deadlines, the data-parallel router, the grammar compile and mask threads) under
-# ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp).
+# ThreadSanitizer; Open MPI's own locking is suppressed (tests/tsan-mpi.supp). Not the layouts
+# whose engine threads run collectives (tensor and expert parallelism): Open MPI moves their data
+# on whichever thread drives its progress engine — the control plane's, often — with copies
+# TSan sees and synchronisation it cannot, so it reports a race on every gathered buffer.
 integration-tsan: build/tsan/seekd venv
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_disconnect.py tests/integration/test_openai_sdk.py \
@@ -222,7 +225,7 @@ integration-tsan: build/tsan/seekd venv
 	  tests/integration/test_structured.py tests/integration/test_tools.py \
 	  -k "new_schemas_alongside or streamed or n3"
 	@SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_parallel.py \
-	  -k "matches_one_rank or disconnect or drain"
+	  -k "(matches_one_rank or disconnect or drain) and not tensor and not expert and not together"
 	@TSAN_OPTIONS=halt_on_error=1 SEEKD_BUILDS=tsan .venv/bin/pytest -q -p no:cacheprovider \
 	  tests/integration/test_slow_clients.py tests/integration/test_error_bytes.py \
 	  tests/integration/test_request_bytes.py -k "not fd_limit and not hundreds"

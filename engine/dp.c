@@ -38,6 +38,8 @@ struct peer {
 struct dp {
     struct comm_mpi *w;
     int size;
+    int stride;             /* requests go to ranks 0, stride, 2 * stride, ... (the tensor-
+                             * parallel groups' first ranks; 1: every rank) */
     double silence_s;
     pthread_t thread;
     pthread_mutex_t mu;     /* guards incoming, peers, fault, stop */
@@ -81,7 +83,7 @@ int dp_route(struct dp *d, int local_seqs, int local_queued, int n_seqs, int max
 {
     int best = -1, best_load = 0;
     pthread_mutex_lock(&d->mu);
-    for (int r = 0; r < d->size; r++) {
+    for (int r = 0; r < d->size; r += d->stride) {
         int load = r ? d->peers[r].n_seqs : local_seqs;
         int queued = r ? d->peers[r].n_queued : local_queued;
         if (queued >= max_queued || (best >= 0 && load >= best_load)) continue;
@@ -341,11 +343,12 @@ static void *router_main(void *arg)
     return NULL;
 }
 
-struct dp *dp_create(struct comm_mpi *w, double stall_s)
+struct dp *dp_create(struct comm_mpi *w, double stall_s, int stride)
 {
     struct dp *d = xcalloc(1, sizeof *d);
     d->w = w;
     d->size = comm_mpi_size(w);
+    d->stride = stride > 0 ? stride : 1;
     d->silence_s = dp_silence_s(stall_s);
     d->peers = xcalloc((size_t)d->size, sizeof *d->peers);
     double now = now_s();

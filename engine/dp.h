@@ -47,8 +47,9 @@ double dp_silence_s(double stall_s);
 
 /* ---- rank 0: the router --------------------------------------------------------------------- */
 
-/* Starts the router over ranks 1..size-1 of w. */
-struct dp *dp_create(struct comm_mpi *w, double stall_s);
+/* Starts the router over ranks 1..size-1 of w, of which the multiples of stride take requests
+ * (the first rank of each tensor-parallel group; the others follow it, and send heartbeats). */
+struct dp *dp_create(struct comm_mpi *w, double stall_s, int stride);
 /* Tells every rank to stop, ends the requests still out with GEN_FINISH_ABORT, joins. */
 void dp_destroy(struct dp *d);
 

@@ -667,10 +667,10 @@ void engine_metrics(struct engine *eng, struct metrics *out)
 }
 
 void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
-                         int32_t min_blocks)
+                         int32_t min_blocks, int stride)
 {
     eng->scfg.n_blocks = min_blocks; /* a request must fit whichever rank takes it */
-    eng->dp = dp_create(w, stall_s);
+    eng->dp = dp_create(w, stall_s, stride);
 }
 
 int engine_routed(struct engine *eng, int64_t *out, int max)

@@ -156,9 +156,11 @@ struct comm_mpi;
 /* Data parallelism, on rank 0 of an MPI job whose other ranks serve with dp_rank_start: from
  * now on engine_submit sends each request to the rank with the least work (this engine or
  * another rank's), /metrics sums every rank, and engine_fault reports a rank that went away.
- * min_blocks: the smallest KV pool of any rank (what a request must fit). Call before serving. */
+ * min_blocks: the smallest KV pool of any rank (what a request must fit); stride: requests go
+ * to the ranks that are multiples of it (tensor-parallel groups of that many ranks; 1: every
+ * rank). Call before serving. */
 void engine_start_router(struct engine *eng, struct comm_mpi *w, double stall_s,
-                         int32_t min_blocks);
+                         int32_t min_blocks, int stride);
 /* Data parallelism: requests routed to each rank so far into out [max]; the number of ranks
  * (0 without data parallelism). */
 int engine_routed(struct engine *eng, int64_t *out, int max);

@@ -86,7 +86,7 @@ static int pick_rank(struct engine *eng, const struct gen_params *p, int *queued
     pthread_mutex_lock(&eng->mu);
     *queued = eng->n_incoming + __atomic_load_n(&eng->n_waiting, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&eng->mu);
-    bool local_only = p->grammar || p->tool_format != TC_NONE || eng->tp; /* TP: one engine */
+    bool local_only = p->grammar || p->tool_format != TC_NONE;
     if (!eng->dp || local_only) {
         if (*queued + p->n > eng->max_queued) return -1;
         if (eng->dp) dp_route_local(eng->dp);

@@ -75,9 +75,7 @@ static int watch_trigger(struct gen *g, struct gen_choice *ch, int32_t t)
     const uint8_t *s = tok_bytes(g->gv->tok, t, &n);
     if (!s || !n) return 0;
     struct tok_text *w = &ch->trig;
-    w->s = xrealloc(w->s, w->n + n + 1);
-    memcpy(w->s + w->n, s, n);
-    w->n += n;
+    tok_text_append(w, (const char *)s, n);
     char *at = memmem(w->s, w->n, g->trigger_text, k);
     if (!at) {
         size_t keep = w->n < k ? w->n : k - 1;
@@ -355,19 +353,6 @@ static long find_stop(const struct gen *g, const char *s, size_t n)
     return best;
 }
 
-/* Appends n bytes to a text buffer (kept NUL-terminated). */
-static void ev_add_text_to(struct tok_text *t, const char *s, size_t n)
-{
-    if (!n) return;
-    if (t->n + n + 1 > t->cap) {
-        t->cap = (t->n + n + 1) * 2;
-        t->s = xrealloc(t->s, t->cap);
-    }
-    memcpy(t->s + t->n, s, n);
-    t->n += n;
-    t->s[t->n] = 0;
-}
-
 /* Appends text to the event's channel (content or reasoning). */
 static void ev_add_text(struct gen_event *ev, int reasoning, const char *s, size_t n)
 {
@@ -412,13 +397,13 @@ bool gen_is_stop_id(const struct gen *g, int32_t t)
 static void route_piece(struct gen_choice *ch, int32_t token, struct gen_event *ev, bool last)
 {
     if (ch->in_reasoning || ch->tc.fmt == TC_NONE) {
-        ev_add_text_to(&ch->hold, ch->piece.s, ch->piece.n);
+        tok_text_append(&ch->hold, ch->piece.s, ch->piece.n);
         return;
     }
     struct tc_out o = {0};
     tc_push(&ch->tc, token, ch->piece.s, ch->piece.n, &o);
     if (last) tc_finish(&ch->tc, &o);
-    ev_add_text_to(&ch->hold, o.content.s, o.content.n);
+    tok_text_append(&ch->hold, o.content.s, o.content.n);
     ev->tools = o.d, ev->n_tools = o.n_d;
     o.d = NULL, o.n_d = 0;
     tc_out_clear(&o);

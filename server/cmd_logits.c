@@ -29,6 +29,7 @@ struct logits_opts {
     int threads;     /* 0 = one per core */
     enum dtype kv_dtype;
     int kv_dtype_set;      /* else: bf16 under DeepSeek's FP8 recipe, f32 otherwise */
+    struct comm *tp_comm;  /* tensor parallelism: this rank's group; NULL: none */
     enum backend_kind backend;
     enum numerics numerics; /* AUTO until the model is loaded (backend_numerics) */
     const char *dump_dir;  /* --dump-stages */
@@ -284,7 +285,7 @@ static int run_steps(const struct backend_ops *ops, const struct model *m,
                               .kv_blocks = n_blocks, .threads = o->threads,
                               .devices = o->devices, .n_devices = o->n_devices,
                               .dump_dir = o->dump_dir, .graphs = !o->no_graphs,
-                              .tp_comm = o->layout.tensor_parallel_size > 1 ? c : NULL,
+                              .tp_comm = o->tp_comm,
                               .ep_comm = o->layout.data_parallel_size > 1 &&
                                                  o->layout.enable_expert_parallel ? c : NULL};
     struct backend *b = m && logits ? ops->create(m, &bo, e) : NULL;
@@ -374,7 +375,12 @@ int cmd_logits(int argc, char **argv)
     o.n_devices = launch_devices(&ln, o.devices, o.n_devices);
     struct comm *c = ln.w ? comm_mpi_split(ln.w, 0, ln.rank, &e) : comm_self();
     if (!c) fprintf(stderr, "seekd logits: %s\n", e.msg);
-    else rc = logits_on(c, &o, tokens, n);
+    int tp = o.layout.tensor_parallel_size;
+    if (c && tp > 1) /* every group of tp ranks splits the model; each group runs every plan */
+        o.tp_comm = comm_mpi_split(ln.w, ln.rank / tp, ln.rank, &e);
+    if (c && tp > 1 && !o.tp_comm) fprintf(stderr, "seekd logits: %s\n", e.msg);
+    else if (c) rc = logits_on(c, &o, tokens, n);
+    comm_destroy(o.tp_comm);
     comm_destroy(c);
     launch_finish(&ln);
     free(tokens);

@@ -14,10 +14,10 @@
 
 int launch_check_layout(const struct launch_layout *lay, struct err *e)
 {
-    if (lay->tensor_parallel_size > 1 && lay->data_parallel_size > 1)
+    if (lay->tensor_parallel_size > 1 && lay->data_parallel_size > 1 && lay->enable_expert_parallel)
         return err_set(e,
-                       "tensor_parallel_size %d with data_parallel_size %d: the two together are "
-                       "not implemented yet (each alone is)",
+                       "enable_expert_parallel with tensor_parallel_size %d and data_parallel_size "
+                       "%d together: not implemented yet (with either alone it is)",
                        lay->tensor_parallel_size, lay->data_parallel_size);
     if (lay->enable_expert_parallel && lay->tensor_parallel_size * lay->data_parallel_size == 1)
         return err_set(e, "enable_expert_parallel splits the experts across ranks: it needs "

@@ -332,7 +332,7 @@ static int load_engine(struct daemon *d, struct err *e)
         log_msg(d->log, LOGL_WARN, "max_model_len clamped to %d tokens, all the KV cache holds "
                 "(the model's context is %d): raise kv_cache_memory for the full context",
                 lim.max_model_len, lim.model_context);
-    if (d->tpc && d->ln.rank > 0) return 0; /* a follower runs rank 0's warm-up step */
+    if (d->tpc && d->tpc->rank > 0) return 0; /* a follower runs its group's warm-up step */
     notify_send(&d->nt, "STATUS=Warming up");
     double t0 = http_now();
     if (warm_up(d, e) != 0) return -1;
@@ -416,7 +416,8 @@ static int join_ranks(struct daemon *d, int ok, struct err *e)
     if (failed[0]) return err_set(e, "rank(s) %s failed to start (their log says why)", failed);
     if (d->ln.size == 1) return 0; /* mpirun -np 1: nothing to route */
     if (d->ln.rank == 0)
-        engine_start_router(d->a.eng, d->ln.w, d->o.engine_stall_timeout, (int32_t)min_blocks);
+        engine_start_router(d->a.eng, d->ln.w, d->o.engine_stall_timeout, (int32_t)min_blocks,
+                            d->o.tensor_parallel_size);
     else
         d->dpr = dp_rank_start(d->a.eng, d->ln.w, d->o.engine_stall_timeout);
     return 0;
@@ -467,8 +468,11 @@ static int serve_rank(struct daemon *d)
     if (join_ranks(d, ok, &e) != 0) {
         if (ok) log_msg(d->log, LOGL_ERROR, "%s", e.msg);
     } else {
-        log_msg(d->log, LOGL_INFO, d->tpc ? "ready (pid %d): running its part of rank 0's steps"
-                                          : "ready (pid %d): serving rank 0's requests", (int)getpid());
+        if (d->tpc && d->tpc->rank > 0)
+            log_msg(d->log, LOGL_INFO, "ready (pid %d): running its part of rank %d's steps",
+                    (int)getpid(), d->ln.rank - d->tpc->rank);
+        else
+            log_msg(d->log, LOGL_INFO, "ready (pid %d): serving rank 0's requests", (int)getpid());
         rc = follow(d);
     }
     dp_rank_destroy(d->dpr);
@@ -501,9 +505,10 @@ static int serve(struct daemon *d)
         log_msg(d->log, LOGL_INFO, "seekd %s listening on %s port %d; loading %s", SEEKD_VERSION,
                 d->o.host, http_port(d->h), d->o.model);
     if (ok && d->ln.w && d->tpc)
-        log_msg(d->log, LOGL_INFO, "tensor parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
-                "schedules the steps every rank runs its part of", d->ln.size,
-                comm_mpi_host(d->ln.w), (int)getpid());
+        log_msg(d->log, LOGL_INFO, "tensor parallelism, %d group(s) of %d ranks: rank 0 of %d on %s "
+                "(pid %d) serves HTTP and routes requests to the groups, whose first rank schedules "
+                "the steps each rank runs its part of", d->o.data_parallel_size,
+                d->o.tensor_parallel_size, d->ln.size, comm_mpi_host(d->ln.w), (int)getpid());
     else if (ok && d->ln.w)
         log_msg(d->log, LOGL_INFO, "data parallelism: rank 0 of %d on %s (pid %d) serves HTTP and "
                 "routes requests to %d engines", d->ln.size, comm_mpi_host(d->ln.w), (int)getpid(),
@@ -573,7 +578,8 @@ static int start_launch(struct daemon *d)
     d->cm = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
     int tp = lay.tensor_parallel_size > 1, ep = !tp && lay.enable_expert_parallel;
     struct comm **own = tp ? &d->tpc : ep ? &d->epc : NULL; /* the engine threads' own */
-    if (d->cm && own) *own = comm_mpi_split(d->ln.w, 0, d->ln.rank, &e);
+    if (d->cm && own) /* tensor-parallel: one per group of tensor_parallel_size ranks */
+        *own = comm_mpi_split(d->ln.w, tp ? d->ln.rank / lay.tensor_parallel_size : 0, d->ln.rank, &e);
     if (d->cm && (!own || *own)) return 0;
     fprintf(stderr, "seekd serve: rank %d: %s\n", d->ln.rank, e.msg);
     comm_destroy(d->cm);

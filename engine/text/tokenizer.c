@@ -38,6 +38,18 @@ void tok_text_free(struct tok_text *s)
     *s = (struct tok_text){0};
 }
 
+void tok_text_append(struct tok_text *t, const char *s, size_t n)
+{
+    if (!n) return;
+    if (t->n + n + 1 > t->cap) {
+        t->cap = (t->n + n + 1) * 2;
+        t->s = xrealloc(t->s, t->cap);
+    }
+    memcpy(t->s + t->n, s, n);
+    t->n += n;
+    t->s[t->n] = 0;
+}
+
 /* ---- lookups -------------------------------------------------------------------------------- */
 
 int32_t tok_added_id(const struct tok *t, const char *content)

@@ -108,5 +108,7 @@ const char *tok_chat_template(const struct tok *t);
 void tok_ids_push(struct tok_ids *a, int32_t id);
 void tok_ids_free(struct tok_ids *a);
 void tok_text_free(struct tok_text *s);
+/* Appends n bytes of s (NUL-terminated again). */
+void tok_text_append(struct tok_text *t, const char *s, size_t n);
 
 #endif

@@ -35,18 +35,6 @@ enum {
 static const char FENCE_OPEN[] = "```json\n", FENCE_CLOSE[] = "\n```";
 static const char H_BEGIN[] = "<tool_call>", H_END[] = "</tool_call>";
 
-static void text_add(struct tok_text *t, const char *s, size_t n)
-{
-    if (!n) return;
-    if (t->n + n + 1 > t->cap) {
-        t->cap = (t->n + n + 1) * 2;
-        t->s = xrealloc(t->s, t->cap);
-    }
-    memcpy(t->s + t->n, s, n);
-    t->n += n;
-    t->s[t->n] = 0;
-}
-
 static void text_drop_front(struct tok_text *t, size_t k)
 {
     memmove(t->s, t->s + k, t->n - k);
@@ -134,7 +122,7 @@ static void ds_byte(struct tc_parser *p, char c, struct tc_out *o)
     switch (p->state) {
     case DS_CONTENT:
     case DS_AFTER:
-        text_add(&o->content, &c, 1);
+        tok_text_append(&o->content, &c, 1);
         break;
     case DS_NAME:
         if (c == '\n') {
@@ -142,21 +130,21 @@ static void ds_byte(struct tc_parser *p, char c, struct tc_out *o)
             p->state = DS_FENCE;
             p->held.n = 0;
         } else if (p->name.n < NAME_MAX_BYTES) {
-            text_add(&p->name, &c, 1);
+            tok_text_append(&p->name, &c, 1);
         }
         break;
     case DS_FENCE:
         if (c == FENCE_OPEN[p->held.n]) {
-            text_add(&p->held, &c, 1);
+            tok_text_append(&p->held, &c, 1);
             if (p->held.n == sizeof FENCE_OPEN - 1) p->state = DS_ARGS, p->held.n = 0;
             break;
         }
         p->state = DS_ARGS; /* no fence after all: what was held is arguments */
-        text_add(&p->held, &c, 1);
+        tok_text_append(&p->held, &c, 1);
         ds_args(p, o);
         break;
     case DS_ARGS:
-        text_add(&p->held, &c, 1);
+        tok_text_append(&p->held, &c, 1);
         break;
     default:
         break; /* between calls, the call type: nothing to keep */
@@ -212,13 +200,13 @@ static void h_content(struct tc_parser *p, struct tc_out *o)
     char *at = p->held.n ? memmem(p->held.s, p->held.n, H_BEGIN, sizeof H_BEGIN - 1) : NULL;
     if (at) {
         size_t k = (size_t)(at - p->held.s);
-        text_add(&o->content, p->held.s, k);
+        tok_text_append(&o->content, p->held.s, k);
         text_drop_front(&p->held, k + sizeof H_BEGIN - 1);
         p->state = H_OPEN;
         return;
     }
     size_t keep = partial_suffix(p->held.s, p->held.n, H_BEGIN);
-    text_add(&o->content, p->held.s, p->held.n - keep);
+    tok_text_append(&o->content, p->held.s, p->held.n - keep);
     text_drop_front(&p->held, p->held.n - keep);
 }
 
@@ -254,7 +242,7 @@ static void h_args(struct tc_parser *p, struct tc_out *o, const char *s, size_t 
     if (p->named)
         emit_args(p, o, s, n);
     else
-        text_add(&p->early_args, s, n);
+        tok_text_append(&p->early_args, s, n);
 }
 
 /* One byte inside <tool_call>...</tool_call>; returns false when the byte must be looked at
@@ -281,7 +269,7 @@ static bool h_call_byte(struct tc_parser *p, char c, struct tc_out *o)
         if (c == '"')
             p->state = H_COLON;
         else if (p->name.n < NAME_MAX_BYTES)
-            text_add(&p->name, &c, 1);
+            tok_text_append(&p->name, &c, 1);
         return true;
     case H_COLON:
         if (c == ':') {
@@ -302,7 +290,7 @@ static bool h_call_byte(struct tc_parser *p, char c, struct tc_out *o)
         return false;
     case H_NAME:
         if (p->esc)
-            p->esc = 0, text_add(&p->name, &c, 1);
+            p->esc = 0, tok_text_append(&p->name, &c, 1);
         else if (c == '\\')
             p->esc = 1;
         else if (c == '"') {
@@ -312,7 +300,7 @@ static bool h_call_byte(struct tc_parser *p, char c, struct tc_out *o)
             p->early_args.n = 0;
             p->state = H_OBJ;
         } else if (p->name.n < NAME_MAX_BYTES)
-            text_add(&p->name, &c, 1);
+            tok_text_append(&p->name, &c, 1);
         return true;
     case H_ARGS:
     case H_SKIP:
@@ -342,7 +330,7 @@ static void h_byte(struct tc_parser *p, char c, struct tc_out *o)
 {
     if (p->state == H_CONTENT || p->state == H_BETWEEN) {
         if (p->state == H_BETWEEN && p->held.n == p->lead_ws && is_ws(c)) p->lead_ws++;
-        text_add(&p->held, &c, 1);
+        tok_text_append(&p->held, &c, 1);
         if (p->state == H_CONTENT)
             h_content(p, o);
         else
@@ -351,7 +339,7 @@ static void h_byte(struct tc_parser *p, char c, struct tc_out *o)
     }
     if (p->state == H_CLOSE || p->state == H_BAD) {
         if (p->state == H_CLOSE && !p->held.n && is_ws(c)) return;
-        text_add(&p->held, &c, 1);
+        tok_text_append(&p->held, &c, 1);
         if (p->held.n >= sizeof H_END - 1 &&
             !memcmp(p->held.s + p->held.n - (sizeof H_END - 1), H_END, sizeof H_END - 1))
             p->held.n = 0, p->lead_ws = 0, p->state = H_BETWEEN;
@@ -378,7 +366,7 @@ void tc_push(struct tc_parser *p, int32_t id, const char *text, size_t n, struct
         for (size_t i = 0; i < n; i++) h_byte(p, text[i], out);
         return;
     }
-    text_add(&out->content, text, n);
+    tok_text_append(&out->content, text, n);
 }
 
 void tc_finish(struct tc_parser *p, struct tc_out *out)
@@ -389,7 +377,7 @@ void tc_finish(struct tc_parser *p, struct tc_out *out)
         else if (p->state == DS_NAME && p->name.n)
             emit_start(p, out);
     } else if (p->fmt == TC_HERMES && p->state == H_CONTENT) {
-        text_add(&out->content, p->held.s, p->held.n);
+        tok_text_append(&out->content, p->held.s, p->held.n);
     }
     p->held.n = 0;
 }

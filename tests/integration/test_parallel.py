@@ -197,11 +197,11 @@ def test_launch_refusals(binary, tmp_path):
     proc = run([*MPIRUN, "-np", "2", binary, *base], env)
     assert proc.returncode != 0
     assert "started as 2 MPI ranks" in proc.stderr + proc.stdout
-    proc = run([*MPIRUN, "-np", "2", binary, "logits", "--model", str(MODELS[0]), "--tokens", "1",
+    proc = run([*MPIRUN, "-np", "4", binary, "logits", "--model", str(MODELS[0]), "--tokens", "1",
                 "--out", str(tmp_path / "x.npy"), "--data-parallel-size", "2",
-                "--tensor-parallel-size", "2"], env)
+                "--tensor-parallel-size", "2", "--enable-expert-parallel"], env)
     out = proc.stderr + proc.stdout
-    assert proc.returncode != 0 and out.count("the two together are not implemented yet") == 1, out
+    assert proc.returncode != 0 and out.count("together: not implemented yet") == 1, out
 
 
 def test_rank_that_cannot_load_stops_every_rank(binary, tmp_path):
@@ -225,9 +225,9 @@ def test_rank_that_cannot_load_stops_every_rank(binary, tmp_path):
 class MpiServer(Server):
     """`mpirun -np N seekd serve --data-parallel-size N` (or another layout flag) on 127.0.0.1."""
 
-    def __init__(self, binary, n, args=(), layout="--data-parallel-size"):
+    def __init__(self, binary, n, args=(), layout="--data-parallel-size", size=None):
         super().__init__(binary, mpi_env(binary), SERVE_MODEL, TOKENIZER,
-                         (layout, str(n), "--threads", "1", *args),
+                         (layout, str(size or n), "--threads", "1", *args),
                          launcher=(*MPIRUN, "-np", str(n)))
 
     def rank_pid(self, rank):
@@ -544,3 +544,25 @@ def test_ranks_started_by_seekd_itself(binary, tmp_path):
     finally:
         out = srv.stop()
     assert "rank 1: exit 0" in out, out
+
+
+def test_tensor_and_data_parallel_together(binary, tmp_path):
+    """Two groups of two tensor-parallel ranks: `seekd logits` gives the 2-rank tensor-parallel
+    logits bit for bit (each group runs every plan), and a server routes requests to the groups'
+    first ranks only, answering 32 concurrent greedy requests as one rank does."""
+    env, model, tokens = mpi_env(binary), MODELS[0], [1, 5, 17, 33, 2, 99]
+    tp = logits([*MPIRUN, "-np", "2"], binary, model, tokens, ["--tensor-parallel-size", "2"],
+                tmp_path / "tp.npy", env)
+    both = logits([*MPIRUN, "-np", "4"], binary, model, tokens,
+                  ["--tensor-parallel-size", "2", "--data-parallel-size", "2"], tmp_path / "b.npy", env)
+    assert np.array_equal(tp, both)
+    want = one_rank_answers(binary)
+    srv = MpiServer(binary, 4, ("--tensor-parallel-size", "2"), size=2)
+    try:
+        assert "rank 3: ready" in srv.output() and "rank 2's steps" in srv.output(), srv.output()
+        assert answers(srv.base) == want
+        text = get(srv.base, "/metrics")
+        routed = [metric(text, f'seekd:data_parallel_requests_total{{rank="{r}"}}') for r in range(4)]
+        assert routed[1] == routed[3] == 0 and min(routed[0], routed[2]) >= 8, routed
+    finally:
+        srv.stop()
