@@ -610,9 +610,12 @@ static void moe_fused(struct fwd *f, const struct layer *L, int T)
                     memcpy(f->fx + (size_t)n * D, f->xn + (size_t)t * D, (size_t)D * sizeof(float));
                     f->fwho[n] = t, f->fwgt[n++] = f->selw[t * k + j];
                 }
+        /* one token: its row of xn itself, so that the experts that share it (and the shared
+         * expert, in a step of one token) share its quantised activations (qk_matmul) */
+        const float *xs = n - first == 1 ? f->xn + (size_t)f->fwho[first] * D : f->fx + (size_t)first * D;
         if (n > first)
-            slot[n_slots++] = (struct moe_slot){&L->exp_gate[x], &L->exp_up[x], &L->exp_down[x],
-                                                f->fx + (size_t)first * D, n - first, first, {0, 0}};
+            slot[n_slots++] = (struct moe_slot){&L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], xs,
+                                                n - first, first, {0, 0}};
     }
     int n_routed = n_slots;
     if (c->n_shared_experts && !f->sh)

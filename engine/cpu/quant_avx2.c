@@ -12,7 +12,8 @@
 #undef QS
 #pragma GCC pop_options
 
-static const struct qk_set avx2_qset = {"avx2", avx2q_quantize, avx2q_unpack, avx2q_dot, avx2q_dot_packed, 2};
+static const struct qk_set avx2_qset = {
+    "avx2", avx2q_quantize, avx2q_unpack, avx2q_dot, avx2q_dot_packed, 2, 4};
 #endif
 
 const struct qk_set *qk_avx2(void)

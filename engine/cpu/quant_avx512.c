@@ -127,9 +127,40 @@ static inline __m512i z_pair_scales(__m256i sc16, const int c)
     return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
 }
 
-/* NT tokens against a row of a K type, unpacked or packed (avx512q_load256): per super-block
- * four vectors of 64 codes, the pair sums (maddubs) times their group scales accumulated by
- * dpwssd; the zero point and the mins through the quants' sums of 16, as in quant_simd.h. */
+/* Whether the packed path decodes type T's codes 64 at a time straight into registers
+ * (z_codes64) rather than into a buffer first (codes_k): the types of the Q4_K_M mixes. */
+static inline int z_in_regs(const enum dtype T)
+{
+    return T == DT_Q4_K || T == DT_Q6_K;
+}
+
+/* Codes [64c, 64c + 64) of the Q4_K or Q6_K block at p, in the order unpack lays them out. Each
+ * half of the vector takes its bits from the same 32 bytes broadcast to both halves, shifted by
+ * a per-half count (64-bit shifts: bits that cross into a byte from its neighbour are masked
+ * off). Q4_K: the low nibbles of qs[32c..], then the high ones. Q6_K: ql[64h..] (c = 2h + s)
+ * shifted by 4s for the low four bits, qh[32h..] shifted so that bits 4s, 4s + 2 land at 4..5. */
+static inline __attribute__((always_inline)) __m512i z_codes64(const enum dtype T, const uint8_t *p,
+                                                               const int c)
+{
+    if (T == DT_Q4_K) {
+        __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c)));
+        return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)),
+                                _mm512_set1_epi8(15));
+    }
+    const int h = c / 2, s = c % 2;
+    __m512i lo = _mm512_loadu_si512(p + 64 * h);
+    if (s) lo = _mm512_srli_epi16(lo, 4);
+    lo = _mm512_and_si512(lo, _mm512_set1_epi8(15));
+    __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)));
+    __m512i hi = s ? _mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2))
+                   : _mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2));
+    return _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi8(0x30), 0xf8); /* lo | (hi & 0x30) */
+}
+
+/* NT tokens against a row of a K type, unpacked or packed (avx512q_load256, or for z_in_regs
+ * types the scales alone and z_codes64): per super-block four vectors of 64 codes, the pair sums
+ * (maddubs) times their group scales accumulated by dpwssd; the zero point and the mins through
+ * the quants' sums of 16, as in quant_simd.h. */
 static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, const enum dtype T,
     const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
     float *y, int64_t ldy)
@@ -146,13 +177,22 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
         __m256i sc16, mn16;
         const uint8_t *u;
         float dw, mw;
-        avx512q_load256(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        const uint8_t *p = PACKED ? (const uint8_t *)src + b * avx512q_bsize256(T) : NULL;
+        if (PACKED && z_in_regs(T)) {
+            avx512q_scales_k(T, p, &dw, &mw, &sc16, &mn16);
+            u = NULL;
+        } else {
+            avx512q_load256(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m512i uc, sc;
-            if (PACKED) { /* two loads, each of one earlier store: they forward */
+            if (PACKED && z_in_regs(T)) {
+                uc = z_codes64(T, p, c);
+                sc = z_pair_scales(sc16, c);
+            } else if (PACKED) { /* two loads, each of one earlier store: they forward */
                 uc = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(u + 64 * c))),
                                         _mm256_load_si256((const __m256i *)(u + 64 * c + 32)), 1);
                 sc = z_pair_scales(sc16, c);
@@ -223,11 +263,10 @@ static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk
     }
 }
 
-/* Row r dotted with nt tokens straight from its blocks. */
-static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
-                               float *y, int64_t ldy)
+/* The row at p dotted with nt tokens straight from its blocks. */
+static void z_packed_row(const struct weight *w, const uint8_t *p, const struct qk_act *a, int nt,
+                         float *y, int64_t ldy)
 {
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
     for (int t = 0; t < nt; t += 4) {
         float *yt = y + t * ldy;
 #define P(T, SHIFT, MINS, SGN, N) z_dot32_nt(p, T, 1, a, t, N, SHIFT, MINS, SGN, yt, ldy)
@@ -269,12 +308,200 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r, const struct q
     }
 }
 
+enum {
+    Z_ROWS = 4,        /* rows dotted together with one token (half as many with two) */
+    Z_AHEAD = 8 * 1024 /* bytes of weight prefetched ahead of the rows being dotted */
+};
+
+/* Prefetches the lines of [from, from + n) that lie before end (the weight's last byte + 1): a
+ * single token's dot streams its weight once, faster than the hardware's prefetcher fetches it. */
+static inline __attribute__((always_inline)) void z_prefetch(const char *from, size_t n,
+                                                             const char *end)
+{
+#pragma GCC unroll 16
+    for (size_t o = 0; o < n; o += 64)
+        if (from + o < end) _mm_prefetch(from + o, _MM_HINT_T0);
+}
+
+/* NT tokens against R rows of a Q4_K or Q6_K weight (the first at p, the next ld bytes on;
+ * R·NT ≤ 4) straight from their blocks: each (row, token)'s arithmetic is z_dot256_nt's,
+ * operation for operation, the rows interleaved so that their chains overlap and they share the
+ * tokens' loads. The weight's rows from ahead (up to end) are prefetched meanwhile, as much as
+ * these rows. Row i's dot with token j goes to y[i + j·ldy]. */
+static inline __attribute__((always_inline)) void
+z_k_rows(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int NT,
+         const int SHIFT, const int MINS, const struct qk_act *a, float *y, int64_t ldy,
+         const char *ahead, const char *end)
+{
+    int64_t k = a->k, nb = k / 256;
+    const size_t bsz = avx512q_bsize256(T);
+    __m512 acc[4];
+    __m256 accm[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R * NT; i++) acc[i] = _mm512_setzero_ps(), accm[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += bsz) {
+        __m512i isum[4];
+        __m256i sc16[4], mn16[4];
+        float dw[4], mw[4];
+        z_prefetch(ahead + b * R * bsz, R * bsz, end);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+            avx512q_scales_k(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
+#pragma GCC unroll 4
+        for (int i = 0; i < R * NT; i++) isum[i] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i q[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) q[j] = _mm512_loadu_si512(a->q + j * k + 256 * b + 64 * c);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                __m512i u = z_codes64(T, p + i * ld, c), sc = z_pair_scales(sc16[i], c);
+#pragma GCC unroll 4
+                for (int j = 0; j < NT; j++)
+                    isum[i * NT + j] =
+                        _mm512_dpwssd_epi32(isum[i * NT + j], _mm512_maddubs_epi16(u, q[j]), sc);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + j * k / 16 + 16 * b));
+            float dx = a->d[j * k / 32 + b];
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                int x = i * NT + j;
+                if (SHIFT >= 0) {
+                    __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT);
+                    isum[x] = _mm512_sub_epi32(isum[x], _mm512_zextsi256_si512(off));
+                }
+                acc[x] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[x]), _mm512_set1_ps(dw[i] * dx),
+                                         acc[x]);
+                if (MINS)
+                    accm[x] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)),
+                                              _mm256_set1_ps(mw[i] * dx), accm[x]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int x = 0; x < R * NT; x++)
+        y[x / NT + x % NT * ldy] = z_hsum(acc[x]) - (MINS ? avx512q_hsum(accm[x]) : 0.0f);
+}
+
+/* NT tokens against R rows of a 32-value type T (the first at p, the next ld bytes on;
+ * R·NT ≤ 4) straight from their blocks: each (row, token)'s operations are z_dot32_nt's, the
+ * rows interleaved as in z_k_rows, the weight from ahead (up to end) prefetched as they go. */
+static inline __attribute__((always_inline)) void
+z_l_rows(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int NT,
+         const int SHIFT, const int MINS, const int SGN, const struct qk_act *a, float *y,
+         int64_t ldy, const char *ahead, const char *end)
+{
+    int64_t nb = a->k / 32, b = 0;
+    const size_t bs = avx512q_bsize32(T);
+    __m512 acc[4];
+    __m256 acc8[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R * NT; i++) acc[i] = _mm512_setzero_ps(), acc8[i] = _mm256_setzero_ps();
+    for (; b + 8 <= nb; b += 8) {
+        z_prefetch(ahead + b * R * bs, 8 * R * bs, end);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512i u[4];
+            __m256 dw, mw;
+            z_load32(p + i * ld, T, 1, b, 1, 8, u, &dw, &mw);
+            z_group32(a, 0, NT, SHIFT, MINS, SGN, b, 1, 8, u, dw, mw, &acc[i * NT], &acc8[i * NT]);
+        }
+    }
+    if (b < nb) {
+        z_prefetch(ahead + b * R * bs, 8 * R * bs, end);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512i u[4];
+            __m256 dw, mw;
+            z_load32(p + i * ld, T, 1, b, 0, (int)(nb - b), u, &dw, &mw);
+            z_group32(a, 0, NT, SHIFT, MINS, SGN, b, 0, (int)(nb - b), u, dw, mw, &acc[i * NT],
+                      &acc8[i * NT]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int x = 0; x < R * NT; x++)
+        y[x / NT + x % NT * ldy] = z_hsum(acc[x]) + avx512q_hsum(acc8[x]);
+}
+
+/* The rows of [*r, r1) that fit whole groups of R, NT tokens at a time (z_k_rows, z_l_rows);
+ * *r and *p advance past them. Constants T, R, NT: one specialised loop per call site. */
+static inline __attribute__((always_inline)) void
+z_rows(const struct qk_act *a, const enum dtype T, const int R, const int NT, int64_t *r,
+       int64_t r1, const char **p, size_t rb, float *y, int64_t ldy, size_t ahead, const char *end)
+{
+    for (; *r + R <= r1; *r += R, *p += R * rb, y += R) {
+        const uint8_t *u = (const uint8_t *)*p;
+        switch (T) {
+        case DT_Q4_K:
+            z_k_rows(u, rb, T, R, NT, -1, 1, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q6_K:
+            z_k_rows(u, rb, T, R, NT, 5, 0, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q4_0:
+            z_l_rows(u, rb, T, R, NT, 3, 0, 0, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q5_0:
+            z_l_rows(u, rb, T, R, NT, 4, 0, 0, a, y, ldy, *p + ahead, end);
+            break;
+        case DT_Q8_0:
+            z_l_rows(u, rb, T, R, NT, -1, 0, 1, a, y, ldy, *p + ahead, end);
+            break;
+        default:
+            z_l_rows(u, rb, T, R, NT, -1, 1, 0, a, y, ldy, *p + ahead, end);
+            break; /* Q4_1, Q5_1 */
+        }
+    }
+}
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Z_ROWS rows
+ * at a time, two against half as many; more tokens (and the rows left over, and Q2_K, Q3_K,
+ * Q5_K) a row at a time. The weight Z_AHEAD bytes on (whole groups of rows) is prefetched as
+ * they go. */
+static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1,
+                               const struct qk_act *a, int nt, float *y, int64_t ldy)
+{
+    size_t rb = dtype_row_bytes(w->dtype, w->cols), g = Z_ROWS * rb;
+    const char *p = (const char *)w->data + (size_t)r0 * rb,
+               *end = (const char *)w->data + (size_t)w->rows * rb;
+    size_t ahead = (Z_AHEAD + g - 1) / g * g;
+    int64_t r = r0;
+#define ROWS(T)                                                                                    \
+    case T:                                                                                        \
+        if (nt == 1)                                                                               \
+            z_rows(a, T, Z_ROWS, 1, &r, r1, &p, rb, y, ldy, ahead, end);                           \
+        else if (nt == 2)                                                                          \
+            z_rows(a, T, Z_ROWS / 2, 2, &r, r1, &p, rb, y, ldy, ahead, end);                       \
+        break;
+    switch (w->dtype) {
+        ROWS(DT_Q4_K)
+        ROWS(DT_Q6_K)
+        ROWS(DT_Q4_0)
+        ROWS(DT_Q5_0)
+        ROWS(DT_Q4_1)
+        ROWS(DT_Q5_1)
+        ROWS(DT_Q8_0)
+    default:
+        break;
+    }
+#undef ROWS
+    for (; r < r1; r++, p += rb) {
+        z_prefetch(p + ahead, rb, end);
+        z_packed_row(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
+    }
+}
+
 #undef QS_OWN_DOT
 #undef QS_VNNI
 #undef QS
 #pragma GCC pop_options
 
-static const struct qk_set avx512_qset = {"avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4};
+static const struct qk_set avx512_qset = {
+    "avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4, 8};
 #endif
 
 const struct qk_set *qk_avx512(void)

@@ -136,8 +136,8 @@ static void matmul_q8(const struct ops *o, int thread, const struct weight *w, i
 {
     const struct qk_set *s = qk_set_for(o->k);
     struct qk_act a = activations(o, thread, s, w->dtype, x, ldx, n, w->cols), unused;
-    if (n <= s->packed_max) {
-        for (int64_t r = r0; r < r1; r++) s->dot_packed(w, r, &a, n, y + (r - r0), ldy);
+    if (n <= (w->dtype == DT_Q4_K || w->dtype == DT_Q6_K ? s->packed_max_k : s->packed_max)) {
+        s->dot_packed(w, r0, r1, &a, n, y, ldy);
         return;
     }
     struct qk_row rows[QK_ROWS];
@@ -361,7 +361,8 @@ static void scalar_dot(enum dtype wt, const struct qk_row *row, const struct qk_
     for (int t = 0; t < nt; t++) y[t * ldy] = ty.k_type ? dot_k(ty, row, a, t) : dot_legacy(ty, row, a, t);
 }
 
-static const struct qk_set scalar_set = {"scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0};
+static const struct qk_set scalar_set = {
+    "scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0, 0};
 
 const struct qk_set *qk_scalar(void)
 {

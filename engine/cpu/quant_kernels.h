@@ -62,11 +62,14 @@ struct qk_set {
     /* y[t · ldy] = the row's dot with token t, t < nt. */
     void (*dot)(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
                 float *y, int64_t ldy);
-    /* The same results as unpack + dot for row r, decoding its blocks as it goes rather than
-     * into an unpacked row first: faster for a few tokens (NULL: none). */
-    void (*dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
-                       float *y, int64_t ldy);
-    int packed_max; /* batches of up to this many tokens take dot_packed */
+    /* y[t · ldy + r − r0]: the same results as unpack + dot for each row r of [r0, r1),
+     * decoding the blocks as it goes rather than into an unpacked row first: faster for a few
+     * tokens (NULL: none). */
+    void (*dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
+                       int nt, float *y, int64_t ldy);
+    int packed_max;   /* batches of up to this many tokens take dot_packed */
+    int packed_max_k; /* the same for Q4_K and Q6_K, whose codes the sets decode in registers:
+                       * dotting them packed beats unpacking the row for more tokens */
 };
 
 /* The 8-bit set that goes with a SIMD kernel set (by name: scalar, avx2, avx512). */

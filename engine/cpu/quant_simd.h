@@ -277,15 +277,19 @@ static inline __attribute__((always_inline)) void QS(codes_k)(enum dtype t, cons
 }
 
 /* The 6-bit scales and mins of Q4_K / Q5_K (quant_k4_scale_min's) for all eight sub-blocks at
- * once: bytes 0..7 the scales, 8..15 the mins. */
+ * once: bytes 0..7 the scales, 8..15 the mins. From the 12 bytes at s as words u0 u1 u2 (read
+ * as 16: the block goes on), in vector lanes: [u0 & m6, (u2 & m4) | (u0 >> 6 & m2) << 4,
+ * u1 & m6, (u2 >> 4 & m4) | (u1 >> 6 & m2) << 4]. */
 static inline __m128i QS(k4_scales)(const uint8_t *s)
 {
-    uint32_t u[3];
-    memcpy(u, s, 12);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    uint32_t sc_lo = u[0] & m6, sc_hi = (u[2] & m4) | ((u[0] >> 6) & m2) << 4;
-    uint32_t mn_lo = u[1] & m6, mn_hi = ((u[2] >> 4) & m4) | ((u[1] >> 6) & m2) << 4;
-    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    __m128i l = _mm_shuffle_epi32(v, 0x50), h = _mm_shuffle_epi32(v, 0xaa); /* u0 u0 u1 u1, u2 x4 */
+    __m128i lo = _mm_and_si128(l, _mm_set1_epi8(0x3f));
+    __m128i top = _mm_slli_epi32(
+        _mm_and_si128(_mm_srlv_epi32(l, _mm_setr_epi32(0, 6, 0, 6)), _mm_set1_epi8(3)), 4);
+    __m128i hi = _mm_or_si128(
+        _mm_and_si128(_mm_srlv_epi32(h, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15)), top);
+    return _mm_blend_epi32(lo, hi, 0xa);
 }
 
 /* Group scales and mins of one K block as 16 int16 each (the reference's values), built in
@@ -462,9 +466,30 @@ static inline __attribute__((always_inline)) void QS(dot32_nt)(const void *src, 
     for (int j = 0; j < NT; j++) y[j * ldy] = QS(hsum)(_mm256_add_ps(acc[j], accm[j]));
 }
 
-/* NT tokens against one row of a K type, unpacked or packed (QS(load256)): per super-block, the
- * group scales are applied to the pair sums (madd), the zero point and the mins through the
- * quants' sums of 16. */
+/* Whether the packed path decodes type T's codes 32 at a time straight into registers
+ * (QS(codes32k)) rather than into a buffer first (codes_k): the types of the Q4_K_M mixes. */
+static inline int QS(in_regs)(const enum dtype T)
+{
+    return T == DT_Q4_K || T == DT_Q6_K;
+}
+
+/* Codes [32c, 32c + 32) of the Q4_K or Q6_K block at p, as codes_k lays them out. */
+static inline __attribute__((always_inline)) __m256i QS(codes32k)(const enum dtype T,
+                                                                  const uint8_t *p, const int c)
+{
+    if (T == DT_Q4_K)
+        return QS(field)(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (c / 2))), 4 * (c % 2),
+                         15);
+    const int h = c / 4, s = c % 4; /* Q6_K */
+    __m256i lo = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (s % 2))),
+                           4 * (s / 2), 15);
+    __m256i hi = QS(field)(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)), 2 * s, 3);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+/* NT tokens against one row of a K type, unpacked or packed (QS(load256), or for QS(in_regs)
+ * types the scales alone and QS(codes32k)): per super-block, the group scales are applied to the
+ * pair sums (madd), the zero point and the mins through the quants' sums of 16. */
 static inline __attribute__((always_inline)) void QS(dot256_nt)(const void *src, const enum dtype T,
     const int PACKED, const struct qk_act *a, int t0, const int NT, const int SHIFT, const int MINS,
     float *y, int64_t ldy)
@@ -479,12 +504,18 @@ static inline __attribute__((always_inline)) void QS(dot256_nt)(const void *src,
         __m256i isum[4], sc16, mn16;
         const uint8_t *u;
         float dw, mw;
-        QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
+        const uint8_t *p = PACKED ? (const uint8_t *)src + b * QS(bsize256)(T) : NULL;
+        if (PACKED && QS(in_regs)(T))
+            QS(scales_k)(T, p, &dw, &mw, &sc16, &mn16), u = NULL;
+        else
+            QS(load256)(src, T, PACKED, b, codes, &u, &sc16, &mn16, &dw, &mw);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) isum[j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
-            __m256i uc = _mm256_loadu_si256((const __m256i *)(u + 32 * c));
+            __m256i uc = PACKED && QS(in_regs)(T)
+                             ? QS(codes32k)(T, p, c)
+                             : _mm256_loadu_si256((const __m256i *)(u + 32 * c));
             __m256i sc = PACKED ? QS(pair_scale)(sc16, c) : _mm256_loadu_si256((const __m256i *)(scp + 128 * b + 16 * c));
 #pragma GCC unroll 4
             for (int j = 0; j < NT; j++) {
@@ -548,11 +579,10 @@ static void QS(dot)(enum dtype wt, const struct qk_row *row, const struct qk_act
     }
 }
 
-/* Row r dotted with nt tokens straight from its blocks. */
-static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_act *a, int nt,
+/* The row at p dotted with nt tokens straight from its blocks. */
+static void QS(packed_row)(const struct weight *w, const uint8_t *p, const struct qk_act *a, int nt,
                            float *y, int64_t ldy)
 {
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)r * dtype_row_bytes(w->dtype, w->cols);
     for (int t = 0; t < nt; t += 4) {
         float *yt = y + t * ldy;
 #define P(T, SHIFT, MINS, SGN, N) QS(dot32_nt)(p, T, 1, a, t, N, SHIFT, MINS, SGN, yt, ldy)
@@ -591,6 +621,98 @@ static void QS(dot_packed)(const struct weight *w, int64_t r, const struct qk_ac
 #undef Q4_1
 #undef Q5_1
 #undef Q8_0
+    }
+}
+
+enum {
+    QS(AHEAD) = 8 * 1024, /* bytes of weight prefetched ahead of the rows being dotted */
+    QS(ROWS) = 2          /* Q4_K / Q6_K rows dotted together with one token */
+};
+
+/* Prefetches the lines of [from, from + n) before end (n a constant: an unrolled loop). */
+static inline __attribute__((always_inline)) void QS(prefetch)(const char *from, const size_t n,
+                                                               const char *end)
+{
+#pragma GCC unroll 16
+    for (size_t o = 0; o < n; o += 64)
+        if (from + o < end) _mm_prefetch(from + o, _MM_HINT_T0);
+}
+
+/* One token against R rows of a Q4_K or Q6_K weight (the first at p, the next ld bytes on)
+ * straight from their blocks: each row's operations are QS(dot256_nt)'s for one token, the rows
+ * interleaved so that their chains overlap and they share the token's loads; the weight from
+ * ahead (up to end) prefetched as they go. */
+static inline __attribute__((always_inline)) void
+QS(k1_rows)(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int SHIFT,
+            const int MINS, const struct qk_act *a, float *y, const char *ahead, const char *end)
+{
+    int64_t nb = a->k / 256;
+    const size_t bsz = QS(bsize256)(T);
+    __m256 acc[2], accm[2];
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++) acc[i] = accm[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += bsz) {
+        __m256i isum[2], sc16[2], mn16[2];
+        float dw[2], mw[2];
+        QS(prefetch)(ahead + b * R * bsz, R * bsz, end);
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            QS(scales_k)(T, p + i * ld, &dw[i], &mw[i], &sc16[i], &mn16[i]);
+            isum[i] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + 256 * b + 32 * c));
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++)
+                isum[i] = _mm256_add_epi32(
+                    isum[i],
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(QS(codes32k)(T, p + i * ld, c), q),
+                                      QS(pair_scale)(sc16[i], c)));
+        }
+        __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + 16 * b));
+        float dx = a->d[b];
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            if (SHIFT >= 0)
+                isum[i] = _mm256_sub_epi32(
+                    isum[i], _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT));
+            acc[i] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(dw[i] * dx), acc[i]);
+            if (MINS)
+                accm[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)),
+                                          _mm256_set1_ps(mw[i] * dx), accm[i]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++) y[i] = QS(hsum)(acc[i]) - (MINS ? QS(hsum)(accm[i]) : 0.0f);
+}
+
+/* Rows [r0, r1) dotted with nt tokens straight from their blocks: one token against Q4_K or
+ * Q6_K rows QS(ROWS) at a time, anything else (and the rows left over) a row at a time. The
+ * weight QS(AHEAD) bytes on (whole groups of rows, up to its end) is prefetched as they go: the
+ * hardware's prefetcher alone does not keep up with a weight streamed once. */
+static void QS(dot_packed)(const struct weight *w, int64_t r0, int64_t r1, const struct qk_act *a,
+                           int nt, float *y, int64_t ldy)
+{
+    size_t rb = dtype_row_bytes(w->dtype, w->cols), g = QS(ROWS) * rb,
+           ahead = (QS(AHEAD) + g - 1) / g * g;
+    const char *p = (const char *)w->data + (size_t)r0 * rb,
+               *end = (const char *)w->data + (size_t)w->rows * rb;
+    int64_t r = r0;
+#define K1(T, SHIFT, MINS)                                                                         \
+    for (; r + QS(ROWS) <= r1; r += QS(ROWS), p += g)                                              \
+        QS(k1_rows)                                                                                \
+        ((const uint8_t *)p, rb, T, QS(ROWS), SHIFT, MINS, a, y + (r - r0), p + ahead, end);
+    if (nt == 1 && w->dtype == DT_Q4_K)
+        K1(DT_Q4_K, -1, 1)
+    else if (nt == 1 && w->dtype == DT_Q6_K)
+        K1(DT_Q6_K, 5, 0)
+#undef K1
+    for (; r < r1; r++, p += rb) {
+        for (size_t o = 0; o < rb; o += 64)
+            if (p + ahead + o < end) _mm_prefetch(p + ahead + o, _MM_HINT_T0);
+        QS(packed_row)(w, (const uint8_t *)p, a, nt, y + (r - r0), ldy);
     }
 }
 

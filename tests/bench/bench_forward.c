@@ -9,8 +9,9 @@
  *
  * prefill: one sequence of TOKENS random ids in chunks of CHUNK, REPEATS times; the best run.
  * decode: STREAMS sequences with CONTEXT tokens each already cached, then STEPS steps of one token
- * per stream. NUMERICS: ref (default) or bf16 (the matrix set matrix_best() picks; SEEKD_MATRIX
- * chooses another). The cache is BF16, as the server's. BENCH_HUGE=1 (environment) first moves
+ * per stream. NUMERICS: ref (default), bf16 (the matrix set matrix_best() picks; SEEKD_MATRIX
+ * chooses another) or fast (a GGUF file's quantised weights with 8-bit activations, the server's
+ * default for them). The cache is BF16, as the server's. BENCH_HUGE=1 (environment) first moves
  * the weights into huge pages, as `seekd serve` does by default. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_forward MODEL_DIR prefill|decode [A] [B] [THREADS] [REPEATS] "
-                        "[ref|bf16]\n");
+                        "[ref|bf16|fast]\n");
         return 2;
     }
     int dec = strcmp(argv[2], "decode") == 0;
@@ -89,7 +90,8 @@ int main(int argc, char **argv)
     bb = argc > 4 ? atoi(argv[4]) : bb ? bb : a;
     if (argc > 5) threads = atoi(argv[5]);
     if (argc > 6) reps = atoi(argv[6]);
-    int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0;
+    int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0,
+        fast = argc > 7 && strcmp(argv[7], "fast") == 0;
     struct err e = {0};
     struct model *m = model_load(argv[1], &e);
     if (!m) return fprintf(stderr, "bench_forward: %s\n", e.msg), 1;
@@ -113,6 +115,7 @@ int main(int argc, char **argv)
     r.f = fwd_create(m, dec ? (streams > bb ? streams : bb) : bb, tp);
     const struct matrix_kernels *mx = bf16 ? matrix_best(NULL) : NULL;
     fwd_use_matrix(r.f, mx);
+    fwd_set_q8(r.f, fast);
     float *logits = malloc((size_t)streams * m->cfg.vocab_size * sizeof *logits);
     double w0, c0, best_w = 1e30, best_c = 1e30;
     int rc = 0;

@@ -4,7 +4,9 @@
  * 16, 128 and 512 tokens on the thread pool, each kernel set the CPU runs; prints billions of
  * multiply-adds per second (the best of 5). Decode is the 1-token line, prefill the 512 one.
  * With 1 thread the time is the process's CPU time, so a machine busy with other work disturbs
- * the figures less. Usage: bench_qmatmul [THREADS] */
+ * the figures less. These weights fit in L2; the "streamed" lines then time one token against
+ * the same shapes as decode meets them, from memory: 256 MiB of copies, each used once a pass
+ * (GMAC/s, and the weight bytes read per second). Usage: bench_qmatmul [THREADS] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,37 @@ static void *random_weight(enum dtype t, int64_t rows, int64_t cols)
     for (size_t b = 0; b < n / bs; b++)
         for (int k = 0; k < 2; k++) memcpy(d + b * bs + off[k], &h, 2);
     return d;
+}
+
+enum { STREAM_BYTES = 256 << 20 };
+
+/* One token against each of many copies of a [rows, cols] weight of type t in turn (STREAM_BYTES
+ * in all, more than the caches hold), 8-bit path, each set: the best of 3 passes. */
+static void streamed(struct tp *tp, enum dtype t, int64_t rows, int64_t cols, const float *x,
+                     float *y)
+{
+    size_t one = (size_t)rows * dtype_row_bytes(t, cols), n = STREAM_BYTES / one;
+    uint8_t *all = random_weight(t, rows * (int64_t)n, cols);
+    const char *sets[] = {"avx2", "avx512"};
+    for (int s = 0; s < 2; s++) {
+        struct ops o = {.tp = tp, .k = simd_by_name(sets[s]), .q8 = 1};
+        if (!o.k) continue;
+        double best = 1e9;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now_s();
+            for (size_t i = 0; i < n; i++) {
+                struct weight w = {
+                    .name = "w", .dtype = t, .rows = rows, .cols = cols, .data = all + i * one};
+                ops_matmul(&o, &w, x, 1, y);
+            }
+            double dt = now_s() - t0;
+            best = dt < best ? dt : best;
+        }
+        printf("%-4s %5lldx%-5lld %-6s 8-bit streamed, 1 tok %6.1f GMAC/s %5.1f GB/s\n",
+               dtype_name(t), (long long)rows, (long long)cols, sets[s],
+               (double)(rows * cols) * (double)n / best / 1e9, (double)(one * n) / best / 1e9);
+    }
+    free(all);
 }
 
 int main(int argc, char **argv)
@@ -73,6 +106,8 @@ int main(int argc, char **argv)
             }
         free((void *)w.data);
     }
+    for (size_t c = 2; c < sizeof cases / sizeof cases[0]; c++)
+        streamed(tp, cases[c].t, cases[c].rows, cases[c].cols, x, y);
     tp_destroy(tp);
     free(x), free(y);
     return 0;

@@ -214,7 +214,10 @@ START_TEST(exact_path_widens_exactly)
 END_TEST
 
 /* dot_packed gives the bits of unpack + dot, for every type and length (for the 32-value types
- * whole groups of eight blocks and a last partial one) and 1..4 tokens. */
+ * whole groups of eight blocks and a last partial one), 1..8 tokens, and row ranges of every
+ * start and length up to 9 (the kernels take some rows in groups; the rest one at a time). */
+enum { PK_ROWS = 9 };
+
 START_TEST(packed_equals_unpacked)
 {
     find_sets();
@@ -225,20 +228,28 @@ START_TEST(packed_equals_unpacked)
             enum dtype t = TYPES[ti];
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
                 int64_t k = qk_type_of(t).k_type ? kks[ki] : ks[ki];
-                struct weight w = make_weight(t, 3, k);
-                float *x = make_x(4, k), y0[4], y1[4];
+                struct weight w = make_weight(t, PK_ROWS, k);
+                float *x = make_x(8, k), y0[8 * PK_ROWS], y1[8 * PK_ROWS];
                 struct qk_act a;
                 struct qk_row r;
-                void *buf = alloc_layout(k, 4, &a, &r);
-                for (int tk = 0; tk < 4; tk++) sets[s]->quantize(x + tk * k, t, &a, tk);
-                for (int64_t row = 0; row < 3; row++)
-                    for (int nt = 1; nt <= 4; nt++) {
+                void *buf = alloc_layout(k, 8, &a, &r);
+                for (int tk = 0; tk < 8; tk++) sets[s]->quantize(x + tk * k, t, &a, tk);
+                for (int nt = 1; nt <= 8; nt++) {
+                    for (int64_t row = 0; row < PK_ROWS; row++) {
                         sets[s]->unpack(&w, row, &r);
-                        sets[s]->dot(t, &r, &a, nt, y0, 1);
-                        sets[s]->dot_packed(&w, row, &a, nt, y1, 1);
-                        ck_assert_msg(!memcmp(y0, y1, (size_t)nt * sizeof(float)), "%s %s k=%lld nt=%d: %g vs %g",
-                                      sets[s]->name, dtype_name(t), (long long)k, nt, y0[0], y1[0]);
+                        sets[s]->dot(t, &r, &a, nt, y0 + row, PK_ROWS);
                     }
+                    for (int64_t r0 = 0; r0 < PK_ROWS; r0++)
+                        for (int64_t r1 = r0 + 1; r1 <= PK_ROWS; r1++) {
+                            sets[s]->dot_packed(&w, r0, r1, &a, nt, y1, PK_ROWS);
+                            for (int tk = 0; tk < nt; tk++)
+                                ck_assert_msg(!memcmp(y0 + tk * PK_ROWS + r0, y1 + tk * PK_ROWS,
+                                                      (size_t)(r1 - r0) * sizeof(float)),
+                                              "%s %s k=%lld nt=%d rows %lld..%lld token %d",
+                                              sets[s]->name, dtype_name(t), (long long)k, nt,
+                                              (long long)r0, (long long)r1, tk);
+                        }
+                }
                 free(buf), free(x), free((void *)w.data);
             }
         }
@@ -246,15 +257,15 @@ START_TEST(packed_equals_unpacked)
 }
 END_TEST
 
-/* Token t's outputs are the same bits alone, in a batch of 1..5, with 1..3 threads, in both
- * arithmetics, for every set. */
+/* Token t's outputs are the same bits alone, in batches of 3..5 and of 9 (packed and unpacked
+ * dots for every type in some set), with 1..3 threads, in both arithmetics, for every set. */
 START_TEST(batch_and_thread_invariance)
 {
     const char *names[] = {"scalar", "avx2", "avx512"};
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         int64_t cols = qk_type_of(TYPES[ti]).k_type ? 512 : 576; /* 576: a partial group of blocks */
         struct weight w = make_weight(TYPES[ti], 70, cols);
-        float *x = make_x(5, cols), alone[70], y[5 * 70];
+        float *x = make_x(9, cols), alone[70], y[9 * 70];
         for (int ni = 0; ni < 3; ni++) {
             const struct simd_kernels *k = simd_by_name(names[ni]);
             if (!k) continue;
@@ -264,7 +275,7 @@ START_TEST(batch_and_thread_invariance)
                 ops_matmul(&o1, &w, x + 2 * cols, 1, alone); /* token 2 alone */
                 tp_destroy(tp1);
                 for (int th = 1; th <= 3; th++)
-                    for (int n = 3; n <= 5; n++) {
+                    for (int n = 3; n <= 9; n += n < 5 ? 1 : 4) {
                         struct tp *tp = tp_create(th);
                         struct ops o = {.tp = tp, .k = k, .q8 = q8};
                         ops_matmul(&o, &w, x, n, y);
