@@ -369,6 +369,8 @@ int cmd_logits(int argc, char **argv)
     }
     if (self < 0 || launch_start(&ln, &o.layout, &e) != 0) {
         if (ln.rank == 0) fprintf(stderr, "seekd logits: %s\n", e.msg);
+        fflush(stderr);
+        launch_finish(&ln);
         free(tokens);
         return 2;
     }

@@ -136,14 +136,12 @@ int launch_start(struct launch *l, const struct launch_layout *lay, struct err *
     if (!l->w) return -1;
     l->rank = comm_mpi_rank(l->w);
     l->size = comm_mpi_size(l->w);
-    if (launch_check_layout(lay, e) != 0) return launch_finish(l), -1;
+    if (launch_check_layout(lay, e) != 0) return -1;
     if (l->size == want) return 0;
-    err_set(e,
-            "started as %d MPI ranks, but tensor_parallel_size %d x data_parallel_size %d "
-            "needs %d",
-            l->size, lay->tensor_parallel_size, lay->data_parallel_size, want);
-    launch_finish(l);
-    return -1;
+    return err_set(e,
+                   "started as %d MPI ranks, but tensor_parallel_size %d x data_parallel_size %d "
+                   "needs %d",
+                   l->size, lay->tensor_parallel_size, lay->data_parallel_size, want);
 }
 
 int launch_devices(const struct launch *l, int *devices, int n)

@@ -33,7 +33,9 @@ int launch_self(const struct launch_layout *lay, int argc, char **argv, int *exi
                 struct err *e);
 
 /* Starts MPI when this process was launched by it, and checks that the job has exactly the
- * ranks the layout needs. -1 with a message (MPI is finalized again then). */
+ * ranks the layout needs. -1 with a message, MPI still up: rank 0 says it, then every rank calls
+ * launch_finish, whose MPI_Finalize waits for all, so that no rank's exit (which makes mpirun
+ * kill the job) comes before rank 0 has said why. */
 int launch_start(struct launch *l, const struct launch_layout *lay, struct err *e);
 
 /* The GPUs this rank drives, from the --gpus list devices [n]: under MPI with several listed,

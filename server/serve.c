@@ -589,6 +589,7 @@ static int start_launch(struct daemon *d)
     if (self > 0) return 1; /* the ranks ran under mpirun, started here */
     if (self < 0 || launch_start(&d->ln, &lay, &e) != 0) {
         if (d->ln.rank == 0) fprintf(stderr, "seekd serve: %s\n", e.msg);
+        launch_finish(&d->ln);
         return -1;
     }
     if (!d->ln.w) return 0;
