@@ -481,8 +481,7 @@ static void *follower_main(void *arg)
 static enum dtype kv_dtype_of(const struct engine *eng, const struct engine_opts *o)
 {
     if (o->kv_cache_dtype >= 0) return (enum dtype)o->kv_cache_dtype;
-    int cpu = !o->backend || o->backend == backend_cpu();
-    return cpu && eng->m->gguf.n_tensors ? DT_F16 : DT_BF16;
+    return eng->bops == backend_cpu() && eng->m->gguf.n_tensors ? DT_F16 : DT_BF16;
 }
 
 /* The backend (weights, KV pool, scratch) and a scheduler over its blocks. */
@@ -490,7 +489,6 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
 {
     struct backend_opts bo = {.numerics = o->numerics, .max_tokens = o->max_num_batched_tokens,
                               .max_logits = o->max_num_seqs, .block_size = o->block_size,
-                              .kv_dtype = kv_dtype_of(eng, o),
                               .kv_memory = o->kv_cache_memory, .threads = o->threads,
                               .huge_pages = o->huge_pages,
                               .devices = o->devices, .n_devices = o->n_devices,
@@ -498,6 +496,7 @@ static int setup_backend(struct engine *eng, const struct engine_opts *o, struct
     eng->bops = o->backend ? o->backend : backend_cpu();
     if (o->backend_auto)
         eng->bops = backend_for_model(eng->bops, eng->m, eng->backend_note, sizeof eng->backend_note);
+    bo.kv_dtype = kv_dtype_of(eng, o); /* for the backend the model ends up on */
     bo.numerics = eng->numerics = backend_numerics(eng->bops, eng->m, o->numerics);
     bo.sample_prefilter = o->sample_prefilter && eng->bops->forward_cands;
     if (bo.sample_prefilter) eng->cands = xcalloc((size_t)o->max_num_seqs, sizeof *eng->cands);
