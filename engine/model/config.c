@@ -294,16 +294,23 @@ static int parse(struct model_config *c, json_t *root, struct err *e)
     return config_check(c, e);
 }
 
+json_t *config_json(const char *path, size_t max, struct err *e)
+{
+    json_error_t je;
+    size_t len;
+    char *text = file_read(path, max, &len, e);
+    if (!text) return NULL;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root) err_set(e, "%s: %s (line %d)", path, je.text, je.line);
+    return root;
+}
+
 int config_load(struct model_config *c, const char *path, struct err *e)
 {
     memset(c, 0, sizeof *c);
-    json_error_t je;
-    size_t len;
-    char *text = file_read(path, 16u << 20, &len, e);
-    if (!text) return -1;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
-    if (!root) return err_set(e, "%s: %s (line %d)", path, je.text, je.line);
+    json_t *root = config_json(path, 16u << 20, e);
+    if (!root) return -1;
     int rc = parse(c, root, e);
     json_decref(root);
     return rc ? err_prefix(e, "%s", path) : 0;

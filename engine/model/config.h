@@ -65,6 +65,11 @@ struct model_config {
 /* Reads and validates dir/config.json. */
 int config_load(struct model_config *c, const char *path, struct err *e);
 
+/* A model file's JSON (at most max bytes, duplicate keys refused); NULL with a message naming
+ * the file and line. */
+struct json_t;
+struct json_t *config_json(const char *path, size_t max, struct err *e);
+
 /* Cross-field checks shared by config.json and GGUF metadata (head dims, experts, ids). */
 int config_check(const struct model_config *c, struct err *e);
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/file.h"
+#include "engine/model/config.h"
 
 /* One numeric key of generation_config.json into *out when present; -1 naming it when it is
  * not a number in [lo, hi]. */
@@ -45,13 +45,8 @@ static int from_dir(struct gen_defaults *d, const char *dir, struct err *e)
     struct stat st;
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
     if (stat(path, &st) != 0) return 0;
-    size_t len;
-    json_error_t je;
-    char *text = file_read(path, 1u << 20, &len, e);
-    if (!text) return -1;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
-    if (!root) return err_set(e, "%s: %s (line %d)", path, je.text, je.line);
+    json_t *root = config_json(path, 1u << 20, e);
+    if (!root) return -1;
     int rc = from_json(d, root, e);
     json_decref(root);
     if (rc) return err_prefix(e, "%s", path);
