@@ -42,7 +42,7 @@ struct engine_opts {
     int64_t max_request_memory; /* bytes one request may hold at most (gen_cost); 0: no limit */
     int64_t request_memory_budget; /* bytes all admitted requests may hold; 0: no limit */
     int threads;                /* CPU worker threads; 0: all cores */
-    int huge_pages;             /* CPU: weights in anonymous huge pages (st_move_to_huge_pages) */
+    int huge_pages;             /* CPU: weights in anonymous huge pages (hm_move) */
     const struct backend_ops *backend; /* backend_select's choice; NULL: the CPU */
     int backend_auto;           /* that choice was auto's: a backend that does not run the model
                                  * gives way to the CPU (engine_backend_note says why) */

@@ -108,8 +108,8 @@ static double seconds(void);
 static void read_report(void *arg, uint64_t done, uint64_t total)
 {
     struct read_report *r = arg;
-    struct load_status s = {"reading the weights into huge pages", r->m->st.n_tensors,
-                            r->m->st.n_tensors, done, total};
+    int n = r->m->gguf.n_tensors ? r->m->gguf.n_tensors : r->m->st.n_tensors;
+    struct load_status s = {"reading the weights into huge pages", n, n, done, total};
     if (!r->p || !r->p->fn || seconds() - r->last < 1.0) return;
     r->last = seconds();
     r->p->fn(r->p->arg, &s);
@@ -119,10 +119,11 @@ static void read_report(void *arg, uint64_t done, uint64_t total)
  * their addresses (the model's pointers hold), only the pages behind them change. */
 static int huge_pages(struct backend *b, const struct load_progress *p, struct err *e)
 {
-    if (b->m->gguf.n_tensors) return err_set(e, "not for GGUF files yet");
     struct read_report r = {p, b->m, seconds()};
-    struct st_read_report rep = {read_report, &r};
-    if (st_move_to_huge_pages((struct st_set *)&b->m->st, &rep, e) != 0) return -1;
+    struct hm_report rep = {read_report, &r};
+    int rc = b->m->gguf.n_tensors ? gguf_move_to_huge_pages((struct gguf_set *)&b->m->gguf, &rep, e)
+                                  : st_move_to_huge_pages((struct st_set *)&b->m->st, &rep, e);
+    if (rc != 0) return -1;
     b->huge = 1;
     return 0;
 }

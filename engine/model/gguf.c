@@ -363,7 +363,7 @@ static int map_file(struct gguf_file *f, const char *path, struct err *e)
         close(fd);
         return err_set(e, "%s: %zu bytes is too short for a GGUF header (24 bytes)", path, f->size);
     }
-    f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    f->map = hm_map(fd, f->size);
     close(fd);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
@@ -415,6 +415,16 @@ int gguf_is_gguf(const char *path)
     int ok = read(fd, magic, 4) == 4 && !memcmp(magic, "GGUF", 4);
     close(fd);
     return ok;
+}
+
+int gguf_move_to_huge_pages(struct gguf_set *g, const struct hm_report *r, struct err *e)
+{
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < g->n_files; i++) total += g->files[i].size;
+    for (int i = 0; i < g->n_files; i++)
+        if (g->files[i].map && hm_move(g->files[i].path, g->files[i].map, g->files[i].size, r, &done, total, e) != 0)
+            return -1;
+    return 0;
 }
 
 void gguf_close(struct gguf_set *g)

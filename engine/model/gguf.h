@@ -4,8 +4,8 @@
  * the alignment, then the tensor data. Every count, length, offset, alignment and tensor size is
  * checked against the file with overflow-safe arithmetic before anything is allocated or read:
  * a broken file gives one message naming the file and the key or tensor, never a wild read.
- * Tensors point into the read-only mapping, in their stored type; only types seekd computes
- * with (dtype.h) are accepted. Metadata values are read in place through the accessors below. */
+ * Tensors point into the read-only mapping (2 MiB-aligned; gguf_move_to_huge_pages moves it into
+ * huge pages), in their stored type; only types seekd computes with (dtype.h) are accepted. Metadata values are read in place through the accessors below. */
 #ifndef SEEKD_GGUF_H
 #define SEEKD_GGUF_H
 
@@ -14,6 +14,7 @@
 
 #include "engine/err.h"
 #include "engine/model/dtype.h"
+#include "engine/model/hugemap.h"
 
 enum gguf_type {
     GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STR,
@@ -64,6 +65,11 @@ struct gguf_set {
 /* Opens path: one GGUF file, or any shard of a split model (all shards are opened). */
 int gguf_open(struct gguf_set *g, const char *path, struct err *e);
 void gguf_close(struct gguf_set *g);
+
+/* Moves every file's bytes into anonymous memory backed by huge pages where the kernel gives
+ * them, at the same addresses (hm_move): the quantised blocks as stored, every tensor and
+ * metadata pointer unchanged, no more memory than the mapping. */
+int gguf_move_to_huge_pages(struct gguf_set *g, const struct hm_report *r, struct err *e);
 
 /* Whether path looks like a GGUF file (its first four bytes are "GGUF"). */
 int gguf_is_gguf(const char *path);

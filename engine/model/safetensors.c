@@ -6,6 +6,7 @@
 #include "engine/model/safetensors.h"
 
 #include "engine/file.h"
+#include "engine/model/hugemap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,34 +21,6 @@
 /* The format's own bound (the reference implementation refuses larger headers). */
 #define ST_MAX_HEADER 100000000u
 
-enum { HUGE_PAGE = 2u << 20 };
-
-static size_t page_up(size_t n)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    return (n + pg - 1) / pg * pg;
-}
-
-/* size bytes of fd mapped read-only at a 2 MiB-aligned address, so that huge pages can back all
- * of it but the tail — the file's own, where the kernel keeps file huge pages
- * (MADV_HUGEPAGE), or anonymous ones later (st_move_to_huge_pages). */
-static void *map_aligned(int fd, size_t size)
-{
-    size_t span = page_up(size) + HUGE_PAGE;
-    char *res = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (res == MAP_FAILED) return MAP_FAILED;
-    char *a = (char *)(((uintptr_t)res + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    void *m = mmap(a, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
-    if (m == MAP_FAILED) {
-        munmap(res, span);
-        return MAP_FAILED;
-    }
-    if (a > res) munmap(res, (size_t)(a - res));
-    if (res + span > a + page_up(size)) munmap(a + page_up(size), (size_t)(res + span - (a + page_up(size))));
-    madvise(m, size, MADV_HUGEPAGE); /* advice only: the kernel may not offer file huge pages */
-    return m;
-}
-
 /* Maps a whole regular file read-only (a FIFO or device is refused, never waited on). */
 static int map_file(struct st_file *f, const char *path, struct err *e)
 {
@@ -61,7 +34,7 @@ static int map_file(struct st_file *f, const char *path, struct err *e)
     f->size = (size_t)st.st_size;
     f->map = NULL;
     if (f->size > 0) {
-        f->map = map_aligned(fd, f->size);
+        f->map = hm_map(fd, f->size);
         if (f->map == MAP_FAILED) {
             f->map = NULL;
             close(fd);
@@ -286,54 +259,13 @@ int st_open_dir(struct st_set *s, const char *dir, struct err *e)
     return err_set(e, "%s: no model.safetensors or model.safetensors.index.json", dir);
 }
 
-/* Reads a file into fresh anonymous memory (huge pages advised) and moves that memory onto the
- * file's mapping: the same addresses, read-only again, the page cache the copy came from
- * released piece by piece as it goes. */
-static int move_file(struct st_file *f, const struct st_read_report *rep, uint64_t *done,
-                     uint64_t total, struct err *e)
-{
-    size_t len = page_up(f->size), span = len + HUGE_PAGE, piece = 64u << 20;
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_set(e, "%s: cannot open: %s", f->path, strerror(errno));
-    char *res = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (res == MAP_FAILED) {
-        close(fd);
-        return err_set(e, "%s: no memory for a copy of %zu bytes", f->path, f->size);
-    }
-    char *a = (char *)(((uintptr_t)res + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    madvise(a, len, MADV_HUGEPAGE);
-    int rc = 0;
-    for (size_t off = 0; off < f->size && rc == 0; off += piece) {
-        size_t n = f->size - off < piece ? f->size - off : piece, got = 0;
-        while (got < n) {
-            ssize_t r = pread(fd, a + off + got, n - got, (off_t)(off + got));
-            if (r <= 0) {
-                rc = err_set(e, "%s: read failed: %s", f->path, r < 0 ? strerror(errno) : "short file");
-                break;
-            }
-            got += (size_t)r;
-        }
-        posix_fadvise(fd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED);
-        *done += n;
-        if (rep && rep->fn) rep->fn(rep->arg, *done, total);
-    }
-    if (rc == 0 && (mprotect(a, len, PROT_READ) != 0 ||
-                    mremap(a, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, f->map) == MAP_FAILED))
-        rc = err_set(e, "%s: cannot move the copy onto the mapping: %s", f->path, strerror(errno));
-    if (rc == 0) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); /* the file's pages, now unmapped */
-    char *end = res + span, *rest = rc == 0 ? a + len : a; /* what was moved is gone from here */
-    if (a > res) munmap(res, (size_t)(a - res));
-    if (end > rest) munmap(rest, (size_t)(end - rest));
-    close(fd);
-    return rc;
-}
-
-int st_move_to_huge_pages(struct st_set *s, const struct st_read_report *r, struct err *e)
+int st_move_to_huge_pages(struct st_set *s, const struct hm_report *r, struct err *e)
 {
     uint64_t total = 0, done = 0;
     for (int i = 0; i < s->n_files; i++) total += s->files[i].size;
     for (int i = 0; i < s->n_files; i++)
-        if (s->files[i].map && move_file(&s->files[i], r, &done, total, e) != 0) return -1;
+        if (s->files[i].map && hm_move(s->files[i].path, s->files[i].map, s->files[i].size, r, &done, total, e) != 0)
+            return -1;
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "engine/model/dtype.h"
+#include "engine/model/hugemap.h"
 #include "engine/err.h"
 
 #define ST_MAX_DIMS 8
@@ -55,15 +56,9 @@ int st_finish(struct st_set *s, struct err *e);
 struct st_tensor *st_find(const struct st_set *s, const char *name);
 
 /* Moves every file's bytes from the page cache into anonymous memory backed by huge pages where
- * the kernel gives them (transparent huge pages: madvise or always), at the same addresses, and
- * lets the page cache go: no more memory than the mapping, but read whole at once, private to
- * this process, and read again from the file by the next one. Weights read that way stream
- * faster: a 4 KiB page is a TLB miss, and the hardware prefetchers stop at its end. */
-struct st_read_report {
-    void (*fn)(void *arg, uint64_t done, uint64_t total); /* bytes read so far, of all files */
-    void *arg;
-};
-int st_move_to_huge_pages(struct st_set *s, const struct st_read_report *r, struct err *e);
+ * the kernel gives them (transparent huge pages: madvise or always), at the same addresses
+ * (hm_move: no more memory than the mapping, but read whole at once, private to this process). */
+int st_move_to_huge_pages(struct st_set *s, const struct hm_report *r, struct err *e);
 
 void st_close(struct st_set *s);
 

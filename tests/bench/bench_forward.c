@@ -95,7 +95,8 @@ int main(int argc, char **argv)
     struct err e = {0};
     struct model *m = model_load(argv[1], &e);
     if (!m) return fprintf(stderr, "bench_forward: %s\n", e.msg), 1;
-    if (getenv("BENCH_HUGE") && st_move_to_huge_pages(&m->st, NULL, &e) != 0)
+    if (getenv("BENCH_HUGE") && (m->gguf.n_tensors ? gguf_move_to_huge_pages(&m->gguf, NULL, &e)
+                                                   : st_move_to_huge_pages(&m->st, NULL, &e)) != 0)
         return fprintf(stderr, "bench_forward: %s\n", e.msg), 1;
     int streams = dec ? a : 1, len = dec ? bb + reps : a;
     if (a < 1 || bb < 1 || len > m->cfg.max_position_embeddings)

@@ -353,6 +353,49 @@ START_TEST(split_sets)
 }
 END_TEST
 
+static void count_read(void *arg, uint64_t done, uint64_t total)
+{
+    ((uint64_t *)arg)[0] = done, ((uint64_t *)arg)[1] = total;
+}
+
+/* Moving a split set into huge-page memory keeps every tensor and metadata value at its address
+ * with its bytes (the quantised blocks as stored), the mappings 2 MiB-aligned, and reports the
+ * bytes read of all the shards. */
+START_TEST(moved_to_huge_pages)
+{
+    char first[4300];
+    snprintf(first, sizeof first, "%s/m-00001-of-00003.gguf", dir);
+    for (int i = 0; i < 3; i++) shard(i, 3, i, 3);
+    struct gguf_set g;
+    struct err e = {0};
+    ck_assert_msg(gguf_open(&g, first, &e) == 0, "%s", e.msg);
+    const void *p[3];
+    float v[3];
+    uint64_t seen[2] = {0, 0}, total = 0;
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "t%d", i);
+        p[i] = gguf_tensor(&g, name)->data, v[i] = ((const float *)p[i])[0];
+        ck_assert_int_eq((uintptr_t)g.files[i].map % (2u << 20), 0);
+        total += g.files[i].size;
+    }
+    const struct gguf_kv *kv = g.kv;
+    const uint8_t *kv_data = kv->data;
+    struct hm_report r = {count_read, seen};
+    ck_assert_msg(gguf_move_to_huge_pages(&g, &r, &e) == 0, "%s", e.msg);
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "t%d", i);
+        ck_assert_ptr_eq(gguf_tensor(&g, name)->data, p[i]);
+        ck_assert_float_eq(((const float *)p[i])[0], v[i]);
+        ck_assert_float_eq(v[i], (float)i);
+    }
+    ck_assert_ptr_eq(g.kv->data, kv_data);
+    ck_assert(seen[0] == total && seen[1] == total);
+    gguf_close(&g);
+}
+END_TEST
+
 START_TEST(type_names)
 {
     ck_assert_str_eq(gguf_ggml_type_name(12), "Q4_K");
@@ -377,6 +420,7 @@ int main(void)
     tcase_add_test(tc, tensor_layout_errors);
     tcase_add_test(tc, truncated_everywhere);
     tcase_add_test(tc, split_sets);
+    tcase_add_test(tc, moved_to_huge_pages);
     tcase_add_test(tc, type_names);
     suite_add_tcase(s, tc);
     return check_run(s, 1);

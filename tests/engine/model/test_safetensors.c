@@ -240,7 +240,7 @@ START_TEST(moved_to_huge_pages)
     unsigned char bx[16], by[16];
     memcpy(bx, px, 16), memcpy(by, py, 16);
     uint64_t seen[2] = {0, 0}, total = s.files[0].size + s.files[1].size;
-    struct st_read_report r = {count_read, seen};
+    struct hm_report r = {count_read, seen};
     for (int i = 0; i < s.n_files; i++) ck_assert_int_eq((uintptr_t)s.files[i].map % (2u << 20), 0);
     ck_assert_msg(st_move_to_huge_pages(&s, &r, &e) == 0, "%s", e.msg);
     ck_assert_ptr_eq(st_find(&s, "x")->data, px);
