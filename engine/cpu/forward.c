@@ -75,7 +75,7 @@ void fwd_destroy(struct fwd *f)
                      f->attn, f->ff_a, f->ff_b, f->xg, f->yg, f->router, f->selw,
                      f->fx, f->fy, f->fa, f->fb, f->fwgt, f->kn, f->vn, f->bias};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(f->xs), free(f->lg), free(f->lgall), free(f->vcount);
+    free(f->xs), free(f->lg), free(f->lgall), free(f->vcount), free(f->fq);
     fwd_ep_free(f);
     free(f->pos);
     free(f->seq_of);
@@ -545,97 +545,6 @@ static void shared_part(struct fwd *f, const struct layer *L, int il, int T)
     for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, (int)D);
 }
 
-/* One expert's share of a fused MoE step: its weights, its rows of gathered input and output. */
-struct moe_slot {
-    const struct weight *gate, *up, *down;
-    const float *x; /* [n, D] */
-    int n, off;     /* tokens, first row in fa/fb/fy */
-    int task0[2];   /* first task of this slot in phase 1 (gate/up) and phase 2 (down) */
-};
-
-struct moe_job {
-    struct fwd *f;
-    struct moe_slot *slot;
-    int n_slots, phase;
-};
-
-/* A task: FUSE_ROWS output rows of one slot's gate or up (phase 1) or down (phase 2). */
-static void moe_task(void *arg, int task, int thread)
-{
-    const struct moe_job *j = arg;
-    struct fwd *f = j->f;
-    int s = 0, D = f->c->hidden_size;
-    while (s + 1 < j->n_slots && j->slot[s + 1].task0[j->phase] <= task) s++;
-    const struct moe_slot *q = &j->slot[s];
-    int64_t F = q->gate->rows, i = task - q->task0[j->phase];
-    if (j->phase == 0) {
-        int64_t chunks = (F + FUSE_ROWS - 1) / FUSE_ROWS, r0 = (i % chunks) * FUSE_ROWS;
-        int64_t r1 = r0 + FUSE_ROWS < F ? r0 + FUSE_ROWS : F;
-        float *y = (i < chunks ? f->fa : f->fb) + (size_t)q->off * F + r0;
-        ops_matmul_serial(&f->ops, thread, i < chunks ? q->gate : q->up, r0, r1, q->x, D, q->n, y, F);
-    } else {
-        int64_t r0 = i * FUSE_ROWS, r1 = r0 + FUSE_ROWS < D ? r0 + FUSE_ROWS : D;
-        ops_matmul_serial(&f->ops, thread, q->down, r0, r1, f->fa + (size_t)q->off * F, F, q->n,
-                          f->fy + (size_t)q->off * D + r0, D);
-    }
-}
-
-/* Numbers the tasks of both phases, slot after slot. */
-static int moe_plan(struct moe_slot *slot, int n_slots, int D, int *n_tasks2)
-{
-    int t1 = 0, t2 = 0;
-    for (int s = 0; s < n_slots; s++) {
-        slot[s].task0[0] = t1, slot[s].task0[1] = t2;
-        t1 += 2 * (int)((slot[s].gate->rows + FUSE_ROWS - 1) / FUSE_ROWS);
-        t2 += (D + FUSE_ROWS - 1) / FUSE_ROWS;
-    }
-    *n_tasks2 = t2;
-    return t1;
-}
-
-/* Every routed expert with tokens, then the shared experts, in two parallel loops (gate/up, then
- * down) instead of three per expert — what a decode step needs. Each output row is the same
- * matmul as in the per-expert path, and outputs are combined in the same order. */
-static void moe_fused(struct fwd *f, const struct layer *L, int T)
-{
-    const struct model_config *c = f->c;
-    int D = c->hidden_size, E = c->n_routed_experts, k = c->n_experts_per_tok, n = 0, n_slots = 0;
-    int e0 = f->sh ? f->sh->e0 : 0, e1 = f->sh ? f->sh->e1 : E;
-    struct moe_slot *slot = xcalloc((size_t)E + 1, sizeof *slot);
-    for (int x = e0; x < e1; x++) {
-        int first = n;
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < k; j++)
-                if (f->sel[t * k + j] == x) {
-                    memcpy(f->fx + (size_t)n * D, f->xn + (size_t)t * D, (size_t)D * sizeof(float));
-                    f->fwho[n] = t, f->fwgt[n++] = f->selw[t * k + j];
-                }
-        /* one token: its row of xn itself, so that the experts that share it (and the shared
-         * expert, in a step of one token) share its quantised activations (qk_matmul) */
-        const float *xs = n - first == 1 ? f->xn + (size_t)f->fwho[first] * D : f->fx + (size_t)first * D;
-        if (n > first)
-            slot[n_slots++] = (struct moe_slot){&L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], xs,
-                                                n - first, first, {0, 0}};
-    }
-    int n_routed = n_slots;
-    if (c->n_shared_experts && !f->sh)
-        slot[n_slots++] = (struct moe_slot){&L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, n, {0, 0}};
-    int n2, n1 = moe_plan(slot, n_slots, D, &n2);
-    struct moe_job j = {f, slot, n_slots, 0};
-    tp_run(f->ops.tp, n1, moe_task, &j);
-    for (int s = 0; s < n_slots; s++) {
-        size_t F = (size_t)slot[s].gate->rows, o = (size_t)slot[s].off * F;
-        cpu_silu_mul(f->fa + o, f->fb + o, (int64_t)slot[s].n * (int64_t)F);
-    }
-    j.phase = 1;
-    tp_run(f->ops.tp, n2, moe_task, &j);
-    memset(f->out, 0, (size_t)T * D * sizeof(float));
-    for (int i = 0; i < n; i++) cpu_axpy(f->out + (size_t)f->fwho[i] * D, f->fwgt[i], f->fy + (size_t)i * D, D);
-    if (n_slots > n_routed)
-        for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->fy + (size_t)(n + t) * D, D);
-    free(slot);
-}
-
 /* Routed experts visited in ascending id, each over the tokens routed to it; then shared. Sharded:
  * this rank's experts and its part of the shared ones, a partial sum. Expert-parallel: the rows
  * go to their experts' ranks and back (forward_ep.c). */
@@ -655,7 +564,7 @@ static int moe(struct fwd *f, const struct layer *L, int il, int T, struct err *
     free(scratch);
     if (f->ep) return fwd_moe_ep(f, L, T, e);
     if (T <= FUSE_T) {
-        moe_fused(f, L, T);
+        fwd_moe_fused(f, L, T);
         shared_part(f, L, il, T);
         return 0;
     }

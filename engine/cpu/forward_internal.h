@@ -42,6 +42,8 @@ struct fwd {
     float *fa, *fb;      /* [FUSE_T * (k + 1), widest expert] gate and up activations */
     int *fwho;           /* [FUSE_T * k] token of each gathered row */
     float *fwgt;         /* [FUSE_T * k] its routing weight */
+    void *fq;            /* q8: the experts' inputs quantised once (moe_fused.c), fq_cap bytes */
+    size_t fq_cap;
     float *router;       /* [T, E] */
     int *sel;            /* [T, k] chosen experts */
     float *selw;         /* [T, k] their weights */
@@ -57,6 +59,10 @@ struct fwd {
 /* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x); n at most max_tokens. */
 void fwd_mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
              const struct weight *down, const float *x, int n, float *y);
+
+/* Every routed expert of the T ≤ FUSE_T tokens (routing in f->sel, f->selw) and the shared
+ * experts, in two parallel loops (moe_fused.c): f->out. */
+void fwd_moe_fused(struct fwd *f, const struct layer *L, int T);
 
 /* A MoE layer under expert parallelism, its routing (f->sel, f->selw) done: f->out for the T
  * tokens of this rank (forward_ep.c). */

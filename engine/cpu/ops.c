@@ -132,13 +132,64 @@ static const void *pack_shared(const struct ops *o, const float *x, int64_t ldx,
     return j.xp;
 }
 
-/* A loop task's share of rows: the matrix set's gemm on the shared packed activations, or the
- * F32 kernels. */
+/* ---- activations quantised once for a whole loop (8-bit path) -------------------------------- */
+
+enum { QUANT_TOKENS = 8, QUANT_PARALLEL = 16 }; /* tokens per quantising task; fewer: the caller */
+
+struct quant_job {
+    const struct ops *o;
+    enum dtype wt;
+    const float *x;
+    int64_t ldx;
+    int n;
+    struct qk_act a;
+};
+
+static void quant_task(void *arg, int task, int thread)
+{
+    struct quant_job *j = arg;
+    int t0 = task * QUANT_TOKENS, t1 = t0 + QUANT_TOKENS < j->n ? t0 + QUANT_TOKENS : j->n;
+    qk_quantize_rows(j->o, j->wt, j->x, j->ldx, t0, t1, &j->a);
+}
+
+void ops_quantize(const struct ops *o, enum dtype wt, const float *x, int64_t ldx, int n,
+                  int64_t k, void *buf, struct qk_act *a)
+{
+    struct quant_job j = {o, wt, x, ldx, n, {0}};
+    qk_layout(buf, k, n, &j.a, NULL, 0);
+    if (n < QUANT_PARALLEL || tp_size(o->tp) < 2) qk_quantize_rows(o, wt, x, ldx, 0, n, &j.a);
+    else tp_run(o->tp, (n + QUANT_TOKENS - 1) / QUANT_TOKENS, quant_task, &j);
+    *a = j.a;
+}
+
+/* x quantised into the pool's shared buffer, so that every task of the next loop reads one copy
+ * instead of each thread quantising its own. */
+static struct qk_act quant_shared(const struct ops *o, enum dtype wt, const float *x, int64_t ldx,
+                                  int n, int64_t k)
+{
+    struct qk_act a;
+    ops_quantize(o, wt, x, ldx, n, k, tp_shared_scratch(o->tp, qk_scratch_bytes(k, n, 0)), &a);
+    return a;
+}
+
+/* Whether a loop over these weights takes activations quantised once (quant_shared): the 8-bit
+ * path, every weight quantised, all in one activation format. */
+static int takes_q8(const struct ops *o, const struct weight *const *w, int n_w)
+{
+    if (!o->q8) return 0;
+    for (int i = 0; i < n_w; i++)
+        if (!qk_same_act(w[i]->dtype, w[0]->dtype)) return 0;
+    return 1;
+}
+
+/* A loop task's share of rows: the matrix set's gemm on the shared packed activations, the
+ * 8-bit dots on the shared quantised ones, or the F32 kernels. */
 static void rows_task(const struct ops *o, int thread, const struct weight *w, int64_t a,
-                      int64_t b, const float *x, int64_t ldx, const void *xp, int n, float *y,
-                      int64_t ldy)
+                      int64_t b, const float *x, int64_t ldx, const void *xp,
+                      const struct qk_act *qa, int n, float *y, int64_t ldy)
 {
     if (xp) mx_rows(o, w, a, b, xp, n, y, ldy, tp_scratch(o->tp, thread, o->mx->scratch_bytes((int)w->cols)));
+    else if (qa) qk_matmul_act(o, thread, w, a, b, qa, n, y, ldy);
     else ops_matmul_serial(o, thread, w, a, b, x, ldx, n, y, ldy);
 }
 
@@ -150,7 +201,8 @@ struct mm_job {
     int64_t ldx, ldy;
     int n;
     float *y;
-    const void *xp; /* packed activations, or NULL */
+    const void *xp;         /* packed activations, or NULL */
+    const struct qk_act *qa; /* quantised activations, or NULL */
 };
 
 static void mm_task(void *arg, int task, int thread)
@@ -158,7 +210,7 @@ static void mm_task(void *arg, int task, int thread)
     const struct mm_job *j = arg;
     int64_t a = j->r0 + (int64_t)task * j->chunk;
     int64_t b = a + j->chunk < j->r1 ? a + j->chunk : j->r1;
-    rows_task(j->o, thread, j->w, a, b, j->x, j->ldx, j->xp, j->n, j->y + (a - j->r0), j->ldy);
+    rows_task(j->o, thread, j->w, a, b, j->x, j->ldx, j->xp, j->qa, j->n, j->y + (a - j->r0), j->ldy);
 }
 
 void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, int64_t r1,
@@ -168,9 +220,12 @@ void ops_matmul_rows(const struct ops *o, const struct weight *w, int64_t r0, in
     int64_t chunk = (rows + want - 1) / want;
     chunk = (chunk + 3) / 4 * 4;
     if (chunk < 16) chunk = 16;
-    struct mm_job j = {o, w, r0, r1, chunk, x, ldx, ldy, n, y, NULL};
+    struct mm_job j = {o, w, r0, r1, chunk, x, ldx, ldy, n, y, NULL, NULL};
+    struct qk_act qa;
+    int n_tasks = (int)((rows + chunk - 1) / chunk);
     if (takes_mx(o, w)) j.xp = pack_shared(o, x, ldx, n, (int)w->cols);
-    tp_run(o->tp, (int)((rows + chunk - 1) / chunk), mm_task, &j);
+    else if (n_tasks > 1 && takes_q8(o, &w, 1)) qa = quant_shared(o, w->dtype, x, ldx, n, w->cols), j.qa = &qa;
+    tp_run(o->tp, n_tasks, mm_task, &j);
 }
 
 void ops_matmul(const struct ops *o, const struct weight *w, const float *x, int n, float *y)
@@ -189,6 +244,7 @@ struct many_job {
     int64_t chunk;
     int first[MANY_MAX + 1]; /* first task of each weight */
     const void *xp;          /* packed activations, when every weight takes the matrix set */
+    const struct qk_act *qa; /* quantised activations, when every weight takes one format */
 };
 
 static void many_task(void *arg, int task, int thread)
@@ -198,7 +254,7 @@ static void many_task(void *arg, int task, int thread)
     while (task >= j->first[i + 1]) i++;
     const struct weight *w = j->w[i];
     int64_t a = (int64_t)(task - j->first[i]) * j->chunk, b = a + j->chunk < w->rows ? a + j->chunk : w->rows;
-    rows_task(j->o, thread, w, a, b, j->x, w->cols, j->xp, j->n, j->y[i] + a, w->rows);
+    rows_task(j->o, thread, w, a, b, j->x, w->cols, j->xp, j->qa, j->n, j->y[i] + a, w->rows);
 }
 
 void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *const *y, int n_w,
@@ -208,10 +264,12 @@ void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *
     int64_t rows = 0, want = (int64_t)tp_size(o->tp) * TASKS_PER_THREAD;
     for (int i = 0; i < n_w; i++) rows += w[i]->rows;
     int64_t chunk = ((rows + want - 1) / want + 3) / 4 * 4;
-    struct many_job j = {o, w, y, n_w, n, x, chunk < 16 ? 16 : chunk, {0}, NULL};
+    struct many_job j = {o, w, y, n_w, n, x, chunk < 16 ? 16 : chunk, {0}, NULL, NULL};
+    struct qk_act qa;
     int all_mx = 1;
     for (int i = 0; i < n_w; i++) all_mx &= takes_mx(o, w[i]);
     if (all_mx) j.xp = pack_shared(o, x, w[0]->cols, n, (int)w[0]->cols);
+    else if (takes_q8(o, w, n_w)) qa = quant_shared(o, w[0]->dtype, x, w[0]->cols, n, w[0]->cols), j.qa = &qa;
     for (int i = 0; i < n_w; i++) j.first[i + 1] = j.first[i] + (int)((w[i]->rows + j.chunk - 1) / j.chunk);
     tp_run(o->tp, j.first[n_w], many_task, &j);
 }

@@ -5,7 +5,8 @@
  * one thread in the kernel set's fixed order, so results are the same for any thread count and
  * any batch (batch invariance, tested in tests/engine/test_forward.c). With a matrix set (mx),
  * matmuls of BF16 weights round the activations to BF16 once (engine/cpu/matrix.h) — for all
- * tasks of a loop at once — and run the set's gemm; other dtypes keep the F32 kernels. */
+ * tasks of a loop at once — and run the set's gemm; other dtypes keep the F32 kernels. Under q8,
+ * a loop's quantised weights likewise meet activations quantised once for all its tasks. */
 #ifndef SEEKD_OPS_H
 #define SEEKD_OPS_H
 
@@ -44,5 +45,12 @@ void ops_matmul_many(const struct ops *o, const struct weight *const *w, float *
 /* ops_matmul_rows run entirely by the calling thread (inside a task); thread names its scratch. */
 void ops_matmul_serial(const struct ops *o, int thread, const struct weight *w, int64_t r0,
                        int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy);
+
+/* n tokens of x (k values each, row stride ldx) quantised for weights of type wt (q8) into buf
+ * (qk_scratch_bytes(k, n, 0) bytes) as *a (quant_kernels.h), in parallel over the pool when
+ * they are many; called between loops, never inside a task. */
+struct qk_act;
+void ops_quantize(const struct ops *o, enum dtype wt, const float *x, int64_t ldx, int n,
+                  int64_t k, void *buf, struct qk_act *a);
 
 #endif

@@ -95,6 +95,16 @@ struct qk_act qk_act_at(const struct qk_act *a, int t)
                            a->bs + t * k / 16};
 }
 
+void qk_act_copy(const struct qk_act *src, int ts, const struct qk_act *dst, int td)
+{
+    int64_t k = src->k;
+    memcpy(dst->q + td * k, src->q + ts * k, (size_t)k);
+    memcpy(dst->d + td * k / 32, src->d + ts * k / 32, (size_t)(k / 32) * sizeof *dst->d);
+    memcpy(dst->s + td * k / 32, src->s + ts * k / 32, (size_t)(k / 32) * sizeof *dst->s);
+    memcpy(dst->qs + td * k / 32, src->qs + ts * k / 32, (size_t)(k / 32) * sizeof *dst->qs);
+    memcpy(dst->bs + td * k / 16, src->bs + ts * k / 16, (size_t)(k / 16) * sizeof *dst->bs);
+}
+
 enum {
     QK_ROWS = 8,    /* rows unpacked together, then dotted with each block of tokens */
     QK_TOKENS = 32, /* tokens per block: their quants (32 · k bytes) stay in cache for the rows */
@@ -128,14 +138,26 @@ static struct qk_act activations(const struct ops *o, int thread, const struct q
     return a;
 }
 
-/* Quantises the tokens (or finds them quantised); then, QK_ROWS rows at a time, unpacks the
- * rows once and dots them with the tokens QK_TOKENS at a time. Every (row, token) result is the
- * set's one order of operations whatever the blocking. */
-static void matmul_q8(const struct ops *o, int thread, const struct weight *w, int64_t r0,
-                      int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
+void qk_quantize_rows(const struct ops *o, enum dtype wt, const float *x, int64_t ldx, int t0,
+                      int t1, struct qk_act *a)
 {
     const struct qk_set *s = qk_set_for(o->k);
-    struct qk_act a = activations(o, thread, s, w->dtype, x, ldx, n, w->cols), unused;
+    for (int t = t0; t < t1; t++) s->quantize(x + t * ldx, wt, a, t);
+}
+
+int qk_same_act(enum dtype a, enum dtype b)
+{
+    return dtype_is_quant(a) && dtype_is_quant(b) && qk_type_of(a).k_type == qk_type_of(b).k_type;
+}
+
+/* QK_ROWS rows at a time, unpacks the rows once and dots them with the tokens QK_TOKENS at a
+ * time (or, for a few tokens, dots straight from the blocks). Every (row, token) result is the
+ * set's one order of operations whatever the blocking. */
+void qk_matmul_act(const struct ops *o, int thread, const struct weight *w, int64_t r0, int64_t r1,
+                   const struct qk_act *act, int n, float *y, int64_t ldy)
+{
+    const struct qk_set *s = qk_set_for(o->k);
+    struct qk_act a = *act, unused;
     if (n <= (w->dtype == DT_Q4_K || w->dtype == DT_Q6_K ? s->packed_max_k : s->packed_max)) {
         s->dot_packed(w, r0, r1, &a, n, y, ldy);
         return;
@@ -151,6 +173,14 @@ static void matmul_q8(const struct ops *o, int thread, const struct weight *w, i
             for (int i = 0; i < nr; i++) s->dot(w->dtype, &rows[i], &at, nt, y + t0 * ldy + (rb + i - r0), ldy);
         }
     }
+}
+
+/* Quantises the tokens (or finds them quantised by this thread in this loop), then dots them. */
+static void matmul_q8(const struct ops *o, int thread, const struct weight *w, int64_t r0,
+                      int64_t r1, const float *x, int64_t ldx, int n, float *y, int64_t ldy)
+{
+    struct qk_act a = activations(o, thread, qk_set_for(o->k), w->dtype, x, ldx, n, w->cols);
+    qk_matmul_act(o, thread, w, r0, r1, &a, n, y, ldy);
 }
 
 void qk_matmul(const struct ops *o, int thread, const struct weight *w, int64_t r0, int64_t r1,

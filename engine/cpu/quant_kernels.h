@@ -43,6 +43,19 @@ struct qk_act {
     int16_t *bs; /* K types: the sum of each 16 consecutive quants */
 };
 
+/* Tokens [t0, t1) of x (row stride ldx) quantised into a, in the format weights of type wt
+ * need: what qk_matmul would quantise them to, bit for bit. */
+void qk_quantize_rows(const struct ops *o, enum dtype wt, const float *x, int64_t ldx, int t0,
+                      int t1, struct qk_act *a);
+
+/* Whether weights of types a and b (both quantised) take their activations in one format. */
+int qk_same_act(enum dtype a, enum dtype b);
+
+/* qk_matmul on activations already quantised (qk_quantize_rows, for w's type): the same
+ * results, for callers that quantise an input once for every task of a loop. */
+void qk_matmul_act(const struct ops *o, int thread, const struct weight *w, int64_t r0, int64_t r1,
+                   const struct qk_act *a, int n, float *y, int64_t ldy);
+
 /* One weight row unpacked: w = d·sc·(u − off) − m·mn per value, u one byte each. */
 struct qk_row {
     uint8_t *u;    /* [k] codes, unsigned (Q8_0: its signed bytes) */
@@ -94,5 +107,9 @@ void qk_layout(void *buf, int64_t k, int n, struct qk_act *a, struct qk_row *row
 
 /* The activations from token t on (a view into a). */
 struct qk_act qk_act_at(const struct qk_act *a, int t);
+
+/* Token ts of src copied whole into token td of dst (the same k): gathering quantised rows is
+ * quantising the gathered rows, as each token's quantisation depends on its row alone. */
+void qk_act_copy(const struct qk_act *src, int ts, const struct qk_act *dst, int td);
 
 #endif
