@@ -157,6 +157,43 @@ static inline __attribute__((always_inline)) __m512i z_codes64(const enum dtype 
     return _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi8(0x30), 0xf8); /* lo | (hi & 0x30) */
 }
 
+/* The end of a K super-block b for NT ≥ 2 tokens from t0 (z_dot256_nt), two tokens at a time:
+ * their sums of 16 (bs) side by side in one vector, so that the zero point's and the mins'
+ * products, conversions and accumulations take one 512-bit operation for two tokens rather
+ * than a 256-bit one each. Token j's mins accumulate in half j % 2 of accm2[j / 2], lane for
+ * lane the values and operations of the one-token path (sc16 << SHIFT times bs is the shifted
+ * product: no int16 or int32 overflows for the scales and sums there are). */
+static inline __attribute__((always_inline)) void z_epilogue2(const struct qk_act *a, int t0,
+    const int NT, const int SHIFT, const int MINS, int64_t b, __m256i sc16, __m256i mn16, float dw,
+    float mw, __m512i *isum, __m512 *acc, __m512 *accm2)
+{
+    int64_t k = a->k;
+    __m512i sc2 = _mm512_broadcast_i64x4(SHIFT >= 0 ? _mm256_slli_epi16(sc16, SHIFT) : sc16);
+    __m512i mn2 = _mm512_broadcast_i64x4(mn16);
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; j += 2) {
+        const int two = j + 1 < NT;
+        int64_t t = t0 + j;
+        __m512i bsv = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a->bs + t * k / 16 + 16 * b)));
+        if (two)
+            bsv = _mm512_inserti64x4(bsv, _mm256_loadu_si256((const __m256i *)(a->bs + (t + 1) * k / 16 + 16 * b)), 1);
+        float dx0 = a->d[t * k / 32 + b], dx1 = two ? a->d[(t + 1) * k / 32 + b] : 0.0f;
+        if (SHIFT >= 0) {
+            __m512i off = _mm512_madd_epi16(sc2, bsv);
+            isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(_mm512_castsi512_si256(off)));
+            if (two)
+                isum[j + 1] = _mm512_sub_epi32(isum[j + 1], _mm512_zextsi256_si512(_mm512_extracti64x4_epi64(off, 1)));
+        }
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(dw * dx0), acc[j]);
+        if (two)
+            acc[j + 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j + 1]), _mm512_set1_ps(dw * dx1), acc[j + 1]);
+        if (MINS) {
+            __m512 sx = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(mw * dx0), _mm512_set1_ps(mw * dx1));
+            accm2[j / 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(mn2, bsv)), sx, accm2[j / 2]);
+        }
+    }
+}
+
 /* NT tokens against a row of a K type, unpacked or packed (avx512q_load256, or for z_in_regs
  * types the scales alone and z_codes64): per super-block four vectors of 64 codes, the pair sums
  * (maddubs) times their group scales accumulated by dpwssd; the zero point and the mins through
@@ -166,12 +203,13 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
     float *y, int64_t ldy)
 {
     int64_t k = a->k, nb = k / 256;
-    __m512 acc[4];
-    __m256 accm[4];
+    __m512 acc[4], accm2[2];
+    __m256 accm[1];
     uint8_t codes[256] __attribute__((aligned(64)));
     const int16_t *scp = PACKED ? NULL : ((const struct qk_row *)src)->scp;
 #pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
+    for (int j = 0; j < NT; j++) acc[j] = _mm512_setzero_ps();
+    accm[0] = _mm256_setzero_ps(), accm2[0] = accm2[1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m512i isum[4];
         __m256i sc16, mn16;
@@ -206,22 +244,30 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
                 isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(uc, q), sc);
             }
         }
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) {
-            int64_t t = t0 + j;
-            __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + t * k / 16 + 16 * b));
+        if (NT == 1) {
+            __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + t0 * k / 16 + 16 * b));
             if (SHIFT >= 0) {
                 __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsv), SHIFT);
-                isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(off));
+                isum[0] = _mm512_sub_epi32(isum[0], _mm512_zextsi256_si512(off));
             }
-            float dx = a->d[t * k / 32 + b];
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(dw * dx), acc[j]);
+            float dx = a->d[t0 * k / 32 + b];
+            acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[0]), _mm512_set1_ps(dw * dx), acc[0]);
             if (MINS)
-                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(mw * dx), accm[j]);
+                accm[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(mw * dx), accm[0]);
+        } else {
+            z_epilogue2(a, t0, NT, SHIFT, MINS, b, sc16, mn16, dw, mw, isum, acc, accm2);
         }
     }
+    if (NT == 1) {
+        y[0] = z_hsum(acc[0]) - (MINS ? avx512q_hsum(accm[0]) : 0.0f);
+        return;
+    }
 #pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) y[j * ldy] = z_hsum(acc[j]) - (MINS ? avx512q_hsum(accm[j]) : 0.0f);
+    for (int j = 0; j < NT; j++) {
+        __m256 m = j % 2 ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(accm2[j / 2]), 1))
+                         : _mm512_castps512_ps256(accm2[j / 2]);
+        y[j * ldy] = z_hsum(acc[j]) - (MINS ? avx512q_hsum(m) : 0.0f);
+    }
 }
 
 #define Z_NT(CALL)                                                                                 \

@@ -257,6 +257,42 @@ START_TEST(packed_equals_unpacked)
 }
 END_TEST
 
+/* A row's dot with each token is the same bits alone (one token: each sum reduced by itself) as
+ * with 2..8 tokens at once (the sets reduce up to four sums side by side), for every type and
+ * length: with packed_equals_unpacked, every path gives the one-token bits. */
+START_TEST(grouped_dots_equal_single)
+{
+    find_sets();
+    const int64_t ks[] = {32, 96, 256, 576}, kks[] = {256, 512, 768, 1280};
+    for (int s = 1; s < n_sets; s++)
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            enum dtype t = TYPES[ti];
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                int64_t k = qk_type_of(t).k_type ? kks[ki] : ks[ki];
+                struct weight w = make_weight(t, 1, k);
+                float *x = make_x(8, k), alone[8], y[8];
+                struct qk_act a;
+                struct qk_row r;
+                void *buf = alloc_layout(k, 8, &a, &r);
+                for (int tk = 0; tk < 8; tk++) sets[s]->quantize(x + tk * k, t, &a, tk);
+                sets[s]->unpack(&w, 0, &r);
+                for (int tk = 0; tk < 8; tk++) {
+                    struct qk_act at = qk_act_at(&a, tk);
+                    sets[s]->dot(t, &r, &at, 1, alone + tk, 1);
+                }
+                for (int nt = 2; nt <= 8; nt++) {
+                    sets[s]->dot(t, &r, &a, nt, y, 1);
+                    for (int tk = 0; tk < nt; tk++)
+                        ck_assert_msg(!memcmp(&alone[tk], &y[tk], sizeof(float)),
+                                      "%s %s k=%lld nt=%d token %d: %.9g alone, %.9g", sets[s]->name,
+                                      dtype_name(t), (long long)k, nt, tk, alone[tk], y[tk]);
+                }
+                free(buf), free(x), free((void *)w.data);
+            }
+        }
+}
+END_TEST
+
 /* Token t's outputs are the same bits alone, in batches of 3..5 and of 9 (packed and unpacked
  * dots for every type in some set), with 1..3 threads, in both arithmetics, for every set. */
 START_TEST(batch_and_thread_invariance)
@@ -323,6 +359,7 @@ int main(void)
     tcase_add_test(tc, dot_semantics);
     tcase_add_test(tc, exact_path_widens_exactly);
     tcase_add_test(tc, packed_equals_unpacked);
+    tcase_add_test(tc, grouped_dots_equal_single);
     tcase_add_test(tc, batch_and_thread_invariance);
     tcase_add_test(tc, kept_activations_end_with_their_loop);
     suite_add_tcase(s, tc);
