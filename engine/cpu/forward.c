@@ -473,7 +473,10 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
     attn_write_kv(f, L, il, kv, b);
     struct attn_job j = {.f = f, .L = L, .kv = kv, .b = b, .il = il, .T = T, .group = H,
                          .n_heads = 1, .hb = hb, .he = he};
-    if (T <= WHOLE_ATTN_T) { /* four head groups per thread, for balance */
+    /* a small batch of few sequences: one loop, four head groups per thread for balance (every
+     * group re-reads, and widens, each sequence's cache: with many sequences the loops below,
+     * which read each once, cost less) */
+    if (T <= WHOLE_ATTN_T && b->n_seqs < 2 * threads) {
         int n = 4 * threads < H ? 4 * threads : H;
         j.group = (H + n - 1) / n;
         j.n_units = token_groups(f, b, j.group);
