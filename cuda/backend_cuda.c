@@ -1,14 +1,19 @@
-/* backend_cuda: the CUDA backend behind the seam — one Hopper GPU, reference numerics (bf16 runs
- * as ref) or fast ones. create() checks the model and options, opens the device, checks that the
- * weights, the step scratch and one KV block fit, uploads the weights, then sizes the paged
- * latent cache from what is free. */
+/* backend_cuda: the CUDA backend behind the seam — one Hopper GPU per rank, reference numerics
+ * (bf16 runs as ref) or fast ones. create() checks the model and options, opens the device,
+ * joins the tensor-parallel ranks' NCCL communicator when there are several, checks that the
+ * weights (this rank's cut of them), the step scratch and one KV block fit, uploads the
+ * weights, then sizes the paged latent cache from what is free. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cuda/comm_nccl.h"
 #include "cuda/cu_backend.h"
-#include "engine/comm.h"
+
+/* Seconds a step may wait for its collectives before the job ends naming this rank (a served
+ * job's engine_stall_timeout watchdog usually ends it first). */
+static const double COLLECTIVE_TIMEOUT_S = 300;
 
 static void cuda_destroy(struct backend *b)
 {
@@ -20,6 +25,9 @@ static void cuda_destroy(struct backend *b)
     if (b->d_sp) cudaFree(b->d_sp);
     if (b->d_mp) cudaFree(b->d_mp);
     if (b->stream) cudaStreamDestroy(b->stream);
+    if (b->gathered) cudaFree(b->gathered);
+    comm_destroy(b->tp);
+    free(b->vcount);
     cu_model_free(&b->w);
     sp_free(&b->sp);
     mp_free(&b->mp);
@@ -113,7 +121,7 @@ static int set_up_fast(struct backend *b, struct err *e)
 static int set_up_ref(struct backend *b, struct err *e)
 {
     const struct backend_opts *o = &b->o;
-    cu_model_plan(&b->w, b->m);
+    cu_model_plan(&b->w, b->m, b->tp ? &b->shard : NULL);
     wl_scratch_plan(b->c, o->max_tokens, o->max_logits, &b->at);
     if (check_fit(b, b->w.plan.total, b->at.bytes, e) != 0) return -1;
     if (cu_model_upload(&b->w, b->m, o->progress, e) != 0) return -1;
@@ -122,11 +130,26 @@ static int set_up_ref(struct backend *b, struct err *e)
     return 0;
 }
 
+/* Tensor parallelism: this rank's cut of the model, the ranks' NCCL communicator (joined over the
+ * host one: every rank calls this together) and the logits gather's buffers. */
+static int set_up_tp(struct backend *b, struct err *e)
+{
+    struct comm *host = b->o.tp_comm;
+    if (cu_shard_make(b->m, host->rank, host->size, &b->shard, e) != 0) return -1;
+    if (!(b->tp = comm_nccl_create(host, b->dev.ordinal, COLLECTIVE_TIMEOUT_S, e))) return -1;
+    b->vcount = xcalloc((size_t)host->size, sizeof *b->vcount);
+    size_t bytes = (size_t)b->o.max_logits * (size_t)b->c->vocab_size * sizeof(float);
+    cudaError_t rc = cudaMalloc((void **)&b->gathered, bytes);
+    if (rc != cudaSuccess) return b->gathered = NULL, cu_err(e, rc, "cannot allocate the logits gather");
+    return 0;
+}
+
 static int set_up(struct backend *b, int ordinal, struct err *e)
 {
     if (cu_open(ordinal, &b->dev, e) != 0) return -1;
     cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
+    if (b->o.tp_comm && b->o.tp_comm->size > 1 && set_up_tp(b, e) != 0) return -1;
     /* numerics bf16 runs as ref: this backend has no BF16-input kernels */
     if ((b->o.numerics == NUMERICS_FAST ? set_up_fast(b, e) : set_up_ref(b, e)) != 0) return -1;
     cu_describe(&b->dev, b->st.device, sizeof b->st.device);
@@ -135,17 +158,31 @@ static int set_up(struct backend *b, int ordinal, struct err *e)
     return 0;
 }
 
+/* What several GPU ranks run: tensor parallelism under the reference numerics (auto's choice
+ * there); -1 with a message for the rest. */
+static int check_parallel(struct backend_opts *o, struct err *e)
+{
+    int tp = o->tp_comm && o->tp_comm->size > 1;
+    if (o->ep_comm && o->ep_comm->size > 1)
+        return err_set(e, "expert parallelism over GPUs is not implemented yet (CPU ranks under "
+                          "mpirun run it; GPUs run --tensor-parallel-size)");
+    if (tp && o->numerics == NUMERICS_FAST)
+        return err_set(e, "numerics fast runs on one GPU; tensor parallelism over GPUs computes "
+                          "with numerics ref (or auto)");
+    if (tp && o->numerics == NUMERICS_AUTO) o->numerics = NUMERICS_REF;
+    return 0;
+}
+
 static struct backend *cuda_create(const struct model *m, const struct backend_opts *o,
                                    struct err *e)
 {
     struct backend_opts ro = *o;
-    ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
-    o = &ro;
-    if ((o->tp_comm && o->tp_comm->size > 1) || (o->ep_comm && o->ep_comm->size > 1)) {
-        err_set(e, "backend cuda: tensor and expert parallelism over GPUs are not implemented yet "
-                   "(CPU ranks under mpirun run them)");
+    if (check_parallel(&ro, e) != 0) {
+        err_prefix(e, "backend cuda");
         return NULL;
     }
+    ro.numerics = backend_numerics(backend_cuda(), m, ro.numerics);
+    o = &ro;
     if (cu_check_opts(m, o, e) != 0) {
         err_prefix(e, "backend cuda");
         return NULL;

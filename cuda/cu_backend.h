@@ -10,6 +10,7 @@
 #include "cuda/cu_fast.h"
 #include "cuda/cu_model.h"
 #include "engine/backend.h"
+#include "engine/comm.h"
 #include "engine/model/rope.h"
 #include "engine/plan/moeplan.h"
 #include "engine/plan/stepplan.h"
@@ -42,6 +43,11 @@ struct backend {
     struct backend_rowcands rc;     /* ref numerics with sample_prefilter: rows on the host */
     uint64_t synth_seed;            /* a synthetic model's seed (synthetic: weights made here) */
     int synthetic;
+    struct comm *tp;                /* tensor parallelism: the ranks' NCCL communicator (owned);
+                                     * NULL: the whole model on this GPU */
+    struct cu_shard shard;          /* with tp: this rank's part of the model */
+    float *gathered;                /* with tp: device [max_logits, V], every rank's logits */
+    size_t *vcount;                 /* with tp: [size] bytes of each rank's logits this step */
 };
 
 /* One step (the backend's forward): batch_check, then the whole model on the device. */
