@@ -1,8 +1,8 @@
 /* backend_cuda: the CUDA backend behind the seam — one Hopper GPU per rank, reference numerics
  * (bf16 runs as ref) or fast ones. create() checks the model and options, opens the device,
- * joins the tensor-parallel ranks' NCCL communicator when there are several, checks that the
- * weights (this rank's cut of them), the step scratch and one KV block fit, uploads the
- * weights, then sizes the paged latent cache from what is free. */
+ * joins the tensor- or expert-parallel ranks' NCCL communicator when there are several, checks
+ * that the weights (this rank's cut of them), the step scratch and one KV block fit, uploads
+ * the weights, then sizes the paged latent cache from what is free. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +26,8 @@ static void cuda_destroy(struct backend *b)
     if (b->d_mp) cudaFree(b->d_mp);
     if (b->stream) cudaStreamDestroy(b->stream);
     if (b->gathered) cudaFree(b->gathered);
-    comm_destroy(b->tp);
+    cu_ep_free(b->eps);
+    comm_destroy(b->nccl);
     free(b->vcount);
     cu_model_free(&b->w);
     sp_free(&b->sp);
@@ -121,7 +122,7 @@ static int set_up_fast(struct backend *b, struct err *e)
 static int set_up_ref(struct backend *b, struct err *e)
 {
     const struct backend_opts *o = &b->o;
-    cu_model_plan(&b->w, b->m, b->tp ? &b->shard : NULL);
+    cu_model_plan(&b->w, b->m, b->nccl ? &b->shard : NULL);
     wl_scratch_plan(b->c, o->max_tokens, o->max_logits, &b->at);
     if (check_fit(b, b->w.plan.total, b->at.bytes, e) != 0) return -1;
     if (cu_model_upload(&b->w, b->m, o->progress, e) != 0) return -1;
@@ -130,13 +131,19 @@ static int set_up_ref(struct backend *b, struct err *e)
     return 0;
 }
 
-/* Tensor parallelism: this rank's cut of the model, the ranks' NCCL communicator (joined over the
- * host one: every rank calls this together) and the logits gather's buffers. */
-static int set_up_tp(struct backend *b, struct err *e)
+/* Several ranks: this rank's part of the model, the ranks' NCCL communicator (joined over the
+ * host one: every rank calls this together), and the state of the logits gather (tensor
+ * parallel) or of the experts' exchange (expert parallel). */
+static int set_up_ranks(struct backend *b, struct comm *host, int dense, struct err *e)
 {
-    struct comm *host = b->o.tp_comm;
-    if (cu_shard_make(b->m, host->rank, host->size, &b->shard, e) != 0) return -1;
-    if (!(b->tp = comm_nccl_create(host, b->dev.ordinal, COLLECTIVE_TIMEOUT_S, e))) return -1;
+    if (cu_shard_make(b->m, host->rank, host->size, dense, &b->shard, e) != 0) return -1;
+    if (!(b->nccl = comm_nccl_create(host, b->dev.ordinal, COLLECTIVE_TIMEOUT_S, e))) return -1;
+    if (!dense) {
+        b->ep = b->nccl;
+        b->eps = cu_ep_create(host->size, host->rank, b->c->n_routed_experts);
+        return 0;
+    }
+    b->tp = b->nccl;
     b->vcount = xcalloc((size_t)host->size, sizeof *b->vcount);
     size_t bytes = (size_t)b->o.max_logits * (size_t)b->c->vocab_size * sizeof(float);
     cudaError_t rc = cudaMalloc((void **)&b->gathered, bytes);
@@ -149,7 +156,8 @@ static int set_up(struct backend *b, int ordinal, struct err *e)
     if (cu_open(ordinal, &b->dev, e) != 0) return -1;
     cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
-    if (b->o.tp_comm && b->o.tp_comm->size > 1 && set_up_tp(b, e) != 0) return -1;
+    if (b->o.tp_comm && b->o.tp_comm->size > 1 && set_up_ranks(b, b->o.tp_comm, 1, e) != 0) return -1;
+    if (b->o.ep_comm && b->o.ep_comm->size > 1 && set_up_ranks(b, b->o.ep_comm, 0, e) != 0) return -1;
     /* numerics bf16 runs as ref: this backend has no BF16-input kernels */
     if ((b->o.numerics == NUMERICS_FAST ? set_up_fast(b, e) : set_up_ref(b, e)) != 0) return -1;
     cu_describe(&b->dev, b->st.device, sizeof b->st.device);
@@ -158,18 +166,17 @@ static int set_up(struct backend *b, int ordinal, struct err *e)
     return 0;
 }
 
-/* What several GPU ranks run: tensor parallelism under the reference numerics (auto's choice
- * there); -1 with a message for the rest. */
+/* What several GPU ranks run: tensor or expert parallelism, not both at once, under the
+ * reference numerics (auto's choice there); -1 with a message for the rest. */
 static int check_parallel(struct backend_opts *o, struct err *e)
 {
-    int tp = o->tp_comm && o->tp_comm->size > 1;
-    if (o->ep_comm && o->ep_comm->size > 1)
-        return err_set(e, "expert parallelism over GPUs is not implemented yet (CPU ranks under "
-                          "mpirun run it; GPUs run --tensor-parallel-size)");
-    if (tp && o->numerics == NUMERICS_FAST)
-        return err_set(e, "numerics fast runs on one GPU; tensor parallelism over GPUs computes "
-                          "with numerics ref (or auto)");
-    if (tp && o->numerics == NUMERICS_AUTO) o->numerics = NUMERICS_REF;
+    int tp = o->tp_comm && o->tp_comm->size > 1, ep = o->ep_comm && o->ep_comm->size > 1;
+    if (tp && ep)
+        return err_set(e, "tensor and expert parallelism together are not implemented yet");
+    if ((tp || ep) && o->numerics == NUMERICS_FAST)
+        return err_set(e, "numerics fast runs on one GPU; %s parallelism over GPUs computes with "
+                          "numerics ref (or auto)", tp ? "tensor" : "expert");
+    if ((tp || ep) && o->numerics == NUMERICS_AUTO) o->numerics = NUMERICS_REF;
     return 0;
 }
 
@@ -225,6 +232,7 @@ static int cuda_forward(struct backend *b, const struct batch *bt, float *logits
 {
     double t0 = seconds();
     CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
+    if (b->ep && bt->n_seqs == 0) return cu_forward_idle(b, e); /* the others' rows only */
     int rc = b->fast ? cf_forward(b, bt, logits, NULL, e) : cu_forward(b, bt, logits, e);
     if (rc == 0) b->st.steps++, b->st.t_forward += seconds() - t0;
     return rc;
@@ -237,6 +245,7 @@ static int cuda_forward_cands(struct backend *b, const struct batch *bt, struct 
     if (!b->o.sample_prefilter) return err_set(e, "the backend was not made for pre-filtered rows");
     double t0 = seconds();
     CU_CHECK(cudaSetDevice(b->dev.ordinal));
+    if (b->ep && bt->n_seqs == 0) return cu_forward_idle(b, e);
     int rc = b->fast ? cf_forward(b, bt, NULL, cands, e) : cu_forward(b, bt, b->rc.rows, e);
     if (rc != 0) return rc;
     if (!b->fast) {

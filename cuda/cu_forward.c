@@ -8,8 +8,9 @@
  * attention runs its heads, the MLPs their intermediate rows and the MoE its own experts, each
  * leaving a partial block output that an NCCL all-reduce sums on every rank (bit-identical, so
  * every rank's router chooses alike); lm_head gives this rank's vocabulary rows, gathered from
- * every rank. Waits on the stream go through comm_sync, which ends a step whose collectives a
- * dead or stalled peer holds up with a message instead of a hang. */
+ * every rank. Expert-parallel (b->ep): the routed experts run where they live
+ * (cu_forward_ep.c). Waits on the stream go through comm_sync, which ends a step whose
+ * collectives a dead or stalled peer holds up with a message instead of a hang. */
 #include <string.h>
 
 #include "cuda/cu_backend.h"
@@ -22,10 +23,9 @@ static int heads(const struct backend *b)
     return b->tp ? b->shard.h1 - b->shard.h0 : b->c->n_heads;
 }
 
-/* Waits for the stream's work: through the communicator when collectives are on it. */
-static int wait_stream(struct backend *b, struct err *e)
+int cu_wait(struct backend *b, struct err *e)
 {
-    if (b->tp) return comm_sync(b->tp, b->stream, e);
+    if (b->nccl) return comm_sync(b->nccl, b->stream, e);
     K(cudaStreamSynchronize(b->stream));
     return 0;
 }
@@ -38,8 +38,7 @@ static int reduce(struct backend *b, float *out, int T, struct err *e)
                               b->stream, e);
 }
 
-/* y[n][w.rows] = x[n][w.cols] · wᵀ. */
-static void matmul(struct backend *b, const struct cu_w *w, const float *x, int n, float *y)
+void cu_matmul(struct backend *b, const struct cu_w *w, const float *x, int n, float *y)
 {
     struct cu_gemm g = {.w = *w, .r0 = 0, .n_out = w->rows, .x = x, .ldx = w->cols, .n = n, .y = y,
                         .ldy = w->rows, .n_batch = 1};
@@ -84,13 +83,13 @@ static void attn_inputs(struct backend *b, const struct cu_layer *L, int il, int
     const float *cos = plan_f32(b, b->sp.at.cos), *sin = plan_f32(b, b->sp.at.sin);
     if (c->q_lora_rank) {
         float *cq = cu_scr(b, b->at.cq);
-        matmul(b, &L->q_a, xn, T, cq);
+        cu_matmul(b, &L->q_a, xn, T, cq);
         rmsnorm(b, cq, c->q_lora_rank, &L->q_a_norm, T, c->q_lora_rank, cq, c->q_lora_rank);
-        matmul(b, &L->q_b, cq, T, q);
+        cu_matmul(b, &L->q_b, cq, T, q);
     } else {
-        matmul(b, &L->q, xn, T, q);
+        cu_matmul(b, &L->q, xn, T, q);
     }
-    matmul(b, &L->kv_a, xn, T, kva);
+    cu_matmul(b, &L->kv_a, xn, T, kva);
     K(k_rope(q, T, H, (int64_t)H * qk, qk, c->qk_nope_head_dim, cos, sin, np, b->stream));
     rmsnorm(b, kva, w, &L->kv_a_norm, T, dc, kva, w);
     K(k_rope(kva, T, 1, w, 0, dc, cos, sin, np, b->stream));
@@ -119,12 +118,12 @@ static void attention(struct backend *b, const struct cu_layer *L, int il, int T
                         .n = T, .y = cu_scr(b, b->at.attn), .ldy = (int64_t)H * dv, .n_batch = H,
                         .w_step = dn + dv, .x_step = dc, .y_step = dv};
     K(k_gemm(&v, b->stream));
-    matmul(b, &L->o, cu_scr(b, b->at.attn), T, cu_scr(b, b->at.out));
+    cu_matmul(b, &L->o, cu_scr(b, b->at.attn), T, cu_scr(b, b->at.out));
 }
 
 /* SwiGLU MLP over n rows of x into y, through ff_a / ff_b; zeros for a rank that holds none of
  * its intermediate rows. */
-static void mlp(struct backend *b, const struct cu_w *gate, const struct cu_w *up,
+void cu_mlp(struct backend *b, const struct cu_w *gate, const struct cu_w *up,
                 const struct cu_w *down, const float *x, int n, float *y)
 {
     float *fa = cu_scr(b, b->at.ff_a), *fb = cu_scr(b, b->at.ff_b);
@@ -132,25 +131,25 @@ static void mlp(struct backend *b, const struct cu_w *gate, const struct cu_w *u
         K(cudaMemsetAsync(y, 0, (size_t)n * (size_t)b->c->hidden_size * sizeof *y, b->stream));
         return;
     }
-    matmul(b, gate, x, n, fa);
-    matmul(b, up, x, n, fb);
+    cu_matmul(b, gate, x, n, fa);
+    cu_matmul(b, up, x, n, fb);
     K(k_silu_mul(fa, fb, (int64_t)n * gate->rows, b->stream));
-    matmul(b, down, fa, n, y);
+    cu_matmul(b, down, fa, n, y);
 }
 
 /* Routing on the device; its choices come back to the host, which lists each expert's tokens. */
-static int route(struct backend *b, const struct cu_layer *L, int T, struct err *e)
+int cu_route(struct backend *b, const struct cu_layer *L, int T, struct err *e)
 {
     const struct model_config *c = b->c;
     int k = c->n_experts_per_tok;
     float *logits = cu_scr(b, b->at.router), *bias = NULL;
     int32_t *sel = (int32_t *)(void *)(b->scratch + b->at.sel);
-    matmul(b, &L->router, cu_scr(b, b->at.xn), T, logits);
+    cu_matmul(b, &L->router, cu_scr(b, b->at.xn), T, logits);
     if (L->router_bias.data) K(k_widen_vec(&L->router_bias, bias = cu_scr(b, b->at.bias), b->stream));
     K(k_route(&b->route, logits, bias, cu_scr(b, b->at.route_tmp), b->scratch + b->at.route_taken,
               sel, cu_scr(b, b->at.selw), T, b->stream));
     K(cudaMemcpyAsync(b->h_sel, sel, (size_t)T * k * sizeof *sel, cudaMemcpyDeviceToHost, b->stream));
-    if (wait_stream(b, e) != 0) return -1;
+    if (cu_wait(b, e) != 0) return -1;
     if (mp_build(&b->mp, b->h_sel, T, k, c->n_routed_experts) != 0)
         ERR_FATAL("the routing kernel chose an impossible expert list");
     K(cudaMemcpyAsync(b->d_mp, b->mp.buf, b->mp.n_elems * sizeof(int32_t), cudaMemcpyHostToDevice,
@@ -170,14 +169,14 @@ static void experts(struct backend *b, const struct cu_layer *L)
     for (int i = 0; i < b->mp.n_active; i++) {
         int x = active[i], r = offset[x], n = offset[x + 1] - r;
         if (!L->exp_gate[x].rows) continue;
-        matmul(b, &L->exp_gate[x], xg + (size_t)r * D, n, ga + (size_t)r * F);
-        matmul(b, &L->exp_up[x], xg + (size_t)r * D, n, gb + (size_t)r * F);
+        cu_matmul(b, &L->exp_gate[x], xg + (size_t)r * D, n, ga + (size_t)r * F);
+        cu_matmul(b, &L->exp_up[x], xg + (size_t)r * D, n, gb + (size_t)r * F);
     }
     K(k_silu_mul(ga, gb, (int64_t)b->mp.n_rows * F, b->stream));
     for (int i = 0; i < b->mp.n_active; i++) {
         int x = active[i], r = offset[x], n = offset[x + 1] - r;
         if (!L->exp_down[x].rows) continue;
-        matmul(b, &L->exp_down[x], ga + (size_t)r * F, n, yg + (size_t)r * D);
+        cu_matmul(b, &L->exp_down[x], ga + (size_t)r * F, n, yg + (size_t)r * D);
     }
 }
 
@@ -188,10 +187,11 @@ static int moe(struct backend *b, const struct cu_layer *L, int T, struct err *e
     const struct model_config *c = b->c;
     int D = c->hidden_size, k = c->n_experts_per_tok;
     float *xn = cu_scr(b, b->at.xn), *ysh = NULL;
-    if (route(b, L, T, e) != 0) return -1;
+    if (cu_route(b, L, T, e) != 0) return -1;
     K(k_gather(xn, D, b->d_mp + b->mp.row_tok, b->mp.n_rows, cu_scr(b, b->at.xg), b->stream));
-    experts(b, L);
-    if (c->n_shared_experts) mlp(b, &L->sh_gate, &L->sh_up, &L->sh_down, xn, T, ysh = cu_scr(b, b->at.ysh));
+    if (b->ep && cu_ep_experts(b, L, e) != 0) return -1;
+    if (!b->ep) experts(b, L);
+    if (c->n_shared_experts) cu_mlp(b, &L->sh_gate, &L->sh_up, &L->sh_down, xn, T, ysh = cu_scr(b, b->at.ysh));
     K(k_combine(cu_scr(b, b->at.yg), b->d_mp + b->mp.tok_row, cu_scr(b, b->at.selw), k, ysh, T, D,
                 cu_scr(b, b->at.out), b->stream));
     return 0;
@@ -225,7 +225,7 @@ static int head(struct backend *b, float *logits, struct err *e)
     float *hl = cu_scr(b, b->at.hl), *out = cu_scr(b, b->at.logits);
     K(k_rmsnorm(cu_scr(b, b->at.h), D, plan_i32(b, b->sp.at.logit_rows), &b->w.norm, n, D,
                 b->c->rms_norm_eps, hl, D, b->stream));
-    matmul(b, &b->w.lm_head, hl, n, out);
+    cu_matmul(b, &b->w.lm_head, hl, n, out);
     if (b->tp) return gather_logits(b, out, n, logits, e);
     K(cudaMemcpyAsync(logits, out, (size_t)n * (size_t)b->c->vocab_size * sizeof(float),
                       cudaMemcpyDeviceToHost, b->stream));
@@ -249,10 +249,10 @@ int cu_forward(struct backend *b, const struct batch *bt, float *logits, struct 
         K(k_add(h, out, (int64_t)T * D, b->stream));
         rmsnorm(b, h, D, &L->ffn_norm, T, D, xn, D);
         if (L->is_moe && moe(b, L, T, e) != 0) return -1;
-        if (!L->is_moe) mlp(b, &L->gate, &L->up, &L->down, xn, T, out);
+        if (!L->is_moe) cu_mlp(b, &L->gate, &L->up, &L->down, xn, T, out);
         if (reduce(b, out, T, e) != 0) return -1;
         K(k_add(h, out, (int64_t)T * D, b->stream));
     }
     if (head(b, logits, e) != 0) return -1;
-    return wait_stream(b, e);
+    return cu_wait(b, e);
 }

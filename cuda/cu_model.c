@@ -57,13 +57,14 @@ static void each_attn(const struct model *m, const struct layer *L, struct cu_la
     fn(ctx, &L->o, cols_of(&L->o, h0, h1, H), &d->o);
 }
 
-/* A SwiGLU MLP (the dense one or the shared experts): whole, or this rank's intermediate rows. */
+/* A SwiGLU MLP (the dense one or the shared experts): whole, or a tensor-parallel rank's
+ * intermediate rows. */
 static void each_mlp(const struct weight *g, const struct weight *u, const struct weight *dw,
                      struct cu_w *dg, struct cu_w *du, struct cu_w *dd, const struct cu_shard *s,
                      weight_fn fn, void *ctx)
 {
     struct cu_cut gu = whole(g), dn = whole(dw);
-    if (s && g->data) mlp_cuts(g, dw, s, &gu, &dn);
+    if (s && s->dense && g->data) mlp_cuts(g, dw, s, &gu, &dn);
     fn(ctx, g, gu, dg), fn(ctx, u, gu, du), fn(ctx, dw, dn, dd);
 }
 
@@ -154,17 +155,19 @@ static void place(void *ctx, const struct weight *w, struct cu_cut cut, struct c
     cu_place(ctx, w, cut, d);
 }
 
-int cu_shard_make(const struct model *m, int rank, int size, struct cu_shard *s, struct err *e)
+int cu_shard_make(const struct model *m, int rank, int size, int dense, struct cu_shard *s,
+                  struct err *e)
 {
     const struct model_config *c = &m->cfg;
-    if (c->n_heads % size != 0)
+    if (dense && c->n_heads % size != 0)
         return err_set(e, "the model's %d attention heads do not divide by tensor_parallel_size %d",
                        c->n_heads, size);
     int64_t lo, hi;
-    *s = (struct cu_shard){.rank = rank, .size = size, .h0 = c->n_heads / size * rank};
-    s->h1 = s->h0 + c->n_heads / size;
+    *s = (struct cu_shard){.rank = rank, .size = size, .dense = dense, .h1 = c->n_heads, .v1 = c->vocab_size};
     comm_split(c->n_routed_experts, size, rank, &lo, &hi);
     s->e0 = (int)lo, s->e1 = (int)hi;
+    if (!dense) return 0;
+    s->h0 = c->n_heads / size * rank, s->h1 = s->h0 + c->n_heads / size;
     comm_split(c->vocab_size, size, rank, &s->v0, &s->v1);
     return 0;
 }

@@ -19,19 +19,23 @@ struct cu_layer {
     struct cu_w sh_gate, sh_up, sh_down;   /* shared experts */
 };
 
-/* A tensor-parallel rank's part of the model: heads H/N each (they must divide), routed experts
- * and the vocabulary rows of lm_head by comm_split, the dense MLP's and the shared experts'
- * intermediate rows likewise (gate and up by rows, down by the same columns). Norms, q_a, kv_a,
- * the router and the embedding are whole on every rank. */
+/* A rank's part of the model. Tensor-parallel (dense): heads H/N each (they must divide), routed
+ * experts and the vocabulary rows of lm_head by comm_split, the dense MLP's and the shared
+ * experts' intermediate rows likewise (gate and up by rows, down by the same columns); norms,
+ * q_a, kv_a, the router and the embedding whole on every rank. Expert-parallel (not dense):
+ * the routed experts split, everything else whole. */
 struct cu_shard {
     int rank, size;
+    int dense;        /* 1: tensor parallel; 0: expert parallel (experts only) */
     int h0, h1;       /* heads */
     int e0, e1;       /* routed experts */
     int64_t v0, v1;   /* rows of lm_head */
 };
 
-/* Rank rank of size's part of m into s; -1 naming both numbers when the heads do not divide. */
-int cu_shard_make(const struct model *m, int rank, int size, struct cu_shard *s, struct err *e);
+/* Rank rank of size's part of m into s (dense: tensor parallel; else expert parallel); -1 naming
+ * both numbers when tensor parallelism's heads do not divide. */
+int cu_shard_make(const struct model *m, int rank, int size, int dense, struct cu_shard *s,
+                  struct err *e);
 
 /* Rows [r0, r1) and columns [c0, c1) of a weight: what of it one rank holds. */
 struct cu_cut {

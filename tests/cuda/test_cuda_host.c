@@ -133,13 +133,17 @@ START_TEST(parallel_refusals)
     struct comm two = {.rank = 0, .size = 2};
     struct err e = {0};
     struct backend_opts o = opts();
-    o.ep_comm = &two;
+    o.ep_comm = &two, o.tp_comm = &two;
     ck_assert_ptr_null(backend_cuda()->create(m, &o, &e));
-    ck_assert_str_eq(e.msg, "backend cuda: expert parallelism over GPUs is not implemented yet (CPU "
-                            "ranks under mpirun run it; GPUs run --tensor-parallel-size)");
+    ck_assert_str_eq(e.msg, "backend cuda: tensor and expert parallelism together are not "
+                            "implemented yet");
     o = opts(), o.tp_comm = &two, o.numerics = NUMERICS_FAST;
     ck_assert_ptr_null(backend_cuda()->create(m, &o, &e));
     ck_assert_str_eq(e.msg, "backend cuda: numerics fast runs on one GPU; tensor parallelism over "
+                            "GPUs computes with numerics ref (or auto)");
+    o = opts(), o.ep_comm = &two, o.numerics = NUMERICS_FAST;
+    ck_assert_ptr_null(backend_cuda()->create(m, &o, &e));
+    ck_assert_str_eq(e.msg, "backend cuda: numerics fast runs on one GPU; expert parallelism over "
                             "GPUs computes with numerics ref (or auto)");
     unload();
 }
@@ -336,43 +340,49 @@ static void check_sharded(const char *arena, const struct weight *w, const struc
         }
 }
 
-/* Each rank of 2 and 3 (heads: 2 divide by 2 only) holds its heads' rows of q / q_b and kv_b,
- * their columns of o, its experts whole and no other's, its share of the dense MLP's and the
- * shared experts' intermediate rows, its vocabulary rows of lm_head; the rest whole. */
-static void check_rank(int fp8, int rank, int size)
+/* Each rank of a tensor-parallel layout (dense) holds its heads' rows of q_b and kv_b, their
+ * columns of o, its experts whole and no other's, its share of the dense MLP's and the shared
+ * experts' intermediate rows, its vocabulary rows of lm_head, the rest whole; of an expert-
+ * parallel one, its experts, and every other weight whole. */
+static void check_rank(int rank, int size, int dense)
 {
     struct cu_shard s;
     struct err e = {0};
-    ck_assert_int_eq(cu_shard_make(m, rank, size, &s, &e), 0);
+    ck_assert_int_eq(cu_shard_make(m, rank, size, dense, &s, &e), 0);
     struct cu_model d;
     cu_model_plan(&d, m, &s);
     char *arena = stage(&d.plan);
     const struct model_config *c = &m->cfg;
-    int64_t lo, hi, H = c->n_heads;
+    int64_t lo = 0, hi = 0, H = c->n_heads, h0 = dense ? s.h0 : 0, h1 = dense ? s.h1 : H;
+    ck_assert(s.h1 - s.h0 == (dense ? H / size : H));
     for (int il = 0; il < c->n_layers; il++) {
         const struct layer *L = &m->layers[il];
         const struct cu_layer *D = &d.layers[il];
         int64_t qr = L->q_b.rows / H, kr = L->kv_b.rows / H, oc = L->o.cols / H;
-        check_sharded(arena, &L->q_b, &D->q_b, (struct cu_cut){s.h0 * qr, s.h1 * qr, 0, L->q_b.cols});
-        check_sharded(arena, &L->kv_b, &D->kv_b, (struct cu_cut){s.h0 * kr, s.h1 * kr, 0, L->kv_b.cols});
-        check_sharded(arena, &L->o, &D->o, (struct cu_cut){0, L->o.rows, s.h0 * oc, s.h1 * oc});
+        check_sharded(arena, &L->q_b, &D->q_b, (struct cu_cut){h0 * qr, h1 * qr, 0, L->q_b.cols});
+        check_sharded(arena, &L->kv_b, &D->kv_b, (struct cu_cut){h0 * kr, h1 * kr, 0, L->kv_b.cols});
+        check_sharded(arena, &L->o, &D->o, (struct cu_cut){0, L->o.rows, h0 * oc, h1 * oc});
         check_sharded(arena, &L->kv_a, &D->kv_a, (struct cu_cut){0, L->kv_a.rows, 0, L->kv_a.cols});
         const struct weight *g = L->is_moe ? &L->sh_gate : &L->gate, *dn = L->is_moe ? &L->sh_down : &L->down;
         const struct cu_w *dg = L->is_moe ? &D->sh_gate : &D->gate, *dd = L->is_moe ? &D->sh_down : &D->down;
         if (g->data) {
-            comm_split(g->rows, size, rank, &lo, &hi);
+            lo = 0, hi = g->rows;
+            if (dense) comm_split(g->rows, size, rank, &lo, &hi);
             check_sharded(arena, g, dg, (struct cu_cut){lo, hi, 0, g->cols});
             check_sharded(arena, dn, dd, (struct cu_cut){0, dn->rows, lo, hi});
         }
+        comm_split(c->n_routed_experts, size, rank, &lo, &hi);
+        ck_assert(s.e0 == lo && s.e1 == hi);
         for (int x = 0; L->is_moe && x < c->n_routed_experts; x++) {
             int mine = x >= s.e0 && x < s.e1;
             const struct weight *w = &L->exp_down[x];
             check_sharded(arena, w, &D->exp_down[x], (struct cu_cut){0, mine ? w->rows : 0, 0, w->cols});
         }
     }
-    check_sharded(arena, &m->lm_head, &d.lm_head, (struct cu_cut){s.v0, s.v1, 0, m->lm_head.cols});
+    lo = 0, hi = c->vocab_size;
+    if (dense) comm_split(c->vocab_size, size, rank, &lo, &hi);
+    check_sharded(arena, &m->lm_head, &d.lm_head, (struct cu_cut){lo, hi, 0, m->lm_head.cols});
     check_sharded(arena, &m->embed, &d.embed, (struct cu_cut){0, m->embed.rows, 0, m->embed.cols});
-    (void)fp8;
     free(arena);
     cu_model_free(&d);
 }
@@ -381,11 +391,14 @@ START_TEST(shard_plan)
 {
     for (int fp8 = 0; fp8 <= 1; fp8++) {
         load(fp8, fp8);
-        for (int size = 1; size <= 2; size++)
-            for (int r = 0; r < size; r++) check_rank(fp8, r, size);
+        for (int size = 1; size <= 3; size++)
+            for (int r = 0; r < size; r++) {
+                if (size < 3) check_rank(r, size, 1); /* 2 heads: 3 ranks do not divide them */
+                check_rank(r, size, 0);
+            }
         struct cu_shard s;
         struct err e = {0};
-        ck_assert_int_eq(cu_shard_make(m, 0, 3, &s, &e), -1);
+        ck_assert_int_eq(cu_shard_make(m, 0, 3, 1, &s, &e), -1);
         ck_assert_str_eq(e.msg, "the model's 2 attention heads do not divide by tensor_parallel_size 3");
         unload();
     }
