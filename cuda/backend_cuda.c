@@ -151,13 +151,31 @@ static int set_up_ranks(struct backend *b, struct comm *host, int dense, struct 
     return 0;
 }
 
+/* Every rank says whether its GPU opened, so that one rank's failure ends every rank's create
+ * with a message rather than leaving the others waiting in NCCL's set-up. -1 on every rank when
+ * any failed (this rank's own message kept when it is the one). */
+static int agree_opened(struct comm *host, int ok, struct err *e)
+{
+    int64_t mine = ok, *all = xcalloc((size_t)host->size, sizeof *all);
+    struct err xe;
+    int rc = comm_exchange(host, &mine, 1, all, &xe);
+    if (rc != 0 && ok) *e = xe;
+    for (int r = 0; rc == 0 && ok && r < host->size; r++)
+        if (!all[r]) rc = err_set(e, "rank %d could not open its GPU", r);
+    free(all);
+    return ok ? rc : -1;
+}
+
 static int set_up(struct backend *b, int ordinal, struct err *e)
 {
-    if (cu_open(ordinal, &b->dev, e) != 0) return -1;
+    int tp = b->o.tp_comm && b->o.tp_comm->size > 1, ep = b->o.ep_comm && b->o.ep_comm->size > 1;
+    struct comm *host = tp ? b->o.tp_comm : ep ? b->o.ep_comm : NULL;
+    int opened = cu_open(ordinal, &b->dev, e) == 0;
+    if (host && agree_opened(host, opened, e) != 0) return -1;
+    if (!opened) return -1;
+    if (host && set_up_ranks(b, host, tp, e) != 0) return -1;
     cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
-    if (b->o.tp_comm && b->o.tp_comm->size > 1 && set_up_ranks(b, b->o.tp_comm, 1, e) != 0) return -1;
-    if (b->o.ep_comm && b->o.ep_comm->size > 1 && set_up_ranks(b, b->o.ep_comm, 0, e) != 0) return -1;
     /* numerics bf16 runs as ref: this backend has no BF16-input kernels */
     if ((b->o.numerics == NUMERICS_FAST ? set_up_fast(b, e) : set_up_ref(b, e)) != 0) return -1;
     cu_describe(&b->dev, b->st.device, sizeof b->st.device);
