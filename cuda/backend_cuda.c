@@ -1,14 +1,19 @@
-/* backend_cuda: the CUDA backend behind the seam — one Hopper GPU, reference numerics (bf16 runs
- * as ref) or fast ones. create() checks the model and options, opens the device, checks that the
- * weights, the step scratch and one KV block fit, uploads the weights, then sizes the paged
- * latent cache from what is free. */
+/* backend_cuda: the CUDA backend behind the seam — one Hopper GPU per rank, reference numerics
+ * (bf16 runs as ref) or fast ones. create() checks the model and options, opens the device,
+ * joins the tensor- or expert-parallel ranks' NCCL communicator when there are several, checks
+ * that the weights (this rank's cut of them), the step scratch and one KV block fit, uploads
+ * the weights, then sizes the paged latent cache from what is free. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cuda/comm_nccl.h"
 #include "cuda/cu_backend.h"
-#include "engine/comm.h"
+
+/* Seconds a step may wait for its collectives before the job ends naming this rank (a served
+ * job's engine_stall_timeout watchdog usually ends it first). */
+static const double COLLECTIVE_TIMEOUT_S = 300;
 
 static void cuda_destroy(struct backend *b)
 {
@@ -20,6 +25,10 @@ static void cuda_destroy(struct backend *b)
     if (b->d_sp) cudaFree(b->d_sp);
     if (b->d_mp) cudaFree(b->d_mp);
     if (b->stream) cudaStreamDestroy(b->stream);
+    if (b->gathered) cudaFree(b->gathered);
+    cu_ep_free(b->eps);
+    comm_destroy(b->nccl);
+    free(b->vcount);
     cu_model_free(&b->w);
     sp_free(&b->sp);
     mp_free(&b->mp);
@@ -113,7 +122,7 @@ static int set_up_fast(struct backend *b, struct err *e)
 static int set_up_ref(struct backend *b, struct err *e)
 {
     const struct backend_opts *o = &b->o;
-    cu_model_plan(&b->w, b->m);
+    cu_model_plan(&b->w, b->m, b->nccl ? &b->shard : NULL);
     wl_scratch_plan(b->c, o->max_tokens, o->max_logits, &b->at);
     if (check_fit(b, b->w.plan.total, b->at.bytes, e) != 0) return -1;
     if (cu_model_upload(&b->w, b->m, o->progress, e) != 0) return -1;
@@ -122,9 +131,49 @@ static int set_up_ref(struct backend *b, struct err *e)
     return 0;
 }
 
+/* Several ranks: this rank's part of the model, the ranks' NCCL communicator (joined over the
+ * host one: every rank calls this together), and the state of the logits gather (tensor
+ * parallel) or of the experts' exchange (expert parallel). */
+static int set_up_ranks(struct backend *b, struct comm *host, int dense, struct err *e)
+{
+    if (cu_shard_make(b->m, host->rank, host->size, dense, &b->shard, e) != 0) return -1;
+    if (!(b->nccl = comm_nccl_create(host, b->dev.ordinal, COLLECTIVE_TIMEOUT_S, e))) return -1;
+    if (!dense) {
+        b->ep = b->nccl;
+        b->eps = cu_ep_create(host->size, host->rank, b->c->n_routed_experts);
+        return 0;
+    }
+    b->tp = b->nccl;
+    b->vcount = xcalloc((size_t)host->size, sizeof *b->vcount);
+    size_t bytes = (size_t)b->o.max_logits * (size_t)b->c->vocab_size * sizeof(float);
+    cudaError_t rc = cudaMalloc((void **)&b->gathered, bytes);
+    if (rc != cudaSuccess) return b->gathered = NULL, cu_err(e, rc, "cannot allocate the logits gather");
+    return 0;
+}
+
+/* Every rank says whether its GPU opened, so that one rank's failure ends every rank's create
+ * with a message rather than leaving the others waiting in NCCL's set-up. -1 on every rank when
+ * any failed (this rank's own message kept when it is the one). */
+static int agree_opened(struct comm *host, int ok, struct err *e)
+{
+    int64_t mine = ok, *all = xcalloc((size_t)host->size, sizeof *all);
+    struct err xe;
+    int rc = comm_exchange(host, &mine, 1, all, &xe);
+    if (rc != 0 && ok) *e = xe;
+    for (int r = 0; rc == 0 && ok && r < host->size; r++)
+        if (!all[r]) rc = err_set(e, "rank %d could not open its GPU", r);
+    free(all);
+    return ok ? rc : -1;
+}
+
 static int set_up(struct backend *b, int ordinal, struct err *e)
 {
-    if (cu_open(ordinal, &b->dev, e) != 0) return -1;
+    int tp = b->o.tp_comm && b->o.tp_comm->size > 1, ep = b->o.ep_comm && b->o.ep_comm->size > 1;
+    struct comm *host = tp ? b->o.tp_comm : ep ? b->o.ep_comm : NULL;
+    int opened = cu_open(ordinal, &b->dev, e) == 0;
+    if (host && agree_opened(host, opened, e) != 0) return -1;
+    if (!opened) return -1;
+    if (host && set_up_ranks(b, host, tp, e) != 0) return -1;
     cudaError_t rc = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
     if (rc != cudaSuccess) return cu_err(e, rc, "cannot create a stream");
     /* numerics bf16 runs as ref: this backend has no BF16-input kernels */
@@ -135,17 +184,30 @@ static int set_up(struct backend *b, int ordinal, struct err *e)
     return 0;
 }
 
+/* What several GPU ranks run: tensor or expert parallelism, not both at once, under the
+ * reference numerics (auto's choice there); -1 with a message for the rest. */
+static int check_parallel(struct backend_opts *o, struct err *e)
+{
+    int tp = o->tp_comm && o->tp_comm->size > 1, ep = o->ep_comm && o->ep_comm->size > 1;
+    if (tp && ep)
+        return err_set(e, "tensor and expert parallelism together are not implemented yet");
+    if ((tp || ep) && o->numerics == NUMERICS_FAST)
+        return err_set(e, "numerics fast runs on one GPU; %s parallelism over GPUs computes with "
+                          "numerics ref (or auto)", tp ? "tensor" : "expert");
+    if ((tp || ep) && o->numerics == NUMERICS_AUTO) o->numerics = NUMERICS_REF;
+    return 0;
+}
+
 static struct backend *cuda_create(const struct model *m, const struct backend_opts *o,
                                    struct err *e)
 {
     struct backend_opts ro = *o;
-    ro.numerics = backend_numerics(backend_cuda(), m, o->numerics);
-    o = &ro;
-    if ((o->tp_comm && o->tp_comm->size > 1) || (o->ep_comm && o->ep_comm->size > 1)) {
-        err_set(e, "backend cuda: tensor and expert parallelism over GPUs are not implemented yet "
-                   "(CPU ranks under mpirun run them)");
+    if (check_parallel(&ro, e) != 0) {
+        err_prefix(e, "backend cuda");
         return NULL;
     }
+    ro.numerics = backend_numerics(backend_cuda(), m, ro.numerics);
+    o = &ro;
     if (cu_check_opts(m, o, e) != 0) {
         err_prefix(e, "backend cuda");
         return NULL;
@@ -188,6 +250,7 @@ static int cuda_forward(struct backend *b, const struct batch *bt, float *logits
 {
     double t0 = seconds();
     CU_CHECK(cudaSetDevice(b->dev.ordinal)); /* the device is current per thread */
+    if (b->ep && bt->n_seqs == 0) return cu_forward_idle(b, e); /* the others' rows only */
     int rc = b->fast ? cf_forward(b, bt, logits, NULL, e) : cu_forward(b, bt, logits, e);
     if (rc == 0) b->st.steps++, b->st.t_forward += seconds() - t0;
     return rc;
@@ -200,6 +263,7 @@ static int cuda_forward_cands(struct backend *b, const struct batch *bt, struct 
     if (!b->o.sample_prefilter) return err_set(e, "the backend was not made for pre-filtered rows");
     double t0 = seconds();
     CU_CHECK(cudaSetDevice(b->dev.ordinal));
+    if (b->ep && bt->n_seqs == 0) return cu_forward_idle(b, e);
     int rc = b->fast ? cf_forward(b, bt, NULL, cands, e) : cu_forward(b, bt, b->rc.rows, e);
     if (rc != 0) return rc;
     if (!b->fast) {

@@ -79,6 +79,16 @@ SEEKD_HD static inline float core_widen(int dt, const void *p, int64_t i, float 
     return ((const float *)p)[i];
 }
 
+/* The FP8 scale-grid entry of element (r, c) of a weight or of a slice of one whose first
+ * element sits at (row0, col0) inside its first block; n_cb: the grid's columns. A weight's
+ * indices fit 32 bits, so the divisions are the fast 32-bit ones (a 64-bit division is a called
+ * routine whose stack frame the device build refuses). */
+SEEKD_HD static inline int64_t core_scale_at(int64_t r, int64_t c, int row0, int col0,
+                                             int block_rows, int block_cols, int64_t n_cb)
+{
+    return (int64_t)(((int)r + row0) / block_rows) * n_cb + ((int)c + col0) / block_cols;
+}
+
 SEEKD_HD static inline float core_mul(float a, float b)
 {
 #ifdef __CUDA_ARCH__

@@ -33,8 +33,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(struct cu_gemm p)
     }
 }
 
-/* A 64-row × 16-token tile: thread (row, quarter) owns one row and four tokens. */
-__global__ void __launch_bounds__(TILE_THREADS) tile_kernel(struct cu_gemm p)
+/* A 64-row × 16-token tile: thread (row, quarter) owns one row and four tokens. (One block per
+ * multiprocessor as the bound: with more, ptxas caps the registers at 40 and spills.) */
+__global__ void __launch_bounds__(TILE_THREADS, 1) tile_kernel(struct cu_gemm p)
 {
     __shared__ float ws[TM][TK + 1], xs[TN][TK + 1];
     int tid = threadIdx.x, row = tid % TM, tq = tid / TM;

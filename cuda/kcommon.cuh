@@ -10,14 +10,12 @@ __device__ __forceinline__ int64_t cu_esize(int dtype)
     return dtype == CORE_F32 ? 4 : dtype == CORE_F8E4M3 ? 1 : 2;
 }
 
-/* Element (r, c) of w widened, FP8 block scale applied: cpu_weight_row's value. A weight's row
- * and column indices fit 32 bits, so the block division is the fast 32-bit one (a 64-bit
- * division is a called routine whose stack frame the build refuses). */
+/* Element (r, c) of w widened, FP8 block scale applied: cpu_weight_row's value. */
 __device__ __forceinline__ float cu_w_at(const struct cu_w &w, int64_t r, int64_t c)
 {
     const char *row = (const char *)w.data + r * w.cols * cu_esize(w.dtype);
     float s = 1.0f;
-    if (w.scale) s = w.scale[(int64_t)((int)r / w.block_rows) * w.n_cb + (int)c / w.block_cols];
+    if (w.scale) s = w.scale[core_scale_at(r, c, w.row0, w.col0, w.block_rows, w.block_cols, w.n_cb)];
     return core_widen(w.dtype, row, c, s);
 }
 

@@ -18,14 +18,17 @@
 extern "C" {
 #endif
 
-/* A weight in device memory, [rows, cols] row-major in its stored dtype. */
+/* A weight in device memory, [rows, cols] row-major in its stored dtype: a whole tensor, or a
+ * tensor-parallel rank's rows and columns of one, whose scale grid starts at the block that
+ * holds its first element (row0, col0: that element's place inside the block). */
 struct cu_w {
     int dtype;                   /* enum core_dtype */
     int block_rows, block_cols;  /* FP8 scale block; 0 for other dtypes */
+    int row0, col0;              /* FP8 slice: offset inside the first scale block; else 0 */
     int64_t rows, cols;
-    int64_t n_cb;                /* columns of the scale grid: ceil(cols / block_cols) */
+    int64_t n_cb;                /* columns of the scale grid: ceil((col0 + cols) / block_cols) */
     const void *data;
-    const float *scale;          /* FP8: [ceil(rows/block_rows)][n_cb] multipliers; else NULL */
+    const float *scale;          /* FP8: [ceil((row0 + rows)/block_rows)][n_cb]; else NULL */
 };
 
 /* y[b][t][o] = Σ_i W[r0 + b·w_step + o][i] · x[b][t][i] for o < n_out, t < n, b < n_batch, with

@@ -131,6 +131,13 @@ void comm_sum_into(void *inout, const void *in, size_t n, enum dtype t)
     }
 }
 
+void comm_split(int64_t n, int size, int rank, int64_t *lo, int64_t *hi)
+{
+    int64_t q = n / size, r = n % size;
+    *lo = (int64_t)rank * q + (rank < r ? rank : r);
+    *hi = *lo + q + (rank < r ? 1 : 0);
+}
+
 size_t comm_offset(const size_t *sizes, int k)
 {
     size_t off = 0;

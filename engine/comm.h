@@ -118,6 +118,10 @@ int comm_reducible(enum dtype t);
  * even): the host reduction every host implementation uses. */
 void comm_sum_into(void *inout, const void *in, size_t n, enum dtype t);
 
+/* [lo, hi) of n items for rank of size: the first n % size ranks take one more (how a tensor-
+ * parallel job splits experts, intermediate rows and vocabularies). */
+void comm_split(int64_t n, int size, int rank, int64_t *lo, int64_t *hi);
+
 /* Sum of the first k entries of a size array (the offset of block k). */
 size_t comm_offset(const size_t *sizes, int k);
 

@@ -1,5 +1,6 @@
-/* options_internal: what options.c shares with options_yaml.c — the row type of the option
- * table and the table-driven setters. Not for other modules: they use server/options.h. */
+/* options_internal: what options.c shares with options_yaml.c and options_cli.c — the row type
+ * of the option table and the table-driven lookups and setters. Not for other modules: they use
+ * server/options.h. */
 #ifndef SEEKD_OPTIONS_INTERNAL_H
 #define SEEKD_OPTIONS_INTERNAL_H
 
@@ -28,8 +29,14 @@ struct opt_def {
 /* Rows in the table, and the position of row d in it. */
 size_t opt_n_defs(void);
 size_t opt_index(const struct opt_def *d);
+/* Row i of the table. */
+const struct opt_def *opt_def_at(size_t i);
 /* The row of a YAML key, or NULL. */
 const struct opt_def *opt_find_key(const char *key);
+/* The row of a flag name without its dashes (a long one, or with short_form a letter), or NULL. */
+const struct opt_def *opt_find_flag(const char *name, bool short_form);
+/* A numeric bound of row d as the file writes it ("64KiB", "30s", "8"). */
+const char *opt_format_bound(const struct opt_def *d, double v, char *buf, size_t n);
 /* The field of o that row d describes. */
 void *opt_field_of(struct seekd_options *o, const struct opt_def *d);
 /* Parses s as row d's type and stores it; -1 with a message. */

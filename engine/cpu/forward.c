@@ -624,7 +624,7 @@ static int head_part(struct fwd *f, int r0, int n, float *logits, struct err *e)
     if (comm_allgatherv(s->comm, f->lg, f->lgall, f->vcount, NULL, e) != 0) return -1;
     const float *blk = f->lgall;
     for (int r = 0; r < s->size; r++) {
-        shard_split(V, s->size, r, &lo, &hi);
+        comm_split(V, s->size, r, &lo, &hi);
         for (int t = 0; t < n; t++)
             memcpy(logits + (size_t)(r0 + t) * V + lo, blk + (size_t)t * (hi - lo),
                    (size_t)(hi - lo) * sizeof *logits);

@@ -4,9 +4,12 @@
  * reverse all-to-all) and are combined where they came from. A rank with no tokens still takes
  * part in every exchange (fwd_run_idle), serving the others' rows.
  *
- * A row carries its expert id (as a float, exact below 2^24) and the normed input; outputs come
- * back in the order sent. Each expert computes its rows as one rank would (every output row is
- * one dot product per element, whatever else is in the batch), and each token sums its experts'
+ * The rows go in moeplan's order (experts ascending: one block per destination rank, in rank
+ * order); who receives what from whom comes from every rank's per-expert counts, exchanged
+ * first, and engine/plan/epplan.c (the plan the CUDA backend's exchange follows too) groups
+ * the received rows by expert and puts the outputs back in arrival order; they return in the
+ * order sent. Each expert computes its rows as one rank would (every output row is one dot
+ * product per element, whatever else is in the batch), and each token sums its experts'
  * outputs in ascending expert id and then the shared experts, as moe() does: the result is the
  * single rank's, bit for bit. */
 #include <stdlib.h>
@@ -15,124 +18,92 @@
 #include "engine/comm.h"
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/forward_internal.h"
+#include "engine/plan/epplan.h"
+#include "engine/plan/moeplan.h"
 
 struct fwd_ep {
     struct comm *c;
-    int rank, size;
-    int e0, e1;   /* this rank's experts */
-    int q, r;     /* E = q * size + r: the first r ranks hold q + 1 */
+    struct mp_plan mp;    /* this layer's rows by expert (the order they are sent in) */
+    struct ep_plan plan;  /* this layer's exchange */
+    int64_t *cnt, *all;   /* [E] this rank's rows per expert; [N, E] every rank's */
+    size_t *sb, *rb;      /* [N] bytes sent to / received from each rank */
 };
 
 void fwd_use_ep(struct fwd *f, struct comm *c)
 {
     int E = f->c->n_routed_experts;
     struct fwd_ep *p = xcalloc(1, sizeof *p);
-    *p = (struct fwd_ep){.c = c, .rank = c->rank, .size = c->size, .q = E / c->size,
-                         .r = E % c->size};
-    p->e0 = p->rank * p->q + (p->rank < p->r ? p->rank : p->r);
-    p->e1 = p->e0 + p->q + (p->rank < p->r ? 1 : 0);
+    p->c = c;
+    ep_plan_init(&p->plan, c->size, c->rank, E);
+    p->cnt = xcalloc((size_t)E, sizeof *p->cnt);
+    p->all = xcalloc((size_t)c->size * (size_t)E, sizeof *p->all);
+    p->sb = xcalloc((size_t)c->size, sizeof *p->sb), p->rb = xcalloc((size_t)c->size, sizeof *p->rb);
     f->ep = p;
 }
 
 void fwd_ep_free(struct fwd *f)
 {
-    free(f->ep);
+    struct fwd_ep *p = f->ep;
+    if (!p) return;
+    mp_free(&p->mp);
+    ep_plan_free(&p->plan);
+    free(p->cnt), free(p->all), free(p->sb), free(p->rb);
+    free(p);
     f->ep = NULL;
 }
 
-/* The rank holding expert x. */
-static int owner(const struct fwd_ep *p, int x)
+/* The rows to send (each routed pair's normed input, by expert), every rank's counts, the
+ * exchange's plan and byte counts. */
+static int plan(struct fwd *f, int T, float **send, struct err *e)
 {
-    int big = p->r * (p->q + 1);
-    return x < big ? x / (p->q + 1) : p->r + (x - big) / p->q;
-}
-
-/* One MoE layer's exchange: the buffers and counts of both directions. */
-struct ep_xchg {
-    int64_t *cnt;   /* [N] rows this rank sends to each rank */
-    int64_t *all;   /* [N, N] every rank's cnt */
-    size_t *sb, *rb; /* [N] bytes sent to / received from each rank */
-    int *slot;      /* [T*k] each routed pair's row in the send order */
-    float *send;    /* [T*k, D+1] expert id, then the normed row */
-    float *recv;    /* [n_recv, D+1] */
-    float *out;     /* [n_recv, D] expert outputs, the rows' order */
-    float *back;    /* [T*k, D] outputs of this rank's rows, in the send order */
-    int64_t n_recv;
-};
-
-static void xchg_free(struct ep_xchg *x)
-{
-    free(x->cnt), free(x->all), free(x->sb), free(x->rb), free(x->slot);
-    free(x->send), free(x->recv), free(x->out), free(x->back);
-}
-
-/* Counts, the send order, the packed rows; every rank's counts. */
-static int pack(struct fwd *f, int T, struct ep_xchg *x, struct err *e)
-{
-    const struct fwd_ep *p = f->ep;
-    int N = p->size, n = T * f->c->n_experts_per_tok;
-    size_t D = (size_t)f->c->hidden_size, k = (size_t)f->c->n_experts_per_tok;
-    x->cnt = xcalloc((size_t)N, sizeof *x->cnt), x->all = xcalloc((size_t)N * N, sizeof *x->all);
-    x->sb = xcalloc((size_t)N, sizeof *x->sb), x->rb = xcalloc((size_t)N, sizeof *x->rb);
-    x->slot = xcalloc((size_t)n + 1, sizeof *x->slot);
-    x->send = xmalloc(((size_t)n * (D + 1) + 1) * sizeof *x->send);
-    for (int i = 0; i < n; i++) x->cnt[owner(p, f->sel[i])]++;
-    if (comm_exchange(p->c, x->cnt, N, x->all, e) != 0) return -1;
-    int64_t *next = xcalloc((size_t)N, sizeof *next);
-    for (int q = 1; q < N; q++) next[q] = next[q - 1] + x->cnt[q - 1];
-    for (int i = 0; i < n; i++) {
-        float *row = x->send + (size_t)(x->slot[i] = (int)next[owner(p, f->sel[i])]++) * (D + 1);
-        row[0] = (float)f->sel[i];
-        memcpy(row + 1, f->xn + (size_t)i / k * D, D * sizeof *row);
-    }
-    free(next);
-    for (int q = 0; q < N; q++) {
-        x->sb[q] = (size_t)x->cnt[q] * (D + 1) * sizeof(float);
-        x->rb[q] = (size_t)x->all[(size_t)q * N + p->rank] * (D + 1) * sizeof(float);
-        x->n_recv += x->all[(size_t)q * N + p->rank];
-    }
+    struct fwd_ep *p = f->ep;
+    int E = f->c->n_routed_experts, k = f->c->n_experts_per_tok;
+    size_t D = (size_t)f->c->hidden_size;
+    if (mp_build(&p->mp, f->sel, T, k, E) != 0) ERR_FATAL("the routing chose an impossible expert list");
+    const int32_t *off = mp_arr(&p->mp, p->mp.offset), *row_tok = mp_arr(&p->mp, p->mp.row_tok);
+    *send = xmalloc(((size_t)p->mp.n_rows * D + 1) * sizeof **send);
+    for (int r = 0; r < p->mp.n_rows; r++)
+        memcpy(*send + (size_t)r * D, f->xn + (size_t)row_tok[r] * D, D * sizeof **send);
+    for (int x = 0; x < E; x++) p->cnt[x] = off[x + 1] - off[x];
+    if (comm_exchange(p->c, p->cnt, E, p->all, e) != 0) return -1;
+    ep_plan_build(&p->plan, p->all);
+    for (int q = 0; q < p->plan.size; q++)
+        p->sb[q] = (size_t)p->plan.send[q] * D * sizeof(float),
+        p->rb[q] = (size_t)p->plan.recv[q] * D * sizeof(float);
     return 0;
 }
 
-/* The received rows through this rank's experts, each expert's rows in arrival order, at most
- * max_tokens at a time. */
-static void run_experts(struct fwd *f, const struct layer *L, struct ep_xchg *x)
+/* The received rows (arrival order) through this rank's experts: grouped by expert, each group
+ * at most max_tokens rows at a time, the outputs back in arrival order, in place. */
+static void run_experts(struct fwd *f, const struct layer *L, float *rows)
 {
-    size_t D = (size_t)f->c->hidden_size;
-    int *rows = xmalloc(((size_t)x->n_recv + 1) * sizeof *rows);
-    for (int ex = f->ep->e0; ex < f->ep->e1; ex++) {
-        int n = 0;
-        for (int64_t i = 0; i < x->n_recv; i++)
-            if ((int)x->recv[(size_t)i * (D + 1)] == ex) rows[n++] = (int)i;
-        for (int s = 0; s < n; s += f->max_tokens) {
-            int m = n - s < f->max_tokens ? n - s : f->max_tokens;
-            for (int j = 0; j < m; j++)
-                memcpy(f->xg + (size_t)j * D, x->recv + (size_t)rows[s + j] * (D + 1) + 1, D * sizeof(float));
-            fwd_mlp(f, &L->exp_gate[ex], &L->exp_up[ex], &L->exp_down[ex], f->xg, m, f->yg);
-            for (int j = 0; j < m; j++)
-                memcpy(x->out + (size_t)rows[s + j] * D, f->yg + (size_t)j * D, D * sizeof(float));
+    const struct ep_plan *p = &f->ep->plan;
+    size_t D = (size_t)f->c->hidden_size, n = (size_t)p->n_recv;
+    float *gx = xmalloc((n * D + 1) * sizeof *gx), *gy = xmalloc((n * D + 1) * sizeof *gy);
+    for (size_t g = 0; g < n; g++) memcpy(gx + g * D, rows + (size_t)p->perm[g] * D, D * sizeof *gx);
+    for (int i = 0; i < p->e1 - p->e0; i++) {
+        const struct weight *gate = &L->exp_gate[p->e0 + i], *up = &L->exp_up[p->e0 + i];
+        for (int64_t r = p->goff[i]; r < p->goff[i + 1]; r += f->max_tokens) {
+            int m = (int)(p->goff[i + 1] - r < f->max_tokens ? p->goff[i + 1] - r : f->max_tokens);
+            fwd_mlp(f, gate, up, &L->exp_down[p->e0 + i], gx + (size_t)r * D, m, gy + (size_t)r * D);
         }
     }
-    free(rows);
+    for (size_t a = 0; a < n; a++) memcpy(rows + a * D, gy + (size_t)p->inv[a] * D, D * sizeof *gy);
+    free(gx), free(gy);
 }
 
-/* out[t] = Σ over t's experts in ascending id of weight · output, then the shared experts. */
-static void combine(struct fwd *f, const struct layer *L, int T, const struct ep_xchg *x)
+/* out[t] = Σ over t's choices (experts ascending: moe_route sorts them) of weight · output,
+ * then the shared experts: moe()'s order of additions. back: the outputs, moeplan's rows. */
+static void combine(struct fwd *f, const struct layer *L, int T, const float *back)
 {
     int k = f->c->n_experts_per_tok;
     size_t D = (size_t)f->c->hidden_size;
+    const int32_t *tok_row = mp_arr(&f->ep->mp, f->ep->mp.tok_row);
     memset(f->out, 0, (size_t)T * D * sizeof *f->out);
-    for (int t = 0; t < T; t++) {
-        int order[64], n = k < 64 ? k : 64;
-        for (int j = 0; j < n; j++) { /* insertion sort of t's pairs by expert id */
-            int i = j;
-            for (; i > 0 && f->sel[t * k + order[i - 1]] > f->sel[t * k + j]; i--) order[i] = order[i - 1];
-            order[i] = j;
-        }
-        for (int j = 0; j < n; j++)
-            cpu_axpy(f->out + (size_t)t * D, f->selw[t * k + order[j]],
-                     x->back + (size_t)x->slot[t * k + order[j]] * D, (int)D);
-    }
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < k; j++)
+            cpu_axpy(f->out + (size_t)t * D, f->selw[t * k + j],
+                     back + (size_t)tok_row[t * k + j] * D, (int)D);
     if (!f->c->n_shared_experts || !T) return;
     fwd_mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
     for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, (int)D);
@@ -140,25 +111,22 @@ static void combine(struct fwd *f, const struct layer *L, int T, const struct ep
 
 int fwd_moe_ep(struct fwd *f, const struct layer *L, int T, struct err *e)
 {
-    struct ep_xchg x = {0};
-    size_t D = (size_t)f->c->hidden_size, n = (size_t)T * (size_t)f->c->n_experts_per_tok;
-    int N = f->ep->size, rc = pack(f, T, &x, e);
+    struct fwd_ep *p = f->ep;
+    size_t D = (size_t)f->c->hidden_size;
+    float *send = NULL, *rows = NULL, *back = NULL;
+    int rc = plan(f, T, &send, e);
     if (rc == 0) {
-        x.recv = xmalloc(((size_t)x.n_recv * (D + 1) + 1) * sizeof *x.recv);
-        rc = comm_alltoallv(f->ep->c, x.send, x.sb, x.recv, x.rb, NULL, e);
+        rows = xmalloc(((size_t)p->plan.n_recv * D + 1) * sizeof *rows);
+        rc = comm_alltoallv(p->c, send, p->sb, rows, p->rb, NULL, e);
     }
     if (rc == 0) {
-        x.out = xmalloc(((size_t)x.n_recv * D + 1) * sizeof *x.out);
-        x.back = xmalloc((n * D + 1) * sizeof *x.back);
-        run_experts(f, L, &x);
-        for (int q = 0; q < N; q++) { /* the reverse direction: outputs only */
-            x.sb[q] = (size_t)x.cnt[q] * D * sizeof(float);
-            x.rb[q] = (size_t)x.all[(size_t)q * N + f->ep->rank] * D * sizeof(float);
-        }
-        rc = comm_alltoallv(f->ep->c, x.out, x.rb, x.back, x.sb, NULL, e);
+        run_experts(f, L, rows);
+        back = xmalloc(((size_t)p->mp.n_rows * D + 1) * sizeof *back);
+        /* the reverse direction: what came from rank q returns to it */
+        rc = comm_alltoallv(p->c, rows, p->rb, back, p->sb, NULL, e);
     }
-    if (rc == 0) combine(f, L, T, &x);
-    xchg_free(&x);
+    if (rc == 0) combine(f, L, T, back);
+    free(send), free(rows), free(back);
     return rc;
 }
 

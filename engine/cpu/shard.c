@@ -4,13 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void shard_split(int64_t n, int size, int rank, int64_t *lo, int64_t *hi)
-{
-    int64_t q = n / size, r = n % size;
-    *lo = (int64_t)rank * q + (rank < r ? rank : r);
-    *hi = *lo + q + (rank < r ? 1 : 0);
-}
-
 /* Columns per block of w's format: what a column copy must start and end on. */
 static int64_t col_granule(const struct weight *w)
 {
@@ -72,7 +65,7 @@ static int shard_layer_make(const struct model *m, const struct layer *L, const 
     if (copy_cols(&L->o, s->h0 * per_head, s->h1 * per_head, &sl->o, e) != 0) return -1;
     const struct weight *down = !L->is_moe ? &L->down : L->sh_down.data ? &L->sh_down : NULL;
     if (!down) return 0;
-    shard_split(down->cols, s->size, s->rank, &sl->i0, &sl->i1);
+    comm_split(down->cols, s->size, s->rank, &sl->i0, &sl->i1);
     return copy_cols(down, sl->i0, sl->i1, &sl->down, e);
 }
 
@@ -88,12 +81,12 @@ struct shard *shard_create(const struct model *m, struct comm *c, struct err *e)
     int64_t lo, hi;
     *s = (struct shard){.comm = c, .rank = c->rank, .size = c->size};
     s->h0 = cf->n_heads / c->size * c->rank, s->h1 = s->h0 + cf->n_heads / c->size;
-    shard_split(cf->n_routed_experts, c->size, c->rank, &lo, &hi);
+    comm_split(cf->n_routed_experts, c->size, c->rank, &lo, &hi);
     s->e0 = (int)lo, s->e1 = (int)hi;
-    shard_split(cf->vocab_size, c->size, c->rank, &s->v0, &s->v1);
+    comm_split(cf->vocab_size, c->size, c->rank, &s->v0, &s->v1);
     s->vbytes = xcalloc((size_t)c->size, sizeof *s->vbytes);
     for (int r = 0; r < c->size; r++) {
-        shard_split(cf->vocab_size, c->size, r, &lo, &hi);
+        comm_split(cf->vocab_size, c->size, r, &lo, &hi);
         s->vbytes[r] = (size_t)(hi - lo) * sizeof(float);
     }
     s->layers = xcalloc((size_t)cf->n_layers, sizeof *s->layers);

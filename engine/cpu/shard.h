@@ -42,9 +42,6 @@ struct shard {
     int n_layers;
 };
 
-/* [lo, hi) of n items for rank of size: the first n % size ranks take one more. */
-void shard_split(int64_t n, int size, int rank, int64_t *lo, int64_t *hi);
-
 /* This rank's part of m over c (c->size > 1). NULL with a message when the heads do not divide
  * by the rank count (naming both numbers) or a copy cannot be allocated. */
 struct shard *shard_create(const struct model *m, struct comm *c, struct err *e);

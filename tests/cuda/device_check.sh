@@ -12,21 +12,26 @@
 #   golden   tests/integration/test_logits.py with --backend cuda --numerics ref, then the fast
 #            numerics' gates (test_fast_numerics.py with FAST_BACKEND=cuda)
 #   serve    seekd serve on the GPU behind the real scheduler and sampler
+#   parallel the NCCL communicator (tests/cuda/nccl_check.sh), then tensor and expert
+#            parallelism over 2 and 4 GPUs: `seekd logits --tensor-parallel-size N` and
+#            `--data-parallel-size N --enable-expert-parallel` under mpirun against one GPU on
+#            the safetensors fixtures in every mode, within 1e-5 of max |logit|; skipped, and
+#            said so, where fewer GPUs are there (NCCL refuses two ranks on one GPU)
 # Every step has a timeout and the whole run a limit (DEVICE_CHECK_LIMIT, 470 s: under 8 minutes);
 # the report ($OUT/device-report.md, OUT defaulting to ./device-out) is appended to after every
 # step, so a run cut short still says what it saw. A step that needs a GPU where none is usable
 # is recorded as unavailable, with the runtime's reason.
 #
 # usage: tests/cuda/device_check.sh [STEPS]
-#        STEPS: comma list of env,build,kernels,stages,bench,golden,serve (default: all)
+#        STEPS: comma list of env,build,kernels,stages,bench,golden,serve,parallel (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export ROOT=$PWD
 export OUT=${OUT:-$ROOT/device-out}
 export BUNDLE=${SEEKD_BUNDLE:-$ROOT/.devbundle}
 LIMIT=${DEVICE_CHECK_LIMIT:-470}
-STEPS=${1:-env,build,kernels,stages,bench,golden,serve}
-[ "$STEPS" = all ] && STEPS=env,build,kernels,stages,bench,golden,serve
+STEPS=${1:-env,build,kernels,stages,bench,golden,serve,parallel}
+[ "$STEPS" = all ] && STEPS=env,build,kernels,stages,bench,golden,serve,parallel
 START=$(date +%s)
 REPORT=$OUT/device-report.md
 mkdir -p "$OUT/logs"
@@ -225,11 +230,56 @@ PY
     return $rc
 }
 
+# One GPU's logits against N GPU ranks' (the layout's flags in $3..): within 1e-5 of max |logit|.
+compare_ranks() {
+    local n=$1 model=$2 mode=$3 d=$4
+    shift 4
+    # shellcheck disable=SC2086
+    "$SEEKD" logits --model "$model" --tokens 1,5,17,33,2,99,100,7,8,9,11,12 --backend cuda \
+        --numerics ref --gpus 0 $mode --out "$d/one.npy" &&
+        mpirun --oversubscribe --bind-to none -np "$n" "$SEEKD" logits --model "$model" \
+            --tokens 1,5,17,33,2,99,100,7,8,9,11,12 --backend cuda --numerics ref \
+            --gpus "0-$((n - 1))" "$@" $mode --out "$d/many.npy" &&
+        python3 -c 'import sys, numpy as np
+one, many = np.load(sys.argv[1]), np.load(sys.argv[2])
+err = float(np.abs(one - many).max() / np.abs(one).max())
+print("%s over %s GPUs, %s %s: max |diff| / max |logit| = %.2e" % (sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] or "prefill", err))
+sys.exit(0 if one.shape == many.shape and err <= 1e-5 else 1)' "$d/one.npy" "$d/many.npy" "$*" "$n" "$model" "$mode"
+}
+
+# NCCL's collectives, then tensor- and expert-parallel logits over 2 and 4 GPUs against one GPU's.
+step_parallel() {
+    local rc=0 gpus n mode model d=${TMPDIR:-/tmp}/seekd-ranks
+    if ! command -v mpirun > /dev/null; then
+        echo "parallel: skipped: no mpirun (Open MPI) on this machine"
+        return 0
+    fi
+    tests/cuda/nccl_check.sh "$OUT/logs" || rc=1
+    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    rm -rf "$d" && mkdir -p "$d"
+    for n in 2 4; do
+        if [ "${gpus:-0}" -lt "$n" ]; then
+            echo "tensor and expert parallelism over $n GPUs: skipped: ${gpus:-0} GPU(s) here"
+            continue
+        fi
+        for model in tests/fixtures/models/v3-fp8 tests/fixtures/models/v3-bf16-sharded tests/fixtures/models/v2-lite; do
+            for mode in "" "--chunk 5" "--decode"; do
+                compare_ranks "$n" "$model" "$mode" "$d" --tensor-parallel-size "$n" || rc=1
+                compare_ranks "$n" "$model" "$mode" "$d" --data-parallel-size "$n" --enable-expert-parallel || rc=1
+            done
+        done
+    done
+    rm -rf "$d"
+    return $rc
+}
+
 # The fast path's benchmarks (tests/cuda/bench_cu), the 8-layer V3-shaped model end to end.
 step_bench() {
     "$BENCH" gemm mla moe decode tests/fixtures/synthetic/v3-L8.json
 }
-export -f step_env step_build step_kernels step_stages step_golden step_serve step_bench
+export -f step_env step_build step_kernels step_stages step_golden step_serve step_bench step_parallel \
+    compare_ranks
 
 # The figures of the bench log, as report tables (key=value fields of bench_cu's lines).
 bench_figures() {
@@ -269,7 +319,7 @@ if [ -z "$GPU_WHY" ] && [ -x "$SEEKD" ]; then
 elif [ -z "$GPU_WHY" ]; then
     GPU_WHY="no seekd binary (run the build step)"
 fi
-for s in kernels stages bench golden serve; do
+for s in kernels stages bench golden serve parallel; do
     want $s || continue
     if [ -n "$GPU_WHY" ]; then
         record $s "unavailable: $GPU_WHY" 0
@@ -282,6 +332,7 @@ for s in kernels stages bench golden serve; do
     golden) python_setup && run_step golden 150 step_golden ||
         { [ -s "$OUT/logs/golden.log" ] || record golden "unavailable: python3 lacks pytest or numpy" 0; } ;;
     serve) run_step serve 45 step_serve ;;
+    parallel) python_setup; run_step parallel 150 step_parallel ;;
     esac
 done
 

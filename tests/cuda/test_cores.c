@@ -104,7 +104,7 @@ static float kernel_element(const struct weight *w, int64_t r, int64_t c)
     float s = 1.0f;
     if (w->scale) {
         int64_t n_cb = (w->cols + w->block_cols - 1) / w->block_cols;
-        s = ((const float *)w->scale)[(r / w->block_rows) * n_cb + c / w->block_cols];
+        s = ((const float *)w->scale)[core_scale_at(r, c, 0, 0, w->block_rows, w->block_cols, n_cb)];
     }
     return core_widen((int)w->dtype, row, c, s);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "server/options.c"
+#include "server/options_cli.c"
 #include "server/options_yaml.c"
 #include "tests/check_run.h"
 
