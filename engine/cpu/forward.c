@@ -250,6 +250,7 @@ enum {
     WHOLE_ATTN_T = 64, /* batches up to this size run attention as one loop over head groups */
     ATTN_ROWS = 256,   /* query rows (tokens x heads) per task: they share each widened block */
     TOKEN_GROUP = 16,  /* tokens of one sequence per task at most */
+    SPLIT_MIN = 1 << 15, /* element-wise work of at least this many values runs on every thread */
 };
 
 /* qlat[t][h][0..dc) from head h's widened W_UK [dn, dc], four tokens at a time where it can. */
@@ -502,6 +503,32 @@ static void attention(struct fwd *f, const struct layer *L, int il, struct kv_ca
     fwd_out_proj(f, L, il, T);
 }
 
+/* a = silu(a) · b over n values, in equal parts on every thread when there are enough (each
+ * value on its own: the same bits however it is split). */
+struct silu_job {
+    float *a;
+    const float *b;
+    int64_t n, per;
+};
+
+static void silu_task(void *arg, int task, int thread)
+{
+    const struct silu_job *j = arg;
+    int64_t lo = (int64_t)task * j->per, hi = lo + j->per < j->n ? lo + j->per : j->n;
+    if (lo < hi) cpu_silu_mul(j->a + lo, j->b + lo, hi - lo);
+}
+
+static void silu_mul(struct fwd *f, float *a, const float *b, int64_t n)
+{
+    int threads = tp_size(f->ops.tp);
+    if (threads < 2 || n < SPLIT_MIN) {
+        cpu_silu_mul(a, b, n);
+        return;
+    }
+    struct silu_job j = {a, b, n, (n + threads - 1) / threads};
+    tp_run(f->ops.tp, threads, silu_task, &j);
+}
+
 /* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x). */
 void fwd_mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
                 const struct weight *down, const float *x, int n, float *y)
@@ -509,7 +536,7 @@ void fwd_mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
     const struct weight *w[2] = {gate, up};
     float *act[2] = {f->ff_a, f->ff_b};
     ops_matmul_many(&f->ops, w, act, 2, x, n);
-    cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * gate->rows);
+    silu_mul(f, f->ff_a, f->ff_b, (int64_t)n * gate->rows);
     ops_matmul(&f->ops, down, f->ff_a, n, y);
 }
 
@@ -526,7 +553,7 @@ static void mlp_part(struct fwd *f, const struct weight *gate, const struct weig
     }
     ops_matmul_rows(&f->ops, gate, a, a + w, x, D, n, f->ff_a, w);
     ops_matmul_rows(&f->ops, up, a, a + w, x, D, n, f->ff_b, w);
-    cpu_silu_mul(f->ff_a, f->ff_b, (int64_t)n * w);
+    silu_mul(f, f->ff_a, f->ff_b, (int64_t)n * w);
     shard_mask(down, f->ff_a, n);
     ops_matmul(&f->ops, &down->w, f->ff_a, n, y);
 }
@@ -538,14 +565,44 @@ static void dense_mlp(struct fwd *f, const struct layer *L, int il, int T)
     else fwd_mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
 }
 
+/* out[who[i]] += wgt[i] · y[i] for n rows (who NULL: row i; wgt NULL: weight 1), in equal parts
+ * on every thread when there are enough values. The rows are distinct, so each row's additions
+ * come in the same order however the rows are split. */
+struct rows_job {
+    float *out;
+    const int *who;
+    const float *wgt, *y;
+    int n, per, D;
+};
+
+static void rows_task(void *arg, int task, int thread)
+{
+    const struct rows_job *j = arg;
+    int lo = task * j->per, hi = lo + j->per < j->n ? lo + j->per : j->n;
+    for (int i = lo; i < hi; i++)
+        cpu_axpy(j->out + (size_t)(j->who ? j->who[i] : i) * j->D, j->wgt ? j->wgt[i] : 1.0f,
+                 j->y + (size_t)i * j->D, j->D);
+}
+
+static void add_rows(struct fwd *f, const int *who, const float *wgt, const float *y, int n)
+{
+    int threads = tp_size(f->ops.tp), D = f->c->hidden_size;
+    struct rows_job j = {f->out, who, wgt, y, n, n, D};
+    if (threads < 2 || (int64_t)n * D < SPLIT_MIN) {
+        rows_task(&j, 0, 0);
+        return;
+    }
+    j.per = (n + threads - 1) / threads;
+    tp_run(f->ops.tp, threads, rows_task, &j);
+}
+
 /* out += the shared experts of layer il over every token, when the rank shards them (else they
  * ran with the routed ones). */
 static void shared_part(struct fwd *f, const struct layer *L, int il, int T)
 {
-    size_t D = (size_t)f->c->hidden_size;
     if (!f->sh || !f->c->n_shared_experts) return;
     mlp_part(f, &L->sh_gate, &L->sh_up, &f->sh->layers[il].down, f->xn, T, f->yg);
-    for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, (int)D);
+    add_rows(f, NULL, NULL, f->yg, T);
 }
 
 /* Routed experts visited in ascending id, each over the tokens routed to it; then shared. Sharded:
@@ -584,7 +641,7 @@ static int moe(struct fwd *f, const struct layer *L, int il, int T, struct err *
                 }
         if (!n) continue;
         fwd_mlp(f, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], f->xg, n, f->yg);
-        for (int i = 0; i < n; i++) cpu_axpy(f->out + (size_t)who[i] * D, wgt[i], f->yg + (size_t)i * D, D);
+        add_rows(f, who, wgt, f->yg, n);
     }
     free(who);
     free(wgt);
@@ -594,7 +651,7 @@ static int moe(struct fwd *f, const struct layer *L, int il, int T, struct err *
     }
     if (!c->n_shared_experts) return 0;
     fwd_mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
-    for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, D);
+    add_rows(f, NULL, NULL, f->yg, T);
     return 0;
 }
 
