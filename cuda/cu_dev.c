@@ -138,7 +138,8 @@ int cu_check_opts(const struct model *m, const struct backend_opts *o, struct er
     if (o->numerics != NUMERICS_FAST && o->dump_dir)
         return err_set(e, "stage dumps are written under numerics fast only");
     if (o->n_devices > 1)
-        return err_set(e, "the CUDA backend drives one GPU so far, and %d are listed (gpus)",
+        return err_set(e, "a rank drives one GPU, and %d are listed (gpus): give "
+                          "--tensor-parallel-size or --data-parallel-size to run a rank per GPU",
                        o->n_devices);
     if (o->block_size < 1 || o->max_tokens < 1 || o->max_logits < 1)
         return err_set(e, "block size, token and logits limits must be positive");

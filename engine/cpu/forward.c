@@ -565,9 +565,7 @@ static void dense_mlp(struct fwd *f, const struct layer *L, int il, int T)
     else fwd_mlp(f, &L->gate, &L->up, &L->down, f->xn, T, f->out);
 }
 
-/* out[who[i]] += wgt[i] · y[i] for n rows (who NULL: row i; wgt NULL: weight 1), in equal parts
- * on every thread when there are enough values. The rows are distinct, so each row's additions
- * come in the same order however the rows are split. */
+/* fwd_add_rows' work, in equal parts on every thread when there are enough values. */
 struct rows_job {
     float *out;
     const int *who;
@@ -584,7 +582,7 @@ static void rows_task(void *arg, int task, int thread)
                  j->y + (size_t)i * j->D, j->D);
 }
 
-static void add_rows(struct fwd *f, const int *who, const float *wgt, const float *y, int n)
+void fwd_add_rows(struct fwd *f, const int *who, const float *wgt, const float *y, int n)
 {
     int threads = tp_size(f->ops.tp), D = f->c->hidden_size;
     struct rows_job j = {f->out, who, wgt, y, n, n, D};
@@ -602,7 +600,7 @@ static void shared_part(struct fwd *f, const struct layer *L, int il, int T)
 {
     if (!f->sh || !f->c->n_shared_experts) return;
     mlp_part(f, &L->sh_gate, &L->sh_up, &f->sh->layers[il].down, f->xn, T, f->yg);
-    add_rows(f, NULL, NULL, f->yg, T);
+    fwd_add_rows(f, NULL, NULL, f->yg, T);
 }
 
 /* Routed experts visited in ascending id, each over the tokens routed to it; then shared. Sharded:
@@ -641,7 +639,7 @@ static int moe(struct fwd *f, const struct layer *L, int il, int T, struct err *
                 }
         if (!n) continue;
         fwd_mlp(f, &L->exp_gate[x], &L->exp_up[x], &L->exp_down[x], f->xg, n, f->yg);
-        add_rows(f, who, wgt, f->yg, n);
+        fwd_add_rows(f, who, wgt, f->yg, n);
     }
     free(who);
     free(wgt);
@@ -651,7 +649,7 @@ static int moe(struct fwd *f, const struct layer *L, int il, int T, struct err *
     }
     if (!c->n_shared_experts) return 0;
     fwd_mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
-    add_rows(f, NULL, NULL, f->yg, T);
+    fwd_add_rows(f, NULL, NULL, f->yg, T);
     return 0;
 }
 

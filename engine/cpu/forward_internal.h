@@ -56,6 +56,11 @@ struct fwd {
     struct fwd_ep *ep;
 };
 
+/* f->out[who[i]] += wgt[i] · y[i] for n rows of hidden_size (who NULL: row i; wgt NULL: weight
+ * 1), on every thread when there are enough values. who's rows must be distinct (one expert's
+ * tokens): each row's additions then come in the same order however the rows are split. */
+void fwd_add_rows(struct fwd *f, const int *who, const float *wgt, const float *y, int n);
+
 /* SwiGLU MLP over n rows of x: y = down(silu(gate x) * up x); n at most max_tokens. */
 void fwd_mlp(struct fwd *f, const struct weight *gate, const struct weight *up,
              const struct weight *down, const float *x, int n, float *y);

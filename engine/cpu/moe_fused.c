@@ -204,7 +204,6 @@ void fwd_moe_fused(struct fwd *f, const struct layer *L, int T)
     tp_run(f->ops.tp, n_tasks[2], moe_task, &j);
     memset(f->out, 0, (size_t)T * D * sizeof(float));
     for (int i = 0; i < n; i++) cpu_axpy(f->out + (size_t)f->fwho[i] * D, f->fwgt[i], f->fy + (size_t)i * D, D);
-    if (n_slots > n_routed)
-        for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->fy + (size_t)(n + t) * D, D);
+    if (n_slots > n_routed) fwd_add_rows(f, NULL, NULL, f->fy + (size_t)n * D, T);
     free(slot);
 }
