@@ -13,7 +13,7 @@
 #pragma GCC pop_options
 
 static const struct qk_set avx2_qset = {
-    "avx2", avx2q_quantize, avx2q_unpack, avx2q_dot, avx2q_dot_packed, 2, 4};
+    "avx2", avx2q_quantize, avx2q_unpack, avx2q_dot, avx2q_dot_packed, 2, 4, NULL, 0};
 #endif
 
 const struct qk_set *qk_avx2(void)

@@ -2,8 +2,9 @@
  * quantisation and row unpacking, with dots of its own on 512-bit vectors: dpbusd (VNNI) sums of
  * 4 byte products for the 32-value types, two blocks per vector, the eight block scales of a
  * group spread over lanes with one permute per vector; maddubs + dpwssd (the group scales applied
- * to pair sums and accumulated in one instruction) for the K types. The integers are the other
- * sets' exactly. Without VNNI the AVX2 set serves, as its results are the same integers. */
+ * to pair sums and accumulated in one instruction) for the K types, whose float order (z_settle)
+ * the 16-row tiles of quant_tile512.c share. The integers are the other sets' exactly. Without
+ * VNNI the AVX2 set serves, as its results are the same integers. */
 #include "engine/cpu/isa.h"
 #include "engine/cpu/quant_kernels.h"
 
@@ -157,19 +158,70 @@ static inline __attribute__((always_inline)) __m512i z_codes64(const enum dtype 
     return _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi8(0x30), 0xf8); /* lo | (hi & 0x30) */
 }
 
-/* The end of a K super-block b for NT ≥ 2 tokens from t0 (z_dot256_nt), two tokens at a time:
- * their sums of 16 (bs) side by side in one vector, so that the zero point's and the mins'
- * products, conversions and accumulations take one 512-bit operation for two tokens rather
- * than a 256-bit one each. Token j's mins accumulate in half j % 2 of accm2[j / 2], lane for
- * lane the values and operations of the one-token path (sc16 << SHIFT times bs is the shifted
- * product: no int16 or int32 overflows for the scales and sums there are). */
-static inline __attribute__((always_inline)) void z_epilogue2(const struct qk_act *a, int t0,
+/* The K types' float order, shared by every path of this set and by the 16-row tiles
+ * (quant_tile512.c), so that a (row, token) result is the same bits whichever computes it: per
+ * super-block b the exact integers S_b (the group-scaled code products, the zero point taken
+ * off) and M_b (the mins' products), then in b order acc = fma((float)S_b, d_w·d_x, acc) and
+ * accm = fma((float)M_b, m_w·d_x, accm), and the result acc − accm.
+ *
+ * Up to four (row, token) pairs' sums of one super-block — isum[x] in 16 lanes, their mins in
+ * the halves of mp[x / 2] (x even: low 8 lanes) — reduced whole and laid out as
+ * [S0 S2 M0 M2 S1 S3 M1 M3]; one pair as [S0 ×4, M0 ×4]. */
+static inline __attribute__((always_inline)) __m256i z_sums(const int X, const __m512i *isum,
+                                                           const __m512i *mp)
+{
+    if (X == 1) {
+        __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(isum[0]), _mm512_extracti64x4_epi64(isum[0], 1));
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(s), _mm512_castsi512_si256(mp[0]), 1);
+        z = _mm512_add_epi32(z, _mm512_shuffle_epi32(z, (_MM_PERM_ENUM)0x4e));
+        z = _mm512_add_epi32(z, _mm512_shuffle_epi32(z, (_MM_PERM_ENUM)0xb1));
+        z = _mm512_add_epi32(z, _mm512_shuffle_i64x2(z, z, 0xb1));
+        return _mm512_castsi512_si256(_mm512_shuffle_i64x2(z, z, 0xf8));
+    }
+    __m512i zero = _mm512_setzero_si512(), s2 = X > 2 ? isum[2] : zero, s3 = X > 3 ? isum[3] : zero;
+    __m512i a = _mm512_add_epi32(_mm512_shuffle_i64x2(isum[0], isum[1], 0x44),
+                                 _mm512_shuffle_i64x2(isum[0], isum[1], 0xee));
+    __m512i b = _mm512_add_epi32(_mm512_shuffle_i64x2(s2, s3, 0x44), _mm512_shuffle_i64x2(s2, s3, 0xee));
+    __m512i c = mp[0], d = X > 2 ? mp[1] : zero;
+    __m512i p = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    __m512i q = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    __m512i r = _mm512_add_epi32(_mm512_unpacklo_epi64(p, q), _mm512_unpackhi_epi64(p, q));
+    r = _mm512_add_epi32(r, _mm512_shuffle_i64x2(r, r, 0xb1));
+    return _mm512_castsi512_si256(_mm512_shuffle_i64x2(r, r, 0xf8));
+}
+
+/* One super-block's step of the float order for X pairs (z_sums), pw[x] = d_w·d_x and
+ * pm[x] = m_w·d_x their scales: each lane of acc one pair's acc or accm. */
+static inline __attribute__((always_inline)) void z_settle(const int X, const __m512i *isum,
+    const __m512i *mp, const float *pw, const float *pm, __m256 *acc)
+{
+    __m256 p = X == 1 ? _mm256_setr_ps(pw[0], pw[0], pw[0], pw[0], pm[0], pm[0], pm[0], pm[0])
+                      : _mm256_setr_ps(pw[0], X > 2 ? pw[2] : 0.0f, pm[0], X > 2 ? pm[2] : 0.0f, pw[1],
+                                       X > 3 ? pw[3] : 0.0f, pm[1], X > 3 ? pm[3] : 0.0f);
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(z_sums(X, isum, mp)), p, *acc);
+}
+
+/* Pair x's result, acc − accm, from z_settle's lanes. */
+static inline float z_settled(const int X, __m256 acc, int x)
+{
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    int s = X == 1 ? 0 : x % 2 * 4 + x / 2;
+    return l[s] - l[X == 1 ? 4 : s + 2];
+}
+
+/* The end of a K super-block b for NT tokens from t0 (z_dot256_nt): the zero point taken off
+ * isum, the mins' sums of 16-groups (two tokens a vector, sums of 16 bs side by side), then
+ * z_settle. sc16 << SHIFT times bs is the shifted product: no int16 or int32 overflows for the
+ * scales and sums there are. */
+static inline __attribute__((always_inline)) void z_epilogue(const struct qk_act *a, int t0,
     const int NT, const int SHIFT, const int MINS, int64_t b, __m256i sc16, __m256i mn16, float dw,
-    float mw, __m512i *isum, __m512 *acc, __m512 *accm2)
+    float mw, __m512i *isum, __m256 *acc)
 {
     int64_t k = a->k;
     __m512i sc2 = _mm512_broadcast_i64x4(SHIFT >= 0 ? _mm256_slli_epi16(sc16, SHIFT) : sc16);
-    __m512i mn2 = _mm512_broadcast_i64x4(mn16);
+    __m512i mn2 = _mm512_broadcast_i64x4(mn16), mp[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    float pw[4], pm[4];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j += 2) {
         const int two = j + 1 < NT;
@@ -177,21 +229,20 @@ static inline __attribute__((always_inline)) void z_epilogue2(const struct qk_ac
         __m512i bsv = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a->bs + t * k / 16 + 16 * b)));
         if (two)
             bsv = _mm512_inserti64x4(bsv, _mm256_loadu_si256((const __m256i *)(a->bs + (t + 1) * k / 16 + 16 * b)), 1);
-        float dx0 = a->d[t * k / 32 + b], dx1 = two ? a->d[(t + 1) * k / 32 + b] : 0.0f;
         if (SHIFT >= 0) {
             __m512i off = _mm512_madd_epi16(sc2, bsv);
             isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(_mm512_castsi512_si256(off)));
             if (two)
                 isum[j + 1] = _mm512_sub_epi32(isum[j + 1], _mm512_zextsi256_si512(_mm512_extracti64x4_epi64(off, 1)));
         }
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(dw * dx0), acc[j]);
-        if (two)
-            acc[j + 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j + 1]), _mm512_set1_ps(dw * dx1), acc[j + 1]);
-        if (MINS) {
-            __m512 sx = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(mw * dx0), _mm512_set1_ps(mw * dx1));
-            accm2[j / 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(mn2, bsv)), sx, accm2[j / 2]);
-        }
+        if (MINS) mp[j / 2] = _mm512_madd_epi16(mn2, bsv);
     }
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) {
+        float dx = a->d[(t0 + j) * k / 32 + b];
+        pw[j] = dw * dx, pm[j] = MINS ? mw * dx : 0.0f;
+    }
+    z_settle(NT, isum, mp, pw, pm, acc);
 }
 
 /* NT tokens against a row of a K type, unpacked or packed (avx512q_load256, or for z_in_regs
@@ -203,13 +254,9 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
     float *y, int64_t ldy)
 {
     int64_t k = a->k, nb = k / 256;
-    __m512 acc[4], accm2[2];
-    __m256 accm[1];
+    __m256 acc = _mm256_setzero_ps();
     uint8_t codes[256] __attribute__((aligned(64)));
     const int16_t *scp = PACKED ? NULL : ((const struct qk_row *)src)->scp;
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) acc[j] = _mm512_setzero_ps();
-    accm[0] = _mm256_setzero_ps(), accm2[0] = accm2[1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m512i isum[4];
         __m256i sc16, mn16;
@@ -244,30 +291,10 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
                 isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(uc, q), sc);
             }
         }
-        if (NT == 1) {
-            __m256i bsv = _mm256_loadu_si256((const __m256i *)(a->bs + t0 * k / 16 + 16 * b));
-            if (SHIFT >= 0) {
-                __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsv), SHIFT);
-                isum[0] = _mm512_sub_epi32(isum[0], _mm512_zextsi256_si512(off));
-            }
-            float dx = a->d[t0 * k / 32 + b];
-            acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[0]), _mm512_set1_ps(dw * dx), acc[0]);
-            if (MINS)
-                accm[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsv)), _mm256_set1_ps(mw * dx), accm[0]);
-        } else {
-            z_epilogue2(a, t0, NT, SHIFT, MINS, b, sc16, mn16, dw, mw, isum, acc, accm2);
-        }
-    }
-    if (NT == 1) {
-        y[0] = z_hsum(acc[0]) - (MINS ? avx512q_hsum(accm[0]) : 0.0f);
-        return;
+        z_epilogue(a, t0, NT, SHIFT, MINS, b, sc16, mn16, dw, mw, isum, &acc);
     }
 #pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) {
-        __m256 m = j % 2 ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(accm2[j / 2]), 1))
-                         : _mm512_castps512_ps256(accm2[j / 2]);
-        y[j * ldy] = z_hsum(acc[j]) - (MINS ? avx512q_hsum(m) : 0.0f);
-    }
+    for (int j = 0; j < NT; j++) y[j * ldy] = z_settled(NT, acc, j);
 }
 
 #define Z_NT(CALL)                                                                                 \
@@ -381,14 +408,11 @@ z_k_rows(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int
 {
     int64_t k = a->k, nb = k / 256;
     const size_t bsz = avx512q_bsize256(T);
-    __m512 acc[4];
-    __m256 accm[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < R * NT; i++) acc[i] = _mm512_setzero_ps(), accm[i] = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, p += bsz) {
-        __m512i isum[4];
+        __m512i isum[4], mp[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
         __m256i sc16[4], mn16[4];
-        float dw[4], mw[4];
+        float dw[4], mw[4], pw[4], pm[4];
         z_prefetch(ahead + b * R * bsz, R * bsz, end);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)
@@ -420,17 +444,17 @@ z_k_rows(const uint8_t *p, size_t ld, const enum dtype T, const int R, const int
                     __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[i], bsv), SHIFT);
                     isum[x] = _mm512_sub_epi32(isum[x], _mm512_zextsi256_si512(off));
                 }
-                acc[x] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[x]), _mm512_set1_ps(dw[i] * dx),
-                                         acc[x]);
-                if (MINS)
-                    accm[x] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mn16[i], bsv)),
-                                              _mm256_set1_ps(mw[i] * dx), accm[x]);
+                if (MINS) {
+                    __m256i m = _mm256_madd_epi16(mn16[i], bsv);
+                    mp[x / 2] = x % 2 ? _mm512_inserti64x4(mp[x / 2], m, 1) : _mm512_inserti64x4(mp[x / 2], m, 0);
+                }
+                pw[x] = dw[i] * dx, pm[x] = MINS ? mw[i] * dx : 0.0f;
             }
         }
+        z_settle(R * NT, isum, mp, pw, pm, &acc);
     }
 #pragma GCC unroll 4
-    for (int x = 0; x < R * NT; x++)
-        y[x / NT + x % NT * ldy] = z_hsum(acc[x]) - (MINS ? avx512q_hsum(accm[x]) : 0.0f);
+    for (int x = 0; x < R * NT; x++) y[x / NT + x % NT * ldy] = z_settled(R * NT, acc, x);
 }
 
 /* NT tokens against R rows of a 32-value type T (the first at p, the next ld bytes on;
@@ -547,7 +571,7 @@ static void avx512q_dot_packed(const struct weight *w, int64_t r0, int64_t r1,
 #pragma GCC pop_options
 
 static const struct qk_set avx512_qset = {
-    "avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4, 8};
+    "avx512", avx512q_quantize, avx512q_unpack, avx512q_dot, avx512q_dot_packed, 4, 8, qk_tiles512, 16};
 #endif
 
 const struct qk_set *qk_avx512(void)

@@ -162,6 +162,11 @@ void qk_matmul_act(const struct ops *o, int thread, const struct weight *w, int6
         s->dot_packed(w, r0, r1, &a, n, y, ldy);
         return;
     }
+    if (s->tiles && n >= s->tiles_min && qk_type_of(w->dtype).k_type && r1 - r0 >= 16) {
+        int64_t rt = r0 + (r1 - r0) / 16 * 16;
+        s->tiles(o, thread, s, w, r0, rt, &a, n, y, ldy);
+        y += rt - r0, r0 = rt;
+    }
     struct qk_row rows[QK_ROWS];
     qk_layout(tp_scratch(o->tp, thread, qk_scratch_bytes(w->cols, 0, QK_ROWS)), w->cols, 0, &unused, rows, QK_ROWS);
     for (int64_t rb = r0; rb < r1; rb += QK_ROWS) {
@@ -392,7 +397,7 @@ static void scalar_dot(enum dtype wt, const struct qk_row *row, const struct qk_
 }
 
 static const struct qk_set scalar_set = {
-    "scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0, 0};
+    "scalar", scalar_quantize, scalar_unpack, scalar_dot, NULL, 0, 0, NULL, 0};
 
 const struct qk_set *qk_scalar(void)
 {

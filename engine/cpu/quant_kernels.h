@@ -83,7 +83,16 @@ struct qk_set {
     int packed_max;   /* batches of up to this many tokens take dot_packed */
     int packed_max_k; /* the same for Q4_K and Q6_K, whose codes the sets decode in registers:
                        * dotting them packed beats unpacking the row for more tokens */
+    /* Rows [r0, r1) (a multiple of 16 of them) of a K-type weight dotted with n tokens by tiles
+     * of 16 rows side by side: the same bits as unpack + dot (NULL: none). */
+    void (*tiles)(const struct ops *o, int thread, const struct qk_set *s, const struct weight *w,
+                  int64_t r0, int64_t r1, const struct qk_act *a, int n, float *y, int64_t ldy);
+    int tiles_min; /* batches of at least this many tokens take tiles */
 };
+
+/* The AVX-512 set's tiles (quant_tile512.c). */
+void qk_tiles512(const struct ops *o, int thread, const struct qk_set *s, const struct weight *w,
+                 int64_t r0, int64_t r1, const struct qk_act *a, int n, float *y, int64_t ldy);
 
 /* The 8-bit set that goes with a SIMD kernel set (by name: scalar, avx2, avx512). */
 const struct qk_set *qk_set_for(const struct simd_kernels *k);

@@ -293,15 +293,57 @@ START_TEST(grouped_dots_equal_single)
 }
 END_TEST
 
-/* Token t's outputs are the same bits alone, in batches of 3..5 and of 9 (packed and unpacked
- * dots for every type in some set), with 1..3 threads, in both arithmetics, for every set. */
+/* A set's 16-row tiles give each (row, token) the bits of its one-row dot of that token alone,
+ * for every K type, lengths whose scale units fill one 16 × 16 transpose, part of one and
+ * several, and token counts that end in every remainder of four. */
+START_TEST(tiles_equal_single)
+{
+    find_sets();
+    const int64_t ks[] = {256, 768, 1280, 4352};
+    for (int s = 1; s < n_sets; s++) {
+        if (!sets[s]->tiles) continue;
+        struct tp *tp = tp_create(1);
+        struct ops o = {.tp = tp, .k = simd_best(), .q8 = 1};
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            enum dtype t = TYPES[ti];
+            if (!qk_type_of(t).k_type) continue;
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                int64_t k = ks[ki];
+                const int rows = 80, n = 39;
+                struct weight w = make_weight(t, rows, k);
+                float *x = make_x(n, k), *y = malloc(sizeof(float) * rows * n), alone;
+                struct qk_act a;
+                struct qk_row r;
+                void *buf = alloc_layout(k, n, &a, &r);
+                for (int tk = 0; tk < n; tk++) sets[s]->quantize(x + tk * k, t, &a, tk);
+                sets[s]->tiles(&o, 0, sets[s], &w, 0, rows, &a, n, y, rows);
+                for (int i = 0; i < rows; i++) {
+                    sets[s]->unpack(&w, i, &r);
+                    for (int tk = 0; tk < n; tk++) {
+                        struct qk_act at = qk_act_at(&a, tk);
+                        sets[s]->dot(t, &r, &at, 1, &alone, 1);
+                        ck_assert_msg(!memcmp(&alone, &y[tk * rows + i], sizeof(float)),
+                                      "%s %s k=%lld row %d token %d: %.9g alone, %.9g tiled", sets[s]->name,
+                                      dtype_name(t), (long long)k, i, tk, alone, y[tk * rows + i]);
+                    }
+                }
+                free(buf), free(x), free(y), free((void *)w.data);
+            }
+        }
+        tp_destroy(tp);
+    }
+}
+END_TEST
+
+/* Token t's outputs are the same bits alone, in batches of 3..5, 9 and 41 (packed and unpacked
+ * dots for every type in some set, and 16-row tiles for the K types in the AVX-512 set), with 1..3 threads, in both arithmetics, for every set. */
 START_TEST(batch_and_thread_invariance)
 {
     const char *names[] = {"scalar", "avx2", "avx512"};
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         int64_t cols = qk_type_of(TYPES[ti]).k_type ? 512 : 576; /* 576: a partial group of blocks */
         struct weight w = make_weight(TYPES[ti], 70, cols);
-        float *x = make_x(9, cols), alone[70], y[9 * 70];
+        float *x = make_x(41, cols), alone[70], y[41 * 70];
         for (int ni = 0; ni < 3; ni++) {
             const struct simd_kernels *k = simd_by_name(names[ni]);
             if (!k) continue;
@@ -311,7 +353,7 @@ START_TEST(batch_and_thread_invariance)
                 ops_matmul(&o1, &w, x + 2 * cols, 1, alone); /* token 2 alone */
                 tp_destroy(tp1);
                 for (int th = 1; th <= 3; th++)
-                    for (int n = 3; n <= 9; n += n < 5 ? 1 : 4) {
+                    for (int n = 3; n <= 41; n += n < 5 ? 1 : n < 9 ? 4 : 32) {
                         struct tp *tp = tp_create(th);
                         struct ops o = {.tp = tp, .k = k, .q8 = q8};
                         ops_matmul(&o, &w, x, n, y);
@@ -360,6 +402,7 @@ int main(void)
     tcase_add_test(tc, exact_path_widens_exactly);
     tcase_add_test(tc, packed_equals_unpacked);
     tcase_add_test(tc, grouped_dots_equal_single);
+    tcase_add_test(tc, tiles_equal_single);
     tcase_add_test(tc, batch_and_thread_invariance);
     tcase_add_test(tc, kept_activations_end_with_their_loop);
     suite_add_tcase(s, tc);
