@@ -24,10 +24,11 @@ set -euo pipefail
 OUT=${1:-bench-out}
 THREADS=${2:-$(nproc)}
 LLAMA_CPP_PYTHON=0.3.36
-# Ports the kernel has free now (a fixed one may be another bench's on a shared machine).
+# Ports the kernel has free when a model's servers start (a fixed one may be another bench's on
+# a shared machine; one chosen at the start may since be a client connection's local port).
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-PORT_SEEKD=${PORT_SEEKD:-$(free_port)}
-PORT_LLAMA=${PORT_LLAMA:-$(free_port)}
+FIXED_SEEKD=${PORT_SEEKD:-}
+FIXED_LLAMA=${PORT_LLAMA:-}
 BENCH_MODELS=${BENCH_MODELS:-bf16 smollm2 q4km}
 RES_ROOT=${RES:-$OUT/results}
 mkdir -p "$OUT" "$RES_ROOT"
@@ -154,6 +155,8 @@ bench_both() { # name seekd-model llama-model tokenizer scenarios slots
     mkdir -p "$RES"
     rm -f "$RES"/*.json "$RES"/*.txt "$RES"/*.time "$RES"/*.cpu
     log "$name: seekd serve and llama-server, $THREADS threads each"
+    PORT_SEEKD=${FIXED_SEEKD:-$(free_port)}
+    PORT_LLAMA=${FIXED_LLAMA:-$(free_port)}
     for port in "$PORT_SEEKD" "$PORT_LLAMA"; do # a server left over would answer for ours
         if curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1; then
             echo "engines.sh: something already listens on port $port" >&2
