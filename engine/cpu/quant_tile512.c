@@ -12,8 +12,8 @@
  * A tile is built from 16 rows unpacked by the set (codes, and the scales and mins of each
  * 16-group), transposed 16 × 16 32-bit units at a time: the codes four to a unit, the scales and
  * the mins two to a unit (int16 pairs, which dpwssd multiplies by pairs of the tokens' sums of
- * 16). A few tiles are built, then every block of tokens runs against them while both stay in
- * cache. */
+ * 16). Up to four tiles (as many as fit in 512 KiB) are built, then every block of tokens runs
+ * against them while both stay in cache. */
 #include "engine/cpu/isa.h"
 #include "engine/cpu/quant_kernels.h"
 #include "engine/cpu/threadpool.h"
@@ -25,9 +25,10 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 
 enum {
-    T_LANES = 16, /* rows per tile */
-    T_TILES = 4,  /* tiles built together */
-    T_TOKENS = 32 /* tokens run against the built tiles at a time */
+    T_LANES = 16,                 /* rows per tile */
+    T_TILES = 4,                  /* tiles built together, at most */
+    T_TILES_BYTES = 512 * 1024,   /* ... and as many as fit here (at least one): they stay in L2 */
+    T_TOKENS = 32                 /* tokens run against the built tiles at a time */
 };
 
 /* 16 rows interleaved: element [unit][i] belongs to row i. */
@@ -219,15 +220,16 @@ void qk_tiles512(const struct ops *o, int thread, const struct qk_set *s, const 
                  int64_t r0, int64_t r1, const struct qk_act *a, int n, float *y, int64_t ldy)
 {
     int64_t k = w->cols;
-    size_t rows_bytes = t_up64(qk_scratch_bytes(k, 0, T_LANES));
-    uint8_t *buf = tp_scratch(o->tp, thread, rows_bytes + T_TILES * tile_bytes(k));
+    size_t rows_bytes = t_up64(qk_scratch_bytes(k, 0, T_LANES)), tb = tile_bytes(k);
+    int n_tiles = tb * T_TILES <= T_TILES_BYTES ? T_TILES : tb * 2 > T_TILES_BYTES ? 1 : (int)(T_TILES_BYTES / tb);
+    uint8_t *buf = tp_scratch(o->tp, thread, rows_bytes + (size_t)n_tiles * tb);
     struct qk_row rows[T_LANES];
     struct qk_act unused;
     struct tile tiles[T_TILES];
     qk_layout(buf, k, 0, &unused, rows, T_LANES);
-    for (int i = 0; i < T_TILES; i++) tiles[i] = tile_at(buf + rows_bytes + i * tile_bytes(k), k);
-    for (int64_t rb = r0; rb < r1; rb += T_TILES * T_LANES) {
-        int nt = (int)((r1 - rb) / T_LANES) < T_TILES ? (int)((r1 - rb) / T_LANES) : T_TILES;
+    for (int i = 0; i < n_tiles; i++) tiles[i] = tile_at(buf + rows_bytes + i * tb, k);
+    for (int64_t rb = r0; rb < r1; rb += n_tiles * T_LANES) {
+        int nt = (int)((r1 - rb) / T_LANES) < n_tiles ? (int)((r1 - rb) / T_LANES) : n_tiles;
         for (int i = 0; i < nt; i++) tile_build(s, w, rb + i * T_LANES, rows, &tiles[i]);
         for (int t0 = 0; t0 < n; t0 += T_TOKENS) {
             int t1 = n - t0 < T_TOKENS ? n : t0 + T_TOKENS;

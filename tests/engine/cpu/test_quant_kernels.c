@@ -295,11 +295,12 @@ END_TEST
 
 /* A set's 16-row tiles give each (row, token) the bits of its one-row dot of that token alone,
  * for every K type, lengths whose scale units fill one 16 × 16 transpose, part of one and
- * several, and token counts that end in every remainder of four. */
+ * several (and long enough rows that four, three and one tile are built at a time), and token
+ * counts that end in every remainder of four. */
 START_TEST(tiles_equal_single)
 {
     find_sets();
-    const int64_t ks[] = {256, 768, 1280, 4352};
+    const int64_t ks[] = {256, 768, 1280, 4352, 7168, 13056};
     for (int s = 1; s < n_sets; s++) {
         if (!sets[s]->tiles) continue;
         struct tp *tp = tp_create(1);
