@@ -115,8 +115,54 @@ static void tile_build(const struct qk_set *s, const struct weight *w, int64_t r
         for (int i = 0; i < 16; i++) t->d[16 * b + i] = rows[i].d[b], t->m[16 * b + i] = rows[i].m[b];
 }
 
+/* Super-block b's group-scaled code products for NT tokens (quants q[j]) into S: codes four to
+ * a lane times the token's four quants (dpbusd), each group of G summed, then times its lanes'
+ * scales (the low or high half of a scale pair). */
+static inline __attribute__((always_inline)) void t_codes(const struct tile *tl, const int32_t *const *q,
+                                                          int64_t b, const int NT, const int G, __m512i *S)
+{
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) S[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int h = 0; h < 8; h++) { /* codes [32h, 32h + 32): 16-groups 2h and 2h + 1 */
+        __m512i pr = _mm512_loadu_si512(tl->sc + 16 * (8 * b + h));
+        for (int g = 0; g < 32 / G; g++) {
+            __m512i gs[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) gs[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int i = 0; i < G / 4; i++) {
+                int64_t c = 64 * b + 8 * h + G / 4 * g + i;
+                __m512i u = _mm512_loadu_si512(tl->u + 16 * c);
+#pragma GCC unroll 4
+                for (int j = 0; j < NT; j++) gs[j] = _mm512_dpbusd_epi32(gs[j], u, _mm512_set1_epi32(q[j][c]));
+            }
+            __m512i sc = g == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pr, 16), 16) : _mm512_srai_epi32(pr, 16);
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) S[j] = _mm512_add_epi32(S[j], _mm512_mullo_epi32(gs[j], sc));
+        }
+    }
+}
+
+/* Σ_g p_g·bs_g over super-block b's 16-groups for NT tokens (their sums of 16, bs[j]) into X,
+ * p the tile's scale or min pairs: one dpwssd per pair of groups. */
+static inline __attribute__((always_inline)) void t_pairs(const uint32_t *pairs, const int32_t *const *bs,
+                                                          int64_t b, const int NT, __m512i *X)
+{
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) X[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int h = 0; h < 8; h++) {
+        __m512i pr = _mm512_loadu_si512(pairs + 16 * (8 * b + h));
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) X[j] = _mm512_dpwssd_epi32(X[j], pr, _mm512_set1_epi32(bs[j][8 * b + h]));
+    }
+}
+
 /* NT tokens from t0 against a tile of type SHIFT/MINS (G: codes per scale, 32 for Q4_K and
- * Q5_K whose 16-groups share theirs in pairs): token j's 16 results to y + j·ldy. */
+ * Q5_K whose 16-groups share theirs in pairs): per super-block S_b (t_codes, less the zero
+ * point 2^SHIFT·Σsc·bs) and M_b (t_pairs of the mins), settled in quant_avx512.c's float order;
+ * token j's 16 results to y + j·ldy. */
 static inline __attribute__((always_inline)) void t_dot(const struct tile *tl, const struct qk_act *a,
     int t0, const int NT, const int SHIFT, const int MINS, const int G, float *y, int64_t ldy)
 {
@@ -130,49 +176,13 @@ static inline __attribute__((always_inline)) void t_dot(const struct tile *tl, c
     }
     for (int64_t b = 0; b < nb; b++) {
         __m512i S[4], X[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) S[j] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int h = 0; h < 8; h++) { /* codes [32h, 32h + 32): 16-groups 2h and 2h + 1 */
-            __m512i pr = _mm512_loadu_si512(tl->sc + 16 * (8 * b + h));
-            for (int g = 0; g < 32 / G; g++) {
-                __m512i gs[4];
-#pragma GCC unroll 4
-                for (int j = 0; j < NT; j++) gs[j] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int i = 0; i < G / 4; i++) {
-                    int64_t c = 64 * b + 8 * h + G / 4 * g + i;
-                    __m512i u = _mm512_loadu_si512(tl->u + 16 * c);
-#pragma GCC unroll 4
-                    for (int j = 0; j < NT; j++) gs[j] = _mm512_dpbusd_epi32(gs[j], u, _mm512_set1_epi32(q[j][c]));
-                }
-                __m512i sc = g == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pr, 16), 16) : _mm512_srai_epi32(pr, 16);
-#pragma GCC unroll 4
-                for (int j = 0; j < NT; j++) S[j] = _mm512_add_epi32(S[j], _mm512_mullo_epi32(gs[j], sc));
-            }
-        }
+        t_codes(tl, q, b, NT, G, S);
         if (SHIFT >= 0) {
-#pragma GCC unroll 4
-            for (int j = 0; j < NT; j++) X[j] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int h = 0; h < 8; h++) {
-                __m512i pr = _mm512_loadu_si512(tl->sc + 16 * (8 * b + h));
-#pragma GCC unroll 4
-                for (int j = 0; j < NT; j++) X[j] = _mm512_dpwssd_epi32(X[j], pr, _mm512_set1_epi32(bs[j][8 * b + h]));
-            }
+            t_pairs(tl->sc, bs, b, NT, X);
 #pragma GCC unroll 4
             for (int j = 0; j < NT; j++) S[j] = _mm512_sub_epi32(S[j], _mm512_slli_epi32(X[j], SHIFT));
         }
-        if (MINS) {
-#pragma GCC unroll 4
-            for (int j = 0; j < NT; j++) X[j] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int h = 0; h < 8; h++) {
-                __m512i pr = _mm512_loadu_si512(tl->mn + 16 * (8 * b + h));
-#pragma GCC unroll 4
-                for (int j = 0; j < NT; j++) X[j] = _mm512_dpwssd_epi32(X[j], pr, _mm512_set1_epi32(bs[j][8 * b + h]));
-            }
-        }
+        if (MINS) t_pairs(tl->mn, bs, b, NT, X);
         __m512 dw = _mm512_loadu_ps(tl->d + 16 * b), mw = _mm512_loadu_ps(tl->m + 16 * b);
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) {
