@@ -297,13 +297,6 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
     for (int j = 0; j < NT; j++) y[j * ldy] = z_settled(NT, acc, j);
 }
 
-#define Z_NT(CALL)                                                                                 \
-    switch (nt - t) {                                                                              \
-    case 1: CALL(1); break;                                                                        \
-    case 2: CALL(2); break;                                                                        \
-    case 3: CALL(3); break;                                                                        \
-    default: CALL(4); break;                                                                       \
-    }
 
 static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
                         float *y, int64_t ldy)
@@ -318,13 +311,13 @@ static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk
 #define Q3_K(N) z_dot256_nt(row, DT_Q3_K, 0, a, t, N, 2, 0, yt, ldy)
 #define Q6_K(N) z_dot256_nt(row, DT_Q6_K, 0, a, t, N, 5, 0, yt, ldy)
         switch (wt) {
-        case DT_Q4_0: Z_NT(Q4_0) break;
-        case DT_Q5_0: Z_NT(Q5_0) break;
-        case DT_Q4_1: case DT_Q5_1: Z_NT(QMIN) break;
-        case DT_Q8_0: Z_NT(Q8_0) break;
-        case DT_Q3_K: Z_NT(Q3_K) break;
-        case DT_Q6_K: Z_NT(Q6_K) break;
-        default: Z_NT(KMIN) break; /* Q2_K, Q4_K, Q5_K */
+        case DT_Q4_0: QK_NT(nt - t, Q4_0) break;
+        case DT_Q5_0: QK_NT(nt - t, Q5_0) break;
+        case DT_Q4_1: case DT_Q5_1: QK_NT(nt - t, QMIN) break;
+        case DT_Q8_0: QK_NT(nt - t, Q8_0) break;
+        case DT_Q3_K: QK_NT(nt - t, Q3_K) break;
+        case DT_Q6_K: QK_NT(nt - t, Q6_K) break;
+        default: QK_NT(nt - t, KMIN) break; /* Q2_K, Q4_K, Q5_K */
         }
 #undef Q4_0
 #undef Q5_0
@@ -355,16 +348,16 @@ static void z_packed_row(const struct weight *w, const uint8_t *p, const struct 
 #define Q5_K(N) K(DT_Q5_K, -1, 1, N)
 #define Q6_K(N) K(DT_Q6_K, 5, 0, N)
         switch (w->dtype) {
-        case DT_Q4_0: Z_NT(Q4_0) break;
-        case DT_Q5_0: Z_NT(Q5_0) break;
-        case DT_Q4_1: Z_NT(Q4_1) break;
-        case DT_Q5_1: Z_NT(Q5_1) break;
-        case DT_Q8_0: Z_NT(Q8_0) break;
-        case DT_Q2_K: Z_NT(Q2_K) break;
-        case DT_Q3_K: Z_NT(Q3_K) break;
-        case DT_Q4_K: Z_NT(Q4_K) break;
-        case DT_Q5_K: Z_NT(Q5_K) break;
-        default: Z_NT(Q6_K) break;
+        case DT_Q4_0: QK_NT(nt - t, Q4_0) break;
+        case DT_Q5_0: QK_NT(nt - t, Q5_0) break;
+        case DT_Q4_1: QK_NT(nt - t, Q4_1) break;
+        case DT_Q5_1: QK_NT(nt - t, Q5_1) break;
+        case DT_Q8_0: QK_NT(nt - t, Q8_0) break;
+        case DT_Q2_K: QK_NT(nt - t, Q2_K) break;
+        case DT_Q3_K: QK_NT(nt - t, Q3_K) break;
+        case DT_Q4_K: QK_NT(nt - t, Q4_K) break;
+        case DT_Q5_K: QK_NT(nt - t, Q5_K) break;
+        default: QK_NT(nt - t, Q6_K) break;
         }
 #undef K
 #undef Q2_K

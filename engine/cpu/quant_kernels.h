@@ -90,6 +90,16 @@ struct qk_set {
     int tiles_min; /* batches of at least this many tokens take tiles */
 };
 
+/* For the kernel sets: CALL(N) with N the constant 1, 2, 3 or 4 (LEFT ≥ 4) tokens, so that
+ * each count gets a kernel specialised for it. */
+#define QK_NT(LEFT, CALL)                                                                          \
+    switch (LEFT) {                                                                                \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    default: CALL(4); break;                                                                       \
+    }
+
 /* The AVX-512 set's tiles (quant_tile512.c). */
 void qk_tiles512(const struct ops *o, int thread, const struct qk_set *s, const struct weight *w,
                  int64_t r0, int64_t r1, const struct qk_act *a, int n, float *y, int64_t ldy);

@@ -201,24 +201,16 @@ static void t_run(enum dtype T, const struct tile *tl, const struct qk_act *a, i
 {
     for (int t = t0; t < t1; t += 4) {
         float *yt = y + t * ldy;
-#define NT(CALL)                                                                                   \
-    switch (t1 - t) {                                                                              \
-    case 1: CALL(1); break;                                                                        \
-    case 2: CALL(2); break;                                                                        \
-    case 3: CALL(3); break;                                                                        \
-    default: CALL(4); break;                                                                       \
-    }
 #define MIN32(N) t_dot(tl, a, t, N, -1, 1, 32, yt, ldy)
 #define Q2_K(N) t_dot(tl, a, t, N, -1, 1, 16, yt, ldy)
 #define Q3_K(N) t_dot(tl, a, t, N, 2, 0, 16, yt, ldy)
 #define Q6_K(N) t_dot(tl, a, t, N, 5, 0, 16, yt, ldy)
         switch (T) {
-        case DT_Q2_K: NT(Q2_K) break;
-        case DT_Q3_K: NT(Q3_K) break;
-        case DT_Q6_K: NT(Q6_K) break;
-        default: NT(MIN32) break; /* Q4_K, Q5_K */
+        case DT_Q2_K: QK_NT(t1 - t, Q2_K) break;
+        case DT_Q3_K: QK_NT(t1 - t, Q3_K) break;
+        case DT_Q6_K: QK_NT(t1 - t, Q6_K) break;
+        default: QK_NT(t1 - t, MIN32) break; /* Q4_K, Q5_K */
         }
-#undef NT
 #undef MIN32
 #undef Q2_K
 #undef Q3_K
