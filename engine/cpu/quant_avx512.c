@@ -297,7 +297,6 @@ static inline __attribute__((always_inline)) void z_dot256_nt(const void *src, c
     for (int j = 0; j < NT; j++) y[j * ldy] = z_settled(NT, acc, j);
 }
 
-
 static void avx512q_dot(enum dtype wt, const struct qk_row *row, const struct qk_act *a, int nt,
                         float *y, int64_t ldy)
 {

@@ -15,8 +15,10 @@
  * In the 8-bit path a weight row is first unpacked once into codes u (one byte per value) plus its
  * scales, then dotted with every token of the batch, so a batch reads and unpacks each weight
  * once; for a few tokens the kernels skip the unpacked copy and dot straight from the blocks
- * (dot_packed), with the same results. Each (row, token) result is computed whole, in one fixed order, by one thread:
- * results do not depend on the batch, the tile or the thread count. */
+ * (dot_packed), with the same results, and for many tokens the AVX-512 set dots K-type rows 16 at
+ * a time, side by side (tiles, quant_tile512.c), again with the same results. Each (row, token)
+ * result is computed whole, in one fixed order, by one thread: results do not depend on the
+ * batch, the tile or the thread count. */
 #ifndef SEEKD_QUANT_KERNELS_H
 #define SEEKD_QUANT_KERNELS_H
 
