@@ -106,7 +106,7 @@ static void combine(struct fwd *f, const struct layer *L, int T, const float *ba
                      back + (size_t)tok_row[t * k + j] * D, (int)D);
     if (!f->c->n_shared_experts || !T) return;
     fwd_mlp(f, &L->sh_gate, &L->sh_up, &L->sh_down, f->xn, T, f->yg);
-    for (int t = 0; t < T; t++) cpu_axpy(f->out + (size_t)t * D, 1.0f, f->yg + (size_t)t * D, (int)D);
+    fwd_add_rows(f, NULL, NULL, f->yg, T);
 }
 
 int fwd_moe_ep(struct fwd *f, const struct layer *L, int T, struct err *e)
